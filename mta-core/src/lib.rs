@@ -1,0 +1,27 @@
+//! # mta-core
+//!
+//! The types every other `mta-*` crate shares, and the parsers they rest on:
+//!
+//! - [`Domain`]: case-insensitive domain names (RFC 5321 §2.4), trailing dot dropped.
+//! - [`Address`] and [`Envelope`]: envelope addresses in qmail's internal form
+//!   (`local@domain`, `""` for `<>`, `#@[]` for double bounces).
+//! - [`EnhancedStatus`] and [`DeliveryResult`]: RFC 3463 codes and qmail's K/Z/D outcomes.
+//! - [`path`]: RFC 5321 §4.1.2 `Reverse-path` / `Forward-path` parsing with the §4.5.3.1
+//!   size limits and RFC 6531 SMTPUTF8.
+//!
+//! ```
+//! use mta_core::{Address, Envelope};
+//! let env = Envelope::new(Address::null(), ["postmaster@example.com"]);
+//! assert!(env.sender.is_bounce_sender());
+//! ```
+
+#![forbid(unsafe_code)]
+
+mod domain;
+mod envelope;
+pub mod path;
+mod status;
+
+pub use domain::Domain;
+pub use envelope::{Address, Envelope};
+pub use status::{DeliveryResult, EnhancedStatus, ParseStatusError, StatusClass};
