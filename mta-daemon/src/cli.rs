@@ -1,0 +1,268 @@
+//! Command-line parsing: raw arguments into a [`Command`] (ripgrep's two-stage shape: parse
+//! flags here, resolve settings where each command runs).
+//!
+//! The interface is fixed by design.md:
+//!
+//! ```text
+//! mta [--root DIR] init [--hostname NAME]
+//! mta [--root DIR] serve
+//! mta [--root DIR] inject [-f SENDER] [-t] [-n] [-a|-h|-H|-A] [RCPT...]
+//! mta [--root DIR] sendmail [sendmail flags]      (also when invoked as `sendmail`/`mailq`)
+//! mta [--root DIR] queue stat|list|flush
+//! mta [--root DIR] check
+//! ```
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// A parsed command line.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Invocation {
+    /// `--root DIR`, if given (else `$MTA_ROOT`, else `./mta-root`).
+    pub root: Option<PathBuf>,
+    /// What to do.
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `init [--hostname NAME]`.
+    Init {
+        /// The host name to write into `me`, `locals` and `rcpthosts`.
+        hostname: Option<String>,
+    },
+    /// `serve`.
+    Serve,
+    /// `inject ...` (qmail-inject flags).
+    Inject(Vec<OsString>),
+    /// `sendmail ...` (the sendmail wrapper's flags).
+    Sendmail(Vec<OsString>),
+    /// `mailq` (argv0): same as `queue list`.
+    Mailq,
+    /// `queue stat|list|flush`.
+    Queue(QueueCommand),
+    /// `check`.
+    Check,
+    /// `--help` text for the named command (or the overview).
+    Help(&'static str),
+}
+
+/// `mta queue` subcommands.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum QueueCommand {
+    /// qmail-qstat.
+    Stat,
+    /// qmail-qread.
+    List,
+    /// qmail's SIGALRM: retry everything now, and forget downed hosts (qmail-tcpok).
+    Flush,
+}
+
+/// Overall usage text.
+pub const USAGE: &str = "\
+usage: mta [--root DIR] COMMAND [ARGS]
+
+commands:
+  init [--hostname NAME]   create DIR (idempotent; never overwrites a file)
+  serve                    SMTP + queue + deliveries; SIGTERM/SIGINT stop it cleanly
+  inject [-f SENDER] [-t] [RCPT...]
+                           queue the message on stdin (qmail-inject)
+  sendmail [FLAGS]         drop-in sendmail (also when invoked as `sendmail`)
+  queue stat|list|flush    qmail-qstat / qmail-qread output; flush retries now
+  check                    validate control files and users/assign
+
+DIR defaults to $MTA_ROOT, else ./mta-root. `mta COMMAND --help` for more.
+";
+
+const HELP_INIT: &str = "\
+usage: mta [--root DIR] init [--hostname NAME]
+
+Creates DIR/control (me, locals, rcpthosts containing NAME and localhost, databytes,
+listen, relayclients), DIR/users/assign, DIR/alias (with Maildir/ and a .qmail-default
+delivering to it) and DIR/queue. Existing files are never overwritten. NAME defaults to
+the machine's host name.
+";
+
+const HELP_SERVE: &str = "\
+usage: mta [--root DIR] serve
+
+Runs SMTP on every control/listen address (default 127.0.0.1:2525), the scheduler and the
+local and remote delivery pools in one process. Logs one line per event on stderr in
+qmail-send's vocabulary. Creates DIR with `init` first if it does not exist.
+SIGTERM/SIGINT stop accepting, finish in-flight work and exit 0.
+";
+
+const HELP_INJECT: &str = "\
+usage: mta [--root DIR] inject [-nNaAhHt] [-f SENDER] [--] [RCPT...]
+
+Reads a message on stdin, adds Date, Message-ID and From when missing (qmail-inject),
+removes Bcc, and queues it. Recipients: -a arguments only, -h header only, -H both,
+-A (default) arguments if any, else header; -t is -h. -n prints instead of queueing.
+Exit: 0 queued, 100 permanent error, 111 temporary error.
+";
+
+const HELP_SENDMAIL: &str = "\
+usage: mta [--root DIR] sendmail [-t] [-f SENDER] [-F NAME] [-i] [-oi] [-bs] [-bp] [RCPT...]
+
+qmail's sendmail wrapper: -t takes recipients from the header, -f sets the envelope sender,
+-F the full name, -bs speaks SMTP on stdin/stdout, -bp lists the queue. -i, -oi and the
+other -o, -v, -m, -x, -e, -p, -B, -E, -J flags are ignored; -q and other -b are refused.
+";
+
+const HELP_QUEUE: &str = "\
+usage: mta [--root DIR] queue stat|list|flush
+
+stat   qmail-qstat's two lines
+list   qmail-qread's listing: date, id, size, sender, then each recipient
+flush  retry every deferred delivery now and forget downed hosts (qmail's SIGALRM + tcpok)
+";
+
+const HELP_CHECK: &str = "\
+usage: mta [--root DIR] check
+
+Validates DIR/control and DIR/users/assign; prints FILE:LINE: error lines and exits 1 on
+any error, 0 when everything parses.
+";
+
+/// A usage error: the message for stderr (exit code 1).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+/// Parses `argv` (including argv\[0\]).
+///
+/// # Errors
+/// [`UsageError`] for unknown commands or flags.
+pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
+    let argv0 = argv
+        .first()
+        .map(|a| {
+            PathBuf::from(a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .unwrap_or_default();
+    let rest = argv.get(1..).unwrap_or_default();
+    if argv0 == "sendmail" {
+        return Ok(Invocation {
+            root: None,
+            command: Command::Sendmail(rest.to_vec()),
+        });
+    }
+    if argv0 == "mailq" {
+        return Ok(Invocation {
+            root: None,
+            command: Command::Mailq,
+        });
+    }
+    let mut root = None;
+    let mut i = 0;
+    while i < rest.len() {
+        let a = rest[i].to_string_lossy();
+        if a == "--root" {
+            let dir = rest
+                .get(i + 1)
+                .ok_or_else(|| UsageError("--root needs a directory".into()))?;
+            root = Some(PathBuf::from(dir));
+            i += 2;
+        } else if let Some(dir) = a.strip_prefix("--root=") {
+            root = Some(PathBuf::from(dir));
+            i += 1;
+        } else if a == "--help" || a == "-h" || a == "help" {
+            return Ok(Invocation {
+                root,
+                command: Command::Help(USAGE),
+            });
+        } else {
+            break;
+        }
+    }
+    let Some(name) = rest.get(i) else {
+        return Err(UsageError(USAGE.to_owned()));
+    };
+    let args = &rest[i + 1..];
+    let wants_help = args.iter().any(|a| a == "--help");
+    let name = name.to_string_lossy();
+    let command = match name.as_ref() {
+        "init" if wants_help => Command::Help(HELP_INIT),
+        "init" => parse_init(args)?,
+        "serve" if wants_help => Command::Help(HELP_SERVE),
+        "serve" if args.is_empty() => Command::Serve,
+        "inject" if wants_help => Command::Help(HELP_INJECT),
+        "inject" => Command::Inject(args.to_vec()),
+        "sendmail" if wants_help => Command::Help(HELP_SENDMAIL),
+        "sendmail" => Command::Sendmail(args.to_vec()),
+        "queue" if wants_help => Command::Help(HELP_QUEUE),
+        "queue" => match args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>()[..] {
+            [ref s] if s == "stat" => Command::Queue(QueueCommand::Stat),
+            [ref s] if s == "list" => Command::Queue(QueueCommand::List),
+            [ref s] if s == "flush" => Command::Queue(QueueCommand::Flush),
+            _ => return Err(UsageError(HELP_QUEUE.to_owned())),
+        },
+        "check" if wants_help => Command::Help(HELP_CHECK),
+        "check" if args.is_empty() => Command::Check,
+        other => {
+            return Err(UsageError(format!(
+                "mta: unknown command or arguments: {other}\n{USAGE}"
+            )));
+        }
+    };
+    Ok(Invocation { root, command })
+}
+
+fn parse_init(args: &[OsString]) -> Result<Command, UsageError> {
+    let mut hostname = None;
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if a == "--hostname" {
+            let h = args
+                .get(i + 1)
+                .ok_or_else(|| UsageError("--hostname needs a name".into()))?;
+            hostname = Some(h.to_string_lossy().into_owned());
+            i += 2;
+        } else if let Some(h) = a.strip_prefix("--hostname=") {
+            hostname = Some(h.to_owned());
+            i += 1;
+        } else {
+            return Err(UsageError(HELP_INIT.to_owned()));
+        }
+    }
+    Ok(Command::Init { hostname })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Invocation, UsageError> {
+        parse(&args.iter().map(OsString::from).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn commands() {
+        assert_eq!(p(&["mta", "serve"]).unwrap().command, Command::Serve);
+        let inv = p(&["mta", "--root", "/x", "queue", "stat"]).unwrap();
+        assert_eq!(inv.root, Some(PathBuf::from("/x")));
+        assert_eq!(inv.command, Command::Queue(QueueCommand::Stat));
+        assert_eq!(
+            p(&["mta", "init", "--hostname", "mx.example"]).unwrap().command,
+            Command::Init {
+                hostname: Some("mx.example".into())
+            }
+        );
+        assert!(matches!(
+            p(&["/usr/sbin/sendmail", "-t"]).unwrap().command,
+            Command::Sendmail(_)
+        ));
+        assert!(matches!(
+            p(&["mta", "check", "--help"]).unwrap().command,
+            Command::Help(_)
+        ));
+        assert!(p(&["mta", "frobnicate"]).is_err());
+        assert!(p(&["mta"]).is_err());
+        assert!(p(&["mta", "queue", "purge"]).is_err());
+    }
+}
