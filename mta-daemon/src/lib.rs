@@ -6,7 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod inject;
+pub mod log;
 pub mod root;
+pub mod sendmail;
+pub mod trigger;
 
 use std::ffi::OsString;
 

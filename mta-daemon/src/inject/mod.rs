@@ -1,0 +1,1 @@
+//! `mta inject` (qmail-inject). Being written.

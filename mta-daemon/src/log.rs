@@ -1,0 +1,86 @@
+//! The log: one line per event on stderr, in qmail-send's vocabulary (qmail-log.5).
+//!
+//! Each line starts with a UTC timestamp (`2026-11-29 04:13:48.123456`), then the event
+//! text: `new msg 1a2b`, `info msg 1a2b: bytes 2048 from <a@b> qp 0 uid 0`,
+//! `starting delivery 7: msg 1a2b to local joe@example.org`, `delivery 7: success: did_1+0+0/`,
+//! `end msg 1a2b`, `bounce msg 1a2b qp 0`, `status: local 1/10 remote 0/20`.
+//!
+//! Addresses and report texts go through [`safe`], qmail's "logsafe": a newline becomes
+//! `/`, and bytes below 33 or above 126 and `%` become `_`, so no attacker byte can split or
+//! forge a log line.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Writes one log line (timestamp + `text` + newline) to stderr in a single write.
+pub fn line(text: &str) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut buf = timestamp(now.as_secs(), now.subsec_micros());
+    buf.push(' ');
+    buf.push_str(text);
+    buf.push('\n');
+    let stderr = std::io::stderr();
+    let mut lock = stderr.lock();
+    // A log that cannot be written must not stop mail delivery: the error is dropped.
+    let _ = lock.write_all(buf.as_bytes());
+}
+
+/// qmail's logsafe: `\n` → `/`; bytes < 33, > 126 and `%` → `_`.
+pub fn safe(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&b| match b {
+            b'\n' => '/',
+            b'%' => '_',
+            33..=126 => b as char,
+            _ => '_',
+        })
+        .collect()
+}
+
+/// `YYYY-MM-DD HH:MM:SS.uuuuuu` in UTC.
+pub fn timestamp(secs: u64, micros: u32) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{micros:06}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's days-to-civil conversion (proleptic Gregorian).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logsafe_like_qmail() {
+        assert_eq!(safe(b"did 1+0+0\n"), "did_1+0+0/");
+        assert_eq!(safe(b"a%b\r\x00\xff"), "a_b___");
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(timestamp(0, 0), "1970-01-01 00:00:00.000000");
+        assert_eq!(timestamp(1795925628, 5), "2026-11-29 04:13:48.000005");
+        assert_eq!(timestamp(951_782_400, 0), "2000-02-29 00:00:00.000000");
+    }
+}

@@ -1,0 +1,1 @@
+//! `mta sendmail` (qmail's sendmail wrapper). Being written.

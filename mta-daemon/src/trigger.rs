@@ -1,0 +1,121 @@
+//! The trigger: a FIFO in the queue directory that wakes a running `mta serve`, as qmail's
+//! `lock/trigger` woke qmail-send.
+//!
+//! `mta inject` and `mta sendmail` pull it after their enqueue commits ([`Pull::NewMail`]);
+//! `mta queue flush` pulls it to ask for an immediate retry of everything ([`Pull::Flush`],
+//! qmail's SIGALRM plus qmail-tcpok). Pulling never blocks and never fails the caller: with no
+//! server running, there is nobody to wake, and the next `serve` scans the queue anyway.
+
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use rustix::fs::{FileType, Mode};
+
+/// What a pull asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pull {
+    /// New messages were committed: scan for them.
+    NewMail,
+    /// Retry every deferred delivery now and forget downed hosts.
+    Flush,
+}
+
+impl Pull {
+    fn byte(self) -> u8 {
+        match self {
+            Pull::NewMail => b'n',
+            Pull::Flush => b'f',
+        }
+    }
+}
+
+/// Creates the FIFO if it does not exist.
+///
+/// # Errors
+/// I/O errors from `mknod`, other than "already exists".
+pub fn create(path: &Path) -> io::Result<()> {
+    match rustix::fs::mknodat(
+        rustix::fs::CWD,
+        path,
+        FileType::Fifo,
+        Mode::from_raw_mode(0o622),
+        0,
+    ) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::EXIST => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Pulls the trigger: writes one byte without blocking. Errors (no FIFO, no reader, full
+/// pipe) are ignored, as qmail-queue ignored them: the server rescans on start and on a timer.
+pub fn pull(path: &Path, what: Pull) {
+    if let Ok(mut f) = OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+    {
+        // Ignored on purpose: see the function docs.
+        let _ = f.write_all(&[what.byte()]);
+    }
+}
+
+/// The server's end: blocking reads of pulls.
+#[derive(Debug)]
+pub struct Listener {
+    fifo: std::fs::File,
+}
+
+impl Listener {
+    /// Opens the FIFO read-write, so it never reports end-of-file when writers come and go.
+    ///
+    /// # Errors
+    /// I/O errors creating or opening the FIFO.
+    pub fn open(path: &Path) -> io::Result<Listener> {
+        create(path)?;
+        let fifo = OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Listener { fifo })
+    }
+
+    /// Blocks until at least one pull arrives; returns whether any asked for a flush.
+    ///
+    /// # Errors
+    /// I/O errors reading the FIFO.
+    pub fn wait(&mut self) -> io::Result<Pull> {
+        let mut buf = [0u8; 64];
+        loop {
+            let n = self.fifo.read(&mut buf)?;
+            if n == 0 {
+                continue;
+            }
+            return Ok(if buf[..n].contains(&b'f') {
+                Pull::Flush
+            } else {
+                Pull::NewMail
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pull_without_listener_is_harmless_and_listener_sees_pulls() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("trigger");
+        pull(&p, Pull::NewMail); // no FIFO yet
+        create(&p).unwrap();
+        pull(&p, Pull::NewMail); // FIFO, no reader
+        let mut l = Listener::open(&p).unwrap();
+        pull(&p, Pull::NewMail);
+        assert_eq!(l.wait().unwrap(), Pull::NewMail);
+        pull(&p, Pull::NewMail);
+        pull(&p, Pull::Flush);
+        assert_eq!(l.wait().unwrap(), Pull::Flush);
+    }
+}

@@ -1,0 +1,1 @@
+//! inject/sendmail tests (being written).
