@@ -1,0 +1,7 @@
+//! Integration tests for mta-core: one binary, one module per topic.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+mod integration {
+    mod data;
+    mod path;
+}
