@@ -6,6 +6,7 @@
 //! - [`Address`] and [`Envelope`]: envelope addresses in qmail's internal form
 //!   (`local@domain`, `""` for `<>`, `#@[]` for double bounces).
 //! - [`EnhancedStatus`] and [`DeliveryResult`]: RFC 3463 codes and qmail's K/Z/D outcomes.
+//! - [`date`]: RFC 5322 §3.3 dates and qmail's `date822fmt`/`myctime`, from plain numbers.
 //! - [`path`]: RFC 5321 §4.1.2 `Reverse-path` / `Forward-path` parsing with the §4.5.3.1
 //!   size limits and RFC 6531 SMTPUTF8.
 //!
@@ -17,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod date;
 mod domain;
 mod envelope;
 pub mod path;

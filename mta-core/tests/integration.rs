@@ -3,5 +3,6 @@
 
 mod integration {
     mod data;
+    mod date;
     mod path;
 }
