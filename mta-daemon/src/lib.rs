@@ -6,8 +6,11 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod frame;
 pub mod inject;
 pub mod log;
+pub mod privs;
+pub mod qread;
 pub mod root;
 pub mod sendmail;
 pub mod trigger;

@@ -1,0 +1,113 @@
+//! Privileges: who runs what when `mta serve` is started as root.
+//!
+//! qmail split itself across uids (qmaild for SMTP, qmailq for the queue, root only in
+//! qmail-lspawn to become each user). We keep the same separation with two mechanisms, both
+//! without `unsafe`:
+//!
+//! - **SMTP session threads** call [`drop_thread`] right after they start: on Linux, uids
+//!   and gids are per-thread at the kernel level, so `setresuid`/`setresgid`/`setgroups` on
+//!   the session thread (rustix's `set_thread_*`) leaves that thread unable to regain root
+//!   while the scheduler keeps its privileges. Sessions therefore parse attacker input as the
+//!   unprivileged queue owner.
+//! - **Local deliveries** run in a child process created with
+//!   `std::os::unix::process::CommandExt::{uid, gid}` (std also clears the supplementary
+//!   groups), as qmail-lspawn did; a target uid of 0 is refused with a deferral.
+//!
+//! When not started as root, nothing changes uid: every delivery runs as the current user.
+
+use std::io;
+use std::path::Path;
+
+/// A system account from the passwd file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// Login name.
+    pub name: String,
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+    /// Home directory.
+    pub home: String,
+}
+
+/// Looks `name` up in a passwd-format file (`/etc/passwd` in production).
+pub fn lookup_account(passwd: &Path, name: &str) -> Option<Account> {
+    let text = std::fs::read_to_string(passwd).ok()?;
+    text.lines().find_map(|line| {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() < 7 || f[0] != name {
+            return None;
+        }
+        Some(Account {
+            name: f[0].to_owned(),
+            uid: f[2].parse().ok()?,
+            gid: f[3].parse().ok()?,
+            home: f[5].to_owned(),
+        })
+    })
+}
+
+/// The unprivileged account the daemon uses for SMTP sessions and the alias user when run as
+/// root: `alias` if the system has one (qmail's convention), else `nobody`.
+pub fn unprivileged_account(passwd: &Path) -> Option<Account> {
+    lookup_account(passwd, "alias").or_else(|| lookup_account(passwd, "nobody"))
+}
+
+/// True when the process runs with effective uid 0.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Drops the calling thread (only) to `uid`/`gid` with no supplementary groups.
+///
+/// # Errors
+/// The errno of the failed `setgroups`/`setresgid`/`setresuid`.
+pub fn drop_thread(uid: u32, gid: u32) -> io::Result<()> {
+    use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
+    let g = rustix::process::Gid::from_raw(gid);
+    let u = rustix::process::Uid::from_raw(uid);
+    set_thread_groups(&[])?;
+    set_thread_res_gid(g, g, g)?;
+    set_thread_res_uid(u, u, u)?;
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwd_lookup() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("passwd");
+        std::fs::write(
+            &p,
+            "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\nbad line\n",
+        )
+        .unwrap();
+        let n = lookup_account(&p, "nobody").unwrap();
+        assert_eq!((n.uid, n.gid, n.home.as_str()), (65534, 65534, "/nonexistent"));
+        assert_eq!(unprivileged_account(&p).unwrap().name, "nobody");
+        assert!(lookup_account(&p, "alias").is_none());
+    }
+
+    #[test]
+    fn dropped_thread_cannot_regain_root() {
+        if !is_root() {
+            return; // needs root; CI runs as root
+        }
+        let h = std::thread::spawn(|| {
+            drop_thread(65534, 65534).unwrap();
+            let uid = rustix::process::geteuid().as_raw();
+            let regain = drop_thread(0, 0).is_err();
+            (uid, regain)
+        });
+        let (uid, refused) = h.join().unwrap();
+        assert_eq!(uid, 65534);
+        assert!(refused);
+        // The rest of the process keeps its privileges.
+        assert!(is_root());
+    }
+}
