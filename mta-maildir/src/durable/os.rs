@@ -1,0 +1,175 @@
+//! [`Fs`] on the real filesystem: rustix `*at` calls relative to open directory descriptors.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{self as rfs, AtFlags, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::Fs;
+
+/// The operating system's filesystem (the default [`Fs`] of every delivery type).
+///
+/// Directories are opened with `O_DIRECTORY`, files relative to them with `openat`, and every
+/// change goes through `linkat`, `renameat` and `unlinkat` on those descriptors, so a
+/// directory renamed mid-delivery cannot redirect the write. `fsync` is `F_FULLFSYNC` on
+/// Apple platforms, where plain `fsync` does not reach the disk.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsFs;
+
+fn sync(fd: &OwnedFd) -> io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    {
+        rfs::fcntl_fullfsync(fd)?;
+    }
+    #[cfg(not(target_vendor = "apple"))]
+    {
+        rfs::fsync(fd)?;
+    }
+    Ok(())
+}
+
+fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(Errno::INTR) => {}
+            other => return other.map_err(io::Error::from),
+        }
+    }
+}
+
+impl Fs for OsFs {
+    type Dir = OwnedFd;
+    type File = OwnedFd;
+
+    fn open_dir(&self, path: &Path) -> io::Result<OwnedFd> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        retry(|| rfs::open(path, flags, Mode::empty()))
+    }
+
+    fn make_dir(&self, parent: &OwnedFd, name: &str) -> io::Result<()> {
+        retry(|| rfs::mkdirat(parent, name, Mode::from_raw_mode(0o700)))
+    }
+
+    fn create_new(&self, dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        retry(|| rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600)))
+    }
+
+    fn open_append(&self, dir: &OwnedFd, name: &str) -> io::Result<(OwnedFd, bool)> {
+        // A user's mbox may be a symlink (qmail-local follows it), so no O_NOFOLLOW here.
+        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC;
+        loop {
+            match retry(|| rfs::openat(dir, name, flags, Mode::empty())) {
+                Ok(fd) => return Ok((fd, false)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            let create = flags | OFlags::CREATE | OFlags::EXCL;
+            match retry(|| rfs::openat(dir, name, create, Mode::from_raw_mode(0o600))) {
+                Ok(fd) => return Ok((fd, true)),
+                // Another writer created it between the two opens: open theirs.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn open_read(&self, dir: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+        retry(|| rfs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()))
+    }
+
+    fn read(&self, file: &mut OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+        retry(|| rustix::io::read(&*file, &mut *buf))
+    }
+
+    fn write_all(&self, file: &mut OwnedFd, mut data: &[u8]) -> io::Result<()> {
+        while !data.is_empty() {
+            let n = retry(|| rustix::io::write(&*file, data))?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            data = &data[n..];
+        }
+        Ok(())
+    }
+
+    fn len(&self, file: &OwnedFd) -> io::Result<u64> {
+        Ok(rfs::fstat(file)?.st_size as u64)
+    }
+
+    /// `flock(LOCK_EX|LOCK_NB)` (qmail-local's `lock_ex`), then a POSIX `fcntl` write lock on
+    /// the whole file (what Python's `mailbox.mbox` and procmail-style readers take). If the
+    /// second is held elsewhere the first is released again.
+    fn try_lock(&self, file: &OwnedFd) -> io::Result<bool> {
+        match rfs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        match rfs::fcntl_lock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                rfs::flock(file, FlockOperation::Unlock)?;
+                if e == Errno::AGAIN || e == Errno::ACCESS {
+                    Ok(false)
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
+    fn set_len(&self, file: &OwnedFd, len: u64) -> io::Result<()> {
+        retry(|| rfs::ftruncate(file, len))
+    }
+
+    fn sync_file(&self, file: &OwnedFd) -> io::Result<()> {
+        sync(file)
+    }
+
+    fn sync_dir(&self, dir: &OwnedFd) -> io::Result<()> {
+        sync(dir)
+    }
+
+    fn link(&self, from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> io::Result<()> {
+        retry(|| rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty()))
+    }
+
+    fn rename(&self, from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> io::Result<()> {
+        retry(|| rfs::renameat(from_dir, from, to_dir, to))
+    }
+
+    fn unlink(&self, dir: &OwnedFd, name: &str) -> io::Result<()> {
+        retry(|| rfs::unlinkat(dir, name, AtFlags::empty()))
+    }
+
+    fn list(&self, dir: &OwnedFd) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        let mut reader = rfs::Dir::read_from(dir)?;
+        while let Some(entry) = reader.read() {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().to_str() else {
+                continue;
+            };
+            if name != "." && name != ".." {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    fn accessed(&self, dir: &OwnedFd, name: &str) -> io::Result<SystemTime> {
+        let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)?;
+        let secs = st.st_atime as i64;
+        let nanos = st.st_atime_nsec as u32;
+        Ok(if secs >= 0 {
+            UNIX_EPOCH + Duration::new(secs as u64, nanos)
+        } else {
+            UNIX_EPOCH
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! Batched fan-out: one message into many maildirs with one data fsync.
+
+use std::io::{self, Read};
+
+use crate::durable::{self, Fs};
+use crate::error::{DeliverError, DeliverStep};
+use crate::maildir::{Maildir, create_unique};
+use crate::name::{DeliveredName, unique_name};
+
+/// How many targets are linked before their `new/` directories are synced, bounding the
+/// number of directory descriptors held open at once.
+const CHUNK: usize = 256;
+
+/// Delivers the same bytes (`prefix_headers` then `message`) into every maildir of
+/// `maildirs`, returning one result per target, in order.
+///
+/// A single [`Maildir::deliver`] costs two fsyncs (file data, then `new/`). Here the message
+/// is written once into the first maildir's `tmp/` and its data synced once; then it is
+/// hard-linked into each target's `new/` and each `new/` is synced once. For N targets that
+/// is N + 1 fsyncs instead of 2N, no extra copies of the data, and on a journalling
+/// filesystem the first directory sync commits the links of the whole chunk, so the others
+/// are cheap. When a link fails with `EXDEV` (the target is on another filesystem) the
+/// message is copied into that target's `tmp/`, synced, and linked from there. The `tmp/`
+/// name is unlinked at the end. Each target's result is `Ok` only after its `new/` is
+/// durable; a crash leaves each target with nothing or the complete message.
+///
+/// **Per-recipient headers.** qmail-local writes a `Delivered-To:` line per recipient, which
+/// makes the bytes differ per target, and hard links can only share identical bytes. So
+/// this function takes one prefix for all targets: use it for a list fan-out where the
+/// shared prefix (say the list's own `Delivered-To:`) is enough, and call
+/// [`Maildir::deliver`] per target when each needs its own prefix, at two fsyncs each.
+/// Hard links also mean a reader that edits a message file in place would change it in
+/// every maildir; maildir readers rename, never rewrite, so this is safe in practice.
+///
+/// # Errors
+/// Per target, a [`DeliverError`] naming the failed step. A failure before the links
+/// (creating, writing or syncing the shared file) is reported for every target.
+pub fn deliver_many<F: Fs>(
+    maildirs: &[&Maildir<F>],
+    prefix_headers: &[u8],
+    message: impl Read,
+) -> Vec<Result<DeliveredName, DeliverError>> {
+    let Some(first) = maildirs.first() else {
+        return Vec::new();
+    };
+    let fs = first.fs();
+    let all_fail = |e: DeliverError| maildirs.iter().map(|_| Err(e.duplicate())).collect();
+    let src_tmp = match first.open_sub("tmp") {
+        Ok(d) => d,
+        Err(e) => return all_fail(DeliverError::new(DeliverStep::OpenDir, e)),
+    };
+    let (mut file, src_name) = match create_unique(fs, &src_tmp) {
+        Ok(x) => x,
+        Err(e) => return all_fail(e),
+    };
+    if let Err((step, e)) = durable::write_synced(fs, &mut file, prefix_headers, message) {
+        // Best effort: the write error is what the caller needs; a leftover is cleaned later.
+        let _ = durable::remove_unsynced(fs, &src_tmp, &src_name);
+        return all_fail(DeliverError::new(step, e));
+    }
+    drop(file);
+    let mut results = Vec::with_capacity(maildirs.len());
+    for chunk in maildirs.chunks(CHUNK) {
+        let linked: Vec<_> = chunk
+            .iter()
+            .map(|md| link_one(fs, md, &src_tmp, &src_name))
+            .collect();
+        for item in linked {
+            results.push(item.and_then(|p| p.finish(fs)));
+        }
+    }
+    // As in Maildir::deliver: a leftover tmp/ name is harmless and cleaned after 36 hours.
+    let _ = durable::remove_unsynced(fs, &src_tmp, &src_name);
+    results
+}
+
+/// A message linked into a target's `new/` whose directory is not yet synced.
+struct Pending<F: Fs> {
+    new: F::Dir,
+    name: String,
+    /// The target's own `tmp/` copy, when the message had to be copied (`EXDEV`).
+    copy: Option<(F::Dir, String)>,
+}
+
+impl<F: Fs> Pending<F> {
+    fn finish(self, fs: &F) -> Result<DeliveredName, DeliverError> {
+        let synced = durable::sync_dir(fs, &self.new);
+        if synced.is_err() {
+            // Same reasoning as Maildir::deliver: take back a name not known durable.
+            let _ = durable::remove_unsynced(fs, &self.new, &self.name);
+        }
+        if let Some((tmp, name)) = &self.copy {
+            let _ = durable::remove_unsynced(fs, tmp, name);
+        }
+        synced
+            .map(|()| DeliveredName::new(self.name))
+            .map_err(|e| DeliverError::new(DeliverStep::SyncNew, e))
+    }
+}
+
+fn link_one<F: Fs>(
+    fs: &F,
+    md: &Maildir<F>,
+    src_tmp: &F::Dir,
+    src_name: &str,
+) -> Result<Pending<F>, DeliverError> {
+    let new = md
+        .open_sub("new")
+        .map_err(|e| DeliverError::new(DeliverStep::OpenDir, e))?;
+    match durable::publish_by_link(fs, src_tmp, src_name, &new, unique_name) {
+        Ok(name) => Ok(Pending {
+            new,
+            name,
+            copy: None,
+        }),
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
+            let tmp = md
+                .open_sub("tmp")
+                .map_err(|e| DeliverError::new(DeliverStep::OpenDir, e))?;
+            let copy_name = unique_name();
+            durable::copy_synced(fs, src_tmp, src_name, &tmp, &copy_name)
+                .map_err(|e| DeliverError::new(DeliverStep::Copy, e))?;
+            match durable::publish_by_link(fs, &tmp, &copy_name, &new, unique_name) {
+                Ok(name) => Ok(Pending {
+                    new,
+                    name,
+                    copy: Some((tmp, copy_name)),
+                }),
+                Err(e) => {
+                    let _ = durable::remove_unsynced(fs, &tmp, &copy_name);
+                    Err(DeliverError::new(DeliverStep::Link, e))
+                }
+            }
+        }
+        Err(e) => Err(DeliverError::new(DeliverStep::Link, e)),
+    }
+}

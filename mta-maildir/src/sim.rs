@@ -1,0 +1,550 @@
+//! [`PowerLossFs`]: an in-memory [`Fs`] that models what survives power loss.
+//!
+//! A test aid shipped with the library (as smoltcp ships its fault injector), so the
+//! crate's own tests and callers' tests can prove the order of fsyncs.
+//!
+//! The model keeps, for every file, its current bytes and the bytes at its last
+//! [`sync_file`](Fs::sync_file); and for every directory, its current entries and the entries
+//! at its last [`sync_dir`](Fs::sync_dir). File data and directory entries are independent:
+//! syncing a file does not make its name durable, and syncing a directory does not make the
+//! data of the files it names durable. After a simulated crash,
+//! [`crash_images`](PowerLossFs::crash_images) enumerates the states a real filesystem may
+//! come back in: each directory that changed since its last sync comes back either as synced
+//! or with all its changes, and file data either as synced or with all writes. Each
+//! directory is treated independently, which is stricter than journalling filesystems for
+//! `rename` (they keep both halves or neither), so tests of the rename path should not
+//! rely on this model.
+//!
+//! Operations are numbered from 1 in the order they run. [`crash_after`](PowerLossFs::crash_after)
+//! makes every operation after the n-th fail, as if the machine stopped there;
+//! [`fail_op`](PowerLossFs::fail_op) makes only one operation fail with `EIO` so error paths
+//! can be checked. [`trace`](PowerLossFs::trace) lists what ran.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Component, Path};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use crate::durable::Fs;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Node {
+    File(usize),
+    Dir(usize),
+}
+
+#[derive(Debug, Clone)]
+struct DirNode {
+    entries: BTreeMap<String, Node>,
+    durable: BTreeMap<String, Node>,
+    dev: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Inode {
+    data: Vec<u8>,
+    durable: Vec<u8>,
+    atime: SystemTime,
+}
+
+#[derive(Debug, Clone)]
+struct State {
+    dirs: Vec<DirNode>,
+    inodes: Vec<Inode>,
+    ops: u64,
+    crash_after: Option<u64>,
+    fail_op: Option<u64>,
+    trace: Vec<String>,
+    now: SystemTime,
+    devs: u32,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        let root = DirNode {
+            entries: BTreeMap::new(),
+            durable: BTreeMap::new(),
+            dev: 0,
+        };
+        Self {
+            dirs: vec![root],
+            inodes: Vec::new(),
+            ops: 0,
+            crash_after: None,
+            fail_op: None,
+            trace: Vec::new(),
+            now: SystemTime::UNIX_EPOCH,
+            devs: 0,
+        }
+    }
+}
+
+/// An open file of a [`PowerLossFs`].
+#[derive(Debug)]
+pub struct SimFile {
+    ino: usize,
+    append: bool,
+    pos: usize,
+}
+
+/// The in-memory power-loss model; cloning shares the same filesystem.
+#[derive(Debug, Clone, Default)]
+pub struct PowerLossFs {
+    state: Arc<Mutex<State>>,
+}
+
+fn lost_power() -> io::Error {
+    io::Error::other("simulated power loss")
+}
+
+impl State {
+    fn crashed(&self) -> bool {
+        self.crash_after.is_some_and(|n| self.ops >= n)
+    }
+
+    /// Counts one operation and decides whether it may run.
+    fn begin(&mut self, what: String) -> io::Result<()> {
+        if self.crashed() {
+            return Err(lost_power());
+        }
+        self.ops += 1;
+        if self.fail_op == Some(self.ops) {
+            self.trace.push(format!("{what} (failed)"));
+            return Err(io::Error::from_raw_os_error(5));
+        }
+        self.trace.push(what);
+        Ok(())
+    }
+
+    fn resolve(&self, path: &Path) -> io::Result<usize> {
+        let mut dir = 0;
+        for c in path.components() {
+            match c {
+                Component::RootDir | Component::CurDir => {}
+                Component::Normal(n) => {
+                    let n = n.to_str().ok_or(io::ErrorKind::InvalidInput)?;
+                    match self.dirs[dir].entries.get(n) {
+                        Some(Node::Dir(d)) => dir = *d,
+                        Some(Node::File(_)) => return Err(io::ErrorKind::NotADirectory.into()),
+                        None => return Err(io::ErrorKind::NotFound.into()),
+                    }
+                }
+                _ => return Err(io::ErrorKind::InvalidInput.into()),
+            }
+        }
+        Ok(dir)
+    }
+
+    fn file(&self, dir: usize, name: &str) -> io::Result<usize> {
+        match self.dirs[dir].entries.get(name) {
+            Some(Node::File(i)) => Ok(*i),
+            Some(Node::Dir(_)) => Err(io::ErrorKind::IsADirectory.into()),
+            None => Err(io::ErrorKind::NotFound.into()),
+        }
+    }
+
+    fn new_inode(&mut self) -> usize {
+        let atime = self.now;
+        self.inodes.push(Inode {
+            data: Vec::new(),
+            durable: Vec::new(),
+            atime,
+        });
+        self.inodes.len() - 1
+    }
+}
+
+impl PowerLossFs {
+    /// An empty filesystem holding only `/`.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in another test thread poisons nothing we rely on: take the state anyway.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Creates `path` and its parents, durably, without counting operations (test setup).
+    ///
+    /// # Errors
+    /// `NotADirectory` when a component is a file.
+    pub fn create_dir_all(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.lock();
+        let mut dir = 0;
+        for c in path.components() {
+            let Component::Normal(n) = c else { continue };
+            let n = n.to_str().ok_or(io::ErrorKind::InvalidInput)?.to_owned();
+            dir = match st.dirs[dir].entries.get(&n) {
+                Some(Node::Dir(d)) => *d,
+                Some(Node::File(_)) => return Err(io::ErrorKind::NotADirectory.into()),
+                None => {
+                    let dev = st.dirs[dir].dev;
+                    let id = st.dirs.len();
+                    st.dirs.push(DirNode {
+                        entries: BTreeMap::new(),
+                        durable: BTreeMap::new(),
+                        dev,
+                    });
+                    st.dirs[dir].entries.insert(n.clone(), Node::Dir(id));
+                    st.dirs[dir].durable.insert(n, Node::Dir(id));
+                    id
+                }
+            };
+        }
+        Ok(())
+    }
+
+    /// Makes the existing directory `path` a separate filesystem: links from or to it fail
+    /// with `EXDEV`. Directories created inside it later belong to it.
+    ///
+    /// # Errors
+    /// `NotFound` when `path` is not a directory.
+    pub fn mount(&self, path: &Path) -> io::Result<()> {
+        let mut st = self.lock();
+        let d = st.resolve(path)?;
+        st.devs += 1;
+        st.dirs[d].dev = st.devs;
+        Ok(())
+    }
+
+    /// Sets the clock used for access times of new files.
+    pub fn set_now(&self, now: SystemTime) {
+        self.lock().now = now;
+    }
+
+    /// Lets `n` more counted operations run in total (counting from 1 since creation), then
+    /// fails every later one, as a machine that lost power after operation `n`.
+    pub fn crash_after(&self, n: u64) {
+        self.lock().crash_after = Some(n);
+    }
+
+    /// Makes operation number `n` (only that one) fail with `EIO`.
+    pub fn fail_op(&self, n: u64) {
+        self.lock().fail_op = Some(n);
+    }
+
+    /// How many counted operations have run (including a failed one).
+    pub fn op_count(&self) -> u64 {
+        self.lock().ops
+    }
+
+    /// Whether the simulated power loss has happened.
+    pub fn has_crashed(&self) -> bool {
+        self.lock().crashed()
+    }
+
+    /// The operations run so far, e.g. `"sync_file /m/tmp/X"`, `"link /m/tmp/X -> /m/new/X"`.
+    pub fn trace(&self) -> Vec<String> {
+        self.lock().trace.clone()
+    }
+
+    /// The current bytes of the file at `path`, if it exists.
+    pub fn read_file(&self, path: &Path) -> Option<Vec<u8>> {
+        let st = self.lock();
+        let dir = st.resolve(path.parent()?).ok()?;
+        let ino = st.file(dir, path.file_name()?.to_str()?).ok()?;
+        Some(st.inodes[ino].data.clone())
+    }
+
+    /// The current names in the directory at `path`, sorted, if it exists.
+    pub fn list_dir(&self, path: &Path) -> Option<Vec<String>> {
+        let st = self.lock();
+        let dir = st.resolve(path).ok()?;
+        Some(st.dirs[dir].entries.keys().cloned().collect())
+    }
+
+    /// Every state the filesystem may be in after power is restored, each as a fresh
+    /// filesystem with everything durable and no crash or fault armed.
+    ///
+    /// Each directory changed since its last sync comes back synced or with all changes
+    /// (every combination when at most 8 changed, else all-synced and all-changed); file
+    /// data comes back as last synced or with all writes.
+    pub fn crash_images(&self) -> Vec<PowerLossFs> {
+        let st = self.lock();
+        let dirty: Vec<usize> = (0..st.dirs.len())
+            .filter(|&d| st.dirs[d].entries != st.dirs[d].durable)
+            .collect();
+        let choices: Vec<Vec<bool>> = if dirty.len() <= 8 {
+            (0..1u32 << dirty.len())
+                .map(|m| (0..dirty.len()).map(|i| m & (1 << i) != 0).collect())
+                .collect()
+        } else {
+            vec![vec![false; dirty.len()], vec![true; dirty.len()]]
+        };
+        let mut images = Vec::new();
+        for choice in &choices {
+            for data_written in [false, true] {
+                let mut img = (*st).clone();
+                img.ops = 0;
+                img.crash_after = None;
+                img.fail_op = None;
+                img.trace.clear();
+                for d in &mut img.dirs {
+                    d.entries = d.durable.clone();
+                }
+                for (i, &d) in dirty.iter().enumerate() {
+                    if choice[i] {
+                        img.dirs[d].entries = st.dirs[d].entries.clone();
+                        img.dirs[d].durable = st.dirs[d].entries.clone();
+                    }
+                }
+                for ino in &mut img.inodes {
+                    if data_written {
+                        ino.durable = ino.data.clone();
+                    } else {
+                        ino.data = ino.durable.clone();
+                    }
+                }
+                images.push(PowerLossFs {
+                    state: Arc::new(Mutex::new(img)),
+                });
+            }
+        }
+        images
+    }
+
+    fn path_of(st: &State, dir: usize) -> String {
+        fn walk(st: &State, from: usize, target: usize, acc: &mut Vec<String>) -> bool {
+            if from == target {
+                return true;
+            }
+            for (n, node) in &st.dirs[from].entries {
+                if let Node::Dir(d) = node {
+                    acc.push(n.clone());
+                    if walk(st, *d, target, acc) {
+                        return true;
+                    }
+                    acc.pop();
+                }
+            }
+            false
+        }
+        let mut parts = Vec::new();
+        if walk(st, 0, dir, &mut parts) {
+            format!("/{}", parts.join("/"))
+        } else {
+            format!("<dir {dir}>")
+        }
+    }
+
+    fn at(st: &State, dir: usize, name: &str) -> String {
+        let p = Self::path_of(st, dir);
+        if p == "/" {
+            format!("/{name}")
+        } else {
+            format!("{p}/{name}")
+        }
+    }
+}
+
+impl Fs for PowerLossFs {
+    type Dir = usize;
+    type File = SimFile;
+
+    fn open_dir(&self, path: &Path) -> io::Result<usize> {
+        let st = self.lock();
+        if st.crashed() {
+            return Err(lost_power());
+        }
+        st.resolve(path)
+    }
+
+    fn make_dir(&self, parent: &usize, name: &str) -> io::Result<()> {
+        let mut st = self.lock();
+        let what = format!("mkdir {}", Self::at(&st, *parent, name));
+        st.begin(what)?;
+        if st.dirs[*parent].entries.contains_key(name) {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        let dev = st.dirs[*parent].dev;
+        let id = st.dirs.len();
+        st.dirs.push(DirNode {
+            entries: BTreeMap::new(),
+            durable: BTreeMap::new(),
+            dev,
+        });
+        st.dirs[*parent]
+            .entries
+            .insert(name.to_owned(), Node::Dir(id));
+        Ok(())
+    }
+
+    fn create_new(&self, dir: &usize, name: &str) -> io::Result<SimFile> {
+        let mut st = self.lock();
+        let what = format!("create {}", Self::at(&st, *dir, name));
+        st.begin(what)?;
+        if st.dirs[*dir].entries.contains_key(name) {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        let ino = st.new_inode();
+        st.dirs[*dir]
+            .entries
+            .insert(name.to_owned(), Node::File(ino));
+        Ok(SimFile {
+            ino,
+            append: false,
+            pos: 0,
+        })
+    }
+
+    fn open_append(&self, dir: &usize, name: &str) -> io::Result<(SimFile, bool)> {
+        let mut st = self.lock();
+        let what = format!("open_append {}", Self::at(&st, *dir, name));
+        st.begin(what)?;
+        let (ino, created) = match st.file(*dir, name) {
+            Ok(ino) => (ino, false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let ino = st.new_inode();
+                st.dirs[*dir]
+                    .entries
+                    .insert(name.to_owned(), Node::File(ino));
+                (ino, true)
+            }
+            Err(e) => return Err(e),
+        };
+        Ok((
+            SimFile {
+                ino,
+                append: true,
+                pos: 0,
+            },
+            created,
+        ))
+    }
+
+    fn open_read(&self, dir: &usize, name: &str) -> io::Result<SimFile> {
+        let st = self.lock();
+        if st.crashed() {
+            return Err(lost_power());
+        }
+        Ok(SimFile {
+            ino: st.file(*dir, name)?,
+            append: false,
+            pos: 0,
+        })
+    }
+
+    fn read(&self, file: &mut SimFile, buf: &mut [u8]) -> io::Result<usize> {
+        let st = self.lock();
+        let data = &st.inodes[file.ino].data;
+        let rest = data.get(file.pos..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        file.pos += n;
+        Ok(n)
+    }
+
+    fn write_all(&self, file: &mut SimFile, data: &[u8]) -> io::Result<()> {
+        let mut st = self.lock();
+        st.begin(format!("write {} bytes to inode {}", data.len(), file.ino))?;
+        let buf = &mut st.inodes[file.ino].data;
+        if file.append {
+            file.pos = buf.len();
+        }
+        let end = file.pos + data.len();
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        buf[file.pos..end].copy_from_slice(data);
+        file.pos = end;
+        Ok(())
+    }
+
+    fn len(&self, file: &SimFile) -> io::Result<u64> {
+        Ok(self.lock().inodes[file.ino].data.len() as u64)
+    }
+
+    fn try_lock(&self, _file: &SimFile) -> io::Result<bool> {
+        Ok(true)
+    }
+
+    fn set_len(&self, file: &SimFile, len: u64) -> io::Result<()> {
+        let mut st = self.lock();
+        st.begin(format!("truncate inode {} to {len}", file.ino))?;
+        st.inodes[file.ino].data.resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_file(&self, file: &SimFile) -> io::Result<()> {
+        let mut st = self.lock();
+        st.begin(format!("sync_file inode {}", file.ino))?;
+        let ino = &mut st.inodes[file.ino];
+        ino.durable = ino.data.clone();
+        Ok(())
+    }
+
+    fn sync_dir(&self, dir: &usize) -> io::Result<()> {
+        let mut st = self.lock();
+        let what = format!("sync_dir {}", Self::path_of(&st, *dir));
+        st.begin(what)?;
+        let d = &mut st.dirs[*dir];
+        d.durable = d.entries.clone();
+        Ok(())
+    }
+
+    fn link(&self, from_dir: &usize, from: &str, to_dir: &usize, to: &str) -> io::Result<()> {
+        let mut st = self.lock();
+        let what = format!(
+            "link {} -> {}",
+            Self::at(&st, *from_dir, from),
+            Self::at(&st, *to_dir, to)
+        );
+        st.begin(what)?;
+        let ino = st.file(*from_dir, from)?;
+        if st.dirs[*from_dir].dev != st.dirs[*to_dir].dev {
+            return Err(io::ErrorKind::CrossesDevices.into());
+        }
+        if st.dirs[*to_dir].entries.contains_key(to) {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        st.dirs[*to_dir]
+            .entries
+            .insert(to.to_owned(), Node::File(ino));
+        Ok(())
+    }
+
+    fn rename(&self, from_dir: &usize, from: &str, to_dir: &usize, to: &str) -> io::Result<()> {
+        let mut st = self.lock();
+        let what = format!(
+            "rename {} -> {}",
+            Self::at(&st, *from_dir, from),
+            Self::at(&st, *to_dir, to)
+        );
+        st.begin(what)?;
+        let ino = st.file(*from_dir, from)?;
+        if st.dirs[*from_dir].dev != st.dirs[*to_dir].dev {
+            return Err(io::ErrorKind::CrossesDevices.into());
+        }
+        st.dirs[*from_dir].entries.remove(from);
+        st.dirs[*to_dir]
+            .entries
+            .insert(to.to_owned(), Node::File(ino));
+        Ok(())
+    }
+
+    fn unlink(&self, dir: &usize, name: &str) -> io::Result<()> {
+        let mut st = self.lock();
+        let what = format!("unlink {}", Self::at(&st, *dir, name));
+        st.begin(what)?;
+        st.file(*dir, name)?;
+        st.dirs[*dir].entries.remove(name);
+        Ok(())
+    }
+
+    fn list(&self, dir: &usize) -> io::Result<Vec<String>> {
+        let st = self.lock();
+        if st.crashed() {
+            return Err(lost_power());
+        }
+        Ok(st.dirs[*dir].entries.keys().cloned().collect())
+    }
+
+    fn accessed(&self, dir: &usize, name: &str) -> io::Result<SystemTime> {
+        let st = self.lock();
+        Ok(st.inodes[st.file(*dir, name)?].atime)
+    }
+}
