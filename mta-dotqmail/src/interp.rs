@@ -1,0 +1,541 @@
+//! The delivery interpreter: qmail-local's `main`, step for step, over an [`Executor`].
+//!
+//! Order (qmail-local.c): home directory checks, `DTLINE`, the Delivered-To loop check,
+//! the program environment, the `.qmail` search, `NEWSENDER`, reading the file (or the
+//! default delivery), then each line in order. File and program deliveries happen at once;
+//! forwards are collected and returned with the new sender for the caller to enqueue. The
+//! first failure stops everything and nothing is forwarded; a program exit of 99 stops the
+//! remaining lines but the forwards collected so far still go.
+
+use std::collections::HashSet;
+use std::ffi::OsStr;
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use crate::exec::{
+    Executor, FileDeliveryError, FileKind, FileLookup, Message, ProgramEnv, ProgramStatus,
+};
+use crate::lines::{
+    delivered_to_line, ext_parts, host_parts, return_path_line, ufline,
+};
+use crate::outcome::{Counts, DeliveryStatus, Forward, Outcome, Report};
+use crate::parse::{Instruction, parse};
+use crate::search::{Found, SearchError, owner_file_exists, search};
+use crate::system::error_text;
+use crate::user::LocalUser;
+
+/// Everything one delivery needs besides the message: qmail-local's arguments.
+#[derive(Clone, Copy, Debug)]
+pub struct DeliveryRequest<'a> {
+    /// The user, dash and ext from [`crate::UserTable::resolve`].
+    pub user: &'a LocalUser,
+    /// The recipient's local part `L` (after virtualdomains prepending), original case.
+    pub local: &'a [u8],
+    /// The recipient's domain `D`.
+    pub domain: &'a [u8],
+    /// The envelope sender (`""` for `<>`, `#@[]` for a double bounce).
+    pub sender: &'a [u8],
+    /// The `.qmail` text used when no file applies or the file is empty (qmail-start's
+    /// argument; e.g. `./Maildir/\n`).
+    pub default_delivery: &'a [u8],
+    /// Current time, Unix seconds (for `UFLINE`).
+    pub now: i64,
+}
+
+/// Policy knobs; the defaults follow the reading of qmail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeliveryOptions {
+    /// qmail's conf-patrn: a home directory or `.qmail` file whose mode has any of these
+    /// bits defers the delivery (`#4.7.0`). Default `0o022` (group- or world-writable, as
+    /// dot-qmail.9 documents); qmail 1.03's shipped conf-patrn is `0o002`.
+    pub writable_mask: u32,
+    /// Report text cap (qmail-lspawn's 3000 bytes).
+    pub report_limit: usize,
+}
+
+impl Default for DeliveryOptions {
+    fn default() -> Self {
+        DeliveryOptions {
+            writable_mask: 0o022,
+            report_limit: 3000,
+        }
+    }
+}
+
+/// Deliver (the normal case) or only print the instructions (`qmail-local -n`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Deliver,
+    Explain,
+}
+
+/// Delivers `message` for one local recipient, as qmail-local does, through `exec`.
+///
+/// # Examples
+/// See the crate documentation and `examples/dotqmail_deliver.rs`.
+pub fn deliver<E: Executor + ?Sized>(
+    exec: &mut E,
+    request: &DeliveryRequest<'_>,
+    options: &DeliveryOptions,
+    message: Message<'_>,
+) -> Outcome {
+    Run::new(exec, request, options, Mode::Deliver).run(Some(message))
+}
+
+/// `qmail-local -n`: the report lists, one per line, the instructions a delivery would
+/// follow (`maildir X`, `mbox X`, `program X`, `forward X`) and ends with the `did` line;
+/// nothing is delivered and the loop check is skipped.
+pub fn explain<E: Executor + ?Sized>(
+    exec: &mut E,
+    request: &DeliveryRequest<'_>,
+    options: &DeliveryOptions,
+) -> Outcome {
+    Run::new(exec, request, options, Mode::Explain).run(None)
+}
+
+/// What applies to an address, for an SMTP `RCPT` check without delivering.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mailbox {
+    /// This `.qmail` file would be read.
+    File(Found),
+    /// No file, empty dash: the default delivery applies.
+    DefaultDelivery,
+    /// No file and a non-empty dash: qmail-local would bounce (`#5.1.1`).
+    NotFound,
+}
+
+/// Runs only the `.qmail` search for `user` (qmail-local steps 5 and 6), for SMTP-time
+/// recipient checks.
+///
+/// # Errors
+/// [`SearchError`]: a temporary error or a writable `.qmail` (answer 4xx).
+pub fn find_mailbox<F: FileLookup + ?Sized>(
+    fs: &mut F,
+    user: &LocalUser,
+    options: &DeliveryOptions,
+) -> Result<Mailbox, SearchError> {
+    let home = user.account().home();
+    Ok(
+        match search(fs, home, user.dash(), user.ext(), options.writable_mask)? {
+            Some(found) => Mailbox::File(found),
+            None if user.dash().is_empty() => Mailbox::DefaultDelivery,
+            None => Mailbox::NotFound,
+        },
+    )
+}
+
+/// The bytes before the first NUL: qmail's arguments are C strings.
+fn c_str(s: &[u8]) -> &[u8] {
+    s.iter().position(|&b| b == 0).map_or(s, |i| &s[..i])
+}
+
+struct Run<'e, 'r, E: ?Sized> {
+    exec: &'e mut E,
+    req: DeliveryRequest<'r>,
+    options: DeliveryOptions,
+    mode: Mode,
+    report: Report,
+    counts: Counts,
+    dtline: Vec<u8>,
+    rpline: Vec<u8>,
+}
+
+/// A stop: the status to return; the report already holds its text.
+type Stop = Result<(), DeliveryStatus>;
+
+impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
+    fn new(exec: &'e mut E, req: &DeliveryRequest<'r>, options: &DeliveryOptions, mode: Mode) -> Self {
+        let mut req = *req;
+        req.local = c_str(req.local);
+        req.domain = c_str(req.domain);
+        req.sender = c_str(req.sender);
+        Run {
+            exec,
+            req,
+            options: *options,
+            mode,
+            report: Report::new(options.report_limit),
+            counts: Counts::default(),
+            dtline: delivered_to_line(req.local, req.domain),
+            rpline: return_path_line(req.sender),
+        }
+    }
+
+    fn temp(&mut self, text: &str) -> DeliveryStatus {
+        self.report.push_line(text);
+        DeliveryStatus::Deferred(self.report.text())
+    }
+
+    fn perm(&mut self, text: &str) -> DeliveryStatus {
+        self.report.push_line(text);
+        DeliveryStatus::Bounced(self.report.text())
+    }
+
+    fn run(mut self, message: Option<Message<'_>>) -> Outcome {
+        let mut forward = None;
+        let status = match self.steps(message, &mut forward) {
+            Ok(()) => {
+                let did = format!(
+                    "did {}+{}+{}",
+                    self.counts.files, self.counts.forwards, self.counts.programs
+                );
+                self.report.push_line(&did);
+                DeliveryStatus::Delivered
+            }
+            Err(status) => {
+                forward = None;
+                status
+            }
+        };
+        Outcome {
+            status,
+            report: self.report.into_bytes(),
+            forward,
+            counts: self.counts,
+        }
+    }
+
+    fn steps(&mut self, message: Option<Message<'_>>, forward: &mut Option<Forward>) -> Stop {
+        let user = self.req.user;
+        let home = user.account().home().to_path_buf();
+        self.check_home(&home)?;
+        if let (Mode::Deliver, Some(m)) = (self.mode, message) {
+            self.loop_check(m)?;
+        }
+        let found = search(
+            &mut *self.exec,
+            &home,
+            user.dash(),
+            c_str(user.ext()),
+            self.options.writable_mask,
+        )
+        .map_err(|e| self.temp(&e.report()))?;
+        if found.is_none() && !user.dash().is_empty() {
+            return Err(self.perm("Sorry, no mailbox here by that name. (#5.1.1)"));
+        }
+        let newsender = self.new_sender(&home).map_err(|e| self.temp(&e.report()))?;
+        let mut forward_only = found.as_ref().is_some_and(|f| f.forward_only);
+        let mut text = match &found {
+            Some(f) => self.exec.read(&f.path).map_err(|e| {
+                let msg = format!(
+                    "Unable to read {}: {}. (#4.3.0)",
+                    String::from_utf8_lossy(&f.name),
+                    error_text(&e)
+                );
+                self.temp(&msg)
+            })?,
+            None => Vec::new(),
+        };
+        if text.is_empty() {
+            text = self.req.default_delivery.to_vec();
+            forward_only = false;
+        }
+        let lines = parse(&text)
+            .map_err(|_| self.temp("Uh-oh: first line of .qmail file is blank. (#4.2.1)"))?;
+        let env = self.environment(found.as_ref().and_then(|f| f.default.as_deref()), &newsender);
+        let mut recipients: Vec<Vec<u8>> = Vec::new();
+        let mut seen_files: HashSet<PathBuf> = HashSet::new();
+        for line in lines {
+            let stop_after = match line.instruction {
+                Instruction::Comment | Instruction::Ignored => false,
+                Instruction::ForwardOnly => {
+                    forward_only = true;
+                    false
+                }
+                Instruction::Forward(addr) => {
+                    if !recipients.contains(&addr) {
+                        self.counts.forwards += 1;
+                        self.say(b"forward ", &addr);
+                        recipients.push(addr);
+                    }
+                    false
+                }
+                Instruction::Mbox(ref p) | Instruction::Maildir(ref p) => {
+                    let is_maildir = matches!(line.instruction, Instruction::Maildir(_));
+                    self.counts.files += 1;
+                    if forward_only {
+                        return Err(self.temp(
+                            "Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)",
+                        ));
+                    }
+                    let path = normalize(&home.join(OsStr::from_bytes(p)));
+                    if seen_files.insert(path.clone()) {
+                        self.file(is_maildir, p, &path, message)?;
+                    } else {
+                        self.counts.files -= 1;
+                    }
+                    false
+                }
+                Instruction::Program(cmd) => {
+                    self.counts.programs += 1;
+                    if forward_only {
+                        return Err(self.temp(
+                            "Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)",
+                        ));
+                    }
+                    self.program(&cmd, &env, &home, message)?
+                }
+            };
+            if stop_after {
+                break;
+            }
+        }
+        if !recipients.is_empty() && self.mode == Mode::Deliver {
+            *forward = Some(Forward {
+                recipients,
+                sender: newsender,
+                dtline: self.dtline.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// qmail-local `checkhome` (after `chdir(homedir)`).
+    fn check_home(&mut self, home: &Path) -> Stop {
+        if !home.is_absolute() {
+            return Err(self.perm(&format!(
+                "Home directory {} is not an absolute path. (#5.3.5)",
+                home.display()
+            )));
+        }
+        let switch_err = |e: &str| format!("Unable to switch to {}: {e}. (#4.3.0)", home.display());
+        let status = match self.exec.probe(home) {
+            Ok(Some(s)) if s.kind == FileKind::Directory => s,
+            Ok(Some(_)) => return Err(self.temp(&switch_err("not a directory"))),
+            Ok(None) => return Err(self.temp(&switch_err("file does not exist"))),
+            Err(e) => return Err(self.temp(&switch_err(&error_text(&e)))),
+        };
+        if status.mode & self.options.writable_mask != 0 {
+            return Err(self.temp("Uh-oh: home directory is writable. (#4.7.0)"));
+        }
+        if status.mode & 0o1000 != 0 {
+            if self.mode == Mode::Deliver {
+                return Err(self.temp(
+                    "Home directory is sticky: user is editing his .qmail file. (#4.2.1)",
+                ));
+            }
+            self.report.push_line("Warning: home directory is sticky.");
+        }
+        Ok(())
+    }
+
+    /// qmail-local `bouncexf`: the header (up to the first empty line) must not already
+    /// hold this recipient's own Delivered-To line, byte for byte.
+    fn loop_check(&mut self, message: Message<'_>) -> Stop {
+        let Ok(reader) = message.reader() else {
+            return Err(self.temp("Unable to rewind message. (#4.3.0)"));
+        };
+        match header_has_line(reader, &self.dtline) {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(self.perm(
+                "This message is looping: it already has my Delivered-To line. (#5.4.6)",
+            )),
+            Err(e) => Err(self.temp(&format!("Unable to read message: {}. (#4.3.0)", error_text(&e)))),
+        }
+    }
+
+    /// qmail-local's `NEWSENDER` (§2.9): `L-owner@D` when `.qmail<dash><ext>-owner` exists,
+    /// the VERP form `L-owner-@D-@[]` when `-owner-default` exists too; bounces keep their
+    /// sender.
+    fn new_sender(&mut self, home: &Path) -> Result<Vec<u8>, SearchError> {
+        let sender = self.req.sender;
+        if sender.is_empty() || sender == b"#@[]" {
+            return Ok(sender.to_vec());
+        }
+        let (dash, ext) = (self.req.user.dash(), c_str(self.req.user.ext()));
+        if !owner_file_exists(&mut *self.exec, home, dash, ext, b"-owner")? {
+            return Ok(sender.to_vec());
+        }
+        let verp = owner_file_exists(&mut *self.exec, home, dash, ext, b"-owner-default")?;
+        let mut s = self.req.local.to_vec();
+        s.extend_from_slice(if verp { b"-owner-@" } else { b"-owner@" });
+        s.extend_from_slice(self.req.domain);
+        if verp {
+            s.extend_from_slice(b"-@[]");
+        }
+        Ok(s)
+    }
+
+    /// The qmail-command.8 environment, in qmail-local's order.
+    fn environment(&self, default: Option<&[u8]>, newsender: &[u8]) -> ProgramEnv {
+        let r = &self.req;
+        let account = r.user.account();
+        let ext = c_str(r.user.ext());
+        let [h2, h3, h4] = host_parts(r.domain);
+        let [e2, e3, e4] = ext_parts(ext);
+        let mut recipient = r.local.to_vec();
+        recipient.push(b'@');
+        recipient.extend_from_slice(r.domain);
+        let mut env: ProgramEnv = vec![
+            ("HOST", r.domain.to_vec()),
+            ("HOME", account.home().as_os_str().as_bytes().to_vec()),
+            ("USER", account.user().to_vec()),
+            ("LOCAL", r.local.to_vec()),
+            ("RECIPIENT", recipient),
+            ("DTLINE", self.dtline.clone()),
+            ("SENDER", r.sender.to_vec()),
+            ("RPLINE", self.rpline.clone()),
+            ("UFLINE", ufline(r.sender, r.now)),
+            ("EXT", ext.to_vec()),
+            ("EXT2", e2.to_vec()),
+            ("EXT3", e3.to_vec()),
+            ("EXT4", e4.to_vec()),
+            ("HOST2", h2.to_vec()),
+            ("HOST3", h3.to_vec()),
+            ("HOST4", h4.to_vec()),
+        ];
+        if let Some(d) = default {
+            env.push(("DEFAULT", c_str(d).to_vec()));
+        }
+        env.push(("NEWSENDER", newsender.to_vec()));
+        for (_, v) in &mut env {
+            if let Some(i) = v.iter().position(|&b| b == 0) {
+                v.truncate(i);
+            }
+        }
+        env
+    }
+
+    fn say(&mut self, word: &[u8], arg: &[u8]) {
+        if self.mode == Mode::Explain {
+            self.report.push(word);
+            self.report.push(arg);
+            self.report.push(b"\n");
+        }
+    }
+
+    fn file(&mut self, is_maildir: bool, arg: &[u8], path: &Path, message: Option<Message<'_>>) -> Stop {
+        self.say(if is_maildir { b"maildir " } else { b"mbox " }, arg);
+        let Some(message) = message else {
+            return Ok(());
+        };
+        let mut prefix = self.rpline.clone();
+        prefix.extend_from_slice(&self.dtline);
+        let name = String::from_utf8_lossy(arg).into_owned();
+        if is_maildir {
+            self.exec.maildir(path, &prefix, message).map_err(|e| {
+                self.temp(match e {
+                    FileDeliveryError::NoMaildir(_) => "Unable to chdir to maildir. (#4.2.1)",
+                    FileDeliveryError::ReadMessage(_) => "Unable to read message. (#4.3.0)",
+                    _ => "Temporary error on maildir delivery. (#4.3.0)",
+                })
+            })
+        } else {
+            let from = ufline(self.req.sender, self.req.now);
+            self.exec.mbox(path, &from, &prefix, message).map_err(|e| {
+                let text = match e {
+                    FileDeliveryError::LockTimeout => {
+                        "File has been locked for 30 seconds straight. (#4.3.0)".to_owned()
+                    }
+                    FileDeliveryError::NoMaildir(e) | FileDeliveryError::Open(e) => {
+                        format!("Unable to open {name}: {}. (#4.2.1)", error_text(&e))
+                    }
+                    FileDeliveryError::ReadMessage(e) => {
+                        format!("Unable to read message: {}. (#4.3.0)", error_text(&e))
+                    }
+                    FileDeliveryError::Write(e) => {
+                        format!("Unable to write {name}: {}. (#4.3.0)", error_text(&e))
+                    }
+                };
+                self.temp(&text)
+            })
+        }
+    }
+
+    /// qmail-local `mailprogram`; `Ok(true)` after exit 99 (stop, keep forwards).
+    fn program(
+        &mut self,
+        cmd: &[u8],
+        env: &ProgramEnv,
+        home: &Path,
+        message: Option<Message<'_>>,
+    ) -> Result<bool, DeliveryStatus> {
+        self.say(b"program ", cmd);
+        let Some(message) = message else {
+            return Ok(false);
+        };
+        let run = self.exec.program(cmd, env, home, message).map_err(|e| {
+            self.temp(&format!("Unable to run /bin/sh: {}. (#4.3.0)", error_text(&e)))
+        })?;
+        self.report.push(&run.output);
+        match run.status {
+            ProgramStatus::Signaled(_) => Err(self.temp("Aack, child crashed. (#4.3.0)")),
+            ProgramStatus::Exited(0) => Ok(false),
+            ProgramStatus::Exited(99) => Ok(true),
+            ProgramStatus::Exited(64 | 65 | 70 | 76 | 77 | 78 | 100 | 112) => {
+                Err(DeliveryStatus::Bounced(self.report.text()))
+            }
+            ProgramStatus::Exited(_) => Err(DeliveryStatus::Deferred(self.report.text())),
+        }
+    }
+}
+
+/// Scans the header (lines up to the first line of at most one byte, or a last line without
+/// `\n`) for a line equal to `needle` (which ends in `\n`), with bounded memory.
+fn header_has_line(reader: impl io::Read, needle: &[u8]) -> io::Result<bool> {
+    let mut reader = BufReader::new(reader);
+    let mut line: Vec<u8> = Vec::with_capacity(needle.len() + 1);
+    let mut len = 0usize;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(false); // EOF: a last line without `\n` ends the scan
+        }
+        let (chunk, newline) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let room = (needle.len() + 1).saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        len += chunk.len();
+        let consumed = chunk.len();
+        reader.consume(consumed);
+        if newline {
+            if len <= 1 {
+                return Ok(false);
+            }
+            if line == needle {
+                return Ok(true);
+            }
+            line.clear();
+            len = 0;
+        }
+    }
+}
+
+/// Lexical normalisation for duplicate detection: drops `.` components and repeated
+/// slashes (`..` is kept: it depends on symlinks).
+fn normalize(path: &Path) -> PathBuf {
+    path.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_scan() {
+        let dt = b"Delivered-To: a@b\n";
+        assert!(header_has_line(&b"X: 1\nDelivered-To: a@b\n\nbody"[..], dt).unwrap());
+        assert!(!header_has_line(&b"X: 1\n\nDelivered-To: a@b\n"[..], dt).unwrap());
+        assert!(!header_has_line(&b"Delivered-To: A@b\n"[..], dt).unwrap());
+        assert!(!header_has_line(&b"Delivered-To: a@b"[..], dt).unwrap());
+        assert!(!header_has_line(&b"Delivered-To: a@bc\n"[..], dt).unwrap());
+        // A CRLF blank line is two bytes: qmail keeps scanning past it.
+        assert!(header_has_line(&b"X: 1\r\n\r\nDelivered-To: a@b\n"[..], dt).unwrap());
+        let long = [vec![b'x'; 100_000], b"\n".to_vec(), dt.to_vec()].concat();
+        assert!(header_has_line(&long[..], dt).unwrap());
+    }
+
+    #[test]
+    fn normalize_paths() {
+        assert_eq!(normalize(Path::new("/h/./Maildir/")), PathBuf::from("/h/Maildir"));
+        assert_eq!(normalize(Path::new("/h//Maildir")), PathBuf::from("/h/Maildir"));
+        assert_eq!(normalize(Path::new("/h/a/../b")), PathBuf::from("/h/a/../b"));
+    }
+}

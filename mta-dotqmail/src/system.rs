@@ -1,0 +1,317 @@
+//! The real [`Executor`]: the filesystem for lookups, mta-maildir for maildir and mbox
+//! lines, and `/bin/sh -c` through `std::process` for program lines.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::OpenOptions;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use rustix::io::Errno;
+
+use crate::exec::{
+    Executor, FileDeliveryError, FileKind, FileLookup, FileStatus, Message, ProgramEnv,
+    ProgramRun, ProgramStatus,
+};
+
+/// The environment programs start from, before the qmail variables are added.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BaseEnvironment {
+    /// The current process environment (qmail: whatever qmail-start was given).
+    #[default]
+    Inherit,
+    /// Exactly these variables. Every value a delivery adds is attacker-controlled
+    /// (§11, Shellshock): a fixed base keeps at least the rest under control.
+    Fixed(Vec<(OsString, OsString)>),
+}
+
+/// Filesystem, mta-maildir and `std::process` behind the [`Executor`] trait.
+///
+/// ```no_run
+/// use mta_dotqmail::{Account, DeliveryOptions, DeliveryRequest, LocalUser, Message, SystemExecutor, deliver};
+/// let user = LocalUser::new(Account::new("joe", 1001, 100, "/home/joe"), b"", "");
+/// let request = DeliveryRequest {
+///     user: &user, local: b"joe", domain: b"example.com", sender: b"a@example.org",
+///     default_delivery: b"./Maildir/\n", now: 1_795_925_285,
+/// };
+/// let outcome = deliver(&mut SystemExecutor::new(), &request, &DeliveryOptions::default(),
+///                       Message::Bytes(b"Subject: hi\n\nhello\n"));
+/// println!("{}", outcome.report_text());
+/// ```
+#[derive(Clone, Debug)]
+pub struct SystemExecutor {
+    base_env: BaseEnvironment,
+    output_limit: usize,
+}
+
+impl Default for SystemExecutor {
+    fn default() -> Self {
+        SystemExecutor::new()
+    }
+}
+
+impl SystemExecutor {
+    /// Inherits the process environment for programs; keeps up to 3000 bytes of output.
+    pub fn new() -> Self {
+        SystemExecutor {
+            base_env: BaseEnvironment::Inherit,
+            output_limit: 3000,
+        }
+    }
+
+    /// Sets the base environment of program lines.
+    #[must_use]
+    pub fn with_base_env(mut self, base: BaseEnvironment) -> Self {
+        self.base_env = base;
+        self
+    }
+
+    fn command(&self, command: &[u8], env: &ProgramEnv, home: &Path) -> Command {
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c").arg(OsStr::from_bytes(command)).current_dir(home);
+        if let BaseEnvironment::Fixed(vars) = &self.base_env {
+            cmd.env_clear();
+            cmd.envs(vars.iter().map(|(k, v)| (k, v)));
+        }
+        for (name, value) in env {
+            cmd.env(name, OsStr::from_bytes(value));
+        }
+        cmd
+    }
+}
+
+impl FileLookup for SystemExecutor {
+    fn probe(&mut self, path: &Path) -> io::Result<Option<FileStatus>> {
+        // open_read: O_RDONLY | O_NDELAY, so a FIFO does not block the search.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+            .open(path);
+        let file = match file {
+            Ok(f) => f,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta = file.metadata()?;
+        let ft = meta.file_type();
+        let kind = if ft.is_file() {
+            FileKind::Regular
+        } else if ft.is_dir() {
+            FileKind::Directory
+        } else {
+            FileKind::Other
+        };
+        Ok(Some(FileStatus {
+            kind,
+            mode: meta.mode() & 0o7777,
+        }))
+    }
+
+    fn exists(&mut self, path: &Path) -> io::Result<bool> {
+        match std::fs::metadata(path) {
+            Ok(_) => Ok(true),
+            Err(e) if is_transient(&e) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
+    fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+}
+
+impl Executor for SystemExecutor {
+    fn maildir(
+        &mut self,
+        dir: &Path,
+        prefix: &[u8],
+        message: Message<'_>,
+    ) -> Result<(), FileDeliveryError> {
+        let maildir = mta_maildir::Maildir::open(dir).map_err(|e| {
+            let source = match &e {
+                mta_maildir::MaildirError::Io { source, .. } => copy_error(source),
+                other => io::Error::new(io::ErrorKind::NotFound, other.to_string()),
+            };
+            if is_transient(&source) {
+                FileDeliveryError::Write(source)
+            } else {
+                FileDeliveryError::NoMaildir(source)
+            }
+        })?;
+        let reader = message.reader().map_err(FileDeliveryError::ReadMessage)?;
+        maildir.deliver(prefix, reader).map(drop).map_err(|e| {
+            let source = copy_error(e.io_error());
+            match e.step() {
+                mta_maildir::DeliverStep::ReadMessage => FileDeliveryError::ReadMessage(source),
+                _ => FileDeliveryError::Write(source),
+            }
+        })
+    }
+
+    fn mbox(
+        &mut self,
+        path: &Path,
+        from_line: &[u8],
+        prefix: &[u8],
+        message: Message<'_>,
+    ) -> Result<(), FileDeliveryError> {
+        let reader = message.reader().map_err(FileDeliveryError::ReadMessage)?;
+        mta_maildir::Mbox::new(path)
+            .deliver(from_line, prefix, reader)
+            .map_err(|e| {
+                let source = copy_error(e.io_error());
+                match e.step() {
+                    mta_maildir::MboxStep::Open => FileDeliveryError::Open(source),
+                    mta_maildir::MboxStep::Lock
+                        if source.kind() == io::ErrorKind::TimedOut =>
+                    {
+                        FileDeliveryError::LockTimeout
+                    }
+                    mta_maildir::MboxStep::ReadMessage => FileDeliveryError::ReadMessage(source),
+                    _ => FileDeliveryError::Write(source),
+                }
+            })
+    }
+
+    fn program(
+        &mut self,
+        command: &[u8],
+        env: &ProgramEnv,
+        home: &Path,
+        message: Message<'_>,
+    ) -> io::Result<ProgramRun> {
+        let (mut out_read, out_write) = io::pipe()?;
+        let mut child = {
+            let mut cmd = self.command(command, env, home);
+            cmd.stdout(out_write.try_clone()?).stderr(out_write);
+            match message {
+                Message::File(f) => {
+                    // The descriptor is shared with the program, as qmail-local's stdin.
+                    message.reader()?;
+                    cmd.stdin(Stdio::from(f.try_clone()?));
+                }
+                Message::Bytes(_) => {
+                    cmd.stdin(Stdio::piped());
+                }
+            }
+            cmd.spawn()?
+            // `cmd` (holding our copies of the pipe's write end) is dropped here, so the
+            // read below ends when the program and its children close theirs.
+        };
+        let stdin = child.stdin.take();
+        let limit = self.output_limit;
+        let output = std::thread::scope(|scope| {
+            if let (Some(mut stdin), Message::Bytes(bytes)) = (stdin, message) {
+                scope.spawn(move || {
+                    // A program may exit without reading its stdin; the broken pipe that
+                    // follows is its business, not a delivery error.
+                    let _ = stdin.write_all(bytes);
+                });
+            }
+            read_capped(&mut out_read, limit)
+        });
+        let status = child.wait()?;
+        let output = output?;
+        let status = match (status.code(), status.signal()) {
+            (Some(code), _) => ProgramStatus::Exited(code),
+            (None, Some(sig)) => ProgramStatus::Signaled(sig),
+            (None, None) => ProgramStatus::Signaled(0),
+        };
+        Ok(ProgramRun { status, output })
+    }
+}
+
+/// Reads to EOF, keeping at most `limit + 1` bytes (one more than the cap so the
+/// interpreter's report still sees that it overflowed).
+fn read_capped(reader: &mut impl Read, limit: usize) -> io::Result<Vec<u8>> {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(kept),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let room = (limit + 1).saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+}
+
+/// An owned copy of a borrowed error: same OS code, or same kind and text.
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
+/// "Does not exist" for qmail's `open_read` callers: ENOENT, ENOTDIR, ELOOP, ENAMETOOLONG.
+fn is_absent(e: &io::Error) -> bool {
+    matches!(
+        Errno::from_io_error(e),
+        Some(Errno::NOENT | Errno::NOTDIR | Errno::LOOP | Errno::NAMETOOLONG)
+    )
+}
+
+/// qmail's `error_temp`: errors that may go away by themselves.
+pub(crate) fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        Errno::from_io_error(e),
+        Some(
+            Errno::INTR
+                | Errno::NOMEM
+                | Errno::TXTBSY
+                | Errno::IO
+                | Errno::TIMEDOUT
+                | Errno::AGAIN
+                | Errno::DEADLK
+                | Errno::NFILE
+                | Errno::MFILE
+                | Errno::NOSPC
+                | Errno::DQUOT
+                | Errno::STALE
+                | Errno::NOLCK
+                | Errno::BUSY
+                | Errno::HOSTUNREACH
+                | Errno::NETUNREACH
+                | Errno::NETDOWN
+                | Errno::CONNREFUSED
+                | Errno::CONNRESET
+        )
+    )
+}
+
+/// An error as qmail's `error_str` would put it in a report: lowercase, without Rust's
+/// ` (os error N)` suffix.
+pub(crate) fn error_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) => &text[..i],
+        None => &text[..],
+    };
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_text_strips_os_suffix() {
+        let e = io::Error::from_raw_os_error(2);
+        assert_eq!(error_text(&e), "no such file or directory");
+        assert!(is_absent(&e));
+        assert!(!is_transient(&e));
+        assert!(is_transient(&io::Error::from_raw_os_error(Errno::IO.raw_os_error())));
+    }
+}
