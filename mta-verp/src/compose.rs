@@ -448,7 +448,9 @@ mod tests {
 
     #[test]
     fn decisions() {
-        let cfg = BounceConfig::new("h").doublebounceto("pm").doublebouncehost("dh");
+        let cfg = BounceConfig::new("h")
+            .doublebounceto("pm")
+            .doublebouncehost("dh");
         assert_eq!(
             decide_bounce(&Address::null(), &cfg),
             BounceDecision::Double {

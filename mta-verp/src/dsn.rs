@@ -12,7 +12,7 @@
 //! [`BounceConfig::max_original_bytes`]: crate::BounceConfig::max_original_bytes
 
 use crate::compose::Parts;
-use crate::text::{find_status, push_folded_field};
+use crate::text::{find_status, push_folded_field, quote2};
 
 /// Builds the DSN message.
 pub(crate) fn compose(p: &Parts<'_>) -> Vec<u8> {
@@ -47,9 +47,17 @@ pub(crate) fn compose(p: &Parts<'_>) -> Vec<u8> {
     );
     for f in p.failures {
         out.push(b'\n');
-        let mut rcpt = b"rfc822; ".to_vec();
-        rcpt.extend_from_slice(f.recipient().as_bytes());
-        push_folded_field(&mut out, "Final-Recipient", &rcpt);
+        // RFC 3464 §2.3.2: an rfc822 address, so the local part is quoted where needed
+        // (qmail's quote2); not folded, so white space inside quotes survives.
+        out.extend_from_slice(b"Final-Recipient: rfc822; ");
+        let start = out.len();
+        quote2(&mut out, f.recipient().as_bytes());
+        for b in &mut out[start..] {
+            if !(b.is_ascii_graphic() || *b == b' ') {
+                *b = b'?';
+            }
+        }
+        out.push(b'\n');
         out.extend_from_slice(b"Action: failed\n");
         let status = find_status(f.report()).map_or_else(|| "5.0.0".to_owned(), |s| s.to_string());
         out.extend_from_slice(format!("Status: {status}\n").as_bytes());
@@ -150,7 +158,10 @@ mod tests {
             diagnostic(b"Connected to 192.0.2.1 but sender was rejected.\nRemote host said: 550 5.1.1 no\n"),
             b"smtp; 550 5.1.1 no\n"
         );
-        assert_eq!(diagnostic(b"No mailbox. (#5.1.1)\n"), b"x-mta; No mailbox. (#5.1.1)\n");
+        assert_eq!(
+            diagnostic(b"No mailbox. (#5.1.1)\n"),
+            b"x-mta; No mailbox. (#5.1.1)\n"
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! - **QSBMF** (qmail): a text body starting `Hi. This is the`, with one `<address>:`
 //!   paragraph per failure before the `-` break paragraph.
 //!
+//! - As a last resort, Exim's `X-Failed-Recipients` header field (recipients only).
+//!
 //! Anything else is [`ParseBounceError::NotABounce`]. With VERP a list manager needs none of
 //! this: the envelope recipient of the bounce names the subscriber ([`Verp::decode`]); the
 //! parsed reasons are then only for the log.
@@ -31,6 +33,9 @@ pub enum ParsedFormat {
     Qsbmf,
     /// RFC 3464 delivery status notification.
     Dsn,
+    /// Only Exim's `X-Failed-Recipients` header field: older Exim sends plain-text bounces
+    /// whose one machine-readable part is that field. No reasons are available.
+    XFailedRecipients,
 }
 
 /// The RFC 3464 §2.3.3 `Action` of one recipient.
@@ -53,7 +58,9 @@ pub enum DsnAction {
 
 impl DsnAction {
     fn parse(v: &str) -> Self {
-        let word = v.split(|c: char| c == '(' || c.is_whitespace()).find(|w| !w.is_empty());
+        let word = v
+            .split(|c: char| c == '(' || c.is_whitespace())
+            .find(|w| !w.is_empty());
         match word.map(str::to_ascii_lowercase).as_deref() {
             Some("failed") => DsnAction::Failed,
             Some("delayed") => DsnAction::Delayed,
@@ -116,7 +123,8 @@ impl ParsedBounce {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ParseBounceError {
-    /// Neither a DSN status part nor a QSBMF body with at least one recipient was found.
+    /// No DSN status part, QSBMF body or `X-Failed-Recipients` field naming at least one
+    /// recipient was found.
     NotABounce,
 }
 
@@ -174,7 +182,28 @@ pub fn parse_bounce(raw: &[u8]) -> Result<ParsedBounce, ParseBounceError> {
             return Ok(b);
         }
     }
-    Err(ParseBounceError::NotABounce)
+    let recipients: Vec<RecipientReport> = msg
+        .headers_raw()
+        .filter(|(name, _)| name.eq_ignore_ascii_case("X-Failed-Recipients"))
+        .flat_map(|(_, value)| value.split([',', ' ', '\t', '\r', '\n']))
+        .map(|a| a.trim_start_matches('<').trim_end_matches('>'))
+        .filter(|a| a.contains('@'))
+        .map(|a| RecipientReport {
+            recipient: Address::from(a),
+            action: DsnAction::Failed,
+            status: None,
+            reason: String::new(),
+            remote_mta: None,
+        })
+        .collect();
+    if recipients.is_empty() {
+        return Err(ParseBounceError::NotABounce);
+    }
+    Ok(ParsedBounce {
+        format: ParsedFormat::XFailedRecipients,
+        reporting_mta: None,
+        recipients,
+    })
 }
 
 /// Splits `text` into unfolded header-style fields, one `Vec` per blank-line block.
@@ -237,7 +266,7 @@ fn parse_delivery_status(body: &[u8]) -> Option<ParsedBounce> {
             .and_then(|s| status_at(s.trim().as_bytes()))
             .or_else(|| diag.as_deref().and_then(|d| find_status(d.as_bytes())));
         recipients.push(RecipientReport {
-            recipient: Address::from(rcpt),
+            recipient: Address::from(unquote_local(rcpt)),
             action: get("action").map_or(DsnAction::Unknown, DsnAction::parse),
             status,
             reason: diag.unwrap_or_default(),
@@ -249,6 +278,29 @@ fn parse_delivery_status(body: &[u8]) -> Option<ParsedBounce> {
         reporting_mta,
         recipients,
     })
+}
+
+/// qmail's internal form of an RFC 5322 address: a quoted local part (`"john doe"@x`) is
+/// unquoted (`john doe@x`), its backslash escapes resolved.
+fn unquote_local(a: &str) -> String {
+    let Some(at) = a.rfind('@') else {
+        return a.to_owned();
+    };
+    let local = &a[..at];
+    let Some(inner) = local.strip_prefix('"').and_then(|l| l.strip_suffix('"')) else {
+        return a.to_owned();
+    };
+    let mut out = String::with_capacity(a.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        });
+    }
+    out.push_str(&a[at..]);
+    out
 }
 
 /// A `Diagnostic-Code` value without its `type;` prefix (angle brackets are kept: they are
@@ -315,9 +367,14 @@ mod tests {
 
     #[test]
     fn blocks_unfold_and_split() {
-        let b = field_blocks("Reporting-MTA: dns; a\r\n\r\nFinal-Recipient: rfc822;x@y\n Status: 5.0.0\nAction:failed\n\n\n");
+        let b = field_blocks(
+            "Reporting-MTA: dns; a\r\n\r\nFinal-Recipient: rfc822;x@y\n Status: 5.0.0\nAction:failed\n\n\n",
+        );
         assert_eq!(b.len(), 2);
-        assert_eq!(b[1][0], ("final-recipient".into(), "rfc822;x@y Status: 5.0.0".into()));
+        assert_eq!(
+            b[1][0],
+            ("final-recipient".into(), "rfc822;x@y Status: 5.0.0".into())
+        );
         assert_eq!(b[1][1], ("action".into(), "failed".into()));
     }
 
@@ -330,9 +387,21 @@ mod tests {
     }
 
     #[test]
+    fn unquoting() {
+        assert_eq!(unquote_local("\"john doe\"@x"), "john doe@x");
+        assert_eq!(unquote_local("\"a\\\"b\"@x"), "a\"b@x");
+        assert_eq!(unquote_local("\"@x"), "\"@x");
+        assert_eq!(unquote_local("plain@x"), "plain@x");
+        assert_eq!(unquote_local("\"\"@x"), "@x");
+    }
+
+    #[test]
     fn actions() {
         assert_eq!(DsnAction::parse("FAILED"), DsnAction::Failed);
-        assert_eq!(DsnAction::parse(" delayed (will retry)"), DsnAction::Delayed);
+        assert_eq!(
+            DsnAction::parse(" delayed (will retry)"),
+            DsnAction::Delayed
+        );
         assert_eq!(DsnAction::parse(""), DsnAction::Unknown);
     }
 

@@ -147,9 +147,18 @@ mod tests {
     #[test]
     fn status_search() {
         let s = |t: &str| find_status(t.as_bytes()).map(|s| s.to_string());
-        assert_eq!(s("Sorry, no mailbox here by that name. (#5.1.1)"), Some("5.1.1".into()));
-        assert_eq!(s("Remote host said: 550-5.7.1 blocked"), Some("5.7.1".into()));
-        assert_eq!(s("Connected to 192.0.2.5 but 4.4.1 then 5.2.2."), Some("5.2.2".into()));
+        assert_eq!(
+            s("Sorry, no mailbox here by that name. (#5.1.1)"),
+            Some("5.1.1".into())
+        );
+        assert_eq!(
+            s("Remote host said: 550-5.7.1 blocked"),
+            Some("5.7.1".into())
+        );
+        assert_eq!(
+            s("Connected to 192.0.2.5 but 4.4.1 then 5.2.2."),
+            Some("5.2.2".into())
+        );
         assert_eq!(s("Connected to 192.0.2.5 only"), None);
         assert_eq!(s("version 5.1.1a"), None);
         assert_eq!(s("deferred 4.4.7"), Some("4.4.7".into()));
@@ -159,7 +168,11 @@ mod tests {
     fn folding() {
         let mut v = Vec::new();
         let long = "word ".repeat(40);
-        push_folded_field(&mut v, "Diagnostic-Code", format!("smtp; {long}\n\u{e9}").as_bytes());
+        push_folded_field(
+            &mut v,
+            "Diagnostic-Code",
+            format!("smtp; {long}\n\u{e9}").as_bytes(),
+        );
         let text = String::from_utf8(v).unwrap_or_default();
         assert!(text.lines().all(|l| l.len() <= 78));
         assert!(text.lines().skip(1).all(|l| l.starts_with(' ')));

@@ -344,8 +344,14 @@ mod tests {
             v.decode(&list, &a("lists-x=y@example.org")),
             Err(VerpError::NotForList)
         );
-        assert_eq!(v.decode(&list, &a("list-@example.org")), Err(VerpError::MissingSeparator));
-        assert_eq!(v.decode(&list, &a("list@example.org")), Err(VerpError::NotForList));
+        assert_eq!(
+            v.decode(&list, &a("list-@example.org")),
+            Err(VerpError::MissingSeparator)
+        );
+        assert_eq!(
+            v.decode(&list, &a("list@example.org")),
+            Err(VerpError::NotForList)
+        );
         assert_eq!(
             v.decode(&list, &a("LIST-u=d.example@EXAMPLE.org")).unwrap(),
             a("u@d.example")
@@ -358,7 +364,10 @@ mod tests {
             Verp::QMAIL.encode(&a("l@h"), &a("u@a=b")),
             Err(VerpError::SeparatorInDomain)
         );
-        assert_eq!(Verp::QMAIL.encode(&a("l"), &a("u@d")), Err(VerpError::MissingAt));
+        assert_eq!(
+            Verp::QMAIL.encode(&a("l"), &a("u@d")),
+            Err(VerpError::MissingAt)
+        );
     }
 
     #[test]
