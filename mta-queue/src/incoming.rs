@@ -1,0 +1,291 @@
+//! Enqueueing: [`Incoming`] (streaming, for SMTP DATA) and [`Queue::enqueue`]; reading a
+//! message back with [`MessageReader`].
+
+use std::io::{self, Read};
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use mta_core::Envelope;
+
+use crate::durable::{self, Access, Fs};
+use crate::format::{self, HEADER_LEN, Header};
+use crate::queue::{CommitMode, DirOp};
+use crate::state::Paths;
+use crate::{MessageId, OsFs, Queue, QueueError};
+
+/// Bytes gathered before one write to the file.
+const CHUNK: usize = 64 * 1024;
+
+/// A message being received: bytes go to a `tmp/` file as they arrive; nothing is visible
+/// in the queue until [`Incoming::commit`] returns. Dropping it without committing is an
+/// [abort](Incoming::abort).
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use mta_queue::{Queue, QueueOptions};
+/// use mta_core::Envelope;
+/// let queue = Queue::open(dir.path(), QueueOptions::default())?;
+/// let mut incoming = queue.begin()?;
+/// incoming.write(b"Subject: hi\r\n\r\n")?;
+/// incoming.write(b"body\r\n")?;
+/// let id = incoming.commit(&Envelope::new("a@example.com", ["b@example.org"]))?;
+/// assert_eq!(queue.info(id)?.body_len, 21);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Incoming<F: Fs = OsFs> {
+    queue: Queue<F>,
+    id: MessageId,
+    paths: Paths,
+    file: Option<F::File>,
+    buf: Vec<u8>,
+    flushed: u64,
+}
+
+impl<F: Fs> Queue<F> {
+    /// Starts receiving a message: creates its `tmp/` file and reserves its id.
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] if the file cannot be created (e.g. out of inodes).
+    pub fn begin(&self) -> Result<Incoming<F>, QueueError> {
+        let id = MessageId::from_u64(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let paths = Paths::of(id, self.inner.split);
+        let file = self
+            .inner
+            .fs
+            .create_new(&paths.tmp)
+            .map_err(|e| QueueError::io("create", paths.tmp.clone(), e))?;
+        Ok(Incoming {
+            queue: self.clone(),
+            id,
+            paths,
+            file: Some(file),
+            buf: Vec::new(),
+            flushed: 0,
+        })
+    }
+
+    /// Queues a message read to the end from `message`, with envelope `envelope`. When this
+    /// returns `Ok`, the message and envelope are durable (qmail-queue's exit 0): they
+    /// survive a crash or power loss at any later moment.
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] when reading `message` or storing fails (nothing is then visible in
+    /// the queue); [`QueueError::TooLarge`] for an oversized envelope.
+    pub fn enqueue(
+        &self,
+        envelope: &Envelope,
+        mut message: impl Read,
+    ) -> Result<MessageId, QueueError> {
+        let mut incoming = self.begin()?;
+        let mut chunk = [0u8; 8192];
+        loop {
+            match message.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => incoming.write(&chunk[..n])?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(QueueError::io("read", "message", e)),
+            }
+        }
+        incoming.commit(envelope)
+    }
+
+    /// Opens the stored bytes of message `id` for reading.
+    ///
+    /// # Errors
+    /// [`QueueError::NotFound`], [`QueueError::Corrupt`] or [`QueueError::Io`].
+    pub fn open_message(&self, id: MessageId) -> Result<MessageReader<F>, QueueError> {
+        let (file, header, _) = self.open_file(id, Access::Read)?;
+        Ok(MessageReader {
+            queue: self.clone(),
+            file,
+            pos: 0,
+            len: header.body_len,
+        })
+    }
+}
+
+impl<F: Fs> Incoming<F> {
+    /// The id the message will have once committed.
+    pub fn id(&self) -> MessageId {
+        self.id
+    }
+
+    /// Bytes received so far.
+    pub fn len(&self) -> u64 {
+        self.flushed + self.buf.len() as u64
+    }
+
+    /// True if no bytes were received yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn file(&self) -> Result<&F::File, QueueError> {
+        self.file.as_ref().ok_or_else(|| {
+            QueueError::io(
+                "write",
+                self.paths.tmp.clone(),
+                io::Error::other("already finished"),
+            )
+        })
+    }
+
+    /// Appends message bytes (buffered; written to the file in 64 KiB pieces, not synced).
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] if a write fails; the message should then be aborted.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), QueueError> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            let offset = HEADER_LEN + self.flushed;
+            let fs = &self.queue.inner.fs;
+            fs.write_all_at(self.file()?, &self.buf, offset)
+                .map_err(|e| QueueError::io("write", self.paths.tmp.clone(), e))?;
+            self.flushed += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Commits the message with its envelope and returns its id. When this returns `Ok` the
+    /// message is durable: its bytes and envelope were fsynced, then it was renamed into
+    /// `mess/` and that directory fsynced (shared with concurrent commits). This is the
+    /// moment to answer `250` to DATA.
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] or [`QueueError::TooLarge`]; nothing is then visible in the queue.
+    pub fn commit(mut self, envelope: &Envelope) -> Result<MessageId, QueueError> {
+        let result = self.commit_inner(envelope);
+        if result.is_ok() {
+            self.file = None;
+        }
+        result
+    }
+
+    fn commit_inner(&mut self, envelope: &Envelope) -> Result<MessageId, QueueError> {
+        let fs = &self.queue.inner.fs;
+        let tmp = &self.paths.tmp;
+        let meta =
+            format::encode_meta(SystemTime::now(), envelope).map_err(|_| QueueError::TooLarge)?;
+        let header = Header {
+            body_len: self.len(),
+            meta_len: meta.len() as u32,
+            nrcpt: envelope.recipients.len() as u32,
+        };
+        let head = format::encode_header(&header);
+        if self.flushed == 0 {
+            // The common small message: header, body and envelope in one write.
+            let mut all = Vec::with_capacity(head.len() + self.buf.len() + meta.len());
+            all.extend_from_slice(&head);
+            all.extend_from_slice(&self.buf);
+            all.extend_from_slice(&meta);
+            durable::write_synced(fs, self.file()?, 0, &all)
+                .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
+        } else {
+            self.buf.extend_from_slice(&meta);
+            let file = self.file()?;
+            fs.write_all_at(file, &self.buf, HEADER_LEN + self.flushed)
+                .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
+            durable::write_synced(fs, file, 0, &head)
+                .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
+        }
+        let inner = &self.queue.inner;
+        let published = match inner.commit {
+            CommitMode::Grouped => inner
+                .publisher
+                .submit(DirOp::Publish(self.id, self.paths.clone()), &|ops| {
+                    inner.run_dir_ops(ops)
+                }),
+            CommitMode::PerMessage => {
+                durable::publish_by_rename(fs, tmp, &self.paths.mess, &self.paths.dir)
+                    .map_err(|e| QueueError::io("publish", self.paths.mess.clone(), e))
+            }
+        };
+        if let Err(e) = published {
+            // The rename may have happened without its directory sync: take the name back so
+            // a message whose sender was told to retry is not delivered as well. Best effort:
+            // if this fails too, the message stays queued and is delivered (a duplicate, the
+            // failure mode qmail accepts).
+            let _ = durable::discard(fs, &self.paths.mess);
+            return Err(e);
+        }
+        crate::queue::mark_verified(&self.queue, self.id);
+        Ok(self.id)
+    }
+
+    /// Abandons the message: its `tmp/` file is removed and nothing is queued.
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] if the file cannot be removed (the next [`Queue::open`] removes it).
+    pub fn abort(mut self) -> Result<(), QueueError> {
+        self.discard()
+    }
+
+    fn discard(&mut self) -> Result<(), QueueError> {
+        if self.file.take().is_some() {
+            durable::discard(&self.queue.inner.fs, &self.paths.tmp)
+                .map_err(|e| QueueError::io("unlink", self.paths.tmp.clone(), e))?;
+        }
+        Ok(())
+    }
+}
+
+impl<F: Fs> Drop for Incoming<F> {
+    fn drop(&mut self) {
+        // An error here leaves a tmp/ file that recovery removes at the next open.
+        let _ = self.discard();
+    }
+}
+
+impl<F: Fs> io::Write for Incoming<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Incoming::write(self, buf).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The stored bytes of a queued message, from [`Queue::open_message`].
+#[derive(Debug)]
+pub struct MessageReader<F: Fs = OsFs> {
+    queue: Queue<F>,
+    file: F::File,
+    pos: u64,
+    len: u64,
+}
+
+impl<F: Fs> MessageReader<F> {
+    /// The message's length in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True for an empty message.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl<F: Fs> Read for MessageReader<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len - self.pos;
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self
+            .queue
+            .inner
+            .fs
+            .read_at(&self.file, &mut buf[..want], HEADER_LEN + self.pos)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}

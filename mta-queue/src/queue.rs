@@ -1,0 +1,456 @@
+//! [`Queue`]: open/recover, scan, read, mark, remove. Enqueueing is in `incoming.rs`.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use crate::durable::{self, Access, Fs};
+use crate::format::{self, HEADER_LEN, Header};
+use crate::group::{Batcher, Outcome};
+use crate::state::{self, Paths};
+use crate::{MessageId, MessageInfo, OsFs, QueueError, Status};
+
+/// Most operations one group-commit leader performs in one batch (bounds a leader's latency).
+const MAX_BATCH: usize = 256;
+
+/// How durable operations are committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommitMode {
+    /// Concurrent enqueues, removes and marks of one message share directory and file
+    /// fsyncs (the default). A lone caller is never delayed.
+    Grouped,
+    /// Every operation does its own fsyncs (for comparison in benchmarks).
+    PerMessage,
+}
+
+/// Options for [`Queue::open`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueueOptions {
+    split: u32,
+    commit: CommitMode,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            split: 512,
+            commit: CommitMode::Grouped,
+        }
+    }
+}
+
+impl QueueOptions {
+    /// Number of hashed subdirectories of `mess/` (qmail's `conf-split`; default 512, so
+    /// 100,000 messages make about 200 entries per directory). Used only when the queue is
+    /// created: an existing queue keeps the count recorded in its `layout` file.
+    #[must_use]
+    pub fn split(mut self, split: u32) -> Self {
+        self.split = split.max(1);
+        self
+    }
+
+    /// How operations are committed (default [`CommitMode::Grouped`]).
+    #[must_use]
+    pub fn commit(mut self, mode: CommitMode) -> Self {
+        self.commit = mode;
+        self
+    }
+}
+
+/// A crash-safe mail queue in one directory. Cheap to clone (a shared handle), `Send` and
+/// `Sync`: SMTP sessions and delivery threads can all use it at once.
+///
+/// See the [crate docs](crate) for the layout and the crash reasoning.
+#[derive(Debug)]
+pub struct Queue<F: Fs = OsFs> {
+    pub(crate) inner: Arc<Inner<F>>,
+}
+
+impl<F: Fs> Clone for Queue<F> {
+    fn clone(&self) -> Self {
+        Queue {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner<F: Fs> {
+    pub(crate) fs: F,
+    pub(crate) split: u32,
+    pub(crate) commit: CommitMode,
+    pub(crate) next_id: AtomicU64,
+    pub(crate) publisher: Batcher<DirOp>,
+    marks: Mutex<HashMap<MessageId, Arc<Batcher<MarkOp>>>>,
+    /// Messages whose status log is known to end in a complete record (written by this
+    /// process, or checked since open), so a mark can append without reading it first.
+    verified: Mutex<HashSet<MessageId>>,
+}
+
+/// A directory operation batched by the publisher.
+#[derive(Debug)]
+pub(crate) enum DirOp {
+    Publish(MessageId, Paths),
+    Remove(MessageId, Paths),
+}
+
+/// Encoded status records for one message, and the highest index they name.
+#[derive(Debug)]
+struct MarkOp {
+    records: Vec<u8>,
+    max_index: u32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Queue<OsFs> {
+    /// Opens the queue in `dir`, creating the directory and its layout if missing, and
+    /// recovers from any crash: interrupted enqueues are removed, every committed message is
+    /// kept.
+    ///
+    /// # Errors
+    /// [`QueueError::Locked`] if another process has it open; [`QueueError::Io`] otherwise.
+    pub fn open(dir: impl AsRef<Path>, options: QueueOptions) -> Result<Self, QueueError> {
+        let dir = dir.as_ref();
+        let fs = OsFs::open(dir).map_err(|e| {
+            if e.kind() == io::ErrorKind::WouldBlock {
+                QueueError::Locked
+            } else {
+                QueueError::io("open", dir.display().to_string(), e)
+            }
+        })?;
+        Queue::open_with(fs, options)
+    }
+}
+
+impl<F: Fs> Queue<F> {
+    /// Opens a queue on any [`Fs`] (e.g. [`SimFs`](crate::sim::SimFs) in crash tests), with
+    /// the same creation and recovery as [`Queue::open`].
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] when the layout cannot be created or recovery fails.
+    pub fn open_with(fs: F, options: QueueOptions) -> Result<Self, QueueError> {
+        let split = state::ensure_layout(&fs, options.split)?;
+        let next = state::recover(&fs, split)?;
+        let max_batch = match options.commit {
+            CommitMode::Grouped => MAX_BATCH,
+            CommitMode::PerMessage => 1,
+        };
+        Ok(Queue {
+            inner: Arc::new(Inner {
+                fs,
+                split,
+                commit: options.commit,
+                next_id: AtomicU64::new(next),
+                publisher: Batcher::new(max_batch),
+                marks: Mutex::new(HashMap::new()),
+                verified: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// The ids of all committed messages, oldest first: what a restarted scheduler walks
+    /// (qmail-send's startup scan of `info/`). Linear in the queue size.
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] if a directory cannot be listed.
+    pub fn scan(&self) -> Result<Vec<MessageId>, QueueError> {
+        state::scan(&self.inner.fs, self.inner.split)
+    }
+
+    pub(crate) fn open_file(
+        &self,
+        id: MessageId,
+        access: Access,
+    ) -> Result<(F::File, Header, String), QueueError> {
+        let path = Paths::of(id, self.inner.split).mess;
+        let fs = &self.inner.fs;
+        let file = fs.open(&path, access).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => QueueError::NotFound(id),
+            _ => QueueError::io("open", path.clone(), e),
+        })?;
+        let mut buf = [0u8; HEADER_LEN as usize];
+        read_exact_at(fs, &file, &mut buf, 0)
+            .map_err(|e| QueueError::io("read", path.clone(), e))?;
+        let header = format::decode_header(&buf).map_err(|e| QueueError::Corrupt {
+            id,
+            reason: e.describe(),
+        })?;
+        Ok((file, header, path))
+    }
+
+    /// The envelope, birth time, length and every recipient's status of message `id`, in one
+    /// read.
+    ///
+    /// # Errors
+    /// [`QueueError::NotFound`], [`QueueError::Corrupt`] or [`QueueError::Io`].
+    pub fn info(&self, id: MessageId) -> Result<MessageInfo, QueueError> {
+        let (file, header, path) = self.open_file(id, Access::Read)?;
+        let fs = &self.inner.fs;
+        let start = HEADER_LEN + header.body_len;
+        let len = fs
+            .file_len(&file)
+            .map_err(|e| QueueError::io("stat", path.clone(), e))?;
+        let corrupt = |reason| QueueError::Corrupt { id, reason };
+        let tail_len = len
+            .checked_sub(start)
+            .filter(|&t| t >= u64::from(header.meta_len));
+        let tail_len = usize::try_from(tail_len.ok_or(corrupt("shorter than its header says"))?)
+            .map_err(|_| corrupt("status log too large"))?;
+        let mut tail = vec![0u8; tail_len];
+        read_exact_at(fs, &file, &mut tail, start).map_err(|e| QueueError::io("read", path, e))?;
+        let (meta, log) = tail.split_at(header.meta_len as usize);
+        let (birth, envelope) =
+            format::decode_meta(meta, header.nrcpt).map_err(|e| corrupt(e.describe()))?;
+        let mut statuses = vec![Status::Pending; envelope.recipients.len()];
+        for (index, status) in format::decode_statuses(log, header.nrcpt).0 {
+            statuses[index as usize] = status;
+        }
+        Ok(MessageInfo {
+            id,
+            birth,
+            body_len: header.body_len,
+            envelope,
+            statuses,
+        })
+    }
+
+    /// The birth time of message `id` (see [`MessageInfo::birth`]).
+    ///
+    /// # Errors
+    /// As [`Queue::info`].
+    pub fn birth(&self, id: MessageId) -> Result<SystemTime, QueueError> {
+        self.info(id).map(|i| i.birth)
+    }
+
+    /// Durably records `status` for recipient `index` of message `id`: when this returns
+    /// `Ok`, the status survives a crash or power loss. Concurrent marks of the same message
+    /// share one fsync.
+    ///
+    /// # Errors
+    /// [`QueueError::NotFound`], [`QueueError::NoSuchRecipient`], [`QueueError::TooLarge`],
+    /// [`QueueError::Corrupt`] or [`QueueError::Io`] (the previous status then stands).
+    pub fn mark(&self, id: MessageId, index: u32, status: Status) -> Result<(), QueueError> {
+        self.mark_many(id, &[(index, status)])
+    }
+
+    /// Durably records several statuses of message `id` with one append and one fsync (e.g.
+    /// the results of one SMTP transaction to many recipients). All or none take effect,
+    /// unless the machine crashes during the call.
+    ///
+    /// # Errors
+    /// As [`Queue::mark`]; an invalid index fails the whole call before anything is written.
+    pub fn mark_many(&self, id: MessageId, marks: &[(u32, Status)]) -> Result<(), QueueError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let mut records = Vec::with_capacity(marks.len() * 16);
+        for (index, status) in marks {
+            format::encode_status(*index, status, &mut records)
+                .map_err(|_| QueueError::TooLarge)?;
+        }
+        let max_index = marks.iter().map(|m| m.0).max().unwrap_or(0);
+        let group = {
+            let mut groups = lock(&self.inner.marks);
+            let max_batch = if self.inner.commit == CommitMode::Grouped {
+                MAX_BATCH
+            } else {
+                1
+            };
+            Arc::clone(
+                groups
+                    .entry(id)
+                    .or_insert_with(|| Arc::new(Batcher::new(max_batch))),
+            )
+        };
+        let outcome = group.submit(MarkOp { records, max_index }, &|ops| {
+            self.append_marks(id, ops)
+        });
+        let mut groups = lock(&self.inner.marks);
+        // The map's handle and ours: nobody else is using this group, so it can go.
+        if Arc::strong_count(&group) == 2 {
+            groups.remove(&id);
+        }
+        outcome
+    }
+
+    /// The group-commit leader's work for marks of one message: one append, one fsync.
+    fn append_marks(&self, id: MessageId, ops: &[MarkOp]) -> Vec<Outcome> {
+        let fail_all = |e: &QueueError| ops.iter().map(|_| Err(e.duplicate())).collect();
+        let (file, header, path) = match self.open_file(id, Access::ReadWrite) {
+            Ok(x) => x,
+            Err(e) => return fail_all(&e),
+        };
+        let mut records = Vec::new();
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(ops.len());
+        for op in ops {
+            if op.max_index >= header.nrcpt {
+                let count = header.nrcpt;
+                outcomes.push(Err(QueueError::NoSuchRecipient {
+                    id,
+                    index: op.max_index,
+                    count,
+                }));
+            } else {
+                records.extend_from_slice(&op.records);
+                outcomes.push(Ok(()));
+            }
+        }
+        if records.is_empty() {
+            return outcomes;
+        }
+        let result = self.log_end(id, &file, &header, &path).and_then(|end| {
+            durable::append_synced(&self.inner.fs, &file, end, &records).map_err(|e| {
+                lock(&self.inner.verified).remove(&id);
+                QueueError::io("append", path.clone(), e)
+            })
+        });
+        if let Err(e) = result {
+            for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
+                *o = Err(e.duplicate());
+            }
+        }
+        outcomes
+    }
+
+    /// Where the next status record goes: the end of the file, after cutting off a torn
+    /// record left by a crash (checked once per message per process).
+    fn log_end(
+        &self,
+        id: MessageId,
+        file: &F::File,
+        header: &Header,
+        path: &str,
+    ) -> Result<u64, QueueError> {
+        let fs = &self.inner.fs;
+        let len = fs
+            .file_len(file)
+            .map_err(|e| QueueError::io("stat", path, e))?;
+        if lock(&self.inner.verified).contains(&id) {
+            return Ok(len);
+        }
+        let start = header.status_offset();
+        let log_len = len.checked_sub(start).ok_or(QueueError::Corrupt {
+            id,
+            reason: "truncated",
+        })?;
+        let mut log = vec![0u8; usize::try_from(log_len).map_err(|_| QueueError::TooLarge)?];
+        read_exact_at(fs, file, &mut log, start).map_err(|e| QueueError::io("read", path, e))?;
+        let valid = format::decode_statuses(&log, header.nrcpt).1 as u64;
+        if valid < log_len {
+            durable::truncate_synced(fs, file, start + valid)
+                .map_err(|e| QueueError::io("truncate", path, e))?;
+        }
+        lock(&self.inner.verified).insert(id);
+        Ok(start + valid)
+    }
+
+    /// Removes message `id` durably, once every recipient is [final](Status::is_final)
+    /// (qmail-send's "end msg": the caller queues any bounce first). Concurrent removes share
+    /// directory fsyncs.
+    ///
+    /// # Errors
+    /// [`QueueError::NotFinal`] while a recipient is pending or deferred;
+    /// [`QueueError::NotFound`]; [`QueueError::Io`].
+    pub fn remove(&self, id: MessageId) -> Result<(), QueueError> {
+        if !self.info(id)?.is_complete() {
+            return Err(QueueError::NotFinal(id));
+        }
+        let paths = Paths::of(id, self.inner.split);
+        let result = match self.inner.commit {
+            CommitMode::Grouped => self
+                .inner
+                .publisher
+                .submit(DirOp::Remove(id, paths), &|ops| self.inner.run_dir_ops(ops)),
+            CommitMode::PerMessage => {
+                durable::remove_synced(&self.inner.fs, &paths.mess, &paths.dir)
+                    .map_err(|e| dir_op_error(id, "unlink", &paths.mess, e))
+            }
+        };
+        lock(&self.inner.verified).remove(&id);
+        result
+    }
+}
+
+fn dir_op_error(id: MessageId, op: &'static str, path: &str, e: io::Error) -> QueueError {
+    if e.kind() == io::ErrorKind::NotFound {
+        QueueError::NotFound(id)
+    } else {
+        QueueError::io(op, path, e)
+    }
+}
+
+impl<F: Fs> Inner<F> {
+    /// The group-commit leader's work for publishes and removes: every rename or unlink,
+    /// then one fsync per distinct directory touched.
+    pub(crate) fn run_dir_ops(&self, ops: &[DirOp]) -> Vec<Outcome> {
+        let mut outcomes: Vec<Outcome> = Vec::with_capacity(ops.len());
+        let mut dirs: Vec<&str> = Vec::new();
+        for op in ops {
+            let (result, paths) = match op {
+                DirOp::Publish(id, p) => (
+                    durable::rename_unsynced(&self.fs, &p.tmp, &p.mess)
+                        .map_err(|e| dir_op_error(*id, "rename", &p.mess, e)),
+                    p,
+                ),
+                DirOp::Remove(id, p) => (
+                    durable::remove_unsynced(&self.fs, &p.mess)
+                        .map_err(|e| dir_op_error(*id, "unlink", &p.mess, e)),
+                    p,
+                ),
+            };
+            if result.is_ok() && !dirs.contains(&paths.dir.as_str()) {
+                dirs.push(&paths.dir);
+            }
+            outcomes.push(result);
+        }
+        let mut failed: Vec<(&str, io::Error)> = Vec::new();
+        for dir in dirs {
+            if let Err(e) = durable::sync_dir(&self.fs, dir) {
+                failed.push((dir, e));
+            }
+        }
+        for (op, outcome) in ops.iter().zip(outcomes.iter_mut()) {
+            let (DirOp::Publish(_, p) | DirOp::Remove(_, p)) = op;
+            if let Some((dir, e)) = failed.iter().find(|(d, _)| *d == p.dir)
+                && outcome.is_ok()
+            {
+                *outcome = Err(QueueError::io("sync", *dir, crate::error::copy_io(e)));
+            }
+        }
+        outcomes
+    }
+}
+
+/// Records that message `id`'s status log ends in a complete record (it was just written).
+pub(crate) fn mark_verified<F: Fs>(queue: &Queue<F>, id: MessageId) {
+    lock(&queue.inner.verified).insert(id);
+}
+
+/// Reads exactly `buf.len()` bytes at `offset`.
+pub(crate) fn read_exact_at<F: Fs>(
+    fs: &F,
+    file: &F::File,
+    buf: &mut [u8],
+    mut offset: u64,
+) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match fs.read_at(file, &mut buf[done..], offset) {
+            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(n) => {
+                done += n;
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

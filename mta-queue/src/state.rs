@@ -1,0 +1,206 @@
+//! The queue's layout on disk, the state of a message as derived from which of its files
+//! exist, and recovery (a `match` on that state).
+
+use std::io;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::durable::{self, Access, Fs};
+use crate::{MessageId, QueueError};
+
+/// File holding the layout version and split count, written once when the queue is made.
+pub(crate) const LAYOUT: &str = "layout";
+const LAYOUT_NEW: &str = "layout.new";
+pub(crate) const TMP: &str = "tmp";
+pub(crate) const MESS: &str = "mess";
+
+/// Where a message's files live.
+#[derive(Clone, Debug)]
+pub(crate) struct Paths {
+    pub(crate) tmp: String,
+    pub(crate) dir: String,
+    pub(crate) mess: String,
+}
+
+impl Paths {
+    pub(crate) fn of(id: MessageId, split: u32) -> Self {
+        let dir = format!("{MESS}/{}", id.split_dir(split));
+        Paths {
+            tmp: format!("{TMP}/{id}"),
+            mess: format!("{dir}/{id}"),
+            dir,
+        }
+    }
+}
+
+/// A message's state, derived only from which of its two names exist (qmail INTERNALS).
+///
+/// | state                   | `tmp/<id>` | `mess/<n>/<id>` |
+/// |-------------------------|------------|-----------------|
+/// | `Absent`                | -          | -               |
+/// | `Receiving`             | +          | -               |
+/// | `CommittedWithStaleTmp` | +          | +               |
+/// | `Committed`             | -          | +               |
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MessageState {
+    /// Never enqueued, or removed.
+    Absent,
+    /// Bytes being received, or an enqueue interrupted before its commit: never acknowledged.
+    Receiving,
+    /// Committed; the rename's removal of the `tmp/` name was not made durable before a crash.
+    CommittedWithStaleTmp,
+    /// Committed: the message is queued.
+    Committed,
+}
+
+impl MessageState {
+    pub(crate) fn derive(tmp_exists: bool, mess_exists: bool) -> Self {
+        match (tmp_exists, mess_exists) {
+            (false, false) => MessageState::Absent,
+            (true, false) => MessageState::Receiving,
+            (true, true) => MessageState::CommittedWithStaleTmp,
+            (false, true) => MessageState::Committed,
+        }
+    }
+}
+
+fn exists<F: Fs>(fs: &F, path: &str) -> Result<bool, QueueError> {
+    match fs.open(path, Access::Read) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(QueueError::io("open", path, e)),
+    }
+}
+
+/// Creates whatever part of the layout is missing and returns the split count (the one on
+/// disk wins over `wanted`, since existing messages are filed by it).
+pub(crate) fn ensure_layout<F: Fs>(fs: &F, wanted: u32) -> Result<u32, QueueError> {
+    let split = match read_layout(fs)? {
+        Some(split) => split,
+        None => wanted.max(1),
+    };
+    let top = [TMP.to_owned(), MESS.to_owned()];
+    durable::create_dirs_synced(fs, "", &top).map_err(|e| QueueError::io("mkdir", "", e))?;
+    let subdirs: Vec<String> = (0..split).map(|n| n.to_string()).collect();
+    durable::create_dirs_synced(fs, MESS, &subdirs)
+        .map_err(|e| QueueError::io("mkdir", MESS, e))?;
+    if read_layout(fs)?.is_none() {
+        // Written last, so its presence means every directory above is durable.
+        durable::discard(fs, LAYOUT_NEW).map_err(|e| QueueError::io("unlink", LAYOUT_NEW, e))?;
+        let f = fs
+            .create_new(LAYOUT_NEW)
+            .map_err(|e| QueueError::io("create", LAYOUT_NEW, e))?;
+        let text = format!("mta-queue 1\nsplit {split}\n");
+        durable::write_synced(fs, &f, 0, text.as_bytes())
+            .map_err(|e| QueueError::io("write", LAYOUT_NEW, e))?;
+        durable::publish_by_rename(fs, LAYOUT_NEW, LAYOUT, "")
+            .map_err(|e| QueueError::io("rename", LAYOUT, e))?;
+    }
+    Ok(split)
+}
+
+fn read_layout<F: Fs>(fs: &F) -> Result<Option<u32>, QueueError> {
+    let f = match fs.open(LAYOUT, Access::Read) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(QueueError::io("open", LAYOUT, e)),
+    };
+    let mut buf = [0u8; 64];
+    let n = fs
+        .read_at(&f, &mut buf, 0)
+        .map_err(|e| QueueError::io("read", LAYOUT, e))?;
+    let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
+    let bad = || {
+        QueueError::io(
+            "parse",
+            LAYOUT,
+            io::Error::new(io::ErrorKind::InvalidData, "bad layout file"),
+        )
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some("mta-queue 1") {
+        return Err(bad());
+    }
+    let split = lines
+        .next()
+        .and_then(|l| l.strip_prefix("split "))
+        .and_then(|n| n.parse::<u32>().ok())
+        .filter(|&n| n > 0)
+        .ok_or_else(bad)?;
+    Ok(Some(split))
+}
+
+/// Recovery after a crash: brings every message found in `tmp/` to a clean state, then
+/// returns the first id safe to hand out (above every id on disk and above the clock).
+pub(crate) fn recover<F: Fs>(fs: &F, split: u32) -> Result<u64, QueueError> {
+    let mut highest = 0u64;
+    let mut discarded = false;
+    for name in fs
+        .list_dir(TMP)
+        .map_err(|e| QueueError::io("list", TMP, e))?
+    {
+        let path = durable::join(TMP, &name);
+        let Ok(id) = name.parse::<MessageId>() else {
+            // Not a name we make; tmp/ is ours, so it goes.
+            durable::discard(fs, &path).map_err(|e| QueueError::io("unlink", path.clone(), e))?;
+            discarded = true;
+            continue;
+        };
+        highest = highest.max(id.as_u64());
+        let paths = Paths::of(id, split);
+        match MessageState::derive(true, exists(fs, &paths.mess)?) {
+            MessageState::Receiving | MessageState::CommittedWithStaleTmp => {
+                // Never acknowledged, or a second name for a committed file: either way
+                // the tmp/ name goes and the committed file (if any) is untouched.
+                durable::discard(fs, &paths.tmp)
+                    .map_err(|e| QueueError::io("unlink", paths.tmp, e))?;
+                discarded = true;
+            }
+            MessageState::Committed | MessageState::Absent => {}
+        }
+    }
+    if discarded {
+        durable::sync_dir(fs, TMP).map_err(|e| QueueError::io("sync", TMP, e))?;
+    }
+    for id in scan(fs, split)? {
+        highest = highest.max(id.as_u64());
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    Ok(highest.saturating_add(1).max(now))
+}
+
+/// Every committed message: the names under `mess/<n>/`.
+pub(crate) fn scan<F: Fs>(fs: &F, split: u32) -> Result<Vec<MessageId>, QueueError> {
+    let mut ids = Vec::new();
+    for n in 0..split {
+        let dir = format!("{MESS}/{n}");
+        let names = fs
+            .list_dir(&dir)
+            .map_err(|e| QueueError::io("list", dir.clone(), e))?;
+        ids.extend(
+            names
+                .iter()
+                .filter_map(|name| name.parse::<MessageId>().ok())
+                .filter(|id| id.split_dir(split) == n),
+        );
+    }
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_table() {
+        assert_eq!(MessageState::derive(false, false), MessageState::Absent);
+        assert_eq!(MessageState::derive(true, false), MessageState::Receiving);
+        assert_eq!(
+            MessageState::derive(true, true),
+            MessageState::CommittedWithStaleTmp
+        );
+        assert_eq!(MessageState::derive(false, true), MessageState::Committed);
+    }
+}
