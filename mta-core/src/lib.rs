@@ -6,6 +6,8 @@
 //! - [`Address`] and [`Envelope`]: envelope addresses in qmail's internal form
 //!   (`local@domain`, `""` for `<>`, `#@[]` for double bounces).
 //! - [`EnhancedStatus`] and [`DeliveryResult`]: RFC 3463 codes and qmail's K/Z/D outcomes.
+//! - [`address_list`]: RFC 5322 §3.4 address lists (groups, comments, obsolete syntax) and
+//!   qmail-inject's lenient rewriting.
 //! - [`date`]: RFC 5322 §3.3 dates and qmail's `date822fmt`/`myctime`, from plain numbers.
 //! - [`path`]: RFC 5321 §4.1.2 `Reverse-path` / `Forward-path` parsing with the §4.5.3.1
 //!   size limits and RFC 6531 SMTPUTF8.
@@ -18,6 +20,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod address_list;
 pub mod date;
 mod domain;
 mod envelope;

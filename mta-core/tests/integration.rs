@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 mod integration {
+    mod address_list;
     mod data;
     mod date;
     mod path;

@@ -1,0 +1,314 @@
+//! RFC 5322 header addresses: the cases in `tests/data/rfc5322_addresses.txt` (RFC 5322
+//! Appendix A and more) and property tests.
+
+use mta_core::address_list::{
+    AddressErrorKind, AddressItem, AddressList, Group, HeaderMailbox, ParseOptions, QmailRewrite,
+    parse_address_list, parse_mailbox, parse_mailbox_list,
+};
+use proptest::prelude::*;
+
+use super::data;
+
+struct Case {
+    line: usize,
+    name: String,
+    parse: String,
+    input: Vec<u8>,
+    render: Option<String>,
+    addresses: Option<String>,
+    error: Option<String>,
+}
+
+fn cases() -> Vec<Case> {
+    let text = data::read("rfc5322_addresses.txt");
+    let mut cases = Vec::new();
+    let mut lines = text.lines().enumerate().peekable();
+    while let Some((i, l)) = lines.next() {
+        let Some(name) = l.strip_prefix("=== ") else {
+            continue;
+        };
+        let mut c = Case {
+            line: i + 1,
+            name: name.to_owned(),
+            parse: String::new(),
+            input: Vec::new(),
+            render: None,
+            addresses: None,
+            error: None,
+        };
+        let mut input: Option<Vec<&str>> = None;
+        while let Some((_, l)) = lines.peek() {
+            if l.starts_with("=== ") {
+                break;
+            }
+            let (_, l) = lines.next().unwrap();
+            if let Some(v) = l.strip_prefix("parse: ") {
+                v.clone_into(&mut c.parse);
+            } else if l == "input:" {
+                input = Some(Vec::new());
+            } else if let Some(v) = l.strip_prefix("render: ") {
+                c.render = Some(v.to_owned());
+                input = None;
+            } else if let Some(v) = l.strip_prefix("addresses:") {
+                c.addresses = Some(v.trim().to_owned());
+                input = None;
+            } else if let Some(v) = l.strip_prefix("error: ") {
+                c.error = Some(v.to_owned());
+                input = None;
+            } else if let Some(lines) = &mut input {
+                lines.push(l);
+            }
+            if let Some(lines) = &input {
+                c.input = data::expand(&lines.join("\r\n"));
+            }
+        }
+        cases.push(c);
+    }
+    cases
+}
+
+fn qmail() -> ParseOptions {
+    ParseOptions::qmail_inject(
+        QmailRewrite::new("host", "example.org", "plus.example")
+            .with_percent_hack(vec!["relay.example".into()]),
+    )
+}
+
+fn kind_name(k: AddressErrorKind) -> &'static str {
+    match k {
+        AddressErrorKind::Syntax(_) => "syntax",
+        AddressErrorKind::Empty => "empty",
+        AddressErrorKind::UnterminatedQuotedString => "unterminated-quoted-string",
+        AddressErrorKind::UnterminatedComment => "unterminated-comment",
+        AddressErrorKind::UnterminatedDomainLiteral => "unterminated-domain-literal",
+        AddressErrorKind::UnbalancedParen => "unbalanced-paren",
+        AddressErrorKind::UnbalancedBracket => "unbalanced-bracket",
+        AddressErrorKind::InvalidCharacter => "invalid-character",
+        AddressErrorKind::BareLineBreak => "bare-line-break",
+        AddressErrorKind::InvalidUtf8 => "invalid-utf8",
+        _ => "other",
+    }
+}
+
+fn parse_as(
+    kind: &str,
+    input: &[u8],
+) -> Result<AddressList, mta_core::address_list::ParseAddressError> {
+    let strict = ParseOptions::strict();
+    match kind {
+        "address-list" => parse_address_list(input, &strict),
+        "mailbox-list" => parse_mailbox_list(input, &strict)
+            .map(|v| AddressList::new(v.into_iter().map(AddressItem::Mailbox).collect())),
+        "mailbox" => {
+            parse_mailbox(input, &strict).map(|m| AddressList::new(vec![AddressItem::Mailbox(m)]))
+        }
+        "qmail" => parse_address_list(input, &qmail()),
+        other => panic!("unknown parse kind {other}"),
+    }
+}
+
+#[test]
+fn rfc5322_cases() {
+    let cases = cases();
+    assert!(cases.len() >= 60, "{} cases", cases.len());
+    for c in cases {
+        let ctx = format!("rfc5322_addresses.txt line {} ({})", c.line, c.name);
+        let got = parse_as(&c.parse, &c.input);
+        if let Some(e) = &c.error {
+            let (kind, offset) = e.split_once(' ').unwrap();
+            let err = got.expect_err(&ctx);
+            assert_eq!(
+                (kind_name(err.kind), err.offset),
+                (kind, offset.parse().unwrap()),
+                "{ctx}: {err}"
+            );
+            continue;
+        }
+        let list = got.unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        let shown = list.to_string();
+        assert_eq!(Some(&shown), c.render.as_ref(), "{ctx}");
+        let addrs: Vec<String> = list
+            .mailboxes()
+            .map(|m| {
+                let a = m.to_address();
+                if a.is_null() {
+                    "<>".into()
+                } else {
+                    a.to_string_lossy()
+                }
+            })
+            .collect();
+        assert_eq!(Some(addrs.join(" ")), c.addresses, "{ctx}");
+        if !shown.contains("<>") {
+            let again = parse_as(
+                if c.parse == "qmail" {
+                    "address-list"
+                } else {
+                    &c.parse
+                },
+                shown.as_bytes(),
+            )
+            .unwrap_or_else(|e| panic!("{ctx}: reparse of {shown:?}: {e}"));
+            assert_eq!(again, list, "{ctx}: reparse");
+        }
+    }
+}
+
+#[test]
+fn deep_nesting_is_linear_and_safe() {
+    for depth in [100_000usize, 1_000_000] {
+        let mut s = b"a@b.test ".to_vec();
+        s.extend(std::iter::repeat_n(b'(', depth));
+        s.extend(std::iter::repeat_n(b')', depth));
+        let list = parse_address_list(&s, &ParseOptions::strict()).unwrap();
+        let AddressItem::Mailbox(m) = &list.items()[0] else {
+            panic!()
+        };
+        assert_eq!(m.comments()[0].len(), 2 * (depth - 1));
+        // Unbalanced: reported at the outermost '('.
+        s.pop();
+        let e = parse_address_list(&s, &ParseOptions::strict()).unwrap_err();
+        assert_eq!(
+            (e.kind, e.offset),
+            (AddressErrorKind::UnterminatedComment, 9)
+        );
+    }
+}
+
+#[test]
+fn long_inputs_parse() {
+    // 20k addresses, 100k-character quoted names, 100k-word phrase: all in one pass each.
+    let many: String = (0..20_000)
+        .map(|i| format!("u{i}@h{i}.test"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert_eq!(
+        parse_address_list(many.as_bytes(), &ParseOptions::strict())
+            .unwrap()
+            .items()
+            .len(),
+        20_000
+    );
+    let long_name = format!("\"{}\" <a@b.test>", "x\\\"".repeat(50_000));
+    assert!(parse_address_list(long_name.as_bytes(), &ParseOptions::strict()).is_ok());
+    let phrase = format!("{} <a@b.test>", "w ".repeat(100_000));
+    assert!(parse_address_list(phrase.as_bytes(), &ParseOptions::strict()).is_ok());
+    let dots = format!("{}a@b.test", "a.".repeat(100_000));
+    assert!(parse_address_list(dots.as_bytes(), &ParseOptions::strict()).is_ok());
+    let commas = ",".repeat(200_000);
+    assert_eq!(
+        parse_address_list(commas.as_bytes(), &ParseOptions::strict())
+            .unwrap_err()
+            .kind,
+        AddressErrorKind::Empty
+    );
+}
+
+#[test]
+fn folding() {
+    let list: AddressList = AddressList::new(
+        (0..10)
+            .map(|i| {
+                AddressItem::Mailbox(
+                    HeaderMailbox::new(format!("user{i}"), "example.com")
+                        .with_name(format!("User Number {i}")),
+                )
+            })
+            .collect(),
+    );
+    let folded = list.to_folded(4);
+    for line in folded.split('\n') {
+        assert!(line.len() <= 78, "{line}");
+    }
+    assert!(folded.contains(",\n "));
+    let unfolded = folded.replace('\n', "\r\n");
+    assert_eq!(
+        parse_address_list(unfolded.as_bytes(), &ParseOptions::strict()).unwrap(),
+        list
+    );
+}
+
+fn text() -> impl Strategy<Value = String> {
+    // Printable ASCII, some whitespace and controls, and non-ASCII.
+    "[ -~\t\u{1}\u{7f}é名]{0,12}"
+}
+
+fn local() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9!#$%&'*+/=?^_`{|}~-]{1,8}(\\.[a-z0-9]{1,5}){0,2}",
+        text()
+    ]
+}
+
+fn domain() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9-]{1,8}(\\.[a-z0-9-]{1,8}){0,3}",
+        // Any content: the renderer escapes what FWS would otherwise change.
+        "\\[[ -Z^-~\t\\\\\\[\\]]{0,10}\\]",
+    ]
+}
+
+fn mailbox() -> impl Strategy<Value = HeaderMailbox> {
+    (
+        proptest::option::of(text()),
+        local(),
+        domain(),
+        proptest::collection::vec(text(), 0..2),
+    )
+        .prop_map(|(name, local, domain, comments)| {
+            let mut m = HeaderMailbox::new(local, domain.as_str());
+            if let Some(n) = name {
+                m = m.with_name(n);
+            }
+            for c in comments {
+                m = m.with_comment(c);
+            }
+            m
+        })
+}
+
+fn item() -> impl Strategy<Value = AddressItem> {
+    prop_oneof![
+        3 => mailbox().prop_map(AddressItem::Mailbox),
+        1 => (text(), proptest::collection::vec(mailbox(), 0..3))
+            .prop_map(|(n, ms)| AddressItem::Group(Group::new(n, ms))),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn render_then_parse_gives_the_value(items in proptest::collection::vec(item(), 1..5)) {
+        let list = AddressList::new(items);
+        let shown = list.to_string();
+        let again = parse_address_list(shown.as_bytes(), &ParseOptions::strict())
+            .map_err(|e| TestCaseError::fail(format!("{shown:?}: {e}")))?;
+        prop_assert_eq!(again, list, "{:?}", shown);
+    }
+
+    #[test]
+    fn parse_render_parse_is_stable(input in "[a-z \"(),.:;<>@\\[\\]\\\\\t]{0,60}") {
+        for opts in [ParseOptions::strict(), qmail()] {
+            if let Ok(list) = parse_address_list(input.as_bytes(), &opts) {
+                let shown = list.to_string();
+                if shown.contains("<>") { continue; }
+                let again = parse_address_list(shown.as_bytes(), &ParseOptions::strict())
+                    .map_err(|e| TestCaseError::fail(format!("{input:?} -> {shown:?}: {e}")))?;
+                prop_assert_eq!(&again, &list, "{:?} -> {:?}", input, shown);
+                prop_assert_eq!(again.to_string(), shown);
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(input in proptest::collection::vec(any::<u8>(), 0..200)) {
+        for opts in [ParseOptions::strict(), qmail()] {
+            if let Err(e) = parse_address_list(&input, &opts) {
+                prop_assert!(e.offset <= input.len());
+            }
+            let _ = parse_mailbox_list(&input, &opts);
+            let _ = parse_mailbox(&input, &opts);
+        }
+    }
+}
