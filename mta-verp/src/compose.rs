@@ -202,6 +202,7 @@ pub fn decide_bounce(sender: &Address, cfg: &BounceConfig) -> BounceDecision {
 
 /// A bounce ready to be queued.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BounceMessage {
     /// True for a double bounce.
     pub double: bool,
@@ -216,8 +217,12 @@ pub struct BounceMessage {
 pub enum Bounce {
     /// Queue this message.
     Send(BounceMessage),
-    /// A triple bounce: send nothing.
+    /// A triple bounce (the failed message came from `#@[]`): send nothing. qmail logs
+    /// `triple bounce: discarding bounce/<id>`.
     Discard,
+    /// No recipient failed: there is nothing to bounce (qmail-send finds no `bounce/<id>`
+    /// file and injects nothing).
+    NoFailures,
 }
 
 /// The paragraph qmail-send appends to `bounce/<id>` for one failure (`addbounce`):
@@ -297,8 +302,11 @@ pub(crate) fn read_original<R: Read>(
 /// message.`, or `... is the original bounce.` for a double bounce), a blank line,
 /// `Return-Path: <sender>` and the original.
 ///
+/// With no failures the result is [`Bounce::NoFailures`]; a triple bounce is
+/// [`Bounce::Discard`]. Neither reads `original`.
+///
 /// # Errors
-/// Errors reading `original`. A triple bounce returns [`Bounce::Discard`] without reading.
+/// Errors reading `original`.
 ///
 /// ```
 /// use mta_core::Address;
@@ -320,6 +328,9 @@ pub fn compose_bounce<R: Read>(
     date: &str,
     original: R,
 ) -> io::Result<Bounce> {
+    if failures.is_empty() {
+        return Ok(Bounce::NoFailures);
+    }
     let (to, double) = match decide_bounce(sender, cfg) {
         BounceDecision::Discard => return Ok(Bounce::Discard),
         BounceDecision::Single { to } => (to, false),

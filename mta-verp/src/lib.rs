@@ -15,7 +15,8 @@
 //!   [`decide_bounce`]): single bounces to the sender, double bounces to the postmaster, no
 //!   triple bounces; in qmail-send's QSBMF format byte for byte, or as an RFC 3464 DSN.
 //! - **Reading bounces** ([`parse_bounce`], [`ParsedBounce`]): failed recipients and their
-//!   reasons from RFC 3464 DSNs and QSBMF; anything else is a clear
+//!   reasons from RFC 3464 DSNs (via mail-parser's MIME tree) and QSBMF, or just the
+//!   recipients from Exim's `X-Failed-Recipients`; anything else is a clear
 //!   [`ParseBounceError::NotABounce`].
 //!
 //! The crate does no I/O of its own beyond reading what it is handed, reads no clock and
@@ -62,7 +63,8 @@ pub use compose::{
     QUEUE_LIFETIME_TEXT, compose_bounce, decide_bounce, failure_paragraph,
 };
 pub use loops::{
-    HeaderScan, HeaderScanner, MAX_HOPS, delivered_to_line, scan_header, scan_header_from,
+    DELIVERED_TO_LOOP_TEXT, HeaderScan, HeaderScanner, MAX_HOPS, TOO_MANY_HOPS_REPLY,
+    delivered_to_line, scan_header, scan_header_from,
 };
 pub use parse::{
     DsnAction, ParseBounceError, ParsedBounce, ParsedFormat, RecipientReport, parse_bounce,

@@ -24,6 +24,14 @@ use mta_core::Address;
 /// refused with `554 too many hops, this message is looping (#5.4.6)`.
 pub const MAX_HOPS: usize = 100;
 
+/// qmail-local's permanent-failure text when the header already holds this delivery's
+/// `Delivered-To` line (`bouncexf`).
+pub const DELIVERED_TO_LOOP_TEXT: &str =
+    "This message is looping: it already has my Delivered-To line. (#5.4.6)";
+
+/// qmail-smtpd's reply after DATA when the message has [`MAX_HOPS`] or more hops.
+pub const TOO_MANY_HOPS_REPLY: &str = "554 too many hops, this message is looping (#5.4.6)";
+
 /// The `Delivered-To` line qmail-local writes for a delivery to `recipient`:
 /// `Delivered-To: ` + the address + `\n`, with any `\n` in the address turned into `_`
 /// (the `DTLINE` variable, reference §2.5).
@@ -48,6 +56,7 @@ pub fn delivered_to_line(recipient: &Address) -> Vec<u8> {
 
 /// What a [`HeaderScanner`] found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HeaderScan {
     /// Lines starting with `received`, any case.
     pub received: usize,

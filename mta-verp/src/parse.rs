@@ -74,6 +74,7 @@ impl DsnAction {
 
 /// What a bounce says about one recipient.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecipientReport {
     /// The recipient (`Final-Recipient`, else `Original-Recipient`; QSBMF: the paragraph's
     /// address).
@@ -103,6 +104,7 @@ impl RecipientReport {
 
 /// A parsed bounce.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ParsedBounce {
     /// The format it was in.
     pub format: ParsedFormat,

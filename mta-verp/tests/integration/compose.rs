@@ -31,7 +31,7 @@ fn failures() -> Vec<Failure> {
 fn send(b: Bounce) -> BounceMessage {
     match b {
         Bounce::Send(m) => m,
-        Bounce::Discard => panic!("unexpected discard"),
+        other => panic!("unexpected {other:?}"),
     }
 }
 
@@ -101,6 +101,13 @@ fn triple_bounce_is_discarded() {
         let r = compose_bounce(&cfg, &Address::from(sender), &failures(), DATE, Untouchable);
         assert_eq!(r.unwrap(), Bounce::Discard);
     }
+}
+
+#[test]
+fn no_failures_no_bounce() {
+    let cfg = BounceConfig::new("mx.example.org");
+    let r = compose_bounce(&cfg, &Address::from("a@b"), &[], DATE, Untouchable);
+    assert_eq!(r.unwrap(), Bounce::NoFailures);
 }
 
 #[test]
