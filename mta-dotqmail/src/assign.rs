@@ -201,19 +201,41 @@ mod tests {
 
     fn hit(a: &UsersAssign, local: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         let u = a.lookup(local).expect("match");
-        (u.account().user().to_vec(), u.dash().to_vec(), u.ext().to_vec())
+        (
+            u.account().user().to_vec(),
+            u.dash().to_vec(),
+            u.ext().to_vec(),
+        )
     }
 
     #[test]
     fn exact_then_longest_wildcard() {
         let a = UsersAssign::parse(ASSIGN).unwrap();
         assert_eq!(a.len(), 5);
-        assert_eq!(hit(&a, b"JOE"), (b"joe".to_vec(), b"".to_vec(), b"".to_vec()));
-        assert_eq!(hit(&a, b"list-Foo"), (b"lists".to_vec(), b"-".to_vec(), b"l-Foo".to_vec()));
-        assert_eq!(hit(&a, b"LIST-BIG-X"), (b"big".to_vec(), b"-".to_vec(), b"X".to_vec()));
-        assert_eq!(hit(&a, b"list-big"), (b"lists".to_vec(), b"-".to_vec(), b"l-big".to_vec()));
-        assert_eq!(hit(&a, b"someone"), (b"catch".to_vec(), b"-".to_vec(), b"someone".to_vec()));
-        assert_eq!(hit(&a, b"after"), (b"catch".to_vec(), b"-".to_vec(), b"after".to_vec()));
+        assert_eq!(
+            hit(&a, b"JOE"),
+            (b"joe".to_vec(), b"".to_vec(), b"".to_vec())
+        );
+        assert_eq!(
+            hit(&a, b"list-Foo"),
+            (b"lists".to_vec(), b"-".to_vec(), b"l-Foo".to_vec())
+        );
+        assert_eq!(
+            hit(&a, b"LIST-BIG-X"),
+            (b"big".to_vec(), b"-".to_vec(), b"X".to_vec())
+        );
+        assert_eq!(
+            hit(&a, b"list-big"),
+            (b"lists".to_vec(), b"-".to_vec(), b"l-big".to_vec())
+        );
+        assert_eq!(
+            hit(&a, b"someone"),
+            (b"catch".to_vec(), b"-".to_vec(), b"someone".to_vec())
+        );
+        assert_eq!(
+            hit(&a, b"after"),
+            (b"catch".to_vec(), b"-".to_vec(), b"after".to_vec())
+        );
         let joe = a.lookup(b"joe").unwrap();
         assert_eq!((joe.account().uid(), joe.account().gid()), (1001, 100));
         assert_eq!(joe.account().home(), std::path::Path::new("/home/joe"));
@@ -229,12 +251,21 @@ mod tests {
             (b":a:1:1:/a:::\n.\n", 1, ParseAssignErrorKind::NoKey),
             (b"=a:a:1:1:/a::\n.\n", 1, ParseAssignErrorKind::TooFewFields),
             (b"=a:a:x:1:/a:::\n.\n", 1, ParseAssignErrorKind::BadId),
-            (b"=a:a:1:99999999999:/a:::\n.\n", 1, ParseAssignErrorKind::BadId),
+            (
+                b"=a:a:1:99999999999:/a:::\n.\n",
+                1,
+                ParseAssignErrorKind::BadId,
+            ),
             (b"=a\0:a:1:1:/a:::\n.\n", 1, ParseAssignErrorKind::Nul),
         ];
         for (text, line, kind) in cases {
             let e = UsersAssign::parse(text).unwrap_err();
-            assert_eq!((e.line, e.kind), (*line, *kind), "{}", String::from_utf8_lossy(text));
+            assert_eq!(
+                (e.line, e.kind),
+                (*line, *kind),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
         }
         assert!(UsersAssign::parse(b".\n").unwrap().is_empty());
         assert!(UsersAssign::parse(b".").unwrap().is_empty());

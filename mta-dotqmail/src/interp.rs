@@ -16,9 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use crate::exec::{
     Executor, FileDeliveryError, FileKind, FileLookup, Message, ProgramEnv, ProgramStatus,
 };
-use crate::lines::{
-    delivered_to_line, ext_parts, host_parts, return_path_line, ufline,
-};
+use crate::lines::{delivered_to_line, ext_parts, host_parts, return_path_line, ufline};
 use crate::outcome::{Counts, DeliveryStatus, Forward, Outcome, Report};
 use crate::parse::{Instruction, parse};
 use crate::search::{Found, SearchError, owner_file_exists, search};
@@ -146,7 +144,12 @@ struct Run<'e, 'r, E: ?Sized> {
 type Stop = Result<(), DeliveryStatus>;
 
 impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
-    fn new(exec: &'e mut E, req: &DeliveryRequest<'r>, options: &DeliveryOptions, mode: Mode) -> Self {
+    fn new(
+        exec: &'e mut E,
+        req: &DeliveryRequest<'r>,
+        options: &DeliveryOptions,
+        mode: Mode,
+    ) -> Self {
         let mut req = *req;
         req.local = c_str(req.local);
         req.domain = c_str(req.domain);
@@ -234,7 +237,10 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
         }
         let lines = parse(&text)
             .map_err(|_| self.temp("Uh-oh: first line of .qmail file is blank. (#4.2.1)"))?;
-        let env = self.environment(found.as_ref().and_then(|f| f.default.as_deref()), &newsender);
+        let env = self.environment(
+            found.as_ref().and_then(|f| f.default.as_deref()),
+            &newsender,
+        );
         let mut recipients: Vec<Vec<u8>> = Vec::new();
         let mut seen_files: HashSet<PathBuf> = HashSet::new();
         for line in lines {
@@ -256,9 +262,8 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
                     let is_maildir = matches!(line.instruction, Instruction::Maildir(_));
                     self.counts.files += 1;
                     if forward_only {
-                        return Err(self.temp(
-                            "Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)",
-                        ));
+                        return Err(self
+                            .temp("Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)"));
                     }
                     let path = normalize(&home.join(OsStr::from_bytes(p)));
                     if seen_files.insert(path.clone()) {
@@ -271,9 +276,8 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
                 Instruction::Program(cmd) => {
                     self.counts.programs += 1;
                     if forward_only {
-                        return Err(self.temp(
-                            "Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)",
-                        ));
+                        return Err(self
+                            .temp("Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)"));
                     }
                     self.program(&cmd, &env, &home, message)?
                 }
@@ -312,9 +316,8 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
         }
         if status.mode & 0o1000 != 0 {
             if self.mode == Mode::Deliver {
-                return Err(self.temp(
-                    "Home directory is sticky: user is editing his .qmail file. (#4.2.1)",
-                ));
+                return Err(self
+                    .temp("Home directory is sticky: user is editing his .qmail file. (#4.2.1)"));
             }
             self.report.push_line("Warning: home directory is sticky.");
         }
@@ -329,10 +332,14 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
         };
         match header_has_line(reader, &self.dtline) {
             Ok(false) => Ok(()),
-            Ok(true) => Err(self.perm(
-                "This message is looping: it already has my Delivered-To line. (#5.4.6)",
-            )),
-            Err(e) => Err(self.temp(&format!("Unable to read message: {}. (#4.3.0)", error_text(&e)))),
+            Ok(true) => {
+                Err(self
+                    .perm("This message is looping: it already has my Delivered-To line. (#5.4.6)"))
+            }
+            Err(e) => Err(self.temp(&format!(
+                "Unable to read message: {}. (#4.3.0)",
+                error_text(&e)
+            ))),
         }
     }
 
@@ -400,13 +407,21 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
 
     fn say(&mut self, word: &[u8], arg: &[u8]) {
         if self.mode == Mode::Explain {
-            self.report.push(word);
-            self.report.push(arg);
-            self.report.push(b"\n");
+            let mut line = Vec::with_capacity(word.len() + arg.len() + 1);
+            line.extend_from_slice(word);
+            line.extend_from_slice(arg);
+            line.push(b'\n');
+            self.report.push(&line);
         }
     }
 
-    fn file(&mut self, is_maildir: bool, arg: &[u8], path: &Path, message: Option<Message<'_>>) -> Stop {
+    fn file(
+        &mut self,
+        is_maildir: bool,
+        arg: &[u8],
+        path: &Path,
+        message: Option<Message<'_>>,
+    ) -> Stop {
         self.say(if is_maildir { b"maildir " } else { b"mbox " }, arg);
         let Some(message) = message else {
             return Ok(());
@@ -457,7 +472,10 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
             return Ok(false);
         };
         let run = self.exec.program(cmd, env, home, message).map_err(|e| {
-            self.temp(&format!("Unable to run /bin/sh: {}. (#4.3.0)", error_text(&e)))
+            self.temp(&format!(
+                "Unable to run /bin/sh: {}. (#4.3.0)",
+                error_text(&e)
+            ))
         })?;
         self.report.push(&run.output);
         match run.status {
@@ -534,8 +552,17 @@ mod tests {
 
     #[test]
     fn normalize_paths() {
-        assert_eq!(normalize(Path::new("/h/./Maildir/")), PathBuf::from("/h/Maildir"));
-        assert_eq!(normalize(Path::new("/h//Maildir")), PathBuf::from("/h/Maildir"));
-        assert_eq!(normalize(Path::new("/h/a/../b")), PathBuf::from("/h/a/../b"));
+        assert_eq!(
+            normalize(Path::new("/h/./Maildir/")),
+            PathBuf::from("/h/Maildir")
+        );
+        assert_eq!(
+            normalize(Path::new("/h//Maildir")),
+            PathBuf::from("/h/Maildir")
+        );
+        assert_eq!(
+            normalize(Path::new("/h/a/../b")),
+            PathBuf::from("/h/a/../b")
+        );
     }
 }

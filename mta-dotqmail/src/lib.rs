@@ -25,7 +25,9 @@
 //!   scoped thread feeds the program's stdin while the caller's thread reads its output).
 //!
 //! The daemon runs [`deliver`] in a child process as the resolved user (uid/gid from
-//! [`Account`]), like qmail-lspawn; `examples/dotqmail_deliver.rs` is such a child.
+//! [`Account`]), like qmail-lspawn: [`LocalArgs`] is the child's command line and
+//! [`Outcome::to_record`] / [`Outcome::from_record`] carry the result (forwards included)
+//! back; `examples/dotqmail_deliver.rs` is such a child.
 //!
 //! ```
 //! use mta_dotqmail::{
@@ -84,6 +86,7 @@
 #![forbid(unsafe_code)]
 
 mod assign;
+mod child;
 mod exec;
 mod interp;
 pub mod lines;
@@ -95,6 +98,7 @@ mod system;
 mod user;
 
 pub use assign::{ParseAssignError, ParseAssignErrorKind, UsersAssign};
+pub use child::{DecodeRecordError, LocalArgs, UsageError};
 pub use exec::{
     Executor, FileDeliveryError, FileKind, FileLookup, FileStatus, Message, MessageReader,
     ProgramEnv, ProgramRun, ProgramStatus,

@@ -170,7 +170,10 @@ mod tests {
 
     #[test]
     fn dtline_replaces_newlines() {
-        assert_eq!(delivered_to_line(b"a\nb", b"x.org"), b"Delivered-To: a_b@x.org\n");
+        assert_eq!(
+            delivered_to_line(b"a\nb", b"x.org"),
+            b"Delivered-To: a_b@x.org\n"
+        );
     }
 
     #[test]
@@ -210,7 +213,10 @@ mod tests {
 
     #[test]
     fn ufline_escapes() {
-        assert_eq!(ufline(b"", 0), b"From MAILER-DAEMON Thu Jan 01 00:00:00 1970\n");
+        assert_eq!(
+            ufline(b"", 0),
+            b"From MAILER-DAEMON Thu Jan 01 00:00:00 1970\n"
+        );
         assert_eq!(
             ufline(b"a b\tc\nd@x", 0),
             b"From a-b-c-d@x Thu Jan 01 00:00:00 1970\n"
@@ -219,7 +225,10 @@ mod tests {
 
     #[test]
     fn host_and_ext_parts() {
-        assert_eq!(host_parts(b"a.b.c.d.e"), [&b"a.b.c.d"[..], b"a.b.c", b"a.b"]);
+        assert_eq!(
+            host_parts(b"a.b.c.d.e"),
+            [&b"a.b.c.d"[..], b"a.b.c", b"a.b"]
+        );
         assert_eq!(host_parts(b"a.b"), [&b"a"[..], b"a", b"a"]);
         assert_eq!(host_parts(b"local"), [&b"local"[..], b"local", b"local"]);
         assert_eq!(ext_parts(b"a-b-c-d"), [&b"b-c-d"[..], b"c-d", b"d"]);

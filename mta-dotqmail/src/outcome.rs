@@ -122,9 +122,12 @@ impl Report {
         }
     }
 
+    /// One line, pushed as a single write (qmail prints a message and its newline together).
     pub(crate) fn push_line(&mut self, text: &str) {
-        self.push(text.as_bytes());
-        self.push(b"\n");
+        let mut line = Vec::with_capacity(text.len() + 1);
+        line.extend_from_slice(text.as_bytes());
+        line.push(b'\n');
+        self.push(&line);
     }
 
     /// The report as qmail-lspawn passes it on: up to the first NUL byte.
@@ -174,7 +177,9 @@ mod tests {
         };
         let r = o.to_delivery_result();
         assert_eq!(r.letter(), 'D');
-        assert!(matches!(r, DeliveryResult::Failed { status: Some(s), .. } if s.to_string() == "5.1.1"));
+        assert!(
+            matches!(r, DeliveryResult::Failed { status: Some(s), .. } if s.to_string() == "5.1.1")
+        );
         assert_eq!(o.exit_code(), 100);
     }
 }

@@ -181,7 +181,8 @@ fn classify(first: u8, line: &[u8]) -> Instruction {
 fn split_lines(text: &[u8]) -> impl Iterator<Item = &[u8]> {
     let body = text.strip_suffix(b"\n").unwrap_or(text);
     let empty = text.is_empty();
-    body.split(|&b| b == b'\n').take(if empty { 0 } else { usize::MAX })
+    body.split(|&b| b == b'\n')
+        .take(if empty { 0 } else { usize::MAX })
 }
 
 fn trim_end(mut line: &[u8]) -> &[u8] {
@@ -214,7 +215,8 @@ mod tests {
 
     #[test]
     fn every_line_type() {
-        let text = b"#c\n./Mailbox\n/var/mail/u\n./Maildir/\n|cmd arg\n&a@b\nb@c\n+list\n+other\n\n";
+        let text =
+            b"#c\n./Mailbox\n/var/mail/u\n./Maildir/\n|cmd arg\n&a@b\nb@c\n+list\n+other\n\n";
         assert_eq!(
             kinds(text),
             vec![
@@ -245,7 +247,10 @@ mod tests {
         assert_eq!(kinds(b"+list \n"), vec![Instruction::ForwardOnly]);
         assert_eq!(kinds(b"+ list\n"), vec![Instruction::Ignored]);
         // Leading whitespace makes a forward, verbatim (qmail does not trim the front).
-        assert_eq!(kinds(b" x@y\n"), vec![Instruction::Forward(b" x@y".to_vec())]);
+        assert_eq!(
+            kinds(b" x@y\n"),
+            vec![Instruction::Forward(b" x@y".to_vec())]
+        );
         assert_eq!(kinds(b"&\n"), vec![Instruction::Forward(Vec::new())]);
     }
 
@@ -253,7 +258,10 @@ mod tests {
     fn blank_first_line_is_refused() {
         for text in [&b"\n./Maildir/\n"[..], b" \t\nx", b"\n", b"\0abc\n"] {
             let err = parse(text).unwrap_err();
-            assert_eq!((err.line, err.kind), (1, ParseInstructionErrorKind::FirstLineBlank));
+            assert_eq!(
+                (err.line, err.kind),
+                (1, ParseInstructionErrorKind::FirstLineBlank)
+            );
         }
         assert!(parse(b"").unwrap().is_empty());
         assert_eq!(parse(b"#\n\n\n").unwrap().len(), 3);
@@ -263,14 +271,20 @@ mod tests {
     fn nul_ends_the_argument() {
         assert_eq!(kinds(b"|a\0b\n"), vec![Instruction::Program(b"a".to_vec())]);
         // The maildir/mbox decision uses the whole line, as qmail's does.
-        assert_eq!(kinds(b"./x\0y/\n"), vec![Instruction::Maildir(b"./x".to_vec())]);
+        assert_eq!(
+            kinds(b"./x\0y/\n"),
+            vec![Instruction::Maildir(b"./x".to_vec())]
+        );
         assert_eq!(kinds(b"+list\0x\n"), vec![Instruction::ForwardOnly]);
     }
 
     #[test]
     fn crlf_is_not_stripped() {
         // qmail strips only spaces and tabs: the CR stays part of the argument.
-        assert_eq!(kinds(b"./Maildir/\r\n"), vec![Instruction::Mbox(b"./Maildir/\r".to_vec())]);
+        assert_eq!(
+            kinds(b"./Maildir/\r\n"),
+            vec![Instruction::Mbox(b"./Maildir/\r".to_vec())]
+        );
     }
 
     #[test]
@@ -281,7 +295,12 @@ mod tests {
             .collect();
         assert_eq!(
             out,
-            vec![b"program p".to_vec(), b"forward f@x".to_vec(), b"mbox ./m".to_vec(), b"maildir ./d/".to_vec()]
+            vec![
+                b"program p".to_vec(),
+                b"forward f@x".to_vec(),
+                b"mbox ./m".to_vec(),
+                b"maildir ./d/".to_vec()
+            ]
         );
     }
 }

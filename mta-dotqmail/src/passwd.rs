@@ -159,7 +159,13 @@ bad line\n\
             },
         )
         .unwrap()
-        .map(|u| (u.account().user().to_vec(), u.dash().to_vec(), u.ext().to_vec()))
+        .map(|u| {
+            (
+                u.account().user().to_vec(),
+                u.dash().to_vec(),
+                u.ext().to_vec(),
+            )
+        })
     }
 
     #[test]

@@ -17,7 +17,13 @@ use crate::exec::{FileKind, FileLookup};
 /// `ext` lowercased (ASCII) with `.` replaced by `:`.
 pub fn safe_ext(ext: &[u8]) -> Vec<u8> {
     ext.iter()
-        .map(|&b| if b == b'.' { b':' } else { b.to_ascii_lowercase() })
+        .map(|&b| {
+            if b == b'.' {
+                b':'
+            } else {
+                b.to_ascii_lowercase()
+            }
+        })
         .collect()
 }
 
@@ -52,9 +58,7 @@ pub fn candidates(dash: &[u8], ext: &[u8]) -> Vec<Candidate> {
     };
     let mut out = vec![Candidate {
         name: base(&safe, b""),
-        default_at: safe
-            .ends_with(b"default")
-            .then(|| safe.len() - 7),
+        default_at: safe.ends_with(b"default").then(|| safe.len() - 7),
     }];
     for i in (0..=safe.len()).rev() {
         if i == 0 || safe[i - 1] == b'-' {
@@ -194,18 +198,33 @@ mod tests {
         assert_eq!(names(b"", b""), [".qmail", ".qmaildefault"]);
         assert_eq!(names(b"-", b""), [".qmail-", ".qmail-default"]);
         assert_eq!(names(b"-", b"a"), [".qmail-a", ".qmail-default"]);
-        assert_eq!(names(b"-", b"a-"), [".qmail-a-", ".qmail-a-default", ".qmail-default"]);
-        assert_eq!(names(b"-", b"a-b"), [".qmail-a-b", ".qmail-a-default", ".qmail-default"]);
+        assert_eq!(
+            names(b"-", b"a-"),
+            [".qmail-a-", ".qmail-a-default", ".qmail-default"]
+        );
+        assert_eq!(
+            names(b"-", b"a-b"),
+            [".qmail-a-b", ".qmail-a-default", ".qmail-default"]
+        );
         assert_eq!(
             names(b"-", b"a-b-"),
-            [".qmail-a-b-", ".qmail-a-b-default", ".qmail-a-default", ".qmail-default"]
+            [
+                ".qmail-a-b-",
+                ".qmail-a-b-default",
+                ".qmail-a-default",
+                ".qmail-default"
+            ]
         );
     }
 
     #[test]
     fn default_positions() {
         let c = candidates(b"-", b"Foo-Default");
-        assert_eq!(c[0].default_at, Some(4), "exact name ending in default sets DEFAULT");
+        assert_eq!(
+            c[0].default_at,
+            Some(4),
+            "exact name ending in default sets DEFAULT"
+        );
         assert_eq!(c[1].default_at, Some(4));
         assert_eq!(c[2].default_at, Some(0));
         assert_eq!(candidates(b"-", b"x")[0].default_at, None);

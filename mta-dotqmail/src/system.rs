@@ -13,8 +13,8 @@ use std::process::{Command, Stdio};
 use rustix::io::Errno;
 
 use crate::exec::{
-    Executor, FileDeliveryError, FileKind, FileLookup, FileStatus, Message, ProgramEnv,
-    ProgramRun, ProgramStatus,
+    Executor, FileDeliveryError, FileKind, FileLookup, FileStatus, Message, ProgramEnv, ProgramRun,
+    ProgramStatus,
 };
 
 /// The environment programs start from, before the qmail variables are added.
@@ -72,7 +72,9 @@ impl SystemExecutor {
 
     fn command(&self, command: &[u8], env: &ProgramEnv, home: &Path) -> Command {
         let mut cmd = Command::new("/bin/sh");
-        cmd.arg("-c").arg(OsStr::from_bytes(command)).current_dir(home);
+        cmd.arg("-c")
+            .arg(OsStr::from_bytes(command))
+            .current_dir(home);
         if let BaseEnvironment::Fixed(vars) = &self.base_env {
             cmd.env_clear();
             cmd.envs(vars.iter().map(|(k, v)| (k, v)));
@@ -166,9 +168,7 @@ impl Executor for SystemExecutor {
                 let source = copy_error(e.io_error());
                 match e.step() {
                     mta_maildir::MboxStep::Open => FileDeliveryError::Open(source),
-                    mta_maildir::MboxStep::Lock
-                        if source.kind() == io::ErrorKind::TimedOut =>
-                    {
+                    mta_maildir::MboxStep::Lock if source.kind() == io::ErrorKind::TimedOut => {
                         FileDeliveryError::LockTimeout
                     }
                     mta_maildir::MboxStep::ReadMessage => FileDeliveryError::ReadMessage(source),
@@ -312,6 +312,8 @@ mod tests {
         assert_eq!(error_text(&e), "no such file or directory");
         assert!(is_absent(&e));
         assert!(!is_transient(&e));
-        assert!(is_transient(&io::Error::from_raw_os_error(Errno::IO.raw_os_error())));
+        assert!(is_transient(&io::Error::from_raw_os_error(
+            Errno::IO.raw_os_error()
+        )));
     }
 }

@@ -250,7 +250,11 @@ mod tests {
         fn getpw(&self, local: &[u8]) -> io::Result<Option<LocalUser>> {
             match local {
                 b"fail" => Err(io::Error::other("nfs")),
-                b"sys-x" => Ok(Some(LocalUser::new(Account::new("sys", 5, 5, "/h"), b"-", "x"))),
+                b"sys-x" => Ok(Some(LocalUser::new(
+                    Account::new("sys", 5, 5, "/h"),
+                    b"-",
+                    "x",
+                ))),
                 _ => Ok(None),
             }
         }
@@ -258,7 +262,8 @@ mod tests {
 
     #[test]
     fn order_assign_system_alias() {
-        let assign = UsersAssign::parse(b"=sys-x:assigned:9:9:/a:::\n=r:root:0:0:/root:::\n.\n").unwrap();
+        let assign =
+            UsersAssign::parse(b"=sys-x:assigned:9:9:/a:::\n=r:root:0:0:/root:::\n.\n").unwrap();
         let t = UserTable::new(Account::new("alias", 7, 7, "/alias"))
             .with_assign(assign)
             .with_system(Fixed);

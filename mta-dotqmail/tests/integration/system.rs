@@ -1,0 +1,170 @@
+//! End to end through [`SystemExecutor`]: real maildir and mbox deliveries, checked byte
+//! for byte and read back with Python's `mailbox` module as an independent reader.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use mta_dotqmail::{
+    Account, DeliveryOptions, DeliveryRequest, DeliveryStatus, LocalUser, Mailbox, Message,
+    SystemExecutor, deliver, find_mailbox,
+};
+use mta_maildir::{Maildir, Subdir};
+
+const MSG: &[u8] = b"Subject: hello\nFrom: a@b\n\nFrom the start\n>From quoted\nlast line";
+
+#[test]
+fn maildir_and_mbox_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    fs::set_permissions(home, fs::Permissions::from_mode(0o755)).unwrap();
+    Maildir::create(home.join("Maildir")).unwrap();
+    let qmail = home.join(".qmail-box");
+    fs::write(&qmail, b"./Maildir/\n./Mailbox\n./Maildir/\n").unwrap();
+    fs::set_permissions(&qmail, fs::Permissions::from_mode(0o600)).unwrap();
+    let user = LocalUser::new(
+        Account::new("joe", 1001, 100, home.as_os_str().as_bytes()),
+        b"-",
+        "Box",
+    );
+    let request = DeliveryRequest {
+        user: &user,
+        local: b"joe-Box",
+        domain: b"example.com",
+        sender: b"ann@example.org",
+        default_delivery: b"./Maildir/\n",
+        now: 0,
+    };
+    let o = deliver(
+        &mut SystemExecutor::new(),
+        &request,
+        &DeliveryOptions::default(),
+        Message::Bytes(MSG),
+    );
+    assert_eq!(o.status, DeliveryStatus::Delivered, "{}", o.report_text());
+    assert_eq!(o.report, b"did 2+0+0\n");
+
+    let md = Maildir::open(home.join("Maildir")).unwrap();
+    let new = md.list(Subdir::New).unwrap();
+    assert_eq!(new.len(), 1, "the same maildir named twice gets one copy");
+    let prefix = b"Return-Path: <ann@example.org>\nDelivered-To: joe-Box@example.com\n";
+    assert_eq!(md.read(&new[0]).unwrap(), [&prefix[..], MSG].concat());
+
+    let mbox = fs::read(home.join("Mailbox")).unwrap();
+    let want = [
+        &b"From ann@example.org Thu Jan 01 00:00:00 1970\n"[..],
+        prefix,
+        b"Subject: hello\nFrom: a@b\n\n>From the start\n>>From quoted\nlast line\n\n",
+    ]
+    .concat();
+    assert_eq!(
+        String::from_utf8_lossy(&mbox),
+        String::from_utf8_lossy(&want)
+    );
+
+    // Python's mailbox module reads both back (it splits mboxes at From_ lines and
+    // leaves the mboxrd `>From ` quoting in the body).
+    let script = r#"
+import mailbox, sys
+home = sys.argv[1]
+for m in mailbox.mbox(home + "/Mailbox"):
+    print("mbox", m.get_from(), m["Delivered-To"], m["Subject"], repr(m.get_payload()))
+for m in mailbox.Maildir(home + "/Maildir", create=False):
+    print("maildir", m["Return-Path"], m["Delivered-To"], repr(m.get_payload()))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(home)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "mbox ann@example.org Thu Jan 01 00:00:00 1970 joe-Box@example.com hello '>From the start\\n>>From quoted\\nlast line\\n'\n\
+         maildir <ann@example.org> joe-Box@example.com 'From the start\\n>From quoted\\nlast line'\n"
+    );
+}
+
+#[test]
+fn missing_maildir_and_rcpt_check_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    fs::set_permissions(home, fs::Permissions::from_mode(0o755)).unwrap();
+    let user = LocalUser::new(
+        Account::new("joe", 1, 1, home.as_os_str().as_bytes()),
+        b"",
+        "",
+    );
+    let request = DeliveryRequest {
+        user: &user,
+        local: b"joe",
+        domain: b"x",
+        sender: b"",
+        default_delivery: b"./Maildir/\n",
+        now: 0,
+    };
+    let o = deliver(
+        &mut SystemExecutor::new(),
+        &request,
+        &DeliveryOptions::default(),
+        Message::Bytes(b"\n"),
+    );
+    assert_eq!(
+        o.status,
+        DeliveryStatus::Deferred("Unable to chdir to maildir. (#4.2.1)\n".into())
+    );
+
+    // RCPT-time checks against the real filesystem.
+    let ext_user = |ext: &str| {
+        LocalUser::new(
+            Account::new("joe", 1, 1, home.as_os_str().as_bytes()),
+            b"-",
+            ext,
+        )
+    };
+    let mut exec = SystemExecutor::new();
+    let opts = DeliveryOptions::default();
+    assert_eq!(
+        find_mailbox(&mut exec, &user, &opts).unwrap(),
+        Mailbox::DefaultDelivery
+    );
+    assert_eq!(
+        find_mailbox(&mut exec, &ext_user("x"), &opts).unwrap(),
+        Mailbox::NotFound
+    );
+    fs::write(home.join(".qmail-default"), b"&a@b\n").unwrap();
+    fs::set_permissions(
+        home.join(".qmail-default"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let Mailbox::File(found) = find_mailbox(&mut exec, &ext_user("X.y"), &opts).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (found.name.as_slice(), found.default.as_deref()),
+        (&b".qmail-default"[..], Some(&b"X.y"[..]))
+    );
+    fs::set_permissions(
+        home.join(".qmail-default"),
+        fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    assert!(
+        find_mailbox(&mut exec, &ext_user("x"), &opts).is_err(),
+        "world-writable .qmail"
+    );
+    // A directory named like a candidate is skipped.
+    fs::remove_file(home.join(".qmail-default")).unwrap();
+    fs::create_dir(home.join(".qmail-x")).unwrap();
+    assert_eq!(
+        find_mailbox(&mut exec, &ext_user("x"), &opts).unwrap(),
+        Mailbox::NotFound
+    );
+}
