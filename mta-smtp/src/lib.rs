@@ -1,1 +1,82 @@
-//! mta-smtp
+//! # mta-smtp
+//!
+//! Sans-IO SMTP (RFC 5321) server and client state machines, with qmail's behaviour and
+//! immune to SMTP smuggling, plus blocking `std::net` drivers.
+//!
+//! - [`ServerSession`]: bytes and the time in; [`Event`]s and reply bytes out. The
+//!   application answers policy questions ([`Event::Mail`], [`Event::Rcpt`], ...) with a
+//!   [`Verdict`]. PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, SMTPUTF8 and STARTTLS
+//!   (as a hook). Only `CRLF.CRLF` ends a message; a bare CR or LF fails it.
+//! - [`ClientSession`]: drives one delivery (greeting, EHLO/HELO, optional STARTTLS, MAIL,
+//!   pipelined RCPTs, DATA with dot-stuffing, QUIT) and reports one
+//!   [`mta_core::DeliveryResult`] per recipient with qmail-remote's temporary/permanent rules.
+//! - [`Reply`] and [`ReplyParser`]: replies in and out; [`BodyEncoder`]: SMTP transparency.
+//! - [`received_line`]: qmail-smtpd's `Received:` line.
+//! - [`blocking`] (feature `blocking`, default): `serve` and `deliver` over `TcpStream`.
+//!
+//! Nothing in the state machines touches a socket, a thread or the clock: time is passed in
+//! as [`std::time::Instant`] values by the caller (the crate's `clippy.toml` forbids
+//! `Instant::now` and friends), so sessions are deterministic and testable in memory.
+//!
+//! ```
+//! use std::time::Instant;
+//! use mta_core::{Address, Envelope};
+//! use mta_smtp::{ClientConfig, ClientEvent, ClientSession, Event, ServerConfig,
+//!     ServerSession, Verdict};
+//!
+//! # #[allow(clippy::disallowed_methods)]
+//! let now = Instant::now();
+//! let mut server = ServerSession::new(ServerConfig::new("mx.example"), now);
+//! let env = Envelope::new(Address::from("a@example.org"), ["b@example.net"]);
+//! let mut client = ClientSession::new(ClientConfig::new("client.example", "mx"), env, now);
+//! let (mut wire, mut message) = (Vec::new(), Vec::new());
+//! while !client.is_finished() {
+//!     if server.poll_transmit(&mut wire) {
+//!         client.handle_input(&wire, now);
+//!         wire.clear();
+//!     }
+//!     while let Some(ev) = client.poll_event() {
+//!         if ev == ClientEvent::SendBody {
+//!             client.send_body(b"Subject: hi\n\n.hello\n");
+//!             client.finish_body();
+//!         }
+//!     }
+//!     if client.poll_transmit(&mut wire) {
+//!         server.handle_input(&wire, now);
+//!         wire.clear();
+//!     }
+//!     while let Some(ev) = server.poll_event() {
+//!         match ev {
+//!             Event::DataChunk(c) => message.extend_from_slice(c),
+//!             Event::Mail { .. } | Event::Rcpt { .. } | Event::DataStart | Event::DataEnd(_) => {
+//!                 server.decide(Verdict::Accept)?;
+//!             }
+//!             _ => {}
+//!         }
+//!     }
+//! }
+//! assert_eq!(message, b"Subject: hi\n\n.hello\n");
+//! assert!(client.results().iter().all(|r| r.is_delivered()));
+//! # Ok::<(), mta_smtp::DecideError>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+#[cfg(feature = "blocking")]
+pub mod blocking;
+mod client;
+mod received;
+mod reply;
+mod scan;
+mod server;
+
+pub use client::{BodyEncoder, ClientConfig, ClientEvent, ClientSession, TlsPolicy};
+pub use received::{ReceivedInfo, received_line};
+pub use reply::{
+    InvalidReply, MAX_REPLY_BYTES, MAX_REPLY_LINE, MAX_REPLY_TEXT, ParseReplyError, Reply,
+    ReplyParser, ReplyStatus,
+};
+pub use server::{
+    AbortReason, BodyType, DEFAULT_MAX_MESSAGE_SIZE, DataError, DataSummary, DecideError, Event,
+    LineEnding, MailParams, ServerConfig, ServerSession, Verdict,
+};

@@ -1,0 +1,93 @@
+//! [`ServerConfig`]: everything the embedder sets for a server session.
+
+use std::time::Duration;
+
+/// The message size cap used when the embedder sets none (`databytes` 0): 64 MiB.
+///
+/// qmail's "0 means unlimited" let a client push gigabytes at a 32-bit length counter
+/// (CVE-2005-1513); every session here has a finite cap.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+
+/// The line ending of message bytes handed to the application in
+/// [`crate::Event::DataChunk`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LineEnding {
+    /// `\n`, qmail's stored form (qmail-smtpd stored CRLF as LF). Lossless here, since a
+    /// message with a bare CR or LF is refused.
+    #[default]
+    Lf,
+    /// `\r\n`, the wire form.
+    Crlf,
+}
+
+/// Server session settings. Build with [`ServerConfig::new`] and adjust the fields.
+///
+/// ```
+/// use mta_smtp::ServerConfig;
+/// let mut c = ServerConfig::new("mx.example.org");
+/// c.max_recipients = 50;
+/// c.set_databytes(0); // qmail's "no limit" still gets the default cap
+/// assert_eq!(c.max_message_size, mta_smtp::DEFAULT_MAX_MESSAGE_SIZE);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Greeting text (qmail's `smtpgreeting`, default `me`): sent as `220 <greeting> ESMTP`,
+    /// `250 <greeting>` to HELO and as the first EHLO line, `221 <greeting>` to QUIT.
+    pub greeting: String,
+    /// Largest message accepted, in stored octets (qmail's `databytes`); also advertised
+    /// as `SIZE` (RFC 1870). Never unlimited: see [`ServerConfig::set_databytes`].
+    pub max_message_size: usize,
+    /// Most accepted recipients per message; beyond, `452 4.5.3 too many recipients`
+    /// (RFC 5321 §4.5.3.1.10 requires at least 100). Default 1000.
+    pub max_recipients: usize,
+    /// Protocol errors (unknown commands, bad syntax, bad sequence) allowed per session;
+    /// at this count the session sends `421 4.7.0 too many errors` and ends. Default 20.
+    pub max_errors: usize,
+    /// Longest command line including CRLF. RFC 5321 §4.5.3.1.4 says 512; extensions
+    /// (§4.5.3.1.4, RFC 1870, RFC 6531) add parameters, so the default tolerates 1024.
+    /// A longer line gets `500 5.5.2 line too long` and ends the session.
+    pub max_command_line: usize,
+    /// Longest message line including CRLF. RFC 5321 §4.5.3.1.6 says 1000; real mail
+    /// (HTML generators) often breaks it, so the default tolerates 16384. The message is
+    /// then refused after its end.
+    pub max_data_line: usize,
+    /// Refuse messages with this many hops or more (qmail-smtpd: 100). `None` only counts.
+    pub max_hops: Option<usize>,
+    /// Client inactivity limit (qmail's `timeoutsmtpd`, default 1200 s).
+    pub timeout: Duration,
+    /// Advertise and accept STARTTLS (RFC 3207); the driver runs the handshake.
+    pub offer_starttls: bool,
+    /// Advertise SMTPUTF8 (RFC 6531) and accept UTF-8 paths with the MAIL parameter.
+    pub offer_smtputf8: bool,
+    /// Line ending of the bytes in [`crate::Event::DataChunk`].
+    pub line_ending: LineEnding,
+}
+
+impl ServerConfig {
+    /// Defaults as documented on each field, with `greeting` set.
+    pub fn new(greeting: impl Into<String>) -> ServerConfig {
+        ServerConfig {
+            greeting: greeting.into(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            max_recipients: 1000,
+            max_errors: 20,
+            max_command_line: 1024,
+            max_data_line: 16384,
+            max_hops: Some(100),
+            timeout: Duration::from_mins(20),
+            offer_starttls: false,
+            offer_smtputf8: true,
+            line_ending: LineEnding::Lf,
+        }
+    }
+
+    /// Sets the size limit from qmail's `databytes` value: 0 (qmail: unlimited) and
+    /// values beyond `usize` give [`DEFAULT_MAX_MESSAGE_SIZE`].
+    pub fn set_databytes(&mut self, databytes: u64) {
+        self.max_message_size = match usize::try_from(databytes) {
+            Ok(0) | Err(_) => DEFAULT_MAX_MESSAGE_SIZE,
+            Ok(n) => n,
+        };
+    }
+}

@@ -1,0 +1,425 @@
+//! [`ServerSession`]: the sans-IO SMTP server state machine.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::Reply;
+use crate::server::data::DataReceiver;
+use crate::server::{AbortReason, DecideError, Event, ServerConfig, Verdict};
+
+mod dispatch;
+
+use dispatch::text;
+
+/// Most message bytes decoded per [`Event::DataChunk`].
+const CHUNK: usize = 256 * 1024;
+
+/// Unread input above which [`ServerSession::wants_input`] says stop reading.
+const INPUT_HIGH_WATER: usize = 256 * 1024;
+
+/// The session's phase (RFC 5321 §3.3 order: greeting done, then commands, then data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Reading command lines.
+    Command,
+    /// Reading message data after `354`.
+    Data,
+    /// `220` to STARTTLS sent; waiting for the driver's handshake.
+    TlsHandshake,
+    /// Nothing more is read.
+    Closed,
+}
+
+/// The transaction (RFC 5321 §3.3): started by an accepted MAIL.
+#[derive(Clone, Copy, Debug, Default)]
+struct Transaction {
+    smtputf8: bool,
+    recipients: usize,
+}
+
+/// An event waiting for [`ServerSession::decide`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pending {
+    Mail { smtputf8: bool },
+    Rcpt,
+    DataStart,
+    DataEnd,
+}
+
+/// What one step of the machine produced.
+enum Step {
+    Event(Event<'static>),
+    Chunk,
+}
+
+/// A sans-IO SMTP server session (RFC 5321, qmail-smtpd's behaviour plus ESMTP).
+///
+/// No socket, thread or clock inside: the driver feeds received bytes with
+/// [`handle_input`](Self::handle_input), passes the time in, and drains three outputs.
+/// After any input, call in this order until each is empty:
+///
+/// 1. [`poll_event`](Self::poll_event): commands are parsed here, one event at a time; answer
+///    events that need a verdict with [`decide`](Self::decide) (right away, or later).
+/// 2. [`poll_transmit`](Self::poll_transmit): reply bytes to write, in command order.
+/// 3. [`poll_timeout`](Self::poll_timeout): when to call
+///    [`handle_timeout`](Self::handle_timeout) if no input arrives.
+///
+/// Stop when [`is_closed`](Self::is_closed) and the output is written.
+///
+/// ```
+/// use std::time::Instant;
+/// use mta_smtp::{Event, ServerConfig, ServerSession, Verdict};
+/// # #[allow(clippy::disallowed_methods)]
+/// let now = Instant::now();
+/// let mut s = ServerSession::new(ServerConfig::new("mx.example"), now);
+/// s.handle_input(b"HELO client.example\r\nQUIT\r\n", now);
+/// while let Some(ev) = s.poll_event() {
+///     if matches!(ev, Event::Quit) { break; }
+/// }
+/// let mut out = Vec::new();
+/// assert!(s.poll_transmit(&mut out));
+/// assert_eq!(out, b"220 mx.example ESMTP\r\n250 mx.example\r\n221 mx.example\r\n");
+/// assert!(s.is_closed());
+/// ```
+#[derive(Debug)]
+pub struct ServerSession {
+    config: ServerConfig,
+    phase: Phase,
+    input: Vec<u8>,
+    pos: usize,
+    scanned: usize,
+    line: Vec<u8>,
+    out: Vec<u8>,
+    chunk: Vec<u8>,
+    queued: VecDeque<Event<'static>>,
+    pending: Option<Pending>,
+    transaction: Option<Transaction>,
+    data: DataReceiver,
+    errors: usize,
+    tls: bool,
+    eof: bool,
+    helo: Option<String>,
+    deadline: Option<Instant>,
+}
+
+impl ServerSession {
+    /// Starts a session for a new connection at time `now`; the `220` greeting is queued.
+    pub fn new(config: ServerConfig, now: Instant) -> ServerSession {
+        let mut out = Vec::with_capacity(512);
+        out.extend_from_slice(b"220 ");
+        out.extend_from_slice(config.greeting.as_bytes());
+        out.extend_from_slice(b" ESMTP\r\n");
+        let data = DataReceiver::new(
+            config.line_ending,
+            config.max_message_size,
+            config.max_data_line,
+        );
+        ServerSession {
+            deadline: now.checked_add(config.timeout),
+            config,
+            phase: Phase::Command,
+            input: Vec::new(),
+            pos: 0,
+            scanned: 0,
+            line: Vec::new(),
+            out,
+            chunk: Vec::new(),
+            queued: VecDeque::new(),
+            pending: None,
+            transaction: None,
+            data,
+            errors: 0,
+            tls: false,
+            eof: false,
+            helo: None,
+        }
+    }
+
+    /// The configuration this session runs with.
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    /// The name the client gave in its last HELO or EHLO, for the `Received:` line.
+    pub fn client_name(&self) -> Option<&str> {
+        self.helo.as_deref()
+    }
+
+    /// True once [`ServerSession::tls_established`] was called.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// True when the session reads nothing more; close the connection once the output
+    /// from [`ServerSession::poll_transmit`] is written.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// False while a lot of received input is still unprocessed (for example while an
+    /// event waits for its verdict): the driver should stop reading until it drains.
+    pub fn wants_input(&self) -> bool {
+        self.phase != Phase::Closed && self.input.len() - self.pos < INPUT_HIGH_WATER
+    }
+
+    /// Takes bytes received at time `now`. Nothing is parsed until
+    /// [`ServerSession::poll_event`]. Input after the session closed, or while a STARTTLS
+    /// handshake is pending, is discarded.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
+        if matches!(self.phase, Phase::Closed | Phase::TlsHandshake) {
+            return;
+        }
+        self.deadline = now.checked_add(self.config.timeout);
+        if self.pos > 0 && (self.pos == self.input.len() || self.pos >= 64 * 1024) {
+            self.input.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// The client closed its side. Input already received is still processed; then the
+    /// session ends with [`AbortReason::ConnectionClosed`] (unless it ended before).
+    pub fn handle_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// The next event, or `None` when more input (or a verdict) is needed.
+    ///
+    /// [`Event::DataChunk`] borrows from the session; it is valid until the next call.
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        self.chunk.clear();
+        match self.step()? {
+            Step::Event(e) => Some(e),
+            Step::Chunk => Some(Event::DataChunk(&self.chunk)),
+        }
+    }
+
+    /// Appends pending reply bytes to `buf`; returns whether there were any.
+    #[must_use]
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
+        if self.out.is_empty() {
+            return false;
+        }
+        buf.extend_from_slice(&self.out);
+        self.out.clear();
+        true
+    }
+
+    /// When [`ServerSession::handle_timeout`] should run if no input arrives before; `None`
+    /// when closed, during a TLS handshake, or while a verdict is awaited (the client is
+    /// then waiting for us, not the other way round).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Closed
+            || self.phase == Phase::TlsHandshake
+            || self.pending.is_some()
+        {
+            return None;
+        }
+        self.deadline
+    }
+
+    /// Fires the inactivity timeout if it is due at `now`: `451 4.4.2 timeout` is queued,
+    /// [`Event::Timeout`] follows and the session closes (qmail-smtpd's timeoutsmtpd).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.poll_timeout().is_some_and(|d| now >= d) {
+            self.out.extend_from_slice(text::TIMEOUT);
+            self.close();
+            self.queued.push_back(Event::Timeout);
+        }
+    }
+
+    /// The driver finished the TLS handshake after [`Event::StartTls`]. As RFC 3207 §4.2
+    /// requires, everything learnt before is forgotten: the client must EHLO again.
+    pub fn tls_established(&mut self, now: Instant) {
+        if self.phase == Phase::TlsHandshake {
+            self.phase = Phase::Command;
+            self.tls = true;
+            self.helo = None;
+            self.transaction = None;
+            self.deadline = now.checked_add(self.config.timeout);
+        }
+    }
+
+    /// The TLS handshake failed: the session ends with [`AbortReason::TlsFailed`].
+    pub fn tls_failed(&mut self) {
+        if self.phase == Phase::TlsHandshake {
+            self.close();
+            self.queued
+                .push_back(Event::Aborted(AbortReason::TlsFailed));
+        }
+    }
+
+    /// Answers the event that is waiting for a verdict ([`Event::Mail`], [`Event::Rcpt`],
+    /// [`Event::DataStart`], [`Event::DataEnd`]) and queues the reply.
+    ///
+    /// # Errors
+    /// [`DecideError::NothingPending`] when no event waits; [`DecideError::WrongReplyCode`]
+    /// when an `AcceptWith` reply is not 2xx (354 for DataStart) or a `Reject` reply is
+    /// not 4xx/5xx. The event stays pending after an error.
+    pub fn decide(&mut self, verdict: Verdict) -> Result<(), DecideError> {
+        let pending = self.pending.ok_or(DecideError::NothingPending)?;
+        let accepted = match &verdict {
+            Verdict::Accept => true,
+            Verdict::AcceptWith(r) => {
+                let class = if pending == Pending::DataStart { 3 } else { 2 };
+                if r.code() / 100 != class {
+                    return Err(DecideError::WrongReplyCode);
+                }
+                true
+            }
+            Verdict::Reject(r) => {
+                if r.code() < 400 {
+                    return Err(DecideError::WrongReplyCode);
+                }
+                false
+            }
+        };
+        self.pending = None;
+        match verdict {
+            Verdict::Accept => self.out.extend_from_slice(match pending {
+                Pending::Mail { .. } => text::MAIL_OK,
+                Pending::Rcpt => text::RCPT_OK,
+                Pending::DataStart => text::GO_AHEAD,
+                Pending::DataEnd => text::DATA_OK,
+            }),
+            Verdict::AcceptWith(r) | Verdict::Reject(r) => r.write_to(&mut self.out),
+        }
+        match pending {
+            Pending::Mail { smtputf8 } => {
+                if accepted {
+                    self.transaction = Some(Transaction {
+                        smtputf8,
+                        recipients: 0,
+                    });
+                }
+            }
+            Pending::Rcpt => {
+                if let (true, Some(t)) = (accepted, self.transaction.as_mut()) {
+                    t.recipients += 1;
+                }
+            }
+            Pending::DataStart => {
+                if accepted {
+                    self.phase = Phase::Data;
+                    self.data = DataReceiver::new(
+                        self.config.line_ending,
+                        self.config.max_message_size,
+                        self.config.max_data_line,
+                    );
+                } else {
+                    self.transaction = None;
+                }
+            }
+            Pending::DataEnd => self.transaction = None,
+        }
+        Ok(())
+    }
+
+    /// Convenience for [`ServerSession::decide`] with a reply built from code and text.
+    ///
+    /// # Errors
+    /// As `decide`; an invalid reply is [`DecideError::WrongReplyCode`].
+    pub fn reject(&mut self, code: u16, text: &str) -> Result<(), DecideError> {
+        let r = Reply::new(code, text).map_err(|_| DecideError::WrongReplyCode)?;
+        self.decide(Verdict::Reject(r))
+    }
+
+    fn close(&mut self) {
+        self.phase = Phase::Closed;
+        self.input = Vec::new();
+        self.pos = 0;
+        self.scanned = 0;
+    }
+
+    fn step(&mut self) -> Option<Step> {
+        loop {
+            if let Some(ev) = self.queued.pop_front() {
+                return Some(Step::Event(ev));
+            }
+            if self.pending.is_some() {
+                return None;
+            }
+            match self.phase {
+                Phase::Closed => return None,
+                Phase::TlsHandshake => return self.at_eof(),
+                Phase::Command => {
+                    if !self.next_line() {
+                        return self.at_eof();
+                    }
+                    if self.phase == Phase::Closed {
+                        continue;
+                    }
+                    let line = std::mem::take(&mut self.line);
+                    let ev = self.command(&line);
+                    self.line = line;
+                    if let Some(ev) = ev {
+                        return Some(Step::Event(ev));
+                    }
+                }
+                Phase::Data => {
+                    let avail = &self.input[self.pos..];
+                    if avail.is_empty() {
+                        return self.at_eof();
+                    }
+                    let take = avail.len().min(CHUNK);
+                    let (used, ended) = self.data.feed(&avail[..take], &mut self.chunk);
+                    self.pos += used;
+                    if ended {
+                        self.end_data();
+                    }
+                    if !self.chunk.is_empty() {
+                        return Some(Step::Chunk);
+                    }
+                }
+            }
+        }
+    }
+
+    /// No more input to process: at EOF the session ends.
+    fn at_eof(&mut self) -> Option<Step> {
+        if self.eof && self.phase != Phase::Closed {
+            self.close();
+            return Some(Step::Event(Event::Aborted(AbortReason::ConnectionClosed)));
+        }
+        None
+    }
+
+    /// Frames the next command line into `self.line`. Returns false when more input is
+    /// needed; true with the session closed when the line is over the limit.
+    fn next_line(&mut self) -> bool {
+        let avail = &self.input[self.pos..];
+        let max = self.config.max_command_line.max(8);
+        match avail[self.scanned..].iter().position(|&b| b == b'\n') {
+            Some(k) => {
+                let end = self.scanned + k;
+                if end >= max {
+                    self.too_long();
+                    return true;
+                }
+                // lenient: a command may end in a bare LF; qmail-smtpd's commands.c read
+                // up to LF and dropped one CR. (DATA is strict.)
+                let text = avail[..end].strip_suffix(b"\r").unwrap_or(&avail[..end]);
+                self.line.clear();
+                self.line.extend_from_slice(text);
+                self.pos += end + 1;
+                self.scanned = 0;
+                true
+            }
+            None if avail.len() >= max => {
+                self.too_long();
+                true
+            }
+            None => {
+                self.scanned = avail.len();
+                false
+            }
+        }
+    }
+
+    fn too_long(&mut self) {
+        self.out.extend_from_slice(text::TOO_LONG);
+        self.close();
+        self.queued
+            .push_back(Event::Aborted(AbortReason::CommandTooLong));
+    }
+}

@@ -1,0 +1,248 @@
+//! Command dispatch for [`ServerSession`]: qmail-smtpd's `smtp_*` functions, and the
+//! replies the session sends on its own.
+
+use crate::server::command::{ArgError, Command, parse_command, parse_mail, parse_rcpt};
+use crate::server::{AbortReason, DataError, Event};
+
+use super::{Pending, Phase, ServerSession};
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Replies the session sends by itself: qmail-smtpd's texts, with RFC 2034 codes in front.
+pub(super) mod text {
+    pub(crate) const OK: &[u8] = b"250 2.0.0 ok\r\n";
+    pub(crate) const MAIL_OK: &[u8] = b"250 2.1.0 ok\r\n";
+    pub(crate) const RCPT_OK: &[u8] = b"250 2.1.5 ok\r\n";
+    pub(crate) const DATA_OK: &[u8] = b"250 2.0.0 ok\r\n";
+    pub(crate) const GO_AHEAD: &[u8] = b"354 go ahead\r\n";
+    pub(crate) const FLUSHED: &[u8] = b"250 2.0.0 flushed\r\n";
+    pub(crate) const VRFY: &[u8] = b"252 2.5.2 send some mail, i'll try my best\r\n";
+    pub(crate) const HELP: &[u8] = b"214 2.0.0 mta-smtp: see RFC 5321\r\n";
+    pub(crate) const UNIMPLEMENTED: &[u8] = b"502 5.5.1 unimplemented\r\n";
+    pub(crate) const MAIL_FIRST: &[u8] = b"503 5.5.1 MAIL first\r\n";
+    pub(crate) const RCPT_FIRST: &[u8] = b"503 5.5.1 RCPT first\r\n";
+    pub(crate) const NESTED_MAIL: &[u8] = b"503 5.5.1 nested MAIL command\r\n";
+    pub(crate) const ALREADY_TLS: &[u8] = b"503 5.5.1 TLS already active\r\n";
+    pub(crate) const NO_ARGS: &[u8] = b"501 5.5.4 no arguments allowed\r\n";
+    pub(crate) const BAD_CHARS: &[u8] = b"501 5.5.2 bare CR or NUL in command\r\n";
+    pub(crate) const SYNTAX: &[u8] = b"501 5.5.4 syntax error\r\n";
+    pub(crate) const BAD_ADDRESS: &[u8] = b"555 5.5.4 syntax error\r\n";
+    pub(crate) const UNKNOWN_PARAM: &[u8] = b"555 5.5.4 unsupported parameter\r\n";
+    pub(crate) const BAD_PARAM: &[u8] = b"501 5.5.4 bad parameter\r\n";
+    pub(crate) const SIZE_PARAM: &[u8] =
+        b"552 5.3.4 message size exceeds fixed maximum message size\r\n";
+    pub(crate) const NEED_UTF8: &[u8] = b"553 5.6.7 non-ASCII address needs SMTPUTF8\r\n";
+    pub(crate) const TOO_MANY_RCPTS: &[u8] = b"452 4.5.3 too many recipients\r\n";
+    pub(crate) const TOO_LONG: &[u8] = b"500 5.5.2 line too long\r\n";
+    pub(crate) const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 too many errors\r\n";
+    pub(crate) const TIMEOUT: &[u8] = b"451 4.4.2 timeout\r\n";
+    pub(crate) const TLS_READY: &[u8] = b"220 2.0.0 ready to start TLS\r\n";
+    pub(crate) const SMTPLF: &[u8] = b"451 4.6.0 See https://cr.yp.to/docs/smtplf.html.\r\n";
+    pub(crate) const HOPS: &[u8] = b"554 5.4.6 too many hops, this message is looping\r\n";
+    pub(crate) const DATABYTES: &[u8] =
+        b"552 5.3.4 sorry, that message size exceeds my databytes limit\r\n";
+    pub(crate) const NUL: &[u8] = b"554 5.6.0 message contains NUL\r\n";
+    pub(crate) const LONG_LINE: &[u8] = b"554 5.6.0 message line too long\r\n";
+}
+
+impl ServerSession {
+    /// A protocol error: reply, count, and end the session at the limit.
+    pub(super) fn error(&mut self, reply: &[u8]) -> Option<Event<'static>> {
+        self.out.extend_from_slice(reply);
+        self.errors = self.errors.saturating_add(1);
+        if self.errors >= self.config.max_errors {
+            self.out.extend_from_slice(text::TOO_MANY_ERRORS);
+            self.close();
+            return Some(Event::Aborted(AbortReason::TooManyErrors));
+        }
+        None
+    }
+
+    pub(super) fn arg_error(&mut self, e: ArgError) -> Option<Event<'static>> {
+        match e {
+            ArgError::Syntax => self.error(text::SYNTAX),
+            ArgError::Address => self.error(text::BAD_ADDRESS),
+            ArgError::UnknownParam => self.error(text::UNKNOWN_PARAM),
+            ArgError::BadParam => self.error(text::BAD_PARAM),
+            ArgError::TooBig => {
+                self.out.extend_from_slice(text::SIZE_PARAM);
+                None
+            }
+            ArgError::Utf8NotAllowed => {
+                self.out.extend_from_slice(text::NEED_UTF8);
+                None
+            }
+        }
+    }
+
+    pub(super) fn greeting_line(&mut self, code: &[u8]) {
+        self.out.extend_from_slice(code);
+        self.out.extend_from_slice(self.config.greeting.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+    }
+
+    pub(super) fn ehlo_reply(&mut self) {
+        let mut lines = vec![
+            self.config.greeting.clone(),
+            "PIPELINING".to_owned(),
+            "8BITMIME".to_owned(),
+            format!("SIZE {}", self.config.max_message_size),
+            "ENHANCEDSTATUSCODES".to_owned(),
+        ];
+        if self.config.offer_smtputf8 {
+            lines.push("SMTPUTF8".to_owned());
+        }
+        if self.config.offer_starttls && !self.tls {
+            lines.push("STARTTLS".to_owned());
+        }
+        let n = lines.len();
+        for (i, l) in lines.iter().enumerate() {
+            self.out
+                .extend_from_slice(if i + 1 == n { b"250 " } else { b"250-" });
+            self.out.extend_from_slice(l.as_bytes());
+            self.out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Runs one command line (qmail-smtpd's `smtp_*` functions).
+    pub(super) fn command(&mut self, line: &[u8]) -> Option<Event<'static>> {
+        // A CR inside a line or a NUL would reach logs and events; qmail cut lines at NUL.
+        if line.iter().any(|&b| b == b'\r' || b == 0) {
+            return self.error(text::BAD_CHARS);
+        }
+        match parse_command(line) {
+            Command::Helo(arg) => {
+                // lenient: HELO/EHLO with an empty or odd name is accepted, as qmail did.
+                self.transaction = None;
+                let name = lossy(arg);
+                self.helo = Some(name.clone());
+                self.greeting_line(b"250 ");
+                Some(Event::Helo { name })
+            }
+            Command::Ehlo(arg) => {
+                self.transaction = None;
+                let name = lossy(arg);
+                self.helo = Some(name.clone());
+                self.ehlo_reply();
+                Some(Event::Ehlo { name })
+            }
+            Command::Mail(arg) => {
+                if self.transaction.is_some() {
+                    return self.error(text::NESTED_MAIL);
+                }
+                match parse_mail(
+                    arg,
+                    self.config.max_message_size,
+                    self.config.offer_smtputf8,
+                ) {
+                    Ok((path, params)) => {
+                        self.pending = Some(Pending::Mail {
+                            smtputf8: params.smtputf8,
+                        });
+                        Some(Event::Mail { path, params })
+                    }
+                    Err(e) => self.arg_error(e),
+                }
+            }
+            Command::Rcpt(arg) => {
+                let Some(t) = self.transaction else {
+                    return self.error(text::MAIL_FIRST);
+                };
+                match parse_rcpt(arg, t.smtputf8) {
+                    Ok(path) => {
+                        if t.recipients >= self.config.max_recipients {
+                            self.out.extend_from_slice(text::TOO_MANY_RCPTS);
+                            return None;
+                        }
+                        self.pending = Some(Pending::Rcpt);
+                        Some(Event::Rcpt { path })
+                    }
+                    Err(e) => self.arg_error(e),
+                }
+            }
+            Command::Data(arg) => {
+                let Some(t) = self.transaction else {
+                    return self.error(text::MAIL_FIRST);
+                };
+                if t.recipients == 0 {
+                    return self.error(text::RCPT_FIRST);
+                }
+                if !arg.is_empty() {
+                    return self.error(text::NO_ARGS);
+                }
+                self.pending = Some(Pending::DataStart);
+                Some(Event::DataStart)
+            }
+            Command::Rset => {
+                self.transaction = None;
+                self.out.extend_from_slice(text::FLUSHED);
+                Some(Event::Rset)
+            }
+            Command::Noop => {
+                self.out.extend_from_slice(text::OK);
+                None
+            }
+            Command::Vrfy => {
+                self.out.extend_from_slice(text::VRFY);
+                None
+            }
+            Command::Help => {
+                self.out.extend_from_slice(text::HELP);
+                None
+            }
+            Command::Quit => {
+                self.greeting_line(b"221 ");
+                self.close();
+                Some(Event::Quit)
+            }
+            Command::StartTls(arg) => {
+                if !self.config.offer_starttls {
+                    return self.error(text::UNIMPLEMENTED);
+                }
+                if self.tls {
+                    return self.error(text::ALREADY_TLS);
+                }
+                if !arg.is_empty() {
+                    return self.error(text::NO_ARGS);
+                }
+                self.out.extend_from_slice(text::TLS_READY);
+                // RFC 3207 §5 / CVE-2011-0411: nothing pipelined after STARTTLS may be
+                // taken as sent under TLS.
+                self.input = Vec::new();
+                self.pos = 0;
+                self.scanned = 0;
+                self.phase = Phase::TlsHandshake;
+                Some(Event::StartTls)
+            }
+            Command::Unknown => self.error(text::UNIMPLEMENTED),
+        }
+    }
+
+    pub(super) fn end_data(&mut self) {
+        self.phase = Phase::Command;
+        match self.data.finish(self.config.max_hops) {
+            Ok(summary) => {
+                self.pending = Some(Pending::DataEnd);
+                self.queued.push_back(Event::DataEnd(summary));
+            }
+            Err(e) => {
+                self.transaction = None;
+                self.out.extend_from_slice(match e {
+                    DataError::BareLineEnding => text::SMTPLF,
+                    DataError::TooManyHops => text::HOPS,
+                    DataError::TooLarge => text::DATABYTES,
+                    DataError::Nul => text::NUL,
+                    DataError::LineTooLong => text::LONG_LINE,
+                });
+                self.queued.push_back(Event::DataRejected(e));
+                if e == DataError::BareLineEnding {
+                    self.close();
+                    self.queued
+                        .push_back(Event::Aborted(AbortReason::BareLineEnding));
+                }
+            }
+        }
+    }
+}
