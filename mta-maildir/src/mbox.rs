@@ -62,8 +62,10 @@ impl<F: Fs> Mbox<F> {
 
     /// Appends one message.
     ///
-    /// Opens the file `O_WRONLY|O_APPEND|O_CREAT`, mode 0600; locks it (see [`Mbox`]); notes
-    /// its length; writes `from_line` (see [`mbox_from_line`]), `prefix_headers` as given,
+    /// Opens the file `O_RDWR|O_APPEND|O_CREAT` (qmail: `O_WRONLY`; we also read the last two
+    /// bytes), mode 0600; locks it (see [`Mbox`]); if the file does not end with a blank line
+    /// (a delivery was killed mid-write), completes its last entry with one so the new
+    /// `From ` line starts a message; notes its length; writes `from_line` (see [`mbox_from_line`]), `prefix_headers` as given,
     /// then the message with mboxrd quoting (every line matching `^>*From ` gets one more
     /// `>`), a newline if the message's last line lacked one, and a blank line; then
     /// `fsync`s the file (and its directory if the file was just created).
@@ -86,9 +88,14 @@ impl<F: Fs> Mbox<F> {
         let dir = fs.open_dir(&parent).map_err(open_err)?;
         let (mut file, created) = fs.open_append(&dir, leaf).map_err(open_err)?;
         let locked = self.lock(&file)?;
-        let start = fs
+        let len = fs
             .len(&file)
             .map_err(|e| MboxError::new(MboxStep::Stat, true, e))?;
+        let start = repair_tail(fs, &mut file, len).map_err(|e| {
+            // The repair is one short write: either it happened or the file is unchanged.
+            let unchanged = fs.len(&file).is_ok_and(|l| l == len);
+            MboxError::new(MboxStep::Write, unchanged, e)
+        })?;
         let result = append(fs, &mut file, from_line, prefix_headers, message).and_then(|()| {
             durable::sync_file(fs, &file).map_err(|e| (MboxStep::Sync, e))?;
             if created {
@@ -122,6 +129,34 @@ impl<F: Fs> Mbox<F> {
             }
         }
     }
+}
+
+/// Ends a damaged last entry so ours starts a new one, and returns the length to roll back
+/// to.
+///
+/// A delivery killed mid-write (or a power loss before its fsync) can leave the mbox ending
+/// inside a message. A `From ` line appended after a partial line would be glued to it and
+/// the new message would vanish into the old one, so the tail is first completed with the
+/// newline(s) an mbox entry ends with. Skipped when the file is write-only for us.
+fn repair_tail<F: Fs>(fs: &F, file: &mut F::File, len: u64) -> io::Result<u64> {
+    if len == 0 {
+        return Ok(0);
+    }
+    let mut tail = [0u8; 2];
+    let want = len.min(2) as usize;
+    let offset = len - want as u64;
+    let Ok(got) = fs.read_at(file, offset, &mut tail[..want]) else {
+        return Ok(len); // write-only mbox: cannot look, append as qmail did
+    };
+    let fix: &[u8] = match &tail[..got] {
+        [.., b'\n', b'\n'] | [b'\n'] => b"",
+        [.., b'\n'] => b"\n",
+        _ => b"\n\n",
+    };
+    if !fix.is_empty() {
+        fs.write_all(file, fix)?;
+    }
+    Ok(len + fix.len() as u64)
 }
 
 fn split(path: &Path) -> io::Result<(PathBuf, &str)> {

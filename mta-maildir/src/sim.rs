@@ -198,16 +198,25 @@ impl PowerLossFs {
         Ok(())
     }
 
-    /// Makes the existing directory `path` a separate filesystem: links from or to it fail
-    /// with `EXDEV`. Directories created inside it later belong to it.
+    /// Makes the existing directory `path` and everything below it a separate filesystem:
+    /// links between it and the rest fail with `EXDEV`. Directories created inside it later
+    /// belong to it.
     ///
     /// # Errors
     /// `NotFound` when `path` is not a directory.
     pub fn mount(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
-        let d = st.resolve(path)?;
+        let top = st.resolve(path)?;
         st.devs += 1;
-        st.dirs[d].dev = st.devs;
+        let dev = st.devs;
+        let mut stack = vec![top];
+        while let Some(d) = stack.pop() {
+            st.dirs[d].dev = dev;
+            stack.extend(st.dirs[d].entries.values().filter_map(|n| match n {
+                Node::Dir(c) => Some(*c),
+                Node::File(_) => None,
+            }));
+        }
         Ok(())
     }
 
@@ -438,6 +447,15 @@ impl Fs for PowerLossFs {
         Ok(n)
     }
 
+    fn read_at(&self, file: &SimFile, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let st = self.lock();
+        let data = &st.inodes[file.ino].data;
+        let rest = data.get(offset as usize..).unwrap_or_default();
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        Ok(n)
+    }
+
     fn write_all(&self, file: &mut SimFile, data: &[u8]) -> io::Result<()> {
         let mut st = self.lock();
         st.begin(format!("write {} bytes to inode {}", data.len(), file.ino))?;
@@ -546,5 +564,57 @@ impl Fs for PowerLossFs {
     fn accessed(&self, dir: &usize, name: &str) -> io::Result<SystemTime> {
         let st = self.lock();
         Ok(st.inodes[st.file(*dir, name)?].atime)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_across_a_mount_fail_with_exdev() {
+        let fs = PowerLossFs::new();
+        fs.create_dir_all(Path::new("/a")).unwrap();
+        fs.create_dir_all(Path::new("/m/b")).unwrap();
+        fs.mount(Path::new("/m")).unwrap();
+        let a = fs.open_dir(Path::new("/a")).unwrap();
+        let m = fs.open_dir(Path::new("/m")).unwrap();
+        fs.make_dir(&m, "c").unwrap();
+        let b = fs.open_dir(Path::new("/m/b")).unwrap();
+        let c = fs.open_dir(Path::new("/m/c")).unwrap();
+        fs.create_new(&a, "f").unwrap();
+        let exdev = io::ErrorKind::CrossesDevices;
+        assert_eq!(fs.link(&a, "f", &b, "f").unwrap_err().kind(), exdev);
+        assert_eq!(fs.link(&a, "f", &c, "f").unwrap_err().kind(), exdev);
+        fs.link(&a, "f", &a, "g").unwrap();
+    }
+
+    #[test]
+    fn crash_images_keep_only_synced_state() {
+        let fs = PowerLossFs::new();
+        fs.create_dir_all(Path::new("/d")).unwrap();
+        let d = fs.open_dir(Path::new("/d")).unwrap();
+        let mut f = fs.create_new(&d, "x").unwrap();
+        fs.write_all(&mut f, b"abc").unwrap();
+        fs.sync_file(&f).unwrap();
+        fs.write_all(&mut f, b"def").unwrap();
+        let images = fs.crash_images();
+        let seen: Vec<Option<Vec<u8>>> = images
+            .iter()
+            .map(|i| i.read_file(Path::new("/d/x")))
+            .collect();
+        assert!(seen.contains(&None)); // name not synced
+        assert!(seen.contains(&Some(b"abc".to_vec()))); // data synced up to abc
+        assert!(seen.contains(&Some(b"abcdef".to_vec()))); // or everything got out
+        fs.sync_dir(&d).unwrap();
+        fs.crash_after(fs.op_count());
+        assert!(fs.sync_file(&f).is_err());
+        assert!(fs.has_crashed());
+        assert!(
+            fs.crash_images()
+                .iter()
+                .all(|i| i.read_file(Path::new("/d/x")).is_some())
+        );
     }
 }

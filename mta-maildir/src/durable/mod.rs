@@ -38,13 +38,16 @@ pub trait Fs: Clone {
     fn make_dir(&self, parent: &Self::Dir, name: &str) -> io::Result<()>;
     /// Creates a new empty regular file, mode 0600, `O_EXCL` (never reuses a name).
     fn create_new(&self, dir: &Self::Dir, name: &str) -> io::Result<Self::File>;
-    /// Opens `name` for appending (`O_WRONLY|O_APPEND`), creating it with mode 0600 if it
+    /// Opens `name` for appending (`O_RDWR|O_APPEND`, or `O_WRONLY|O_APPEND` when reading is
+    /// not permitted), creating it with mode 0600 if it
     /// does not exist; the flag says whether it was created.
     fn open_append(&self, dir: &Self::Dir, name: &str) -> io::Result<(Self::File, bool)>;
     /// Opens `name` for reading.
     fn open_read(&self, dir: &Self::Dir, name: &str) -> io::Result<Self::File>;
     /// Reads into `buf` at the file's position; `Ok(0)` at the end.
     fn read(&self, file: &mut Self::File, buf: &mut [u8]) -> io::Result<usize>;
+    /// Reads into `buf` from `offset` without moving the file position (`pread`).
+    fn read_at(&self, file: &Self::File, offset: u64, buf: &mut [u8]) -> io::Result<usize>;
     /// Writes all of `data` at the file's position (the end, for append files).
     fn write_all(&self, file: &mut Self::File, data: &[u8]) -> io::Result<()>;
     /// The file's current length.

@@ -61,11 +61,19 @@ impl Fs for OsFs {
 
     fn open_append(&self, dir: &OwnedFd, name: &str) -> io::Result<(OwnedFd, bool)> {
         // A user's mbox may be a symlink (qmail-local follows it), so no O_NOFOLLOW here.
-        let flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC;
+        let mut flags = OFlags::RDWR | OFlags::APPEND | OFlags::CLOEXEC;
         loop {
             match retry(|| rfs::openat(dir, name, flags, Mode::empty())) {
                 Ok(fd) => return Ok((fd, false)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                // Write-only for us: append without the tail check (Mbox::deliver).
+                Err(e)
+                    if e.kind() == io::ErrorKind::PermissionDenied
+                        && flags.contains(OFlags::RDWR) =>
+                {
+                    flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC;
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
             let create = flags | OFlags::CREATE | OFlags::EXCL;
@@ -84,6 +92,10 @@ impl Fs for OsFs {
 
     fn read(&self, file: &mut OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
         retry(|| rustix::io::read(&*file, &mut *buf))
+    }
+
+    fn read_at(&self, file: &OwnedFd, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        retry(|| rustix::io::pread(file, &mut *buf, offset))
     }
 
     fn write_all(&self, file: &mut OwnedFd, mut data: &[u8]) -> io::Result<()> {
