@@ -1,7 +1,19 @@
 #![no_main]
-// PLACEHOLDER: replaced by the crate that owns this target.
+//! Header-field iterator: never panics, fields tile the header without gaps, the body
+//! offset lies after the last field, and unfolding never grows a value.
 use libfuzzer_sys::fuzz_target;
+use mta_core::header;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = data;
+    let mut it = header::fields(data);
+    let mut end = 0;
+    for f in it.by_ref() {
+        assert_eq!(f.offset(), end);
+        end += f.raw().len();
+        assert!(f.unfolded_value().len() <= f.value().len());
+        assert!(!f.name().is_empty());
+    }
+    let body = it.body_offset();
+    assert!(body >= end && body <= data.len());
+    let _ = header::hop_count(data);
 });

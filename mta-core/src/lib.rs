@@ -9,6 +9,8 @@
 //! - [`address_list`]: RFC 5322 §3.4 address lists (groups, comments, obsolete syntax) and
 //!   qmail-inject's lenient rewriting.
 //! - [`date`]: RFC 5322 §3.3 dates and qmail's `date822fmt`/`myctime`, from plain numbers.
+//! - [`header`]: header-field iteration, qmail's hop count and its Return-Path,
+//!   Delivered-To and Received lines.
 //! - [`path`]: RFC 5321 §4.1.2 `Reverse-path` / `Forward-path` parsing with the §4.5.3.1
 //!   size limits and RFC 6531 SMTPUTF8.
 //!
@@ -24,6 +26,7 @@ pub mod address_list;
 pub mod date;
 mod domain;
 mod envelope;
+pub mod header;
 pub mod path;
 mod status;
 

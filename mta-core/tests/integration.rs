@@ -5,5 +5,6 @@ mod integration {
     mod address_list;
     mod data;
     mod date;
+    mod header;
     mod path;
 }

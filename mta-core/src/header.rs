@@ -1,0 +1,391 @@
+//! Header fields of a message (RFC 5322 §2.2, §3.6) and the trace lines qmail writes.
+//!
+//! - [`fields`] iterates the header fields of a raw message: folded continuation lines
+//!   belong to their field, names compare without case, and the iterator knows where the
+//!   header ends and the body starts (CRLF or bare-LF line ends, with or without a body).
+//! - [`hop_count`] counts `Received`/`Delivered` lines as qmail-smtpd does (mail loops,
+//!   RFC 5321 §6.3).
+//! - [`return_path_line`], [`delivered_to_line`], [`received_smtp`] and [`received_queue`]
+//!   build qmail's RPLINE, DTLINE and `Received:` lines (qmail-reference §1.2, §2.5, §5).
+//!
+//! ```
+//! use mta_core::header;
+//! let msg = b"Subject: hi\r\nTo: a@b.example,\r\n c@d.example\r\n\r\nbody\r\n";
+//! let mut it = header::fields(msg);
+//! let subject = it.next().unwrap();
+//! assert!(subject.is("SUBJECT"));
+//! let to = it.next().unwrap();
+//! assert_eq!(to.unfolded_value(), b" a@b.example, c@d.example");
+//! assert!(it.next().is_none());
+//! assert_eq!(&msg[it.body_offset()..], b"body\r\n");
+//! ```
+
+use crate::Address;
+use crate::date::qmail_date822;
+
+/// One header field: `field-name ":" unstructured CRLF` with its folds (RFC 5322 §2.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeaderField<'a> {
+    name: &'a [u8],
+    value: &'a [u8],
+    raw: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> HeaderField<'a> {
+    /// The field name as written (without the colon or any white space before it, which
+    /// §4.5 `obs-optional` allows).
+    pub fn name(&self) -> &'a [u8] {
+        self.name
+    }
+
+    /// True when the name equals `name`, ignoring ASCII case (RFC 5322 §1.2.2).
+    pub fn is(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name.as_bytes())
+    }
+
+    /// The value after the colon, folds included, without the final line end.
+    pub fn value(&self) -> &'a [u8] {
+        self.value
+    }
+
+    /// The value unfolded (RFC 5322 §2.2.3): every CRLF or LF that is followed by white
+    /// space is removed.
+    pub fn unfolded_value(&self) -> Vec<u8> {
+        let v = self.value;
+        let mut out = Vec::with_capacity(v.len());
+        let mut i = 0;
+        while i < v.len() {
+            match v[i] {
+                b'\r' if v.get(i + 1) == Some(&b'\n') => i += 2,
+                b'\n' => i += 1,
+                b => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        out
+    }
+
+    /// The whole field as it appears in the message, final line end included.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// Byte offset of the field in the message.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+}
+
+/// Iterator over the header fields of a message; see [`fields`].
+#[derive(Clone, Debug)]
+pub struct Fields<'a> {
+    msg: &'a [u8],
+    pos: usize,
+    body: Option<usize>,
+}
+
+/// Iterates the header fields of `message` (RFC 5322 §2.1, §2.2).
+///
+/// The header ends at the first empty line, whose line end is skipped: the body starts
+/// after it. Lines may end in CRLF or a bare LF. The header also ends, without an empty
+/// line, at the first line that is not a field (no colon, or a name with characters other
+/// than §3.6.8 `ftext`), as qmail-inject's `headerbody` does: that line starts the body.
+/// A message without an empty line is all header and has an empty body.
+///
+/// Never panics and never looks at a byte twice more than a constant number of times.
+pub fn fields(message: &[u8]) -> Fields<'_> {
+    Fields {
+        msg: message,
+        pos: 0,
+        body: None,
+    }
+}
+
+impl Fields<'_> {
+    /// Where the body starts. Iterates to the end of the header first if needed.
+    pub fn body_offset(&mut self) -> usize {
+        while self.body.is_none() {
+            self.next();
+        }
+        self.body.unwrap_or(self.msg.len())
+    }
+
+    /// The end of the line starting at `from`, after its LF (or the end of the message).
+    fn line_end(&self, from: usize) -> usize {
+        self.msg[from..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.msg.len(), |i| from + i + 1)
+    }
+}
+
+/// Length of a field name at the start of `line`, and of the name plus optional white
+/// space and the colon; `None` if the line is not a field.
+///
+/// RFC 5322 §3.6.8 `field-name = 1*ftext` (printable ASCII except `:`), §4.5
+/// `obs-optional = field-name *WSP ":" unstructured CRLF`.
+fn field_name(line: &[u8]) -> Option<(usize, usize)> {
+    let name = line
+        .iter()
+        .position(|&b| !(33..=126).contains(&b) || b == b':')?;
+    if name == 0 {
+        return None;
+    }
+    let ws = line[name..].iter().position(|&b| b != b' ' && b != b'\t')?;
+    (line[name + ws] == b':').then_some((name, name + ws + 1))
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = HeaderField<'a>;
+
+    fn next(&mut self) -> Option<HeaderField<'a>> {
+        if self.body.is_some() {
+            return None;
+        }
+        let start = self.pos;
+        let rest = &self.msg[start..];
+        if rest.is_empty() {
+            self.body = Some(start);
+            return None;
+        }
+        if rest.starts_with(b"\r\n") || rest.starts_with(b"\n") {
+            self.body = Some(start + if rest[0] == b'\r' { 2 } else { 1 });
+            return None;
+        }
+        let Some((name_len, colon_end)) = field_name(rest) else {
+            self.body = Some(start);
+            return None;
+        };
+        let mut end = self.line_end(start);
+        while matches!(self.msg.get(end), Some(b' ' | b'\t')) {
+            end = self.line_end(end);
+        }
+        self.pos = end;
+        let raw = &self.msg[start..end];
+        let value = &self.msg[start + colon_end..end];
+        let value = value
+            .strip_suffix(b"\n")
+            .map_or(value, |v| v.strip_suffix(b"\r").unwrap_or(v));
+        Some(HeaderField {
+            name: &rest[..name_len],
+            value,
+            raw,
+            offset: start,
+        })
+    }
+}
+
+/// qmail-smtpd's hop count (qmail-reference §5): the number of header lines that start
+/// with `received` (8 bytes) or `delivered` (9 bytes), ignoring case, before the first
+/// empty line. Only the prefix is compared, so `Received-SPF:` counts too. qmail refuses a
+/// message at 100 hops (RFC 5321 §6.3).
+pub fn hop_count(message: &[u8]) -> usize {
+    let mut n = 0;
+    for line in message.split(|&b| b == b'\n') {
+        if line.is_empty() || line == b"\r" {
+            break;
+        }
+        let starts = |p: &[u8]| line.len() >= p.len() && line[..p.len()].eq_ignore_ascii_case(p);
+        if starts(b"received") || starts(b"delivered") {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// qmail's `quote_need` table: the bytes a local part may hold unquoted (RFC 5322
+/// `atext` and `.`).
+fn quote_ok(b: u8) -> bool {
+    b == b'.' || crate::path::is_atext(b)
+}
+
+/// qmail's `quote2` (quote.c): the address with its local part (before the last `@`)
+/// quoted RFC 821 style when it is not a plain dot-string (empty, a byte outside `atext`
+/// and `.`, a leading, trailing or doubled dot). Inside quotes, CR, LF, `"` and `\` get a
+/// backslash. The empty address stays empty.
+pub fn quote2(address: &[u8]) -> Vec<u8> {
+    if address.is_empty() {
+        return Vec::new();
+    }
+    let at = address
+        .iter()
+        .rposition(|&b| b == b'@')
+        .unwrap_or(address.len());
+    let (local, domain) = address.split_at(at);
+    let need = local.is_empty()
+        || !local.iter().all(|&b| quote_ok(b))
+        || local.starts_with(b".")
+        || local.ends_with(b".")
+        || local.windows(2).any(|w| w == b"..");
+    let mut out = Vec::with_capacity(address.len() + 2);
+    if need {
+        out.push(b'"');
+        for &b in local {
+            if matches!(b, b'\r' | b'\n' | b'"' | b'\\') {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(local);
+    }
+    out.extend_from_slice(domain);
+    out
+}
+
+/// qmail-local's RPLINE (qmail-reference §2.5): `Return-Path: <Q>\n`, Q being
+/// [`quote2`] of the sender with every LF turned into `_`; `Return-Path: <>\n` for the
+/// null sender. RFC 5321 §4.4 trace field.
+pub fn return_path_line(sender: &Address) -> Vec<u8> {
+    let mut line = b"Return-Path: <".to_vec();
+    line.extend(
+        quote2(sender.as_bytes())
+            .into_iter()
+            .map(|b| if b == b'\n' { b'_' } else { b }),
+    );
+    line.extend_from_slice(b">\n");
+    line
+}
+
+/// qmail-local's DTLINE (qmail-reference §2.5): `Delivered-To: L@D\n`, every LF in the
+/// address turned into `_`. The same line found in a message's header means a loop
+/// (§2.3).
+pub fn delivered_to_line(recipient: &Address) -> Vec<u8> {
+    let mut line = b"Delivered-To: ".to_vec();
+    line.extend(
+        recipient
+            .as_bytes()
+            .iter()
+            .map(|&b| if b == b'\n' { b'_' } else { b }),
+    );
+    line.push(b'\n');
+    line
+}
+
+/// What qmail-smtpd knows about a connection, for its `Received:` line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReceivedSmtp<'a> {
+    /// The client's host name (TCPREMOTEHOST), or `unknown`.
+    pub remote_host: &'a str,
+    /// The client's address (TCPREMOTEIP).
+    pub remote_ip: &'a str,
+    /// The HELO/EHLO argument, if one was given.
+    pub helo: Option<&'a str>,
+    /// RFC 1413 identity (TCPREMOTEINFO), if known.
+    pub remote_info: Option<&'a str>,
+    /// This host's name (TCPLOCALHOST).
+    pub local_host: &'a str,
+    /// The `with` protocol: `SMTP`, or RFC 3848's `ESMTP`, `ESMTPS`, `ESMTPA`...
+    pub protocol: &'a str,
+    /// When the message arrived, seconds since the Unix epoch.
+    pub unix_time: i64,
+}
+
+/// qmail's `safeput` (received.c): keeps `A-Za-z0-9.@%+/=:-` and notqmail's `[` `]`,
+/// turns every other byte into `?`, so peer-supplied text cannot forge header syntax.
+fn safe(out: &mut Vec<u8>, s: &str) {
+    out.extend(s.bytes().map(|b| {
+        if b.is_ascii_alphanumeric() || b".@%+/=:-[]".contains(&b) {
+            b
+        } else {
+            b'?'
+        }
+    }));
+}
+
+/// qmail-smtpd's `Received:` line (qmail-reference §5; RFC 5321 §4.4 time stamp line):
+///
+/// ```text
+/// Received: from HOST (HELO helo) (info@IP)
+///   by LOCAL with SMTP; 29 Nov 2026 04:08:05 -0000
+/// ```
+///
+/// `(HELO …)` appears only when the HELO argument differs (ignoring case) from the host
+/// name, `info@` only when known. Lines end in `\n` (qmail's internal form).
+pub fn received_smtp(r: &ReceivedSmtp<'_>) -> Vec<u8> {
+    let mut line = b"Received: from ".to_vec();
+    safe(&mut line, r.remote_host);
+    if let Some(helo) = r.helo.filter(|h| !h.eq_ignore_ascii_case(r.remote_host)) {
+        line.extend_from_slice(b" (HELO ");
+        safe(&mut line, helo);
+        line.push(b')');
+    }
+    line.extend_from_slice(b" (");
+    if let Some(info) = r.remote_info {
+        safe(&mut line, info);
+        line.push(b'@');
+    }
+    safe(&mut line, r.remote_ip);
+    line.extend_from_slice(b")\n  by ");
+    safe(&mut line, r.local_host);
+    line.extend_from_slice(b" with ");
+    safe(&mut line, r.protocol);
+    line.extend_from_slice(b"; ");
+    line.extend_from_slice(qmail_date822(r.unix_time).as_bytes());
+    line.push(b'\n');
+    line
+}
+
+/// Who handed a message to the queue, as qmail-queue's `Received:` line names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QueueInvoker {
+    /// A local user: `invoked by uid N`.
+    Uid(u32),
+    /// The SMTP server: `invoked from network`.
+    Network,
+    /// The queue's own bounce: `invoked for bounce`.
+    Bounce,
+    /// The alias user: `invoked by alias`.
+    Alias,
+}
+
+/// qmail-queue's `Received:` line (qmail-reference §1.2):
+/// `Received: (qmail PID invoked by uid UID); 29 Nov 2026 04:08:05 -0000\n`.
+pub fn received_queue(pid: u32, invoker: QueueInvoker, unix_time: i64) -> Vec<u8> {
+    let by = match invoker {
+        QueueInvoker::Uid(uid) => format!("invoked by uid {uid}"),
+        QueueInvoker::Network => "invoked from network".to_owned(),
+        QueueInvoker::Bounce => "invoked for bounce".to_owned(),
+        QueueInvoker::Alias => "invoked by alias".to_owned(),
+    };
+    format!(
+        "Received: (qmail {pid} {by}); {}\n",
+        qmail_date822(unix_time)
+    )
+    .into_bytes()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names() {
+        assert_eq!(field_name(b"To: x"), Some((2, 3)));
+        assert_eq!(field_name(b"To  : x"), Some((2, 5)));
+        assert_eq!(field_name(b": x"), None);
+        assert_eq!(field_name(b"From x"), None);
+        assert_eq!(field_name(b"To\n"), None);
+        assert_eq!(field_name(b" To: x"), None);
+    }
+
+    #[test]
+    fn quote2_like_qmail() {
+        assert_eq!(quote2(b""), b"");
+        assert_eq!(quote2(b"joe@x"), b"joe@x");
+        assert_eq!(quote2(b"a.b+c@x"), b"a.b+c@x");
+        assert_eq!(quote2(b"joe user@x"), b"\"joe user\"@x");
+        assert_eq!(quote2(b".joe@x"), b"\".joe\"@x");
+        assert_eq!(quote2(b"a..b@x"), b"\"a..b\"@x");
+        assert_eq!(quote2(b"a\"b\\@x"), b"\"a\\\"b\\\\\"@x");
+        assert_eq!(quote2(b"a@b@x"), b"\"a@b\"@x");
+        assert_eq!(quote2(b"postmaster"), b"postmaster");
+        assert_eq!(quote2(b"#@[]"), b"#@[]");
+        assert_eq!(quote2(b"j\xc3\xb6@x"), b"\"j\xc3\xb6\"@x");
+    }
+}
