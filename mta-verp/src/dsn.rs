@@ -11,7 +11,7 @@
 //!
 //! [`BounceConfig::max_original_bytes`]: crate::BounceConfig::max_original_bytes
 
-use crate::compose::Parts;
+use crate::compose::{Failure, Parts};
 use crate::text::{find_status, push_folded_field, quote2};
 
 /// Builds the DSN message.
@@ -133,15 +133,29 @@ fn boundary_for(p: &Parts<'_>) -> String {
         mix(f.recipient().as_bytes());
     }
     mix(&p.original[..p.original.len().min(4096)]);
+    let texts: Vec<&[u8]> = std::iter::once(p.original)
+        .chain(p.failures.iter().map(Failure::report))
+        .collect();
+    unique_boundary(h, &texts)
+}
+
+/// `mta-dsn-<seed>-<n>` for the smallest `n` that clashes with none of `texts`.
+/// RFC 2046 §5.1.1: only a line starting with `--` + boundary delimits a part, so only lines
+/// starting with `--` can clash (each is searched whole, to be conservative).
+fn unique_boundary(h: u64, texts: &[&[u8]]) -> String {
+    let dash_lines: Vec<&[u8]> = texts
+        .iter()
+        .flat_map(|t| t.split(|&b| b == b'\n'))
+        .filter(|l| l.starts_with(b"--"))
+        .collect();
     let mut n = 0u32;
     loop {
         let b = format!("mta-dsn-{h:016x}-{n}");
         let bytes = b.as_bytes();
-        let clash = p.original.windows(bytes.len()).any(|w| w == bytes)
-            || p.failures
-                .iter()
-                .any(|f| f.report().windows(bytes.len()).any(|w| w == bytes));
-        if !clash {
+        if !dash_lines
+            .iter()
+            .any(|l| l.windows(bytes.len()).any(|w| w == bytes))
+        {
             return b;
         }
         n += 1;
@@ -161,6 +175,21 @@ mod tests {
         assert_eq!(
             diagnostic(b"No mailbox. (#5.1.1)\n"),
             b"x-mta; No mailbox. (#5.1.1)\n"
+        );
+    }
+
+    #[test]
+    fn boundary_avoids_clashes() {
+        let b0 = "mta-dsn-00000000000000ab-0";
+        assert_eq!(unique_boundary(0xab, &[b"x\n".as_slice()]), b0);
+        // Not at the start of a "--" line: no clash.
+        let inline = format!("text {b0}\n");
+        assert_eq!(unique_boundary(0xab, &[inline.as_bytes()]), b0);
+        let evil = format!("x\n--{b0}\n");
+        let report = "---- mta-dsn-00000000000000ab-1 ----";
+        assert_eq!(
+            unique_boundary(0xab, &[evil.as_bytes(), report.as_bytes()]),
+            "mta-dsn-00000000000000ab-2"
         );
     }
 
