@@ -4,9 +4,9 @@
 //! verp_bounce [--list LIST@HOST] [--rcpt ENVELOPE-RECIPIENT] [--plus] < bounce.eml
 //! ```
 //!
-//! With VERP (`--list` and the bounce's envelope recipient, from `--rcpt` or the
-//! `RECIPIENT` variable qmail-style `.qmail` programs get), the subscriber comes from the
-//! envelope recipient alone. Otherwise the bounce itself is read (RFC 3464 DSN, qmail QSBMF
+//! With VERP (`--list` and the bounce's envelope recipient, from `--rcpt`, the
+//! `RECIPIENT` variable qmail-style `.qmail` programs get, or the message's `Delivered-To`
+//! field), the subscriber comes from the envelope recipient alone. Otherwise the bounce itself is read (RFC 3464 DSN, qmail QSBMF
 //! or Exim's X-Failed-Recipients). The reasons go to stderr.
 //!
 //! Exit status: 0 when a subscriber was found, 1 when the input is not a bounce (or names
@@ -23,7 +23,7 @@ use std::io::Read;
 use std::process::ExitCode;
 
 use mta_core::Address;
-use mta_verp::{Verp, parse_bounce};
+use mta_verp::{Verp, envelope_recipient, parse_bounce};
 
 fn main() -> ExitCode {
     let mut list = None;
@@ -57,8 +57,13 @@ fn main() -> ExitCode {
         }
     }
 
+    // The envelope recipient: --rcpt, else $RECIPIENT, else the message's own
+    // Delivered-To / X-Original-To / Envelope-to header field.
+    let rcpt = rcpt
+        .map(Address::from)
+        .or_else(|| envelope_recipient(&message));
     if let (Some(list), Some(rcpt)) = (list, rcpt) {
-        match verp.decode(&Address::from(list), &Address::from(rcpt)) {
+        match verp.decode(&Address::from(list), &rcpt) {
             Ok(subscriber) => {
                 println!("{subscriber}");
                 return ExitCode::SUCCESS;
@@ -70,7 +75,7 @@ fn main() -> ExitCode {
     match parsed {
         Ok(p) if p.failures().next().is_some() => {
             for r in p.failures() {
-                println!("{}", r.recipient);
+                println!("{}", r.subscriber());
             }
             ExitCode::SUCCESS
         }

@@ -67,7 +67,8 @@ pub use loops::{
     delivered_to_line, scan_header, scan_header_from,
 };
 pub use parse::{
-    DsnAction, ParseBounceError, ParsedBounce, ParsedFormat, RecipientReport, parse_bounce,
+    DsnAction, ParseBounceError, ParsedBounce, ParsedFormat, RecipientReport, envelope_recipient,
+    parse_bounce,
 };
 pub use verp::{
     VERP_MARKER, Verp, VerpError, is_verp_request, sender_for_recipient, strip_verp_marker,

@@ -79,6 +79,9 @@ pub struct RecipientReport {
     /// The recipient (`Final-Recipient`, else `Original-Recipient`; QSBMF: the paragraph's
     /// address).
     pub recipient: Address,
+    /// The DSN `Original-Recipient`: the address as the sender gave it, before the remote
+    /// side rewrote it (aliases, virtual domains). For a list, this is the subscriber.
+    pub original_recipient: Option<Address>,
     /// The action; QSBMF paragraphs are always [`DsnAction::Failed`].
     pub action: DsnAction,
     /// The RFC 3463 status: the DSN `Status` field, or the first code found in the text.
@@ -91,6 +94,12 @@ pub struct RecipientReport {
 }
 
 impl RecipientReport {
+    /// The address the sender used: [`RecipientReport::original_recipient`] when given,
+    /// else [`RecipientReport::recipient`]. A list manager looks this one up.
+    pub fn subscriber(&self) -> &Address {
+        self.original_recipient.as_ref().unwrap_or(&self.recipient)
+    }
+
     /// True when this recipient failed permanently: action `failed`, or an unknown action
     /// with a permanent (5.x.x) status.
     pub fn is_failure(&self) -> bool {
@@ -192,6 +201,7 @@ pub fn parse_bounce(raw: &[u8]) -> Result<ParsedBounce, ParseBounceError> {
         .filter(|a| a.contains('@'))
         .map(|a| RecipientReport {
             recipient: Address::from(a),
+            original_recipient: None,
             action: DsnAction::Failed,
             status: None,
             reason: String::new(),
@@ -206,6 +216,47 @@ pub fn parse_bounce(raw: &[u8]) -> Result<ParsedBounce, ParseBounceError> {
         reporting_mta: None,
         recipients,
     })
+}
+
+/// The envelope recipient a stored message was delivered to, from its header alone: the
+/// topmost `Delivered-To` (qmail-local, Postfix), else `X-Original-To` (Postfix), else
+/// `Envelope-to` (Exim). For a VERP bounce this names the subscriber ([`Verp::decode`])
+/// when the caller no longer has the envelope. Only the header is read; case is ignored
+/// in field names.
+///
+/// ```
+/// use mta_verp::envelope_recipient;
+/// let msg = b"Delivered-To: list-owner-bob=example.net@example.org\nSubject: x\n\nbody\n";
+/// let r = envelope_recipient(msg).ok_or("no envelope recipient")?;
+/// assert_eq!(r.as_bytes(), b"list-owner-bob=example.net@example.org");
+/// # Ok::<(), &str>(())
+/// ```
+///
+/// [`Verp::decode`]: crate::Verp::decode
+pub fn envelope_recipient(raw: &[u8]) -> Option<Address> {
+    const NAMES: [&[u8]; 3] = [b"delivered-to:", b"x-original-to:", b"envelope-to:"];
+    let mut found: [Option<&[u8]>; 3] = [None; 3];
+    for line in raw.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        for (slot, name) in found.iter_mut().zip(NAMES) {
+            if slot.is_none()
+                && line.len() >= name.len()
+                && line[..name.len()].eq_ignore_ascii_case(name)
+            {
+                *slot = Some(&line[name.len()..]);
+            }
+        }
+    }
+    let value = found.into_iter().flatten().next()?;
+    let value = value.trim_ascii();
+    let value = value
+        .strip_prefix(b"<")
+        .and_then(|v| v.strip_suffix(b">"))
+        .unwrap_or(value);
+    (!value.is_empty()).then(|| Address::from(value))
 }
 
 /// Splits `text` into unfolded header-style fields, one `Vec` per blank-line block.
@@ -256,19 +307,24 @@ fn parse_delivery_status(body: &[u8]) -> Option<ParsedBounce> {
         if let Some(m) = get("reporting-mta") {
             reporting_mta = Some(typed_value(m).to_owned());
         }
-        let Some(rcpt) = get("final-recipient").or_else(|| get("original-recipient")) else {
+        let address = |name: &str| {
+            get(name)
+                .map(typed_value)
+                .filter(|a| !a.is_empty())
+                .map(|a| Address::from(unquote_local(a)))
+        };
+        let original_recipient = address("original-recipient");
+        let Some(recipient) = address("final-recipient").or_else(|| original_recipient.clone())
+        else {
             continue;
         };
-        let rcpt = typed_value(rcpt);
-        if rcpt.is_empty() {
-            continue;
-        }
         let diag = get("diagnostic-code").map(|d| typed_value_keep(d).to_owned());
         let status = get("status")
             .and_then(|s| status_at(s.trim().as_bytes()))
             .or_else(|| diag.as_deref().and_then(|d| find_status(d.as_bytes())));
         recipients.push(RecipientReport {
-            recipient: Address::from(unquote_local(rcpt)),
+            recipient,
+            original_recipient,
             action: get("action").map_or(DsnAction::Unknown, DsnAction::parse),
             status,
             reason: diag.unwrap_or_default(),
@@ -343,6 +399,7 @@ fn parse_qsbmf(text: &str) -> Option<ParsedBounce> {
                 let reason = para[1..].join("\n");
                 recipients.push(RecipientReport {
                     recipient: Address::from(addr),
+                    original_recipient: None,
                     action: DsnAction::Failed,
                     status: find_status(reason.as_bytes()),
                     reason,

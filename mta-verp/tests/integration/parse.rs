@@ -2,14 +2,16 @@
 
 use std::fs;
 
-use mta_verp::{DsnAction, ParseBounceError, ParsedFormat, parse_bounce};
+use mta_core::Address;
+use mta_verp::{DsnAction, ParseBounceError, ParsedFormat, envelope_recipient, parse_bounce};
 use proptest::prelude::*;
 
 use crate::{data, read};
 
 /// Checks `NAME.eml` against `NAME.expect`: a `FORMAT<TAB>REPORTING-MTA` line, then one
 /// `RECIPIENT<TAB>ACTION<TAB>STATUS<TAB>REASON-SUBSTRING<TAB>REMOTE-MTA-SUBSTRING` line per
-/// recipient (`-` for none; lines starting with `#` are comments).
+/// recipient, optionally followed by `<TAB>ORIGINAL-RECIPIENT` (`-` for none; lines
+/// starting with `#` are comments).
 fn check(rel: &str) {
     let msg = read(&format!("{rel}.eml"));
     let expect = String::from_utf8(read(&format!("{rel}.expect"))).unwrap();
@@ -52,6 +54,12 @@ fn check(rel: &str) {
                 "{rel}"
             ),
         }
+        if let Some(orig) = row.get(5) {
+            let got = r.original_recipient.as_ref().map(Address::to_string_lossy);
+            assert_eq!(got.as_deref(), Some(*orig).filter(|o| *o != "-"), "{rel}");
+            let subscriber = if *orig == "-" { row[0] } else { orig };
+            assert_eq!(r.subscriber().to_string_lossy(), subscriber, "{rel}");
+        }
     }
 }
 
@@ -85,6 +93,43 @@ fn exchange_base64_status_part() {
 #[test]
 fn qmail_qsbmf() {
     check("qsbmf/qmail");
+}
+
+#[test]
+fn qmail_qsbmf_with_crlf() {
+    let lf = read("qsbmf/qmail.eml");
+    let crlf = String::from_utf8(lf.clone()).unwrap().replace('\n', "\r\n");
+    assert_eq!(parse_bounce(crlf.as_bytes()), parse_bounce(&lf));
+}
+
+#[test]
+fn envelope_recipient_from_delivered_to() {
+    let got = |rel: &str| envelope_recipient(&read(rel)).map(|a| a.to_string_lossy());
+    assert_eq!(
+        got("qsbmf/qmail.eml").as_deref(),
+        Some("list-owner-alice=a.example@lists.example.org")
+    );
+    assert_eq!(
+        got("dsn/postfix.eml").as_deref(),
+        Some("list-owner-bob=example.net@lists.example.org")
+    );
+    // Exim's Envelope-to when there is no Delivered-To.
+    assert_eq!(
+        got("dsn/exim.eml").as_deref(),
+        Some("list-owner-dave=example.com@lists.example.org")
+    );
+    // (exim.eml's returned message has a Delivered-To line in its body: not taken.)
+    // None of the three fields in the header: nothing, even though bodies mention them.
+    assert_eq!(got("dsn/exchange.eml"), None);
+    assert_eq!(
+        envelope_recipient(
+            b"Subject: x
+
+Delivered-To: a@b
+"
+        ),
+        None
+    );
 }
 
 #[test]
