@@ -166,7 +166,7 @@ impl ServerSession {
     /// [`ServerSession::poll_event`]. Input after the session closed, or while a STARTTLS
     /// handshake is pending, is discarded.
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
-        if matches!(self.phase, Phase::Closed | Phase::TlsHandshake) {
+        if bytes.is_empty() || matches!(self.phase, Phase::Closed | Phase::TlsHandshake) {
             return;
         }
         self.deadline = now.checked_add(self.config.timeout);

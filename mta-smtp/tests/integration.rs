@@ -1,0 +1,19 @@
+//! Integration tests for mta-smtp: one binary, one module per topic.
+
+#![allow(clippy::unwrap_used, clippy::disallowed_methods, missing_docs)]
+
+#[path = "integration/common.rs"]
+mod common;
+
+#[path = "integration/client.rs"]
+mod client;
+#[path = "integration/interop.rs"]
+mod interop;
+#[path = "integration/pipelining.rs"]
+mod pipelining;
+#[path = "integration/server_states.rs"]
+mod server_states;
+#[path = "integration/smuggling.rs"]
+mod smuggling;
+#[path = "integration/transcripts.rs"]
+mod transcripts;

@@ -1,0 +1,275 @@
+//! Server session behaviour per state that transcripts cannot show: time, EOF, TLS,
+//! deferred verdicts, data limits.
+
+use std::time::{Duration, Instant};
+
+use mta_smtp::{
+    AbortReason, DataError, DecideError, Event, LineEnding, Reply, ServerSession, Verdict,
+};
+
+use crate::common::{Ev, codes, config, run_pieces, run_whole};
+
+const TX: &[u8] = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n";
+
+fn with_body(body: &[u8]) -> Vec<u8> {
+    let mut v = TX.to_vec();
+    v.extend_from_slice(body);
+    v.extend_from_slice(b".\r\nQUIT\r\n");
+    v
+}
+
+#[test]
+fn timeout_in_every_phase() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.timeout = Duration::from_secs(10);
+    for input in [&b""[..], b"MAIL FROM:<a@b.example>\r\n", b"HELO x\r\nNOOP"] {
+        let mut s = ServerSession::new(cfg.clone(), t0);
+        s.handle_input(input, t0 + Duration::from_secs(1));
+        while let Some(ev) = s.poll_event() {
+            if matches!(ev, Event::Mail { .. }) {
+                s.decide(Verdict::Accept).unwrap();
+            }
+        }
+        let deadline = s.poll_timeout().unwrap();
+        let expect = if input.is_empty() {
+            t0
+        } else {
+            t0 + Duration::from_secs(1)
+        };
+        assert_eq!(deadline, expect + Duration::from_secs(10));
+        s.handle_timeout(deadline.checked_sub(Duration::from_millis(1)).unwrap());
+        assert!(!s.is_closed(), "fired early");
+        s.handle_timeout(deadline);
+        assert_eq!(s.poll_event(), Some(Event::Timeout));
+        let mut out = Vec::new();
+        assert!(s.poll_transmit(&mut out));
+        assert!(out.ends_with(b"451 4.4.2 timeout\r\n"));
+        assert!(s.is_closed() && s.poll_timeout().is_none());
+    }
+}
+
+#[test]
+fn no_timeout_while_a_verdict_is_pending() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(config(), t0);
+    s.handle_input(b"MAIL FROM:<a@b.example>\r\nNOOP\r\n", t0);
+    assert!(matches!(s.poll_event(), Some(Event::Mail { .. })));
+    // The client waits for us: no deadline, and the NOOP waits behind the MAIL.
+    assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.poll_event(), None);
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    assert_eq!(out, b"220 mx.test ESMTP\r\n");
+    // A later (asynchronous) answer releases the queue, in order.
+    s.decide(Verdict::Reject(Reply::new(451, "lookup failed").unwrap()))
+        .unwrap();
+    assert_eq!(s.poll_event(), None);
+    out.clear();
+    let _ = s.poll_transmit(&mut out);
+    assert_eq!(out, b"451 lookup failed\r\n250 2.0.0 ok\r\n");
+    assert!(s.poll_timeout().is_some());
+}
+
+#[test]
+fn decide_checks_its_arguments() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(config(), t0);
+    assert_eq!(s.decide(Verdict::Accept), Err(DecideError::NothingPending));
+    s.handle_input(TX, t0);
+    assert!(matches!(s.poll_event(), Some(Event::Mail { .. })));
+    let ok250 = Reply::new(250, "fine").unwrap();
+    let no550 = Reply::new(550, "no").unwrap();
+    assert_eq!(
+        s.decide(Verdict::Reject(ok250.clone())),
+        Err(DecideError::WrongReplyCode)
+    );
+    assert_eq!(
+        s.decide(Verdict::AcceptWith(no550)),
+        Err(DecideError::WrongReplyCode)
+    );
+    s.decide(Verdict::AcceptWith(ok250.clone())).unwrap();
+    assert!(matches!(s.poll_event(), Some(Event::Rcpt { .. })));
+    s.decide(Verdict::Accept).unwrap();
+    assert_eq!(s.poll_event(), Some(Event::DataStart));
+    // DataStart accepts only 354.
+    assert_eq!(
+        s.decide(Verdict::AcceptWith(ok250)),
+        Err(DecideError::WrongReplyCode)
+    );
+    s.decide(Verdict::AcceptWith(Reply::new(354, "send it").unwrap()))
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    assert!(out.ends_with(b"250 fine\r\n250 2.1.5 ok\r\n354 send it\r\n"));
+}
+
+#[test]
+fn data_start_refused_ends_the_transaction() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(config(), t0);
+    s.handle_input(TX, t0);
+    s.handle_input(b"RCPT TO:<x@y.example>\r\n", t0);
+    for _ in 0..2 {
+        assert!(s.poll_event().is_some());
+        s.decide(Verdict::Accept).unwrap();
+    }
+    assert_eq!(s.poll_event(), Some(Event::DataStart));
+    s.reject(451, "qqt failure").unwrap();
+    assert_eq!(s.poll_event(), None);
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    assert!(
+        out.ends_with(b"451 qqt failure\r\n503 5.5.1 MAIL first\r\n"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn eof_processes_buffered_input_first() {
+    let run = run_pieces(config(), [&b"NOOP\r\nHELO x\r\nMAIL"[..]], true);
+    assert_eq!(codes(&run.out), [220, 250, 250]);
+    assert_eq!(
+        run.events,
+        [
+            Ev::Helo("x".into()),
+            Ev::Aborted(AbortReason::ConnectionClosed)
+        ]
+    );
+    // EOF inside DATA: no DataEnd, the application hears the session died.
+    let mut input = TX.to_vec();
+    input.extend_from_slice(b"half a message\r\n");
+    let run = run_pieces(config(), [&input[..]], true);
+    assert!(run.accepted.is_empty());
+    assert_eq!(
+        run.events.last(),
+        Some(&Ev::Aborted(AbortReason::ConnectionClosed))
+    );
+}
+
+#[test]
+fn starttls_handshake_resets_state() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.offer_starttls = true;
+    let mut s = ServerSession::new(cfg, t0);
+    s.handle_input(
+        b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nSTARTTLS\r\nRCPT TO:<x@y.example>\r\n",
+        t0,
+    );
+    assert!(matches!(s.poll_event(), Some(Event::Ehlo { .. })));
+    assert!(matches!(s.poll_event(), Some(Event::Mail { .. })));
+    s.decide(Verdict::Accept).unwrap();
+    assert_eq!(s.poll_event(), Some(Event::StartTls));
+    // During the handshake nothing is read, and there is no timeout to run.
+    s.handle_input(b"RCPT TO:<z@y.example>\r\n", t0);
+    assert_eq!(s.poll_event(), None);
+    assert_eq!(s.poll_timeout(), None);
+    s.tls_established(t0);
+    assert!(s.is_tls() && s.client_name().is_none());
+    // The transaction from before TLS is gone (RFC 3207 §4.2) and STARTTLS is no longer
+    // offered or accepted.
+    s.handle_input(b"RCPT TO:<x@y.example>\r\nEHLO c\r\nSTARTTLS\r\n", t0);
+    assert!(matches!(s.poll_event(), Some(Event::Ehlo { .. })));
+    assert_eq!(s.poll_event(), None);
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    let text = String::from_utf8(out).unwrap();
+    let after = text
+        .split("220 2.0.0 ready to start TLS\r\n")
+        .nth(1)
+        .unwrap();
+    assert!(after.starts_with("503 5.5.1 MAIL first\r\n250-mx.test\r\n"));
+    assert!(!after.contains("STARTTLS"));
+    assert!(after.ends_with("503 5.5.1 TLS already active\r\n"));
+}
+
+#[test]
+fn tls_failure_aborts() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.offer_starttls = true;
+    let mut s = ServerSession::new(cfg, t0);
+    s.handle_input(b"STARTTLS\r\n", t0);
+    assert_eq!(s.poll_event(), Some(Event::StartTls));
+    s.tls_failed();
+    assert_eq!(s.poll_event(), Some(Event::Aborted(AbortReason::TlsFailed)));
+    assert!(s.is_closed());
+}
+
+#[test]
+fn hop_count_refuses_loops_at_100() {
+    let mut body = Vec::new();
+    for i in 0..99 {
+        body.extend_from_slice(format!("Received: hop {i}\r\n").as_bytes());
+    }
+    let ok = run_whole(config(), &with_body(&[&body[..], b"\r\nx\r\n"].concat()));
+    assert_eq!(ok.accepted.len(), 1);
+    body.extend_from_slice(b"Delivered-To: one more\r\n\r\n");
+    let looping = run_whole(config(), &with_body(&body));
+    assert!(looping.accepted.is_empty());
+    assert!(
+        looping
+            .events
+            .contains(&Ev::Rejected(DataError::TooManyHops))
+    );
+    assert!(
+        looping
+            .out_text()
+            .contains("554 5.4.6 too many hops, this message is looping\r\n")
+    );
+    // max_hops None: counted and reported, not refused.
+    let mut cfg = config();
+    cfg.max_hops = None;
+    let counted = run_whole(cfg, &with_body(&body));
+    assert!(
+        counted
+            .events
+            .iter()
+            .any(|e| matches!(e, Ev::DataEnd(s) if s.hops == 100))
+    );
+}
+
+#[test]
+fn databytes_enforced_while_streaming() {
+    let mut cfg = config();
+    cfg.set_databytes(10);
+    let ok = run_whole(cfg.clone(), &with_body(b"123456789\r\n"));
+    assert_eq!(ok.accepted, vec![b"123456789\n".to_vec()]);
+    let big = run_whole(cfg, &with_body(b"1234567890\r\n"));
+    assert!(big.accepted.is_empty());
+    assert!(big.out_text().contains(
+        "552 5.3.4 sorry, that message size exceeds my databytes limit\r\n221 mx.test\r\n"
+    ));
+}
+
+#[test]
+fn long_data_line_refused_after_the_end() {
+    let mut cfg = config();
+    cfg.max_data_line = 1000;
+    let line = [vec![b'x'; 998], b"\r\n".to_vec()].concat();
+    assert_eq!(run_whole(cfg.clone(), &with_body(&line)).accepted.len(), 1);
+    let long = [vec![b'x'; 999], b"\r\n".to_vec()].concat();
+    let run = run_whole(cfg, &with_body(&long));
+    assert!(run.events.contains(&Ev::Rejected(DataError::LineTooLong)));
+    assert_eq!(codes(&run.out).last(), Some(&221), "session goes on");
+}
+
+#[test]
+fn crlf_line_ending_option() {
+    let mut cfg = config();
+    cfg.line_ending = LineEnding::Crlf;
+    let run = run_whole(cfg, &with_body(b"a\r\n..b\r\n"));
+    assert_eq!(run.accepted, vec![b"a\r\n.b\r\n".to_vec()]);
+}
+
+#[test]
+fn back_pressure_while_waiting() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(config(), t0);
+    s.handle_input(b"MAIL FROM:<a@b.example>\r\n", t0);
+    assert!(s.poll_event().is_some());
+    assert!(s.wants_input());
+    s.handle_input(&vec![b'x'; 300 * 1024], t0);
+    assert!(!s.wants_input());
+}
