@@ -14,6 +14,9 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use crate::user::{Account, LocalUser};
 
@@ -174,6 +177,126 @@ impl UsersAssign {
             }
         }
         None
+    }
+}
+
+/// `users/assign` on disk, re-read when it changes (qmail needed `qmail-newu` for that).
+///
+/// [`refresh`](AssignFile::refresh) compares size, mtime and inode with the last read and
+/// parses again only when one differs. A missing file means "no table" (qmail without
+/// `users/cdb` asks qmail-getpw). A file that fails to parse leaves the previous table in
+/// use, as a failed `qmail-newu` leaves the old `users/cdb`, and the error is returned so
+/// the caller can report it.
+#[derive(Debug)]
+pub struct AssignFile {
+    path: PathBuf,
+    stamp: Option<(u64, i64, i64, u64, u64)>,
+    current: Option<UsersAssign>,
+}
+
+/// Reading `users/assign` failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadAssignError {
+    /// The file exists but could not be read.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The file does not parse.
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        source: ParseAssignError,
+    },
+}
+
+impl fmt::Display for LoadAssignError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LoadAssignError::Io { path, .. } => write!(f, "unable to read {}", path.display()),
+            LoadAssignError::Parse { path, source } => {
+                let line = source.line;
+                write!(f, "{}:{line}: ", path.display())?;
+                let text = source.to_string();
+                f.write_str(text.split_once(": ").map_or(&text[..], |(_, t)| t))
+            }
+        }
+    }
+}
+
+impl std::error::Error for LoadAssignError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            LoadAssignError::Io { source, .. } => Some(source),
+            LoadAssignError::Parse { source, .. } => Some(source),
+        }
+    }
+}
+
+impl AssignFile {
+    /// Watches `path` (normally `users/assign`); nothing is read until
+    /// [`refresh`](Self::refresh).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        AssignFile {
+            path: path.into(),
+            stamp: None,
+            current: None,
+        }
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The table in use, `None` when there is no file.
+    pub fn current(&self) -> Option<&UsersAssign> {
+        self.current.as_ref()
+    }
+
+    /// Re-reads the file if it changed since the last call; `Ok(true)` when the table in
+    /// use changed.
+    ///
+    /// # Errors
+    /// [`LoadAssignError`] when the file cannot be read or parsed; the previous table
+    /// stays in use.
+    pub fn refresh(&mut self) -> Result<bool, LoadAssignError> {
+        let io_err = |source| LoadAssignError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let changed = self.current.is_some() || self.stamp.is_some();
+                self.stamp = None;
+                self.current = None;
+                return Ok(changed);
+            }
+            Err(e) => return Err(io_err(e)),
+        };
+        let stamp = (
+            meta.len(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ino(),
+            meta.dev(),
+        );
+        if self.stamp == Some(stamp) {
+            return Ok(false);
+        }
+        let text = std::fs::read(&self.path).map_err(io_err)?;
+        let table = UsersAssign::parse(&text).map_err(|source| LoadAssignError::Parse {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.stamp = Some(stamp);
+        self.current = Some(table);
+        Ok(true)
     }
 }
 

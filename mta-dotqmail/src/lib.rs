@@ -8,7 +8,7 @@
 //!   qmail-lspawn does (exact `=` entries, then the longest `+` wildcard prefix).
 //!   [`UserTable`] adds the system-user fallback ([`SystemUsers`], e.g. [`PasswdFile`]
 //!   with qmail-getpw's rules) and the alias user, giving a [`LocalUser`]: account, dash
-//!   and extension.
+//!   and extension. [`AssignFile`] re-reads `users/assign` when it changes.
 //! - [`candidates`] / [`search`] are qmail-local's `.qmail` search (`.qmail-ext`, then
 //!   `-default` files stepping back one dash-separated piece at a time); [`find_mailbox`]
 //!   answers "does this address exist?" at SMTP time without delivering.
@@ -97,7 +97,9 @@ mod search;
 mod system;
 mod user;
 
-pub use assign::{ParseAssignError, ParseAssignErrorKind, UsersAssign};
+pub use assign::{
+    AssignFile, LoadAssignError, ParseAssignError, ParseAssignErrorKind, UsersAssign,
+};
 pub use child::{DecodeRecordError, LocalArgs, UsageError};
 pub use exec::{
     Executor, FileDeliveryError, FileKind, FileLookup, FileStatus, Message, MessageReader,

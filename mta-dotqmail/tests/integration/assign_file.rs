@@ -94,3 +94,39 @@ fn passwd_fallback_on_real_files() {
         (&b"alias"[..], &b"ghost"[..])
     );
 }
+
+#[test]
+fn assign_file_reloads_on_change() {
+    use mta_dotqmail::AssignFile;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("assign");
+    let mut file = AssignFile::new(&path);
+    assert!(!file.refresh().unwrap(), "no file, no table, no change");
+    assert!(file.current().is_none());
+
+    fs::write(&path, "=joe:joe:1001:100:/home/joe:::\n.\n").unwrap();
+    assert!(file.refresh().unwrap());
+    assert!(!file.refresh().unwrap(), "unchanged file is not re-read");
+    assert!(file.current().unwrap().lookup(b"joe").is_some());
+
+    // A broken edit: the error names file and line, the old table stays.
+    fs::write(&path, "=joe:joe:1001:100:/home/joe:::\n=ann:ann\n.\n").unwrap();
+    let err = file.refresh().unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{}:2: fewer than six \":\"-terminated fields",
+            path.display()
+        )
+    );
+    assert!(file.current().unwrap().lookup(b"joe").is_some());
+
+    fs::write(&path, "=ann:ann:1002:100:/home/ann:::\n.\n").unwrap();
+    assert!(file.refresh().unwrap());
+    let t = file.current().unwrap();
+    assert!(t.lookup(b"ann").is_some() && t.lookup(b"joe").is_none());
+
+    fs::remove_file(&path).unwrap();
+    assert!(file.refresh().unwrap());
+    assert!(file.current().is_none());
+}
