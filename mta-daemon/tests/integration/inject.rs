@@ -1,1 +1,328 @@
-//! inject/sendmail tests (being written).
+//! `mta inject` and `mta sendmail` end to end: the built binary on a temporary root made by
+//! `mta init --hostname example.org`, with the queued message read back through
+//! mta-queue's own reading API, and the pickup path taken when another process holds the
+//! queue (as a running `mta serve` does).
+//!
+//! Self-contained on purpose (its own small helpers), so it does not depend on the other
+//! topic modules.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use mta_core::{Address, Envelope};
+use mta_daemon::inject::pickup;
+use mta_daemon::root::Root;
+use mta_queue::{Queue, QueueOptions};
+
+const MTA: &str = env!("CARGO_BIN_EXE_mta");
+
+/// A root made by `mta init --hostname example.org` in a temporary directory.
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("root");
+        let out = Command::new(MTA)
+            .arg("--root")
+            .arg(&dir)
+            .args(["init", "--hostname", "example.org"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "init: {out:?}");
+        Fixture { _tmp: tmp, dir }
+    }
+
+    /// Runs `mta --root DIR ARGS` with a clean environment plus `vars`, feeding `input`.
+    fn run(&self, args: &[&str], vars: &[(&str, &str)], input: &str) -> Output {
+        run_mta(&self.dir, args, vars, input)
+    }
+
+    /// The only message in the queue: its envelope and bytes.
+    fn only_message(&self) -> (Envelope, String) {
+        let queue = Queue::open(self.dir.join("queue"), QueueOptions::default()).unwrap();
+        let ids = queue.scan().unwrap();
+        assert_eq!(ids.len(), 1, "expected one queued message");
+        let info = queue.info(ids[0]).unwrap();
+        let mut body = Vec::new();
+        queue
+            .open_message(ids[0])
+            .unwrap()
+            .read_to_end(&mut body)
+            .unwrap();
+        assert_eq!(info.body_len, body.len() as u64);
+        (info.envelope, String::from_utf8(body).unwrap())
+    }
+}
+
+fn run_mta(root: &Path, args: &[&str], vars: &[(&str, &str)], input: &str) -> Output {
+    let mut child = Command::new(MTA)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_clear()
+        .env("TZ", "UTC0")
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that fails before reading its input closes the pipe early: not an error here.
+    if let Err(e) = child.stdin.take().unwrap().write_all(input.as_bytes()) {
+        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe);
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn envelope(sender: &str, rcpts: &[&str]) -> Envelope {
+    Envelope::new(Address::from(sender), rcpts.iter().copied())
+}
+
+/// Checks the fields qmail-inject adds and qmail-queue's Received line, which carry the
+/// time and pid, by shape.
+fn assert_added_fields(msg: &str, from: &str) {
+    let mut lines = msg.lines();
+    let received = lines.next().unwrap();
+    assert!(
+        received.starts_with("Received: (qmail ") && received.contains(" invoked by uid "),
+        "{msg}"
+    );
+    assert!(received.ends_with(" -0000"), "{received}");
+    let date = lines.next().unwrap();
+    assert!(
+        date.starts_with("Date: ") && date.ends_with(" +0000"),
+        "{date}"
+    );
+    let id = lines.next().unwrap();
+    assert!(
+        id.starts_with("Message-ID: <") && id.ends_with(".qmail@example.org>"),
+        "{id}"
+    );
+    assert_eq!(lines.next().unwrap(), format!("From: {from}"));
+}
+
+#[test]
+fn inject_queues_message_with_envelope_and_bytes() {
+    let f = Fixture::new();
+    let out = f.run(
+        &[
+            "inject",
+            "-f",
+            "sender@example.com",
+            "rcpt@example.net",
+            "local",
+        ],
+        &[("QMAILUSER", "joe"), ("QMAILNAME", "Joe User")],
+        "Subject: hello\r\nTo: rcpt@example.net\r\n\r\nline 1\r\nline 2\r\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty());
+    let (env, msg) = f.only_message();
+    assert_eq!(
+        env,
+        envelope(
+            "sender@example.com",
+            &["rcpt@example.net", "local@example.org"]
+        )
+    );
+    assert_added_fields(&msg, "\"Joe User\" <joe@example.org>");
+    assert!(
+        msg.ends_with("\nSubject: hello\nTo: rcpt@example.net\n\nline 1\nline 2\n"),
+        "{msg}"
+    );
+    assert!(!msg.contains('\r'));
+    assert!(!msg.contains("Cc: recipient list not shown"));
+}
+
+#[test]
+fn sendmail_t_takes_header_recipients_and_removes_bcc() {
+    let f = Fixture::new();
+    let out = f.run(
+        &[
+            "sendmail",
+            "-t",
+            "-oi",
+            "-f",
+            "list-owner@example.com",
+            "extra@example.net",
+        ],
+        &[("USER", "ann")],
+        "To: a@example.net, b\nCc: Group: c@example.net;\nBcc: hidden@example.net\n\
+         Subject: s\n\nbody\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (env, msg) = f.only_message();
+    assert_eq!(
+        env,
+        envelope(
+            "list-owner@example.com",
+            &[
+                "extra@example.net",
+                "a@example.net",
+                "b@example.org",
+                "c@example.net",
+                "hidden@example.net"
+            ]
+        )
+    );
+    // -f also names the From address (netqmail's sendmail: QMAILUSER/QMAILHOST from -f).
+    assert_added_fields(&msg, "list-owner@example.com");
+    assert!(!msg.contains("hidden"), "{msg}");
+    assert!(
+        msg.contains("\nTo: a@example.net, b@example.org\n"),
+        "{msg}"
+    );
+    assert!(msg.contains("\nCc: Group: c@example.net;\n"), "{msg}");
+}
+
+#[test]
+fn sendmail_without_t_uses_arguments_only() {
+    let f = Fixture::new();
+    let out = f.run(
+        &["sendmail", "-i", "-F", "Full Name", "only@example.net"],
+        &[("LOGNAME", "lg")],
+        "To: header@example.net\n\nx\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (env, msg) = f.only_message();
+    assert_eq!(env, envelope("lg@example.org", &["only@example.net"]));
+    assert_added_fields(&msg, "\"Full Name\" <lg@example.org>");
+}
+
+#[test]
+fn print_mode_shows_return_path_and_env_precedence() {
+    let f = Fixture::new();
+    let vars = [
+        ("USER", "user"),
+        ("MAILUSER", "mailuser"),
+        ("MAILHOST", "mailhost.example"),
+        ("NAME", "Name"),
+        ("MAILNAME", "Mail Name"),
+        ("QMAILSHOST", "bounces.example"),
+    ];
+    let out = f.run(&["inject", "-n", "x@y.example"], &vars, "Subject: s\n\nb\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    assert!(
+        printed.starts_with("Return-Path: <mailuser@bounces.example>\nDate: "),
+        "{printed}"
+    );
+    assert!(printed.contains("\nFrom: \"Mail Name\" <mailuser@mailhost.example>\n"));
+    assert!(printed.ends_with("\nCc: recipient list not shown: ;\nSubject: s\n\nb\n"));
+    // Nothing was queued.
+    let queue = Queue::open(f.dir.join("queue"), QueueOptions::default()).unwrap();
+    assert!(queue.scan().unwrap().is_empty());
+}
+
+#[test]
+fn exit_codes() {
+    let f = Fixture::new();
+    let code = |args: &[&str], input: &str| f.run(args, &[], input).status.code();
+    assert_eq!(code(&["inject", "-z"], ""), Some(100));
+    assert_eq!(code(&["inject", "-f"], ""), Some(100));
+    assert_eq!(
+        code(&["inject", "a@b.example"], "To: (open comment\n\n"),
+        Some(100)
+    );
+    assert_eq!(code(&["inject", "x@)y"], ""), Some(100));
+    assert_eq!(code(&["sendmail", "-q"], ""), Some(100));
+    assert_eq!(code(&["sendmail", "-q15m"], ""), Some(100));
+    assert_eq!(code(&["sendmail", "-bd"], ""), Some(100));
+    assert_eq!(code(&["sendmail", "-Z"], ""), Some(100));
+    // An address qmail-queue refuses (over 1002 bytes): permanent.
+    let long = format!("{}@example.net", "a".repeat(1100));
+    assert_eq!(code(&["inject", &long], "\n"), Some(100));
+    let missing = f.dir.join("nonexistent");
+    let out = run_mta(&missing, &["inject", "a@b.example"], &[], "\n");
+    assert_eq!(out.status.code(), Some(111));
+    assert!(
+        text(&out.stderr).contains("no mta root"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run_mta(&missing, &["sendmail", "a@b.example"], &[], "\n");
+    assert_eq!(out.status.code(), Some(111));
+    // Nothing was queued by any of the failures.
+    let queue = Queue::open(f.dir.join("queue"), QueueOptions::default()).unwrap();
+    assert!(queue.scan().unwrap().is_empty());
+}
+
+#[test]
+fn locked_queue_goes_through_pickup_and_drains_into_the_queue() {
+    let f = Fixture::new();
+    // Holding the queue open is what a running `mta serve` does.
+    let queue = Queue::open(f.dir.join("queue"), QueueOptions::default()).unwrap();
+    let out = f.run(
+        &["sendmail", "-t", "-f", "s@example.com"],
+        &[("USER", "u")],
+        "To: r1@example.net, r2@example.net\nBcc: r3@example.net\n\nbody\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(queue.scan().unwrap().is_empty());
+    let root = Root::new(&f.dir);
+    let new = pickup::dir(&root).join("new");
+    assert_eq!(std::fs::read_dir(&new).unwrap().count(), 1);
+
+    let drained = pickup::drain(&root, &queue).unwrap();
+    assert_eq!(drained.imported.len(), 1);
+    assert!(drained.unreadable.is_empty());
+    assert_eq!(std::fs::read_dir(&new).unwrap().count(), 0);
+    let info = queue.info(drained.imported[0]).unwrap();
+    assert_eq!(
+        info.envelope,
+        envelope(
+            "s@example.com",
+            &["r1@example.net", "r2@example.net", "r3@example.net"]
+        )
+    );
+    let mut body = Vec::new();
+    queue
+        .open_message(drained.imported[0])
+        .unwrap()
+        .read_to_end(&mut body)
+        .unwrap();
+    let msg = String::from_utf8(body).unwrap();
+    assert_added_fields(&msg, "s@example.com");
+    assert!(
+        msg.ends_with("\nTo: r1@example.net, r2@example.net\n\nbody\n"),
+        "{msg}"
+    );
+    // A second drain finds nothing.
+    assert_eq!(pickup::drain(&root, &queue).unwrap().imported.len(), 0);
+    drop(queue);
+
+    // With the queue free again, inject enqueues directly.
+    let out = f.run(&["inject", "z@example.net"], &[], "\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let queue = Queue::open(f.dir.join("queue"), QueueOptions::default()).unwrap();
+    assert_eq!(queue.scan().unwrap().len(), 2);
+}
+
+#[test]
+fn direct_inject_imports_waiting_pickup_files() {
+    let f = Fixture::new();
+    let queue = Queue::open(f.dir.join("queue"), QueueOptions::default()).unwrap();
+    let out = f.run(&["inject", "first@example.net"], &[], "Subject: 1\n\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    drop(queue);
+    let out = f.run(&["inject", "second@example.net"], &[], "Subject: 2\n\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let queue = Queue::open(f.dir.join("queue"), QueueOptions::default()).unwrap();
+    let mut rcpts: Vec<String> = queue
+        .scan()
+        .unwrap()
+        .into_iter()
+        .map(|id| queue.info(id).unwrap().envelope.recipients[0].to_string())
+        .collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["first@example.net", "second@example.net"]);
+}

@@ -1,0 +1,75 @@
+//! The last step: print the message (`-n`) or put it into the queue.
+
+use std::io::{Read, Write};
+
+use mta_queue::{Queue, QueueError, QueueOptions};
+
+use super::compose::Prepared;
+use super::pickup;
+use super::token822::quote_address;
+use super::{Env, Fatal};
+use crate::root::Root;
+use crate::trigger::{self, Pull};
+
+/// `-n`: `Return-Path: <sender>` and the message, as qmail-inject prints them.
+///
+/// # Errors
+/// [`Fatal::Temporary`] when `out` cannot be written.
+pub(crate) fn print(p: &Prepared, out: &mut dyn Write) -> Result<(), Fatal> {
+    let mut text = b"Return-Path: <".to_vec();
+    text.extend_from_slice(&quote_address(p.envelope.sender.as_bytes()));
+    text.extend_from_slice(b">\n");
+    text.extend_from_slice(&p.message);
+    out.write_all(&text)
+        .and_then(|()| out.flush())
+        .map_err(|e| Fatal::Temporary(format!("write error: {e}")))
+}
+
+/// The line qmail-queue put in front of every message it queued:
+/// `Received: (qmail PID invoked by uid UID); DATE822` (qmail-reference §1.2).
+pub(crate) fn received_line(env: &Env) -> String {
+    format!(
+        "Received: (qmail {} invoked by uid {}); {}\n",
+        env.pid,
+        env.uid,
+        mta_core::date::qmail_date822(env.now)
+    )
+}
+
+/// Queues the message with the Received line in front, then pulls the trigger so a running
+/// `mta serve` picks it up at once.
+///
+/// When a running `mta serve` holds the queue ([`QueueError::Locked`]), the message goes
+/// into the pickup directory instead ([`pickup`]); the server imports it when the trigger
+/// is pulled. After a direct enqueue, inject imports whatever such messages are waiting,
+/// since it holds the queue at that moment.
+///
+/// # Errors
+/// [`Fatal::Permanent`] for an envelope qmail-queue would refuse (an address with NUL or
+/// over 1002 bytes: its exit 11); [`Fatal::Temporary`] when the queue or the pickup
+/// directory cannot be written.
+pub(crate) fn enqueue(root: &Root, env: &Env, p: &Prepared) -> Result<(), Fatal> {
+    let encoded = mta_queue::qmail::encode(&p.envelope)
+        .map_err(|e| Fatal::Permanent(format!("qq permanent problem: {e}")))?;
+    let received = received_line(env);
+    match Queue::open(root.queue(), QueueOptions::default()) {
+        Ok(queue) => {
+            queue
+                .enqueue(&p.envelope, received.as_bytes().chain(&p.message[..]))
+                .map_err(|e| match e {
+                    QueueError::TooLarge => Fatal::Permanent(format!("qq permanent problem: {e}")),
+                    e => Fatal::Temporary(format!("qq temporary problem: {e}")),
+                })?;
+            // Our message is durable: a failure to import older pickup files must not fail
+            // this inject (they stay in place for the server to import).
+            let _ = pickup::drain(root, &queue);
+        }
+        Err(QueueError::Locked) => {
+            pickup::drop_off(root, &encoded, received.as_bytes(), &p.message)
+                .map_err(|e| Fatal::Temporary(format!("qq temporary problem: {e}")))?;
+        }
+        Err(e) => return Err(Fatal::Temporary(format!("unable to open queue: {e}"))),
+    }
+    trigger::pull(&root.trigger(), Pull::NewMail);
+    Ok(())
+}
