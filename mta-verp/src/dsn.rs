@@ -21,14 +21,19 @@ pub(crate) fn compose(p: &Parts<'_>) -> Vec<u8> {
     p.push_top_fields(&mut out);
     out.extend_from_slice(b"Auto-Submitted: auto-replied\nMIME-Version: 1.0\n");
     out.extend_from_slice(b"Content-Type: multipart/report; report-type=delivery-status;\n");
-    out.extend_from_slice(format!(" boundary=\"{boundary}\"\n\n").as_bytes());
-    out.extend_from_slice(b"This is a MIME-formatted delivery status notification.\n");
-
-    // Part 1: the QSBMF text.
+    out.extend_from_slice(format!(" boundary=\"{boundary}\"\n").as_bytes());
+    // RFC 2045 §6.4: a multipart holding an 8bit part is itself 8bit.
     let mut text = Vec::new();
     p.push_report_text(&mut text);
     text.extend_from_slice(b"--- The original message is attached.\n");
     let ascii = text.is_ascii();
+    let original_ascii = p.original.is_ascii() && p.return_path.as_bytes().is_ascii();
+    if !(ascii && original_ascii) {
+        out.extend_from_slice(b"Content-Transfer-Encoding: 8bit\n");
+    }
+    out.extend_from_slice(b"\nThis is a MIME-formatted delivery status notification.\n");
+
+    // Part 1: the QSBMF text.
     push_boundary(&mut out, &boundary);
     out.extend_from_slice(if ascii {
         b"Content-Type: text/plain; charset=us-ascii\n\n".as_slice()
@@ -67,13 +72,21 @@ pub(crate) fn compose(p: &Parts<'_>) -> Vec<u8> {
     // Part 3: the returned message or its header.
     push_boundary(&mut out, &boundary);
     if p.truncated {
-        out.extend_from_slice(b"Content-Type: text/rfc822-headers\n\n");
+        out.extend_from_slice(b"Content-Type: text/rfc822-headers\n");
+        if !original_ascii {
+            out.extend_from_slice(b"Content-Transfer-Encoding: 8bit\n");
+        }
+        out.push(b'\n');
         let mut returned = Vec::with_capacity(p.original.len() + 64);
         p.push_returned(&mut returned);
         let end = header_end(&returned);
         out.extend_from_slice(&returned[..end]);
     } else {
-        out.extend_from_slice(b"Content-Type: message/rfc822\n\n");
+        out.extend_from_slice(b"Content-Type: message/rfc822\n");
+        if !original_ascii {
+            out.extend_from_slice(b"Content-Transfer-Encoding: 8bit\n");
+        }
+        out.push(b'\n');
         p.push_returned(&mut out);
     }
     if out.last() != Some(&b'\n') {

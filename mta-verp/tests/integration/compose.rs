@@ -231,6 +231,32 @@ fn dsn_truncated_returns_headers_only() {
     assert_eq!(parse_bounce(&raw).unwrap().recipients.len(), 2);
 }
 
+#[test]
+fn dsn_eight_bit_original_is_labelled() {
+    let cfg = BounceConfig::new("mx.example.org").format(BounceFormat::Dsn);
+    let original = "Subject: caf\u{e9}\n\nna\u{ef}ve body\n";
+    let date = mta_core::date::qmail_date822(0);
+    let b = send(
+        compose_bounce(
+            &cfg,
+            &Address::from("s@example.com"),
+            &failures(),
+            &date,
+            original.as_bytes(),
+        )
+        .unwrap(),
+    );
+    let text = String::from_utf8(b.message.clone()).unwrap();
+    assert!(text.starts_with(&format!("Date: {date}\n")));
+    let top = &text[..text.find("\n\n").unwrap()];
+    assert!(top.contains("\nContent-Transfer-Encoding: 8bit"), "{top}");
+    assert!(text.contains("Content-Type: message/rfc822\nContent-Transfer-Encoding: 8bit\n\n"));
+    let m = MessageParser::default().parse(&b.message).unwrap();
+    let inner = m.parts.iter().find_map(|p| p.message()).unwrap();
+    assert_eq!(inner.subject(), Some("caf\u{e9}"));
+    assert_eq!(parse_bounce(&b.message).unwrap().recipients.len(), 2);
+}
+
 /// Independent reference: Python's `email` package reads our DSN as a
 /// multipart/report with a message/delivery-status part carrying our fields.
 #[test]
