@@ -1,0 +1,225 @@
+//! The public API on the real file system.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, SystemTime};
+
+use mta_core::Envelope;
+use mta_queue::{Incoming, MessageId, Queue, QueueError, QueueOptions, Status};
+
+use crate::common::{assert_message, message, read_body};
+
+fn assert_send_sync<T: Send + Sync>() {}
+
+#[test]
+fn handles_are_send_and_sync() {
+    assert_send_sync::<Queue>();
+    assert_send_sync::<Incoming>();
+    assert_send_sync::<QueueError>();
+}
+
+#[test]
+fn enqueue_read_back_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = SystemTime::now() - Duration::from_secs(1);
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let mut ids = Vec::new();
+    for seed in 0..12 {
+        let (env, body) = message(seed);
+        ids.push((q.enqueue(&env, &body[..]).unwrap(), seed));
+    }
+    let info = q.info(ids[0].0).unwrap();
+    assert!(info.birth >= before && info.birth <= SystemTime::now());
+    assert_eq!(q.birth(ids[0].0).unwrap(), info.birth);
+    assert!(info.statuses.iter().all(|s| *s == Status::Pending));
+    drop(q);
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let scanned = q.scan().unwrap();
+    assert_eq!(
+        scanned,
+        ids.iter().map(|x| x.0).collect::<Vec<_>>(),
+        "oldest first"
+    );
+    for (id, seed) in &ids {
+        assert_message(&q, *id, *seed);
+    }
+    // New ids never collide with old ones.
+    let new = q
+        .enqueue(&Envelope::new("a@b", ["c@d"]), &b"x"[..])
+        .unwrap();
+    assert!(ids.iter().all(|(id, _)| *id < new));
+}
+
+#[test]
+fn streaming_commit_abort_and_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let mut inc = q.begin().unwrap();
+    let chunk: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+    for _ in 0..300 {
+        inc.write(&chunk).unwrap();
+    }
+    assert_eq!(inc.len(), 300_000);
+    let id_hint = inc.id();
+    let id = inc.commit(&Envelope::new("", ["x@y"])).unwrap();
+    assert_eq!(id, id_hint);
+    assert_eq!(read_body(&q, id), chunk.repeat(300));
+
+    let mut aborted = q.begin().unwrap();
+    aborted.write(b"never queued").unwrap();
+    aborted.abort().unwrap();
+    let mut dropped = q.begin().unwrap();
+    writeln!(dropped, "via io::Write").unwrap();
+    drop(dropped);
+    assert_eq!(q.scan().unwrap(), vec![id]);
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+        0
+    );
+}
+
+#[test]
+fn marks_info_and_remove() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let env = Envelope::new("s@x", ["a@x", "b@x", "c@x"]);
+    let id = q.enqueue(&env, &b"hi"[..]).unwrap();
+    let later = SystemTime::UNIX_EPOCH + Duration::from_hours(500_000);
+    q.mark(
+        id,
+        1,
+        Status::Deferred {
+            attempts: 1,
+            next_attempt: later,
+        },
+    )
+    .unwrap();
+    q.mark(id, 0, Status::Delivered).unwrap();
+    assert!(matches!(q.remove(id), Err(QueueError::NotFinal(x)) if x == id));
+    let info = q.info(id).unwrap();
+    assert_eq!(
+        info.unfinished().map(|(i, _)| i).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    q.mark_many(
+        id,
+        &[
+            (1, Status::Failed(b"550 5.1.1 no\r\n".to_vec())),
+            (2, Status::Delivered),
+        ],
+    )
+    .unwrap();
+    assert!(matches!(
+        q.mark(id, 3, Status::Delivered),
+        Err(QueueError::NoSuchRecipient {
+            index: 3,
+            count: 3,
+            ..
+        })
+    ));
+    assert!(
+        q.mark_many(id, &[(0, Status::Pending), (9, Status::Delivered)])
+            .is_err()
+    );
+    // The valid half of a rejected batch was not applied.
+    assert_eq!(q.info(id).unwrap().statuses[0], Status::Delivered);
+    let info = q.info(id).unwrap();
+    assert_eq!(
+        info.statuses,
+        vec![
+            Status::Delivered,
+            Status::Failed(b"550 5.1.1 no\r\n".to_vec()),
+            Status::Delivered
+        ]
+    );
+    drop(q);
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    assert!(q.info(id).unwrap().is_complete());
+    q.remove(id).unwrap();
+    assert!(matches!(q.remove(id), Err(QueueError::NotFound(_))));
+    assert!(matches!(
+        q.mark(id, 0, Status::Delivered),
+        Err(QueueError::NotFound(_))
+    ));
+    assert!(matches!(q.open_message(id), Err(QueueError::NotFound(_))));
+    assert!(q.scan().unwrap().is_empty());
+}
+
+#[test]
+fn thousands_of_recipients_marked_one_by_one_and_in_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let n = 8192u32;
+    let env = Envelope::new("list@x", (0..n).map(|i| format!("u{i}@example.org")));
+    let id = q.enqueue(&env, &b"list mail"[..]).unwrap();
+    for i in 0..64 {
+        q.mark(id, i, Status::Delivered).unwrap();
+    }
+    let rest: Vec<(u32, Status)> = (64..n).map(|i| (i, Status::Delivered)).collect();
+    q.mark_many(id, &rest).unwrap();
+    let info = q.info(id).unwrap();
+    assert_eq!(info.statuses.len(), n as usize);
+    assert!(info.is_complete());
+}
+
+#[test]
+fn a_second_process_handle_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    assert!(matches!(
+        Queue::open(dir.path(), QueueOptions::default()),
+        Err(QueueError::Locked)
+    ));
+}
+
+#[test]
+fn ids_are_map_keys_and_print_as_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let mut seen: HashMap<MessageId, usize> = HashMap::new();
+    for i in 0..20 {
+        let id = q
+            .enqueue(&Envelope::new("a@b", ["c@d"]), &b"x"[..])
+            .unwrap();
+        assert_eq!(id.to_string().parse::<MessageId>().unwrap(), id);
+        assert!(seen.insert(id, i).is_none());
+    }
+}
+
+#[test]
+fn split_directories_are_kept_and_filled_evenly() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default().split(4)).unwrap();
+    let ids: Vec<_> = (0..64)
+        .map(|_| {
+            q.enqueue(&Envelope::new("a@b", ["c@d"]), &b"x"[..])
+                .unwrap()
+        })
+        .collect();
+    drop(q);
+    // Reopening with another split keeps the recorded one, so every message is still found.
+    let q = Queue::open(dir.path(), QueueOptions::default().split(99)).unwrap();
+    assert_eq!(q.scan().unwrap(), ids);
+    for n in 0..4 {
+        let count = std::fs::read_dir(dir.path().join(format!("mess/{n}")))
+            .unwrap()
+            .count();
+        assert_eq!(count, 16, "mess/{n}");
+    }
+    assert!(!dir.path().join("mess/4").exists());
+}
+
+#[test]
+fn corrupt_file_is_reported_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default().split(1)).unwrap();
+    let id = q
+        .enqueue(&Envelope::new("a@b", ["c@d"]), &b"hello"[..])
+        .unwrap();
+    let path = dir.path().join(format!("mess/0/{id}"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1; // the envelope checksum
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(q.info(id), Err(QueueError::Corrupt { .. })));
+}

@@ -1,0 +1,121 @@
+//! Fault injection: a write or sync failing with ENOSPC or EIO in the middle of an enqueue
+//! or a mark returns an error, leaves nothing visible, and harms nothing committed.
+
+use mta_core::Envelope;
+use mta_queue::sim::{Restart, SimFs};
+use mta_queue::{Fs, Queue, QueueOptions, Status};
+
+use crate::common::{assert_message, message};
+
+const ENOSPC: i32 = 28;
+const EIO: i32 = 5;
+
+fn committed(q: &Queue<SimFs>) -> Vec<(mta_queue::MessageId, u64)> {
+    (0..3)
+        .map(|seed| {
+            let (env, body) = message(seed);
+            (q.enqueue(&env, &body[..]).unwrap(), seed)
+        })
+        .collect()
+}
+
+fn stream(
+    q: &Queue<SimFs>,
+    env: &Envelope,
+    body: &[u8],
+) -> Result<mta_queue::MessageId, mta_queue::QueueError> {
+    let mut inc = q.begin()?;
+    for part in body.chunks(10_000) {
+        inc.write(part)?;
+    }
+    inc.commit(env)
+}
+
+#[test]
+fn write_failures_mid_enqueue_leave_nothing() {
+    let body: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+    let env = Envelope::new("s@x", ["r@x"]);
+    for errno in [ENOSPC, EIO] {
+        for budget in [0, 1, 31, 100, 65_536, 70_000, 200_000, 299_999] {
+            let fs = SimFs::new();
+            let q = Queue::open_with(fs.clone(), QueueOptions::default().split(2)).unwrap();
+            let old = committed(&q);
+            fs.fail_writes_after(budget, errno);
+            let err = stream(&q, &env, &body).unwrap_err();
+            assert_eq!(err.is_storage_full(), errno == ENOSPC, "{err}");
+            let err = q.enqueue(&env, &body[..1000]).unwrap_err();
+            assert_eq!(err.is_storage_full(), errno == ENOSPC, "{err}");
+            assert_eq!(
+                q.scan().unwrap(),
+                old.iter().map(|o| o.0).collect::<Vec<_>>()
+            );
+            assert!(
+                fs.list_dir("tmp").unwrap().is_empty(),
+                "failed enqueue left its tmp file"
+            );
+            for (id, seed) in &old {
+                assert_message(&q, *id, *seed);
+            }
+            // Space comes back: the queue works, and a restart sees the same.
+            fs.clear_faults();
+            let id = stream(&q, &env, &body).unwrap();
+            drop(q);
+            let q =
+                Queue::open_with(fs.restart(Restart::PowerLoss), QueueOptions::default()).unwrap();
+            assert_eq!(q.scan().unwrap().len(), old.len() + 1);
+            assert_eq!(q.info(id).unwrap().body_len, body.len() as u64);
+        }
+    }
+}
+
+#[test]
+fn sync_failures_mid_enqueue_leave_nothing() {
+    let env = Envelope::new("s@x", ["r@x"]);
+    // 0: the file's fdatasync fails; 1: the directory fsync after the rename fails.
+    for ok_syncs in [0, 1] {
+        let fs = SimFs::new();
+        let q = Queue::open_with(fs.clone(), QueueOptions::default().split(2)).unwrap();
+        let old = committed(&q);
+        fs.fail_syncs_after(ok_syncs, EIO);
+        assert!(q.enqueue(&env, &b"data"[..]).is_err());
+        assert_eq!(
+            q.scan().unwrap().len(),
+            old.len(),
+            "a message whose sync failed is visible"
+        );
+        assert!(fs.list_dir("tmp").unwrap().is_empty());
+        fs.clear_faults();
+        for (id, seed) in &old {
+            assert_message(&q, *id, *seed);
+        }
+    }
+}
+
+#[test]
+fn failed_mark_keeps_the_previous_status_and_the_next_mark_works() {
+    let fs = SimFs::new();
+    let q = Queue::open_with(fs.clone(), QueueOptions::default().split(2)).unwrap();
+    let id = q
+        .enqueue(&Envelope::new("s@x", ["a@x", "b@x"]), &b"m"[..])
+        .unwrap();
+    q.mark(id, 0, Status::Delivered).unwrap();
+    for budget in [0, 3, 9] {
+        fs.fail_writes_after(budget, ENOSPC);
+        assert!(q.mark(id, 1, Status::Failed(vec![b'x'; 40])).is_err());
+        fs.clear_faults();
+        assert_eq!(
+            q.info(id).unwrap().statuses,
+            vec![Status::Delivered, Status::Pending]
+        );
+    }
+    fs.fail_syncs_after(0, EIO);
+    assert!(q.mark(id, 1, Status::Delivered).is_err());
+    fs.clear_faults();
+    q.mark(id, 1, Status::Failed(b"550".to_vec())).unwrap();
+    drop(q);
+    let q = Queue::open_with(fs.restart(Restart::PowerLoss), QueueOptions::default()).unwrap();
+    assert_eq!(
+        q.info(id).unwrap().statuses,
+        vec![Status::Delivered, Status::Failed(b"550".to_vec())]
+    );
+}

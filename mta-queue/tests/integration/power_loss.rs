@@ -1,0 +1,291 @@
+//! The power-loss model: every operation runs on `SimFs`, which at a chosen crash point keeps
+//! only what was made durable (file data after its sync, names after their directory's
+//! sync). For every crash point of enqueue, mark and remove, recovery must succeed and show
+//! an allowed state; an operation that returned Ok must survive.
+
+use std::sync::{Arc, Mutex};
+
+use mta_core::Envelope;
+use mta_queue::sim::{Restart, SimFs};
+use mta_queue::{Fs, MessageId, Queue, QueueOptions, Status};
+
+use crate::common::{Rng, assert_message, message, read_body};
+
+const RESTARTS: [Restart; 3] = [
+    Restart::PowerLoss,
+    Restart::TornAppend,
+    Restart::ProcessCrash,
+];
+
+fn opts() -> QueueOptions {
+    QueueOptions::default().split(4)
+}
+
+/// Messages committed before the operation under test: (id, seed, statuses).
+#[derive(Clone, Debug)]
+struct Base(Vec<(MessageId, u64, Vec<Status>)>);
+
+fn setup(q: &Queue<SimFs>) -> Base {
+    let mut base = Vec::new();
+    for seed in [11, 12, 13] {
+        let (env, body) = message(seed);
+        let id = q.enqueue(&env, &body[..]).unwrap();
+        let mut statuses = vec![Status::Pending; env.recipients.len()];
+        q.mark(id, 0, Status::Delivered).unwrap();
+        statuses[0] = Status::Delivered;
+        base.push((id, seed, statuses));
+    }
+    // A three-recipient message for the mark cases, and a finished one for remove.
+    let env = Envelope::new("s@x", ["a@x", "b\r\n@x", "c\0@x"]);
+    let id = q.enqueue(&env, &b"three"[..]).unwrap();
+    base.push((id, u64::MAX, vec![Status::Pending; 3]));
+    let done = q
+        .enqueue(&Envelope::new("s@x", ["d@x"]), &b"done"[..])
+        .unwrap();
+    q.mark(done, 0, Status::Failed(b"550 gone".to_vec()))
+        .unwrap();
+    base.push((
+        done,
+        u64::MAX - 1,
+        vec![Status::Failed(b"550 gone".to_vec())],
+    ));
+    Base(base)
+}
+
+fn check_base(q: &Queue<SimFs>, base: &Base, skip: Option<MessageId>) {
+    for (id, seed, statuses) in &base.0 {
+        if Some(*id) == skip {
+            continue;
+        }
+        if *seed < u64::MAX - 1 {
+            assert_message(q, *id, *seed);
+        }
+        assert_eq!(&q.info(*id).unwrap().statuses, statuses, "statuses of {id}");
+    }
+}
+
+fn assert_clean(fs: &SimFs) {
+    assert!(
+        fs.list_dir("tmp").unwrap().is_empty(),
+        "recovery left tmp/ files"
+    );
+}
+
+/// Runs `op` after `setup` with a crash after k state changes, for k = 0, 1, ... until `op`
+/// completes; after each crash, restarts every way and runs `check`. Returns the number of
+/// crash points.
+fn every_crash_point(
+    op: &dyn Fn(&Queue<SimFs>, &Base) -> bool,
+    check: &dyn Fn(&Queue<SimFs>, &Base, bool),
+) -> u64 {
+    let mut k = 0;
+    loop {
+        let fs = SimFs::new();
+        let q = Queue::open_with(fs.clone(), opts()).unwrap();
+        let base = setup(&q);
+        fs.crash_after(k);
+        let ok = op(&q, &base);
+        let crashed = fs.has_crashed();
+        drop(q);
+        assert!(
+            ok != crashed,
+            "k={k}: an operation that crashed must not report success"
+        );
+        for how in RESTARTS {
+            let after = fs.restart(how);
+            let q = Queue::open_with(after.clone(), opts())
+                .unwrap_or_else(|e| panic!("k={k} {how:?}: {e}"));
+            assert_clean(&after);
+            check(&q, &base, ok);
+        }
+        crash_during_recovery(&fs.restart(Restart::ProcessCrash), &base, check, ok);
+        if !crashed {
+            return k;
+        }
+        k += 1;
+    }
+}
+
+/// Recovery itself may be interrupted at any point; the next recovery must still succeed.
+fn crash_during_recovery(
+    state: &SimFs,
+    base: &Base,
+    check: &dyn Fn(&Queue<SimFs>, &Base, bool),
+    ok: bool,
+) {
+    for j in 0.. {
+        let fs = state.restart(Restart::ProcessCrash);
+        fs.crash_after(j);
+        let opened = Queue::open_with(fs.clone(), opts());
+        let crashed = fs.has_crashed();
+        drop(opened);
+        let after = fs.restart(Restart::PowerLoss);
+        let q = Queue::open_with(after.clone(), opts()).unwrap();
+        assert_clean(&after);
+        check(&q, base, ok);
+        if !crashed {
+            break;
+        }
+    }
+}
+
+fn check_enqueue(q: &Queue<SimFs>, base: &Base, ok: bool, seed: u64, body: &[u8]) {
+    check_base(q, base, None);
+    let ids = q.scan().unwrap();
+    let new: Vec<_> = ids
+        .iter()
+        .filter(|id| !base.0.iter().any(|b| b.0 == **id))
+        .collect();
+    assert!(new.len() <= 1);
+    if ok {
+        assert_eq!(new.len(), 1, "an enqueue that returned Ok was lost");
+    }
+    if let Some(&&id) = new.first() {
+        let info = q.info(id).unwrap();
+        assert_eq!(info.envelope, message(seed).0);
+        assert!(read_body(q, id) == body, "half-written message visible");
+    }
+}
+
+#[test]
+fn enqueue_survives_or_vanishes_at_every_crash_point() {
+    let (env, body) = message(7);
+    let points = every_crash_point(
+        &|q, _| q.enqueue(&env, &body[..]).is_ok(),
+        &|q, base, ok| check_enqueue(q, base, ok, 7, &body),
+    );
+    assert!(
+        points >= 4,
+        "enqueue has create, write, sync, rename, sync-dir: {points}"
+    );
+}
+
+#[test]
+fn streamed_enqueue_survives_or_vanishes_at_every_crash_point() {
+    let env = message(8).0;
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    every_crash_point(
+        &|q, _| {
+            let Ok(mut inc) = q.begin() else { return false };
+            for part in body.chunks(70_000) {
+                if inc.write(part).is_err() {
+                    return false;
+                }
+            }
+            inc.commit(&env).is_ok()
+        },
+        &|q, base, ok| check_enqueue(q, base, ok, 8, &body),
+    );
+}
+
+fn three(base: &Base) -> MessageId {
+    base.0[3].0
+}
+
+#[test]
+fn mark_is_kept_once_returned_at_every_crash_point() {
+    let new = Status::Failed(b"550 5.1.1 \r\n\0bye".to_vec());
+    every_crash_point(
+        &|q, base| q.mark(three(base), 1, new.clone()).is_ok(),
+        &|q, base, ok| {
+            check_base(q, base, Some(three(base)));
+            let s = q.info(three(base)).unwrap().statuses;
+            assert_eq!(s[0], Status::Pending);
+            assert_eq!(s[2], Status::Pending);
+            assert!(s[1] == new || (!ok && s[1] == Status::Pending), "{s:?}");
+            // Whatever a crash left at the tail, the next mark is durable and readable.
+            q.mark(three(base), 2, Status::Delivered).unwrap();
+            assert_eq!(q.info(three(base)).unwrap().statuses[2], Status::Delivered);
+        },
+    );
+}
+
+#[test]
+fn mark_many_is_kept_once_returned_at_every_crash_point() {
+    let next = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_400);
+    let new = [
+        (0, Status::Delivered),
+        (
+            2,
+            Status::Deferred {
+                attempts: 3,
+                next_attempt: next,
+            },
+        ),
+    ];
+    every_crash_point(
+        &|q, base| q.mark_many(three(base), &new).is_ok(),
+        &|q, base, ok| {
+            check_base(q, base, Some(three(base)));
+            let s = q.info(three(base)).unwrap().statuses;
+            assert_eq!(s[1], Status::Pending);
+            for (i, status) in &new {
+                let got = &s[*i as usize];
+                assert!(got == status || (!ok && *got == Status::Pending), "{got:?}");
+            }
+        },
+    );
+}
+
+#[test]
+fn remove_is_kept_once_returned_at_every_crash_point() {
+    every_crash_point(&|q, base| q.remove(base.0[4].0).is_ok(), &|q, base, ok| {
+        let done = base.0[4].0;
+        check_base(q, base, Some(done));
+        match q.info(done) {
+            Ok(info) => {
+                assert!(!ok, "a remove that returned Ok came back");
+                assert_eq!(info.statuses, base.0[4].2);
+            }
+            Err(mta_queue::QueueError::NotFound(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    });
+}
+
+#[test]
+fn power_loss_after_a_successful_operation_loses_nothing() {
+    let fs = SimFs::new();
+    let q = Queue::open_with(fs.clone(), opts()).unwrap();
+    let base = setup(&q);
+    drop(q);
+    let q = Queue::open_with(fs.restart(Restart::PowerLoss), opts()).unwrap();
+    check_base(&q, &base, None);
+    assert_eq!(q.scan().unwrap().len(), base.0.len());
+}
+
+#[test]
+fn group_commit_callers_return_only_when_durable() {
+    let mut rng = Rng(99);
+    for round in 0..6 {
+        let fs = SimFs::new();
+        let q = Queue::open_with(fs.clone(), opts()).unwrap();
+        fs.crash_after(100 + rng.below(600));
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let (q, done) = (q.clone(), done.clone());
+                std::thread::spawn(move || {
+                    for i in 0..30 {
+                        let seed = 1000 * t + i;
+                        let (env, body) = message(seed);
+                        match q.enqueue(&env, &body[..]) {
+                            Ok(id) => done.lock().unwrap().push((id, seed)),
+                            Err(_) => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        drop(q);
+        let after = Queue::open_with(fs.restart(Restart::PowerLoss), opts()).unwrap();
+        let done = done.lock().unwrap();
+        for (id, seed) in done.iter() {
+            assert_message(&after, *id, *seed);
+        }
+        assert!(after.scan().unwrap().len() >= done.len(), "round {round}");
+    }
+}
