@@ -13,8 +13,10 @@
 //! - As a last resort, Exim's `X-Failed-Recipients` header field (recipients only).
 //!
 //! Anything else is [`ParseBounceError::NotABounce`]. With VERP a list manager needs none of
-//! this: the envelope recipient of the bounce names the subscriber ([`Verp::decode`]); the
-//! parsed reasons are then only for the log.
+//! this: the envelope recipient of the bounce names the subscriber ([`Verp::decode`],
+//! [`envelope_recipient`]); the parsed reasons are then only for the log. That is also the
+//! safer source: anyone can mail a list owner a forged report naming any subscriber, while
+//! a VERP address only reaches the owner if the list sent to that subscriber.
 //!
 //! [`Verp::decode`]: crate::Verp::decode
 
