@@ -44,6 +44,9 @@ pub enum Command {
     Queue(QueueCommand),
     /// `check`.
     Check,
+    /// `local-worker` (internal): the per-user local delivery process started by `serve`
+    /// when it runs as root.
+    LocalWorker,
     /// `--help` text for the named command (or the overview).
     Help(&'static str),
 }
@@ -200,6 +203,7 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
             [ref s] if s == "flush" => Command::Queue(QueueCommand::Flush),
             _ => return Err(UsageError(HELP_QUEUE.to_owned())),
         },
+        "local-worker" if args.is_empty() => Command::LocalWorker,
         "check" if wants_help => Command::Help(HELP_CHECK),
         "check" if args.is_empty() => Command::Check,
         other => {

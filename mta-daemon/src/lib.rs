@@ -5,14 +5,23 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod bounce;
 pub mod cli;
 pub mod frame;
 pub mod inject;
+pub mod local;
 pub mod log;
 pub mod privs;
 pub mod qread;
+pub mod remote;
 pub mod root;
+pub mod route;
+pub mod sched;
 pub mod sendmail;
+pub mod serve;
+pub mod settings;
+pub mod smtpd;
 pub mod trigger;
 
 use std::ffi::OsString;
@@ -48,9 +57,23 @@ pub fn run(argv: Vec<OsString>) -> i32 {
                 111
             }
         },
-        _ => {
-            eprintln!("mta: not yet available");
-            111
+        cli::Command::Serve => serve::run(&root),
+        cli::Command::Check => admin::check(&root, &mut std::io::stdout(), &mut std::io::stderr()),
+        cli::Command::Queue(cli::QueueCommand::Stat) => {
+            admin::stat(&root, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+        cli::Command::Queue(cli::QueueCommand::List) | cli::Command::Mailq => {
+            admin::list(&root, &mut std::io::stdout(), &mut std::io::stderr())
+        }
+        cli::Command::Queue(cli::QueueCommand::Flush) => admin::flush(&root, &mut std::io::stdout()),
+        cli::Command::LocalWorker => local::worker_main(),
+        cli::Command::Inject(args) => {
+            let env = inject::Env::from_process();
+            inject::main(&root, &args, &env, &mut std::io::stdin(), &mut std::io::stdout(), &mut std::io::stderr())
+        }
+        cli::Command::Sendmail(args) => {
+            let env = inject::Env::from_process();
+            sendmail::main(&root, &args, &env, &mut std::io::stdin(), &mut std::io::stdout(), &mut std::io::stderr())
         }
     }
 }

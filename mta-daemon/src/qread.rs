@@ -9,6 +9,13 @@
 
 use std::fmt::Write as _;
 
+use crate::root::Root;
+
+/// The queue listing on `out` (for `sendmail -bp` and `mailq`); returns the exit code.
+pub fn list(root: &Root, out: &mut dyn std::io::Write) -> i32 {
+    crate::admin::list(root, out, &mut std::io::stderr())
+}
+
 /// One recipient's line in the listing.
 #[derive(Clone, Debug)]
 pub struct RecipientLine {

@@ -140,8 +140,7 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
         ),
         (
             root.assign(),
-            "# qmail-users format: =local:user:uid:gid:home:dash:ext: or +prefix:...\n.\n"
-                .to_owned(),
+            ".\n".to_owned(),
         ),
         (root.alias().join(".qmail-default"), "./Maildir/\n".to_owned()),
     ];

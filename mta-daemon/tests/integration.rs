@@ -1,5 +1,14 @@
-//! End-to-end tests of the `mta` command.
-#![allow(clippy::unwrap_used, missing_docs)]
+//! End-to-end tests of the `mta` command: one test binary with topic modules.
+#![allow(clippy::unwrap_used, missing_docs, unreachable_pub, dead_code)]
 
+#[path = "integration/support.rs"]
+mod support;
+
+#[path = "integration/crash.rs"]
+mod crash;
 #[path = "integration/inject.rs"]
 mod inject;
+#[path = "integration/remote.rs"]
+mod remote;
+#[path = "integration/serve.rs"]
+mod serve;

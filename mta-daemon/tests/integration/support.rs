@@ -25,6 +25,10 @@ pub fn free_port() -> u16 {
 impl TestRoot {
     pub fn new() -> TestRoot {
         let tmp = tempfile::tempdir().unwrap();
+        // Session threads and delivery workers run unprivileged when the tests run as
+        // root: they must be able to traverse the temporary directory.
+        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
         let dir = tmp.path().join("root");
         let out = mta(&dir, &["init", "--hostname", "example.org"]);
         assert!(out.status.success(), "init failed: {out:?}");
@@ -178,7 +182,7 @@ host, port, sender, rcpts, body = sys.argv[1], int(sys.argv[2]), sys.argv[3], sy
 s = smtplib.SMTP(host, port, timeout=20)
 try:
     refused = s.sendmail(sender, rcpts, body.encode())
-    print("OK", sorted(refused))
+    print("OK", sorted((k, v[0]) for k, v in refused.items()))
 except smtplib.SMTPRecipientsRefused as e:
     print("REFUSED", sorted((k, v[0]) for k, v in e.recipients.items()))
 except smtplib.SMTPResponseException as e:

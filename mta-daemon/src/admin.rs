@@ -1,0 +1,126 @@
+//! `mta check` and `mta queue stat|list|flush`.
+
+use std::io::Write;
+use std::time::UNIX_EPOCH;
+
+use mta_queue::{Queue, QueueOptions, Status};
+
+use crate::qread::{self, MessageLine, RecipientLine};
+use crate::root::Root;
+use crate::route::{Route, Router};
+use crate::settings::Settings;
+use crate::trigger;
+
+/// `mta check`: validates the control files and users/assign. Prints `file:line: error`
+/// lines on stderr; returns 1 on any error, 0 otherwise.
+pub fn check(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let mut bad = 0;
+    if let Err(e) = Settings::load(&root.control()) {
+        let _ = writeln!(err, "{e}");
+        bad += 1;
+    }
+    if let Err(e) = crate::serve::load_assign(root) {
+        let _ = writeln!(err, "{e}");
+        bad += 1;
+    }
+    if bad == 0 {
+        let _ = writeln!(out, "ok: {} and {} are valid", root.control().display(), root.assign().display());
+        0
+    } else {
+        1
+    }
+}
+
+fn open_queue(root: &Root) -> Result<Queue, String> {
+    if !root.exists() {
+        return Err(format!("{}: not an mta root (run mta init)", root.dir().display()));
+    }
+    Queue::open(root.queue(), QueueOptions::default()).map_err(|e| format!("unable to open queue: {e}"))
+}
+
+/// `mta queue stat`: qmail-qstat's two lines. "Not yet preprocessed" counts messages none
+/// of whose recipients has been tried yet.
+pub fn stat(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let q = match open_queue(root) {
+        Ok(q) => q,
+        Err(e) => {
+            let _ = writeln!(err, "mta: {e}");
+            return 111;
+        }
+    };
+    let ids = match q.scan() {
+        Ok(ids) => ids,
+        Err(e) => {
+            let _ = writeln!(err, "mta: unable to scan queue: {e}");
+            return 111;
+        }
+    };
+    let fresh = ids
+        .iter()
+        .filter(|id| {
+            q.info(**id)
+                .is_ok_and(|i| i.statuses.iter().all(|s| *s == Status::Pending))
+        })
+        .count();
+    let _ = out.write_all(qread::format_stat(ids.len(), fresh).as_bytes());
+    0
+}
+
+/// `mta queue list` (and `mailq`, `sendmail -bp`): qmail-qread's listing.
+pub fn list(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let q = match open_queue(root) {
+        Ok(q) => q,
+        Err(e) => {
+            let _ = writeln!(err, "mta: {e}");
+            return 111;
+        }
+    };
+    let router = Settings::load(&root.control()).map(|s| s.tables).unwrap_or_default();
+    let mut ids = match q.scan() {
+        Ok(ids) => ids,
+        Err(e) => {
+            let _ = writeln!(err, "mta: unable to scan queue: {e}");
+            return 111;
+        }
+    };
+    ids.sort_unstable();
+    let mut lines = Vec::new();
+    for id in ids {
+        let info = match q.info(id) {
+            Ok(i) => i,
+            Err(e) => {
+                let _ = writeln!(err, "warning: trouble with #{id}: {e}");
+                continue;
+            }
+        };
+        let recipients = info
+            .envelope
+            .recipients
+            .iter()
+            .zip(&info.statuses)
+            .map(|(a, s)| RecipientLine {
+                local: matches!(router.route(a), Route::Local(_)),
+                address: a.as_bytes().to_vec(),
+                done: s.is_final(),
+                deferred: None,
+            })
+            .collect();
+        lines.push(MessageLine {
+            birth: info.birth.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            id: id.to_string(),
+            bytes: info.body_len,
+            sender: info.envelope.sender.as_bytes().to_vec(),
+            bouncing: info.statuses.iter().any(|s| matches!(s, Status::Failed(_))),
+            recipients,
+        });
+    }
+    let _ = out.write_all(qread::format_list(&lines).as_bytes());
+    0
+}
+
+/// `mta queue flush`: asks a running `mta serve` to retry everything now.
+pub fn flush(root: &Root, out: &mut dyn Write) -> i32 {
+    trigger::pull(&root.trigger(), trigger::Pull::Flush);
+    let _ = writeln!(out, "flush requested");
+    0
+}

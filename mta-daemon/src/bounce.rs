@@ -1,0 +1,64 @@
+//! Bounces: the scheduler's glue to mta-verp (qmail-send's `injectbounce`).
+//!
+//! When a message finishes with failed recipients, one bounce is composed in QSBMF (or RFC
+//! 3464, per `control/bounceformat`), carrying every failure's full report text and the
+//! original message, and queued like any other message. A bounce of a bounce goes to
+//! `doublebounceto@doublebouncehost` from `#@[]`; a failure of that is discarded.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mta_core::{Address, Envelope};
+use mta_queue::{MessageId, Queue};
+use mta_verp::{Bounce, BounceConfig, Failure, compose_bounce};
+
+use crate::sched::Bouncer;
+
+/// Composes bounces with a fixed configuration and queues them.
+#[derive(Debug)]
+pub struct QueueBouncer {
+    config: BounceConfig,
+}
+
+impl QueueBouncer {
+    /// A bouncer using `config` (from bouncefrom, bouncehost, doublebounceto,
+    /// doublebouncehost).
+    pub fn new(config: BounceConfig) -> QueueBouncer {
+        QueueBouncer { config }
+    }
+}
+
+impl Bouncer for QueueBouncer {
+    fn bounce(
+        &self,
+        queue: &Queue,
+        id: MessageId,
+        envelope: &Envelope,
+        failures: &[(Address, Vec<u8>)],
+    ) -> Result<Option<MessageId>, String> {
+        let failures: Vec<Failure> = failures
+            .iter()
+            .map(|(a, t)| Failure::new(a.clone(), t.clone()))
+            .collect();
+        let original = queue
+            .open_message(id)
+            .map_err(|e| format!("unable to open msg {id}: {e}"))?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let date = mta_core::date::qmail_date822(now);
+        let bounce = compose_bounce(&self.config, &envelope.sender, &failures, &date, original)
+            .map_err(|e| format!("unable to read msg {id}: {e}"))?;
+        match bounce {
+            Bounce::Discard | Bounce::NoFailures => Ok(None),
+            Bounce::Send(b) => {
+                let received = format!("Received: (qmail invoked for bounce); {date}\n");
+                let mut bytes = received.into_bytes();
+                bytes.extend_from_slice(&b.message);
+                queue
+                    .enqueue(&b.envelope, &bytes[..])
+                    .map(Some)
+                    .map_err(|e| format!("unable to queue bounce: {e}"))
+            }
+        }
+    }
+}

@@ -1,0 +1,507 @@
+//! Local delivery: our qmail-lspawn + qmail-local.
+//!
+//! For each local recipient `L@D` (after virtualdomains prepending), the user is resolved
+//! with mta-dotqmail's [`UserTable`] (users/assign first, then the alias user, whose home
+//! is `DIR/alias`), and the `.qmail` interpreter runs.
+//!
+//! - When `mta serve` is **not root**, the interpreter runs in the delivery thread itself:
+//!   no fork per delivery.
+//! - When it **is root**, every delivery runs in a worker process that has the target
+//!   user's uid and gid and no supplementary groups (`mta local-worker`, started with
+//!   `CommandExt::uid/gid`), as qmail-lspawn ran qmail-local. Workers are kept per (uid,
+//!   gid) and reused, so a list of 8,192 recipients does not cost 8,192 process starts. A
+//!   uid of 0 is refused with a deferral, as qmail does. The worker gets the message bytes
+//!   and the delivery parameters as one length-prefixed frame ([`crate::frame`]) and answers
+//!   with the result; it never touches the queue.
+//!
+//! Forwards (`&addr` lines) come back to the daemon, which queues them as one new message
+//! (the `Delivered-To:` line + the original message) from NEWSENDER and wakes the scheduler.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use mta_core::{Address, DeliveryResult, Envelope};
+use mta_dotqmail::{
+    Account, BaseEnvironment, DeliveryOptions, DeliveryRequest, LocalUser, Mailbox, Message,
+    Resolved, SystemExecutor, UserTable, deliver, find_mailbox,
+};
+use mta_queue::{MessageId, Queue};
+
+use crate::frame;
+use crate::sched::{Input, Job};
+
+/// What an SMTP-time recipient check found (no backscatter: unknown users are refused at
+/// RCPT with the same lookup delivery uses).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RcptCheck {
+    /// A user and a `.qmail` (or the default delivery) would take it.
+    Exists,
+    /// Nobody would: qmail-local would bounce it with `#5.1.1`.
+    Unknown,
+    /// The lookup failed temporarily (answer 451).
+    TryLater(String),
+}
+
+/// The environment programs get before the qmail variables: a fixed, small one (every
+/// value a delivery adds is attacker-controlled; see the Shellshock note in the reference).
+fn base_env() -> BaseEnvironment {
+    BaseEnvironment::Fixed(vec![(
+        "PATH".into(),
+        "/usr/local/bin:/usr/bin:/bin".into(),
+    )])
+}
+
+/// Runs local deliveries.
+pub struct LocalDelivery {
+    users: Arc<UserTable>,
+    options: DeliveryOptions,
+    default_delivery: Vec<u8>,
+    queue: Arc<Queue>,
+    scheduler: Sender<Input>,
+    privileged: Option<Workers>,
+}
+
+impl std::fmt::Debug for LocalDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalDelivery")
+            .field("privileged", &self.privileged.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalDelivery {
+    /// A local delivery service. `worker_exe` is `Some(path to the mta binary)` when running
+    /// as root (deliveries go through per-user worker processes), `None` otherwise.
+    pub fn new(
+        users: Arc<UserTable>,
+        default_delivery: Vec<u8>,
+        queue: Arc<Queue>,
+        scheduler: Sender<Input>,
+        worker_exe: Option<PathBuf>,
+    ) -> LocalDelivery {
+        LocalDelivery {
+            users,
+            options: DeliveryOptions::default(),
+            default_delivery,
+            queue,
+            scheduler,
+            privileged: worker_exe.map(|exe| Workers {
+                exe,
+                idle: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The RCPT-time check for a local address `L@D`.
+    pub fn check(&self, recipient: &Address) -> RcptCheck {
+        match self.users.resolve(recipient.local_part()) {
+            Ok(Resolved::User(user)) => {
+                let mut fs = SystemExecutor::new();
+                match find_mailbox(&mut fs, &user, &self.options) {
+                    Ok(Mailbox::NotFound) => RcptCheck::Unknown,
+                    Ok(_) => RcptCheck::Exists,
+                    Err(e) => RcptCheck::TryLater(e.report()),
+                }
+            }
+            Ok(_) => RcptCheck::Exists,
+            Err(e) => RcptCheck::TryLater(e.report()),
+        }
+    }
+
+    /// Delivers a job (one result per target); forwards are queued here.
+    pub fn deliver(&self, job: &Job) -> Vec<DeliveryResult> {
+        job.targets
+            .iter()
+            .map(|t| self.deliver_one(job, &t.address))
+            .collect()
+    }
+
+    fn deliver_one(&self, job: &Job, recipient: &Address) -> DeliveryResult {
+        let local = recipient.local_part();
+        let domain = recipient.domain().unwrap_or_default();
+        let user = match self.users.resolve(local) {
+            Ok(Resolved::User(u)) => u,
+            Ok(_) => {
+                return DeliveryResult::Delivered {
+                    text: "did 0+0+0\n".into(),
+                };
+            }
+            Err(e) => {
+                return DeliveryResult::Deferred {
+                    text: e.report(),
+                    status: None,
+                };
+            }
+        };
+        let message = match self.read_message(job.id) {
+            Ok(m) => m,
+            Err(e) => {
+                return DeliveryResult::Deferred {
+                    text: format!("Unable to read message: {e}. (#4.3.0)"),
+                    status: None,
+                };
+            }
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let request = Request {
+            user: &user,
+            local,
+            domain,
+            sender: job.sender.as_bytes(),
+            default_delivery: &self.default_delivery,
+            now,
+        };
+        let (result, forward) = match &self.privileged {
+            None => run_request(&request, &self.options, &message),
+            Some(workers) => workers.run(&request, &message),
+        };
+        match forward {
+            Some(fwd) if result.is_delivered() => self.forward(fwd, &message, result),
+            _ => result,
+        }
+    }
+
+    fn read_message(&self, id: MessageId) -> io::Result<Vec<u8>> {
+        let mut r = self.queue.open_message(id).map_err(io::Error::other)?;
+        let mut v = Vec::new();
+        r.read_to_end(&mut v)?;
+        Ok(v)
+    }
+
+    /// Queues the forward (qmail-local's `mailforward`): DTLINE + the original message.
+    fn forward(&self, fwd: Forwarded, message: &[u8], result: DeliveryResult) -> DeliveryResult {
+        let mut bytes = Vec::with_capacity(fwd.dtline.len() + message.len() + 64);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        bytes.extend_from_slice(
+            format!(
+                "Received: (qmail invoked by alias); {}\n",
+                mta_core::date::qmail_date822(now)
+            )
+            .as_bytes(),
+        );
+        bytes.extend_from_slice(&fwd.dtline);
+        bytes.extend_from_slice(message);
+        let env = Envelope::new(
+            Address::from_bytes(fwd.sender),
+            fwd.recipients.into_iter().map(Address::from_bytes),
+        );
+        match self.queue.enqueue(&env, &bytes[..]) {
+            Ok(id) => {
+                // The scheduler may be gone at shutdown; it rescans the queue on start.
+                let _ = self.scheduler.send(Input::New(id));
+                match result {
+                    DeliveryResult::Delivered { mut text } => {
+                        text.push_str(&format!("qp {id}\n"));
+                        DeliveryResult::Delivered { text }
+                    }
+                    other => other,
+                }
+            }
+            Err(e) => DeliveryResult::Deferred {
+                text: format!("Unable to forward message: {e}. (#4.3.0)"),
+                status: None,
+            },
+        }
+    }
+}
+
+/// A forward to queue: NEWSENDER, the recipients and the Delivered-To line.
+#[derive(Debug)]
+struct Forwarded {
+    sender: Vec<u8>,
+    dtline: Vec<u8>,
+    recipients: Vec<Vec<u8>>,
+}
+
+/// One delivery's parameters (what qmail-lspawn passed to qmail-local).
+struct Request<'a> {
+    user: &'a LocalUser,
+    local: &'a [u8],
+    domain: &'a [u8],
+    sender: &'a [u8],
+    default_delivery: &'a [u8],
+    now: i64,
+}
+
+fn run_request(
+    r: &Request<'_>,
+    options: &DeliveryOptions,
+    message: &[u8],
+) -> (DeliveryResult, Option<Forwarded>) {
+    let request = DeliveryRequest {
+        user: r.user,
+        local: r.local,
+        domain: r.domain,
+        sender: r.sender,
+        default_delivery: r.default_delivery,
+        now: r.now,
+    };
+    let mut exec = SystemExecutor::new().with_base_env(base_env());
+    let outcome = deliver(&mut exec, &request, options, Message::Bytes(message));
+    let forward = outcome.forward.as_ref().map(|f| Forwarded {
+        sender: f.sender.clone(),
+        dtline: f.dtline.clone(),
+        recipients: f.recipients.clone(),
+    });
+    (outcome.to_delivery_result(), forward)
+}
+
+/// Per-(uid, gid) worker processes for root.
+struct Workers {
+    exe: PathBuf,
+    idle: Mutex<HashMap<(u32, u32), Vec<Worker>>>,
+}
+
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing stdin ends the worker's loop; reap it so no zombie is left.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const MAX_IDLE_PER_USER: usize = 16;
+
+impl Workers {
+    fn run(&self, r: &Request<'_>, message: &[u8]) -> (DeliveryResult, Option<Forwarded>) {
+        let account = r.user.account();
+        let key = (account.uid(), account.gid());
+        if key.0 == 0 {
+            return (
+                DeliveryResult::Deferred {
+                    text: "Not allowed to perform deliveries as root. (#4.3.0)".into(),
+                    status: None,
+                },
+                None,
+            );
+        }
+        let worker = self
+            .idle
+            .lock()
+            .ok()
+            .and_then(|mut m| m.get_mut(&key).and_then(Vec::pop));
+        let mut worker = match worker {
+            Some(w) => w,
+            None => match self.spawn(key) {
+                Ok(w) => w,
+                Err(e) => {
+                    return (
+                        DeliveryResult::Deferred {
+                            text: format!("Unable to start local delivery worker: {e}. (#4.3.0)"),
+                            status: None,
+                        },
+                        None,
+                    );
+                }
+            },
+        };
+        match exchange(&mut worker, r, message) {
+            Ok(answer) => {
+                if let Ok(mut m) = self.idle.lock() {
+                    let list = m.entry(key).or_default();
+                    if list.len() < MAX_IDLE_PER_USER {
+                        list.push(worker);
+                    }
+                }
+                answer
+            }
+            Err(e) => (
+                DeliveryResult::Deferred {
+                    text: format!("Local delivery worker crashed: {e}. (#4.3.0)"),
+                    status: None,
+                },
+                None,
+            ),
+        }
+    }
+
+    fn spawn(&self, (uid, gid): (u32, u32)) -> io::Result<Worker> {
+        let mut child = Command::new(&self.exe)
+            .arg("local-worker")
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .current_dir("/")
+            .uid(uid)
+            .gid(gid)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdin = child.stdin.take().ok_or(io::ErrorKind::BrokenPipe)?;
+        let stdout = child.stdout.take().ok_or(io::ErrorKind::BrokenPipe)?;
+        Ok(Worker {
+            child,
+            stdin,
+            stdout,
+        })
+    }
+}
+
+fn exchange(
+    w: &mut Worker,
+    r: &Request<'_>,
+    message: &[u8],
+) -> io::Result<(DeliveryResult, Option<Forwarded>)> {
+    let a = r.user.account();
+    let uid = a.uid().to_string();
+    let gid = a.gid().to_string();
+    let now = r.now.to_string();
+    let home = a.home().as_os_str().as_encoded_bytes();
+    frame::write(
+        &mut w.stdin,
+        &[
+            a.user(),
+            uid.as_bytes(),
+            gid.as_bytes(),
+            home,
+            r.user.dash(),
+            r.user.ext(),
+            r.local,
+            r.domain,
+            r.sender,
+            r.default_delivery,
+            now.as_bytes(),
+            message,
+        ],
+    )?;
+    let fields = frame::read(&mut w.stdout)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    decode_answer(fields).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad answer"))
+}
+
+fn decode_answer(mut f: Vec<Vec<u8>>) -> Option<(DeliveryResult, Option<Forwarded>)> {
+    if f.len() < 2 {
+        return None;
+    }
+    let rest = f.split_off(2);
+    let text = String::from_utf8_lossy(&f[1]).into_owned();
+    let status = last_status(&text);
+    let result = match f[0].as_slice() {
+        b"K" => DeliveryResult::Delivered { text },
+        b"Z" => DeliveryResult::Deferred { text, status },
+        b"D" => DeliveryResult::Failed { text, status },
+        _ => return None,
+    };
+    let forward = if rest.len() >= 2 {
+        let mut it = rest.into_iter();
+        let sender = it.next()?;
+        let dtline = it.next()?;
+        Some(Forwarded {
+            sender,
+            dtline,
+            recipients: it.collect(),
+        })
+    } else {
+        None
+    };
+    Some((result, forward))
+}
+
+/// The code of the last `(#x.y.z)` in a report (RFCHCSC).
+fn last_status(text: &str) -> Option<mta_core::EnhancedStatus> {
+    text.rmatch_indices("(#").find_map(|(i, _)| {
+        let rest = &text[i + 2..];
+        rest[..rest.find(')')?].parse().ok()
+    })
+}
+
+/// `mta local-worker`: the per-user delivery process. Reads request frames on stdin, runs
+/// each delivery as the current (already dropped) uid, answers on stdout; exits at EOF.
+pub fn worker_main() -> i32 {
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let mut input = stdin.lock();
+    let mut output = stdout.lock();
+    let options = DeliveryOptions::default();
+    loop {
+        let fields = match frame::read(&mut input) {
+            Ok(Some(f)) => f,
+            Ok(None) => return 0,
+            Err(_) => return 111,
+        };
+        let Some(answer) = worker_one(&fields, &options) else {
+            return 111;
+        };
+        let mut out: Vec<Vec<u8>> = Vec::with_capacity(4);
+        let (letter, text) = match &answer.0 {
+            DeliveryResult::Delivered { text } => ("K", text),
+            DeliveryResult::Deferred { text, .. } => ("Z", text),
+            DeliveryResult::Failed { text, .. } => ("D", text),
+            _ => ("Z", &String::new()),
+        };
+        out.push(letter.as_bytes().to_vec());
+        out.push(text.as_bytes().to_vec());
+        if let Some(f) = answer.1 {
+            out.push(f.sender);
+            out.push(f.dtline);
+            out.extend(f.recipients);
+        }
+        let refs: Vec<&[u8]> = out.iter().map(Vec::as_slice).collect();
+        if frame::write(&mut output, &refs).is_err() {
+            return 111;
+        }
+    }
+}
+
+fn worker_one(
+    f: &[Vec<u8>],
+    options: &DeliveryOptions,
+) -> Option<(DeliveryResult, Option<Forwarded>)> {
+    let [user, uid, gid, home, dash, ext, local, domain, sender, dd, now, message] = f else {
+        return None;
+    };
+    let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<i64>().ok();
+    let account = Account::new(
+        user.clone(),
+        u32::try_from(num(uid)?).ok()?,
+        u32::try_from(num(gid)?).ok()?,
+        home.as_slice(),
+    );
+    let user = LocalUser::new(account, dash, ext.clone());
+    let request = Request {
+        user: &user,
+        local,
+        domain,
+        sender,
+        default_delivery: dd,
+        now: num(now)?,
+    };
+    Some(run_request(&request, options, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_decode() {
+        let (r, f) = decode_answer(vec![b"D".to_vec(), b"no (#5.1.1)".to_vec()]).unwrap_or_else(|| unreachable!());
+        assert!(matches!(r, DeliveryResult::Failed { status: Some(_), .. }));
+        assert!(f.is_none());
+        let (_, f) = decode_answer(vec![
+            b"K".to_vec(),
+            b"did 0+1+0".to_vec(),
+            b"s@x".to_vec(),
+            b"Delivered-To: a@b\n".to_vec(),
+            b"c@d".to_vec(),
+        ])
+        .unwrap_or_else(|| unreachable!());
+        assert_eq!(f.map(|f| f.recipients), Some(vec![b"c@d".to_vec()]));
+        assert!(decode_answer(vec![b"X".to_vec(), vec![]]).is_none());
+    }
+}

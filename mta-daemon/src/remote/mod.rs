@@ -1,0 +1,1 @@
+//! Remote delivery (being written).

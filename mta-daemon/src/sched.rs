@@ -1,0 +1,625 @@
+//! The scheduler: our qmail-send.
+//!
+//! One thread owns the in-memory view of the queue. It learns of new messages at once
+//! (a channel message from an SMTP session or a forward, or a trigger pull from
+//! `mta inject`), splits each message's recipients into local and remote
+//! ([`crate::route`]), hands deliveries to the local and remote pools within
+//! `concurrencylocal` / `concurrencyremote`, records each result durably in the queue (results
+//! that arrive together share one fsync through `mark_many`), retries deferred recipients on
+//! qmail's schedule, turns deferrals into failures after `queuelifetime`, and when a message
+//! is finished queues its bounce (qmail-send's single, double and discarded triple bounce)
+//! before removing it.
+//!
+//! Crash reasoning: a result is marked durably before the message is removed or bounced;
+//! a crash between a delivery and its mark repeats that one delivery (qmail accepts the same
+//! duplicate); a crash between queueing a bounce and removing the message sends the bounce
+//! twice. Nothing accepted is lost: on start every message in the queue is rescheduled.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use mta_core::{Address, DeliveryResult, Envelope};
+use mta_queue::{MessageId, Queue, Status};
+
+use crate::log;
+use crate::route::{Route, Router};
+
+/// Which pool a delivery belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// Local delivery (.qmail, maildir, mbox, programs).
+    Local,
+    /// Remote delivery over SMTP.
+    Remote,
+}
+
+impl Channel {
+    fn name(self) -> &'static str {
+        match self {
+            Channel::Local => "local",
+            Channel::Remote => "remote",
+        }
+    }
+}
+
+/// One recipient of a [`Job`].
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The delivery number in the log (`starting delivery N`).
+    pub delivery: u64,
+    /// The recipient's index in the envelope.
+    pub index: u32,
+    /// The recipient after routing (virtualdomain prefix applied for local ones).
+    pub address: Address,
+}
+
+/// Work handed to a pool: one recipient for local delivery; for remote delivery, every
+/// due recipient of one message at one domain with one sender, so they share one SMTP
+/// transaction (qmail-remote sent one recipient per connection; we batch as the issue
+/// asks).
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// The message.
+    pub id: MessageId,
+    /// The envelope sender for this delivery (VERP applied).
+    pub sender: Address,
+    /// Which pool.
+    pub channel: Channel,
+    /// The recipients; never empty.
+    pub targets: Vec<Target>,
+}
+
+/// What the scheduler's single input channel carries.
+#[derive(Debug)]
+pub enum Input {
+    /// A message was committed to the queue.
+    New(MessageId),
+    /// Something outside (inject) committed messages: rescan the queue for unknown ids.
+    Rescan,
+    /// Retry everything now (`mta queue flush`).
+    Flush,
+    /// A job finished: one result per target, in order.
+    Done(Job, Vec<DeliveryResult>),
+    /// Stop: finish in-flight deliveries, start no new ones.
+    Shutdown,
+}
+
+/// Scheduler settings (from the control files).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `concurrencylocal`.
+    pub concurrency_local: usize,
+    /// `concurrencyremote`.
+    pub concurrency_remote: usize,
+    /// `queuelifetime`.
+    pub lifetime: Duration,
+    /// Whether a remote pool exists. Without one, remote recipients stay queued.
+    pub remote_enabled: bool,
+}
+
+/// Builds and queues bounces; the daemon's glue to mta-verp.
+pub trait Bouncer: Send {
+    /// Queues the bounce for a finished message with `failures` (recipient, report text),
+    /// returning the new message's id, or `None` when the bounce is discarded (triple
+    /// bounce).
+    ///
+    /// # Errors
+    /// Any error composing or queueing; the scheduler retries later.
+    fn bounce(
+        &self,
+        queue: &Queue,
+        id: MessageId,
+        envelope: &Envelope,
+        failures: &[(Address, Vec<u8>)],
+    ) -> Result<Option<MessageId>, String>;
+}
+
+struct Recipient {
+    route: Route,
+    status: Status,
+    busy: bool,
+}
+
+struct Message {
+    envelope: Envelope,
+    birth: SystemTime,
+    recipients: Vec<Recipient>,
+}
+
+/// The scheduler state; [`Scheduler::run`] is its thread.
+pub struct Scheduler {
+    queue: Arc<Queue>,
+    router: Arc<dyn Router>,
+    bouncer: Box<dyn Bouncer>,
+    settings: Settings,
+    input: Receiver<Input>,
+    local: Sender<Job>,
+    remote: Option<Sender<Job>>,
+    messages: HashMap<MessageId, Message>,
+    timers: BinaryHeap<Reverse<(SystemTime, MessageId)>>,
+    ready: [VecDeque<(MessageId, u32)>; 2],
+    busy: [usize; 2],
+    domain_busy: HashMap<Vec<u8>, usize>,
+    next_delivery: u64,
+    stopping: bool,
+}
+
+const BOUNCE_RETRY: Duration = Duration::from_secs(123);
+
+impl Scheduler {
+    /// A scheduler reading `input` and dispatching to the `local` (and `remote`) pools.
+    pub fn new(
+        queue: Arc<Queue>,
+        router: Arc<dyn Router>,
+        bouncer: Box<dyn Bouncer>,
+        settings: Settings,
+        input: Receiver<Input>,
+        local: Sender<Job>,
+        remote: Option<Sender<Job>>,
+    ) -> Scheduler {
+        Scheduler {
+            queue,
+            router,
+            bouncer,
+            settings,
+            input,
+            local,
+            remote,
+            messages: HashMap::new(),
+            timers: BinaryHeap::new(),
+            ready: [VecDeque::new(), VecDeque::new()],
+            busy: [0, 0],
+            domain_busy: HashMap::new(),
+            next_delivery: 1,
+            stopping: false,
+        }
+    }
+
+    fn status_line(&self, suffix: &str) {
+        log::line(&format!(
+            "status: local {}/{} remote {}/{}{suffix}",
+            self.busy[0],
+            self.settings.concurrency_local,
+            self.busy[1],
+            self.settings.concurrency_remote
+        ));
+    }
+
+    /// Runs until [`Input::Shutdown`] and every in-flight delivery has reported.
+    pub fn run(mut self) {
+        self.status_line("");
+        self.rescan();
+        loop {
+            self.dispatch();
+            if self.stopping && self.busy == [0, 0] {
+                break;
+            }
+            let now = SystemTime::now();
+            let wait = self
+                .timers
+                .peek()
+                .map_or(Duration::from_secs(1500), |Reverse((t, _))| {
+                    t.duration_since(now).unwrap_or(Duration::ZERO)
+                });
+            match self.input.recv_timeout(wait) {
+                Ok(first) => {
+                    let mut done = Vec::new();
+                    self.accept(first, &mut done);
+                    while done.len() < 4096 {
+                        match self.input.try_recv() {
+                            Ok(more) => self.accept(more, &mut done),
+                            Err(_) => break,
+                        }
+                    }
+                    if !done.is_empty() {
+                        self.record(done);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => self.fire_timers(),
+                Err(RecvTimeoutError::Disconnected) => self.stopping = true,
+            }
+        }
+        self.status_line(" exitasap");
+        log::line("status: exiting");
+    }
+
+    fn accept(&mut self, input: Input, done: &mut Vec<(Job, Vec<DeliveryResult>)>) {
+        match input {
+            Input::New(id) => self.load(id),
+            Input::Rescan => self.rescan(),
+            Input::Flush => self.flush(),
+            Input::Done(job, results) => done.push((job, results)),
+            Input::Shutdown => self.stopping = true,
+        }
+    }
+
+    fn rescan(&mut self) {
+        match self.queue.scan() {
+            Ok(ids) => {
+                for id in ids {
+                    if !self.messages.contains_key(&id) {
+                        self.load(id);
+                    }
+                }
+            }
+            Err(e) => log::line(&format!("alert: unable to scan queue: {e}, will retry")),
+        }
+    }
+
+    fn flush(&mut self) {
+        let now = SystemTime::now();
+        for (id, msg) in &mut self.messages {
+            for r in &mut msg.recipients {
+                if let Status::Deferred { next_attempt, .. } = &mut r.status {
+                    *next_attempt = now;
+                }
+            }
+            self.timers.push(Reverse((now, *id)));
+        }
+    }
+
+    /// Reads a message's envelope and statuses and schedules what is due.
+    fn load(&mut self, id: MessageId) {
+        if self.messages.contains_key(&id) {
+            return;
+        }
+        let info = match self.queue.info(id) {
+            Ok(info) => info,
+            Err(e) => {
+                log::line(&format!("warning: trouble reading msg {id}: {e}; will try again later"));
+                return;
+            }
+        };
+        log::line(&format!("new msg {id}"));
+        log::line(&format!(
+            "info msg {id}: bytes {} from <{}> qp 0 uid 0",
+            info.body_len,
+            log::safe(info.envelope.sender.as_bytes())
+        ));
+        let recipients = info
+            .envelope
+            .recipients
+            .iter()
+            .zip(info.statuses)
+            .map(|(rcpt, status)| Recipient {
+                route: self.router.route(rcpt),
+                status,
+                busy: false,
+            })
+            .collect();
+        self.messages.insert(
+            id,
+            Message {
+                envelope: info.envelope,
+                birth: info.birth,
+                recipients,
+            },
+        );
+        self.timers.push(Reverse((SystemTime::now(), id)));
+        self.fire_timers();
+        self.maybe_finish(id);
+    }
+
+    /// Moves every recipient whose time has come into the ready lists.
+    fn fire_timers(&mut self) {
+        let now = SystemTime::now();
+        let mut complete = Vec::new();
+        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let remote_enabled = self.settings.remote_enabled;
+            let Some(msg) = self.messages.get_mut(&id) else {
+                continue;
+            };
+            for (i, r) in msg.recipients.iter_mut().enumerate() {
+                if r.busy {
+                    continue;
+                }
+                let due = match &r.status {
+                    Status::Pending => true,
+                    Status::Deferred { next_attempt, .. } => *next_attempt <= now,
+                    _ => false,
+                };
+                if !due {
+                    continue;
+                }
+                let ch = match r.route {
+                    Route::Local(_) => 0,
+                    Route::Remote(_) if remote_enabled => 1,
+                    Route::Remote(_) => continue,
+                };
+                r.busy = true;
+                self.ready[ch].push_back((id, i as u32));
+            }
+            if msg.recipients.iter().all(|r| !r.busy && r.status.is_final()) {
+                complete.push(id);
+            }
+        }
+        for id in complete {
+            self.finish(id);
+        }
+    }
+
+    fn dispatch(&mut self) {
+        if self.stopping {
+            return;
+        }
+        while self.busy[0] < self.settings.concurrency_local {
+            let Some((id, index)) = self.ready[0].pop_front() else {
+                break;
+            };
+            let Some(job) = self.job(id, &[index], Channel::Local) else {
+                continue;
+            };
+            if self.local.send(job).is_ok() {
+                self.busy[0] += 1;
+                self.status_line("");
+            }
+        }
+        // Remote: one slow domain may hold at most half the slots (fairness).
+        let per_domain = (self.settings.concurrency_remote / 2).max(1);
+        let mut skipped = VecDeque::new();
+        while self.busy[1] < self.settings.concurrency_remote {
+            let Some((id, index)) = self.ready[1].pop_front() else {
+                break;
+            };
+            let Some((domain, sender)) = self.remote_key(id, index) else {
+                continue;
+            };
+            if self.domain_busy.get(&domain).copied().unwrap_or(0) >= per_domain {
+                skipped.push_back((id, index));
+                continue;
+            }
+            // Batch every ready recipient of this message with the same domain and sender.
+            let mut indexes = vec![index];
+            let mut rest = VecDeque::with_capacity(self.ready[1].len());
+            while let Some((other_id, other)) = self.ready[1].pop_front() {
+                if other_id == id && self.remote_key(id, other).as_ref() == Some(&(domain.clone(), sender.clone())) {
+                    indexes.push(other);
+                } else {
+                    rest.push_back((other_id, other));
+                }
+            }
+            self.ready[1] = rest;
+            let Some(job) = self.job(id, &indexes, Channel::Remote) else {
+                continue;
+            };
+            let sent = self.remote.as_ref().is_some_and(|s| s.send(job).is_ok());
+            if sent {
+                self.busy[1] += 1;
+                *self.domain_busy.entry(domain).or_default() += 1;
+                self.status_line("");
+            }
+        }
+        skipped.extend(self.ready[1].drain(..));
+        self.ready[1] = skipped;
+    }
+
+    /// The (lowercased domain, sender) a remote recipient is grouped by.
+    fn remote_key(&self, id: MessageId, index: u32) -> Option<(Vec<u8>, Address)> {
+        let msg = self.messages.get(&id)?;
+        let Route::Remote(a) = &msg.recipients.get(index as usize)?.route else {
+            return None;
+        };
+        let sender = mta_verp_sender(&msg.envelope.sender, a);
+        Some((a.domain().unwrap_or_default().to_ascii_lowercase(), sender))
+    }
+
+    /// Builds a job for `indexes` of message `id`, logging `starting delivery` for each.
+    fn job(&mut self, id: MessageId, indexes: &[u32], channel: Channel) -> Option<Job> {
+        let msg = self.messages.get(&id)?;
+        let mut targets = Vec::with_capacity(indexes.len());
+        let mut sender = None;
+        for &index in indexes {
+            let r = msg.recipients.get(index as usize)?;
+            let address = match &r.route {
+                Route::Local(a) | Route::Remote(a) => a.clone(),
+            };
+            sender.get_or_insert_with(|| mta_verp_sender(&msg.envelope.sender, &address));
+            log::line(&format!(
+                "starting delivery {}: msg {id} to {} {}",
+                self.next_delivery,
+                channel.name(),
+                log::safe(address.as_bytes())
+            ));
+            targets.push(Target {
+                delivery: self.next_delivery,
+                index,
+                address,
+            });
+            self.next_delivery += 1;
+        }
+        Some(Job {
+            id,
+            sender: sender?,
+            channel,
+            targets,
+        })
+    }
+
+    /// Turns results into durable statuses (one `mark_many` for the batch), then finishes
+    /// messages that are complete.
+    fn record(&mut self, done: Vec<(Job, Vec<DeliveryResult>)>) {
+        let now = SystemTime::now();
+        let mut marks = Vec::with_capacity(done.len());
+        for (job, results) in &done {
+            let ch = usize::from(job.channel == Channel::Remote);
+            self.busy[ch] = self.busy[ch].saturating_sub(1);
+            if job.channel == Channel::Remote {
+                if let Some(d) = job.targets.first().and_then(|t| t.address.domain()) {
+                    if let Some(n) = self.domain_busy.get_mut(&d.to_ascii_lowercase()) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+            for (target, result) in job.targets.iter().zip(results) {
+            let text = log::safe(result.text().as_bytes());
+            let Some(msg) = self.messages.get(&job.id) else {
+                continue;
+            };
+            let Some(r) = msg.recipients.get(target.index as usize) else {
+                continue;
+            };
+            let status = match result {
+                DeliveryResult::Delivered { .. } => {
+                    log::line(&format!("delivery {}: success: {text}", target.delivery));
+                    Status::Delivered
+                }
+                DeliveryResult::Failed { text: t, .. } => {
+                    log::line(&format!("delivery {}: failure: {text}", target.delivery));
+                    Status::Failed(t.clone().into_bytes())
+                }
+                DeliveryResult::Deferred { text: t, .. } => {
+                    log::line(&format!("delivery {}: deferral: {text}", target.delivery));
+                    let attempts = match r.status {
+                        Status::Deferred { attempts, .. } => attempts + 1,
+                        _ => 1,
+                    };
+                    if mta_queue::retry::is_dying(msg.birth, now, self.settings.lifetime) {
+                        let mut t = t.clone();
+                        if !t.ends_with('\n') {
+                            t.push('\n');
+                        }
+                        t.push_str(mta_verp::QUEUE_LIFETIME_TEXT);
+                        Status::Failed(t.into_bytes())
+                    } else {
+                        let skip = match job.channel {
+                            Channel::Local => 10,
+                            Channel::Remote => 20,
+                        };
+                        let next = mta_queue::retry::qmail_next_retry(msg.birth, now, skip);
+                        Status::Deferred {
+                            attempts,
+                            next_attempt: next,
+                        }
+                    }
+                }
+                _ => continue,
+            };
+            marks.push((job.id, target.index, status));
+            }
+            if job.targets.len() > results.len() {
+                // A pool that answered short is a bug; retry the rest rather than lose them.
+                for t in &job.targets[results.len()..] {
+                    if let Some(r) = self.messages.get_mut(&job.id).and_then(|m| m.recipients.get_mut(t.index as usize)) {
+                        r.busy = false;
+                    }
+                }
+                self.timers.push(Reverse((now + BOUNCE_RETRY, job.id)));
+            }
+        }
+        let mut by_message: HashMap<MessageId, Vec<(u32, Status)>> = HashMap::new();
+        for (id, index, status) in &marks {
+            by_message.entry(*id).or_default().push((*index, status.clone()));
+        }
+        let mut failed = Vec::new();
+        for (id, list) in &by_message {
+            if let Err(e) = self.queue.mark_many(*id, list) {
+                // The deliveries happened but their marks are not durable: leave the
+                // recipients as they were, so they are tried again (a duplicate rather
+                // than a loss).
+                log::line(&format!(
+                    "warning: trouble marking msg {id}: {e}; {} deliveries will be retried",
+                    list.len()
+                ));
+                failed.push(*id);
+            }
+        }
+        if !failed.is_empty() {
+            marks.retain(|(id, index, _)| {
+                if !failed.contains(id) {
+                    return true;
+                }
+                if let Some(r) = self
+                    .messages
+                    .get_mut(id)
+                    .and_then(|m| m.recipients.get_mut(*index as usize))
+                {
+                    r.busy = false;
+                }
+                self.timers.push(Reverse((now + BOUNCE_RETRY, *id)));
+                false
+            });
+        }
+        let mut touched = Vec::new();
+        for (id, index, status) in marks {
+            if let Some(msg) = self.messages.get_mut(&id) {
+                if let Some(r) = msg.recipients.get_mut(index as usize) {
+                    r.busy = false;
+                    if let Status::Deferred { next_attempt, .. } = status {
+                        self.timers.push(Reverse((next_attempt, id)));
+                    }
+                    r.status = status;
+                }
+            }
+            touched.push(id);
+        }
+        touched.dedup();
+        for id in touched {
+            self.maybe_finish(id);
+        }
+        self.status_line("");
+    }
+
+    fn maybe_finish(&mut self, id: MessageId) {
+        let complete = self.messages.get(&id).is_some_and(|m| {
+            m.recipients
+                .iter()
+                .all(|r| !r.busy && r.status.is_final())
+        });
+        if complete {
+            self.finish(id);
+        }
+    }
+
+    /// A finished message: queue its bounce if any recipient failed, then remove it.
+    fn finish(&mut self, id: MessageId) {
+        let Some(msg) = self.messages.get(&id) else {
+            return;
+        };
+        let failures: Vec<(Address, Vec<u8>)> = msg
+            .envelope
+            .recipients
+            .iter()
+            .zip(&msg.recipients)
+            .filter_map(|(a, r)| match &r.status {
+                Status::Failed(t) => Some((a.clone(), t.clone())),
+                _ => None,
+            })
+            .collect();
+        if !failures.is_empty() {
+            match self.bouncer.bounce(&self.queue, id, &msg.envelope, &failures) {
+                Ok(Some(bounce_id)) => {
+                    log::line(&format!("bounce msg {id} qp 0"));
+                    self.load(bounce_id);
+                }
+                Ok(None) => log::line(&format!("triple bounce: discarding bounce/{id}")),
+                Err(e) => {
+                    log::line(&format!(
+                        "warning: trouble injecting bounce message, will try later: {}",
+                        log::safe(e.as_bytes())
+                    ));
+                    self.timers
+                        .push(Reverse((SystemTime::now() + BOUNCE_RETRY, id)));
+                    return;
+                }
+            }
+        }
+        log::line(&format!("end msg {id}"));
+        if let Err(e) = self.queue.remove(id) {
+            log::line(&format!("warning: unable to remove msg {id}: {e}"));
+        }
+        self.messages.remove(&id);
+    }
+}
+
+/// The sender for one delivery: qmail-send's VERP (`P@H-@[]` to `R@D` is sent from
+/// `PR=D@H`), else the envelope sender as is.
+fn mta_verp_sender(sender: &Address, recipient: &Address) -> Address {
+    mta_verp::sender_for_recipient(sender, recipient)
+}

@@ -1,0 +1,244 @@
+//! `mta serve`: wires the SMTP service, the scheduler and the delivery pools together, like
+//! qmail-start started qmail-send, qmail-lspawn, qmail-rspawn and qmail-clean.
+//!
+//! Threads: one acceptor per `control/listen` address (sessions get a thread each), the
+//! scheduler, `concurrencylocal` local delivery threads, one thread reading the trigger FIFO
+//! (pulled by `mta inject` and `mta queue flush`), and the main thread waiting for SIGTERM or
+//! SIGINT. At a signal: acceptors stop, the scheduler starts nothing new and waits for the
+//! deliveries in flight, then the process exits 0. Nothing accepted is lost: every message
+//! that got `250` is in the queue and the next start reschedules it.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+
+use crossbeam_channel::unbounded;
+use mta_dotqmail::{Account, UserTable, UsersAssign};
+use mta_queue::{Queue, QueueOptions};
+
+use crate::bounce::QueueBouncer;
+use crate::local::LocalDelivery;
+use crate::log;
+use crate::root::{self, Root};
+use crate::route::Router;
+use crate::sched::{self, Input, Scheduler};
+use crate::settings::Settings;
+use crate::smtpd::{self, Shared};
+use crate::{privs, trigger};
+
+/// The default delivery when a user has no `.qmail` (qmail-start's argument).
+pub const DEFAULT_DELIVERY: &[u8] = b"./Maildir/\n";
+
+/// Loads users/assign, reporting `file:line` on a syntax error.
+///
+/// # Errors
+/// The message to print.
+pub fn load_assign(root: &Root) -> Result<Option<UsersAssign>, String> {
+    match std::fs::read(root.assign()) {
+        Ok(text) => UsersAssign::parse(&text)
+            .map(Some)
+            .map_err(|e| format!("{}:{e}", root.assign().display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("{}: {e}", root.assign().display())),
+    }
+}
+
+/// The alias account: `DIR/alias` as home, owned by `alias` or `nobody` when root, else us.
+fn alias_account(root: &Root, as_root: bool) -> Result<Account, String> {
+    let home = std::fs::canonicalize(root.alias())
+        .map_err(|e| format!("{}: {e}", root.alias().display()))?;
+    let home = home.as_os_str().as_encoded_bytes().to_vec();
+    if as_root {
+        let acct = privs::unprivileged_account(Path::new("/etc/passwd"))
+            .ok_or("no alias or nobody account in /etc/passwd")?;
+        Ok(Account::new("alias", acct.uid, acct.gid, home))
+    } else {
+        let uid = rustix::process::getuid().as_raw();
+        let gid = rustix::process::getgid().as_raw();
+        Ok(Account::new("alias", uid, gid, home))
+    }
+}
+
+/// The user table: users/assign, then the alias user.
+///
+/// # Errors
+/// users/assign syntax errors (`file:line`), a missing alias directory or account.
+pub fn user_table(root: &Root, as_root: bool) -> Result<UserTable, String> {
+    let alias = alias_account(root, as_root)?;
+    user_table_for(root, alias, as_root)
+}
+
+fn user_table_for(root: &Root, alias: Account, as_root: bool) -> Result<UserTable, String> {
+    let mut users = UserTable::new(alias).refuse_root(as_root);
+    users.set_assign(load_assign(root)?);
+    Ok(users)
+}
+
+/// Gives `path` and everything below it to `uid:gid` (only files still owned by root).
+fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if meta.uid() == 0 {
+        rustix::fs::chown(
+            path,
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+        )?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs the daemon until SIGTERM/SIGINT. Returns the exit code.
+pub fn run(root: &Root) -> i32 {
+    match run_inner(root) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::line(&format!("alert: cannot start: {}", log::safe(e.as_bytes())));
+            111
+        }
+    }
+}
+
+fn run_inner(root: &Root) -> Result<(), String> {
+    if !root.exists() {
+        root::init(root, None).map_err(|e| format!("init {}: {e}", root.dir().display()))?;
+    }
+    let settings = Arc::new(Settings::load(&root.control())?);
+    let as_root = privs::is_root();
+    let queue = Arc::new(
+        Queue::open(root.queue(), QueueOptions::default())
+            .map_err(|e| format!("unable to open queue: {e}"))?,
+    );
+    let alias = alias_account(root, as_root)?;
+    let mut drop_to = None;
+    if as_root {
+        let (uid, gid) = (alias.uid(), alias.gid());
+        chown_tree(&root.alias(), uid, gid).map_err(|e| format!("chown alias: {e}"))?;
+        chown_tree(&root.queue(), uid, gid).map_err(|e| format!("chown queue: {e}"))?;
+        drop_to = Some((uid, gid));
+    }
+    let users = Arc::new(user_table_for(root, alias, as_root)?);
+    let router: Arc<dyn Router> = Arc::new(settings.tables.clone());
+
+    let (sched_tx, sched_rx) = unbounded();
+    let (local_tx, local_rx) = unbounded::<sched::Job>();
+    let worker_exe = if as_root {
+        Some(std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?)
+    } else {
+        None
+    };
+    let local = Arc::new(LocalDelivery::new(
+        users,
+        DEFAULT_DELIVERY.to_vec(),
+        Arc::clone(&queue),
+        sched_tx.clone(),
+        worker_exe,
+    ));
+
+    // Local delivery pool.
+    for _ in 0..settings.concurrency_local.max(1) {
+        let rx = local_rx.clone();
+        let tx = sched_tx.clone();
+        let local = Arc::clone(&local);
+        thread::Builder::new()
+            .name("local".into())
+            .spawn(move || {
+                for job in rx {
+                    let result = local.deliver(&job);
+                    if tx.send(Input::Done(job, result)).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("spawn: {e}"))?;
+    }
+
+    // Scheduler.
+    let scheduler = Scheduler::new(
+        Arc::clone(&queue),
+        Arc::clone(&router),
+        Box::new(QueueBouncer::new(settings.bounce.clone())),
+        sched::Settings {
+            concurrency_local: settings.concurrency_local,
+            concurrency_remote: settings.concurrency_remote,
+            lifetime: settings.queue_lifetime,
+            remote_enabled: false,
+        },
+        sched_rx,
+        local_tx,
+        None,
+    );
+    let sched_thread = thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || scheduler.run())
+        .map_err(|e| format!("spawn: {e}"))?;
+
+    // Trigger FIFO.
+    let mut pulls = trigger::Listener::open(&root.trigger())
+        .map_err(|e| format!("trigger {}: {e}", root.trigger().display()))?;
+    {
+        let tx = sched_tx.clone();
+        thread::Builder::new()
+            .name("trigger".into())
+            .spawn(move || {
+                while let Ok(pull) = pulls.wait() {
+                    let input = match pull {
+                        trigger::Pull::NewMail => Input::Rescan,
+                        trigger::Pull::Flush => Input::Flush,
+                    };
+                    if tx.send(input).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| format!("spawn: {e}"))?;
+    }
+
+    // SMTP.
+    let shared = Arc::new(Shared {
+        settings: Arc::clone(&settings),
+        queue: Arc::clone(&queue),
+        router,
+        local,
+        scheduler: sched_tx.clone(),
+        trigger: None,
+        drop_to,
+        active: AtomicUsize::new(0),
+        stopping: AtomicBool::new(false),
+    });
+    let mut bound = Vec::new();
+    for addr in &settings.listen {
+        let listener = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+        bound.push(listener.local_addr().map_err(|e| e.to_string())?);
+        let shared = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("accept".into())
+            .spawn(move || smtpd::accept_loop(&listener, &shared))
+            .map_err(|e| format!("spawn: {e}"))?;
+        log::line(&format!("status: listening on {addr}"));
+    }
+
+    // Wait for SIGTERM / SIGINT.
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+            .map_err(|e| format!("signals: {e}"))?;
+    let _ = signals.forever().next();
+    shared.stopping.store(true, Ordering::SeqCst);
+    for addr in bound {
+        // Wake each acceptor so it sees the flag; failure only means it is already gone.
+        let _ = TcpStream::connect(addr);
+    }
+    let _ = sched_tx.send(Input::Shutdown);
+    let _ = sched_thread.join();
+    Ok(())
+}

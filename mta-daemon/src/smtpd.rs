@@ -1,0 +1,373 @@
+//! The SMTP service: our qmail-smtpd, on mta-smtp's sans-IO [`ServerSession`].
+//!
+//! One thread per connection, at most `concurrencyincoming` at once (beyond that a client
+//! gets `421` and is closed, as tcpserver's limit would refuse it). Policy is qmail-smtpd's:
+//! `badmailfrom` refuses every RCPT of a listed sender (`553 5.7.1`), relaying needs the
+//! client in `relayclients` (qmail's RELAYCLIENT) or the domain in `rcpthosts` /
+//! `morercpthosts` (`553 5.7.1`), `databytes` caps the size, the hop count refuses loops.
+//! Unlike qmail, a local recipient nobody would take is refused at RCPT with `550 5.1.1`
+//! (no backscatter), unless `control/acceptunknown` says otherwise.
+//!
+//! DATA streams straight into the queue (mta-queue's streaming enqueue) behind our
+//! `Received:` line; the `250 ok <id>` goes out only after the commit returned, so a `250`
+//! always means durable. When run as root, each session thread first drops to the
+//! unprivileged queue owner ([`crate::privs::drop_thread`]).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::Sender;
+use mta_core::path::{ForwardPath, ReversePath};
+use mta_core::{Address, Envelope};
+use mta_queue::Queue;
+use mta_smtp::{Event, ReceivedInfo, Reply, ServerConfig, ServerSession, Verdict};
+
+use crate::local::{LocalDelivery, RcptCheck};
+use crate::log;
+use crate::route::{Route, Router};
+use crate::sched::Input;
+use crate::settings::Settings;
+
+/// What every session shares.
+pub struct Shared {
+    /// Control settings.
+    pub settings: Arc<Settings>,
+    /// The queue.
+    pub queue: Arc<Queue>,
+    /// Recipient routing.
+    pub router: Arc<dyn Router>,
+    /// RCPT-time lookups of local users.
+    pub local: Arc<LocalDelivery>,
+    /// Wakes the scheduler.
+    pub scheduler: Sender<Input>,
+    /// `(uid, gid)` session threads drop to when the daemon runs as root.
+    pub drop_to: Option<(u32, u32)>,
+    /// The trigger FIFO to pull when there is no scheduler in this process
+    /// (`sendmail -bs`).
+    pub trigger: Option<std::path::PathBuf>,
+    /// Sessions running now.
+    pub active: AtomicUsize,
+    /// Set at shutdown: acceptors stop.
+    pub stopping: AtomicBool,
+}
+
+/// Accepts connections on `listener` until shutdown, one thread per session.
+pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    for conn in listener.incoming() {
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let Ok(mut stream) = conn else { continue };
+        let limit = shared.settings.concurrency_incoming;
+        if shared.active.fetch_add(1, Ordering::SeqCst) >= limit {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+            // Best effort: the client is being turned away anyway.
+            let _ = stream.write_all(b"421 4.3.2 too many connections, try again later\r\n");
+            continue;
+        }
+        let session_shared = Arc::clone(shared);
+        let spawned = std::thread::Builder::new()
+            .name("smtp".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let shared = session_shared;
+                if let Some((uid, gid)) = shared.drop_to {
+                    if let Err(e) = crate::privs::drop_thread(uid, gid) {
+                        log::line(&format!("alert: unable to drop privileges: {e}"));
+                        shared.active.fetch_sub(1, Ordering::SeqCst);
+                        return;
+                    }
+                }
+                let peer = stream.peer_addr().ok();
+                let relay = peer.is_some_and(|p| shared.settings.is_relay_client(p.ip()));
+                if let Err(e) = serve_connection(&shared, &mut stream, peer, relay) {
+                    if e.kind() != io::ErrorKind::BrokenPipe {
+                        log::line(&format!("smtp: connection error: {e}"));
+                    }
+                }
+                shared.active.fetch_sub(1, Ordering::SeqCst);
+            });
+        if spawned.is_err() {
+            shared.active.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The transaction being built.
+#[derive(Default)]
+struct Transaction {
+    sender: Option<Address>,
+    bad_sender: bool,
+    recipients: Vec<Address>,
+    incoming: Option<mta_queue::Incoming>,
+    write_failed: bool,
+}
+
+/// Runs one session on a connected stream (also used by `sendmail -bs` on stdio).
+///
+/// # Errors
+/// I/O errors on the stream.
+pub fn serve_connection<S: Read + Write + ?Sized>(
+    shared: &Shared,
+    stream: &mut S,
+    peer: Option<SocketAddr>,
+    relay_client: bool,
+) -> io::Result<()> {
+    let mut config = ServerConfig::new(shared.settings.greeting.clone());
+    config.set_databytes(shared.settings.databytes);
+    config.max_recipients = 100_000;
+    config.timeout = shared.settings.timeout_smtpd;
+    let peer_ip = peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string());
+    let start = Instant::now();
+    let mut session = ServerSession::new(config, start);
+    let mut tx = Transaction::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut out = Vec::with_capacity(4096);
+    loop {
+        while let Some(verdict) = next_event(shared, &mut session, &mut tx, relay_client, &peer_ip)
+        {
+            if let Some(v) = verdict {
+                // A refused verdict code is a bug of ours, not the client's: log it.
+                if let Err(e) = session.decide(v) {
+                    log::line(&format!("smtp: internal verdict error: {e}"));
+                }
+            }
+        }
+        out.clear();
+        while session.poll_transmit(&mut out) {}
+        if !out.is_empty() {
+            stream.write_all(&out)?;
+            stream.flush()?;
+        }
+        if session.is_closed() {
+            return Ok(());
+        }
+        let n = match stream.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                session.handle_timeout(Instant::now());
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            session.handle_eof();
+        } else {
+            session.handle_input(&buf[..n], Instant::now());
+        }
+    }
+}
+
+/// Handles one event: `None` when there was no event; `Some(verdict)` otherwise, with the
+/// verdict to give when the event asked for one.
+fn next_event(
+    shared: &Shared,
+    session: &mut ServerSession,
+    tx: &mut Transaction,
+    relay_client: bool,
+    peer_ip: &str,
+) -> Option<Option<Verdict>> {
+    let helo = session.client_name().map(str::to_owned);
+    let ev = session.poll_event()?;
+    Some(match ev {
+        Event::Mail { path, .. } => {
+            *tx = Transaction::default();
+            let sender = match path {
+                ReversePath::Null => Address::null(),
+                ReversePath::Mailbox(m) => m.to_address(),
+            };
+            tx.bad_sender = shared.settings.is_bad_sender(&sender);
+            tx.sender = Some(sender);
+            Some(Verdict::Accept)
+        }
+        Event::Rcpt { path } => Some(rcpt(shared, tx, &path, relay_client)),
+        Event::DataStart => Some(data_start(shared, tx, peer_ip, helo.as_deref())),
+        Event::DataChunk(chunk) => {
+            if let Some(inc) = tx.incoming.as_mut() {
+                if !tx.write_failed && inc.write(chunk).is_err() {
+                    tx.write_failed = true;
+                }
+            }
+            None
+        }
+        Event::DataEnd(_) => Some(data_end(shared, tx)),
+        Event::Rset
+        | Event::Helo { .. }
+        | Event::Ehlo { .. }
+        | Event::DataRejected(_)
+        | Event::Aborted(_) => {
+            *tx = Transaction::default();
+            None
+        }
+        _ => None,
+    })
+}
+
+fn reply(code: u16, text: &str) -> Reply {
+    // invariant: the codes and texts below are fixed and valid.
+    #[allow(clippy::expect_used)]
+    Reply::new(code, text).expect("valid fixed reply")
+}
+
+fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client: bool) -> Verdict {
+    let settings = &shared.settings;
+    let addr = match path {
+        ForwardPath::Mailbox(m) => m.to_address(),
+        _ => Address::from("postmaster"),
+    };
+    if tx.bad_sender {
+        return Verdict::Reject(reply(
+            553,
+            "5.7.1 sorry, your envelope sender is in my badmailfrom list",
+        ));
+    }
+    let postmaster = matches!(path, ForwardPath::Postmaster);
+    if !relay_client && !postmaster && !settings.rcpthosts_allows(addr.domain()) {
+        return Verdict::Reject(reply(
+            553,
+            "5.7.1 sorry, that domain isn't in my list of allowed rcpthosts",
+        ));
+    }
+    if !settings.accept_unknown {
+        if let Route::Local(local) = shared.router.route(&addr) {
+            match shared.local.check(&local) {
+                RcptCheck::Exists => {}
+                RcptCheck::Unknown => {
+                    return Verdict::Reject(reply(550, "5.1.1 sorry, no mailbox here by that name"));
+                }
+                RcptCheck::TryLater(why) => {
+                    log::line(&format!("smtp: recipient check deferred: {}", log::safe(why.as_bytes())));
+                    return Verdict::Reject(reply(451, "4.3.0 temporary failure looking up recipient"));
+                }
+            }
+        }
+    }
+    tx.recipients.push(addr);
+    Verdict::Accept
+}
+
+fn data_start(shared: &Shared, tx: &mut Transaction, peer_ip: &str, helo: Option<&str>) -> Verdict {
+    let mut incoming = match shared.queue.begin() {
+        Ok(i) => i,
+        Err(e) => {
+            log::line(&format!("smtp: unable to start enqueue: {e}"));
+            return Verdict::Reject(reply(451, "4.3.0 qqt failure"));
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+    let date = mta_core::date::qmail_date822(now);
+    let mut info = ReceivedInfo::new("unknown", peer_ip, &shared.settings.me, &date);
+    info.helo = helo;
+    let line = mta_smtp::received_line(&info);
+    if incoming.write(line.as_bytes()).is_err() {
+        tx.write_failed = true;
+    }
+    tx.incoming = Some(incoming);
+    Verdict::Accept
+}
+
+fn data_end(shared: &Shared, tx: &mut Transaction) -> Verdict {
+    let Some(incoming) = tx.incoming.take() else {
+        return Verdict::Reject(reply(451, "4.3.0 qqt failure"));
+    };
+    if tx.write_failed {
+        drop(incoming);
+        *tx = Transaction::default();
+        return Verdict::Reject(reply(451, "4.3.0 qq write error or disk full"));
+    }
+    let env = Envelope {
+        sender: tx.sender.take().unwrap_or_default(),
+        recipients: std::mem::take(&mut tx.recipients),
+    };
+    *tx = Transaction::default();
+    match incoming.commit(&env) {
+        Ok(id) => {
+            // The scheduler may be shutting down; the message is durable and is picked up
+            // by the next start's scan.
+            if shared.scheduler.send(Input::New(id)).is_err() {
+                if let Some(t) = &shared.trigger {
+                    crate::trigger::pull(t, crate::trigger::Pull::NewMail);
+                }
+            }
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            Verdict::AcceptWith(reply(250, &format!("2.0.0 ok {secs} qp {id}")))
+        }
+        Err(e) => {
+            log::line(&format!("smtp: enqueue failed: {e}"));
+            Verdict::Reject(reply(451, "4.3.0 qq write error or disk full"))
+        }
+    }
+}
+
+/// stdin + stdout as one stream.
+struct Stdio<'a> {
+    input: &'a mut dyn Read,
+    output: &'a mut dyn Write,
+}
+
+impl Read for Stdio<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+
+impl Write for Stdio<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.output.flush()
+    }
+}
+
+/// `sendmail -bs`: one SMTP session on stdin/stdout, as a local client allowed to relay
+/// (qmail set `RELAYCLIENT=` for it). Accepted messages wake a running `mta serve` through
+/// the trigger. Returns the exit code.
+pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
+    let setup = || -> Result<Shared, String> {
+        let settings = Arc::new(Settings::load(&root.control())?);
+        let queue = Arc::new(
+            Queue::open(root.queue(), mta_queue::QueueOptions::default())
+                .map_err(|e| format!("unable to open queue: {e}"))?,
+        );
+        let (tx, _rx) = crossbeam_channel::unbounded();
+        let users = crate::serve::user_table(root, crate::privs::is_root())?;
+        let local = Arc::new(LocalDelivery::new(
+            Arc::new(users),
+            crate::serve::DEFAULT_DELIVERY.to_vec(),
+            Arc::clone(&queue),
+            tx.clone(),
+            None,
+        ));
+        Ok(Shared {
+            router: Arc::new(settings.tables.clone()),
+            settings,
+            queue,
+            local,
+            scheduler: tx,
+            trigger: Some(root.trigger()),
+            drop_to: None,
+            active: AtomicUsize::new(0),
+            stopping: AtomicBool::new(false),
+        })
+    };
+    let shared = match setup() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(stdout, "421 4.3.0 {e}\r");
+            return 111;
+        }
+    };
+    let mut io = Stdio { input: stdin, output: stdout };
+    match serve_connection(&shared, &mut io, None, true) {
+        Ok(()) => 0,
+        Err(_) => 111,
+    }
+}

@@ -1,0 +1,352 @@
+//! End-to-end tests of `mta serve`: real SMTP clients (Python's smtplib, swaks, raw
+//! sockets) against the daemon on a loopback port, maildirs and mboxes read back with
+//! Python's mailbox module.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::support::*;
+
+/// The uid/gid test users get: `nobody` when the tests run as root (so deliveries really
+/// change uid), else our own.
+fn test_ids() -> (u32, u32) {
+    if rustix::process::geteuid().is_root() {
+        (65534, 65534)
+    } else {
+        (
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw(),
+        )
+    }
+}
+
+/// Adds a user with a home and Maildir under the test root, and a users/assign entry
+/// `=name` plus the wildcard `+name-` for extensions.
+fn add_user(root: &TestRoot, name: &str) -> PathBuf {
+    let (uid, gid) = test_ids();
+    let home = root.tmp.path().join("home").join(name);
+    for d in ["Maildir/tmp", "Maildir/new", "Maildir/cur"] {
+        std::fs::create_dir_all(home.join(d)).unwrap();
+    }
+    let mut perms = std::fs::metadata(root.tmp.path()).unwrap().permissions();
+    perms.set_mode(0o755);
+    std::fs::set_permissions(root.tmp.path(), perms.clone()).unwrap();
+    std::fs::set_permissions(root.tmp.path().join("home"), perms).unwrap();
+    chown_tree(&home, uid, gid);
+    let assign = root.path("users/assign");
+    let mut text = std::fs::read_to_string(&assign).unwrap();
+    let end = text.rfind("\n.\n").map_or(text.len(), |p| p + 1);
+    text.truncate(end);
+    if text.ends_with(".\n") {
+        text.truncate(text.len() - 2);
+    }
+    let h = home.display();
+    text.push_str(&format!(
+        "={name}:{name}:{uid}:{gid}:{h}:::\n+{name}-:{name}:{uid}:{gid}:{h}:-::\n.\n"
+    ));
+    std::fs::write(&assign, text).unwrap();
+    home
+}
+
+fn chown_tree(p: &Path, uid: u32, gid: u32) {
+    if !rustix::process::geteuid().is_root() {
+        return;
+    }
+    let st = std::process::Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(p)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn write_qmail(home: &Path, name: &str, text: &str) {
+    let p = home.join(name);
+    std::fs::write(&p, text).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (uid, gid) = test_ids();
+    chown_tree(&p, uid, gid);
+}
+
+fn send(root: &TestRoot, from: &str, to: &[&str], body: &str) -> String {
+    let (code, out, err) = python(
+        SMTPLIB_SEND,
+        &[
+            "127.0.0.1",
+            &root.port.to_string(),
+            from,
+            &to.join(","),
+            body,
+        ],
+    );
+    assert_eq!(code, 0, "smtplib failed: {err}");
+    out.trim().to_owned()
+}
+
+const BODY: &str = "From: a@example.net\r\nTo: joe@example.org\r\nSubject: hi\r\n\r\nhello there\r\n";
+
+#[test]
+fn local_maildir_delivery_with_smtplib() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let server = root.serve();
+    assert_eq!(send(&root, "a@example.net", &["joe@example.org"], BODY), "OK []");
+    assert!(wait_maildir(&joe.join("Maildir"), 1, 20), "{}", server.log_text());
+    let msgs = maildir_messages(&joe.join("Maildir"));
+    assert_eq!(msgs.len(), 1);
+    let m = &msgs[0];
+    assert!(m.starts_with("b'Return-Path: <a@example.net>\\nDelivered-To: joe@example.org\\nReceived: from "), "{m}");
+    assert!(m.ends_with("Subject: hi\\n\\nhello there\\n'"), "{m}");
+    assert!(server.wait_log("end msg", 1, 10), "{}", server.log_text());
+    let log = server.log_text();
+    for needle in ["new msg", "info msg", "starting delivery 1: msg", "delivery 1: success: did_", "status: local"] {
+        assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
+    }
+}
+
+#[test]
+fn swaks_delivers() {
+    if !Path::new("/usr/bin/swaks").exists() {
+        eprintln!("swaks not installed; skipping (CI installs it)");
+        return;
+    }
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let server = root.serve();
+    let out = std::process::Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &root.port.to_string()])
+        .args(["--from", "swaks@example.net", "--to", "joe@example.org"])
+        .args(["--header", "Subject: via swaks", "--body", "swaks body"])
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{transcript}");
+    assert!(transcript.contains("<-  250 2.0.0 ok "), "{transcript}");
+    assert!(wait_maildir(&joe.join("Maildir"), 1, 20), "{}", server.log_text());
+    let msgs = maildir_messages(&joe.join("Maildir"));
+    assert!(msgs[0].contains("Subject: via swaks"), "{msgs:?}");
+}
+
+#[test]
+fn dot_qmail_mbox_program_forward_extension_default() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let bob = add_user(&root, "bob");
+    write_qmail(
+        &joe,
+        ".qmail",
+        "# joe's delivery\n./mbox\n|printf '%s|%s|%s' \"$SENDER\" \"$RECIPIENT\" \"$EXT\" > prog.out\n&bob@example.org\n./Maildir/\n",
+    );
+    write_qmail(&joe, ".qmail-lists", "./Lists/\n");
+    write_qmail(&joe, ".qmail-default", "|printf '%s' \"$DEFAULT\" > default.out\n");
+    for d in ["Lists/tmp", "Lists/new", "Lists/cur"] {
+        std::fs::create_dir_all(joe.join(d)).unwrap();
+    }
+    let (uid, gid) = test_ids();
+    chown_tree(&joe, uid, gid);
+    let server = root.serve();
+    assert_eq!(send(&root, "a@example.net", &["joe@example.org"], BODY), "OK []");
+    assert_eq!(send(&root, "a@example.net", &["joe-lists@example.org"], BODY), "OK []");
+    assert_eq!(send(&root, "a@example.net", &["joe-Other.Thing@example.org"], BODY), "OK []");
+    assert!(wait_maildir(&joe.join("Maildir"), 1, 20), "{}", server.log_text());
+    assert!(wait_maildir(&bob.join("Maildir"), 1, 20), "{}", server.log_text());
+    assert!(wait_maildir(&joe.join("Lists"), 1, 20), "{}", server.log_text());
+    assert!(server.wait_log("end msg", 4, 20), "{}", server.log_text());
+    assert_eq!(
+        std::fs::read_to_string(joe.join("prog.out")).unwrap(),
+        "a@example.net|joe@example.org|"
+    );
+    assert_eq!(
+        std::fs::read_to_string(joe.join("default.out")).unwrap(),
+        "Other.Thing"
+    );
+    // The mbox, read by Python's mailbox.mbox.
+    let (code, out, err) = python(
+        "import mailbox,sys\nfor m in mailbox.mbox(sys.argv[1]): print(m.get_from()); print(m['Delivered-To']); print(m.get_payload())",
+        &[joe.join("mbox").to_str().unwrap()],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("a@example.net "), "{out}");
+    assert!(out.contains("joe@example.org\nhello there"), "{out}");
+    // The forward carries joe's Delivered-To line, and bob's own.
+    let fwd = maildir_messages(&bob.join("Maildir"));
+    assert!(fwd[0].contains("Delivered-To: bob@example.org\\n"), "{fwd:?}");
+    assert!(fwd[0].contains("Delivered-To: joe@example.org\\n"), "{fwd:?}");
+}
+
+#[test]
+fn alias_fallback_and_unknown_users_refused_at_rcpt() {
+    let root = TestRoot::new();
+    add_user(&root, "joe");
+    let server = root.serve();
+    // postmaster has no users/assign entry: the alias user's .qmail-default takes it.
+    assert_eq!(send(&root, "a@example.net", &["postmaster@example.org"], BODY), "OK []");
+    assert!(wait_maildir(&root.path("alias/Maildir"), 1, 20), "{}", server.log_text());
+    drop(server);
+    // Without a catch-all, unknown users are refused at RCPT: no backscatter.
+    std::fs::remove_file(root.path("alias/.qmail-default")).unwrap();
+    let server = root.serve();
+    let out = send(&root, "a@example.net", &["nosuch@example.org", "joe@example.org"], BODY);
+    assert_eq!(out, "OK [('nosuch@example.org', 550)]", "{}", server.log_text());
+    // qmail's behaviour is one control file away.
+    drop(server);
+    root.control("acceptunknown", "1\n");
+    let server = root.serve();
+    assert_eq!(send(&root, "a@example.net", &["nosuch@example.org"], BODY), "OK []");
+    drop(server);
+}
+
+#[test]
+fn bounce_and_double_bounce_in_qsbmf() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let bob = add_user(&root, "bob");
+    write_qmail(&joe, ".qmail-fail", "|echo 'no thanks, said the program'; exit 100\n");
+    let server = root.serve();
+    // bob sends to a failing address: bob gets a QSBMF bounce.
+    assert_eq!(send(&root, "bob@example.org", &["joe-fail@example.org"], BODY), "OK []");
+    assert!(wait_maildir(&bob.join("Maildir"), 1, 20), "{}", server.log_text());
+    let b = &maildir_messages(&bob.join("Maildir"))[0];
+    for needle in [
+        "Return-Path: <>",
+        "From: MAILER-DAEMON@example.org",
+        "Subject: failure notice",
+        "Hi. This is the qmail-send program at example.org.",
+        "<joe-fail@example.org>:",
+        "no thanks, said the program",
+        "--- Below this line is a copy of the message.",
+        "hello there",
+    ] {
+        assert!(b.contains(needle), "bounce lacks {needle:?}: {b}");
+    }
+    // The failing address sends to itself: its bounce bounces, and the double bounce
+    // goes to postmaster (the alias user's catch-all).
+    assert_eq!(send(&root, "joe-fail@example.org", &["joe-fail@example.org"], BODY), "OK []");
+    assert!(wait_maildir(&root.path("alias/Maildir"), 1, 20), "{}", server.log_text());
+    let d = &maildir_messages(&root.path("alias/Maildir"))[0];
+    assert!(d.contains("Return-Path: <#@[]>"), "{d}");
+    assert!(d.contains("but the bounce bounced!"), "{d}");
+    assert!(server.wait_log("bounce msg", 3, 10), "{}", server.log_text());
+}
+
+#[test]
+fn relay_only_for_relayclients() {
+    let root = TestRoot::new();
+    root.control("relayclients", "127.0.0.1/32\n");
+    let _server = root.serve();
+    let attempt = |bind: [u8; 4]| -> String {
+        let sock = std::net::SocketAddr::from((bind, 0));
+        let s = socket2_connect(sock, root.addr());
+        let mut s = s;
+        let mut out = read_reply(&mut s);
+        for cmd in ["EHLO t\r\n", "MAIL FROM:<a@example.net>\r\n", "RCPT TO:<x@elsewhere.example>\r\n", "QUIT\r\n"] {
+            s.write_all(cmd.as_bytes()).unwrap();
+            out.push_str(&read_reply(&mut s));
+        }
+        out
+    };
+    let inside = attempt([127, 0, 0, 1]);
+    assert!(inside.contains("250 ok\r\n221") || inside.matches("\r\n250").count() >= 2, "{inside}");
+    let outside = attempt([127, 0, 0, 2]);
+    assert!(outside.contains("\r\n553 "), "{outside}");
+}
+
+/// Connects from a chosen local address (std has no bind-before-connect; rustix does).
+fn socket2_connect(local: SocketAddr, remote: SocketAddr) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketType, bind, connect, socket};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    bind(&fd, &local).unwrap();
+    connect(&fd, &remote).unwrap();
+    let s = TcpStream::from(fd);
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
+#[test]
+fn verp_sender_per_recipient() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let server = root.serve();
+    // A list manager asks for VERP with the `-@[]` sender convention, through inject
+    // (qmail-queue's interface; `[]` is no valid SMTP domain literal).
+    let mut child = std::process::Command::new(MTA)
+        .arg("--root")
+        .arg(&root.dir)
+        .args(["inject", "-f", "list-@example.org-@[]", "joe@example.org"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: list post\n\nhello list\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(wait_maildir(&joe.join("Maildir"), 1, 20), "{}", server.log_text());
+    let m = &maildir_messages(&joe.join("Maildir"))[0];
+    assert!(
+        m.starts_with("b'Return-Path: <list-joe=example.org@example.org>\\n"),
+        "{m}"
+    );
+}
+
+#[test]
+fn smuggling_attempts_never_make_a_second_message() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let server = root.serve();
+    for (i, trick) in [
+        "\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r", "\r\n.\r", "\r\n\x00.\r\n",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut s = TcpStream::connect(root.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = read_reply(&mut s);
+        let smuggled = format!(
+            "EHLO t\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n\
+             Subject: outer {i}\r\n\r\nbody{trick}MAIL FROM:<evil@example.net>\r\n\
+             RCPT TO:<joe@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n.\r\nQUIT\r\n"
+        );
+        s.write_all(smuggled.as_bytes()).unwrap();
+        let mut all = String::new();
+        loop {
+            let r = read_reply(&mut s);
+            if r.is_empty() {
+                break;
+            }
+            all.push_str(&r);
+        }
+        assert!(!all.contains("smuggled"), "{all}");
+    }
+    // Give the scheduler time to deliver anything that was (wrongly) accepted.
+    std::thread::sleep(Duration::from_millis(500));
+    for m in maildir_messages(&joe.join("Maildir")) {
+        assert!(!m.contains("Subject: smuggled"), "smuggled message delivered: {m}");
+        assert!(!m.contains("evil"), "smuggled text delivered: {m}");
+    }
+    drop(server);
+}
+
+#[test]
+fn program_runs_as_the_assigned_uid() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("not root; the privilege test needs root (CI runs as root)");
+        return;
+    }
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    write_qmail(&joe, ".qmail", "|id -u > uid.txt; id -G > groups.txt\n");
+    let server = root.serve();
+    assert_eq!(send(&root, "a@example.net", &["joe@example.org"], BODY), "OK []");
+    assert!(server.wait_log("end msg", 1, 20), "{}", server.log_text());
+    let (uid, gid) = test_ids();
+    assert_eq!(std::fs::read_to_string(joe.join("uid.txt")).unwrap().trim(), uid.to_string());
+    assert_eq!(std::fs::read_to_string(joe.join("groups.txt")).unwrap().trim(), gid.to_string());
+}
