@@ -6,7 +6,8 @@
 //! - `maildir_deliver`: [`Maildir::deliver`] (two fsyncs, like the raw limit).
 //! - `mbox_deliver`: [`Mbox::deliver`] (one fsync, plus locking).
 //! - `fanout_1024/deliver_many`: one message into 1,024 maildirs with [`deliver_many`]
-//!   (1,025 fsyncs for 1,024 deliveries), reported per delivery.
+//!   (1,025 fsyncs for 1,024 deliveries), reported per delivery; `deliver_many_syncfs` the
+//!   same with [`FanoutSync::WholeFilesystem`] (one file fsync and four `syncfs`).
 //!
 //! Runs in `$MTA_BENCH_DIR` if set, else the system temp dir (use a disk, not tmpfs, for
 //! meaningful fsync figures). After criterion's report a closing note re-measures each for
@@ -22,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use mta_maildir::{Maildir, Mbox, deliver_many, mbox_from_line};
+use mta_maildir::{FanoutSync, Maildir, Mbox, deliver_many, deliver_many_with, mbox_from_line};
 
 const FANOUT: usize = 1024;
 
@@ -116,6 +117,13 @@ fn benches(c: &mut Criterion, root: &Path) {
             }
         });
     });
+    g.bench_function("deliver_many_syncfs", |b| {
+        b.iter(|| {
+            for r in deliver_many_with(&refs, b"", &msg[..], FanoutSync::WholeFilesystem) {
+                r.unwrap();
+            }
+        });
+    });
     g.finish();
 }
 
@@ -150,6 +158,11 @@ fn closing_note(root: &Path) {
             r.unwrap();
         }
     });
+    let fan_syncfs = rate(budget, FANOUT as u64, || {
+        for r in deliver_many_with(&refs, b"", &msg[..], FanoutSync::WholeFilesystem) {
+            r.unwrap();
+        }
+    });
     println!("\nclosing note (2 KB messages, {}):", root.display());
     println!("  raw fsync limit (create+write+fsync+rename+fsync dir): {raw_rate:>9.0} /s");
     let pct = |x: f64| 100.0 * x / raw_rate;
@@ -164,6 +177,10 @@ fn closing_note(root: &Path) {
     println!(
         "  deliver_many to 1,024:       {fan:>9.0} deliveries/s ({:.1}x raw)",
         fan / raw_rate
+    );
+    println!(
+        "  deliver_many_with(syncfs):   {fan_syncfs:>9.0} deliveries/s ({:.1}x raw)",
+        fan_syncfs / raw_rate
     );
 }
 

@@ -9,7 +9,8 @@
 //!   [`Maildir::read`], [`Maildir::set_flags`] (move to cur/ with `:2,` [`Flags`]) and
 //!   [`Maildir::clean_tmp`] (the 36-hour rule).
 //! - [`deliver_many`]: one message into many maildirs with N + 1 fsyncs instead of 2N, for
-//!   mailing-list fan-out.
+//!   mailing-list fan-out; [`deliver_many_with`] and [`FanoutSync::WholeFilesystem`] replace
+//!   the N directory fsyncs with one `syncfs`.
 //! - [`Mbox`]: appending with a qmail `From ` line ([`mbox_from_line`]), mboxrd `>From `
 //!   quoting, locking, fsync and truncation back on failure.
 //! - [`durable`]: the only module that calls fsync, link, rename or unlink, through the
@@ -49,7 +50,7 @@ pub mod sim;
 
 pub use durable::{Fs, OsFs};
 pub use error::{DeliverError, DeliverStep, MaildirError, MboxError, MboxStep};
-pub use fanout::deliver_many;
+pub use fanout::{FanoutSync, deliver_many, deliver_many_with};
 pub use maildir::Maildir;
 pub use mbox::{DEFAULT_LOCK_TIMEOUT, Mbox, ctime_utc, mbox_from_line};
 pub use name::{DeliveredName, escape_hostname};

@@ -43,6 +43,7 @@ struct DirNode {
 
 #[derive(Debug, Clone)]
 struct Inode {
+    dev: u32,
     data: Vec<u8>,
     durable: Vec<u8>,
     atime: SystemTime,
@@ -144,9 +145,11 @@ impl State {
         }
     }
 
-    fn new_inode(&mut self) -> usize {
+    fn new_inode(&mut self, dir: usize) -> usize {
         let atime = self.now;
+        let dev = self.dirs[dir].dev;
         self.inodes.push(Inode {
+            dev,
             data: Vec::new(),
             durable: Vec::new(),
             atime,
@@ -389,7 +392,7 @@ impl Fs for PowerLossFs {
         if st.dirs[*dir].entries.contains_key(name) {
             return Err(io::ErrorKind::AlreadyExists.into());
         }
-        let ino = st.new_inode();
+        let ino = st.new_inode(*dir);
         st.dirs[*dir]
             .entries
             .insert(name.to_owned(), Node::File(ino));
@@ -407,7 +410,7 @@ impl Fs for PowerLossFs {
         let (ino, created) = match st.file(*dir, name) {
             Ok(ino) => (ino, false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let ino = st.new_inode();
+                let ino = st.new_inode(*dir);
                 st.dirs[*dir]
                     .entries
                     .insert(name.to_owned(), Node::File(ino));
@@ -501,6 +504,19 @@ impl Fs for PowerLossFs {
         st.begin(what)?;
         let d = &mut st.dirs[*dir];
         d.durable = d.entries.clone();
+        Ok(())
+    }
+
+    fn sync_filesystem(&self, dir: &usize) -> io::Result<()> {
+        let mut st = self.lock();
+        let dev = st.dirs[*dir].dev;
+        st.begin(format!("sync_filesystem {dev}"))?;
+        for d in st.dirs.iter_mut().filter(|d| d.dev == dev) {
+            d.durable = d.entries.clone();
+        }
+        for i in st.inodes.iter_mut().filter(|i| i.dev == dev) {
+            i.durable = i.data.clone();
+        }
         Ok(())
     }
 

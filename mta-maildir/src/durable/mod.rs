@@ -60,6 +60,9 @@ pub trait Fs: Clone {
     fn sync_file(&self, file: &Self::File) -> io::Result<()>;
     /// Makes the directory's entries durable (`fsync` on the directory).
     fn sync_dir(&self, dir: &Self::Dir) -> io::Result<()>;
+    /// Makes everything on the filesystem holding `dir` durable (`syncfs`): file data and
+    /// directory entries alike. `Unsupported` where the platform has no such call.
+    fn sync_filesystem(&self, dir: &Self::Dir) -> io::Result<()>;
     /// Hard-links `from_dir/from` as `to_dir/to`; fails with `AlreadyExists` rather than
     /// replacing, and with `CrossesDevices` (`EXDEV`) across filesystems.
     fn link(
@@ -186,6 +189,17 @@ pub(crate) fn publish_by_link<F: Fs>(
 /// subset of those changes.
 pub(crate) fn sync_dir<F: Fs>(fs: &F, dir: &F::Dir) -> io::Result<()> {
     fs.sync_dir(dir)
+}
+
+/// Makes every change on the filesystem holding `dir` durable at once (`syncfs`).
+///
+/// Used by batched fan-out instead of one [`sync_dir`] per target: names hard-linked before
+/// this call, in any directory of that filesystem, survive power loss after it returns
+/// `Ok`. Linux reports write-back errors from `syncfs` since 5.8; on older kernels an I/O
+/// error could go unreported, which is why this is opt-in. A crash before it returns may
+/// keep any subset of the changes.
+pub(crate) fn sync_filesystem<F: Fs>(fs: &F, dir: &F::Dir) -> io::Result<()> {
+    fs.sync_filesystem(dir)
 }
 
 /// Makes the data and length of `file` durable. A crash before it returns may keep any prefix

@@ -147,6 +147,18 @@ impl Fs for OsFs {
         sync(dir)
     }
 
+    fn sync_filesystem(&self, dir: &OwnedFd) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            Ok(rfs::syncfs(dir)?)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = dir;
+            Err(io::ErrorKind::Unsupported.into())
+        }
+    }
+
     fn link(&self, from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> io::Result<()> {
         retry(|| rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty()))
     }

@@ -6,7 +6,9 @@ use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, SystemTime};
 
-use mta_maildir::{DeliverStep, Flags, Maildir, MaildirError, Subdir, deliver_many};
+use mta_maildir::{
+    DeliverStep, FanoutSync, Flags, Maildir, MaildirError, Subdir, deliver_many, deliver_many_with,
+};
 
 use crate::common::{fast_tempdir, generated_message};
 
@@ -262,18 +264,13 @@ fn fanout_across_filesystems_copies() {
     }
     let a = Maildir::create(disk.path().join("a")).unwrap();
     let b = Maildir::create(shm.path().join("b")).unwrap();
-    let results = deliver_many(&[&a, &b], b"", &b"across\n"[..]);
-    for (md, r) in [(&a, &results[0]), (&b, &results[1])] {
-        let name = r.as_ref().unwrap();
-        assert_eq!(
-            std::fs::read(md.path().join("new").join(name.as_str())).unwrap(),
-            b"across\n"
-        );
-        assert!(
-            std::fs::read_dir(md.path().join("tmp"))
-                .unwrap()
-                .next()
-                .is_none()
-        );
+    for mode in [FanoutSync::EachDirectory, FanoutSync::WholeFilesystem] {
+        let results = deliver_many_with(&[&a, &b, &a], b"", &b"across\n"[..], mode);
+        for (md, r) in [(&a, &results[0]), (&b, &results[1]), (&a, &results[2])] {
+            let path = md.path().join("new").join(r.as_ref().unwrap().as_str());
+            assert_eq!(std::fs::read(path).unwrap(), b"across\n");
+            let mut tmp = std::fs::read_dir(md.path().join("tmp")).unwrap();
+            assert!(tmp.next().is_none());
+        }
     }
 }

@@ -7,7 +7,10 @@
 use std::path::Path;
 
 use mta_maildir::sim::PowerLossFs;
-use mta_maildir::{DeliverStep, Fs, Maildir, Mbox, MboxStep, Subdir, deliver_many, mbox_from_line};
+use mta_maildir::{
+    DeliverStep, FanoutSync, Fs, Maildir, Mbox, MboxStep, Subdir, deliver_many, deliver_many_with,
+    mbox_from_line,
+};
 
 use crate::common::{generated_message, mboxrd_quote};
 
@@ -194,7 +197,7 @@ fn fanout_uses_one_data_fsync_per_filesystem_and_one_per_new_dir() {
     assert!(results.iter().all(Result::is_ok));
     let trace = &fs.trace()[base..];
     let count = |p: &str| trace.iter().filter(|t| t.starts_with(p)).count();
-    assert_eq!(count("sync_file"), 2, "{trace:#?}"); // the shared file, and c's copy
+    assert_eq!(count("sync_file "), 2, "{trace:#?}"); // the shared file, and c's copy
     assert_eq!(count("sync_dir"), 3);
     // Every link precedes every directory sync (one journal commit covers the chunk) and
     // the shared data is synced before the first link.
@@ -207,7 +210,7 @@ fn fanout_uses_one_data_fsync_per_filesystem_and_one_per_new_dir() {
     assert!(
         trace
             .iter()
-            .position(|t| t.starts_with("sync_file"))
+            .position(|t| t.starts_with("sync_file "))
             .unwrap()
             < first_link
     );
@@ -229,29 +232,60 @@ fn fanout_uses_one_data_fsync_per_filesystem_and_one_per_new_dir() {
 }
 
 #[test]
+fn fanout_with_syncfs_uses_one_filesystem_sync_for_linked_targets() {
+    let (fs, mds) = fanout_setup();
+    let base = fs.trace().len();
+    let refs: Vec<_> = mds.iter().collect();
+    let results = deliver_many_with(&refs, PREFIX, &message()[..], FanoutSync::WholeFilesystem);
+    assert!(results.iter().all(Result::is_ok));
+    let trace = &fs.trace()[base..];
+    let count = |p: &str| trace.iter().filter(|t| t.starts_with(p)).count();
+    assert_eq!(count("sync_file "), 2, "{trace:#?}");
+    assert_eq!(count("sync_filesystem"), 1);
+    assert_eq!(count("sync_dir"), 1); // only c, reached by copy on its own filesystem
+    let links_done = trace.iter().rposition(|t| t.starts_with("link")).unwrap();
+    assert!(
+        links_done
+            < trace
+                .iter()
+                .position(|t| t.starts_with("sync_filesystem"))
+                .unwrap()
+    );
+}
+
+#[test]
 fn fanout_survives_power_loss_after_every_operation() {
-    let (fs0, mds0) = fanout_setup();
-    let base = fs0.op_count();
-    deliver_many(&mds0.iter().collect::<Vec<_>>(), PREFIX, &message()[..]);
-    let n = fs0.op_count() - base;
-    for k in 0..=n {
-        let (fs, mds) = fanout_setup();
-        fs.crash_after(base + k);
-        let results = deliver_many(&mds.iter().collect::<Vec<_>>(), PREFIX, &message()[..]);
-        for img in fs.crash_images() {
-            for (md, result) in mds.iter().zip(&results) {
-                let md = Maildir::open_in(img.clone(), md.path()).unwrap();
-                let new = md.list(Subdir::New).unwrap();
-                assert!(new.len() <= 1);
-                for m in &new {
-                    assert!(
-                        md.read(m).unwrap() == full(),
-                        "op {k}: incomplete in {:?}",
-                        md.path()
-                    );
-                }
-                if let Ok(name) = result {
-                    assert_eq!(new[0].file_name(), name.as_str(), "op {k}: lost");
+    for mode in [FanoutSync::EachDirectory, FanoutSync::WholeFilesystem] {
+        let (fs0, mds0) = fanout_setup();
+        let base = fs0.op_count();
+        deliver_many_with(
+            &mds0.iter().collect::<Vec<_>>(),
+            PREFIX,
+            &message()[..],
+            mode,
+        );
+        let n = fs0.op_count() - base;
+        for k in 0..=n {
+            let (fs, mds) = fanout_setup();
+            fs.crash_after(base + k);
+            let refs: Vec<_> = mds.iter().collect();
+            let results = deliver_many_with(&refs, PREFIX, &message()[..], mode);
+            for img in fs.crash_images() {
+                for (md, result) in mds.iter().zip(&results) {
+                    let md = Maildir::open_in(img.clone(), md.path()).unwrap();
+                    let new = md.list(Subdir::New).unwrap();
+                    assert!(new.len() <= 1);
+                    for m in &new {
+                        let data = md.read(m).unwrap();
+                        assert!(
+                            data == full(),
+                            "{mode:?} op {k}: incomplete in {:?}",
+                            md.path()
+                        );
+                    }
+                    if let Ok(name) = result {
+                        assert_eq!(new[0].file_name(), name.as_str(), "{mode:?} op {k}: lost");
+                    }
                 }
             }
         }
