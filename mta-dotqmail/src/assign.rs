@@ -133,6 +133,9 @@ impl UsersAssign {
             if parts.len() < 6 || take().is_none() {
                 return Err(err(ParseAssignErrorKind::TooFewFields));
             }
+            // lenient (stricter, in fact): qmail-newu stores any uid text and qmail-lspawn
+            // reads a non-number as 0, i.e. root, then refuses to deliver. Refusing the
+            // file here names the line instead (test: `errors_have_line_numbers`).
             let uid = parse_id(parts[1]).ok_or_else(|| err(ParseAssignErrorKind::BadId))?;
             let gid = parse_id(parts[2]).ok_or_else(|| err(ParseAssignErrorKind::BadId))?;
             let entry = Entry {
@@ -168,6 +171,11 @@ impl UsersAssign {
         if let Some(e) = self.exact.get(&lower) {
             return Some(LocalUser::new(e.account.clone(), &e.dash, e.ext.clone()));
         }
+        // lenient: qmail-lspawn only tries wildcard prefixes whose last byte, in the case
+        // written in users/assign, is some wildcard's last byte; against the lowercased
+        // address that makes a prefix ending in an upper-case letter (`+fooX:`) never
+        // match. Here every wildcard matches, case-insensitively (test:
+        // `wildcard_ending_in_upper_case`).
         let longest = self.longest_wild.min(lower.len());
         for len in (0..=longest).rev() {
             if let Some(e) = self.wild.get(&lower[..len]) {
@@ -362,6 +370,15 @@ mod tests {
         let joe = a.lookup(b"joe").unwrap();
         assert_eq!((joe.account().uid(), joe.account().gid()), (1001, 100));
         assert_eq!(joe.account().home(), std::path::Path::new("/home/joe"));
+    }
+
+    #[test]
+    fn wildcard_ending_in_upper_case() {
+        let a = UsersAssign::parse(b"+listX:l:1:1:/l:-::\n.\n").unwrap();
+        assert_eq!(
+            hit(&a, b"listx-y"),
+            (b"l".to_vec(), b"-".to_vec(), b"-y".to_vec())
+        );
     }
 
     #[test]

@@ -105,10 +105,13 @@ pub use exec::{
     Executor, FileDeliveryError, FileKind, FileLookup, FileStatus, Message, MessageReader,
     ProgramEnv, ProgramRun, ProgramStatus,
 };
-pub use interp::{DeliveryOptions, DeliveryRequest, Mailbox, deliver, explain, find_mailbox};
+pub use interp::{DeliveryOptions, DeliveryRequest, deliver, explain};
 pub use outcome::{Counts, DeliveryStatus, Forward, Outcome};
 pub use parse::{Instruction, Line, ParseInstructionError, ParseInstructionErrorKind, parse};
 pub use passwd::{GETPW_USERLEN, PasswdEntry, PasswdFile, SystemUsers, getpw_search, parse_passwd};
-pub use search::{Candidate, Found, SearchError, candidates, owner_file_exists, safe_ext, search};
+pub use search::{
+    Candidate, Found, Mailbox, SearchError, candidates, find_mailbox, owner_file_exists, safe_ext,
+    search,
+};
 pub use system::{BaseEnvironment, SystemExecutor};
 pub use user::{Account, LocalUser, ResolveError, Resolved, UserTable};

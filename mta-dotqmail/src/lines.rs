@@ -5,6 +5,8 @@
 //! All of these are pure functions of the recipient, the sender and the time, so they are
 //! tested byte for byte without running anything.
 
+use std::io::{self, BufRead, BufReader};
+
 /// `Delivered-To: L@D\n` with every `\n` inside the address replaced by `_`
 /// (qmail-local.c: `dtline`). This is the line the loop check looks for and the first line
 /// of every maildir, mbox and forwarded copy.
@@ -163,6 +165,39 @@ pub fn ext_parts(ext: &[u8]) -> [&[u8]; 3] {
     [e2, e3, e4]
 }
 
+/// Scans the header (lines up to the first line of at most one byte, or a last line without
+/// `\n`) for a line equal to `needle` (which ends in `\n`), with bounded memory.
+pub(crate) fn header_has_line(reader: impl io::Read, needle: &[u8]) -> io::Result<bool> {
+    let mut reader = BufReader::new(reader);
+    let mut line: Vec<u8> = Vec::with_capacity(needle.len() + 1);
+    let mut len = 0usize;
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(false); // EOF: a last line without `\n` ends the scan
+        }
+        let (chunk, newline) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let room = (needle.len() + 1).saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        len += chunk.len();
+        let consumed = chunk.len();
+        reader.consume(consumed);
+        if newline {
+            if len <= 1 {
+                return Ok(false);
+            }
+            if line == needle {
+                return Ok(true);
+            }
+            line.clear();
+            len = 0;
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -235,5 +270,19 @@ mod tests {
         assert_eq!(ext_parts(b"a-b"), [&b"b"[..], b"", b""]);
         assert_eq!(ext_parts(b""), [&b""[..], b"", b""]);
         assert_eq!(ext_parts(b"--"), [&b"-"[..], b"", b""]);
+    }
+
+    #[test]
+    fn header_scan() {
+        let dt = b"Delivered-To: a@b\n";
+        assert!(header_has_line(&b"X: 1\nDelivered-To: a@b\n\nbody"[..], dt).unwrap());
+        assert!(!header_has_line(&b"X: 1\n\nDelivered-To: a@b\n"[..], dt).unwrap());
+        assert!(!header_has_line(&b"Delivered-To: A@b\n"[..], dt).unwrap());
+        assert!(!header_has_line(&b"Delivered-To: a@b"[..], dt).unwrap());
+        assert!(!header_has_line(&b"Delivered-To: a@bc\n"[..], dt).unwrap());
+        // A CRLF blank line is two bytes: qmail keeps scanning past it.
+        assert!(header_has_line(&b"X: 1\r\n\r\nDelivered-To: a@b\n"[..], dt).unwrap());
+        let long = [vec![b'x'; 100_000], b"\n".to_vec(), dt.to_vec()].concat();
+        assert!(header_has_line(&long[..], dt).unwrap());
     }
 }

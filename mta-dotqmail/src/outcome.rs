@@ -49,6 +49,8 @@ pub struct Outcome {
     pub status: DeliveryStatus,
     /// Everything qmail-local and its programs printed, capped (qmail-lspawn: 3000 bytes,
     /// then `Error report too long, sorry.`); on success it ends with the `did` line.
+    /// (qmail-local then adds `qp <pid>` when it forwarded; the caller may append its own
+    /// queue id for the forward the same way.)
     pub report: Vec<u8>,
     /// Set only on success when there were forwards. If enqueueing it fails, the caller
     /// must treat the whole delivery as failed (a permanent enqueue refusal as bounced,

@@ -13,6 +13,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::exec::{FileKind, FileLookup};
+use crate::interp::DeliveryOptions;
+use crate::user::LocalUser;
 
 /// `ext` lowercased (ASCII) with `.` replaced by `:`.
 pub fn safe_ext(ext: &[u8]) -> Vec<u8> {
@@ -178,6 +180,38 @@ pub fn owner_file_exists<F: FileLookup + ?Sized>(
     name.extend_from_slice(suffix);
     fs.exists(&home.join(OsStr::from_bytes(&name)))
         .map_err(|error| SearchError::Open { name, error })
+}
+
+/// What applies to an address, for an SMTP `RCPT` check without delivering.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Mailbox {
+    /// This `.qmail` file would be read.
+    File(Found),
+    /// No file, empty dash: the default delivery applies.
+    DefaultDelivery,
+    /// No file and a non-empty dash: qmail-local would bounce (`#5.1.1`).
+    NotFound,
+}
+
+/// Runs only the `.qmail` search for `user` (qmail-local steps 5 and 6), for SMTP-time
+/// recipient checks.
+///
+/// # Errors
+/// [`SearchError`]: a temporary error or a writable `.qmail` (answer 4xx).
+pub fn find_mailbox<F: FileLookup + ?Sized>(
+    fs: &mut F,
+    user: &LocalUser,
+    options: &DeliveryOptions,
+) -> Result<Mailbox, SearchError> {
+    let home = user.account().home();
+    Ok(
+        match search(fs, home, user.dash(), user.ext(), options.writable_mask)? {
+            Some(found) => Mailbox::File(found),
+            None if user.dash().is_empty() => Mailbox::DefaultDelivery,
+            None => Mailbox::NotFound,
+        },
+    )
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ mod assign_file;
 mod mock;
 #[path = "integration/programs.rs"]
 mod programs;
+#[path = "integration/props.rs"]
+mod props;
 #[path = "integration/rules.rs"]
 mod rules;
 #[path = "integration/search_order.rs"]
