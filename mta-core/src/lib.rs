@@ -8,6 +8,7 @@
 //! - [`EnhancedStatus`] and [`DeliveryResult`]: RFC 3463 codes and qmail's K/Z/D outcomes.
 //! - [`address_list`]: RFC 5322 §3.4 address lists (groups, comments, obsolete syntax) and
 //!   qmail-inject's lenient rewriting.
+//! - [`control`]: typed qmail control files with qmail's defaults and syntax.
 //! - [`date`]: RFC 5322 §3.3 dates and qmail's `date822fmt`/`myctime`, from plain numbers.
 //! - [`header`]: header-field iteration, qmail's hop count and its Return-Path,
 //!   Delivered-To and Received lines.
@@ -23,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod address_list;
+pub mod control;
 pub mod date;
 mod domain;
 mod envelope;

@@ -3,6 +3,7 @@
 
 mod integration {
     mod address_list;
+    mod control;
     mod data;
     mod date;
     mod header;
