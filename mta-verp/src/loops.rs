@@ -85,8 +85,8 @@ impl HeaderScan {
 /// A push-style scanner over a message header: feed it bytes in chunks of any size; it stops
 /// at the end of the header and says how many bytes of the last chunk were header.
 ///
-/// It keeps a few flags per line and never allocates or buffers input, so it is safe on
-/// messages of any size.
+/// It keeps a few flags per line; [`HeaderScanner::feed`] never allocates or buffers input,
+/// so it is safe on messages of any size and on headers of any length.
 ///
 /// ```
 /// use mta_core::Address;
@@ -124,7 +124,9 @@ impl HeaderScanner {
     }
 
     /// Also looks for the `Delivered-To` line of a delivery to `recipient`
-    /// ([`delivered_to_line`]).
+    /// ([`delivered_to_line`]). `recipient` is the address as local delivery sees it,
+    /// qmail-local's `L@D` (for a virtual domain, after the `virtualdomains` prefix was
+    /// added), since that is what the line written at delivery holds.
     #[must_use]
     pub fn watch_delivered_to(mut self, recipient: &Address) -> Self {
         self.dtline = Some(delivered_to_line(recipient));
