@@ -213,3 +213,109 @@ fn smtp(root: &Root, stdin: &mut dyn Read, stdout: &mut dyn Write, stderr: &mut 
     }
     crate::smtpd::serve_stdio(root, stdin, stdout)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Action, String> {
+        parse(&args.iter().map(OsString::from).collect::<Vec<_>>())
+    }
+
+    fn inject(t: bool, sender: Option<&str>, name: Option<&str>, rcpts: &[&str]) -> Action {
+        Action::Inject {
+            header_recipients: t,
+            sender: sender.map(|s| s.as_bytes().to_vec()),
+            full_name: name.map(|s| s.as_bytes().to_vec()),
+            recipients: rcpts.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        }
+    }
+
+    #[test]
+    fn flags_and_values() {
+        assert_eq!(p(&["a@b"]).unwrap(), inject(false, None, None, &["a@b"]));
+        assert_eq!(
+            p(&["-t", "-fs@x", "-F", "N N", "r"]).unwrap(),
+            inject(true, Some("s@x"), Some("N N"), &["r"])
+        );
+        assert_eq!(
+            p(&["-ti", "-f", "s@x", "--", "-r"]).unwrap(),
+            inject(true, Some("s@x"), None, &["-r"])
+        );
+        // Ignored flags, with glued or separate values.
+        assert_eq!(
+            p(&[
+                "-oi",
+                "-o",
+                "em",
+                "-v",
+                "-m",
+                "-x",
+                "-eq",
+                "-p",
+                "x",
+                "-B8BITMIME",
+                "-Efoo",
+                "-J",
+                "-bm",
+                "r"
+            ])
+            .unwrap(),
+            inject(false, None, None, &["r"])
+        );
+        assert_eq!(p(&["-bp"]).unwrap(), Action::ListQueue);
+        assert_eq!(p(&["-b", "s"]).unwrap(), Action::Smtp);
+    }
+
+    #[test]
+    fn refused_flags() {
+        for bad in [
+            &["-q"][..],
+            &["-q1h"],
+            &["-bd"],
+            &["-bi"],
+            &["-b"],
+            &["-f"],
+            &["-Y"],
+            &["-t", "-o"],
+        ] {
+            assert!(p(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn dash_f_sets_user_and_host_and_drops_names() {
+        let mut env = Env::for_test(0, 1)
+            .with("QMAILNAME", "q")
+            .with("NAME", "n")
+            .with("MAILHOST", "mh");
+        apply_sender(&mut env, b"owner@lists.example");
+        assert_eq!(env.var("QMAILUSER"), Some(&b"owner"[..]));
+        assert_eq!(env.var("QMAILHOST"), Some(&b"lists.example"[..]));
+        assert_eq!(env.first(&["QMAILNAME", "MAILNAME", "NAME"]), None);
+        assert_eq!(env.var("MAILHOST"), None);
+        apply_sender(&mut env, b"bare");
+        assert_eq!(env.var("QMAILUSER"), Some(&b"bare"[..]));
+        assert_eq!(env.var("QMAILHOST"), None);
+    }
+
+    #[test]
+    fn usage_errors_exit_100_and_missing_root_111() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::new(t.path().join("none"));
+        let env = Env::for_test(0, 1);
+        let run = |args: &[&str]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            let (mut out, mut err) = (Vec::new(), Vec::new());
+            let code = main(&root, &args, &env, &mut &b""[..], &mut out, &mut err);
+            (code, String::from_utf8(err).unwrap())
+        };
+        let (code, err) = run(&["-q"]);
+        assert_eq!(code, 100);
+        assert!(err.starts_with("sendmail: usage: sendmail"), "{err}");
+        assert_eq!(run(&["r@x"]).0, 111);
+        assert_eq!(run(&["-bp"]).0, 111);
+        assert_eq!(run(&["-bs"]).0, 111);
+    }
+}
