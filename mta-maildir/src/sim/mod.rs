@@ -1,24 +1,28 @@
-//! [`PowerLossFs`]: an in-memory [`Fs`] that models what survives power loss.
+//! [`PowerLossFs`]: an in-memory [`Fs`](crate::Fs) that models what survives power loss.
 //!
 //! A test aid shipped with the library (as smoltcp ships its fault injector), so the
 //! crate's own tests and callers' tests can prove the order of fsyncs.
 //!
 //! The model keeps, for every file, its current bytes and the bytes at its last
-//! [`sync_file`](Fs::sync_file); and for every directory, its current entries and the entries
-//! at its last [`sync_dir`](Fs::sync_dir). File data and directory entries are independent:
-//! syncing a file does not make its name durable, and syncing a directory does not make the
-//! data of the files it names durable. After a simulated crash,
-//! [`crash_images`](PowerLossFs::crash_images) enumerates the states a real filesystem may
-//! come back in: each directory that changed since its last sync comes back either as synced
-//! or with all its changes, and file data either as synced or with all writes. Each
-//! directory is treated independently, which is stricter than journalling filesystems for
-//! `rename` (they keep both halves or neither), so tests of the rename path should not
-//! rely on this model.
+//! [`sync_file`](crate::Fs::sync_file); and for every directory, its current entries and
+//! the entries at its last [`sync_dir`](crate::Fs::sync_dir). File data and directory
+//! entries are independent: syncing a file does not make its name durable, and syncing a
+//! directory does not make the data of the files it names durable.
+//! [`sync_filesystem`](crate::Fs::sync_filesystem) makes everything on one simulated
+//! filesystem durable ([`mount`](PowerLossFs::mount) creates more than one).
 //!
-//! Operations are numbered from 1 in the order they run. [`crash_after`](PowerLossFs::crash_after)
-//! makes every operation after the n-th fail, as if the machine stopped there;
-//! [`fail_op`](PowerLossFs::fail_op) makes only one operation fail with `EIO` so error paths
-//! can be checked. [`trace`](PowerLossFs::trace) lists what ran.
+//! After a simulated crash, [`crash_images`](PowerLossFs::crash_images) enumerates the
+//! states a real filesystem may come back in: each directory that changed since its last
+//! sync comes back either as synced or with all its changes, and file data either as synced
+//! or with all writes. Each directory is treated independently, which is stricter than
+//! journalling filesystems for `rename` (they keep both halves or neither), so tests of the
+//! rename path should not rely on this model.
+//!
+//! Operations are numbered from 1 in the order they run.
+//! [`crash_after`](PowerLossFs::crash_after) makes every operation after the n-th fail, as
+//! if the machine stopped there; [`fail_op`](PowerLossFs::fail_op) makes only one operation
+//! fail with `EIO` so error paths can be checked. [`trace`](PowerLossFs::trace) lists what
+//! ran.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -26,7 +30,7 @@ use std::path::{Component, Path};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::durable::Fs;
+mod ops;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Node {
@@ -353,240 +357,11 @@ impl PowerLossFs {
     }
 }
 
-impl Fs for PowerLossFs {
-    type Dir = usize;
-    type File = SimFile;
-
-    fn open_dir(&self, path: &Path) -> io::Result<usize> {
-        let st = self.lock();
-        if st.crashed() {
-            return Err(lost_power());
-        }
-        st.resolve(path)
-    }
-
-    fn make_dir(&self, parent: &usize, name: &str) -> io::Result<()> {
-        let mut st = self.lock();
-        let what = format!("mkdir {}", Self::at(&st, *parent, name));
-        st.begin(what)?;
-        if st.dirs[*parent].entries.contains_key(name) {
-            return Err(io::ErrorKind::AlreadyExists.into());
-        }
-        let dev = st.dirs[*parent].dev;
-        let id = st.dirs.len();
-        st.dirs.push(DirNode {
-            entries: BTreeMap::new(),
-            durable: BTreeMap::new(),
-            dev,
-        });
-        st.dirs[*parent]
-            .entries
-            .insert(name.to_owned(), Node::Dir(id));
-        Ok(())
-    }
-
-    fn create_new(&self, dir: &usize, name: &str) -> io::Result<SimFile> {
-        let mut st = self.lock();
-        let what = format!("create {}", Self::at(&st, *dir, name));
-        st.begin(what)?;
-        if st.dirs[*dir].entries.contains_key(name) {
-            return Err(io::ErrorKind::AlreadyExists.into());
-        }
-        let ino = st.new_inode(*dir);
-        st.dirs[*dir]
-            .entries
-            .insert(name.to_owned(), Node::File(ino));
-        Ok(SimFile {
-            ino,
-            append: false,
-            pos: 0,
-        })
-    }
-
-    fn open_append(&self, dir: &usize, name: &str) -> io::Result<(SimFile, bool)> {
-        let mut st = self.lock();
-        let what = format!("open_append {}", Self::at(&st, *dir, name));
-        st.begin(what)?;
-        let (ino, created) = match st.file(*dir, name) {
-            Ok(ino) => (ino, false),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let ino = st.new_inode(*dir);
-                st.dirs[*dir]
-                    .entries
-                    .insert(name.to_owned(), Node::File(ino));
-                (ino, true)
-            }
-            Err(e) => return Err(e),
-        };
-        Ok((
-            SimFile {
-                ino,
-                append: true,
-                pos: 0,
-            },
-            created,
-        ))
-    }
-
-    fn open_read(&self, dir: &usize, name: &str) -> io::Result<SimFile> {
-        let st = self.lock();
-        if st.crashed() {
-            return Err(lost_power());
-        }
-        Ok(SimFile {
-            ino: st.file(*dir, name)?,
-            append: false,
-            pos: 0,
-        })
-    }
-
-    fn read(&self, file: &mut SimFile, buf: &mut [u8]) -> io::Result<usize> {
-        let st = self.lock();
-        let data = &st.inodes[file.ino].data;
-        let rest = data.get(file.pos..).unwrap_or_default();
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        file.pos += n;
-        Ok(n)
-    }
-
-    fn read_at(&self, file: &SimFile, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let st = self.lock();
-        let data = &st.inodes[file.ino].data;
-        let rest = data.get(offset as usize..).unwrap_or_default();
-        let n = rest.len().min(buf.len());
-        buf[..n].copy_from_slice(&rest[..n]);
-        Ok(n)
-    }
-
-    fn write_all(&self, file: &mut SimFile, data: &[u8]) -> io::Result<()> {
-        let mut st = self.lock();
-        st.begin(format!("write {} bytes to inode {}", data.len(), file.ino))?;
-        let buf = &mut st.inodes[file.ino].data;
-        if file.append {
-            file.pos = buf.len();
-        }
-        let end = file.pos + data.len();
-        if buf.len() < end {
-            buf.resize(end, 0);
-        }
-        buf[file.pos..end].copy_from_slice(data);
-        file.pos = end;
-        Ok(())
-    }
-
-    fn len(&self, file: &SimFile) -> io::Result<u64> {
-        Ok(self.lock().inodes[file.ino].data.len() as u64)
-    }
-
-    fn try_lock(&self, _file: &SimFile) -> io::Result<bool> {
-        Ok(true)
-    }
-
-    fn set_len(&self, file: &SimFile, len: u64) -> io::Result<()> {
-        let mut st = self.lock();
-        st.begin(format!("truncate inode {} to {len}", file.ino))?;
-        st.inodes[file.ino].data.resize(len as usize, 0);
-        Ok(())
-    }
-
-    fn sync_file(&self, file: &SimFile) -> io::Result<()> {
-        let mut st = self.lock();
-        st.begin(format!("sync_file inode {}", file.ino))?;
-        let ino = &mut st.inodes[file.ino];
-        ino.durable = ino.data.clone();
-        Ok(())
-    }
-
-    fn sync_dir(&self, dir: &usize) -> io::Result<()> {
-        let mut st = self.lock();
-        let what = format!("sync_dir {}", Self::path_of(&st, *dir));
-        st.begin(what)?;
-        let d = &mut st.dirs[*dir];
-        d.durable = d.entries.clone();
-        Ok(())
-    }
-
-    fn sync_filesystem(&self, dir: &usize) -> io::Result<()> {
-        let mut st = self.lock();
-        let dev = st.dirs[*dir].dev;
-        st.begin(format!("sync_filesystem {dev}"))?;
-        for d in st.dirs.iter_mut().filter(|d| d.dev == dev) {
-            d.durable = d.entries.clone();
-        }
-        for i in st.inodes.iter_mut().filter(|i| i.dev == dev) {
-            i.durable = i.data.clone();
-        }
-        Ok(())
-    }
-
-    fn link(&self, from_dir: &usize, from: &str, to_dir: &usize, to: &str) -> io::Result<()> {
-        let mut st = self.lock();
-        let what = format!(
-            "link {} -> {}",
-            Self::at(&st, *from_dir, from),
-            Self::at(&st, *to_dir, to)
-        );
-        st.begin(what)?;
-        let ino = st.file(*from_dir, from)?;
-        if st.dirs[*from_dir].dev != st.dirs[*to_dir].dev {
-            return Err(io::ErrorKind::CrossesDevices.into());
-        }
-        if st.dirs[*to_dir].entries.contains_key(to) {
-            return Err(io::ErrorKind::AlreadyExists.into());
-        }
-        st.dirs[*to_dir]
-            .entries
-            .insert(to.to_owned(), Node::File(ino));
-        Ok(())
-    }
-
-    fn rename(&self, from_dir: &usize, from: &str, to_dir: &usize, to: &str) -> io::Result<()> {
-        let mut st = self.lock();
-        let what = format!(
-            "rename {} -> {}",
-            Self::at(&st, *from_dir, from),
-            Self::at(&st, *to_dir, to)
-        );
-        st.begin(what)?;
-        let ino = st.file(*from_dir, from)?;
-        if st.dirs[*from_dir].dev != st.dirs[*to_dir].dev {
-            return Err(io::ErrorKind::CrossesDevices.into());
-        }
-        st.dirs[*from_dir].entries.remove(from);
-        st.dirs[*to_dir]
-            .entries
-            .insert(to.to_owned(), Node::File(ino));
-        Ok(())
-    }
-
-    fn unlink(&self, dir: &usize, name: &str) -> io::Result<()> {
-        let mut st = self.lock();
-        let what = format!("unlink {}", Self::at(&st, *dir, name));
-        st.begin(what)?;
-        st.file(*dir, name)?;
-        st.dirs[*dir].entries.remove(name);
-        Ok(())
-    }
-
-    fn list(&self, dir: &usize) -> io::Result<Vec<String>> {
-        let st = self.lock();
-        if st.crashed() {
-            return Err(lost_power());
-        }
-        Ok(st.dirs[*dir].entries.keys().cloned().collect())
-    }
-
-    fn accessed(&self, dir: &usize, name: &str) -> io::Result<SystemTime> {
-        let st = self.lock();
-        Ok(st.inodes[st.file(*dir, name)?].atime)
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::durable::Fs;
 
     #[test]
     fn links_across_a_mount_fail_with_exdev() {
