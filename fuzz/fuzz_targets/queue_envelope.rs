@@ -1,7 +1,9 @@
 #![no_main]
-// PLACEHOLDER: replaced by the crate that owns this target.
+//! Fuzzes mta-queue's decoders: the message-file header and envelope section, the status
+//! record log, and the qmail-queue `F`/`T` envelope codec. Whatever decodes must re-encode to
+//! the same bytes; nothing may panic.
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = data;
+    mta_queue::fuzzing::decode_all(data);
 });
