@@ -10,8 +10,9 @@
 //!   with qmail-getpw's rules) and the alias user, giving a [`LocalUser`]: account, dash
 //!   and extension. [`AssignFile`] re-reads `users/assign` when it changes.
 //! - [`candidates`] / [`search`] are qmail-local's `.qmail` search (`.qmail-ext`, then
-//!   `-default` files stepping back one dash-separated piece at a time); [`find_mailbox`]
-//!   answers "does this address exist?" at SMTP time without delivering.
+//!   `-default` files stepping back one dash-separated piece at a time); [`check_address`]
+//!   (user lookup + [`find_mailbox`]) answers "does this address exist?" at SMTP time
+//!   without delivering.
 //! - [`parse`] turns `.qmail` text into [`Instruction`]s (comment, program, forward, mbox,
 //!   maildir, `+list`).
 //! - [`deliver`] runs them with qmail-local's rules (loop refusal, permissions, exit codes
@@ -93,6 +94,7 @@ pub mod lines;
 mod outcome;
 mod parse;
 mod passwd;
+mod rcpt;
 mod search;
 mod system;
 mod user;
@@ -109,6 +111,7 @@ pub use interp::{DeliveryOptions, DeliveryRequest, deliver, explain};
 pub use outcome::{Counts, DeliveryStatus, Forward, Outcome};
 pub use parse::{Instruction, Line, ParseInstructionError, ParseInstructionErrorKind, parse};
 pub use passwd::{GETPW_USERLEN, PasswdEntry, PasswdFile, SystemUsers, getpw_search, parse_passwd};
+pub use rcpt::{AddressCheck, CheckAddressError, check_address};
 pub use search::{
     Candidate, Found, Mailbox, SearchError, candidates, find_mailbox, owner_file_exists, safe_ext,
     search,

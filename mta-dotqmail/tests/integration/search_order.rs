@@ -114,3 +114,49 @@ fn search_order_table() {
     }
     assert!(rows >= 40, "table has {rows} rows");
 }
+
+#[test]
+fn rcpt_time_check() {
+    use mta_dotqmail::{AddressCheck, check_address};
+    let users = users();
+    let mut mock = Mock::new();
+    mock.file("/home/joe/.qmail-list-default", 0o644, b"&x@y\n");
+    mock.file("/var/qmail/alias/.qmail-postmaster", 0o644, b"&x@y\n");
+    let opts = DeliveryOptions::default();
+    let check = |mock: &mut Mock, local: &str| check_address(&users, mock, local.as_bytes(), &opts);
+    assert_eq!(check(&mut mock, "").unwrap(), AddressCheck::Trash);
+    let AddressCheck::Exists {
+        user,
+        mailbox: Mailbox::File(f),
+    } = check(&mut mock, "joe-list-Ann").unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!((user.account().uid(), user.account().gid()), (1001, 100));
+    assert_eq!(f.name, b".qmail-list-default");
+    assert!(matches!(
+        check(&mut mock, "joe").unwrap(),
+        AddressCheck::Exists {
+            mailbox: Mailbox::DefaultDelivery,
+            ..
+        }
+    ));
+    assert!(matches!(
+        check(&mut mock, "PostMaster").unwrap(),
+        AddressCheck::Exists {
+            mailbox: Mailbox::File(_),
+            ..
+        }
+    ));
+    let AddressCheck::NotFound { user } = check(&mut mock, "joe-other").unwrap() else {
+        panic!()
+    };
+    assert_eq!(user.account().user(), b"joe");
+    assert!(matches!(
+        check(&mut mock, "nobody").unwrap(),
+        AddressCheck::NotFound { .. }
+    ));
+    mock.node("/var/qmail/alias/.qmail-default", Node::Error(5));
+    assert!(check(&mut mock, "nobody").is_err(), "EIO defers");
+    assert!(mock.calls.is_empty(), "a check delivers nothing");
+}
