@@ -51,10 +51,7 @@ pub enum RcptCheck {
 /// The environment programs get before the qmail variables: a fixed, small one (every
 /// value a delivery adds is attacker-controlled; see the Shellshock note in the reference).
 fn base_env() -> BaseEnvironment {
-    BaseEnvironment::Fixed(vec![(
-        "PATH".into(),
-        "/usr/local/bin:/usr/bin:/bin".into(),
-    )])
+    BaseEnvironment::Fixed(vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())])
 }
 
 /// Runs local deliveries.
@@ -462,7 +459,21 @@ fn worker_one(
     f: &[Vec<u8>],
     options: &DeliveryOptions,
 ) -> Option<(DeliveryResult, Option<Forwarded>)> {
-    let [user, uid, gid, home, dash, ext, local, domain, sender, dd, now, message] = f else {
+    let [
+        user,
+        uid,
+        gid,
+        home,
+        dash,
+        ext,
+        local,
+        domain,
+        sender,
+        dd,
+        now,
+        message,
+    ] = f
+    else {
         return None;
     };
     let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<i64>().ok();
@@ -490,8 +501,15 @@ mod tests {
 
     #[test]
     fn answers_decode() {
-        let (r, f) = decode_answer(vec![b"D".to_vec(), b"no (#5.1.1)".to_vec()]).unwrap_or_else(|| unreachable!());
-        assert!(matches!(r, DeliveryResult::Failed { status: Some(_), .. }));
+        let (r, f) = decode_answer(vec![b"D".to_vec(), b"no (#5.1.1)".to_vec()])
+            .unwrap_or_else(|| unreachable!());
+        assert!(matches!(
+            r,
+            DeliveryResult::Failed {
+                status: Some(_),
+                ..
+            }
+        ));
         assert!(f.is_none());
         let (_, f) = decode_answer(vec![
             b"K".to_vec(),

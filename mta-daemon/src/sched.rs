@@ -269,7 +269,9 @@ impl Scheduler {
         let info = match self.queue.info(id) {
             Ok(info) => info,
             Err(e) => {
-                log::line(&format!("warning: trouble reading msg {id}: {e}; will try again later"));
+                log::line(&format!(
+                    "warning: trouble reading msg {id}: {e}; will try again later"
+                ));
                 return;
             }
         };
@@ -336,7 +338,11 @@ impl Scheduler {
                 r.busy = true;
                 self.ready[ch].push_back((id, i as u32));
             }
-            if msg.recipients.iter().all(|r| !r.busy && r.status.is_final()) {
+            if msg
+                .recipients
+                .iter()
+                .all(|r| !r.busy && r.status.is_final())
+            {
                 complete.push(id);
             }
         }
@@ -379,7 +385,10 @@ impl Scheduler {
             let mut indexes = vec![index];
             let mut rest = VecDeque::with_capacity(self.ready[1].len());
             while let Some((other_id, other)) = self.ready[1].pop_front() {
-                if other_id == id && self.remote_key(id, other).as_ref() == Some(&(domain.clone(), sender.clone())) {
+                if other_id == id
+                    && self.remote_key(id, other).as_ref()
+                        == Some(&(domain.clone(), sender.clone()))
+                {
                     indexes.push(other);
                 } else {
                     rest.push_back((other_id, other));
@@ -458,55 +467,59 @@ impl Scheduler {
                 }
             }
             for (target, result) in job.targets.iter().zip(results) {
-            let text = log::safe(result.text().as_bytes());
-            let Some(msg) = self.messages.get(&job.id) else {
-                continue;
-            };
-            let Some(r) = msg.recipients.get(target.index as usize) else {
-                continue;
-            };
-            let status = match result {
-                DeliveryResult::Delivered { .. } => {
-                    log::line(&format!("delivery {}: success: {text}", target.delivery));
-                    Status::Delivered
-                }
-                DeliveryResult::Failed { text: t, .. } => {
-                    log::line(&format!("delivery {}: failure: {text}", target.delivery));
-                    Status::Failed(t.clone().into_bytes())
-                }
-                DeliveryResult::Deferred { text: t, .. } => {
-                    log::line(&format!("delivery {}: deferral: {text}", target.delivery));
-                    let attempts = match r.status {
-                        Status::Deferred { attempts, .. } => attempts + 1,
-                        _ => 1,
-                    };
-                    if mta_queue::retry::is_dying(msg.birth, now, self.settings.lifetime) {
-                        let mut t = t.clone();
-                        if !t.ends_with('\n') {
-                            t.push('\n');
-                        }
-                        t.push_str(mta_verp::QUEUE_LIFETIME_TEXT);
-                        Status::Failed(t.into_bytes())
-                    } else {
-                        let skip = match job.channel {
-                            Channel::Local => 10,
-                            Channel::Remote => 20,
+                let text = log::safe(result.text().as_bytes());
+                let Some(msg) = self.messages.get(&job.id) else {
+                    continue;
+                };
+                let Some(r) = msg.recipients.get(target.index as usize) else {
+                    continue;
+                };
+                let status = match result {
+                    DeliveryResult::Delivered { .. } => {
+                        log::line(&format!("delivery {}: success: {text}", target.delivery));
+                        Status::Delivered
+                    }
+                    DeliveryResult::Failed { text: t, .. } => {
+                        log::line(&format!("delivery {}: failure: {text}", target.delivery));
+                        Status::Failed(t.clone().into_bytes())
+                    }
+                    DeliveryResult::Deferred { text: t, .. } => {
+                        log::line(&format!("delivery {}: deferral: {text}", target.delivery));
+                        let attempts = match r.status {
+                            Status::Deferred { attempts, .. } => attempts + 1,
+                            _ => 1,
                         };
-                        let next = mta_queue::retry::qmail_next_retry(msg.birth, now, skip);
-                        Status::Deferred {
-                            attempts,
-                            next_attempt: next,
+                        if mta_queue::retry::is_dying(msg.birth, now, self.settings.lifetime) {
+                            let mut t = t.clone();
+                            if !t.ends_with('\n') {
+                                t.push('\n');
+                            }
+                            t.push_str(mta_verp::QUEUE_LIFETIME_TEXT);
+                            Status::Failed(t.into_bytes())
+                        } else {
+                            let skip = match job.channel {
+                                Channel::Local => 10,
+                                Channel::Remote => 20,
+                            };
+                            let next = mta_queue::retry::qmail_next_retry(msg.birth, now, skip);
+                            Status::Deferred {
+                                attempts,
+                                next_attempt: next,
+                            }
                         }
                     }
-                }
-                _ => continue,
-            };
-            marks.push((job.id, target.index, status));
+                    _ => continue,
+                };
+                marks.push((job.id, target.index, status));
             }
             if job.targets.len() > results.len() {
                 // A pool that answered short is a bug; retry the rest rather than lose them.
                 for t in &job.targets[results.len()..] {
-                    if let Some(r) = self.messages.get_mut(&job.id).and_then(|m| m.recipients.get_mut(t.index as usize)) {
+                    if let Some(r) = self
+                        .messages
+                        .get_mut(&job.id)
+                        .and_then(|m| m.recipients.get_mut(t.index as usize))
+                    {
                         r.busy = false;
                     }
                 }
@@ -515,7 +528,10 @@ impl Scheduler {
         }
         let mut by_message: HashMap<MessageId, Vec<(u32, Status)>> = HashMap::new();
         for (id, index, status) in &marks {
-            by_message.entry(*id).or_default().push((*index, status.clone()));
+            by_message
+                .entry(*id)
+                .or_default()
+                .push((*index, status.clone()));
         }
         let mut failed = Vec::new();
         for (id, list) in &by_message {
@@ -567,11 +583,10 @@ impl Scheduler {
     }
 
     fn maybe_finish(&mut self, id: MessageId) {
-        let complete = self.messages.get(&id).is_some_and(|m| {
-            m.recipients
-                .iter()
-                .all(|r| !r.busy && r.status.is_final())
-        });
+        let complete = self
+            .messages
+            .get(&id)
+            .is_some_and(|m| m.recipients.iter().all(|r| !r.busy && r.status.is_final()));
         if complete {
             self.finish(id);
         }
@@ -593,7 +608,10 @@ impl Scheduler {
             })
             .collect();
         if !failures.is_empty() {
-            match self.bouncer.bounce(&self.queue, id, &msg.envelope, &failures) {
+            match self
+                .bouncer
+                .bounce(&self.queue, id, &msg.envelope, &failures)
+            {
                 Ok(Some(bounce_id)) => {
                     log::line(&format!("bounce msg {id} qp 0"));
                     self.load(bounce_id);

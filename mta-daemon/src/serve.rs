@@ -98,6 +98,28 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Moves messages `mta inject` left in `DIR/pickup` (while this process held the queue)
+/// into the queue, and tells the scheduler.
+fn import_pickup(root: &Root, queue: &Queue, tx: &crossbeam_channel::Sender<Input>) {
+    match crate::inject::pickup::drain(root, queue) {
+        Ok(d) => {
+            for id in d.imported {
+                // The scheduler rescans at start; a send can only fail at shutdown.
+                let _ = tx.send(Input::New(id));
+            }
+            for name in d.unreadable {
+                log::line(&format!(
+                    "warning: unreadable file in pickup: {}",
+                    log::safe(name.as_bytes())
+                ));
+            }
+        }
+        Err(e) => log::line(&format!(
+            "warning: trouble importing pickup: {e}; will try again later"
+        )),
+    }
+}
+
 /// Runs the daemon until SIGTERM/SIGINT. Returns the exit code.
 pub fn run(root: &Root) -> i32 {
     match run_inner(root) {
@@ -186,14 +208,20 @@ fn run_inner(root: &Root) -> Result<(), String> {
     // Trigger FIFO.
     let mut pulls = trigger::Listener::open(&root.trigger())
         .map_err(|e| format!("trigger {}: {e}", root.trigger().display()))?;
+    import_pickup(root, &queue, &sched_tx);
     {
         let tx = sched_tx.clone();
+        let root = root.clone();
+        let queue = Arc::clone(&queue);
         thread::Builder::new()
             .name("trigger".into())
             .spawn(move || {
                 while let Ok(pull) = pulls.wait() {
                     let input = match pull {
-                        trigger::Pull::NewMail => Input::Rescan,
+                        trigger::Pull::NewMail => {
+                            import_pickup(&root, &queue, &tx);
+                            Input::Rescan
+                        }
                         trigger::Pull::Flush => Input::Flush,
                     };
                     if tx.send(input).is_err() {
@@ -229,9 +257,11 @@ fn run_inner(root: &Root) -> Result<(), String> {
     }
 
     // Wait for SIGTERM / SIGINT.
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-            .map_err(|e| format!("signals: {e}"))?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| format!("signals: {e}"))?;
     let _ = signals.forever().next();
     shared.stopping.store(true, Ordering::SeqCst);
     for addr in bound {

@@ -147,7 +147,12 @@ pub fn serve_connection<S: Read + Write + ?Sized>(
         }
         let n = match stream.read(&mut buf) {
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 session.handle_timeout(Instant::now());
                 continue;
             }
@@ -236,11 +241,20 @@ fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client:
             match shared.local.check(&local) {
                 RcptCheck::Exists => {}
                 RcptCheck::Unknown => {
-                    return Verdict::Reject(reply(550, "5.1.1 sorry, no mailbox here by that name"));
+                    return Verdict::Reject(reply(
+                        550,
+                        "5.1.1 sorry, no mailbox here by that name",
+                    ));
                 }
                 RcptCheck::TryLater(why) => {
-                    log::line(&format!("smtp: recipient check deferred: {}", log::safe(why.as_bytes())));
-                    return Verdict::Reject(reply(451, "4.3.0 temporary failure looking up recipient"));
+                    log::line(&format!(
+                        "smtp: recipient check deferred: {}",
+                        log::safe(why.as_bytes())
+                    ));
+                    return Verdict::Reject(reply(
+                        451,
+                        "4.3.0 temporary failure looking up recipient",
+                    ));
                 }
             }
         }
@@ -365,7 +379,10 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
             return 111;
         }
     };
-    let mut io = Stdio { input: stdin, output: stdout };
+    let mut io = Stdio {
+        input: stdin,
+        output: stdout,
+    };
     match serve_connection(&shared, &mut io, None, true) {
         Ok(()) => 0,
         Err(_) => 111,

@@ -44,8 +44,18 @@ fn sigkill_during_load_loses_nothing_that_got_250() {
         )
     };
     if rustix::process::geteuid().is_root() {
-        Command::new("chmod").arg("755").arg(root.tmp.path()).arg(root.tmp.path().join("home")).status().unwrap();
-        Command::new("chown").arg("-R").arg(format!("{uid}:{gid}")).arg(&joe).status().unwrap();
+        Command::new("chmod")
+            .arg("755")
+            .arg(root.tmp.path())
+            .arg(root.tmp.path().join("home"))
+            .status()
+            .unwrap();
+        Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{gid}"))
+            .arg(&joe)
+            .status()
+            .unwrap();
     }
     std::fs::write(
         root.path("users/assign"),
@@ -84,7 +94,11 @@ fn sigkill_during_load_loses_nothing_that_got_250() {
     }
     let acked = reader.join().unwrap();
     let _ = pusher.wait();
-    assert!(acked.len() >= 100, "client got too few 250s: {}", acked.len());
+    assert!(
+        acked.len() >= 100,
+        "client got too few 250s: {}",
+        acked.len()
+    );
     // Everything acknowledged must arrive.
     let maildir = joe.join("Maildir");
     let ok = wait_maildir(&maildir, acked.len(), 60);
@@ -100,7 +114,11 @@ fn sigkill_during_load_loses_nothing_that_got_250() {
             *seen.entry(id).or_default() += 1;
         }
     }
-    let lost: Vec<u32> = acked.iter().copied().filter(|i| !seen.contains_key(i)).collect();
+    let lost: Vec<u32> = acked
+        .iter()
+        .copied()
+        .filter(|i| !seen.contains_key(i))
+        .collect();
     let duplicates: usize = seen.values().map(|&n| n.saturating_sub(1)).sum();
     eprintln!(
         "crash test: {} acknowledged, {} distinct delivered, {duplicates} duplicates, {} lost",
@@ -108,6 +126,14 @@ fn sigkill_during_load_loses_nothing_that_got_250() {
         seen.len(),
         lost.len()
     );
-    assert!(ok || lost.is_empty(), "timed out; lost {lost:?}\n{}", server.log_text());
-    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}\n{}", server.log_text());
+    assert!(
+        ok || lost.is_empty(),
+        "timed out; lost {lost:?}\n{}",
+        server.log_text()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged but lost: {lost:?}\n{}",
+        server.log_text()
+    );
 }

@@ -87,23 +87,42 @@ fn send(root: &TestRoot, from: &str, to: &[&str], body: &str) -> String {
     out.trim().to_owned()
 }
 
-const BODY: &str = "From: a@example.net\r\nTo: joe@example.org\r\nSubject: hi\r\n\r\nhello there\r\n";
+const BODY: &str =
+    "From: a@example.net\r\nTo: joe@example.org\r\nSubject: hi\r\n\r\nhello there\r\n";
 
 #[test]
 fn local_maildir_delivery_with_smtplib() {
     let root = TestRoot::new();
     let joe = add_user(&root, "joe");
     let server = root.serve();
-    assert_eq!(send(&root, "a@example.net", &["joe@example.org"], BODY), "OK []");
-    assert!(wait_maildir(&joe.join("Maildir"), 1, 20), "{}", server.log_text());
+    assert_eq!(
+        send(&root, "a@example.net", &["joe@example.org"], BODY),
+        "OK []"
+    );
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
     let msgs = maildir_messages(&joe.join("Maildir"));
     assert_eq!(msgs.len(), 1);
     let m = &msgs[0];
-    assert!(m.starts_with("b'Return-Path: <a@example.net>\\nDelivered-To: joe@example.org\\nReceived: from "), "{m}");
+    assert!(
+        m.starts_with(
+            "b'Return-Path: <a@example.net>\\nDelivered-To: joe@example.org\\nReceived: from "
+        ),
+        "{m}"
+    );
     assert!(m.ends_with("Subject: hi\\n\\nhello there\\n'"), "{m}");
     assert!(server.wait_log("end msg", 1, 10), "{}", server.log_text());
     let log = server.log_text();
-    for needle in ["new msg", "info msg", "starting delivery 1: msg", "delivery 1: success: did_", "status: local"] {
+    for needle in [
+        "new msg",
+        "info msg",
+        "starting delivery 1: msg",
+        "delivery 1: success: did_",
+        "status: local",
+    ] {
         assert!(log.contains(needle), "log lacks {needle:?}:\n{log}");
     }
 }
@@ -126,7 +145,11 @@ fn swaks_delivers() {
     let transcript = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{transcript}");
     assert!(transcript.contains("<-  250 2.0.0 ok "), "{transcript}");
-    assert!(wait_maildir(&joe.join("Maildir"), 1, 20), "{}", server.log_text());
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
     let msgs = maildir_messages(&joe.join("Maildir"));
     assert!(msgs[0].contains("Subject: via swaks"), "{msgs:?}");
 }
@@ -142,19 +165,49 @@ fn dot_qmail_mbox_program_forward_extension_default() {
         "# joe's delivery\n./mbox\n|printf '%s|%s|%s' \"$SENDER\" \"$RECIPIENT\" \"$EXT\" > prog.out\n&bob@example.org\n./Maildir/\n",
     );
     write_qmail(&joe, ".qmail-lists", "./Lists/\n");
-    write_qmail(&joe, ".qmail-default", "|printf '%s' \"$DEFAULT\" > default.out\n");
+    write_qmail(
+        &joe,
+        ".qmail-default",
+        "|printf '%s' \"$DEFAULT\" > default.out\n",
+    );
     for d in ["Lists/tmp", "Lists/new", "Lists/cur"] {
         std::fs::create_dir_all(joe.join(d)).unwrap();
     }
     let (uid, gid) = test_ids();
     chown_tree(&joe, uid, gid);
     let server = root.serve();
-    assert_eq!(send(&root, "a@example.net", &["joe@example.org"], BODY), "OK []");
-    assert_eq!(send(&root, "a@example.net", &["joe-lists@example.org"], BODY), "OK []");
-    assert_eq!(send(&root, "a@example.net", &["joe-Other.Thing@example.org"], BODY), "OK []");
-    assert!(wait_maildir(&joe.join("Maildir"), 1, 20), "{}", server.log_text());
-    assert!(wait_maildir(&bob.join("Maildir"), 1, 20), "{}", server.log_text());
-    assert!(wait_maildir(&joe.join("Lists"), 1, 20), "{}", server.log_text());
+    assert_eq!(
+        send(&root, "a@example.net", &["joe@example.org"], BODY),
+        "OK []"
+    );
+    assert_eq!(
+        send(&root, "a@example.net", &["joe-lists@example.org"], BODY),
+        "OK []"
+    );
+    assert_eq!(
+        send(
+            &root,
+            "a@example.net",
+            &["joe-Other.Thing@example.org"],
+            BODY
+        ),
+        "OK []"
+    );
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
+    assert!(
+        wait_maildir(&bob.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
+    assert!(
+        wait_maildir(&joe.join("Lists"), 1, 20),
+        "{}",
+        server.log_text()
+    );
     assert!(server.wait_log("end msg", 4, 20), "{}", server.log_text());
     assert_eq!(
         std::fs::read_to_string(joe.join("prog.out")).unwrap(),
@@ -174,8 +227,14 @@ fn dot_qmail_mbox_program_forward_extension_default() {
     assert!(out.contains("joe@example.org\nhello there"), "{out}");
     // The forward carries joe's Delivered-To line, and bob's own.
     let fwd = maildir_messages(&bob.join("Maildir"));
-    assert!(fwd[0].contains("Delivered-To: bob@example.org\\n"), "{fwd:?}");
-    assert!(fwd[0].contains("Delivered-To: joe@example.org\\n"), "{fwd:?}");
+    assert!(
+        fwd[0].contains("Delivered-To: bob@example.org\\n"),
+        "{fwd:?}"
+    );
+    assert!(
+        fwd[0].contains("Delivered-To: joe@example.org\\n"),
+        "{fwd:?}"
+    );
 }
 
 #[test]
@@ -184,19 +243,39 @@ fn alias_fallback_and_unknown_users_refused_at_rcpt() {
     add_user(&root, "joe");
     let server = root.serve();
     // postmaster has no users/assign entry: the alias user's .qmail-default takes it.
-    assert_eq!(send(&root, "a@example.net", &["postmaster@example.org"], BODY), "OK []");
-    assert!(wait_maildir(&root.path("alias/Maildir"), 1, 20), "{}", server.log_text());
+    assert_eq!(
+        send(&root, "a@example.net", &["postmaster@example.org"], BODY),
+        "OK []"
+    );
+    assert!(
+        wait_maildir(&root.path("alias/Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
     drop(server);
     // Without a catch-all, unknown users are refused at RCPT: no backscatter.
     std::fs::remove_file(root.path("alias/.qmail-default")).unwrap();
     let server = root.serve();
-    let out = send(&root, "a@example.net", &["nosuch@example.org", "joe@example.org"], BODY);
-    assert_eq!(out, "OK [('nosuch@example.org', 550)]", "{}", server.log_text());
+    let out = send(
+        &root,
+        "a@example.net",
+        &["nosuch@example.org", "joe@example.org"],
+        BODY,
+    );
+    assert_eq!(
+        out,
+        "OK [('nosuch@example.org', 550)]",
+        "{}",
+        server.log_text()
+    );
     // qmail's behaviour is one control file away.
     drop(server);
     root.control("acceptunknown", "1\n");
     let server = root.serve();
-    assert_eq!(send(&root, "a@example.net", &["nosuch@example.org"], BODY), "OK []");
+    assert_eq!(
+        send(&root, "a@example.net", &["nosuch@example.org"], BODY),
+        "OK []"
+    );
     drop(server);
 }
 
@@ -205,11 +284,22 @@ fn bounce_and_double_bounce_in_qsbmf() {
     let root = TestRoot::new();
     let joe = add_user(&root, "joe");
     let bob = add_user(&root, "bob");
-    write_qmail(&joe, ".qmail-fail", "|echo 'no thanks, said the program'; exit 100\n");
+    write_qmail(
+        &joe,
+        ".qmail-fail",
+        "|echo 'no thanks, said the program'; exit 100\n",
+    );
     let server = root.serve();
     // bob sends to a failing address: bob gets a QSBMF bounce.
-    assert_eq!(send(&root, "bob@example.org", &["joe-fail@example.org"], BODY), "OK []");
-    assert!(wait_maildir(&bob.join("Maildir"), 1, 20), "{}", server.log_text());
+    assert_eq!(
+        send(&root, "bob@example.org", &["joe-fail@example.org"], BODY),
+        "OK []"
+    );
+    assert!(
+        wait_maildir(&bob.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
     let b = &maildir_messages(&bob.join("Maildir"))[0];
     for needle in [
         "Return-Path: <>",
@@ -225,12 +315,28 @@ fn bounce_and_double_bounce_in_qsbmf() {
     }
     // The failing address sends to itself: its bounce bounces, and the double bounce
     // goes to postmaster (the alias user's catch-all).
-    assert_eq!(send(&root, "joe-fail@example.org", &["joe-fail@example.org"], BODY), "OK []");
-    assert!(wait_maildir(&root.path("alias/Maildir"), 1, 20), "{}", server.log_text());
+    assert_eq!(
+        send(
+            &root,
+            "joe-fail@example.org",
+            &["joe-fail@example.org"],
+            BODY
+        ),
+        "OK []"
+    );
+    assert!(
+        wait_maildir(&root.path("alias/Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
     let d = &maildir_messages(&root.path("alias/Maildir"))[0];
     assert!(d.contains("Return-Path: <#@[]>"), "{d}");
     assert!(d.contains("but the bounce bounced!"), "{d}");
-    assert!(server.wait_log("bounce msg", 3, 10), "{}", server.log_text());
+    assert!(
+        server.wait_log("bounce msg", 3, 10),
+        "{}",
+        server.log_text()
+    );
 }
 
 #[test]
@@ -243,14 +349,22 @@ fn relay_only_for_relayclients() {
         let s = socket2_connect(sock, root.addr());
         let mut s = s;
         let mut out = read_reply(&mut s);
-        for cmd in ["EHLO t\r\n", "MAIL FROM:<a@example.net>\r\n", "RCPT TO:<x@elsewhere.example>\r\n", "QUIT\r\n"] {
+        for cmd in [
+            "EHLO t\r\n",
+            "MAIL FROM:<a@example.net>\r\n",
+            "RCPT TO:<x@elsewhere.example>\r\n",
+            "QUIT\r\n",
+        ] {
             s.write_all(cmd.as_bytes()).unwrap();
             out.push_str(&read_reply(&mut s));
         }
         out
     };
     let inside = attempt([127, 0, 0, 1]);
-    assert!(inside.contains("250 ok\r\n221") || inside.matches("\r\n250").count() >= 2, "{inside}");
+    assert!(
+        inside.contains("250 ok\r\n221") || inside.matches("\r\n250").count() >= 2,
+        "{inside}"
+    );
     let outside = attempt([127, 0, 0, 2]);
     assert!(outside.contains("\r\n553 "), "{outside}");
 }
@@ -287,7 +401,11 @@ fn verp_sender_per_recipient() {
         .write_all(b"Subject: list post\n\nhello list\n")
         .unwrap();
     assert!(child.wait().unwrap().success());
-    assert!(wait_maildir(&joe.join("Maildir"), 1, 20), "{}", server.log_text());
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
     let m = &maildir_messages(&joe.join("Maildir"))[0];
     assert!(
         m.starts_with("b'Return-Path: <list-joe=example.org@example.org>\\n"),
@@ -301,7 +419,12 @@ fn smuggling_attempts_never_make_a_second_message() {
     let joe = add_user(&root, "joe");
     let server = root.serve();
     for (i, trick) in [
-        "\n.\n", "\n.\r\n", "\r\n.\n", "\r.\r", "\r\n.\r", "\r\n\x00.\r\n",
+        "\n.\n",
+        "\n.\r\n",
+        "\r\n.\n",
+        "\r.\r",
+        "\r\n.\r",
+        "\r\n\x00.\r\n",
     ]
     .iter()
     .enumerate()
@@ -328,7 +451,10 @@ fn smuggling_attempts_never_make_a_second_message() {
     // Give the scheduler time to deliver anything that was (wrongly) accepted.
     std::thread::sleep(Duration::from_millis(500));
     for m in maildir_messages(&joe.join("Maildir")) {
-        assert!(!m.contains("Subject: smuggled"), "smuggled message delivered: {m}");
+        assert!(
+            !m.contains("Subject: smuggled"),
+            "smuggled message delivered: {m}"
+        );
         assert!(!m.contains("evil"), "smuggled text delivered: {m}");
     }
     drop(server);
@@ -344,9 +470,20 @@ fn program_runs_as_the_assigned_uid() {
     let joe = add_user(&root, "joe");
     write_qmail(&joe, ".qmail", "|id -u > uid.txt; id -G > groups.txt\n");
     let server = root.serve();
-    assert_eq!(send(&root, "a@example.net", &["joe@example.org"], BODY), "OK []");
+    assert_eq!(
+        send(&root, "a@example.net", &["joe@example.org"], BODY),
+        "OK []"
+    );
     assert!(server.wait_log("end msg", 1, 20), "{}", server.log_text());
     let (uid, gid) = test_ids();
-    assert_eq!(std::fs::read_to_string(joe.join("uid.txt")).unwrap().trim(), uid.to_string());
-    assert_eq!(std::fs::read_to_string(joe.join("groups.txt")).unwrap().trim(), gid.to_string());
+    assert_eq!(
+        std::fs::read_to_string(joe.join("uid.txt")).unwrap().trim(),
+        uid.to_string()
+    );
+    assert_eq!(
+        std::fs::read_to_string(joe.join("groups.txt"))
+            .unwrap()
+            .trim(),
+        gid.to_string()
+    );
 }

@@ -27,17 +27,16 @@ impl TestRoot {
         let tmp = tempfile::tempdir().unwrap();
         // Session threads and delivery workers run unprivileged when the tests run as
         // root: they must be able to traverse the temporary directory.
-        std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let dir = tmp.path().join("root");
         let out = mta(&dir, &["init", "--hostname", "example.org"]);
         assert!(out.status.success(), "init failed: {out:?}");
         let port = free_port();
-        std::fs::write(
-            dir.join("control/listen"),
-            format!("127.0.0.1:{port}\n"),
-        )
-        .unwrap();
+        std::fs::write(dir.join("control/listen"), format!("127.0.0.1:{port}\n")).unwrap();
         TestRoot { tmp, dir, port }
     }
 
@@ -78,7 +77,10 @@ pub struct Server {
 
 impl Server {
     pub fn start(root: &TestRoot) -> Server {
-        let log = root.tmp.path().join(format!("serve-{}.log", Instant::now().elapsed().as_nanos()));
+        let log = root
+            .tmp
+            .path()
+            .join(format!("serve-{}.log", Instant::now().elapsed().as_nanos()));
         let logf = std::fs::File::create(&log).unwrap();
         let child = Command::new(MTA)
             .arg("--root")
@@ -106,7 +108,10 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("mta serve did not start listening; log:\n{}", self.log_text());
+        panic!(
+            "mta serve did not start listening; log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn log_text(&self) -> String {
@@ -140,7 +145,10 @@ impl Server {
     /// SIGTERM and wait; returns the exit code.
     pub fn stop(&mut self) -> Option<i32> {
         let mut c = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(c.id().to_string())
+            .status();
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
             if let Ok(Some(st)) = c.try_wait() {
@@ -213,7 +221,11 @@ pub fn wait_maildir(dir: &Path, n: usize, secs: u64) -> bool {
     while Instant::now() < deadline {
         let count = ["new", "cur"]
             .iter()
-            .map(|d| std::fs::read_dir(dir.join(d)).map(|r| r.count()).unwrap_or(0))
+            .map(|d| {
+                std::fs::read_dir(dir.join(d))
+                    .map(|r| r.count())
+                    .unwrap_or(0)
+            })
             .sum::<usize>();
         if count >= n {
             return true;
