@@ -119,3 +119,66 @@ fn failed_mark_keeps_the_previous_status_and_the_next_mark_works() {
         vec![Status::Delivered, Status::Failed(b"550".to_vec())]
     );
 }
+
+/// Unmounts the test file system even if the test panics.
+struct Mounted<'a>(&'a std::path::Path);
+
+impl Drop for Mounted<'_> {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.0).status();
+    }
+}
+
+/// A real full disk: a 768 KiB tmpfs. Needs permission to mount (root); elsewhere the test
+/// says so and checks nothing (the simulated faults above still run everywhere).
+#[test]
+fn real_full_tmpfs() {
+    let mnt = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=768k,nr_inodes=4096",
+            "mta-queue-test",
+        ])
+        .arg(mnt.path())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("real_full_tmpfs: cannot mount a tmpfs here (not root?); skipped");
+        return;
+    }
+    let _guard = Mounted(mnt.path());
+    let q = Queue::open(mnt.path(), QueueOptions::default().split(4)).unwrap();
+    let env = Envelope::new("s@x", ["r@x"]);
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let mut ok = Vec::new();
+    let err = loop {
+        match q.enqueue(&env, &body[..]) {
+            Ok(id) => ok.push(id),
+            Err(e) => break e,
+        }
+        assert!(ok.len() < 100, "tmpfs never filled up");
+    };
+    assert!(err.is_storage_full(), "{err}");
+    assert!(!ok.is_empty());
+    assert_eq!(q.scan().unwrap(), ok, "a failed enqueue is visible");
+    assert_eq!(
+        std::fs::read_dir(mnt.path().join("tmp")).unwrap().count(),
+        0
+    );
+    // A mark's few bytes fit in the file's last page even now; removing finished messages
+    // frees room for new ones.
+    q.mark(ok[0], 0, Status::Delivered).unwrap();
+    q.remove(ok[0]).unwrap();
+    q.mark(ok[1], 0, Status::Delivered).unwrap();
+    q.remove(ok[1]).unwrap();
+    let again = q.enqueue(&env, &body[..]).unwrap();
+    drop(q);
+    let q = Queue::open(mnt.path(), QueueOptions::default()).unwrap();
+    for id in ok[2..].iter().chain([&again]) {
+        assert_eq!(crate::common::read_body(&q, *id), body);
+    }
+}
