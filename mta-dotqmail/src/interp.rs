@@ -210,6 +210,7 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
         );
         let mut recipients: Vec<Vec<u8>> = Vec::new();
         let mut seen_files: HashSet<PathBuf> = HashSet::new();
+        let mut seen_forwards: HashSet<Vec<u8>> = HashSet::new();
         for line in lines {
             let stop_after = match line.instruction {
                 Instruction::Comment | Instruction::Ignored => false,
@@ -218,7 +219,7 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
                     false
                 }
                 Instruction::Forward(addr) => {
-                    if !recipients.contains(&addr) {
+                    if seen_forwards.insert(addr.clone()) {
                         self.counts.forwards += 1;
                         self.say(b"forward ", &addr);
                         recipients.push(addr);
