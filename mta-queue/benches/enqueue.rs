@@ -69,7 +69,7 @@ fn fsync_limit(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 round += 1;
                 parallel(threads, iters, &|t, n| {
-                    raw_loop(dir.path(), &format!("{round}-{t}"), n)
+                    raw_loop(dir.path(), &format!("{round}-{t}"), n);
                 })
             });
         });

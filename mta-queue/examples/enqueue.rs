@@ -38,7 +38,7 @@ fn parse_args() -> Result<Args, String> {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
             "--threads" => {
-                args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?
+                args.threads = value()?.parse().map_err(|e| format!("--threads: {e}"))?;
             }
             "--count" => args.count = value()?.parse().map_err(|e| format!("--count: {e}"))?,
             "--size" => args.size = value()?.parse().map_err(|e| format!("--size: {e}"))?,
