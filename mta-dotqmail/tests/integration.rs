@@ -3,6 +3,8 @@
 
 #[path = "integration/assign_file.rs"]
 mod assign_file;
+#[path = "integration/child.rs"]
+mod child;
 #[path = "integration/mock.rs"]
 mod mock;
 #[path = "integration/programs.rs"]
