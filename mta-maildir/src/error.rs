@@ -260,8 +260,14 @@ mod tests {
         assert_error::<MaildirError>();
         assert_error::<MboxError>();
         let e = MboxError::new(MboxStep::Write, false, io::Error::other("x"));
-        assert_eq!(e.to_string(), "mbox delivery failed: write mbox (mbox not rolled back)");
-        let e = MaildirError::NotMaildir { path: "/m".into(), missing: "new" };
+        assert_eq!(
+            e.to_string(),
+            "mbox delivery failed: write mbox (mbox not rolled back)"
+        );
+        let e = MaildirError::NotMaildir {
+            path: "/m".into(),
+            missing: "new",
+        };
         assert_eq!(e.to_string(), "/m is not a maildir: no new directory");
         let copy = copy_io_error(&io::Error::from_raw_os_error(28));
         assert_eq!(copy.raw_os_error(), Some(28));
