@@ -8,7 +8,7 @@ use std::path::Path;
 use mta_core::{Address, Envelope};
 
 use super::config::{Hosts, read_list};
-use super::header::{self, Field};
+use super::header::{Field, Header};
 use super::rewrite::Rewriter;
 use super::token822::{self, LINE_LEN, Token};
 use super::{Env, Fatal, Options, Strategy, tz};
@@ -122,13 +122,15 @@ impl Role {
     }
 }
 
-/// The result: the envelope and the message as qmail-inject writes it (no Received line).
+/// The result: the envelope and the message head as qmail-inject writes it (no Received
+/// line); the rest of the body follows it unchanged.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Prepared {
     /// Sender and recipients, rewritten.
     pub(crate) envelope: Envelope,
-    /// The fixed-up message, LF line ends.
-    pub(crate) message: Vec<u8>,
+    /// The added fields, the kept (rewritten) fields and the header/body separator, LF line
+    /// ends.
+    pub(crate) head: Vec<u8>,
 }
 
 fn cannot_parse(line: &[u8]) -> Fatal {
@@ -368,8 +370,8 @@ impl Composer<'_> {
     }
 }
 
-/// Builds the message and envelope from the input (qmail-inject's whole run short of
-/// queueing).
+/// Builds the message head and the envelope from the header (qmail-inject's whole run
+/// short of copying the body and queueing).
 ///
 /// # Errors
 /// [`Fatal::Permanent`] for an address or address field that does not parse.
@@ -377,7 +379,7 @@ pub(crate) fn prepare(
     opts: &Options,
     env: &Env,
     settings: &Settings,
-    input: &[u8],
+    header: Header,
 ) -> Result<Prepared, Fatal> {
     let mut c = Composer {
         env,
@@ -409,19 +411,18 @@ pub(crate) fn prepare(
             })?);
         }
     }
-    let split = header::split(input);
-    for f in split.fields {
+    for f in header.fields {
         c.field(f)?;
     }
     let resent = c.seen.iter().any(|f| f.is_resent());
     if c.sender.is_none() {
         c.default_sender()?;
     }
-    let mut message = c.added_fields(resent)?;
+    let mut head = c.added_fields(resent)?;
     for f in &c.kept {
-        message.extend_from_slice(f);
+        head.extend_from_slice(f);
     }
-    message.extend_from_slice(&split.body);
+    head.extend_from_slice(&header.separator);
     if strategy != Strategy::Args {
         recipients.extend(if resent {
             c.resent_rcpts
@@ -436,6 +437,6 @@ pub(crate) fn prepare(
             Address::from_bytes(c.sender.unwrap_or_default()),
             recipients.into_iter().map(Address::from_bytes),
         ),
-        message,
+        head,
     })
 }

@@ -11,17 +11,19 @@ use super::{Env, Fatal};
 use crate::root::Root;
 use crate::trigger::{self, Pull};
 
-/// `-n`: `Return-Path: <sender>` and the message, as qmail-inject prints them.
+/// `-n`: `Return-Path: <sender>` and the message (head, then `body`), as qmail-inject
+/// prints them.
 ///
 /// # Errors
 /// [`Fatal::Temporary`] when `out` cannot be written.
-pub(crate) fn print(p: &Prepared, out: &mut dyn Write) -> Result<(), Fatal> {
+pub(crate) fn print(p: &Prepared, mut body: impl Read, out: &mut dyn Write) -> Result<(), Fatal> {
     let mut text = b"Return-Path: <".to_vec();
     text.extend_from_slice(&quote_address(p.envelope.sender.as_bytes()));
     text.extend_from_slice(b">\n");
-    text.extend_from_slice(&p.message);
+    text.extend_from_slice(&p.head);
     out.write_all(&text)
-        .and_then(|()| out.flush())
+        .and_then(|()| std::io::copy(&mut body, out))
+        .and_then(|_| out.flush())
         .map_err(|e| Fatal::Temporary(format!("write error: {e}")))
 }
 
@@ -36,7 +38,7 @@ pub(crate) fn received_line(env: &Env) -> String {
     )
 }
 
-/// Queues the message with the Received line in front, then pulls the trigger so a running
+/// Queues the message (head, then `body`) with the Received line in front, then pulls the trigger so a running
 /// `mta serve` picks it up at once.
 ///
 /// When a running `mta serve` holds the queue ([`QueueError::Locked`]), the message goes
@@ -48,14 +50,17 @@ pub(crate) fn received_line(env: &Env) -> String {
 /// [`Fatal::Permanent`] for an envelope qmail-queue would refuse (an address with NUL or
 /// over 1002 bytes: its exit 11); [`Fatal::Temporary`] when the queue or the pickup
 /// directory cannot be written.
-pub(crate) fn enqueue(root: &Root, env: &Env, p: &Prepared) -> Result<(), Fatal> {
+pub(crate) fn enqueue(root: &Root, env: &Env, p: &Prepared, body: impl Read) -> Result<(), Fatal> {
     let encoded = mta_queue::qmail::encode(&p.envelope)
         .map_err(|e| Fatal::Permanent(format!("qq permanent problem: {e}")))?;
     let received = received_line(env);
     match Queue::open(root.queue(), QueueOptions::default()) {
         Ok(queue) => {
             queue
-                .enqueue(&p.envelope, received.as_bytes().chain(&p.message[..]))
+                .enqueue(
+                    &p.envelope,
+                    received.as_bytes().chain(&p.head[..]).chain(body),
+                )
                 .map_err(|e| match e {
                     QueueError::TooLarge => Fatal::Permanent(format!("qq permanent problem: {e}")),
                     e => Fatal::Temporary(format!("qq temporary problem: {e}")),
@@ -65,7 +70,9 @@ pub(crate) fn enqueue(root: &Root, env: &Env, p: &Prepared) -> Result<(), Fatal>
             let _ = pickup::drain(root, &queue);
         }
         Err(QueueError::Locked) => {
-            pickup::drop_off(root, &encoded, received.as_bytes(), &p.message)
+            let mut prefix = received.into_bytes();
+            prefix.extend_from_slice(&p.head);
+            pickup::drop_off(root, &encoded, &prefix, body)
                 .map_err(|e| Fatal::Temporary(format!("qq temporary problem: {e}")))?;
         }
         Err(e) => return Err(Fatal::Temporary(format!("unable to open queue: {e}"))),

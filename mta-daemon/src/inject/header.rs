@@ -11,6 +11,8 @@
 //! - End of input inside the header leaves the message without a body and without a blank
 //!   line, as qmail-inject does.
 
+use std::io::{self, BufRead, Read};
+
 /// The header fields qmail-inject knows (`hfield.c`), by the field names it matches
 /// case-insensitively (spaces or tabs may precede the colon).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,35 +116,41 @@ pub(crate) fn is_valid_field(line: &[u8]) -> bool {
     !name.is_empty() && name.iter().all(|&b| (33..=126).contains(&b))
 }
 
-/// A message cut into header fields and body.
+/// A message's header, read up to where the body starts.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Split {
+pub(crate) struct Header {
     /// Each field with its continuation lines, ending in `\n`.
     pub(crate) fields: Vec<Vec<u8>>,
-    /// Everything after the header, including the separating blank line when there is one
-    /// (qmail-inject writes the body exactly as this).
-    pub(crate) body: Vec<u8>,
+    /// What separates the header from the rest of the body: `\n` after an empty line, `\n`
+    /// plus the line that was not a field, or nothing at end of input.
+    pub(crate) separator: Vec<u8>,
 }
 
-/// Splits `input` into LF-terminated lines, dropping a CR before each LF and adding an LF to
-/// a final partial line.
-fn lines(input: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
-    input.split_inclusive(|&b| b == b'\n').map(|l| {
-        let content = l.strip_suffix(b"\n").unwrap_or(l);
-        let content = content.strip_suffix(b"\r").unwrap_or(content);
-        let mut v = Vec::with_capacity(content.len() + 1);
-        v.extend_from_slice(content);
-        v.push(b'\n');
-        v
-    })
+/// Reads one line, LF-terminated: a CR before the LF is dropped and a final partial line
+/// gets an LF (qmail `getsa`). `None` at end of input.
+fn next_line(r: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
+    line.clear();
+    if r.read_until(b'\n', line)? == 0 {
+        return Ok(false);
+    }
+    if line.ends_with(b"\r\n") {
+        line.truncate(line.len() - 2);
+        line.push(b'\n');
+    } else if !line.ends_with(b"\n") {
+        line.push(b'\n');
+    }
+    Ok(true)
 }
 
-/// Cuts a message into header fields and body (qmail `headerbody`).
-pub(crate) fn split(input: &[u8]) -> Split {
-    let mut out = Split::default();
+/// Reads the header (qmail `headerbody`), leaving `r` at the start of the body proper.
+///
+/// # Errors
+/// Read errors from `r`.
+pub(crate) fn read_header(r: &mut dyn BufRead) -> io::Result<Header> {
+    let mut out = Header::default();
     let mut current: Option<Vec<u8>> = None;
-    let mut it = lines(input);
-    for line in it.by_ref() {
+    let mut line = Vec::new();
+    while next_line(r, &mut line)? {
         if let Some(field) = current.as_mut()
             && (line[0] == b' ' || line[0] == b'\t')
         {
@@ -153,7 +161,7 @@ pub(crate) fn split(input: &[u8]) -> Split {
             out.fields.push(field);
         }
         if line == b"\n" {
-            out.body.push(b'\n');
+            out.separator.push(b'\n');
             break;
         }
         if line.starts_with(b"From ") {
@@ -161,20 +169,63 @@ pub(crate) fn split(input: &[u8]) -> Split {
             f.extend_from_slice(&line);
             current = Some(f);
         } else if is_valid_field(&line) {
-            current = Some(line);
+            current = Some(std::mem::take(&mut line));
         } else {
-            out.body.push(b'\n');
-            out.body.extend_from_slice(&line);
+            out.separator.push(b'\n');
+            out.separator.extend_from_slice(&line);
             break;
         }
     }
     if let Some(field) = current.take() {
         out.fields.push(field);
     }
-    for line in it {
-        out.body.extend_from_slice(&line);
+    Ok(out)
+}
+
+/// The rest of the body, streamed line by line with the same line-end rules as the header
+/// (CRLF → LF, a final LF added), so a large message is never held in memory.
+pub(crate) struct Body<R> {
+    inner: R,
+    line: Vec<u8>,
+    pos: usize,
+}
+
+impl<R: BufRead> Body<R> {
+    /// Streams what is left of `inner`.
+    pub(crate) fn new(inner: R) -> Body<R> {
+        Body {
+            inner,
+            line: Vec::new(),
+            pos: 0,
+        }
     }
-    out
+}
+
+impl<R: BufRead> Read for Body<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.line.len() {
+            self.pos = 0;
+            if !next_line(&mut self.inner, &mut self.line)? {
+                self.line.clear();
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.line.len() - self.pos);
+        buf[..n].copy_from_slice(&self.line[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// The whole message cut into header fields and body (separator included), for tests.
+#[cfg(test)]
+pub(crate) fn split(input: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+    let mut r = input;
+    let header = read_header(&mut r).unwrap_or_default();
+    let mut body = header.separator;
+    // Reading from a slice cannot fail.
+    let _ = Body::new(r).read_to_end(&mut body);
+    (header.fields, body)
 }
 
 #[cfg(test)]
@@ -188,27 +239,27 @@ mod tests {
 
     #[test]
     fn header_ends_at_blank_line() {
-        let s = split(b"To: a\r\nSubject: x\r\n  y\r\n\r\nbody\r\nmore");
-        assert_eq!(s.fields, f(&["To: a\n", "Subject: x\n  y\n"]));
-        assert_eq!(s.body, b"\nbody\nmore\n");
+        let (fields, body) = split(b"To: a\r\nSubject: x\r\n  y\r\n\r\nbody\r\nmore");
+        assert_eq!(fields, f(&["To: a\n", "Subject: x\n  y\n"]));
+        assert_eq!(body, b"\nbody\nmore\n");
     }
 
     #[test]
     fn header_ends_at_invalid_line_with_blank_inserted() {
-        let s = split(b"To: a\nthis is body\nline 2\n");
-        assert_eq!(s.fields, f(&["To: a\n"]));
-        assert_eq!(s.body, b"\nthis is body\nline 2\n");
+        let (fields, body) = split(b"To: a\nthis is body\nline 2\n");
+        assert_eq!(fields, f(&["To: a\n"]));
+        assert_eq!(body, b"\nthis is body\nline 2\n");
         // A name with a space, a leading continuation, a line without a colon.
-        assert_eq!(split(b"Bad Name: x\n").body, b"\nBad Name: x\n");
-        assert_eq!(split(b" x: y\n").body, b"\n x: y\n");
-        assert!(split(b"\xff: y\n").fields.is_empty());
+        assert_eq!(split(b"Bad Name: x\n").1, b"\nBad Name: x\n");
+        assert_eq!(split(b" x: y\n").1, b"\n x: y\n");
+        assert!(split(b"\xff: y\n").0.is_empty());
     }
 
     #[test]
     fn mbox_from_line() {
-        let s = split(b"From joe@x Sun Nov 29 04:00:00 2026\nTo: a\n\nb\n");
+        let (fields, _) = split(b"From joe@x Sun Nov 29 04:00:00 2026\nTo: a\n\nb\n");
         assert_eq!(
-            s.fields,
+            fields,
             f(&[
                 "MBOX-Line: From joe@x Sun Nov 29 04:00:00 2026\n",
                 "To: a\n"
@@ -218,11 +269,28 @@ mod tests {
 
     #[test]
     fn header_only_message_has_no_blank_line() {
-        let s = split(b"Subject: x");
-        assert_eq!(s.fields, f(&["Subject: x\n"]));
-        assert!(s.body.is_empty());
-        assert_eq!(split(b""), Split::default());
-        assert_eq!(split(b"\nbody").body, b"\nbody\n");
+        let (fields, body) = split(b"Subject: x");
+        assert_eq!(fields, f(&["Subject: x\n"]));
+        assert!(body.is_empty());
+        assert_eq!(split(b""), (vec![], vec![]));
+        assert_eq!(split(b"\nbody").1, b"\nbody\n");
+    }
+
+    #[test]
+    fn body_streams_in_small_reads_with_line_ends_fixed() {
+        let mut r = &b"To: a\n\nl1\r\nl2\rx\r\n\r\nlast"[..];
+        read_header(&mut r).unwrap();
+        let mut body = Body::new(std::io::BufReader::with_capacity(3, r));
+        let mut out = Vec::new();
+        let mut buf = [0u8; 2];
+        loop {
+            let n = body.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(out, b"l1\nl2\rx\n\nlast\n");
     }
 
     #[test]

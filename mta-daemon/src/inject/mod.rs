@@ -34,7 +34,7 @@ mod token822;
 mod tz;
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 
 pub use env::{Env, VARIABLES};
@@ -194,15 +194,15 @@ pub(crate) fn run(
             root.dir().display()
         )));
     }
-    let mut input = Vec::new();
-    stdin
-        .read_to_end(&mut input)
-        .map_err(|e| Fatal::Temporary(format!("read error: {e}")))?;
     let settings = compose::Settings::load(&root.control(), env)?;
-    let prepared = compose::prepare(opts, env, &settings, &input)?;
+    let mut input = BufReader::with_capacity(64 * 1024, stdin);
+    let head = header::read_header(&mut input)
+        .map_err(|e| Fatal::Temporary(format!("read error: {e}")))?;
+    let prepared = compose::prepare(opts, env, &settings, head)?;
+    let body = header::Body::new(input);
     if opts.queue {
-        deliver::enqueue(root, env, &prepared)
+        deliver::enqueue(root, env, &prepared, body)
     } else {
-        deliver::print(&prepared, stdout)
+        deliver::print(&prepared, body, stdout)
     }
 }

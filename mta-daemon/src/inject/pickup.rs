@@ -27,7 +27,7 @@ pub fn dir(root: &Root) -> PathBuf {
 }
 
 /// Leaves a message in the pickup directory: `envelope` (already qmail-encoded), then
-/// `prefix` and `message`.
+/// `prefix` and the bytes of `message`.
 ///
 /// # Errors
 /// The maildir could not be created or the delivery into it failed (a temporary failure).
@@ -35,7 +35,7 @@ pub(crate) fn drop_off(
     root: &Root,
     envelope: &[u8],
     prefix: &[u8],
-    message: &[u8],
+    message: impl std::io::Read,
 ) -> Result<(), PickupError> {
     let md = Maildir::create(dir(root)).map_err(PickupError::Maildir)?;
     let mut head = Vec::with_capacity(envelope.len() + prefix.len());

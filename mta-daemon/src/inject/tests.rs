@@ -4,6 +4,7 @@
 
 use std::ffi::OsString;
 use std::fs;
+use std::io::Read;
 
 use super::compose::{Prepared, Settings, prepare};
 use super::*;
@@ -38,19 +39,25 @@ impl Case {
         self
     }
 
-    fn prepare(&self, args: &[&str], input: &str) -> Result<Prepared, Fatal> {
+    /// The prepared head, and the whole message (head and streamed body).
+    fn prepare(&self, args: &[&str], input: &str) -> Result<(Prepared, Vec<u8>), Fatal> {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         let opts = parse_options(&args)?;
         let settings = Settings::load(&self.dir.path().join("control"), &self.env)?;
-        prepare(&opts, &self.env, &settings, input.as_bytes())
+        let mut r = input.as_bytes();
+        let head = header::read_header(&mut r).unwrap();
+        let p = prepare(&opts, &self.env, &settings, head)?;
+        let mut message = p.head.clone();
+        header::Body::new(r).read_to_end(&mut message).unwrap();
+        Ok((p, message))
     }
 
     fn message(&self, args: &[&str], input: &str) -> String {
-        String::from_utf8(self.prepare(args, input).unwrap().message).unwrap()
+        String::from_utf8(self.prepare(args, input).unwrap().1).unwrap()
     }
 
     fn envelope(&self, args: &[&str], input: &str) -> (String, Vec<String>) {
-        let p = self.prepare(args, input).unwrap();
+        let (p, _) = self.prepare(args, input).unwrap();
         (
             p.envelope.sender.to_string_lossy(),
             p.envelope
@@ -334,4 +341,33 @@ fn controls_missing_fall_back_to_me_then_literals() {
         "{m}"
     );
     assert!(m.contains("From: joe@dh.example.org\n"), "{m}");
+}
+
+#[test]
+fn envelope_addresses_agree_with_mta_core_address_list_parser() {
+    use mta_core::address_list::{ParseOptions, QmailRewrite, parse_address_list};
+    // mta-core's RFC 5322 parser with qmail-inject's leniency is an independent
+    // implementation: where both accept a field, they must find the same addresses.
+    let rw = QmailRewrite::new("mx.example.org", "example.org", "plus.example.org");
+    let fields = [
+        "joe, mary@mx, ann@box+, <@r1,@r2:bob@x.org>, lit@[10.0.0.1], e@x.org.",
+        "djb fred (Fred)",
+        "\"Joe  Q\" <joe@x.org>, (c) ann@y.org (Ann)",
+        "grp: c@x.org, d;, after@x.org",
+        "Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>",
+        "joe@, Mixed.Case@Example.ORG",
+        "undisclosed-recipients: ;",
+        "a@b.c.d, \"Name, with comma\" <n@x.org>",
+    ];
+    let c = Case::new().control("defaulthost", "mx.example.org\n");
+    for field in fields {
+        let ours = c.envelope(&["-h"], &format!("To: {field}\n\n")).1;
+        let theirs: Vec<String> =
+            parse_address_list(field.as_bytes(), &ParseOptions::qmail_inject(rw.clone()))
+                .unwrap()
+                .mailboxes()
+                .map(|m| m.to_address().to_string_lossy())
+                .collect();
+        assert_eq!(ours, theirs, "{field}");
+    }
 }

@@ -458,3 +458,22 @@ fn sendmail_t_while_serve_runs_is_delivered() {
         ["during|1|mid-ok|joe@example.org|someone@example.org|False|hi"]
     );
 }
+
+#[test]
+fn large_crlf_message_is_streamed_into_the_queue_with_lf_line_ends() {
+    let f = Fixture::new();
+    // 8 MB of body in 100,000 CRLF lines, the last one without a line end.
+    let line = format!("{}\r\n", "x".repeat(78));
+    let mut input = String::from("Subject: big\r\nTo: r@example.net\r\n\r\n");
+    for _ in 0..99_999 {
+        input.push_str(&line);
+    }
+    input.push_str("tail");
+    let out = f.run(&["inject", "-a", "r@example.net"], &[], &input);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (_, msg) = f.only_message();
+    let body = msg.split_once("\n\n").unwrap().1;
+    assert_eq!(body.len(), 99_999 * 79 + 5);
+    assert!(body.ends_with(&format!("{}\ntail\n", "x".repeat(78))));
+    assert!(!msg.contains('\r'));
+}
