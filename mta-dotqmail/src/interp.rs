@@ -40,7 +40,7 @@ pub struct DeliveryRequest<'a> {
     pub now: i64,
 }
 
-/// Policy knobs; the defaults follow the reading of qmail.
+/// Policy knobs; the defaults follow dot-qmail(5) and qmail-lspawn.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DeliveryOptions {
     /// qmail's conf-patrn: a home directory or `.qmail` file whose mode has any of these
@@ -69,8 +69,15 @@ enum Mode {
 
 /// Delivers `message` for one local recipient, as qmail-local does, through `exec`.
 ///
-/// # Examples
-/// See the crate documentation and `examples/dotqmail_deliver.rs`.
+/// Never fails as a function: every problem is an [`Outcome`] whose
+/// [`DeliveryStatus`] is `Deferred` (qmail's exit 111: retry later) or `Bounced` (exit
+/// 100), with qmail-local's text and `(#x.y.z)` code at the end of the report. On success
+/// the report ends with `did <files>+<forwards>+<programs>` and
+/// [`Outcome::forward`] holds the forwards the caller must enqueue (DTLINE + message,
+/// from `NEWSENDER`). Maildir, mbox and program lines have already run when this returns.
+///
+/// The crate documentation has a complete example with an in-memory executor;
+/// `examples/dotqmail_deliver.rs` uses [`crate::SystemExecutor`].
 pub fn deliver<E: Executor + ?Sized>(
     exec: &mut E,
     request: &DeliveryRequest<'_>,
@@ -82,7 +89,9 @@ pub fn deliver<E: Executor + ?Sized>(
 
 /// `qmail-local -n`: the report lists, one per line, the instructions a delivery would
 /// follow (`maildir X`, `mbox X`, `program X`, `forward X`) and ends with the `did` line;
-/// nothing is delivered and the loop check is skipped.
+/// nothing is delivered and the loop check is skipped. The status says whether a real
+/// delivery would get that far (a writable home, a missing mailbox or a `+list` followed
+/// by a file line still end it early, as they do for `qmail-local -n`).
 pub fn explain<E: Executor + ?Sized>(
     exec: &mut E,
     request: &DeliveryRequest<'_>,

@@ -120,6 +120,22 @@ fn missing_maildir_and_rcpt_check_on_disk() {
         DeliveryStatus::Deferred("Unable to chdir to maildir. (#4.2.1)\n".into())
     );
 
+    fs::write(home.join(".qmail"), b"./nodir/mbox\n").unwrap();
+    fs::set_permissions(home.join(".qmail"), fs::Permissions::from_mode(0o644)).unwrap();
+    let o = deliver(
+        &mut SystemExecutor::new(),
+        &request,
+        &DeliveryOptions::default(),
+        Message::Bytes(b"\n"),
+    );
+    assert_eq!(
+        o.status,
+        DeliveryStatus::Deferred(
+            "Unable to open ./nodir/mbox: no such file or directory. (#4.2.1)\n".into()
+        )
+    );
+    fs::remove_file(home.join(".qmail")).unwrap();
+
     // RCPT-time checks against the real filesystem.
     let ext_user = |ext: &str| {
         LocalUser::new(
