@@ -1,0 +1,136 @@
+//! The SMTP part of a remote delivery: connect to each planned address in turn
+//! (`timeoutconnect`, downed hosts skipped), then run mta-smtp's client over the
+//! connection (`timeoutremote` per read and write), one transaction with every recipient.
+//!
+//! qmail-remote stopped at the first successful connect. We go on to the next address
+//! when the server sends no greeting at all within `timeoutremote`, or a greeting other
+//! than 220 (RFC 5321 §3.1 and §5.1: try the next MX when the first will not talk); in
+//! both cases nothing has been sent, so there is no risk of a duplicate.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Instant;
+
+use mta_core::{DeliveryResult, EnhancedStatus, Envelope, StatusClass};
+use mta_smtp::ClientConfig;
+use mta_smtp::blocking;
+
+use super::RemoteDelivery;
+use super::plan::Hop;
+use crate::sched::Job;
+
+/// How the server began the session.
+enum Greeting {
+    /// Bytes arrived (or the connection closed): let the client session judge them.
+    Started,
+    /// Nothing within `timeoutremote`.
+    Silent,
+}
+
+fn deferred(text: String, subject: u16, detail: u16) -> DeliveryResult {
+    DeliveryResult::Deferred {
+        text,
+        status: EnhancedStatus::new(StatusClass::Transient, subject, detail).ok(),
+    }
+}
+
+impl RemoteDelivery {
+    /// Delivers `job` to the first address in `hops` that talks SMTP.
+    pub(crate) fn transmit(&self, hops: &[Hop], job: &Job) -> Vec<DeliveryResult> {
+        let n = job.targets.len();
+        let envelope = Envelope {
+            sender: job.sender.clone(),
+            recipients: job.targets.iter().map(|t| t.address.clone()).collect(),
+        };
+        let mut last: Option<Vec<DeliveryResult>> = None;
+        let mut down = 0;
+        for hop in hops {
+            if self.downed.is_down(hop.ip, Instant::now()) {
+                down += 1;
+                continue;
+            }
+            let addr = SocketAddr::new(hop.ip, hop.port);
+            let stream = match TcpStream::connect_timeout(&addr, self.control.timeout_connect) {
+                Ok(s) => s,
+                Err(e) => {
+                    if e.kind() == io::ErrorKind::TimedOut {
+                        self.downed.timed_out(hop.ip, Instant::now());
+                    } else {
+                        self.downed.reachable(hop.ip);
+                    }
+                    continue;
+                }
+            };
+            if let Greeting::Silent = self.wait_greeting(&stream) {
+                self.downed.timed_out(hop.ip, Instant::now());
+                let text = format!("Connected to {} but greeting timed out.", hop.ip);
+                last = Some(vec![deferred(text, 4, 2); n]);
+                continue;
+            }
+            self.downed.reachable(hop.ip);
+            let message = match self.queue.open_message(job.id) {
+                Ok(m) => m,
+                Err(e) => {
+                    return vec![
+                        deferred(format!("Unable to read message: {e}. (#4.3.0)"), 3, 0);
+                        n
+                    ];
+                }
+            };
+            let peer = hop.ip.to_string();
+            let mut config = ClientConfig::new(self.control.helohost.clone(), peer.clone());
+            config.timeout = self.control.timeout_remote;
+            config.message_size = Some(message.len());
+            let results = blocking::deliver_with(stream, &envelope, message, config, None);
+            let refused = format!("Connected to {peer} but greeting failed.");
+            if results.iter().all(|r| {
+                matches!(r, DeliveryResult::Deferred { .. }) && r.text().starts_with(&refused)
+            }) {
+                last = Some(results);
+                continue;
+            }
+            return results;
+        }
+        last.unwrap_or_else(|| {
+            let why = if down > 0 {
+                format!(
+                    " {down} of {} addresses are marked down after timeouts.",
+                    hops.len()
+                )
+            } else {
+                String::new()
+            };
+            vec![
+                deferred(
+                    format!("Sorry, I wasn't able to establish an SMTP connection.{why} (#4.4.1)"),
+                    4,
+                    1
+                );
+                n
+            ]
+        })
+    }
+
+    /// Waits up to `timeoutremote` for the first byte of the greeting, without consuming it.
+    fn wait_greeting(&self, stream: &TcpStream) -> Greeting {
+        if stream
+            .set_read_timeout(Some(self.control.timeout_remote))
+            .is_err()
+        {
+            return Greeting::Started;
+        }
+        let mut byte = [0u8; 1];
+        match stream.peek(&mut byte) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Greeting::Silent
+            }
+            // Data, EOF or another error: the session reports it ("connection died").
+            _ => Greeting::Started,
+        }
+    }
+}
