@@ -30,7 +30,7 @@ impl Settings {
     /// when defaulthost, defaultdomain or plusdomain does not tokenise.
     pub(crate) fn load(control: &Path, env: &Env) -> Result<Settings, Fatal> {
         let hosts = Hosts::load(control, env)
-            .map_err(|e| Fatal::Temporary(format!("unable to read controls: {e}")))?;
+            .map_err(|e| Fatal::Temporary(format!("unable to read control files: {e}")))?;
         let rewriter = Rewriter::new(
             &hosts.default_host,
             &hosts.default_domain,

@@ -1,11 +1,15 @@
 //! The control files qmail-inject reads (qmail-reference §8): `defaultdomain`,
 //! `defaulthost`, `plusdomain` and `idhost`, each "me → X": the file's first line if the file
 //! exists (an empty first line is an empty value, not the default), else `me`'s first line if
-//! that exists, else the literal file name. The `QMAIL*` environment variables override them.
+//! that exists, else the literal file name. They come from mta-core's typed
+//! [`Control`], so inject reads them exactly as the rest of the daemon does; the `QMAIL*`
+//! environment variables override them. `QMAILMFTFILE` is read here as a qmail list file.
 
 use std::fs;
 use std::io;
 use std::path::Path;
+
+use mta_core::control::{Control, ControlError};
 
 use super::Env;
 
@@ -20,23 +24,6 @@ pub(crate) struct Hosts {
     pub(crate) plus_domain: Vec<u8>,
     /// The Message-ID host.
     pub(crate) id_host: Vec<u8>,
-}
-
-/// qmail `control_readline`: the first line with trailing spaces, tabs and CR removed;
-/// `None` when the file does not exist.
-fn read_line(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => {
-            let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
-            let end = line
-                .iter()
-                .rposition(|&b| !matches!(b, b' ' | b'\t' | b'\r'))
-                .map_or(0, |i| i + 1);
-            Ok(Some(line[..end].to_vec()))
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// qmail `control_readfile`: every line with trailing whitespace removed, blank lines and
@@ -62,26 +49,23 @@ pub(crate) fn read_list(path: &Path) -> io::Result<Option<Vec<Vec<u8>>>> {
 }
 
 impl Hosts {
-    /// Reads the controls under `control` and applies the environment overrides.
+    /// Reads the controls under `control` ([`Control::load`], which applies qmail's
+    /// syntax and "me → X" defaults) and applies the environment overrides.
     ///
     /// # Errors
-    /// An I/O error other than "not found" on any of the files (qmail-inject's "read error",
-    /// a temporary failure).
-    pub(crate) fn load(control: &Path, env: &Env) -> io::Result<Hosts> {
-        let me = read_line(&control.join("me"))?;
-        let get = |name: &str, var: &str| -> io::Result<Vec<u8>> {
-            if let Some(v) = env.var(var) {
-                return Ok(v.to_vec());
-            }
-            Ok(read_line(&control.join(name))?
-                .or_else(|| me.clone())
-                .unwrap_or_else(|| name.as_bytes().to_vec()))
+    /// [`ControlError`] naming the file and line when a control file cannot be read or
+    /// parsed (qmail-inject's "read error", a temporary failure).
+    pub(crate) fn load(control: &Path, env: &Env) -> Result<Hosts, ControlError> {
+        let c = Control::load(control)?;
+        let pick = |var: &str, value: String| {
+            env.var(var)
+                .map_or_else(|| value.into_bytes(), <[u8]>::to_vec)
         };
         Ok(Hosts {
-            default_domain: get("defaultdomain", "QMAILDEFAULTDOMAIN")?,
-            default_host: get("defaulthost", "QMAILDEFAULTHOST")?,
-            plus_domain: get("plusdomain", "QMAILPLUSDOMAIN")?,
-            id_host: get("idhost", "QMAILIDHOST")?,
+            default_domain: pick("QMAILDEFAULTDOMAIN", c.defaultdomain),
+            default_host: pick("QMAILDEFAULTHOST", c.defaulthost),
+            plus_domain: pick("QMAILPLUSDOMAIN", c.plusdomain),
+            id_host: pick("QMAILIDHOST", c.idhost),
         })
     }
 }

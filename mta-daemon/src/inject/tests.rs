@@ -371,3 +371,15 @@ fn envelope_addresses_agree_with_mta_core_address_list_parser() {
         assert_eq!(ours, theirs, "{field}");
     }
 }
+
+#[test]
+fn unreadable_controls_are_a_temporary_failure_naming_the_file() {
+    let c = Case::new().control("listen", "not an address\n");
+    let (code, out, err) = c.main(&["-n", "a@b.org"], "\n");
+    assert_eq!(code, 111);
+    assert!(out.is_empty());
+    assert!(
+        err.contains("unable to read control files") && err.contains("listen"),
+        "{err}"
+    );
+}
