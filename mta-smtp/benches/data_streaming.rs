@@ -71,10 +71,10 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(msg.len() as u64));
     g.sample_size(20);
     g.bench_function("server_16MiB_to_lf", |b| {
-        b.iter(|| stream(&msg, LineEnding::Lf))
+        b.iter(|| stream(&msg, LineEnding::Lf));
     });
     g.bench_function("server_16MiB_crlf", |b| {
-        b.iter(|| stream(&msg, LineEnding::Crlf))
+        b.iter(|| stream(&msg, LineEnding::Crlf));
     });
     // The client side: stored (LF) form to wire form with dot-stuffing.
     let stored: Vec<u8> = String::from_utf8(msg.clone())

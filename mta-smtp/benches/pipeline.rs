@@ -57,7 +57,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(1));
     g.bench_function("transaction_7_commands_1KiB", |b| {
-        b.iter(|| run(&input, &config, &mut out))
+        b.iter(|| run(&input, &config, &mut out));
     });
     g.finish();
 }

@@ -5,6 +5,8 @@
 #[path = "integration/common.rs"]
 mod common;
 
+#[path = "integration/blocking.rs"]
+mod blocking;
 #[path = "integration/client.rs"]
 mod client;
 #[path = "integration/interop.rs"]

@@ -312,6 +312,28 @@ mod tests {
         assert_eq!(r.finish(None), Err(DataError::LineTooLong));
     }
 
+    #[test]
+    fn no_allocation_per_line() {
+        // The receiver holds no heap data at all (only Copy fields); the one buffer it
+        // writes is the caller's. With room reserved, 100 000 lines never reallocate it.
+        let line = b"a normal line of text in a message body, about seventy octets long.\r\n";
+        let mut input = Vec::new();
+        for i in 0..100_000 {
+            if i % 10 == 0 {
+                input.extend_from_slice(b"..stuffed\r\n");
+            }
+            input.extend_from_slice(line);
+        }
+        input.extend_from_slice(b".\r\n");
+        let mut r = DataReceiver::new(LineEnding::Lf, usize::MAX, 1000);
+        let mut out = Vec::with_capacity(input.len());
+        let (ptr, cap) = (out.as_ptr(), out.capacity());
+        let (n, end) = r.feed(&input, &mut out);
+        assert!(end && n == input.len());
+        assert_eq!((out.as_ptr(), out.capacity()), (ptr, cap));
+        assert_eq!(out.len(), input.len() - 3 - 110_000 - 10_000);
+    }
+
     proptest! {
         /// Any split of the input gives the same output and the same end position.
         #[test]

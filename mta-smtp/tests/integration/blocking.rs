@@ -1,0 +1,202 @@
+//! The blocking drivers over real loopback sockets: read timeouts, the STARTTLS hook, and
+//! the `smtp_sink` example binary.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use mta_core::{DeliveryResult, Envelope};
+use mta_smtp::blocking::{Policy, Stream, deliver, deliver_with, serve};
+use mta_smtp::{ClientConfig, Event, ServerConfig, ServerSession, TlsPolicy, Verdict};
+
+struct AcceptAll;
+impl Policy for AcceptAll {}
+
+#[test]
+fn serve_times_out_an_idle_client() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut cfg = ServerConfig::new("mx.test");
+        cfg.timeout = Duration::from_millis(300);
+        serve(s, cfg, &mut AcceptAll)
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    c.write_all(b"HELO x\r\n").unwrap();
+    let mut got = String::new();
+    c.read_to_string(&mut got).unwrap();
+    assert_eq!(
+        got,
+        "220 mx.test ESMTP\r\n250 mx.test\r\n451 4.4.2 timeout\r\n"
+    );
+    assert!(start.elapsed() >= Duration::from_millis(300));
+    server.join().unwrap().unwrap();
+}
+
+/// A server that offers STARTTLS and, after its 220, carries on in clear text: the
+/// "handshake" is a no-op on both sides, which is enough to test the plumbing.
+fn null_tls_server() -> (u16, thread::JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let h = thread::spawn(move || {
+        let (mut sock, _) = listener.accept().unwrap();
+        let now = Instant::now();
+        let mut cfg = ServerConfig::new("mx.test");
+        cfg.offer_starttls = true;
+        let mut s = ServerSession::new(cfg, now);
+        let mut log = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut out = Vec::new();
+        loop {
+            while let Some(ev) = s.poll_event() {
+                log.push(format!("{ev:?}"));
+                match ev {
+                    Event::StartTls => {
+                        let _ = s.poll_transmit(&mut out);
+                        sock.write_all(&out).unwrap();
+                        out.clear();
+                        s.tls_established(now);
+                    }
+                    Event::Mail { .. }
+                    | Event::Rcpt { .. }
+                    | Event::DataStart
+                    | Event::DataEnd(_) => {
+                        s.decide(Verdict::Accept).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            if s.poll_transmit(&mut out) {
+                sock.write_all(&out).unwrap();
+                out.clear();
+            }
+            if s.is_closed() {
+                return log;
+            }
+            match sock.read(&mut buf).unwrap() {
+                0 => s.handle_eof(),
+                n => s.handle_input(&buf[..n], now),
+            }
+        }
+    });
+    (port, h)
+}
+
+#[test]
+fn deliver_with_starttls_hook() {
+    let (port, server) = null_tls_server();
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut cfg = ClientConfig::new("client.test", "127.0.0.1");
+    cfg.tls = TlsPolicy::Required;
+    let mut upgrades = 0;
+    let mut hook = |plain: TcpStream| -> std::io::Result<Box<dyn Stream>> {
+        upgrades += 1;
+        Ok(Box::new(plain))
+    };
+    let env = Envelope::new("a@example.org", ["b@example.com"]);
+    let results = deliver_with(stream, &env, &b"hi\n"[..], cfg, Some(&mut hook));
+    assert!(results[0].is_delivered(), "{results:?}");
+    assert_eq!(upgrades, 1);
+    let log = server.join().unwrap();
+    let ehlos = log.iter().filter(|l| l.starts_with("Ehlo")).count();
+    assert_eq!(ehlos, 2, "EHLO must be repeated after STARTTLS: {log:?}");
+    assert!(log.iter().any(|l| l == "StartTls"));
+}
+
+#[test]
+fn deliver_with_failing_hook_defers() {
+    let (port, server) = null_tls_server();
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut cfg = ClientConfig::new("client.test", "127.0.0.1");
+    cfg.tls = TlsPolicy::Opportunistic;
+    let mut hook = |_: TcpStream| -> std::io::Result<Box<dyn Stream>> {
+        Err(std::io::Error::other("handshake failed"))
+    };
+    let env = Envelope::new("a@example.org", ["b@example.com"]);
+    let results = deliver_with(stream, &env, &b"hi\n"[..], cfg, Some(&mut hook));
+    assert_eq!(results[0].letter(), 'Z');
+    let _ = server.join();
+}
+
+#[test]
+fn deliver_to_a_closed_port_style_failure() {
+    // The server greets and hangs up at once: every recipient is deferred.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let h = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(b"220 bye\r\n").unwrap();
+    });
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let env = Envelope::new("a@example.org", ["b@example.com", "c@example.com"]);
+    let results = deliver(stream, &env, &b"x\n"[..], "client.test");
+    h.join().unwrap();
+    assert!(
+        results
+            .iter()
+            .all(|r| matches!(r, DeliveryResult::Deferred { .. })),
+        "{results:?}"
+    );
+}
+
+fn example_binary(name: &str) -> Option<PathBuf> {
+    // target/<profile>/deps/integration-<hash> -> target/<profile>/examples/<name>
+    let exe = std::env::current_exe().ok()?;
+    let p = exe.parent()?.parent()?.join("examples").join(name);
+    p.exists().then_some(p)
+}
+
+#[test]
+fn smtp_sink_example_prints_one_line_per_message() {
+    let Some(bin) = example_binary("smtp_sink") else {
+        eprintln!("NOTICE: examples/smtp_sink not built; skipping");
+        return;
+    };
+    let mut child = Command::new(bin)
+        .arg("127.0.0.1:0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    for (i, rcpts) in [1usize, 3].into_iter().enumerate() {
+        let env = Envelope::new(
+            format!("s{i}@example.org").as_str(),
+            (0..rcpts).map(|k| format!("r{k}@example.com")),
+        );
+        let stream = TcpStream::connect(&addr).unwrap();
+        let results = deliver(
+            stream,
+            &env,
+            &b"Received: x\nSubject: s\n\nbody\n"[..],
+            "client.test",
+        );
+        assert!(
+            results.iter().all(DeliveryResult::is_delivered),
+            "{results:?}"
+        );
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+        lines.push(l);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        lines,
+        [
+            "message 1 from=<s0@example.org> rcpts=1 bytes=29 hops=1\n",
+            "message 2 from=<s1@example.org> rcpts=3 bytes=29 hops=1\n",
+        ]
+    );
+}
