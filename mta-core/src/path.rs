@@ -106,8 +106,41 @@ fn is_dot_string(s: &str) -> bool {
 
 /// RFC 5322 §3.2.3 `atext`, which RFC 5321 §4.1.2 `Atom` uses.
 pub(crate) fn is_atext(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+    ATEXT[usize::from(b)]
 }
+
+/// The ASCII `atext` bytes as a table: ALPHA / DIGIT / ``!#$%&'*+-/=?^_`{|}~``.
+static ATEXT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 128 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'/'
+                    | b'='
+                    | b'?'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'{'
+                    | b'|'
+                    | b'}'
+                    | b'~'
+            );
+        i += 1;
+    }
+    t
+};
 
 impl fmt::Display for Mailbox {
     /// Writes `local@domain`, quoting the local part when it is not a `Dot-string`

@@ -29,6 +29,8 @@ pub(super) enum Kind {
 pub(super) struct Token<'a> {
     pub(super) kind: Kind,
     pub(super) start: usize,
+    /// Offset just after the token.
+    pub(super) end: usize,
     pub(super) text: Cow<'a, str>,
 }
 
@@ -143,32 +145,41 @@ impl<'a> Lexer<'a> {
     fn lex(&mut self) -> Result<Token<'a>, ParseAddressError> {
         self.skip_cfws()?;
         let start = self.pos;
-        let Some(c) = self.char_at(start) else {
+        let Some(&b) = self.src.as_bytes().get(start) else {
             return Ok(Token {
                 kind: Kind::End,
                 start,
+                end: start,
                 text: Cow::Borrowed(""),
             });
         };
-        let (kind, text) = match c {
-            '"' => (Kind::Quoted, Cow::Owned(self.quoted_string()?)),
-            '[' => (Kind::Literal, Cow::Owned(self.domain_literal()?)),
-            '<' | '>' | '@' | ',' | ';' | ':' | '.' => {
+        let (kind, text) = match b {
+            b'"' => (Kind::Quoted, Cow::Owned(self.quoted_string()?)),
+            b'[' => (Kind::Literal, Cow::Owned(self.domain_literal()?)),
+            b'<' | b'>' | b'@' | b',' | b';' | b':' | b'.' => {
                 self.pos += 1;
-                (Kind::Special(c as u8), Cow::Borrowed(""))
+                (Kind::Special(b), Cow::Borrowed(""))
             }
-            ')' => return Err(Self::err(start, AddressErrorKind::UnbalancedParen)),
-            ']' => return Err(Self::err(start, AddressErrorKind::UnbalancedBracket)),
-            c if is_atext(c) => {
-                let len = self.src[start..]
-                    .find(|c: char| !is_atext(c))
+            b')' => return Err(Self::err(start, AddressErrorKind::UnbalancedParen)),
+            b']' => return Err(Self::err(start, AddressErrorKind::UnbalancedBracket)),
+            b if b >= 0x80 || crate::path::is_atext(b) => {
+                // Byte-wise: every byte of a UTF-8 sequence is >= 0x80, so the run ends on
+                // an ASCII byte, at a character boundary.
+                let len = self.src.as_bytes()[start..]
+                    .iter()
+                    .position(|&b| b < 0x80 && !crate::path::is_atext(b))
                     .unwrap_or(self.src.len() - start);
                 self.pos += len;
                 (Kind::Atom, Cow::Borrowed(&self.src[start..start + len]))
             }
             _ => return Err(Self::err(start, AddressErrorKind::InvalidCharacter)),
         };
-        Ok(Token { kind, start, text })
+        Ok(Token {
+            kind,
+            start,
+            end: self.pos,
+            text,
+        })
     }
 
     /// The character after a backslash at `self.pos`: `quoted-pair = ("\" (VCHAR / WSP)) /
@@ -219,10 +230,7 @@ impl<'a> Lexer<'a> {
                     None => return Err(Self::err(self.pos, AddressErrorKind::BareLineBreak)),
                 },
                 '\0' => return Err(Self::err(self.pos, AddressErrorKind::InvalidCharacter)),
-                _ => {
-                    out.push(c);
-                    self.pos += c.len_utf8();
-                }
+                _ => self.copy_run(&mut out, b"()\\\r\n\0"),
             }
         }
     }
@@ -251,12 +259,21 @@ impl<'a> Lexer<'a> {
                     None => return Err(Self::err(self.pos, AddressErrorKind::BareLineBreak)),
                 },
                 '\0' => return Err(Self::err(self.pos, AddressErrorKind::InvalidCharacter)),
-                _ => {
-                    out.push(c);
-                    self.pos += c.len_utf8();
-                }
+                _ => self.copy_run(&mut out, b"\"\\\r\n\0"),
             }
         }
+    }
+
+    /// Copies the text from the cursor up to the next byte in `stops` (or the end) into
+    /// `out`. The stops are ASCII, so the run ends at a character boundary.
+    fn copy_run(&mut self, out: &mut String, stops: &[u8]) {
+        let rest = &self.src[self.pos..];
+        let len = rest
+            .bytes()
+            .position(|b| stops.contains(&b))
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..len]);
+        self.pos += len;
     }
 
     /// `domain-literal = [CFWS] "[" *([FWS] dtext) [FWS] "]" [CFWS]` (§3.4.1), with
