@@ -15,10 +15,28 @@
 //! - [`path`]: RFC 5321 §4.1.2 `Reverse-path` / `Forward-path` parsing with the §4.5.3.1
 //!   size limits and RFC 6531 SMTPUTF8.
 //!
+//! Every parser takes bytes, returns a `Result` whose error carries a byte offset and a
+//! reason, never panics and runs in linear time. Nothing here reads a clock or opens a
+//! socket; [`control::Control::load`] is the only function that touches the filesystem.
+//!
 //! ```
-//! use mta_core::{Address, Envelope};
-//! let env = Envelope::new(Address::null(), ["postmaster@example.com"]);
+//! use mta_core::address_list::{parse_address_list, ParseOptions};
+//! use mta_core::path::{parse_reverse_path, PathOptions, ReversePath};
+//! use mta_core::{header, Address, Envelope};
+//!
+//! // MAIL FROM:<> and a recipient: the envelope of a bounce.
+//! let (sender, _) = parse_reverse_path(b"<>", PathOptions::default())?;
+//! assert_eq!(sender, ReversePath::Null);
+//! let env = Envelope::new(sender.to_address(), ["postmaster@example.com"]);
 //! assert!(env.sender.is_bounce_sender());
+//!
+//! // The recipients a To: field names, groups flattened.
+//! let to = parse_address_list(b"Mary <mary@x.test>, team: a@y.test, b@y.test;", &ParseOptions::strict())?;
+//! assert_eq!(to.mailboxes().count(), 3);
+//!
+//! // qmail-local's Return-Path line for the bounce.
+//! assert_eq!(header::return_path_line(&Address::null()), b"Return-Path: <>\n");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 #![forbid(unsafe_code)]
