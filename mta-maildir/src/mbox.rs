@@ -63,10 +63,10 @@ impl<F: Fs> Mbox<F> {
     /// Appends one message.
     ///
     /// Opens the file `O_RDWR|O_APPEND|O_CREAT` (qmail: `O_WRONLY`; we also read the last two
-    /// bytes), mode 0600; locks it (see [`Mbox`]); if the file does not end with a blank line
-    /// (a delivery was killed mid-write), completes its last entry with one so the new
-    /// `From ` line starts a message; notes its length; writes `from_line` (see [`mbox_from_line`]), `prefix_headers` as given,
-    /// then the message with mboxrd quoting (every line matching `^>*From ` gets one more
+    /// bytes), mode 0600; locks it (see [`Mbox`]); if it is locked and does not end with a
+    /// blank line (a delivery was killed mid-write), completes its last entry with one so the
+    /// new `From ` line starts a message; notes its length; writes `from_line` (see
+    /// [`mbox_from_line`]), `prefix_headers` as given, then the message with mboxrd quoting (every line matching `^>*From ` gets one more
     /// `>`), a newline if the message's last line lacked one, and a blank line; then
     /// `fsync`s the file (and its directory if the file was just created).
     ///
@@ -91,7 +91,13 @@ impl<F: Fs> Mbox<F> {
         let len = fs
             .len(&file)
             .map_err(|e| MboxError::new(MboxStep::Stat, true, e))?;
-        let start = repair_tail(fs, &mut file, len).map_err(|e| {
+        // Unlocked, a short tail may be another writer's entry in progress: leave it alone.
+        let repaired = if locked {
+            repair_tail(fs, &mut file, len)
+        } else {
+            Ok(len)
+        };
+        let start = repaired.map_err(|e| {
             // The repair is one short write: either it happened or the file is unchanged.
             let unchanged = fs.len(&file).is_ok_and(|l| l == len);
             MboxError::new(MboxStep::Write, unchanged, e)

@@ -115,7 +115,8 @@ impl Fs for OsFs {
 
     /// `flock(LOCK_EX|LOCK_NB)` (qmail-local's `lock_ex`), then a POSIX `fcntl` write lock on
     /// the whole file (what Python's `mailbox.mbox` and procmail-style readers take). If the
-    /// second is held elsewhere the first is released again.
+    /// second is held elsewhere the first is released again; if `fcntl` locks are not
+    /// available at all (`ENOLCK`, some NFS setups) the `flock` alone counts, as in qmail.
     fn try_lock(&self, file: &OwnedFd) -> io::Result<bool> {
         match rfs::flock(file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
@@ -123,15 +124,12 @@ impl Fs for OsFs {
             Err(e) => return Err(e.into()),
         }
         match rfs::fcntl_lock(file, FlockOperation::NonBlockingLockExclusive) {
-            Ok(()) => Ok(true),
-            Err(e) => {
+            Err(Errno::AGAIN | Errno::ACCESS) => {
                 rfs::flock(file, FlockOperation::Unlock)?;
-                if e == Errno::AGAIN || e == Errno::ACCESS {
-                    Ok(false)
-                } else {
-                    Err(e.into())
-                }
+                Ok(false)
             }
+            // Taken, or fcntl locks unavailable (the flock still holds).
+            Ok(()) | Err(_) => Ok(true),
         }
     }
 
