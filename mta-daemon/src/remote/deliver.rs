@@ -3,9 +3,10 @@
 //! connection (`timeoutremote` per read and write), one transaction with every recipient.
 //!
 //! qmail-remote stopped at the first successful connect. We go on to the next address
-//! when the server sends no greeting at all within `timeoutremote`, or a greeting other
-//! than 220 (RFC 5321 §3.1 and §5.1: try the next MX when the first will not talk); in
-//! both cases nothing has been sent, so there is no risk of a duplicate.
+//! when the server sends no greeting within `timeoutremote`, closes the connection
+//! before greeting, or greets with something other than 220 (RFC 5321 §3.1 and §5.1:
+//! try the next MX when the first will not talk); in these cases nothing has been sent,
+//! so there is no risk of a duplicate.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -21,8 +22,10 @@ use crate::sched::Job;
 
 /// How the server began the session.
 enum Greeting {
-    /// Bytes arrived (or the connection closed): let the client session judge them.
+    /// Bytes arrived (or a read error): let the client session judge them.
     Started,
+    /// The server closed the connection without a word.
+    Closed,
     /// Nothing within `timeoutremote`.
     Silent,
 }
@@ -61,11 +64,23 @@ impl RemoteDelivery {
                     continue;
                 }
             };
-            if let Greeting::Silent = self.wait_greeting(&stream) {
-                self.downed.timed_out(hop.ip, Instant::now());
-                let text = format!("Connected to {} but greeting timed out.", hop.ip);
-                last = Some(vec![deferred(text, 4, 2); n]);
-                continue;
+            match self.wait_greeting(&stream) {
+                Greeting::Silent => {
+                    self.downed.timed_out(hop.ip, Instant::now());
+                    let text = format!("Connected to {} but greeting timed out.", hop.ip);
+                    last = Some(vec![deferred(text, 4, 2); n]);
+                    continue;
+                }
+                Greeting::Closed => {
+                    self.downed.reachable(hop.ip);
+                    let text = format!(
+                        "Connected to {} but connection died before the greeting.",
+                        hop.ip
+                    );
+                    last = Some(vec![deferred(text, 4, 2); n]);
+                    continue;
+                }
+                Greeting::Started => {}
             }
             self.downed.reachable(hop.ip);
             let message = match self.queue.open_message(job.id) {
@@ -129,7 +144,8 @@ impl RemoteDelivery {
             {
                 Greeting::Silent
             }
-            // Data, EOF or another error: the session reports it ("connection died").
+            Ok(0) => Greeting::Closed,
+            // Data or another error: the session reports it ("connection died").
             _ => Greeting::Started,
         }
     }

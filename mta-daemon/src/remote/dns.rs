@@ -481,6 +481,35 @@ mod tests {
     }
 
     #[test]
+    fn ttl_zero_is_not_cached_and_ttls_expire() {
+        let dns = Responder::start(|q| {
+            let qn = q.queries()[0].name().clone();
+            let ttl = u32::from(qn.to_ascii().starts_with("one."));
+            let mut r = reply_to(q, ResponseCode::NoError);
+            r.add_answer(Record::from_rdata(
+                qn,
+                ttl,
+                RData::A(A(Ipv4Addr::LOCALHOST)),
+            ));
+            Some(r)
+        });
+        let res = dns.resolver();
+        res.lookup(&name("zero.test"), RecordType::A).unwrap();
+        res.lookup(&name("zero.test"), RecordType::A).unwrap();
+        assert_eq!(
+            dns.queries.load(Ordering::SeqCst),
+            2,
+            "TTL 0: asked every time"
+        );
+        res.lookup(&name("one.test"), RecordType::A).unwrap();
+        res.lookup(&name("one.test"), RecordType::A).unwrap();
+        assert_eq!(dns.queries.load(Ordering::SeqCst), 3, "TTL 1: cached");
+        std::thread::sleep(Duration::from_millis(1100));
+        res.lookup(&name("one.test"), RecordType::A).unwrap();
+        assert_eq!(dns.queries.load(Ordering::SeqCst), 4, "expired after 1 s");
+    }
+
+    #[test]
     fn wrong_id_is_ignored() {
         let dns = Responder::start(|q| {
             let mut r = reply_to(q, ResponseCode::NoError);

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hickory_proto::op::{Message, MessageType, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX};
@@ -232,6 +232,8 @@ enum Mode {
     DropAfterDot,
     /// Accepts the connection and never says anything.
     Silent,
+    /// Accepts the connection and closes it at once.
+    Hangup,
 }
 
 /// One accepted message.
@@ -241,6 +243,8 @@ struct Txn {
     mail: String,
     rcpts: Vec<String>,
     data: Vec<u8>,
+    /// RCPT commands arrived together with MAIL (RFC 2920 pipelining).
+    pipelined: bool,
 }
 
 struct SinkState {
@@ -345,6 +349,9 @@ fn session(stream: TcpStream, st: &SinkState) {
         while read_line(&mut r, st).is_some() {}
         return;
     }
+    if mode == Mode::Hangup {
+        return;
+    }
     if mode == Mode::Busy {
         let _ = w.write_all(b"421 4.3.2 sink is busy\r\n");
         let _ = read_line(&mut r, st);
@@ -356,6 +363,7 @@ fn session(stream: TcpStream, st: &SinkState) {
         mail: String::new(),
         rcpts: Vec::new(),
         data: Vec::new(),
+        pipelined: false,
     };
     while let Some(line) = read_line(&mut r, st) {
         let cmd = line.trim_end().to_owned();
@@ -377,6 +385,7 @@ fn session(stream: TcpStream, st: &SinkState) {
         } else if upper.starts_with("MAIL FROM:") {
             txn.mail = arg("MAIL FROM:");
             txn.rcpts.clear();
+            txn.pipelined = !r.buffer().is_empty();
             "250 2.1.0 ok\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
             let rcpt = arg("RCPT TO:");
@@ -506,6 +515,7 @@ impl Setup {
             id,
             sender: Address::from(sender),
             channel: Channel::Remote,
+            birth: SystemTime::now(),
             targets: rcpts
                 .iter()
                 .enumerate()
@@ -513,6 +523,7 @@ impl Setup {
                     delivery: i as u64 + 1,
                     index: i as u32,
                     address: Address::from(*r),
+                    attempts: 0,
                 })
                 .collect(),
         }
@@ -718,6 +729,10 @@ fn per_recipient_250_451_550() {
         "{r:?}"
     );
     assert_eq!(sink.txns()[0].rcpts, ["ok@mixed.test"]);
+    assert!(
+        sink.txns()[0].pipelined,
+        "RCPTs sent with MAIL, as PIPELINING was offered"
+    );
 
     // No recipient accepted: nothing is sent.
     let r = remote.deliver(&setup.job("s@mta.test", &["perm1@mixed.test", "temp1@mixed.test"]));
@@ -749,16 +764,20 @@ fn connection_dropped_after_the_dot_is_a_possible_duplicate_then_delivered_once(
 }
 
 #[test]
-fn busy_greeting_tries_the_next_mx() {
+fn busy_greeting_or_hangup_tries_the_next_mx() {
     let mut z = Zone::default();
     z.mx("busy.test", 10, "mx1.busy.test")
         .mx("busy.test", 20, "mx2.busy.test");
     z.a("mx1.busy.test", [127, 0, 0, 2])
         .a("mx2.busy.test", [127, 0, 0, 3]);
+    z.mx("hangup.test", 10, "mx1.hangup.test")
+        .mx("hangup.test", 20, "mx2.busy.test")
+        .a("mx1.hangup.test", [127, 0, 0, 4]);
     z.a("onlybusy.test", [127, 0, 0, 2]);
     let dns = Dns::start(z);
     let setup = Setup::new(&dns);
-    let (port, mut ls) = bind_same_port(&[lo(2), lo(3)]);
+    let (port, mut ls) = bind_same_port(&[lo(2), lo(3), lo(4)]);
+    let hangup = Sink::start(ls.pop().unwrap(), Mode::Hangup);
     let good = Sink::start(ls.pop().unwrap(), Mode::Normal);
     let busy = Sink::start(ls.pop().unwrap(), Mode::Busy);
     let remote = setup.remote(port);
@@ -768,6 +787,12 @@ fn busy_greeting_tries_the_next_mx() {
     );
     assert_eq!(busy.connections(), 1);
     assert_eq!(good.txns().len(), 1);
+    assert_delivered_by(
+        &remote.deliver(&setup.job("s@mta.test", &["a@hangup.test"])),
+        "127.0.0.3",
+    );
+    assert_eq!(hangup.connections(), 1);
+    assert_eq!(good.txns().len(), 2);
     let r = remote.deliver(&setup.job("s@mta.test", &["a@onlybusy.test"]));
     assert!(
         matches!(&r[0], DeliveryResult::Deferred { text, .. }
@@ -1012,15 +1037,20 @@ fn delivers_to_postfix_smtp_sink_with_pipelining() {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(dumps.len(), 1, "one transaction");
+    let d = &dumps[0];
+    assert!(d.contains("X-Helo-Args: client.mta.test\n"), "{d}");
+    assert!(d.contains("X-Mail-Args: <s@mta.test>\n"), "{d}");
     for rcpt in &rcpts {
         assert!(
-            dumps[0].contains(&format!("X-Rcpt-Args: <{rcpt}>"))
-                || dumps[0].contains(rcpt.as_str()),
-            "{rcpt} in {}",
-            dumps[0]
+            d.contains(&format!("X-Rcpt-Args: <{rcpt}>\n")),
+            "{rcpt} in {d}"
         );
     }
-    assert!(dumps[0].contains("Subject: remote test"), "{}", dumps[0]);
+    assert!(d.contains("Subject: remote test\n"), "{d}");
+    assert!(
+        d.contains("\n\nline one\n.leading dot\n..two dots\nlast line\n"),
+        "unstuffed body: {d}"
+    );
 }
 
 // ---------------------------------------------------------------- throughput
@@ -1070,12 +1100,14 @@ fn throughput() {
                 delivery: i as u64,
                 index: i as u32,
                 address: Address::from(r.as_str()),
+                attempts: 0,
             })
             .collect();
         jobs.push(Job {
             id,
             sender: Address::from("s@mta.test"),
             channel: Channel::Remote,
+            birth: SystemTime::now(),
             targets,
         });
     }
