@@ -34,9 +34,9 @@ const CHUNK: usize = 256;
 /// A single [`Maildir::deliver`] costs two fsyncs (file data, then `new/`). Here the message
 /// is written once into the first maildir's `tmp/` and its data synced once; then it is
 /// hard-linked into each target's `new/` and each `new/` is synced once. For N targets that
-/// is N + 1 fsyncs instead of 2N, no extra copies of the data, and on a journalling
+/// is N + 1 fsyncs instead of 2N and no extra copies of the data; on a journalling
 /// filesystem the first directory sync commits the links of the whole chunk, so the others
-/// are cheap. When a link fails with `EXDEV` (the target is on another filesystem) the
+/// cost a journal check and a cache flush rather than a commit. When a link fails with `EXDEV` (the target is on another filesystem) the
 /// message is copied into that target's `tmp/`, synced, and linked from there. The `tmp/`
 /// name is unlinked at the end. Each target's result is `Ok` only after its `new/` is
 /// durable; a crash leaves each target with nothing or the complete message.
@@ -46,8 +46,12 @@ const CHUNK: usize = 256;
 /// this function takes one prefix for all targets: use it for a list fan-out where the
 /// shared prefix (say the list's own `Delivered-To:`) is enough, and call
 /// [`Maildir::deliver`] per target when each needs its own prefix, at two fsyncs each.
-/// Hard links also mean a reader that edits a message file in place would change it in
-/// every maildir; maildir readers rename, never rewrite, so this is safe in practice.
+///
+/// **One inode.** All targets share one file, owned by the delivering uid with mode 0600, so
+/// fan-out fits maildirs read by one uid (a virtual-domain mail store, list archives);
+/// where qmail would deliver as each target user, deliver per user instead. A reader
+/// removing or flagging its copy only unlinks or renames its own name, and maildir readers
+/// never rewrite a message in place, so the copies stay independent in practice.
 ///
 /// See [`deliver_many_with`] for a faster way to make the links durable.
 ///

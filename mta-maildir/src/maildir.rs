@@ -119,7 +119,8 @@ impl<F: Fs> Maildir<F> {
     /// [`clean_tmp`](Maildir::clean_tmp) after 36 hours.
     ///
     /// As in qmail, failing to unlink the `tmp/` name after the delivery is durable is not
-    /// an error.
+    /// an error. Unlike qmail, the file's `close` result is not checked (Rust's descriptors
+    /// cannot report it); the `fsync` before it already reported any write-back error.
     ///
     /// # Errors
     /// [`DeliverError`] naming the step that failed; the `tmp/` file has been removed and
