@@ -12,6 +12,7 @@ pub mod frame;
 pub mod inject;
 pub mod local;
 pub mod log;
+pub mod pool;
 pub mod privs;
 pub mod qread;
 pub mod remote;
@@ -65,15 +66,31 @@ pub fn run(argv: Vec<OsString>) -> i32 {
         cli::Command::Queue(cli::QueueCommand::List) | cli::Command::Mailq => {
             admin::list(&root, &mut std::io::stdout(), &mut std::io::stderr())
         }
-        cli::Command::Queue(cli::QueueCommand::Flush) => admin::flush(&root, &mut std::io::stdout()),
+        cli::Command::Queue(cli::QueueCommand::Flush) => {
+            admin::flush(&root, &mut std::io::stdout())
+        }
         cli::Command::LocalWorker => local::worker_main(),
         cli::Command::Inject(args) => {
             let env = inject::Env::from_process();
-            inject::main(&root, &args, &env, &mut std::io::stdin(), &mut std::io::stdout(), &mut std::io::stderr())
+            inject::main(
+                &root,
+                &args,
+                &env,
+                &mut std::io::stdin(),
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
         }
         cli::Command::Sendmail(args) => {
             let env = inject::Env::from_process();
-            sendmail::main(&root, &args, &env, &mut std::io::stdin(), &mut std::io::stdout(), &mut std::io::stderr())
+            sendmail::main(
+                &root,
+                &args,
+                &env,
+                &mut std::io::stdin(),
+                &mut std::io::stdout(),
+                &mut std::io::stderr(),
+            )
         }
     }
 }

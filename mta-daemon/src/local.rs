@@ -110,15 +110,19 @@ impl LocalDelivery {
             Err(e) => RcptCheck::TryLater(e.report()),
         }
     }
+}
 
+impl crate::pool::Deliver for LocalDelivery {
     /// Delivers a job (one result per target); forwards are queued here.
-    pub fn deliver(&self, job: &Job) -> Vec<DeliveryResult> {
+    fn deliver(&self, job: &Job) -> Vec<DeliveryResult> {
         job.targets
             .iter()
             .map(|t| self.deliver_one(job, &t.address))
             .collect()
     }
+}
 
+impl LocalDelivery {
     fn deliver_one(&self, job: &Job, recipient: &Address) -> DeliveryResult {
         let local = recipient.local_part();
         let domain = recipient.domain().unwrap_or_default();

@@ -25,6 +25,7 @@ use mta_core::{Address, DeliveryResult, Envelope};
 use mta_queue::{MessageId, Queue, Status};
 
 use crate::log;
+use crate::pool::{Done, Finish};
 use crate::route::{Route, Router};
 
 /// Which pool a delivery belongs to.
@@ -54,6 +55,8 @@ pub struct Target {
     pub index: u32,
     /// The recipient after routing (virtualdomain prefix applied for local ones).
     pub address: Address,
+    /// Attempts made before this one.
+    pub attempts: u32,
 }
 
 /// Work handed to a pool: one recipient for local delivery; for remote delivery, every
@@ -70,6 +73,8 @@ pub struct Job {
     pub channel: Channel,
     /// The recipients; never empty.
     pub targets: Vec<Target>,
+    /// The message's birth time (retry schedule and `queuelifetime`).
+    pub birth: SystemTime,
 }
 
 /// What the scheduler's single input channel carries.
@@ -81,8 +86,12 @@ pub enum Input {
     Rescan,
     /// Retry everything now (`mta queue flush`).
     Flush,
-    /// A job finished: one result per target, in order.
-    Done(Job, Vec<DeliveryResult>),
+    /// A job finished and its statuses were recorded.
+    Done(Box<Done>),
+    /// A finished message was bounced (if needed) and removed.
+    Finished(MessageId),
+    /// Finishing a message failed (its bounce could not be queued); retry later.
+    Unfinished(MessageId),
     /// Stop: finish in-flight deliveries, start no new ones.
     Shutdown,
 }
@@ -101,7 +110,7 @@ pub struct Settings {
 }
 
 /// Builds and queues bounces; the daemon's glue to mta-verp.
-pub trait Bouncer: Send {
+pub trait Bouncer: Send + Sync {
     /// Queues the bounce for a finished message with `failures` (recipient, report text),
     /// returning the new message's id, or `None` when the bounce is discarded (triple
     /// bounce).
@@ -127,13 +136,14 @@ struct Message {
     envelope: Envelope,
     birth: SystemTime,
     recipients: Vec<Recipient>,
+    finishing: bool,
 }
 
 /// The scheduler state; [`Scheduler::run`] is its thread.
 pub struct Scheduler {
     queue: Arc<Queue>,
     router: Arc<dyn Router>,
-    bouncer: Box<dyn Bouncer>,
+    finisher: Sender<Finish>,
     settings: Settings,
     input: Receiver<Input>,
     local: Sender<Job>,
@@ -143,6 +153,7 @@ pub struct Scheduler {
     ready: [VecDeque<(MessageId, u32)>; 2],
     busy: [usize; 2],
     domain_busy: HashMap<Vec<u8>, usize>,
+    finishing: usize,
     next_delivery: u64,
     stopping: bool,
 }
@@ -154,7 +165,7 @@ impl Scheduler {
     pub fn new(
         queue: Arc<Queue>,
         router: Arc<dyn Router>,
-        bouncer: Box<dyn Bouncer>,
+        finisher: Sender<Finish>,
         settings: Settings,
         input: Receiver<Input>,
         local: Sender<Job>,
@@ -163,7 +174,7 @@ impl Scheduler {
         Scheduler {
             queue,
             router,
-            bouncer,
+            finisher,
             settings,
             input,
             local,
@@ -173,6 +184,7 @@ impl Scheduler {
             ready: [VecDeque::new(), VecDeque::new()],
             busy: [0, 0],
             domain_busy: HashMap::new(),
+            finishing: 0,
             next_delivery: 1,
             stopping: false,
         }
@@ -194,7 +206,7 @@ impl Scheduler {
         self.rescan();
         loop {
             self.dispatch();
-            if self.stopping && self.busy == [0, 0] {
+            if self.stopping && self.busy == [0, 0] && self.finishing == 0 {
                 break;
             }
             let now = SystemTime::now();
@@ -226,12 +238,24 @@ impl Scheduler {
         log::line("status: exiting");
     }
 
-    fn accept(&mut self, input: Input, done: &mut Vec<(Job, Vec<DeliveryResult>)>) {
+    fn accept(&mut self, input: Input, done: &mut Vec<Done>) {
         match input {
             Input::New(id) => self.load(id),
             Input::Rescan => self.rescan(),
             Input::Flush => self.flush(),
-            Input::Done(job, results) => done.push((job, results)),
+            Input::Done(d) => done.push(*d),
+            Input::Finished(id) => {
+                self.finishing = self.finishing.saturating_sub(1);
+                self.messages.remove(&id);
+            }
+            Input::Unfinished(id) => {
+                self.finishing = self.finishing.saturating_sub(1);
+                if let Some(m) = self.messages.get_mut(&id) {
+                    m.finishing = false;
+                }
+                self.timers
+                    .push(Reverse((SystemTime::now() + BOUNCE_RETRY, id)));
+            }
             Input::Shutdown => self.stopping = true,
         }
     }
@@ -298,6 +322,7 @@ impl Scheduler {
                 envelope: info.envelope,
                 birth: info.birth,
                 recipients,
+                finishing: false,
             },
         );
         self.timers.push(Reverse((SystemTime::now(), id)));
@@ -436,10 +461,15 @@ impl Scheduler {
                 channel.name(),
                 log::safe(address.as_bytes())
             ));
+            let attempts = match r.status {
+                Status::Deferred { attempts, .. } => attempts,
+                _ => 0,
+            };
             targets.push(Target {
                 delivery: self.next_delivery,
                 index,
                 address,
+                attempts,
             });
             self.next_delivery += 1;
         }
@@ -448,132 +478,62 @@ impl Scheduler {
             sender: sender?,
             channel,
             targets,
+            birth: msg.birth,
         })
     }
 
-    /// Turns results into durable statuses (one `mark_many` for the batch), then finishes
-    /// messages that are complete.
-    fn record(&mut self, done: Vec<(Job, Vec<DeliveryResult>)>) {
+    /// Applies recorded results: logs them, updates the in-memory statuses, schedules
+    /// retries, and hands complete messages to the finishing pool.
+    fn record(&mut self, done: Vec<Done>) {
         let now = SystemTime::now();
-        let mut marks = Vec::with_capacity(done.len());
-        for (job, results) in &done {
+        let mut touched = Vec::new();
+        for d in done {
+            let job = &d.job;
             let ch = usize::from(job.channel == Channel::Remote);
             self.busy[ch] = self.busy[ch].saturating_sub(1);
             if job.channel == Channel::Remote {
-                if let Some(d) = job.targets.first().and_then(|t| t.address.domain()) {
-                    if let Some(n) = self.domain_busy.get_mut(&d.to_ascii_lowercase()) {
+                if let Some(dom) = job.targets.first().and_then(|t| t.address.domain()) {
+                    if let Some(n) = self.domain_busy.get_mut(&dom.to_ascii_lowercase()) {
                         *n = n.saturating_sub(1);
                     }
                 }
             }
-            for (target, result) in job.targets.iter().zip(results) {
+            for (target, result) in job.targets.iter().zip(&d.results) {
                 let text = log::safe(result.text().as_bytes());
-                let Some(msg) = self.messages.get(&job.id) else {
-                    continue;
+                let word = match result {
+                    DeliveryResult::Delivered { .. } => "success",
+                    DeliveryResult::Failed { .. } => "failure",
+                    _ => "deferral",
                 };
-                let Some(r) = msg.recipients.get(target.index as usize) else {
-                    continue;
-                };
-                let status = match result {
-                    DeliveryResult::Delivered { .. } => {
-                        log::line(&format!("delivery {}: success: {text}", target.delivery));
-                        Status::Delivered
-                    }
-                    DeliveryResult::Failed { text: t, .. } => {
-                        log::line(&format!("delivery {}: failure: {text}", target.delivery));
-                        Status::Failed(t.clone().into_bytes())
-                    }
-                    DeliveryResult::Deferred { text: t, .. } => {
-                        log::line(&format!("delivery {}: deferral: {text}", target.delivery));
-                        let attempts = match r.status {
-                            Status::Deferred { attempts, .. } => attempts + 1,
-                            _ => 1,
-                        };
-                        if mta_queue::retry::is_dying(msg.birth, now, self.settings.lifetime) {
-                            let mut t = t.clone();
-                            if !t.ends_with('\n') {
-                                t.push('\n');
-                            }
-                            t.push_str(mta_verp::QUEUE_LIFETIME_TEXT);
-                            Status::Failed(t.into_bytes())
-                        } else {
-                            let skip = match job.channel {
-                                Channel::Local => 10,
-                                Channel::Remote => 20,
-                            };
-                            let next = mta_queue::retry::qmail_next_retry(msg.birth, now, skip);
-                            Status::Deferred {
-                                attempts,
-                                next_attempt: next,
-                            }
-                        }
-                    }
-                    _ => continue,
-                };
-                marks.push((job.id, target.index, status));
+                log::line(&format!("delivery {}: {word}: {text}", target.delivery));
             }
-            if job.targets.len() > results.len() {
-                // A pool that answered short is a bug; retry the rest rather than lose them.
-                for t in &job.targets[results.len()..] {
-                    if let Some(r) = self
-                        .messages
-                        .get_mut(&job.id)
-                        .and_then(|m| m.recipients.get_mut(t.index as usize))
-                    {
-                        r.busy = false;
-                    }
-                }
-                self.timers.push(Reverse((now + BOUNCE_RETRY, job.id)));
-            }
-        }
-        let mut by_message: HashMap<MessageId, Vec<(u32, Status)>> = HashMap::new();
-        for (id, index, status) in &marks {
-            by_message
-                .entry(*id)
-                .or_default()
-                .push((*index, status.clone()));
-        }
-        let mut failed = Vec::new();
-        for (id, list) in &by_message {
-            if let Err(e) = self.queue.mark_many(*id, list) {
-                // The deliveries happened but their marks are not durable: leave the
-                // recipients as they were, so they are tried again (a duplicate rather
-                // than a loss).
+            if let Err(e) = &d.marked {
                 log::line(&format!(
-                    "warning: trouble marking msg {id}: {e}; {} deliveries will be retried",
-                    list.len()
+                    "warning: trouble marking msg {}: {}; deliveries will be retried",
+                    job.id,
+                    log::safe(e.as_bytes())
                 ));
-                failed.push(*id);
             }
-        }
-        if !failed.is_empty() {
-            marks.retain(|(id, index, _)| {
-                if !failed.contains(id) {
-                    return true;
-                }
-                if let Some(r) = self
-                    .messages
-                    .get_mut(id)
-                    .and_then(|m| m.recipients.get_mut(*index as usize))
-                {
-                    r.busy = false;
-                }
-                self.timers.push(Reverse((now + BOUNCE_RETRY, *id)));
-                false
-            });
-        }
-        let mut touched = Vec::new();
-        for (id, index, status) in marks {
-            if let Some(msg) = self.messages.get_mut(&id) {
-                if let Some(r) = msg.recipients.get_mut(index as usize) {
-                    r.busy = false;
-                    if let Status::Deferred { next_attempt, .. } = status {
-                        self.timers.push(Reverse((next_attempt, id)));
+            let Some(msg) = self.messages.get_mut(&job.id) else {
+                continue;
+            };
+            for (i, target) in job.targets.iter().enumerate() {
+                let Some(r) = msg.recipients.get_mut(target.index as usize) else {
+                    continue;
+                };
+                r.busy = false;
+                match (&d.marked, d.statuses.get(i)) {
+                    (Ok(()), Some(status)) => {
+                        if let Status::Deferred { next_attempt, .. } = status {
+                            self.timers.push(Reverse((*next_attempt, job.id)));
+                        }
+                        r.status = status.clone();
                     }
-                    r.status = status;
+                    // Not durable (or a short answer): try again later.
+                    _ => self.timers.push(Reverse((now + BOUNCE_RETRY, job.id))),
                 }
             }
-            touched.push(id);
+            touched.push(job.id);
         }
         touched.dedup();
         for id in touched {
@@ -583,20 +543,22 @@ impl Scheduler {
     }
 
     fn maybe_finish(&mut self, id: MessageId) {
-        let complete = self
-            .messages
-            .get(&id)
-            .is_some_and(|m| m.recipients.iter().all(|r| !r.busy && r.status.is_final()));
+        let complete = self.messages.get(&id).is_some_and(|m| {
+            !m.finishing && m.recipients.iter().all(|r| !r.busy && r.status.is_final())
+        });
         if complete {
             self.finish(id);
         }
     }
 
-    /// A finished message: queue its bounce if any recipient failed, then remove it.
+    /// Hands a complete message to the finishing pool (bounce, then removal).
     fn finish(&mut self, id: MessageId) {
-        let Some(msg) = self.messages.get(&id) else {
+        let Some(msg) = self.messages.get_mut(&id) else {
             return;
         };
+        if msg.finishing {
+            return;
+        }
         let failures: Vec<(Address, Vec<u8>)> = msg
             .envelope
             .recipients
@@ -607,32 +569,15 @@ impl Scheduler {
                 _ => None,
             })
             .collect();
-        if !failures.is_empty() {
-            match self
-                .bouncer
-                .bounce(&self.queue, id, &msg.envelope, &failures)
-            {
-                Ok(Some(bounce_id)) => {
-                    log::line(&format!("bounce msg {id} qp 0"));
-                    self.load(bounce_id);
-                }
-                Ok(None) => log::line(&format!("triple bounce: discarding bounce/{id}")),
-                Err(e) => {
-                    log::line(&format!(
-                        "warning: trouble injecting bounce message, will try later: {}",
-                        log::safe(e.as_bytes())
-                    ));
-                    self.timers
-                        .push(Reverse((SystemTime::now() + BOUNCE_RETRY, id)));
-                    return;
-                }
-            }
+        let f = Finish {
+            id,
+            envelope: msg.envelope.clone(),
+            failures,
+        };
+        if self.finisher.send(f).is_ok() {
+            msg.finishing = true;
+            self.finishing += 1;
         }
-        log::line(&format!("end msg {id}"));
-        if let Err(e) = self.queue.remove(id) {
-            log::line(&format!("warning: unable to remove msg {id}: {e}"));
-        }
-        self.messages.remove(&id);
     }
 }
 

@@ -26,7 +26,10 @@ use crate::route::Router;
 use crate::sched::{self, Input, Scheduler};
 use crate::settings::Settings;
 use crate::smtpd::{self, Shared};
-use crate::{privs, trigger};
+use crate::{pool, privs, trigger};
+
+/// Threads that bounce and remove finished messages (their removals share fsyncs).
+const FINISHERS: usize = 4;
 
 /// The default delivery when a user has no `.qmail` (qmail-start's argument).
 pub const DEFAULT_DELIVERY: &[u8] = b"./Maildir/\n";
@@ -167,21 +170,30 @@ fn run_inner(root: &Root) -> Result<(), String> {
         worker_exe,
     ));
 
-    // Local delivery pool.
+    // Local delivery pool: deliver, record the statuses, report.
     for _ in 0..settings.concurrency_local.max(1) {
         let rx = local_rx.clone();
         let tx = sched_tx.clone();
         let local = Arc::clone(&local);
+        let queue = Arc::clone(&queue);
+        let lifetime = settings.queue_lifetime;
         thread::Builder::new()
             .name("local".into())
-            .spawn(move || {
-                for job in rx {
-                    let result = local.deliver(&job);
-                    if tx.send(Input::Done(job, result)).is_err() {
-                        break;
-                    }
-                }
-            })
+            .spawn(move || pool::run_deliveries(&rx, &*local, &queue, &tx, lifetime))
+            .map_err(|e| format!("spawn: {e}"))?;
+    }
+
+    // Finishing pool: bounces and removals.
+    let (finish_tx, finish_rx) = unbounded::<pool::Finish>();
+    let bouncer = Arc::new(QueueBouncer::new(settings.bounce.clone()));
+    for _ in 0..FINISHERS {
+        let rx = finish_rx.clone();
+        let tx = sched_tx.clone();
+        let queue = Arc::clone(&queue);
+        let bouncer = Arc::clone(&bouncer);
+        thread::Builder::new()
+            .name("finish".into())
+            .spawn(move || pool::run_finisher(&rx, &queue, &*bouncer, &tx))
             .map_err(|e| format!("spawn: {e}"))?;
     }
 
@@ -189,7 +201,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
     let scheduler = Scheduler::new(
         Arc::clone(&queue),
         Arc::clone(&router),
-        Box::new(QueueBouncer::new(settings.bounce.clone())),
+        finish_tx,
         sched::Settings {
             concurrency_local: settings.concurrency_local,
             concurrency_remote: settings.concurrency_remote,
