@@ -9,10 +9,10 @@ use crate::common::{
     expected_for, fast_tempdir, generated_message, message_id, spawn_child, split_mbox,
 };
 
-const PER_WORKER: u64 = 8;
+const PER_WORKER: u64 = 6;
 /// Larger than the mbox write buffer, so one entry takes several write calls and an
 /// unlocked writer would interleave.
-const LEN: usize = 150 * 1024;
+const LEN: usize = 100 * 1024;
 
 #[test]
 fn threads_and_processes_share_a_maildir_and_an_mbox() {
