@@ -510,6 +510,30 @@ mod tests {
     }
 
     #[test]
+    fn a_dead_server_is_skipped() {
+        let dns = Responder::start(|q| {
+            let mut r = reply_to(q, ResponseCode::NoError);
+            let qn = q.queries()[0].name().clone();
+            r.add_answer(Record::from_rdata(qn, 60, RData::A(A(Ipv4Addr::LOCALHOST))));
+            Some(r)
+        });
+        // A port with nothing behind it: the kernel refuses at once.
+        let dead = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let res = Resolver::new(ResolverConfig {
+            servers: vec![dead, dns.addr],
+            timeout: Duration::from_secs(5),
+            attempts: 1,
+        });
+        let t0 = Instant::now();
+        let got = res.lookup(&name("x.test"), RecordType::A).unwrap();
+        assert_eq!(got, [RData::A(A(Ipv4Addr::LOCALHOST))]);
+        assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
     fn wrong_id_is_ignored() {
         let dns = Responder::start(|q| {
             let mut r = reply_to(q, ResponseCode::NoError);

@@ -908,6 +908,17 @@ fn own_mx_is_skipped_and_loops_bounce() {
         "{r:?}"
     );
     assert!(worse.txns().is_empty());
+
+    // Listening on every address: any address of this machine on that port is us.
+    setup.write("listen", &format!("0.0.0.0:{port}\n"));
+    let remote = setup.remote(port);
+    let r = remote.deliver(&setup.job("s@mta.test", &["a@[127.0.0.3]"]));
+    assert_eq!(r[0].letter(), 'D', "{r:?}");
+    assert!(r[0].text().contains("loops back to myself"), "{r:?}");
+    setup.write("listen", &format!("0.0.0.0:{}\n", port ^ 1));
+    let remote = setup.remote(port);
+    let r = remote.deliver(&setup.job("s@mta.test", &["a@[127.0.0.3]"]));
+    assert!(r[0].is_delivered(), "another port is not us: {r:?}");
 }
 
 #[test]
