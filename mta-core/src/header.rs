@@ -87,7 +87,7 @@ pub struct Fields<'a> {
     body: Option<usize>,
 }
 
-/// Iterates the header fields of `message` (RFC 5322 §2.1, §2.2).
+/// Iterates the header fields of `message` (RFC 5322 §2.1, §2.2, §3.6).
 ///
 /// The header ends at the first empty line, whose line end is skipped: the body starts
 /// after it. Lines may end in CRLF or a bare LF. The header also ends, without an empty
@@ -95,7 +95,7 @@ pub struct Fields<'a> {
 /// than §3.6.8 `ftext`), as qmail-inject's `headerbody` does: that line starts the body.
 /// A message without an empty line is all header and has an empty body.
 ///
-/// Never panics and never looks at a byte twice more than a constant number of times.
+/// Never panics; linear in the length of the header.
 pub fn fields(message: &[u8]) -> Fields<'_> {
     Fields {
         msg: message,

@@ -55,7 +55,8 @@ use crate::{Address, Domain};
 
 pub use qmail::{QmailRewrite, percent_hack};
 
-/// Options for the header address parsers.
+/// Options for the header address parsers: strict RFC 5322 §3.4/§4.4, or qmail-inject's
+/// token822 leniency (qmail-reference §7.1).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ParseOptions {
@@ -91,7 +92,8 @@ pub struct HeaderMailbox {
 }
 
 impl HeaderMailbox {
-    /// A mailbox `local@domain` without display name or comments. `local` is unquoted.
+    /// A mailbox `local@domain` (RFC 5322 §3.4.1 `addr-spec`) without display name or
+    /// comments. `local` is unquoted.
     pub fn new(local: impl Into<String>, domain: impl Into<Domain>) -> Self {
         HeaderMailbox {
             name: None,
@@ -166,7 +168,7 @@ pub struct Group {
 }
 
 impl Group {
-    /// A group with the given display name and members.
+    /// A group with the given display name and members (RFC 5322 §3.4 `group`).
     pub fn new(name: impl Into<String>, members: Vec<HeaderMailbox>) -> Self {
         Group {
             name: name.into(),
@@ -207,7 +209,7 @@ pub struct AddressList {
 }
 
 impl AddressList {
-    /// A list of the given items.
+    /// A list of the given items (RFC 5322 §3.4 `address-list`).
     pub fn new(items: Vec<AddressItem>) -> Self {
         AddressList { items }
     }
@@ -232,7 +234,7 @@ impl AddressList {
     }
 }
 
-/// Why a header address was refused, and where.
+/// Why a header address was refused by the RFC 5322 §3.4 grammar, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParseAddressError {
     /// Byte offset into the input.

@@ -46,8 +46,8 @@ pub use tables::{BadMailFrom, RcptHosts, SmtpRoute, SmtpRoutes, VirtualDomains};
 
 use read::Source;
 
-/// Every control file the daemon reads, in one place (design.md "Root layout"). Field
-/// names are the file names.
+/// Every control file the daemon reads, in one place (qmail-reference §8, design.md "Root
+/// layout"). Field names are the file names.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Control {
@@ -251,7 +251,8 @@ impl Control {
         })
     }
 
-    /// True when `domain` is in `locals` (exact match, ignoring case).
+    /// True when `domain` is in `locals` (exact match, ignoring case), as qmail-send
+    /// decides local delivery (qmail-reference §8).
     pub fn is_local(&self, domain: &str) -> bool {
         self.locals.iter().any(|l| l.eq_ignore_ascii_case(domain))
     }

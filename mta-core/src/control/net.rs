@@ -84,7 +84,7 @@ impl fmt::Display for IpNet {
     }
 }
 
-/// `relayclients`: the client networks allowed to relay (to send to domains outside
+/// `relayclients` (design.md; RFC 5321 §3.6.2 relaying): the client networks allowed to relay (to send to domains outside
 /// `rcpthosts`). Default: `127.0.0.0/8` and `::1`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RelayClients {
@@ -144,7 +144,7 @@ impl Default for RelayClients {
     }
 }
 
-/// The default `listen` address: `127.0.0.1:2525`.
+/// The default `listen` address: `127.0.0.1:2525` (design.md "Root layout").
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2525);
 
 /// `listen`: `ADDR:PORT` per line, `[v6]:PORT` for IPv6.

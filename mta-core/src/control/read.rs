@@ -5,8 +5,8 @@ use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// A control file that could not be read or understood: names the file and, where there
-/// is one, the line (1-based).
+/// A control file that could not be read or understood (qmail-reference §8 syntax): names
+/// the file and, where there is one, the line (1-based).
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct ControlError {

@@ -19,7 +19,7 @@ fn dot_suffixes(domain: &str) -> impl Iterator<Item = &str> {
     )
 }
 
-/// `rcpthosts` plus `morercpthosts`: the domains this host accepts mail for. An entry is a
+/// `rcpthosts` plus `morercpthosts` (qmail-reference §8, qmail-smtpd `rcpthosts.c`): the domains this host accepts mail for. An entry is a
 /// domain (`example.com`) or a wildcard for its subdomains (`.example.com`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RcptHosts {
@@ -112,7 +112,7 @@ impl BadMailFrom {
     }
 }
 
-/// `virtualdomains`: `user@domain:prepend`, `domain:prepend`, `.suffix:prepend` and
+/// `virtualdomains` (qmail-reference §8, qmail-send): `user@domain:prepend`, `domain:prepend`, `.suffix:prepend` and
 /// `:prepend` (catch-all) entries; an empty prepend is an exception.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VirtualDomains {
@@ -189,7 +189,7 @@ impl VirtualDomains {
     }
 }
 
-/// Where `smtproutes` sends mail for a domain.
+/// Where `smtproutes` sends mail for a domain (qmail-reference §6 "Routing").
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum SmtpRoute {
     /// An empty relay (`domain:`): look up MX records as usual.
@@ -204,7 +204,7 @@ pub enum SmtpRoute {
     },
 }
 
-/// `smtproutes`: `domain:relay[:port]`, `.suffix:...` and `:relay` (default route) lines.
+/// `smtproutes` (qmail-reference §6, §8): `domain:relay[:port]`, `.suffix:...` and `:relay` (default route) lines.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SmtpRoutes {
     map: HashMap<String, SmtpRoute>,
