@@ -63,6 +63,7 @@ struct State {
     trace: Vec<String>,
     now: SystemTime,
     devs: u32,
+    locks_unavailable: bool,
 }
 
 impl Default for State {
@@ -81,6 +82,7 @@ impl Default for State {
             trace: Vec::new(),
             now: SystemTime::UNIX_EPOCH,
             devs: 0,
+            locks_unavailable: false,
         }
     }
 }
@@ -225,6 +227,12 @@ impl PowerLossFs {
             }));
         }
         Ok(())
+    }
+
+    /// Makes [`try_lock`](crate::Fs::try_lock) fail with `ENOLCK`, as on a filesystem
+    /// without working locks. By default every lock is granted at once.
+    pub fn set_locks_unavailable(&self, unavailable: bool) {
+        self.lock().locks_unavailable = unavailable;
     }
 
     /// Sets the clock used for access times of new files.

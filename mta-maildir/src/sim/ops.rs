@@ -136,6 +136,9 @@ impl Fs for PowerLossFs {
     }
 
     fn try_lock(&self, _file: &SimFile) -> io::Result<bool> {
+        if self.lock().locks_unavailable {
+            return Err(io::Error::from_raw_os_error(37)); // ENOLCK
+        }
         Ok(true)
     }
 

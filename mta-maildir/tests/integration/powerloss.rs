@@ -388,3 +388,43 @@ fn mbox_delivery_failing_at_each_operation_rolls_back() {
     assert_eq!(err.step(), MboxStep::Sync);
     assert_eq!(fs.read_file(Path::new("/home/u/New")).unwrap(), b"");
 }
+
+/// qmail-local truncates only a file it locked: without a lock another writer may have
+/// appended after us, and a short tail may be that writer's entry in progress.
+#[test]
+fn unlocked_mbox_is_neither_repaired_nor_truncated() {
+    let (fs, _) = setup();
+    fs.set_locks_unavailable(true);
+    let mbox = Mbox::new_in(fs.clone(), MBOX);
+    mbox.deliver(b"From a\n", b"", &b"one\n"[..]).unwrap();
+    let fd = fs.open_dir(Path::new("/home/u")).unwrap();
+    let (mut f, _) = fs.open_append(&fd, "Mailbox").unwrap();
+    fs.write_all(&mut f, b"From other\nin prog").unwrap();
+    mbox.deliver(b"From b\n", b"", &b"two\n"[..]).unwrap();
+    let want = b"From a\none\n\nFrom other\nin progFrom b\ntwo\n\n";
+    assert_eq!(fs.read_file(Path::new(MBOX)).unwrap(), want);
+    fs.fail_op(fs.op_count() + 2); // open, then the write fails
+    let err = mbox.deliver(b"From c\n", b"", &b"three\n"[..]).unwrap_err();
+    assert_eq!(err.step(), MboxStep::Write);
+    assert!(!err.rolled_back());
+}
+
+#[test]
+fn maildir_creation_is_durable_when_it_returns() {
+    let fs0 = PowerLossFs::new();
+    fs0.create_dir_all(Path::new("/home/u")).unwrap();
+    Maildir::create_in(fs0.clone(), MD).unwrap();
+    for k in 0..=fs0.op_count() {
+        let fs = PowerLossFs::new();
+        fs.create_dir_all(Path::new("/home/u")).unwrap();
+        fs.crash_after(k);
+        let created = Maildir::create_in(fs.clone(), MD).is_ok();
+        for img in fs.crash_images() {
+            let opened = Maildir::open_in(img, MD);
+            assert!(
+                !created || opened.is_ok(),
+                "op {k}: created maildir lost: {opened:?}"
+            );
+        }
+    }
+}
