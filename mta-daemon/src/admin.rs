@@ -24,7 +24,12 @@ pub fn check(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         bad += 1;
     }
     if bad == 0 {
-        let _ = writeln!(out, "ok: {} and {} are valid", root.control().display(), root.assign().display());
+        let _ = writeln!(
+            out,
+            "ok: {} and {} are valid",
+            root.control().display(),
+            root.assign().display()
+        );
         0
     } else {
         1
@@ -33,9 +38,13 @@ pub fn check(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 
 fn open_queue(root: &Root) -> Result<Queue, String> {
     if !root.exists() {
-        return Err(format!("{}: not an mta root (run mta init)", root.dir().display()));
+        return Err(format!(
+            "{}: not an mta root (run mta init)",
+            root.dir().display()
+        ));
     }
-    Queue::open(root.queue(), QueueOptions::default()).map_err(|e| format!("unable to open queue: {e}"))
+    Queue::open(root.queue(), QueueOptions::default())
+        .map_err(|e| format!("unable to open queue: {e}"))
 }
 
 /// `mta queue stat`: qmail-qstat's two lines. "Not yet preprocessed" counts messages none
@@ -75,7 +84,9 @@ pub fn list(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             return 111;
         }
     };
-    let router = Settings::load(&root.control()).map(|s| s.tables).unwrap_or_default();
+    let router = Settings::load(&root.control())
+        .map(|s| s.tables)
+        .unwrap_or_default();
     let mut ids = match q.scan() {
         Ok(ids) => ids,
         Err(e) => {
@@ -106,7 +117,10 @@ pub fn list(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             })
             .collect();
         lines.push(MessageLine {
-            birth: info.birth.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            birth: info
+                .birth
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
             id: id.to_string(),
             bytes: info.body_len,
             sender: info.envelope.sender.as_bytes().to_vec(),

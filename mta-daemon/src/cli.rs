@@ -252,7 +252,9 @@ mod tests {
         assert_eq!(inv.root, Some(PathBuf::from("/x")));
         assert_eq!(inv.command, Command::Queue(QueueCommand::Stat));
         assert_eq!(
-            p(&["mta", "init", "--hostname", "mx.example"]).unwrap().command,
+            p(&["mta", "init", "--hostname", "mx.example"])
+                .unwrap()
+                .command,
             Command::Init {
                 hostname: Some("mx.example".into())
             }

@@ -44,7 +44,10 @@ pub fn read(r: &mut dyn Read) -> io::Result<Option<Vec<Vec<u8>>>> {
     }
     let count = u32::from_be_bytes(n) as usize;
     if count > 4096 {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "too many fields"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "too many fields",
+        ));
     }
     let mut lens = Vec::with_capacity(count);
     let mut total = 0usize;

@@ -29,8 +29,8 @@ use std::ffi::OsString;
 
 /// Runs the command line `argv` and returns the process exit code (0 success, 1 usage or
 /// configuration error, 100 permanent failure, 111 temporary failure, as qmail).
-pub fn run(argv: Vec<OsString>) -> i32 {
-    let inv = match cli::parse(&argv) {
+pub fn run(argv: &[OsString]) -> i32 {
+    let inv = match cli::parse(argv) {
         Ok(inv) => inv,
         Err(cli::UsageError(msg)) => {
             eprint!("{msg}");

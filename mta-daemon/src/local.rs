@@ -18,6 +18,7 @@
 //! (the `Delivered-To:` line + the original message) from NEWSENDER and wakes the scheduler.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -202,7 +203,7 @@ impl LocalDelivery {
                 let _ = self.scheduler.send(Input::New(id));
                 match result {
                     DeliveryResult::Delivered { mut text } => {
-                        text.push_str(&format!("qp {id}\n"));
+                        let _ = writeln!(text, "qp {id}");
                         DeliveryResult::Delivered { text }
                     }
                     other => other,

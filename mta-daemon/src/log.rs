@@ -80,7 +80,7 @@ mod tests {
     #[test]
     fn timestamps() {
         assert_eq!(timestamp(0, 0), "1970-01-01 00:00:00.000000");
-        assert_eq!(timestamp(1795925628, 5), "2026-11-29 04:13:48.000005");
+        assert_eq!(timestamp(1_795_925_628, 5), "2026-11-29 04:13:48.000005");
         assert_eq!(timestamp(951_782_400, 0), "2000-02-29 00:00:00.000000");
     }
 }

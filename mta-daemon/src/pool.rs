@@ -72,7 +72,7 @@ pub fn status_for(
         // A result kind added later is retried, never dropped.
         _ => Status::Deferred {
             attempts: attempts.saturating_add(1),
-            next_attempt: now + Duration::from_secs(123),
+            next_attempt: now + Duration::from_secs(123), // qmail's "retry in 123 s"
         },
     }
 }
@@ -177,7 +177,7 @@ mod tests {
             text: "later".into(),
             status: None,
         };
-        let week = Duration::from_secs(604_800);
+        let week = Duration::from_hours(168);
         // First retry of a local delivery right after birth: 100 s later.
         match status_for(&deferred, birth, birth, 0, Channel::Local, week) {
             Status::Deferred {

@@ -88,7 +88,10 @@ mod tests {
         )
         .unwrap();
         let n = lookup_account(&p, "nobody").unwrap();
-        assert_eq!((n.uid, n.gid, n.home.as_str()), (65534, 65534, "/nonexistent"));
+        assert_eq!(
+            (n.uid, n.gid, n.home.as_str()),
+            (65534, 65534, "/nonexistent")
+        );
         assert_eq!(unprivileged_account(&p).unwrap().name, "nobody");
         assert!(lookup_account(&p, "alias").is_none());
     }

@@ -50,7 +50,13 @@ pub struct MessageLine {
 fn printable(bytes: &[u8]) -> String {
     bytes
         .iter()
-        .map(|&b| if (32..=126).contains(&b) { b as char } else { '_' })
+        .map(|&b| {
+            if (32..=126).contains(&b) {
+                b as char
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -138,11 +138,11 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
             control.join("relayclients"),
             "# IP or CIDR per line allowed to relay\n127.0.0.0/8\n::1\n".to_owned(),
         ),
+        (root.assign(), ".\n".to_owned()),
         (
-            root.assign(),
-            ".\n".to_owned(),
+            root.alias().join(".qmail-default"),
+            "./Maildir/\n".to_owned(),
         ),
-        (root.alias().join(".qmail-default"), "./Maildir/\n".to_owned()),
     ];
     for (path, text) in files {
         if write_new(&path, &text)? {

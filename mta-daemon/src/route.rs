@@ -57,10 +57,10 @@ impl Tables {
             return Some(p);
         }
         for (i, c) in domain.char_indices() {
-            if c == '.' {
-                if let Some(p) = find(&domain[i..]) {
-                    return Some(p);
-                }
+            if c == '.'
+                && let Some(p) = find(&domain[i..])
+            {
+                return Some(p);
             }
         }
         find("")
@@ -76,7 +76,8 @@ impl Router for Tables {
         }
         loop {
             let a = Address::from_bytes(addr.clone());
-            let domain = String::from_utf8_lossy(a.domain().unwrap_or_default()).to_ascii_lowercase();
+            let domain =
+                String::from_utf8_lossy(a.domain().unwrap_or_default()).to_ascii_lowercase();
             if !self.percenthack.contains(&domain) {
                 break;
             }
@@ -131,15 +132,30 @@ mod tests {
     #[test]
     fn qmail_send_rewriting() {
         assert_eq!(r("u@Example.ORG"), Route::Local("u@Example.ORG".into()));
-        assert_eq!(r("postmaster"), Route::Local("postmaster@example.org".into()));
-        assert_eq!(r("u@virt.example"), Route::Local("joe-u@virt.example".into()));
+        assert_eq!(
+            r("postmaster"),
+            Route::Local("postmaster@example.org".into())
+        );
+        assert_eq!(
+            r("u@virt.example"),
+            Route::Local("joe-u@virt.example".into())
+        );
         assert_eq!(
             r("Special@virt.example"),
             Route::Local("alice-Special@virt.example".into())
         );
-        assert_eq!(r("x@a.sub.example"), Route::Local("wild-x@a.sub.example".into()));
-        assert_eq!(r("x@except.sub.example"), Route::Remote("x@except.sub.example".into()));
-        assert_eq!(r("x@elsewhere.net"), Route::Remote("x@elsewhere.net".into()));
+        assert_eq!(
+            r("x@a.sub.example"),
+            Route::Local("wild-x@a.sub.example".into())
+        );
+        assert_eq!(
+            r("x@except.sub.example"),
+            Route::Remote("x@except.sub.example".into())
+        );
+        assert_eq!(
+            r("x@elsewhere.net"),
+            Route::Remote("x@elsewhere.net".into())
+        );
         assert_eq!(
             r("u%h1%example.org@relay.example.org"),
             Route::Local("u%h1@example.org".into())

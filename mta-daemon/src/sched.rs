@@ -213,7 +213,7 @@ impl Scheduler {
             let wait = self
                 .timers
                 .peek()
-                .map_or(Duration::from_secs(1500), |Reverse((t, _))| {
+                .map_or(Duration::from_mins(25), |Reverse((t, _))| {
                     t.duration_since(now).unwrap_or(Duration::ZERO)
                 });
             match self.input.recv_timeout(wait) {
@@ -491,12 +491,11 @@ impl Scheduler {
             let job = &d.job;
             let ch = usize::from(job.channel == Channel::Remote);
             self.busy[ch] = self.busy[ch].saturating_sub(1);
-            if job.channel == Channel::Remote {
-                if let Some(dom) = job.targets.first().and_then(|t| t.address.domain()) {
-                    if let Some(n) = self.domain_busy.get_mut(&dom.to_ascii_lowercase()) {
-                        *n = n.saturating_sub(1);
-                    }
-                }
+            if job.channel == Channel::Remote
+                && let Some(dom) = job.targets.first().and_then(|t| t.address.domain())
+                && let Some(n) = self.domain_busy.get_mut(&dom.to_ascii_lowercase())
+            {
+                *n = n.saturating_sub(1);
             }
             for (target, result) in job.targets.iter().zip(&d.results) {
                 let text = log::safe(result.text().as_bytes());

@@ -7,7 +7,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-
 use crate::route::Tables;
 
 /// Everything `serve` needs from `DIR/control`.
@@ -54,7 +53,13 @@ impl Settings {
         let c = Files { dir };
         let me = c.line("me")?.unwrap_or_else(crate::root::system_hostname);
         let or_me = |name: &str, fallback: &str| -> Result<String, String> {
-            Ok(c.line(name)?.unwrap_or_else(|| if c.exists("me") { me.clone() } else { fallback.to_owned() }))
+            Ok(c.line(name)?.unwrap_or_else(|| {
+                if c.exists("me") {
+                    me.clone()
+                } else {
+                    fallback.to_owned()
+                }
+            }))
         };
         let tables = Tables {
             locals: c
@@ -84,18 +89,40 @@ impl Settings {
             None => None,
         };
         let mut listen = Vec::new();
-        for (i, l) in c.list("listen")?.unwrap_or_else(|| vec!["127.0.0.1:2525".into()]).iter().enumerate() {
-            listen.push(l.parse::<SocketAddr>().map_err(|e| format!("{}/listen: line {}: {e}: {l}", dir.display(), i + 1))?);
+        for (i, l) in c
+            .list("listen")?
+            .unwrap_or_else(|| vec!["127.0.0.1:2525".into()])
+            .iter()
+            .enumerate()
+        {
+            listen.push(
+                l.parse::<SocketAddr>()
+                    .map_err(|e| format!("{}/listen: line {}: {e}: {l}", dir.display(), i + 1))?,
+            );
         }
         let mut relayclients = Vec::new();
-        let nets = c.list("relayclients")?.unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1".into()]);
+        let nets = c
+            .list("relayclients")?
+            .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1".into()]);
         for (i, l) in nets.iter().enumerate() {
-            relayclients.push(parse_net(l).ok_or_else(|| format!("{}/relayclients: line {}: not an IP or CIDR: {l}", dir.display(), i + 1))?);
+            relayclients.push(parse_net(l).ok_or_else(|| {
+                format!(
+                    "{}/relayclients: line {}: not an IP or CIDR: {l}",
+                    dir.display(),
+                    i + 1
+                )
+            })?);
         }
         let bounce = mta_verp::BounceConfig::new(&me)
-            .bouncefrom(&c.line("bouncefrom")?.unwrap_or_else(|| "MAILER-DAEMON".into()))
+            .bouncefrom(
+                &c.line("bouncefrom")?
+                    .unwrap_or_else(|| "MAILER-DAEMON".into()),
+            )
             .bouncehost(&or_me("bouncehost", "bouncehost")?)
-            .doublebounceto(&c.line("doublebounceto")?.unwrap_or_else(|| "postmaster".into()))
+            .doublebounceto(
+                &c.line("doublebounceto")?
+                    .unwrap_or_else(|| "postmaster".into()),
+            )
             .doublebouncehost(&or_me("doublebouncehost", "doublebouncehost")?);
         Ok(Settings {
             greeting: c.line("smtpgreeting")?.unwrap_or_else(|| me.clone()),
@@ -107,9 +134,15 @@ impl Settings {
             relayclients,
             databytes: c.number("databytes")?.unwrap_or(0),
             timeout_smtpd: Duration::from_secs(c.number("timeoutsmtpd")?.unwrap_or(1200).max(1)),
-            concurrency_incoming: c.number("concurrencyincoming")?.map_or(40, |n| n.clamp(1, 100_000) as usize),
-            concurrency_local: c.number("concurrencylocal")?.map_or(10, |n| n.min(1000) as usize),
-            concurrency_remote: c.number("concurrencyremote")?.map_or(20, |n| n.min(1000) as usize),
+            concurrency_incoming: c
+                .number("concurrencyincoming")?
+                .map_or(40, |n| n.clamp(1, 100_000) as usize),
+            concurrency_local: c
+                .number("concurrencylocal")?
+                .map_or(10, |n| n.min(1000) as usize),
+            concurrency_remote: c
+                .number("concurrencyremote")?
+                .map_or(20, |n| n.min(1000) as usize),
             queue_lifetime: Duration::from_secs(c.number("queuelifetime")?.unwrap_or(604_800)),
             accept_unknown: c.number("acceptunknown")?.unwrap_or(0) != 0,
             bounce,
@@ -122,7 +155,9 @@ impl Settings {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 @ IpAddr::V4(_) => v4,
         };
-        self.relayclients.iter().any(|&(net, len)| in_net(ip, net, len))
+        self.relayclients
+            .iter()
+            .any(|&(net, len)| in_net(ip, net, len))
     }
 
     /// qmail-smtpd's rcpthosts rule: the whole domain, then each `.suffix`. Addresses without
@@ -169,25 +204,14 @@ fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
         }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
             let len = u32::from(len.min(128));
-            let mask = if len == 0 { 0 } else { u128::MAX << (128 - len) };
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
             u128::from(a) & mask == u128::from(n) & mask
         }
         _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn networks() {
-        let lo: IpAddr = "127.0.0.0".parse().unwrap_or_else(|_| unreachable!());
-        assert!(in_net("127.1.2.3".parse().unwrap_or_else(|_| unreachable!()), lo, 8));
-        assert!(!in_net("128.0.0.1".parse().unwrap_or_else(|_| unreachable!()), lo, 8));
-        let v6: IpAddr = "::1".parse().unwrap_or_else(|_| unreachable!());
-        assert!(in_net(v6, v6, 128));
-        assert!(!in_net(v6, lo, 8));
     }
 }
 
@@ -213,7 +237,11 @@ impl Files<'_> {
     /// is the empty value.
     fn line(&self, name: &str) -> Result<Option<String>, String> {
         Ok(self.read(name)?.map(|t| {
-            t.split('\n').next().unwrap_or("").trim_end_matches([' ', '\t', '\r']).to_owned()
+            t.split('\n')
+                .next()
+                .unwrap_or("")
+                .trim_end_matches([' ', '\t', '\r'])
+                .to_owned()
         }))
     }
 
@@ -230,14 +258,21 @@ impl Files<'_> {
     /// A decimal number from the start of the first line; a non-numeric start is absent.
     fn number(&self, name: &str) -> Result<Option<u64>, String> {
         Ok(self.line(name)?.and_then(|l| {
-            let digits: String = l.trim_start().chars().take_while(char::is_ascii_digit).collect();
+            let digits: String = l
+                .trim_start()
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
             digits.parse().ok()
         }))
     }
 }
 
 fn lower_set(list: Option<Vec<String>>) -> HashSet<String> {
-    list.unwrap_or_default().iter().map(|s| s.to_ascii_lowercase()).collect()
+    list.unwrap_or_default()
+        .iter()
+        .map(|s| s.to_ascii_lowercase())
+        .collect()
 }
 
 /// `IP` or `IP/len`.
@@ -246,8 +281,35 @@ fn parse_net(s: &str) -> Option<(IpAddr, u8)> {
         Some((ip, len)) => (ip, Some(len.parse::<u8>().ok()?)),
         None => (s, None),
     };
-    let ip: IpAddr = ip.trim_start_matches('[').trim_end_matches(']').parse().ok()?;
+    let ip: IpAddr = ip
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
     let max = if ip.is_ipv4() { 32 } else { 128 };
     let len = len.unwrap_or(max);
     (len <= max).then_some((ip, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        let lo: IpAddr = "127.0.0.0".parse().unwrap_or_else(|_| unreachable!());
+        assert!(in_net(
+            "127.1.2.3".parse().unwrap_or_else(|_| unreachable!()),
+            lo,
+            8
+        ));
+        assert!(!in_net(
+            "128.0.0.1".parse().unwrap_or_else(|_| unreachable!()),
+            lo,
+            8
+        ));
+        let v6: IpAddr = "::1".parse().unwrap_or_else(|_| unreachable!());
+        assert!(in_net(v6, v6, 128));
+        assert!(!in_net(v6, lo, 8));
+    }
 }

@@ -74,19 +74,19 @@ pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             .stack_size(64 * 1024)
             .spawn(move || {
                 let shared = session_shared;
-                if let Some((uid, gid)) = shared.drop_to {
-                    if let Err(e) = crate::privs::drop_thread(uid, gid) {
-                        log::line(&format!("alert: unable to drop privileges: {e}"));
-                        shared.active.fetch_sub(1, Ordering::SeqCst);
-                        return;
-                    }
+                if let Some((uid, gid)) = shared.drop_to
+                    && let Err(e) = crate::privs::drop_thread(uid, gid)
+                {
+                    log::line(&format!("alert: unable to drop privileges: {e}"));
+                    shared.active.fetch_sub(1, Ordering::SeqCst);
+                    return;
                 }
                 let peer = stream.peer_addr().ok();
                 let relay = peer.is_some_and(|p| shared.settings.is_relay_client(p.ip()));
-                if let Err(e) = serve_connection(&shared, &mut stream, peer, relay) {
-                    if e.kind() != io::ErrorKind::BrokenPipe {
-                        log::line(&format!("smtp: connection error: {e}"));
-                    }
+                if let Err(e) = serve_connection(&shared, &mut stream, peer, relay)
+                    && e.kind() != io::ErrorKind::BrokenPipe
+                {
+                    log::line(&format!("smtp: connection error: {e}"));
                 }
                 shared.active.fetch_sub(1, Ordering::SeqCst);
             });
@@ -127,12 +127,15 @@ pub fn serve_connection<S: Read + Write + ?Sized>(
     let mut buf = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(4096);
     loop {
-        while let Some(verdict) = next_event(shared, &mut session, &mut tx, relay_client, &peer_ip)
-        {
-            if let Some(v) = verdict {
-                // A refused verdict code is a bug of ours, not the client's: log it.
-                if let Err(e) = session.decide(v) {
-                    log::line(&format!("smtp: internal verdict error: {e}"));
+        loop {
+            match next_event(shared, &mut session, &mut tx, relay_client, &peer_ip) {
+                Step::Idle => break,
+                Step::Handled => {}
+                Step::Decide(v) => {
+                    // A refused verdict code is a bug of ours, not the client's: log it.
+                    if let Err(e) = session.decide(v) {
+                        log::line(&format!("smtp: internal verdict error: {e}"));
+                    }
                 }
             }
         }
@@ -166,18 +169,29 @@ pub fn serve_connection<S: Read + Write + ?Sized>(
     }
 }
 
-/// Handles one event: `None` when there was no event; `Some(verdict)` otherwise, with the
-/// verdict to give when the event asked for one.
+/// What handling one event led to.
+enum Step {
+    /// No event was waiting.
+    Idle,
+    /// An event that needs no verdict was handled.
+    Handled,
+    /// The event needs this verdict.
+    Decide(Verdict),
+}
+
+/// Handles the next event, if any.
 fn next_event(
     shared: &Shared,
     session: &mut ServerSession,
     tx: &mut Transaction,
     relay_client: bool,
     peer_ip: &str,
-) -> Option<Option<Verdict>> {
+) -> Step {
     let helo = session.client_name().map(str::to_owned);
-    let ev = session.poll_event()?;
-    Some(match ev {
+    let Some(ev) = session.poll_event() else {
+        return Step::Idle;
+    };
+    let verdict = match ev {
         Event::Mail { path, .. } => {
             *tx = Transaction::default();
             let sender = match path {
@@ -191,10 +205,11 @@ fn next_event(
         Event::Rcpt { path } => Some(rcpt(shared, tx, &path, relay_client)),
         Event::DataStart => Some(data_start(shared, tx, peer_ip, helo.as_deref())),
         Event::DataChunk(chunk) => {
-            if let Some(inc) = tx.incoming.as_mut() {
-                if !tx.write_failed && inc.write(chunk).is_err() {
-                    tx.write_failed = true;
-                }
+            if let Some(inc) = tx.incoming.as_mut()
+                && !tx.write_failed
+                && inc.write(chunk).is_err()
+            {
+                tx.write_failed = true;
             }
             None
         }
@@ -208,7 +223,8 @@ fn next_event(
             None
         }
         _ => None,
-    })
+    };
+    verdict.map_or(Step::Handled, Step::Decide)
 }
 
 fn reply(code: u16, text: &str) -> Reply {
@@ -221,7 +237,7 @@ fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client:
     let settings = &shared.settings;
     let addr = match path {
         ForwardPath::Mailbox(m) => m.to_address(),
-        _ => Address::from("postmaster"),
+        ForwardPath::Postmaster => Address::from("postmaster"),
     };
     if tx.bad_sender {
         return Verdict::Reject(reply(
@@ -236,8 +252,10 @@ fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client:
             "5.7.1 sorry, that domain isn't in my list of allowed rcpthosts",
         ));
     }
-    if !settings.accept_unknown {
-        if let Route::Local(local) = shared.router.route(&addr) {
+    if !settings.accept_unknown
+        && let Route::Local(local) = shared.router.route(&addr)
+    {
+        {
             match shared.local.check(&local) {
                 RcptCheck::Exists => {}
                 RcptCheck::Unknown => {
@@ -303,10 +321,10 @@ fn data_end(shared: &Shared, tx: &mut Transaction) -> Verdict {
         Ok(id) => {
             // The scheduler may be shutting down; the message is durable and is picked up
             // by the next start's scan.
-            if shared.scheduler.send(Input::New(id)).is_err() {
-                if let Some(t) = &shared.trigger {
-                    crate::trigger::pull(t, crate::trigger::Pull::NewMail);
-                }
+            if shared.scheduler.send(Input::New(id)).is_err()
+                && let Some(t) = &shared.trigger
+            {
+                crate::trigger::pull(t, crate::trigger::Pull::NewMail);
             }
             let secs = SystemTime::now()
                 .duration_since(UNIX_EPOCH)

@@ -2,6 +2,7 @@
 //! sockets) against the daemon on a loopback port, maildirs and mboxes read back with
 //! Python's mailbox module.
 
+use std::fmt::Write as _;
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
@@ -44,9 +45,10 @@ fn add_user(root: &TestRoot, name: &str) -> PathBuf {
         text.truncate(text.len() - 2);
     }
     let h = home.display();
-    text.push_str(&format!(
+    let _ = write!(
+        text,
         "={name}:{name}:{uid}:{gid}:{h}:::\n+{name}-:{name}:{uid}:{gid}:{h}:-::\n.\n"
-    ));
+    );
     std::fs::write(&assign, text).unwrap();
     home
 }

@@ -202,12 +202,12 @@ finally:
 
 /// Lists a maildir with Python's mailbox module: one line per message, the raw bytes
 /// as a Python repr, sorted.
-pub const MAILDIR_DUMP: &str = r#"
+pub const MAILDIR_DUMP: &str = r"
 import mailbox, sys
 md = mailbox.Maildir(sys.argv[1], factory=None, create=False)
 out = sorted(md.get_bytes(k) for k in md.keys())
 for b in out: print(repr(b))
-"#;
+";
 
 pub fn maildir_messages(dir: &Path) -> Vec<String> {
     let (code, out, err) = python(MAILDIR_DUMP, &[dir.to_str().unwrap()]);
@@ -221,11 +221,7 @@ pub fn wait_maildir(dir: &Path, n: usize, secs: u64) -> bool {
     while Instant::now() < deadline {
         let count = ["new", "cur"]
             .iter()
-            .map(|d| {
-                std::fs::read_dir(dir.join(d))
-                    .map(|r| r.count())
-                    .unwrap_or(0)
-            })
+            .map(|d| std::fs::read_dir(dir.join(d)).map_or(0, Iterator::count))
             .sum::<usize>();
         if count >= n {
             return true;
