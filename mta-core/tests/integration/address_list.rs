@@ -17,6 +17,7 @@ struct Case {
     render: Option<String>,
     addresses: Option<String>,
     error: Option<String>,
+    mail_parser_differs: bool,
 }
 
 fn cases() -> Vec<Case> {
@@ -35,6 +36,7 @@ fn cases() -> Vec<Case> {
             render: None,
             addresses: None,
             error: None,
+            mail_parser_differs: false,
         };
         let mut input: Option<Vec<&str>> = None;
         while let Some((_, l)) = lines.peek() {
@@ -51,6 +53,9 @@ fn cases() -> Vec<Case> {
                 input = None;
             } else if let Some(v) = l.strip_prefix("addresses:") {
                 c.addresses = Some(v.trim().to_owned());
+                input = None;
+            } else if l.starts_with("mail-parser: differs") {
+                c.mail_parser_differs = true;
                 input = None;
             } else if let Some(v) = l.strip_prefix("error: ") {
                 c.error = Some(v.to_owned());
@@ -311,4 +316,40 @@ proptest! {
             let _ = parse_mailbox(&input, &opts);
         }
     }
+}
+
+/// mail-parser (an independent, best-effort parser) must find the same envelope addresses
+/// as ours in every strictly valid case of the data file, except where noted.
+#[test]
+fn mail_parser_agrees_on_addresses() {
+    use mail_parser::parsers::MessageStream;
+    let mut compared = 0;
+    for c in cases() {
+        if c.error.is_some() || c.parse == "qmail" || c.mail_parser_differs {
+            continue;
+        }
+        let ours: Vec<String> = parse_as(&c.parse, &c.input)
+            .unwrap()
+            .mailboxes()
+            .map(|m| m.to_address().to_string_lossy())
+            .collect();
+        let mut input = c.input.clone();
+        input.extend_from_slice(b"\r\n");
+        let value = MessageStream::new(&input).parse_address();
+        let theirs: Vec<String> = value
+            .as_address()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| m.address().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            ours, theirs,
+            "rfc5322_addresses.txt line {} ({})",
+            c.line, c.name
+        );
+        compared += 1;
+    }
+    assert!(compared >= 25, "{compared}");
 }
