@@ -489,3 +489,43 @@ fn program_runs_as_the_assigned_uid() {
         gid.to_string()
     );
 }
+
+/// The README's first command: `mta serve` with no root creates `./mta-root` and listens on
+/// 127.0.0.1:2525; SIGTERM stops it with exit 0.
+#[test]
+fn readme_serve_on_a_fresh_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    if TcpStream::connect(("127.0.0.1", 2525)).is_ok() {
+        eprintln!("something already listens on 127.0.0.1:2525; skipping");
+        return;
+    }
+    let log = std::fs::File::create(tmp.path().join("log")).unwrap();
+    let mut child = std::process::Command::new(MTA)
+        .arg("serve")
+        .current_dir(tmp.path())
+        .env_remove("MTA_ROOT")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut up = false;
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", 2525)) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let greeting = read_reply(&mut s);
+            up = greeting.starts_with("220 ");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let text = std::fs::read_to_string(tmp.path().join("log")).unwrap_or_default();
+    assert!(up, "no 220 greeting on 127.0.0.1:2525: {text}");
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(tmp.path().join("mta-root/control/me").is_file());
+    assert!(tmp.path().join("mta-root/alias/Maildir/new").is_dir());
+    assert!(text.contains("status: exiting"), "{text}");
+}
