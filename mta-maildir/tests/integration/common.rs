@@ -219,7 +219,8 @@ pub(crate) const KILL_MESSAGE_LEN: usize = 96 * 1024;
 /// Modes (arguments joined with U+001F in the environment variable):
 /// - `maildir-loop DIR TAG`: deliver generated messages forever, printing `DONE name id`.
 /// - `mbox-loop FILE TAG`: the same into an mbox, printing `DONE - id`.
-/// - `fanout-loop TAG DIR...`: batched deliveries to all DIRs, printing `DONE name id`.
+/// - `fanout-loop TAG DIR...`: batched deliveries to all DIRs, printing `DONE i/name id`
+///   for the i-th DIR.
 /// - `burst MAILDIR MBOX TAG COUNT LEN`: deliver COUNT messages to both and exit.
 #[test]
 fn child_worker() {
@@ -277,8 +278,8 @@ fn child_worker() {
                         chunk: 4096,
                     },
                 );
-                for r in results {
-                    println!("DONE {} {}-{n}", r.unwrap(), args[1]);
+                for (i, r) in results.into_iter().enumerate() {
+                    println!("DONE {i}/{} {}-{n}", r.unwrap(), args[1]);
                 }
             }
         }
