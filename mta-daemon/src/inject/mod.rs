@@ -14,12 +14,25 @@
 //! - **Envelope**: sender from `-f`, else the first Return-Path field, else
 //!   `QMAILSUSER@QMAILSHOST` (with the `m`/`r` VERP suffixes); recipients from the arguments
 //!   and/or the header (`-a`, `-h`/`-t`, `-H`, `-A`).
-//! - **Queueing** (`deliver.rs`): the message goes into `root.queue()` with LF line ends and
-//!   the `Received: (qmail PID invoked by uid UID); DATE` line qmail-queue added, then the
-//!   trigger is pulled. `-n` prints `Return-Path: <sender>` and the message instead.
+//! - **Queueing** (`deliver.rs`): the header is read and fixed up first, then the body is
+//!   streamed (never held whole in memory) into `root.queue()` with LF line ends, behind the
+//!   `Received: (qmail PID invoked by uid UID); DATE` line qmail-queue added; then the
+//!   trigger is pulled. When a running `mta serve` holds the queue, the message goes durably
+//!   into the [`pickup`] directory instead, which the server imports. `-n` prints
+//!   `Return-Path: <sender>` and the message instead.
 //!
-//! Exit codes as qmail-inject: 0 queued (or printed), 100 permanent (usage, parse errors),
-//! 111 temporary (I/O, queue trouble).
+//! Exit codes as qmail-inject: 0 queued (or printed), 100 permanent (usage, parse errors,
+//! an address qmail-queue would refuse), 111 temporary (missing root, unreadable control
+//! files, I/O, queue trouble).
+//!
+//! Deliberate differences from qmail-inject 1.03:
+//! - `Date:` is local time with a numeric zone (RFC 5322 §3.3); qmail wrote UTC as `-0000`.
+//! - CRLF line ends in the input become LF (the queue stores LF; sendmail callers such as
+//!   PHP's `mail()` often send CRLF).
+//! - Header recipients go into the envelope left to right (qmail's right-to-left walk put
+//!   each field's addresses in reverse), and `Mail-Followup-To` lists To then Cc in header
+//!   order.
+//! - An empty address (`<>` in a recipient field) is not made an envelope recipient.
 
 mod compose;
 mod config;

@@ -1,7 +1,8 @@
 //! `mta inject` and `mta sendmail` end to end: the built binary on a temporary root made by
 //! `mta init --hostname example.org`, with the queued message read back through
-//! mta-queue's own reading API, and the pickup path taken when another process holds the
-//! queue (as a running `mta serve` does).
+//! mta-queue's own reading API, the pickup path taken when another process holds the
+//! queue (as a running `mta serve` does), and delivery by `mta serve` read back with
+//! Python's `mailbox` and `email` modules.
 //!
 //! Self-contained on purpose (its own small helpers), so it does not depend on the other
 //! topic modules.
@@ -441,7 +442,6 @@ fn injected_before_serve_is_delivered_and_reads_as_rfc5322() {
 }
 
 #[test]
-#[ignore = "needs `mta serve` to import DIR/pickup (inject::pickup::drain) on start and on each trigger pull"]
 fn sendmail_t_while_serve_runs_is_delivered() {
     let f = Fixture::new();
     let _serve = Serve::start(&f);
