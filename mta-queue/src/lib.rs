@@ -118,10 +118,7 @@ mod status;
 #[doc(hidden)]
 pub mod fuzzing;
 
-/// The power-loss simulator for crash tests.
-pub mod sim {
-    pub use crate::durable::sim::{Restart, SimFile, SimFs};
-}
+pub mod sim;
 
 pub use durable::os::OsFs;
 pub use durable::{Access, Fs};
