@@ -4,6 +4,8 @@
 #[path = "integration/support.rs"]
 mod support;
 
+#[path = "integration/admin.rs"]
+mod admin;
 #[path = "integration/crash.rs"]
 mod crash;
 #[path = "integration/inject.rs"]
