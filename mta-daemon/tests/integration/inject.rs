@@ -477,3 +477,36 @@ fn large_crlf_message_is_streamed_into_the_queue_with_lf_line_ends() {
     assert!(body.ends_with(&format!("{}\ntail\n", "x".repeat(78))));
     assert!(!msg.contains('\r'));
 }
+
+#[test]
+fn sendmail_bp_lists_the_queue_and_bs_speaks_smtp() {
+    let f = Fixture::new();
+    let out = f.run(
+        &["sendmail", "r@example.net"],
+        &[("USER", "joe")],
+        "Subject: x\n\nb\n",
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let session = "HELO me\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n\
+                   Subject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+    let out = f.run(&["sendmail", "-bs"], &[], session);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let replies = text(&out.stdout);
+    let codes: Vec<&str> = replies.lines().map(|l| &l[..3]).collect();
+    assert_eq!(
+        codes,
+        ["220", "250", "250", "250", "354", "250", "221"],
+        "{replies}"
+    );
+    let out = f.run(&["sendmail", "-bp"], &[], "");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let listing = text(&out.stdout);
+    assert!(
+        listing.contains("  <joe@example.org> \n\tremote\tr@example.net\n"),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("  <a@example.net> \n\tremote\tb@example.net\n"),
+        "{listing}"
+    );
+}
