@@ -146,7 +146,13 @@ impl Resolver {
 
     /// One question, from the cache or the servers.
     fn query(&self, name: &Name, rtype: RecordType) -> Result<Answer, DnsError> {
-        let key = (name.to_lowercase().to_ascii(), rtype);
+        let key = (
+            name.to_lowercase()
+                .to_ascii()
+                .trim_end_matches('.')
+                .to_owned(),
+            rtype,
+        );
         let now = Instant::now();
         if let Some((expires, answer)) = self.cache().get(&key)
             && *expires > now
@@ -216,11 +222,10 @@ impl Resolver {
             .set_recursion_desired(true)
             .add_query(Query::query(name.clone(), rtype));
         let bytes = query.to_vec().map_err(io::Error::other)?;
-        let reply = self.udp(server, &bytes, id, name, rtype)?;
-        if reply.truncated() {
-            return self.tcp(server, &bytes, id, name, rtype);
+        match self.udp(server, &bytes, id, name, rtype)? {
+            Some(reply) if !reply.truncated() => Ok(reply),
+            _ => self.tcp(server, &bytes, id, name, rtype),
         }
-        Ok(reply)
     }
 
     fn udp(
@@ -230,7 +235,7 @@ impl Resolver {
         id: u16,
         name: &Name,
         rtype: RecordType,
-    ) -> io::Result<Message> {
+    ) -> io::Result<Option<Message>> {
         let local: SocketAddr = if server.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
         } else {
@@ -256,10 +261,14 @@ impl Resolver {
             };
             // Anything that is not the answer to our question (wrong id, garbage) is
             // ignored, so a stray or spoofed packet cannot end the wait.
-            if let Ok(m) = Message::from_vec(&buf[..n])
-                && answers(&m, id, name, rtype)
-            {
-                return Ok(m);
+            match Message::from_vec(&buf[..n]) {
+                Ok(m) if answers(&m, id, name, rtype) => return Ok(Some(m)),
+                // A server that cut its answer mid-record: only the header is whole, and
+                // its TC bit (RFC 1035 §4.1.1) says to ask again over TCP.
+                Err(_) if n >= 12 && buf[..2] == id.to_be_bytes() && buf[2] & 0x82 == 0x82 => {
+                    return Ok(None);
+                }
+                _ => {}
             }
         }
     }
@@ -531,6 +540,43 @@ mod tests {
         let got = res.lookup(&name("x.test"), RecordType::A).unwrap();
         assert_eq!(got, [RData::A(A(Ipv4Addr::LOCALHOST))]);
         assert!(t0.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn an_answer_cut_mid_record_goes_to_tcp() {
+        // UDP: the header with QR and TC set, then garbage. TCP: a real answer.
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = udp.local_addr().unwrap();
+        let tcp = std::net::TcpListener::bind(addr).unwrap();
+        let t = std::thread::spawn(move || {
+            let mut buf = [0u8; 512];
+            let (n, from) = udp.recv_from(&mut buf).unwrap();
+            let q = Message::from_vec(&buf[..n]).unwrap();
+            let mut cut = q.id().to_be_bytes().to_vec();
+            cut.extend_from_slice(&[0x83, 0x80, 0, 1, 0, 1, 0, 0, 0, 0, 7, b'e', b'x']);
+            udp.send_to(&cut, from).unwrap();
+            let (mut s, _) = tcp.accept().unwrap();
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).unwrap();
+            let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            s.read_exact(&mut buf).unwrap();
+            let q = Message::from_vec(&buf).unwrap();
+            let mut r = reply_to(&q, ResponseCode::NoError);
+            let qn = q.queries()[0].name().clone();
+            r.add_answer(Record::from_rdata(qn, 60, RData::A(A(Ipv4Addr::LOCALHOST))));
+            let r = r.to_vec().unwrap();
+            let mut out = u16::try_from(r.len()).unwrap().to_be_bytes().to_vec();
+            out.extend_from_slice(&r);
+            s.write_all(&out).unwrap();
+        });
+        let res = Resolver::new(ResolverConfig {
+            servers: vec![addr],
+            timeout: Duration::from_secs(2),
+            attempts: 1,
+        });
+        let got = res.lookup(&name("cut.test"), RecordType::A).unwrap();
+        assert_eq!(got, [RData::A(A(Ipv4Addr::LOCALHOST))]);
+        t.join().unwrap();
     }
 
     #[test]
