@@ -283,6 +283,8 @@ fn sigkill_at_a_thousand_points() {
     let mut model = Model::new();
     let mut rng = Rng(20_261_129);
     let (mut kills, mut runs) = (0u32, 0u32);
+    // Kills during open/recovery/scan, enqueue, mark, remove.
+    let mut killed_in = [0u32; 4];
     while kills < KILLS_WANTED {
         runs += 1;
         assert!(runs < 4 * KILLS_WANTED, "children stopped being killed");
@@ -302,16 +304,35 @@ fn sigkill_at_a_thousand_points() {
             .stderr(Stdio::null())
             .output()
             .unwrap();
-        match out.status.signal() {
-            Some(9) => kills += 1,
-            _ => assert!(out.status.success(), "child failed: {:?}", out.status),
-        }
+        let killed = out.status.signal() == Some(9);
+        assert!(
+            killed || out.status.success(),
+            "child failed: {:?}",
+            out.status
+        );
         let stdout = String::from_utf8(out.stdout).unwrap();
         let in_flight = apply(&stdout, &mut model);
+        if killed {
+            kills += 1;
+            let kind = match &in_flight {
+                None => 0,
+                Some(InFlight::Enqueue(_)) => 1,
+                Some(InFlight::Mark(..)) => 2,
+                Some(InFlight::Remove(_)) => 3,
+            };
+            killed_in[kind] += 1;
+        }
         verify(dir.path(), &mut model, in_flight.as_ref());
     }
     eprintln!(
-        "{runs} children, {kills} killed by SIGKILL, {} messages queued at the end",
+        "{runs} children, {kills} killed by SIGKILL: {} in open/recovery, {} in enqueue, {} in mark, {} in remove; {} messages queued at the end",
+        killed_in[0],
+        killed_in[1],
+        killed_in[2],
+        killed_in[3],
         model.len()
     );
+    for (what, n) in ["enqueue", "mark", "remove"].iter().zip(&killed_in[1..]) {
+        assert!(*n >= 50, "only {n} kills landed in {what}");
+    }
 }
