@@ -24,6 +24,7 @@ pub mod serve;
 pub mod settings;
 pub mod smtpd;
 pub mod trigger;
+pub mod users;
 
 use std::ffi::OsString;
 

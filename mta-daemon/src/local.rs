@@ -30,7 +30,7 @@ use crossbeam_channel::Sender;
 use mta_core::{Address, DeliveryResult, Envelope};
 use mta_dotqmail::{
     Account, BaseEnvironment, DeliveryOptions, DeliveryRequest, LocalUser, Mailbox, Message,
-    Resolved, SystemExecutor, UserTable, deliver, find_mailbox,
+    Resolved, SystemExecutor, deliver, find_mailbox,
 };
 use mta_queue::{MessageId, Queue};
 
@@ -57,7 +57,7 @@ fn base_env() -> BaseEnvironment {
 
 /// Runs local deliveries.
 pub struct LocalDelivery {
-    users: Arc<UserTable>,
+    users: Arc<crate::users::Users>,
     options: DeliveryOptions,
     default_delivery: Vec<u8>,
     queue: Arc<Queue>,
@@ -77,7 +77,7 @@ impl LocalDelivery {
     /// A local delivery service. `worker_exe` is `Some(path to the mta binary)` when running
     /// as root (deliveries go through per-user worker processes), `None` otherwise.
     pub fn new(
-        users: Arc<UserTable>,
+        users: Arc<crate::users::Users>,
         default_delivery: Vec<u8>,
         queue: Arc<Queue>,
         scheduler: Sender<Input>,
@@ -98,7 +98,7 @@ impl LocalDelivery {
 
     /// The RCPT-time check for a local address `L@D`.
     pub fn check(&self, recipient: &Address) -> RcptCheck {
-        match self.users.resolve(recipient.local_part()) {
+        match self.users.table().resolve(recipient.local_part()) {
             Ok(Resolved::User(user)) => {
                 let mut fs = SystemExecutor::new();
                 match find_mailbox(&mut fs, &user, &self.options) {
@@ -127,7 +127,7 @@ impl LocalDelivery {
     fn deliver_one(&self, job: &Job, recipient: &Address) -> DeliveryResult {
         let local = recipient.local_part();
         let domain = recipient.domain().unwrap_or_default();
-        let user = match self.users.resolve(local) {
+        let user = match self.users.table().resolve(local) {
             Ok(Resolved::User(u)) => u,
             Ok(_) => {
                 return DeliveryResult::Delivered {

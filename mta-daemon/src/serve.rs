@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
 use crossbeam_channel::unbounded;
-use mta_dotqmail::{Account, UserTable, UsersAssign};
+use mta_dotqmail::{Account, UsersAssign};
 use mta_queue::{Queue, QueueOptions};
 
 use crate::bounce::QueueBouncer;
@@ -26,6 +26,7 @@ use crate::route::Router;
 use crate::sched::{self, Input, Scheduler};
 use crate::settings::Settings;
 use crate::smtpd::{self, Shared};
+use crate::users::Users;
 use crate::{pool, privs, trigger};
 
 /// Threads that bounce and remove finished messages (their removals share fsyncs).
@@ -39,13 +40,7 @@ pub const DEFAULT_DELIVERY: &[u8] = b"./Maildir/\n";
 /// # Errors
 /// The message to print.
 pub fn load_assign(root: &Root) -> Result<Option<UsersAssign>, String> {
-    match std::fs::read(root.assign()) {
-        Ok(text) => UsersAssign::parse(&text)
-            .map(Some)
-            .map_err(|e| format!("{}:{e}", root.assign().display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", root.assign().display())),
-    }
+    crate::users::load_assign(&root.assign())
 }
 
 /// The alias account: `DIR/alias` as home, owned by `alias` or `nobody` when root, else us.
@@ -64,19 +59,13 @@ fn alias_account(root: &Root, as_root: bool) -> Result<Account, String> {
     }
 }
 
-/// The user table: users/assign, then the alias user.
+/// The user table: users/assign (reloaded when it changes), then the alias user.
 ///
 /// # Errors
 /// users/assign syntax errors (`file:line`), a missing alias directory or account.
-pub fn user_table(root: &Root, as_root: bool) -> Result<UserTable, String> {
+pub fn user_table(root: &Root, as_root: bool) -> Result<Users, String> {
     let alias = alias_account(root, as_root)?;
-    user_table_for(root, alias, as_root)
-}
-
-fn user_table_for(root: &Root, alias: Account, as_root: bool) -> Result<UserTable, String> {
-    let mut users = UserTable::new(alias).refuse_root(as_root);
-    users.set_assign(load_assign(root)?);
-    Ok(users)
+    Users::load(root.assign(), alias, as_root)
 }
 
 /// Gives `path` and everything below it to `uid:gid` (only files still owned by root).
@@ -152,7 +141,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
         chown_tree(&root.queue(), uid, gid).map_err(|e| format!("chown queue: {e}"))?;
         drop_to = Some((uid, gid));
     }
-    let users = Arc::new(user_table_for(root, alias, as_root)?);
+    let users = Arc::new(Users::load(root.assign(), alias, as_root)?);
     let router: Arc<dyn Router> = Arc::new(settings.tables.clone());
 
     let (sched_tx, sched_rx) = unbounded();
