@@ -1,0 +1,484 @@
+#!/usr/bin/env bash
+# End-to-end load benchmark: mta against Postfix, same machine, same run (issue 10).
+#
+#   sudo benches/e2e/run.sh            # build mta (release), run W1-W5 on both, print the table
+#
+# W1  5,000 messages of 2 KB to one local maildir user over 10 sessions (smtp-source):
+#     acceptance rate and end-to-end rate (until the last file is in new/).
+# W2  one message to 1,024 local maildir users: seconds until all are in new/.
+# W3  one message to 8,192 recipients whose delivery discards it (comment-only .qmail;
+#     Postfix's discard transport): seconds until the queue is empty.
+# W4  one message to 1,000 recipients over 100 domains, routed to a loopback smtp-sink
+#     (concurrencyremote 20; Postfix's smtp maxproc 20): seconds until the queue is empty.
+# W5  2,000 concurrent idle SMTP sessions (after EHLO): growth of the server's resident
+#     memory (VmRSS summed over its whole process tree) per session.
+#
+# Everything runs under one temp dir on the disk (not tmpfs), as root (Postfix needs it).
+# Each workload is bounded in time (E2E_TIMEOUT seconds, default 180) and every process
+# the script starts is stopped on exit (trap EXIT). The table goes to stdout and to
+# $E2E_OUT (default benches/e2e/results.txt); per-run details to $E2E_OUT.log.
+#
+# Knobs (environment): MTA_BIN (skip the build and use this binary), E2E_TIMEOUT,
+# E2E_KEEP=1 (keep the temp dir), E2E_TMP (parent of the temp dir, default /var/tmp),
+# E2E_ONLY=mta|postfix (run one side, e.g. while profiling), E2E_PERF=1 (record
+# `perf record -g` of the whole system during mta's W1-W4 into $E2E_OUT.perf.data),
+# W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS, W4_DOMAINS, W5_SESSIONS (smaller sizes for a
+# quick smoke run).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+OUT=${E2E_OUT:-$HERE/results.txt}
+TIMEOUT=${E2E_TIMEOUT:-180}
+W4_TIMEOUT=${W4_TIMEOUT:-60}
+W1_MSGS=${W1_MSGS:-5000}
+W1_SESSIONS=10
+W2_RCPTS=${W2_RCPTS:-1024}
+W3_RCPTS=${W3_RCPTS:-8192}
+W4_RCPTS=${W4_RCPTS:-1000}
+W4_DOMAINS=${W4_DOMAINS:-100}
+W5_SESSIONS=${W5_SESSIONS:-2000}
+MSG_SIZE=2048
+BENCH_UID=65534
+BENCH_GID=65534
+LOAD="python3 $HERE/smtpload.py"
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+note() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT.log" >&2; }
+
+[ "$(id -u)" = 0 ] || die "run as root (Postfix's master and the per-uid delivery need it)"
+for t in postfix postconf smtp-source smtp-sink python3; do
+    command -v "$t" >/dev/null || die "missing $t (apt-get install postfix python3)"
+done
+# W5 needs two descriptors per session (client and server side) plus some slack.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((2 * ${W5_SESSIONS:-2000} + 1000)) ] \
+    || die "open-file limit $(ulimit -n) too low for W5 (raise the hard limit)"
+
+# --- build -------------------------------------------------------------------------------
+if [ -z "${MTA_BIN:-}" ]; then
+    (cd "$REPO" && cargo build --release -p mta-daemon) >&2
+    MTA_BIN=$REPO/target/release/mta
+fi
+[ -x "$MTA_BIN" ] || die "no mta binary at $MTA_BIN"
+
+# --- temp dir, process bookkeeping, cleanup ----------------------------------------------
+WORK=$(mktemp -d "${E2E_TMP:-/var/tmp}/mta-e2e.XXXXXX")
+chmod 755 "$WORK"
+PIDS=()            # processes we started directly (killed on exit)
+PF_CONF=""         # set once Postfix is configured (stopped on exit)
+PERF_PID=""
+
+cleanup() {
+    local rc=$?
+    set +e
+    if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null; fi
+    for p in "${PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null
+    done
+    for p in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
+    if [ -n "$PF_CONF" ] && [ -f "$PF_CONF/main.cf" ]; then
+        postfix -c "$PF_CONF" status >/dev/null 2>&1 && postfix -c "$PF_CONF" stop >/dev/null 2>&1
+        for _ in $(seq 50); do postfix -c "$PF_CONF" status >/dev/null 2>&1 || break; sleep 0.1; done
+        postfix -c "$PF_CONF" status >/dev/null 2>&1 && postfix -c "$PF_CONF" abort >/dev/null 2>&1
+    fi
+    if [ "${E2E_KEEP:-0}" = 1 ]; then
+        echo "run.sh: kept $WORK" >&2
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }'; }
+
+# wait_for SECONDS CMD...: polls CMD every 20 ms; 0 once it succeeds, 1 on timeout.
+wait_for() {
+    local limit=$1; shift
+    local deadline
+    deadline=$(awk -v n="$(now)" -v t="$limit" 'BEGIN { printf "%.3f", n + t }')
+    until "$@"; do
+        if awk -v n="$(now)" -v d="$deadline" 'BEGIN { exit !(n > d) }'; then return 1; fi
+        sleep 0.02
+    done
+}
+
+port_open() { python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()' "$1" 2>/dev/null; }
+
+# Sum of VmRSS (KB) over PID and all its descendants.
+tree_rss_kb() {
+    ps -e -o pid=,ppid=,rss= | awk -v root="$1" '
+        { parent[$1] = $2; rss[$1] = $3 }
+        END {
+            total = 0
+            for (p in rss) {
+                q = p
+                while (q != "" && q != 0 && q != 1 && q != root) q = parent[q]
+                if (q == root) total += rss[p]
+            }
+            print total
+        }'
+}
+
+count_new() { # count_new DIR...: files in the new/ subdirectories given
+    find "$@" -maxdepth 1 -type f 2>/dev/null | wc -l
+}
+
+RESULTS=$WORK/results.raw   # lines: workload metric side value
+record() { echo "$1 $2 $3 $4" >>"$RESULTS"; note "$1 $2 $3 = $4"; }
+
+MTA_PORT=$(free_port)
+PF_PORT=$(free_port)
+while [ "$PF_PORT" = "$MTA_PORT" ]; do PF_PORT=$(free_port); done
+SINK_PORT=$(free_port)
+while [ "$SINK_PORT" = "$MTA_PORT" ] || [ "$SINK_PORT" = "$PF_PORT" ]; do SINK_PORT=$(free_port); done
+: >"$OUT.log"
+note "work dir $WORK; ports mta $MTA_PORT postfix $PF_PORT sink $SINK_PORT"
+
+# --- the loopback sink for W4 (Postfix's smtp-sink, shared by both sides) -----------------
+smtp-sink -u nobody -m 1000 "127.0.0.1:$SINK_PORT" 1024 >/dev/null 2>"$WORK/sink.log" &
+PIDS+=($!)
+wait_for 10 port_open "$SINK_PORT" || die "smtp-sink did not start"
+
+# --- mailbox layout shared by both sides ----------------------------------------------------
+# HOMES/w1/Maildir, HOMES/userN/Maildir (N < W2_RCPTS), HOMES/trash (comment-only .qmail).
+make_homes() {
+    local base=$1 i
+    mkdir -p "$base/w1/Maildir/"{tmp,new,cur} "$base/trash"
+    for ((i = 0; i < W2_RCPTS; i++)); do
+        mkdir -p "$base/user$i/Maildir/"{tmp,new,cur}
+    done
+    printf '# discard everything\n' >"$base/trash/.qmail-default"
+    chmod 644 "$base/trash/.qmail-default"
+    chown -R "$BENCH_UID:$BENCH_GID" "$base"
+    chmod 755 "$base"
+}
+user_newdirs() { # user_newdirs BASE: the 1,024 new/ dirs of W2
+    local i
+    for ((i = 0; i < W2_RCPTS; i++)); do echo "$1/user$i/Maildir/new"; done
+}
+
+# --- mta ------------------------------------------------------------------------------------
+MTA_ROOT=$WORK/mta
+MTA_HOMES=$WORK/mta-homes
+MTA_PID=""
+mta_setup() {
+    "$MTA_BIN" --root "$MTA_ROOT" init --hostname example.org >/dev/null
+    make_homes "$MTA_HOMES"
+    local c=$MTA_ROOT/control i
+    echo "127.0.0.1:$MTA_PORT" >"$c/listen"
+    echo 20 >"$c/concurrencylocal"
+    echo 20 >"$c/concurrencyremote"
+    echo $((W5_SESSIONS + 100)) >"$c/concurrencyincoming"
+    : >"$c/smtproutes"
+    for ((i = 0; i < W4_DOMAINS; i++)); do echo "d$i.test:127.0.0.1:$SINK_PORT" >>"$c/smtproutes"; done
+    {
+        echo "=w1:bench:$BENCH_UID:$BENCH_GID:$MTA_HOMES/w1:::"
+        for ((i = 0; i < W2_RCPTS; i++)); do
+            echo "=user$i:bench:$BENCH_UID:$BENCH_GID:$MTA_HOMES/user$i:::"
+        done
+        echo "+trash-:bench:$BENCH_UID:$BENCH_GID:$MTA_HOMES/trash:-::"
+        echo "."
+    } >"$MTA_ROOT/users/assign"
+}
+mta_start() {
+    "$MTA_BIN" --root "$MTA_ROOT" serve 2>>"$WORK/mta.log" &
+    MTA_PID=$!
+    PIDS+=("$MTA_PID")
+    wait_for 30 port_open "$MTA_PORT" || die "mta serve did not start (see $WORK/mta.log)"
+}
+mta_stop() {
+    kill -TERM "$MTA_PID" 2>/dev/null || true
+    wait_for 30 bash -c "! kill -0 $MTA_PID 2>/dev/null" || kill -KILL "$MTA_PID" 2>/dev/null || true
+    wait "$MTA_PID" 2>/dev/null || true
+}
+mta_done_msgs() { grep -c '^.*end msg ' "$WORK/mta.log" || true; }
+mta_done_at_least() { [ "$(mta_done_msgs)" -ge "$1" ]; }
+
+# --- Postfix --------------------------------------------------------------------------------
+PF=$WORK/postfix
+PF_HOMES=$WORK/postfix-homes
+pf_setup() {
+    local i
+    PF_CONF=$PF/etc
+    mkdir -p "$PF_CONF" "$PF/queue" "$PF/data"
+    make_homes "$PF_HOMES"
+    cat >"$PF_CONF/main.cf" <<EOF
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+command_directory = /usr/sbin
+daemon_directory = /usr/lib/postfix/sbin
+meta_directory = /etc/postfix
+shlib_directory = /usr/lib/postfix
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mx.example.net
+mydomain = example.net
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+biff = no
+smtpd_recipient_limit = $((W3_RCPTS + 100))
+smtpd_client_connection_count_limit = 0
+smtpd_client_connection_rate_limit = 0
+smtpd_client_message_rate_limit = 0
+smtpd_client_recipient_rate_limit = 0
+smtpd_peername_lookup = no
+virtual_mailbox_domains = example.org
+virtual_mailbox_base = $PF_HOMES
+virtual_mailbox_maps = texthash:$PF_CONF/vmailbox, regexp:$PF_CONF/vtrash
+virtual_uid_maps = static:$BENCH_UID
+virtual_gid_maps = static:$BENCH_GID
+virtual_minimum_uid = 100
+transport_maps = regexp:$PF_CONF/transport
+maillog_file = $PF/maillog
+EOF
+    # Users one by one (regexp tables may not substitute into virtual mailbox paths).
+    {
+        printf 'w1@example.org w1/Maildir/\n'
+        for ((i = 0; i < W2_RCPTS; i++)); do printf 'user%d@example.org user%d/Maildir/\n' "$i" "$i"; done
+    } >"$PF_CONF/vmailbox"
+    printf '/^trash-[0-9]+@example\\.org$/\ttrash/Maildir/\n' >"$PF_CONF/vtrash"
+    cat >"$PF_CONF/transport" <<EOF
+/^trash-[0-9]+@example\.org\$/	discard:
+/@d[0-9]+\.test\$/	smtp:[127.0.0.1]:$SINK_PORT
+EOF
+    # Debian's master.cf without chroot; smtpd may run W5_SESSIONS at once, smtp 20.
+    cat >"$PF_CONF/master.cf" <<EOF
+127.0.0.1:$PF_PORT inet n - n - $((W5_SESSIONS + 100)) smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       20      smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+local     unix  -       n       n       -       -       local
+virtual   unix  -       n       n       -       -       virtual
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOF
+    chown -R root:root "$PF_CONF"
+    chown postfix:postfix "$PF/data"
+    chmod 700 "$PF/data"
+    postfix -c "$PF_CONF" check >>"$WORK/postfix-start.log" 2>&1 || true
+}
+pf_start() {
+    postfix -c "$PF_CONF" start >>"$WORK/postfix-start.log" 2>&1 \
+        || die "postfix did not start: $(tail -5 "$PF/maillog" 2>/dev/null)"
+    wait_for 30 port_open "$PF_PORT" || die "postfix smtpd not listening"
+}
+pf_stop() {
+    postfix -c "$PF_CONF" stop >/dev/null 2>&1 || true
+    wait_for 30 bash -c "! postfix -c '$PF_CONF' status >/dev/null 2>&1" || postfix -c "$PF_CONF" abort >/dev/null 2>&1 || true
+}
+pf_master_pid() { tr -d ' ' <"$PF/queue/pid/master.pid"; }
+pf_queue_empty() {
+    [ "$(find "$PF/queue/maildrop" "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" -type f 2>/dev/null | wc -l)" = 0 ]
+}
+pf_sent() { grep -c "status=$1" "$PF/maillog" 2>/dev/null || true; }
+
+# --- the workloads, each as a function of the side ----------------------------------------
+# done_check SIDE N: true once N more messages than at the mark have left the queue.
+MARK=0
+queue_mark() { if [ "$1" = mta ]; then MARK=$(mta_done_msgs); fi; }
+queue_done() {
+    if [ "$1" = mta ]; then mta_done_at_least $((MARK + 1)); else pf_queue_empty; fi
+}
+
+w1() {
+    local side=$1 port=$2 homes=$3 t0 t1 t2
+    note "W1 $side: $W1_MSGS messages x $MSG_SIZE bytes over $W1_SESSIONS sessions"
+    t0=$(now)
+    if ! timeout "$TIMEOUT" smtp-source -s "$W1_SESSIONS" -m "$W1_MSGS" -l "$MSG_SIZE" \
+        -f bench@example.com -t w1@example.org -M load.example.com "127.0.0.1:$port" \
+        >>"$OUT.log" 2>&1; then
+        record W1 accept_msgs_per_s "$side" -; record W1 e2e_msgs_per_s "$side" -; return
+    fi
+    t1=$(now)
+    record W1 accept_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t1")")"
+    if wait_for "$TIMEOUT" bash -c "[ \$(find '$homes/w1/Maildir/new' -maxdepth 1 -type f | wc -l) -ge $W1_MSGS ]"; then
+        t2=$(now)
+        record W1 e2e_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t2")")"
+    else
+        record W1 e2e_msgs_per_s "$side" -
+    fi
+}
+
+w2() {
+    local side=$1 port=$2 homes=$3 t0 t1 list
+    note "W2 $side: one message to $W2_RCPTS local maildir users"
+    list=$WORK/w2-$side.dirs
+    user_newdirs "$homes" >"$list"
+    t0=$(now)
+    $LOAD list 127.0.0.1 "$port" bench@example.com 'user{i}@example.org' "$W2_RCPTS" "$MSG_SIZE" >>"$OUT.log" 2>&1 \
+        || { record W2 seconds "$side" -; return; }
+    if wait_for "$TIMEOUT" bash -c "[ \$(xargs -a '$list' -I{} find {} -maxdepth 1 -type f 2>/dev/null | wc -l) -ge $W2_RCPTS ]" 2>/dev/null; then
+        t1=$(now)
+        record W2 seconds "$side" "$(elapsed "$t0" "$t1")"
+    else
+        record W2 seconds "$side" -
+    fi
+}
+
+w3() {
+    local side=$1 port=$2 t0 t1
+    note "W3 $side: one message to $W3_RCPTS discarding recipients"
+    queue_mark "$side"
+    t0=$(now)
+    $LOAD list 127.0.0.1 "$port" bench@example.com 'trash-{i}@example.org' "$W3_RCPTS" "$MSG_SIZE" >>"$OUT.log" 2>&1 \
+        || { record W3 seconds "$side" -; return; }
+    if wait_for "$TIMEOUT" queue_done "$side"; then
+        t1=$(now)
+        record W3 seconds "$side" "$(elapsed "$t0" "$t1")"
+    else
+        record W3 seconds "$side" -
+    fi
+}
+
+w4() {
+    local side=$1 port=$2 t0 t1 sent
+    note "W4 $side: one message to $W4_RCPTS recipients over $W4_DOMAINS domains (loopback sink)"
+    queue_mark "$side"
+    t0=$(now)
+    $LOAD list 127.0.0.1 "$port" bench@example.com 'r{i}@d{d}.test' "$W4_RCPTS" "$MSG_SIZE" "$W4_DOMAINS" >>"$OUT.log" 2>&1 \
+        || { record W4 rcpts_per_s "$side" -; return; }
+    # A shorter bound: a side without remote delivery would only wait out the timeout.
+    if wait_for "$W4_TIMEOUT" queue_done "$side"; then
+        t1=$(now)
+        # Every recipient must have reached the sink, or the figure means nothing.
+        if [ "$side" = mta ]; then
+            sent=$(grep -c 'delivery [0-9]*: success' "$WORK/mta.log" || true)
+            sent=$((sent - MTA_LOCAL_SUCCESSES))
+        else
+            sent=$(grep 'status=sent' "$PF/maillog" | grep -c 'relay=127.0.0.1' || true)
+        fi
+        note "W4 $side: $sent recipient deliveries to the sink logged"
+        record W4 seconds "$side" "$(elapsed "$t0" "$t1")"
+        record W4 rcpts_per_s "$side" "$(div "$W4_RCPTS" "$(elapsed "$t0" "$t1")")"
+    else
+        record W4 seconds "$side" -
+        record W4 rcpts_per_s "$side" -
+    fi
+}
+
+w5() {
+    local side=$1 port=$2 root_pid=$3 before after ready=$WORK/w5-$1.ready client
+    note "W5 $side: $W5_SESSIONS idle sessions"
+    [ -n "$root_pid" ] || { record W5 rss_kb_per_session "$side" -; return; }
+    sleep 2
+    before=$(tree_rss_kb "$root_pid")
+    $LOAD idle 127.0.0.1 "$port" "$W5_SESSIONS" "$TIMEOUT" "$ready" >>"$OUT.log" 2>&1 &
+    client=$!
+    PIDS+=("$client")
+    if wait_for "$TIMEOUT" test -f "$ready"; then
+        sleep 1
+        after=$(tree_rss_kb "$root_pid")
+        note "W5 $side: tree RSS $before KB before, $after KB with $W5_SESSIONS sessions"
+        record W5 rss_kb_per_session "$side" "$(div $((after - before)) "$W5_SESSIONS")"
+        rm -f "$ready"
+    else
+        record W5 rss_kb_per_session "$side" -
+    fi
+    wait "$client" 2>/dev/null || true
+}
+
+# --- the run ---------------------------------------------------------------------------------
+MTA_LOCAL_SUCCESSES=0
+run_mta() {
+    note "== mta ($MTA_BIN)"
+    mta_setup
+    mta_start
+    if [ "${E2E_PERF:-0}" = 1 ]; then
+        perf record -a -g -F 499 -o "$OUT.perf.data" >/dev/null 2>>"$OUT.log" &
+        PERF_PID=$!
+    fi
+    w1 mta "$MTA_PORT" "$MTA_HOMES"
+    w2 mta "$MTA_PORT" "$MTA_HOMES"
+    w3 mta "$MTA_PORT"
+    MTA_LOCAL_SUCCESSES=$(grep -c 'delivery [0-9]*: success' "$WORK/mta.log" || true)
+    w4 mta "$MTA_PORT"
+    if [ -n "$PERF_PID" ]; then
+        kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""
+    fi
+    # W5 on a freshly started server, so idle processes and caches of W1-W4 do not count.
+    mta_stop
+    mta_start
+    w5 mta "$MTA_PORT" "$MTA_PID"
+    mta_stop
+    cp "$WORK/mta.log" "$OUT.mta.log"
+}
+run_postfix() {
+    note "== postfix ($(postconf -d -h mail_version 2>/dev/null || echo '?'))"
+    pf_setup
+    pf_start
+    w1 postfix "$PF_PORT" "$PF_HOMES"
+    w2 postfix "$PF_PORT" "$PF_HOMES"
+    w3 postfix "$PF_PORT"
+    w4 postfix "$PF_PORT"
+    pf_stop
+    pf_start
+    w5 postfix "$PF_PORT" "$(pf_master_pid)"
+    pf_stop
+    cp "$PF/maillog" "$OUT.postfix.log" 2>/dev/null || true
+}
+
+case "${E2E_ONLY:-both}" in
+    mta) run_mta ;;
+    postfix) run_postfix ;;
+    *) run_mta; run_postfix ;;
+esac
+
+# --- the table: ratio = how many times better mta is (rates mta/postfix, times and memory
+# postfix/mta), so > 1 always favours mta.
+table() {
+    printf '%-8s %-20s %12s %12s %8s\n' workload metric mta postfix ratio
+    awk '
+        { key = $1 " " $2; if (!(key in seen)) { order[++n] = key; seen[key] = 1 } v[key, $3] = $4 }
+        END {
+            for (i = 1; i <= n; i++) {
+                split(order[i], k, " ")
+                m = v[order[i], "mta"]; p = v[order[i], "postfix"]
+                if (m == "") m = "-"; if (p == "") p = "-"
+                r = "-"
+                if (m != "-" && p != "-" && m + 0 > 0 && p + 0 > 0) {
+                    if (k[2] ~ /per_s$/) r = sprintf("%.2fx", m / p); else r = sprintf("%.2fx", p / m)
+                }
+                printf "%-8s %-20s %12s %12s %8s\n", k[1], k[2], m, p, r
+            }
+        }' "$RESULTS"
+}
+{
+    echo "# mta e2e benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r)"
+    echo "# mta $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), postfix $(postconf -d -h mail_version 2>/dev/null || echo '?')"
+    echo "# ratio: how many times better mta is (rates mta/postfix; seconds and KB postfix/mta)"
+    table | sed '1s/^workload/workload/'
+} | tee "$OUT"

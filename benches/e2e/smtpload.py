@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Small SMTP load client for the end-to-end benchmark (stdlib only).
+
+Two modes, used where Postfix's smtp-source does not fit:
+
+  smtpload.py list HOST PORT SENDER TEMPLATE COUNT SIZE [DOMAINS]
+      One message of SIZE bytes to COUNT recipients, TEMPLATE formatted with {i}, the
+      recipient number, and {d}, that number modulo DOMAINS (default 1), e.g.
+      'user{i}@example.org' or 'r{i}@d{d}.test'. MAIL, every RCPT and DATA are sent
+      pipelined (RFC 2920) when the server offers PIPELINING, so the client costs the
+      server as little as possible. Prints 'accepted RCPTS SECONDS' (time until the
+      250 after the final dot) and exits non-zero unless every recipient was accepted.
+
+  smtpload.py idle HOST PORT COUNT HOLD_SECONDS READY_FILE
+      Opens COUNT SMTP sessions, reads each 220 greeting and sends EHLO (so every
+      session is established and past its greeting), writes 'ready N' to READY_FILE,
+      then holds them open and idle until HOLD_SECONDS pass or READY_FILE is removed,
+      and closes them. Bounded by HOLD_SECONDS whatever happens.
+"""
+
+import os
+import socket
+import sys
+import time
+
+
+def read_reply(f):
+    """Reads one (possibly multi-line) SMTP reply; returns (code, text lines)."""
+    lines = []
+    while True:
+        line = f.readline()
+        if not line:
+            raise ConnectionError("connection closed by server")
+        lines.append(line.decode("latin-1").rstrip("\r\n"))
+        if len(line) < 4 or line[3:4] != b"-":
+            return int(line[:3]), lines
+
+
+def body(size):
+    head = b"From: bench@example.com\r\nTo: list@example.org\r\nSubject: e2e benchmark\r\n\r\n"
+    line = b"The quick brown fox jumps over the lazy dog, again and again.\r\n"
+    out = bytearray(head)
+    while len(out) < size:
+        out += line
+    return bytes(out[:size - 2]) + b"\r\n"
+
+
+def mode_list(host, port, sender, template, count, size, domains="1"):
+    count, size, domains = int(count), int(size), int(domains)
+    start = time.monotonic()
+    s = socket.create_connection((host, int(port)), timeout=600)
+    f = s.makefile("rb")
+    code, _ = read_reply(f)
+    if code != 220:
+        sys.exit(f"greeting {code}")
+    s.sendall(b"EHLO load.example.com\r\n")
+    code, lines = read_reply(f)
+    if code != 250:
+        sys.exit(f"EHLO {code}")
+    pipelining = any(line[4:].upper().startswith("PIPELINING") for line in lines)
+    cmds = [f"MAIL FROM:<{sender}>\r\n".encode()]
+    cmds += [f"RCPT TO:<{template.format(i=i, d=i % domains)}>\r\n".encode() for i in range(count)]
+    cmds.append(b"DATA\r\n")
+    accepted = 0
+    if pipelining:
+        s.sendall(b"".join(cmds))
+        replies = [read_reply(f)[0] for _ in cmds]
+    else:
+        replies = []
+        for c in cmds:
+            s.sendall(c)
+            replies.append(read_reply(f)[0])
+    accepted = sum(1 for r in replies[1:-1] if r == 250)
+    if replies[0] != 250 or replies[-1] != 354:
+        sys.exit(f"MAIL {replies[0]} DATA {replies[-1]}")
+    s.sendall(body(size) + b".\r\n")
+    code, lines = read_reply(f)
+    elapsed = time.monotonic() - start
+    s.sendall(b"QUIT\r\n")
+    try:
+        read_reply(f)
+    except ConnectionError:
+        pass
+    s.close()
+    if code != 250:
+        sys.exit(f"end of data {code} {lines}")
+    print(f"accepted {accepted} {elapsed:.6f}")
+    if accepted != count:
+        sys.exit(f"only {accepted} of {count} recipients accepted")
+
+
+def mode_idle(host, port, count, hold, ready_file):
+    count, hold = int(count), float(hold)
+    deadline = time.monotonic() + hold
+    socks = []
+    try:
+        for _ in range(count):
+            if time.monotonic() > deadline:
+                sys.exit("hold time ran out while connecting")
+            s = socket.create_connection((host, int(port)), timeout=60)
+            f = s.makefile("rb")
+            code, _ = read_reply(f)
+            if code != 220:
+                sys.exit(f"greeting {code}")
+            s.sendall(b"EHLO idle.example.com\r\n")
+            code, _ = read_reply(f)
+            if code != 250:
+                sys.exit(f"EHLO {code}")
+            socks.append((s, f))
+        with open(ready_file + ".part", "w") as out:
+            out.write(f"ready {len(socks)}\n")
+        os.rename(ready_file + ".part", ready_file)
+        while time.monotonic() < deadline and os.path.exists(ready_file):
+            time.sleep(0.05)
+    finally:
+        for s, f in socks:
+            f.close()
+            s.close()
+
+
+def main():
+    if len(sys.argv) >= 2 and sys.argv[1] == "list" and len(sys.argv) in (8, 9):
+        mode_list(*sys.argv[2:])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "idle" and len(sys.argv) == 7:
+        mode_idle(*sys.argv[2:])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
