@@ -2,6 +2,27 @@
 //!
 //! The `mta` command: a complete qmail replacement wiring the `mta-*` crates together.
 //! `main` only calls [`run`] and maps its result to an exit code.
+//!
+//! Where each behaviour lives:
+//!
+//! | module | what | qmail counterpart |
+//! |---|---|---|
+//! | [`cli`] | command-line parsing | |
+//! | [`root`] | the root layout, `mta init` | install scripts |
+//! | [`settings`] | control files read with qmail's defaults | `control.c` |
+//! | [`serve`] | wiring threads together, signals | qmail-start |
+//! | [`smtpd`] | SMTP sessions and their policy | qmail-smtpd |
+//! | [`sched`] | the scheduler: routing, retries, concurrency | qmail-send |
+//! | [`pool`] | delivery and finishing threads: marks, bounces, removal | qmail-send's spawn/clean links |
+//! | [`route`] | local vs remote, virtualdomains, percenthack | qmail-send `rewrite()` |
+//! | [`local`], [`users`] | local delivery, per-user worker processes | qmail-lspawn, qmail-local |
+//! | [`remote`] | DNS, smtproutes, SMTP client delivery | qmail-rspawn, qmail-remote |
+//! | [`bounce`] | bounce composition glue | qmail-send `injectbounce` |
+//! | [`inject`], [`sendmail`] | `mta inject`, `mta sendmail` | qmail-inject, sendmail |
+//! | [`admin`], [`qread`] | `check`, `queue stat/list/flush` | qmail-qstat, qmail-qread |
+//! | [`trigger`] | the wake-up FIFO | `lock/trigger` |
+//! | [`privs`] | per-thread uid drop, account lookup | the qmail uids |
+//! | [`log`] | log lines | qmail-send's log |
 
 #![forbid(unsafe_code)]
 

@@ -1,7 +1,7 @@
 //! Local delivery: our qmail-lspawn + qmail-local.
 //!
 //! For each local recipient `L@D` (after virtualdomains prepending), the user is resolved
-//! with mta-dotqmail's [`UserTable`] (users/assign first, then the alias user, whose home
+//! with mta-dotqmail's [`UserTable`](mta_dotqmail::UserTable) (users/assign first, then the alias user, whose home
 //! is `DIR/alias`), and the `.qmail` interpreter runs.
 //!
 //! - When `mta serve` is **not root**, the interpreter runs in the delivery thread itself:
