@@ -53,7 +53,7 @@ fn main() -> ExitCode {
         return store_error(&e);
     }
     let mut stdin = std::io::stdin().lock();
-    let mut buf = [0u8; 65536];
+    let mut buf = vec![0u8; 65536];
     loop {
         match stdin.read(&mut buf) {
             Ok(0) => break,
