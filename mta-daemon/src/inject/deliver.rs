@@ -29,19 +29,18 @@ pub(crate) fn print(p: &Prepared, mut body: impl Read, out: &mut dyn Write) -> R
 
 /// The line qmail-queue put in front of every message it queued:
 /// `Received: (qmail PID invoked by uid UID); DATE822` (qmail-reference §1.2).
-pub(crate) fn received_line(env: &Env) -> String {
+pub(crate) fn received_line(pid: u32, uid: u32, unix_secs: i64) -> String {
     format!(
-        "Received: (qmail {} invoked by uid {}); {}\n",
-        env.pid,
-        env.uid,
-        mta_core::date::qmail_date822(env.now)
+        "Received: (qmail {pid} invoked by uid {uid}); {}\n",
+        mta_core::date::qmail_date822(unix_secs)
     )
 }
 
-/// Queues the message (head, then `body`) with the Received line in front, then pulls the trigger so a running
-/// `mta serve` picks it up at once.
+/// Queues the message (head, then `body`) with the Received line in front, then pulls the
+/// trigger so a running `mta serve` picks it up at once.
 ///
-/// When a running `mta serve` holds the queue ([`QueueError::Locked`]), the message goes
+/// When a running `mta serve` holds the queue ([`QueueError::Locked`]), or the queue
+/// belongs to another user (a server running as root chowns it), the message goes
 /// into the pickup directory instead ([`pickup`]); the server imports it when the trigger
 /// is pulled. After a direct enqueue, inject imports whatever such messages are waiting,
 /// since it holds the queue at that moment.
@@ -53,9 +52,9 @@ pub(crate) fn received_line(env: &Env) -> String {
 pub(crate) fn enqueue(root: &Root, env: &Env, p: &Prepared, body: impl Read) -> Result<(), Fatal> {
     let encoded = mta_queue::qmail::encode(&p.envelope)
         .map_err(|e| Fatal::Permanent(format!("qq permanent problem: {e}")))?;
-    let received = received_line(env);
     match Queue::open(root.queue(), QueueOptions::default()) {
         Ok(queue) => {
+            let received = received_line(env.pid, env.uid, env.now);
             queue
                 .enqueue(
                     &p.envelope,
@@ -69,14 +68,24 @@ pub(crate) fn enqueue(root: &Root, env: &Env, p: &Prepared, body: impl Read) -> 
             // this inject (they stay in place for the server to import).
             let _ = pickup::drain(root, &queue);
         }
-        Err(QueueError::Locked) => {
-            let mut prefix = received.into_bytes();
-            prefix.extend_from_slice(&p.head);
-            pickup::drop_off(root, &encoded, &prefix, body)
+        // A running server holds the queue, or (when it runs as root) the queue is not ours
+        // to open: leave the message for the server.
+        Err(e) if held_by_server(&e) => {
+            pickup::drop_off(root, &encoded, &p.head, body)
                 .map_err(|e| Fatal::Temporary(format!("qq temporary problem: {e}")))?;
         }
         Err(e) => return Err(Fatal::Temporary(format!("unable to open queue: {e}"))),
     }
     trigger::pull(&root.trigger(), Pull::NewMail);
     Ok(())
+}
+
+/// True when the queue cannot be opened because a server owns it: locked by the running
+/// process, or not accessible to this user.
+fn held_by_server(e: &QueueError) -> bool {
+    match e {
+        QueueError::Locked => true,
+        QueueError::Io { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
+        _ => false,
+    }
 }

@@ -272,6 +272,22 @@ fn locked_queue_goes_through_pickup_and_drains_into_the_queue() {
     let root = Root::new(&f.dir);
     let new = pickup::dir(&root).join("new");
     assert_eq!(std::fs::read_dir(&new).unwrap().count(), 1);
+    let waiting = std::fs::read_dir(&new)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let raw = std::fs::read(&waiting).unwrap();
+    assert!(
+        raw.starts_with(b"Fs@example.com\0Tr1@example.net\0"),
+        "{}",
+        text(&raw)
+    );
+    assert!(
+        !text(&raw).contains("Received:"),
+        "the writer does not write it"
+    );
 
     let drained = pickup::drain(&root, &queue).unwrap();
     assert_eq!(drained.imported.len(), 1);
@@ -293,6 +309,15 @@ fn locked_queue_goes_through_pickup_and_drains_into_the_queue() {
         .unwrap();
     let msg = String::from_utf8(body).unwrap();
     assert_added_fields(&msg, "s@example.com");
+    // The importer wrote the Received line from the file's owner, not from the file.
+    let uid = rustix::process::getuid().as_raw();
+    assert!(msg.starts_with("Received: (qmail "), "{msg}");
+    assert!(
+        msg.lines()
+            .next()
+            .unwrap()
+            .contains(&format!(" invoked by uid {uid}); "))
+    );
     assert!(
         msg.ends_with("\nTo: r1@example.net, r2@example.net\n\nbody\n"),
         "{msg}"
