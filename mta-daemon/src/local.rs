@@ -114,17 +114,28 @@ impl LocalDelivery {
 }
 
 impl crate::pool::Deliver for LocalDelivery {
-    /// Delivers a job (one result per target); forwards are queued here.
+    /// Delivers a job (one result per target); forwards are queued here. The message is
+    /// read once for all targets.
     fn deliver(&self, job: &Job) -> Vec<DeliveryResult> {
+        let message = match self.read_message(job.id) {
+            Ok(m) => m,
+            Err(e) => {
+                let failed = DeliveryResult::Deferred {
+                    text: format!("Unable to read message: {e}. (#4.3.0)"),
+                    status: None,
+                };
+                return vec![failed; job.targets.len()];
+            }
+        };
         job.targets
             .iter()
-            .map(|t| self.deliver_one(job, &t.address))
+            .map(|t| self.deliver_one(job, &t.address, &message))
             .collect()
     }
 }
 
 impl LocalDelivery {
-    fn deliver_one(&self, job: &Job, recipient: &Address) -> DeliveryResult {
+    fn deliver_one(&self, job: &Job, recipient: &Address, message: &[u8]) -> DeliveryResult {
         let local = recipient.local_part();
         let domain = recipient.domain().unwrap_or_default();
         let user = match self.users.table().resolve(local) {
@@ -141,15 +152,6 @@ impl LocalDelivery {
                 };
             }
         };
-        let message = match self.read_message(job.id) {
-            Ok(m) => m,
-            Err(e) => {
-                return DeliveryResult::Deferred {
-                    text: format!("Unable to read message: {e}. (#4.3.0)"),
-                    status: None,
-                };
-            }
-        };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
@@ -162,11 +164,11 @@ impl LocalDelivery {
             now,
         };
         let (result, forward) = match &self.privileged {
-            None => run_request(&request, &self.options, &message),
-            Some(workers) => workers.run(&request, &message),
+            None => run_request(&request, &self.options, message),
+            Some(workers) => workers.run(&request, message),
         };
         match forward {
-            Some(fwd) if result.is_delivered() => self.forward(fwd, &message, result),
+            Some(fwd) if result.is_delivered() => self.forward(fwd, message, result),
             _ => result,
         }
     }

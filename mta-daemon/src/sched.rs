@@ -158,6 +158,9 @@ pub struct Scheduler {
     stopping: bool,
 }
 
+/// Most recipients of one message in one local job.
+const LOCAL_BATCH: usize = 64;
+
 const BOUNCE_RETRY: Duration = Duration::from_secs(123);
 
 impl Scheduler {
@@ -384,7 +387,25 @@ impl Scheduler {
             let Some((id, index)) = self.ready[0].pop_front() else {
                 break;
             };
-            let Some(job) = self.job(id, &[index], Channel::Local) else {
+            // A long list is cut into batches (one message read and one durable mark per
+            // batch), small enough that every delivery slot gets work.
+            let batch = (self.ready[0].len() / self.settings.concurrency_local.max(1))
+                .clamp(1, LOCAL_BATCH);
+            let verp = self
+                .messages
+                .get(&id)
+                .is_some_and(|m| mta_verp::is_verp_request(&m.envelope.sender));
+            let mut indexes = vec![index];
+            while !verp && indexes.len() < batch {
+                match self.ready[0].front() {
+                    Some(&(next_id, next)) if next_id == id => {
+                        indexes.push(next);
+                        self.ready[0].pop_front();
+                    }
+                    _ => break,
+                }
+            }
+            let Some(job) = self.job(id, &indexes, Channel::Local) else {
                 continue;
             };
             if self.local.send(job).is_ok() {
