@@ -156,7 +156,7 @@ impl<'a> Parser<'a, '_> {
             Kind::Special(b':') => self.group(run, at, items),
             Kind::Special(b'@') => {
                 let (bare, local) = self.local_part(run, at, true)?;
-                self.push_bare(bare, items);
+                self.push_bare(bare, at, items)?;
                 self.lx.next_token()?;
                 let domain = self.domain()?;
                 let m = HeaderMailbox {
@@ -171,7 +171,7 @@ impl<'a> Parser<'a, '_> {
             _ if self.qmail.is_some() && !run.is_empty() => {
                 let mut words = split_words(run);
                 let last = words.pop().unwrap_or_default();
-                self.push_bare(words, items);
+                self.push_bare(words, at, items)?;
                 let m = HeaderMailbox {
                     name: None,
                     local: last,
@@ -192,18 +192,23 @@ impl<'a> Parser<'a, '_> {
         mut m: HeaderMailbox,
         items: &mut Vec<AddressItem>,
     ) -> Result<(), ParseAddressError> {
-        self.lx.peek()?;
+        let at = self.lx.peek()?.start;
         m.comments = self.lx.take_comments();
         if let Some(q) = self.qmail {
-            m = q.rewrite_mailbox(m);
+            m = rewritten(q, m, at)?;
         }
         items.push(AddressItem::Mailbox(m));
         Ok(())
     }
 
     /// Lenient only: local parts of words that had no `@` of their own.
-    fn push_bare(&mut self, words: Vec<String>, items: &mut Vec<AddressItem>) {
-        let Some(q) = self.qmail else { return };
+    fn push_bare(
+        &mut self,
+        words: Vec<String>,
+        at: usize,
+        items: &mut Vec<AddressItem>,
+    ) -> Result<(), ParseAddressError> {
+        let Some(q) = self.qmail else { return Ok(()) };
         for local in words {
             let m = HeaderMailbox {
                 name: None,
@@ -211,8 +216,9 @@ impl<'a> Parser<'a, '_> {
                 domain: None,
                 comments: Vec::new(),
             };
-            items.push(AddressItem::Mailbox(q.rewrite_mailbox(m)));
+            items.push(AddressItem::Mailbox(rewritten(q, m, at)?));
         }
+        Ok(())
     }
 
     /// `group = display-name ":" [group-list] ";" [CFWS]` (§3.4).
@@ -408,6 +414,22 @@ impl<'a> Parser<'a, '_> {
                 _ => return Err(syntax(t.start, "expected '@domain' or ':' in the route")),
             }
         }
+    }
+}
+
+/// Lenient: qmail-inject's rewriting of `m`, refused when it leaves no valid domain (as
+/// `x@+` with an empty host does), so that every parsed value renders as RFC 5322 text.
+fn rewritten(
+    q: &QmailRewrite,
+    m: HeaderMailbox,
+    at: usize,
+) -> Result<HeaderMailbox, ParseAddressError> {
+    let m = q.rewrite_mailbox(m);
+    match &m.domain {
+        Some(d) if !super::render::is_domain(d.as_str()) => {
+            Err(syntax(at, "no valid domain after qmail-inject's rewriting"))
+        }
+        _ => Ok(m),
     }
 }
 

@@ -2,6 +2,7 @@
 //! (§8).
 
 use super::HeaderMailbox;
+use super::render::is_dot_atom;
 use crate::{Address, Domain};
 
 /// The rewriting qmail-inject applies to every header and envelope address, with the
@@ -76,21 +77,24 @@ impl QmailRewrite {
         if !host.contains('.') && !host.starts_with('[') {
             host = format!("{host}.{}", self.default_domain);
         }
-        let domain = Domain::new(host);
-        if self.percent_hack.is_empty() {
-            m.domain = Some(domain);
-            return m;
+        // qmail-send's percenthack, on the parts (a domain literal may hold an `@`, so
+        // the address is not joined and split again). Unlike qmail, it stops where the
+        // text after the `%` is not a domain, so the header stays valid RFC 5322.
+        while self
+            .percent_hack
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(&host))
+        {
+            let Some(pct) = m.local.rfind('%') else {
+                break;
+            };
+            if !is_dot_atom(&m.local[pct + 1..]) {
+                break;
+            }
+            m.local[pct + 1..].clone_into(&mut host);
+            m.local.truncate(pct);
         }
-        let addr = percent_hack(
-            &Address::from_parts(m.local.as_bytes(), domain.as_str().as_bytes()),
-            &self.percent_hack,
-        );
-        let local = String::from_utf8_lossy(addr.local_part()).into_owned();
-        let domain = addr
-            .domain()
-            .map(|d| Domain::new(String::from_utf8_lossy(d)));
-        m.local = local;
-        m.domain = domain;
+        m.domain = Some(Domain::new(host));
         m
     }
 }

@@ -22,6 +22,11 @@ pub(super) fn is_dot_atom(s: &str) -> bool {
     !s.is_empty() && s.split('.').all(is_atom)
 }
 
+/// True for a domain the renderer can write: a dot-atom or a `[literal]`.
+pub(super) fn is_domain(s: &str) -> bool {
+    is_dot_atom(s) || (s.len() >= 2 && s.starts_with('[') && s.ends_with(']'))
+}
+
 /// Writes `s` with the characters in `special` (plus CR, LF and NUL, which can only travel
 /// as §4.1 `obs-qp`) escaped as quoted-pairs.
 fn write_escaped(f: &mut impl Write, s: &str, special: &[char]) -> fmt::Result {
