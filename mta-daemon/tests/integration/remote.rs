@@ -230,6 +230,8 @@ enum Mode {
     Busy,
     /// Reads the whole message, then closes without replying.
     DropAfterDot,
+    /// Closes the connection after the first line of the message.
+    DropInData,
     /// Accepts the connection and never says anything.
     Silent,
     /// Accepts the connection and closes it at once.
@@ -411,6 +413,10 @@ fn session(stream: TcpStream, st: &SinkState) {
                     }
                     let l = l.strip_prefix('.').unwrap_or(&l);
                     txn.data.extend_from_slice(l.as_bytes());
+                    if *st.mode.lock().unwrap() == Mode::DropInData {
+                        let _ = w.shutdown(Shutdown::Both);
+                        return;
+                    }
                 }
                 if !complete {
                     return;
@@ -758,9 +764,18 @@ fn connection_dropped_after_the_dot_is_a_possible_duplicate_then_delivered_once(
         "{r:?}"
     );
     assert!(sink.txns().is_empty());
+    sink.set_mode(Mode::DropInData);
+    let r = remote.deliver(&job);
+    assert!(
+        matches!(&r[0], DeliveryResult::Deferred { text, .. }
+            if text.contains("Connected to 127.0.0.2 but connection died.")),
+        "{r:?}"
+    );
+    assert!(sink.txns().is_empty());
     sink.set_mode(Mode::Normal);
     assert_delivered_by(&remote.deliver(&job), "127.0.0.2");
     assert_eq!(sink.txns().len(), 1);
+    assert_eq!(sink.connections(), 3);
 }
 
 #[test]
