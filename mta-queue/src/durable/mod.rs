@@ -72,7 +72,7 @@ pub trait Fs: Send + Sync + 'static {
     /// # Errors
     /// Any I/O error; after one the file's durable contents are unknown.
     fn sync_data(&self, file: &Self::File) -> io::Result<()>;
-    /// Renames a file, atomically replacing nothing (the target must not exist).
+    /// Renames a file (`renameat`). The queue never renames onto an existing name.
     ///
     /// # Errors
     /// Any I/O error.

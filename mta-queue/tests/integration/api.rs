@@ -223,3 +223,26 @@ fn corrupt_file_is_reported_not_trusted() {
     std::fs::write(&path, &bytes).unwrap();
     assert!(matches!(q.info(id), Err(QueueError::Corrupt { .. })));
 }
+
+#[test]
+fn per_message_commit_mode_keeps_the_same_guarantees() {
+    use mta_queue::CommitMode;
+    use mta_queue::sim::{Restart, SimFs};
+    let fs = SimFs::new();
+    let opts = QueueOptions::default()
+        .split(2)
+        .commit(CommitMode::PerMessage);
+    let q = Queue::open_with(fs.clone(), opts).unwrap();
+    let (env, body) = message(5);
+    let id = q.enqueue(&env, &body[..]).unwrap();
+    let gone = q
+        .enqueue(&Envelope::new("a@b", ["c@d"]), &b"x"[..])
+        .unwrap();
+    q.mark(gone, 0, Status::Delivered).unwrap();
+    q.remove(gone).unwrap();
+    assert!(matches!(q.remove(gone), Err(QueueError::NotFound(_))));
+    drop(q);
+    let q = Queue::open_with(fs.restart(Restart::PowerLoss), opts).unwrap();
+    assert_eq!(q.scan().unwrap(), vec![id]);
+    assert_message(&q, id, 5);
+}
