@@ -392,3 +392,51 @@ fn rustix_euid_is_root() -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
+
+/// swaks as an independent attacker: `--no-data-fixup` sends each smuggling variant
+/// byte for byte. The server must refuse the whole thing and accept no message at all.
+#[test]
+fn swaks_smuggling_attempts() {
+    if !Path::new("/usr/bin/swaks").exists() && !have("swaks", "--version") {
+        eprintln!("NOTICE: swaks not found; skipping swaks smuggling test (CI installs it)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (i, variant) in [
+        &b"\n.\n"[..],
+        b"\n.\r\n",
+        b"\r\n.\n",
+        b"\r.\r",
+        b"\r\n.\r",
+        b"\r\n\x00.\r\n",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut data = b"Subject: real\r\n\r\nreal body".to_vec();
+        data.extend_from_slice(variant);
+        data.extend_from_slice(
+            b"MAIL FROM:<ceo@example.com>\r\nRCPT TO:<victim@example.com>\r\nDATA\r\n\
+Subject: smuggled\r\n\r\nsmuggled\r\n.\r\n",
+        );
+        let file = dir.path().join(format!("v{i}.eml"));
+        std::fs::write(&file, &data).unwrap();
+        let (port, server) = one_session_server();
+        let out = Command::new("swaks")
+            .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--from", "a@example.org", "--to", "victim@example.com"])
+            .args(["--no-data-fixup", "--timeout", "10", "--data"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let transcript = String::from_utf8_lossy(&out.stdout);
+        let msgs = server.join().unwrap();
+        assert!(
+            msgs.is_empty(),
+            "variant {variant:?} delivered {msgs:?}\n{transcript}"
+        );
+        let refused = transcript.contains("<** 451 4.6.0 See https://cr.yp.to/docs/smtplf.html.")
+            || transcript.contains("<** 554 5.6.0 message contains NUL");
+        assert!(refused, "variant {variant:?}:\n{transcript}");
+    }
+}
