@@ -13,7 +13,8 @@ use crate::{Address, Domain};
 /// (the parser already drops it); one trailing `.` and a trailing `@` are dropped; no `@`
 /// → `@defaulthost` is appended; a domain ending in `+` loses it and gets
 /// `.plusdomain`; a domain without a dot that is not a `[literal]` gets
-/// `.defaultdomain`. Finally [`percent_hack`] runs.
+/// `.defaultdomain`. Finally qmail-send's percenthack runs on the parts (as [`percent_hack`]
+/// does on an envelope address), stopping where no domain follows the `%`.
 ///
 /// ```
 /// use mta_core::address_list::{parse_address_list, ParseOptions, QmailRewrite};

@@ -149,6 +149,8 @@ static ATEXT: [bool; 256] = {
 impl fmt::Display for Mailbox {
     /// Writes `local@domain`, quoting the local part when it is not a `Dot-string`
     /// (RFC 5321 §4.1.2 `Quoted-string`, with `"` and `\` written as quoted-pairs).
+    /// Control characters have no RFC 5321 spelling at all; a local part holding one
+    /// (only possible through [`Mailbox::new`]) is written as is and will not parse.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if is_dot_string(&self.local) {
             f.write_str(&self.local)?;

@@ -141,8 +141,18 @@ proptest! {
     }
 
     #[test]
-    fn arbitrary_path_like_input_never_panics(input in "<[a-z@.\\[\\]:\"\\\\,0-9IPv6 -]{0,80}>?") {
-        let _ = parse_forward_path(input.as_bytes(), PathOptions::default());
-        let _ = parse_reverse_path(input.as_bytes(), PathOptions::with_smtputf8(true));
+    fn parsed_paths_display_and_parse_back(input in "<(@[a-z0-9.]{1,6}(,@[a-z]{1,4})*:)?([a-zA-Z0-9.!#+=-]{0,8}|\"[ -~]{0,8}\")@([a-z0-9.-]{1,12}|\\[[0-9.:IPv6a-f]{0,20}\\])>?") {
+        for utf8 in [false, true] {
+            let opts = PathOptions::with_smtputf8(utf8);
+            if let Ok((p, n)) = parse_forward_path(input.as_bytes(), opts) {
+                let shown = p.to_string();
+                let (again, m) = parse_forward_path(shown.as_bytes(), opts)
+                    .map_err(|e| TestCaseError::fail(format!("{input:?} -> {shown:?}: {e}")))?;
+                prop_assert_eq!(&again, &p);
+                prop_assert_eq!(m, shown.len());
+                prop_assert!(n <= input.len());
+            }
+            let _ = parse_reverse_path(input.as_bytes(), opts);
+        }
     }
 }
