@@ -49,6 +49,23 @@ pub enum RcptCheck {
     TryLater(String),
 }
 
+/// The RCPT-time check for a local address `L@D`: the user lookup and `.qmail` search local
+/// delivery would do, without delivering.
+pub fn check(users: &crate::users::Users, recipient: &Address) -> RcptCheck {
+    match users.table().resolve(recipient.local_part()) {
+        Ok(Resolved::User(user)) => {
+            let mut fs = SystemExecutor::new();
+            match find_mailbox(&mut fs, &user, &DeliveryOptions::default()) {
+                Ok(Mailbox::NotFound) => RcptCheck::Unknown,
+                Ok(_) => RcptCheck::Exists,
+                Err(e) => RcptCheck::TryLater(e.report()),
+            }
+        }
+        Ok(_) => RcptCheck::Exists,
+        Err(e) => RcptCheck::TryLater(e.report()),
+    }
+}
+
 /// The environment programs get before the qmail variables: a fixed, small one (every
 /// value a delivery adds is attacker-controlled; see the Shellshock note in the reference).
 fn base_env() -> BaseEnvironment {
@@ -93,22 +110,6 @@ impl LocalDelivery {
                 exe,
                 idle: Mutex::new(HashMap::new()),
             }),
-        }
-    }
-
-    /// The RCPT-time check for a local address `L@D`.
-    pub fn check(&self, recipient: &Address) -> RcptCheck {
-        match self.users.table().resolve(recipient.local_part()) {
-            Ok(Resolved::User(user)) => {
-                let mut fs = SystemExecutor::new();
-                match find_mailbox(&mut fs, &user, &self.options) {
-                    Ok(Mailbox::NotFound) => RcptCheck::Unknown,
-                    Ok(_) => RcptCheck::Exists,
-                    Err(e) => RcptCheck::TryLater(e.report()),
-                }
-            }
-            Ok(_) => RcptCheck::Exists,
-            Err(e) => RcptCheck::TryLater(e.report()),
         }
     }
 }

@@ -119,6 +119,18 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
     ] {
         fs::create_dir_all(&d)?;
     }
+    // DIR/pickup: where `mta inject` run by any local user leaves mail while `mta serve`
+    // holds the queue. Like Postfix's maildrop: anyone may create a file (mode 1733, sticky,
+    // not listable), nobody may read or remove another's; the importer takes the uid for
+    // the Received line from the file owner, so it cannot be forged.
+    let pickup = root.dir().join("pickup");
+    for sub in ["tmp", "new", "cur"] {
+        let d = pickup.join(sub);
+        if !d.is_dir() {
+            fs::create_dir_all(&d)?;
+            fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o1733))?;
+        }
+    }
     let hosts = if host == "localhost" {
         "localhost\n".to_owned()
     } else {

@@ -90,6 +90,21 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Opens the queue, waiting up to five seconds while another process (an `mta inject` in
+/// the middle of its enqueue) holds it.
+fn open_queue_patiently(root: &Root) -> Result<Queue, String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match Queue::open(root.queue(), QueueOptions::default()) {
+            Ok(q) => return Ok(q),
+            Err(mta_queue::QueueError::Locked) if std::time::Instant::now() < deadline => {
+                thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => return Err(format!("unable to open queue: {e}")),
+        }
+    }
+}
+
 /// Moves messages `mta inject` left in `DIR/pickup` (while this process held the queue)
 /// into the queue, and tells the scheduler.
 fn import_pickup(root: &Root, queue: &Queue, tx: &crossbeam_channel::Sender<Input>) {
@@ -129,10 +144,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
     }
     let settings = Arc::new(Settings::load(&root.control())?);
     let as_root = privs::is_root();
-    let queue = Arc::new(
-        Queue::open(root.queue(), QueueOptions::default())
-            .map_err(|e| format!("unable to open queue: {e}"))?,
-    );
+    let queue = Arc::new(open_queue_patiently(root)?);
     let alias = alias_account(root, as_root)?;
     let mut drop_to = None;
     if as_root {
@@ -152,7 +164,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
         None
     };
     let local = Arc::new(LocalDelivery::new(
-        users,
+        Arc::clone(&users),
         DEFAULT_DELIVERY.to_vec(),
         Arc::clone(&queue),
         sched_tx.clone(),
@@ -236,9 +248,9 @@ fn run_inner(root: &Root) -> Result<(), String> {
     // SMTP.
     let shared = Arc::new(Shared {
         settings: Arc::clone(&settings),
-        queue: Arc::clone(&queue),
+        store: smtpd::Store::Queue(Arc::clone(&queue)),
         router,
-        local,
+        users,
         scheduler: sched_tx.clone(),
         trigger: None,
         drop_to,

@@ -25,22 +25,23 @@ use mta_core::{Address, Envelope};
 use mta_queue::Queue;
 use mta_smtp::{Event, ReceivedInfo, Reply, ServerConfig, ServerSession, Verdict};
 
-use crate::local::{LocalDelivery, RcptCheck};
+use crate::local::RcptCheck;
 use crate::log;
 use crate::route::{Route, Router};
 use crate::sched::Input;
 use crate::settings::Settings;
+use crate::users::Users;
 
 /// What every session shares.
 pub struct Shared {
     /// Control settings.
     pub settings: Arc<Settings>,
-    /// The queue.
-    pub queue: Arc<Queue>,
+    /// Where accepted messages go.
+    pub store: Store,
     /// Recipient routing.
     pub router: Arc<dyn Router>,
     /// RCPT-time lookups of local users.
-    pub local: Arc<LocalDelivery>,
+    pub users: Arc<Users>,
     /// Wakes the scheduler.
     pub scheduler: Sender<Input>,
     /// `(uid, gid)` session threads drop to when the daemon runs as root.
@@ -96,13 +97,40 @@ pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     }
 }
 
+/// Where a session puts accepted messages.
+pub enum Store {
+    /// Straight into the queue (streaming), the normal case.
+    Queue(Arc<Queue>),
+    /// Into `DIR/pickup` for a running `mta serve` to import: `sendmail -bs` while the
+    /// server holds the queue.
+    Pickup(crate::root::Root),
+}
+
+/// A message being received.
+enum Body {
+    Queue(mta_queue::Incoming),
+    Buffer(Vec<u8>),
+}
+
+impl Body {
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            Body::Queue(i) => i.write(bytes).map_err(|e| e.to_string()),
+            Body::Buffer(b) => {
+                b.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The transaction being built.
 #[derive(Default)]
 struct Transaction {
     sender: Option<Address>,
     bad_sender: bool,
     recipients: Vec<Address>,
-    incoming: Option<mta_queue::Incoming>,
+    incoming: Option<Body>,
     write_failed: bool,
 }
 
@@ -256,7 +284,7 @@ fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client:
         && let Route::Local(local) = shared.router.route(&addr)
     {
         {
-            match shared.local.check(&local) {
+            match crate::local::check(&shared.users, &local) {
                 RcptCheck::Exists => {}
                 RcptCheck::Unknown => {
                     return Verdict::Reject(reply(
@@ -282,12 +310,15 @@ fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client:
 }
 
 fn data_start(shared: &Shared, tx: &mut Transaction, peer_ip: &str, helo: Option<&str>) -> Verdict {
-    let mut incoming = match shared.queue.begin() {
-        Ok(i) => i,
-        Err(e) => {
-            log::line(&format!("smtp: unable to start enqueue: {e}"));
-            return Verdict::Reject(reply(451, "4.3.0 qqt failure"));
-        }
+    let mut incoming = match &shared.store {
+        Store::Queue(queue) => match queue.begin() {
+            Ok(i) => Body::Queue(i),
+            Err(e) => {
+                log::line(&format!("smtp: unable to start enqueue: {e}"));
+                return Verdict::Reject(reply(451, "4.3.0 qqt failure"));
+            }
+        },
+        Store::Pickup(_) => Body::Buffer(Vec::new()),
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -317,14 +348,25 @@ fn data_end(shared: &Shared, tx: &mut Transaction) -> Verdict {
         recipients: std::mem::take(&mut tx.recipients),
     };
     *tx = Transaction::default();
-    match incoming.commit(&env) {
+    let committed = match (incoming, &shared.store) {
+        (Body::Queue(i), _) => i
+            .commit(&env)
+            .map(|id| id.to_string())
+            .map_err(|e| e.to_string()),
+        (Body::Buffer(b), Store::Pickup(root)) => to_pickup(root, &env, &b),
+        (Body::Buffer(_), Store::Queue(_)) => Err("internal: buffered body without pickup".into()),
+    };
+    match committed {
         Ok(id) => {
             // The scheduler may be shutting down; the message is durable and is picked up
             // by the next start's scan.
-            if shared.scheduler.send(Input::New(id)).is_err()
-                && let Some(t) = &shared.trigger
-            {
-                crate::trigger::pull(t, crate::trigger::Pull::NewMail);
+            match id.parse() {
+                Ok(qid) if shared.scheduler.send(Input::New(qid)).is_ok() => {}
+                _ => {
+                    if let Some(t) = &shared.trigger {
+                        crate::trigger::pull(t, crate::trigger::Pull::NewMail);
+                    }
+                }
             }
             let secs = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -336,6 +378,13 @@ fn data_end(shared: &Shared, tx: &mut Transaction) -> Verdict {
             Verdict::Reject(reply(451, "4.3.0 qq write error or disk full"))
         }
     }
+}
+
+/// Leaves an accepted message in the pickup directory (qmail-queue wire envelope first).
+fn to_pickup(root: &crate::root::Root, env: &Envelope, body: &[u8]) -> Result<String, String> {
+    let envelope = mta_queue::qmail::encode(env).map_err(|e| e.to_string())?;
+    crate::inject::pickup::drop_off(root, &envelope, b"", body).map_err(|e| e.to_string())?;
+    Ok("pickup".to_owned())
 }
 
 /// stdin + stdout as one stream.
@@ -365,24 +414,19 @@ impl Write for Stdio<'_> {
 pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
     let setup = || -> Result<Shared, String> {
         let settings = Arc::new(Settings::load(&root.control())?);
-        let queue = Arc::new(
-            Queue::open(root.queue(), mta_queue::QueueOptions::default())
-                .map_err(|e| format!("unable to open queue: {e}"))?,
-        );
+        let store = match Queue::open(root.queue(), mta_queue::QueueOptions::default()) {
+            Ok(q) => Store::Queue(Arc::new(q)),
+            // A running `mta serve` holds the queue: hand messages over through pickup.
+            Err(mta_queue::QueueError::Locked) => Store::Pickup(root.clone()),
+            Err(e) => return Err(format!("unable to open queue: {e}")),
+        };
         let (tx, _rx) = crossbeam_channel::unbounded();
-        let users = crate::serve::user_table(root, crate::privs::is_root())?;
-        let local = Arc::new(LocalDelivery::new(
-            Arc::new(users),
-            crate::serve::DEFAULT_DELIVERY.to_vec(),
-            Arc::clone(&queue),
-            tx.clone(),
-            None,
-        ));
+        let users = Arc::new(crate::serve::user_table(root, crate::privs::is_root())?);
         Ok(Shared {
             router: Arc::new(settings.tables.clone()),
             settings,
-            queue,
-            local,
+            store,
+            users,
             scheduler: tx,
             trigger: Some(root.trigger()),
             drop_to: None,
