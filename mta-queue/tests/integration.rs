@@ -17,6 +17,8 @@ mod concurrency;
 mod crash;
 #[path = "integration/faults.rs"]
 mod faults;
+#[path = "integration/golden.rs"]
+mod golden;
 #[path = "integration/power_loss.rs"]
 mod power_loss;
 #[path = "integration/qmail_format.rs"]

@@ -1,0 +1,69 @@
+//! Format stability: a message file written by this version (tests/data/message_v1.bin) must
+//! stay readable by every later version, since a queue outlives upgrades.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use mta_core::{Address, Envelope};
+use mta_queue::{MessageId, Queue, QueueOptions, Status};
+
+const GOLDEN: &[u8] = include_bytes!("../data/message_v1.bin");
+
+fn golden_envelope() -> Envelope {
+    Envelope {
+        sender: Address::from_bytes(&b"bounce\r\n\0@example.com"[..]),
+        recipients: vec![
+            Address::from("a@example.org"),
+            Address::from_bytes(&b"\xff\xfeb@example.net"[..]),
+            Address::null(),
+        ],
+    }
+}
+
+fn golden_statuses() -> Vec<Status> {
+    vec![
+        Status::Delivered,
+        Status::Deferred {
+            attempts: 2,
+            next_attempt: UNIX_EPOCH + Duration::new(1_800_000_000, 5),
+        },
+        Status::Failed(b"550 5.1.1 <>\r\n\0unknown".to_vec()),
+    ]
+}
+
+const BODY: &[u8] = b"Subject: golden\r\n\r\nThis file pins format version 1.\r\n";
+
+#[test]
+#[ignore = "regenerates tests/data/message_v1.bin; run only when the format version changes"]
+fn write_golden() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default().split(1)).unwrap();
+    let id = q.enqueue(&golden_envelope(), BODY).unwrap();
+    for (i, s) in golden_statuses().into_iter().enumerate() {
+        q.mark(id, i as u32, Status::Pending).unwrap();
+        q.mark(id, i as u32, s).unwrap();
+    }
+    let birth = q.birth(id).unwrap().duration_since(UNIX_EPOCH).unwrap();
+    println!("birth {} {}", birth.as_secs(), birth.subsec_nanos());
+    let out = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/message_v1.bin");
+    std::fs::copy(dir.path().join(format!("mess/0/{id}")), out).unwrap();
+}
+
+#[test]
+fn reads_the_v1_golden_file() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Queue::open(dir.path(), QueueOptions::default().split(1)).unwrap());
+    std::fs::write(dir.path().join("mess/0/424242"), GOLDEN).unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let id = MessageId::from_u64(424_242);
+    assert_eq!(q.scan().unwrap(), vec![id]);
+    let info = q.info(id).unwrap();
+    assert_eq!(info.envelope, golden_envelope());
+    assert_eq!(info.statuses, golden_statuses());
+    assert_eq!(info.birth, UNIX_EPOCH + Duration::new(BIRTH.0, BIRTH.1));
+    assert_eq!(crate::common::read_body(&q, id), BODY);
+    // And it can still be marked and removed.
+    q.mark(id, 1, Status::Delivered).unwrap();
+    q.remove(id).unwrap();
+}
+/// The birth time recorded in the golden file when it was written.
+const BIRTH: (u64, u32) = (1_795_927_271, 147_349_549);
