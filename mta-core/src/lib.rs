@@ -17,7 +17,8 @@
 //!
 //! Every parser takes bytes, returns a `Result` whose error carries a byte offset and a
 //! reason, never panics and runs in linear time. Nothing here reads a clock or opens a
-//! socket; [`control::Control::load`] is the only function that touches the filesystem.
+//! socket; [`control::Control::load`] and its resolv.conf variant are the only functions
+//! that touch the filesystem.
 //!
 //! ```
 //! use mta_core::address_list::{parse_address_list, ParseOptions};

@@ -39,13 +39,10 @@ pub(super) fn parse(
         ctx,
         spare: Vec::new(),
     };
+    // Outside a group, `list` only returns at the end of the input.
     let items = p.list(false)?;
-    let end = p.lx.peek()?;
-    if end.kind != Kind::End {
-        return Err(syntax(end.start, "unexpected ';'"));
-    }
     if items.is_empty() {
-        return Err(err(end.start, AddressErrorKind::Empty));
+        return Err(err(input.len(), AddressErrorKind::Empty));
     }
     if ctx == Context::Mailbox && items.len() > 1 {
         return Err(syntax(0, "more than one mailbox"));
