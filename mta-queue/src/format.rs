@@ -86,6 +86,13 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, FormatError> {
     if r.u32()? != 0 || r.u32()? != crc32(&all[..28]) {
         return Err(FormatError::Invalid("bad header checksum"));
     }
+    // Every offset computed from the header must fit in a u64.
+    if body_len
+        .checked_add(HEADER_LEN + u64::from(meta_len))
+        .is_none()
+    {
+        return Err(FormatError::Invalid("message length out of range"));
+    }
     Ok(Header {
         body_len,
         meta_len,
@@ -345,6 +352,12 @@ mod tests {
             assert!(decode_header(&bad).is_err(), "flip at {i}");
         }
         assert_eq!(decode_header(&bytes[..31]), Err(FormatError::Truncated));
+        let huge = encode_header(&Header {
+            body_len: u64::MAX - 40,
+            meta_len: 9,
+            nrcpt: 0,
+        });
+        assert!(decode_header(&huge).is_err());
     }
 
     #[test]
