@@ -84,7 +84,15 @@
 //! either queued (all recipients final, so it is just removed again) or gone.
 //!
 //! Recovery ([`Queue::open`]) is a `match` on each `tmp/` name's state, then a linear scan of
-//! `mess/`. A crash during recovery is harmless: it only removes `tmp/` names.
+//! `mess/`. A crash during recovery is harmless: it only removes `tmp/` names. The queue
+//! directory and every directory in it are fsynced into their parents (and `layout` written
+//! last) before the first message can be accepted, so no acknowledged message hangs from a
+//! directory entry that could vanish.
+//!
+//! A full disk or an I/O error during an enqueue returns [`QueueError`] (with
+//! [`QueueError::is_storage_full`] for ENOSPC/EDQUOT, the SMTP 452 case) and removes the
+//! `tmp/` file; committed messages are never rewritten, so nothing already accepted is
+//! harmed. A failed mark cuts its partial record off again and the previous status stands.
 //!
 //! These claims are tested three ways (see `tests/`): a child process is SIGKILLed at over a
 //! thousand points; the same operations run on [`sim::SimFs`], which on a simulated power
