@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         while let Some(ev) = server.poll_event() {
             let verdict = match ev {
-                Event::Rcpt { path } if path.to_address().local_part() == b"nobody" => {
+                Event::Rcpt { path, .. } if path.to_address().local_part() == b"nobody" => {
                     Verdict::Reject(Reply::new(550, "no such user")?.with_status("5.1.1".parse()?))
                 }
                 Event::DataChunk(c) => {

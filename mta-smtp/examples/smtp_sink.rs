@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mta_core::path::{ForwardPath, ReversePath};
 use mta_smtp::blocking::{Policy, serve};
-use mta_smtp::{DataSummary, MailParams, Reply, ServerConfig, Verdict};
+use mta_smtp::{DataSummary, MailParams, RcptParams, Reply, ServerConfig, Verdict};
 
 struct Sink {
     counter: Arc<AtomicU64>,
@@ -30,7 +30,7 @@ impl Policy for Sink {
         Verdict::Accept
     }
 
-    fn rcpt(&mut self, _: &ForwardPath) -> Verdict {
+    fn rcpt(&mut self, _: &ForwardPath, _: &RcptParams) -> Verdict {
         self.rcpts += 1;
         Verdict::Accept
     }

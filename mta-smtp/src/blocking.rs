@@ -17,8 +17,8 @@ use mta_core::path::{ForwardPath, ReversePath};
 use mta_core::{DeliveryResult, Envelope};
 
 use crate::{
-    ClientConfig, ClientEvent, ClientSession, DataError, DataSummary, Event, MailParams, Reply,
-    ServerConfig, ServerSession, Verdict,
+    ClientConfig, ClientEvent, ClientSession, DataError, DataSummary, Event, MailParams,
+    RcptParams, Reply, ServerConfig, ServerSession, Verdict,
 };
 
 const BUF: usize = 64 * 1024;
@@ -39,8 +39,8 @@ pub trait Policy {
         Verdict::Accept
     }
     /// RCPT TO: accept or refuse the recipient.
-    fn rcpt(&mut self, path: &ForwardPath) -> Verdict {
-        let _ = path;
+    fn rcpt(&mut self, path: &ForwardPath, params: &RcptParams) -> Verdict {
+        let _ = (path, params);
         Verdict::Accept
     }
     /// DATA: accept (354) or refuse, e.g. when the queue cannot start.
@@ -122,7 +122,7 @@ fn drain_server_events(s: &mut ServerSession, policy: &mut impl Policy) {
                 None
             }
             Some(Event::Mail { path, params }) => Some(policy.mail(&path, &params)),
-            Some(Event::Rcpt { path }) => Some(policy.rcpt(&path)),
+            Some(Event::Rcpt { path, params }) => Some(policy.rcpt(&path, &params)),
             Some(Event::DataStart) => Some(policy.data_start()),
             Some(Event::DataChunk(c)) => {
                 policy.data_chunk(c);

@@ -14,6 +14,21 @@
 //! - [`received_line`]: qmail-smtpd's `Received:` line.
 //! - [`blocking`] (feature `blocking`, default): `serve` and `deliver` over `TcpStream`.
 //!
+//! ## Behaviour, and where it differs from qmail on purpose
+//!
+//! Replies, texts and state rules are qmail-smtpd's (`503 5.5.1 MAIL first`, `555` for a bad
+//! address, `252` to VRFY, `502` to the rest, qmail's `451` for a bare LF, `554 5.4.6` at 100
+//! hops, `552 5.3.4` over databytes), with RFC 2034 codes in front. Kept leniencies are
+//! marked `// lenient:` in the source and tested: a command ending in a bare LF, an empty
+//! HELO, `MAIL FROM: user@host` without brackets. Deliberate differences, for safety or
+//! RFC 5321: a bare CR or a NUL in DATA fails the message (qmail kept them); command lines,
+//! errors per session and recipients per message are capped (qmail had no caps); the size
+//! cap is never unlimited; `SIZE` is advertised and checked at MAIL; a nested MAIL gets
+//! `503` (qmail restarted the transaction); bad MAIL/RCPT shapes get `501`. The client
+//! speaks ESMTP with PIPELINING (qmail-remote only HELO), completes an unterminated last
+//! line (qmail-remote refused it with `#5.6.2`), turns a bare CR into CRLF (notqmail), and
+//! treats a 1xx/3xx answer to RCPT as temporary (qmail-remote counted it as accepted).
+//!
 //! Nothing in the state machines touches a socket, a thread or the clock: time is passed in
 //! as [`std::time::Instant`] values by the caller (the crate's `clippy.toml` forbids
 //! `Instant::now` and friends), so sessions are deterministic and testable in memory.
@@ -78,5 +93,5 @@ pub use reply::{
 };
 pub use server::{
     AbortReason, BodyType, DEFAULT_MAX_MESSAGE_SIZE, DataError, DataSummary, DecideError, Event,
-    LineEnding, MailParams, ServerConfig, ServerSession, Verdict,
+    LineEnding, MailParams, RcptParams, ServerConfig, ServerSession, Verdict,
 };

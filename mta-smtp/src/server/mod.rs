@@ -46,6 +46,8 @@ pub enum Event<'a> {
     Rcpt {
         /// The forward path.
         path: ForwardPath,
+        /// The RCPT parameters (none are advertised yet, so always empty).
+        params: RcptParams,
     },
     /// `DATA` after at least one accepted recipient. *Verdict*: accept (`354 go ahead`) or
     /// refuse (qmail: `451 4.3.0 qqt failure` when the queue would not start).
@@ -145,6 +147,13 @@ pub struct MailParams {
     /// `SMTPUTF8` (RFC 6531): UTF-8 addresses and headers are allowed in this transaction.
     pub smtputf8: bool,
 }
+
+/// The RCPT parameters (RFC 5321 §4.1.1.3 `Rcpt-parameters`). This server advertises no
+/// RCPT extension (such as DSN), so a RCPT with any parameter gets `555 5.5.4` and this is
+/// always empty; it exists so that adding one later is not a breaking change.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RcptParams {}
 
 /// The application's answer to an event that needs a verdict.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -76,7 +76,7 @@ pub(crate) fn drain(s: &mut ServerSession, run: &mut Run, partial: &mut Vec<u8>)
                 run.events.push(Ev::Mail(a));
                 Some(v)
             }
-            Some(Event::Rcpt { path }) => {
+            Some(Event::Rcpt { path, .. }) => {
                 let a = addr_f(&path);
                 let v = if a.starts_with("reject") {
                     Verdict::Reject(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use mta_core::path::{ForwardPath, ReversePath};
 use mta_core::{DeliveryResult, Envelope};
 use mta_smtp::blocking::{Policy, deliver, serve};
-use mta_smtp::{DataSummary, MailParams, Reply, ServerConfig, Verdict};
+use mta_smtp::{DataSummary, MailParams, RcptParams, Reply, ServerConfig, Verdict};
 
 /// One received message: sender, recipients, data (stored form, LF).
 #[derive(Debug, Default, Clone)]
@@ -37,7 +37,7 @@ impl Policy for Recorder {
         };
         Verdict::Accept
     }
-    fn rcpt(&mut self, path: &ForwardPath) -> Verdict {
+    fn rcpt(&mut self, path: &ForwardPath, _: &RcptParams) -> Verdict {
         let a = path.to_address().to_string_lossy();
         if a.starts_with("reject") {
             return Verdict::Reject(

@@ -2,7 +2,7 @@
 //! replies the session sends on its own.
 
 use crate::server::command::{ArgError, Command, parse_command, parse_mail, parse_rcpt};
-use crate::server::{AbortReason, DataError, Event};
+use crate::server::{AbortReason, DataError, Event, RcptParams};
 
 use super::{Pending, Phase, ServerSession};
 
@@ -157,7 +157,10 @@ impl ServerSession {
                             return None;
                         }
                         self.pending = Some(Pending::Rcpt);
-                        Some(Event::Rcpt { path })
+                        Some(Event::Rcpt {
+                            path,
+                            params: RcptParams::default(),
+                        })
                     }
                     Err(e) => self.arg_error(e),
                 }
