@@ -408,9 +408,40 @@ fn bad_and_endless_replies_defer() {
 
 #[test]
 fn smtputf8_and_size_checks() {
-    let env = Envelope::new("s@example.org", ["m\u{fc}ller@example.com"]);
-    let (r, _) = scripted(ccfg(), env.clone(), &["220 mx\r\n", EHLO_PLAIN]);
+    // Only the UTF-8 recipient fails when the server lacks SMTPUTF8; the other is sent.
+    let mixed = Envelope::new(
+        "s@example.org",
+        ["m\u{fc}ller@example.com", "b@example.com"],
+    );
+    let (r, sent) = scripted(
+        ccfg(),
+        mixed,
+        &[
+            "220 mx\r\n",
+            EHLO_PLAIN,
+            "250 ok\r\n",
+            "250 ok\r\n",
+            "354 go\r\n",
+            "250 ok\r\n",
+        ],
+    );
+    assert_eq!(
+        r.iter().map(DeliveryResult::letter).collect::<String>(),
+        "DK"
+    );
+    assert_eq!(
+        r[0].clone(),
+        DeliveryResult::Failed {
+            text: "192.0.2.1 does not support SMTPUTF8, which this address needs.".into(),
+            status: Some("5.6.7".parse().unwrap()),
+        }
+    );
+    assert!(!sent.contains("SMTPUTF8") && !sent.contains("ller"));
+    // A UTF-8 sender fails everything.
+    let env8 = Envelope::new("j\u{f6}rg@example.org", ["b@example.com"]);
+    let (r, _) = scripted(ccfg(), env8, &["220 mx\r\n", EHLO_PLAIN]);
     assert_eq!(r[0].letter(), 'D');
+    let env = Envelope::new("s@example.org", ["m\u{fc}ller@example.com"]);
     let (r, sent) = scripted(
         ccfg(),
         env,

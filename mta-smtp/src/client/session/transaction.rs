@@ -17,27 +17,35 @@ impl ClientSession {
             let text = "Sender address cannot be sent (control bytes or bad domain).".to_owned();
             return self.fail_all(&text, status(StatusClass::Permanent, 1, 7), true);
         };
+        if utf8 && !self.caps.smtputf8 {
+            let text = format!("{peer} does not support SMTPUTF8, which the sender address needs.");
+            return self.fail_all(&text, status(StatusClass::Permanent, 6, 7), true);
+        }
         let mut rcpt_lines = Vec::new();
         for i in 0..self.envelope.recipients.len() {
-            match path_text(&self.envelope.recipients[i]) {
+            let (text, st) = match path_text(&self.envelope.recipients[i]) {
                 Ok((p, u)) if p.len() + 11 <= MAX_COMMAND && !p.is_empty() => {
-                    utf8 |= u;
-                    let mut line = b"RCPT TO:<".to_vec();
-                    line.extend_from_slice(&p);
-                    line.push(b'>');
-                    rcpt_lines.push((i, line));
+                    if u && !self.caps.smtputf8 {
+                        // RFC 6531 §3.2: without SMTPUTF8 this recipient cannot be sent.
+                        let text =
+                            format!("{peer} does not support SMTPUTF8, which this address needs.");
+                        (text, status(StatusClass::Permanent, 6, 7))
+                    } else {
+                        utf8 |= u;
+                        let mut line = b"RCPT TO:<".to_vec();
+                        line.extend_from_slice(&p);
+                        line.push(b'>');
+                        rcpt_lines.push((i, line));
+                        continue;
+                    }
                 }
-                _ => {
-                    self.results[i] = Some(DeliveryResult::Failed {
-                        text: "Recipient address cannot be sent (control bytes, bad domain or too long).".to_owned(),
-                        status: status(StatusClass::Permanent, 1, 3),
-                    });
-                }
-            }
-        }
-        if utf8 && !self.caps.smtputf8 {
-            let text = format!("{peer} does not support SMTPUTF8, which this address needs.");
-            return self.fail_all(&text, status(StatusClass::Permanent, 6, 7), true);
+                _ => (
+                    "Recipient address cannot be sent (control bytes, bad domain or too long)."
+                        .to_owned(),
+                    status(StatusClass::Permanent, 1, 3),
+                ),
+            };
+            self.results[i] = Some(DeliveryResult::Failed { text, status: st });
         }
         if let (Some(max), Some(size)) = (self.caps.size, self.config.message_size)
             && max > 0
