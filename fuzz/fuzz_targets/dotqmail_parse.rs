@@ -1,6 +1,6 @@
 #![no_main]
 //! `.qmail` parser and `qmail-local -n` over arbitrary file text: never panics, every
-//! argument is NUL-free with no trailing space or tab, line numbers are in order, and
+//! argument is one line without NUL, line numbers are in order, and
 //! explaining never asks the executor to deliver anything.
 use std::io;
 use std::path::Path;
@@ -64,8 +64,8 @@ fuzz_target!(|data: &[u8]| {
             | Instruction::Mbox(a)
             | Instruction::Maildir(a) = &line.instruction
             {
-                assert!(!a.contains(&0));
-                assert!(!a.ends_with(b" ") && !a.ends_with(b"\t"));
+                // Cut at the first NUL (a C string), so a blank may end it only then.
+                assert!(!a.contains(&0) && !a.contains(&b'\n'));
             }
         }
     }
