@@ -31,6 +31,14 @@ fn eight_threads_enqueue_and_mark_concurrently() {
                     // Marks of one message from many threads share its log.
                     q.mark(shared, (t * 8 + i) as u32, Status::Delivered)
                         .unwrap();
+                    if i % 2 == 1 {
+                        // Finished messages are removed while others are being committed.
+                        let n = env.recipients.len() as u32;
+                        let all: Vec<_> = (0..n).map(|r| (r, Status::Delivered)).collect();
+                        q.mark_many(id, &all).unwrap();
+                        q.remove(id).unwrap();
+                        continue;
+                    }
                     done.lock().unwrap().push((id, seed));
                 }
             })
