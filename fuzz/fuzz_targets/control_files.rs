@@ -7,10 +7,26 @@ use mta_core::Address;
 use mta_core::control::Control;
 
 const NAMES: [&str; 20] = [
-    "me", "locals", "rcpthosts", "morercpthosts", "virtualdomains", "smtproutes",
-    "badmailfrom", "percenthack", "listen", "relayclients", "dnsservers", "acceptunknown",
-    "concurrencylocal", "concurrencyremote", "concurrencyincoming", "databytes",
-    "queuelifetime", "timeoutsmtpd", "bouncehost", "helohost",
+    "me",
+    "locals",
+    "rcpthosts",
+    "morercpthosts",
+    "virtualdomains",
+    "smtproutes",
+    "badmailfrom",
+    "percenthack",
+    "listen",
+    "relayclients",
+    "dnsservers",
+    "acceptunknown",
+    "concurrencylocal",
+    "concurrencyremote",
+    "concurrencyincoming",
+    "databytes",
+    "queuelifetime",
+    "timeoutsmtpd",
+    "bouncehost",
+    "helohost",
 ];
 
 fuzz_target!(|data: &[u8]| {

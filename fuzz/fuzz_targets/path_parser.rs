@@ -21,7 +21,8 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok((p, n)) = parse_reverse_path(input, opts) {
         assert!(n <= input.len());
-        let (again, _) = parse_reverse_path(p.to_string().as_bytes(), opts).expect("display parses");
+        let (again, _) =
+            parse_reverse_path(p.to_string().as_bytes(), opts).expect("display parses");
         assert_eq!(again, p);
     }
     if let Ok((_, n)) = parse_mailbox(input, opts) {
