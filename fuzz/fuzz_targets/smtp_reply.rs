@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
             match ev {
                 ClientEvent::SendBody => {
                     c.send_body(b"x\n.\n");
-                    c.finish_body();
+                    c.finish_body(now);
                 }
                 ClientEvent::StartTls => c.tls_established(now),
                 _ => {}

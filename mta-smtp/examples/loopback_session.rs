@@ -41,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         while let Some(ev) = client.poll_event() {
             if ev == ClientEvent::SendBody {
                 client.send_body(message);
-                client.finish_body();
+                client.finish_body(now);
             }
         }
         if client.poll_transmit(&mut wire) {

@@ -256,7 +256,7 @@ pub fn deliver_with(
                 ClientEvent::SendBody => loop {
                     match message.read(&mut buf) {
                         Ok(0) => {
-                            s.finish_body();
+                            s.finish_body(Instant::now());
                             break;
                         }
                         Ok(n) => {

@@ -53,7 +53,7 @@
 //!     while let Some(ev) = client.poll_event() {
 //!         if ev == ClientEvent::SendBody {
 //!             client.send_body(b"Subject: hi\n\n.hello\n");
-//!             client.finish_body();
+//!             client.finish_body(now);
 //!         }
 //!     }
 //!     if client.poll_transmit(&mut wire) {

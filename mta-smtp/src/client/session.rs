@@ -251,9 +251,10 @@ impl ClientSession {
         }
     }
 
-    /// Ends the message (`.` CRLF) and waits for the final reply.
-    pub fn finish_body(&mut self) {
+    /// Ends the message (`.` CRLF) at `now`; the reply timeout runs from here.
+    pub fn finish_body(&mut self, now: Instant) {
         if self.state == State::Body {
+            self.deadline = now.checked_add(self.config.timeout);
             self.body.finish(&mut self.out);
             self.state = State::Transaction;
             self.expect.push_back(Expect::DataEnd);

@@ -35,7 +35,7 @@ fn against_server(env: Envelope, message: &[u8]) -> (Vec<DeliveryResult>, Run, u
                 for piece in message.chunks(7) {
                     client.send_body(piece);
                 }
-                client.finish_body();
+                client.finish_body(now);
             }
         }
         if client.poll_transmit(&mut wire) {
@@ -102,7 +102,7 @@ fn scripted(cfg: ClientConfig, env: Envelope, replies: &[&str]) -> (Vec<Delivery
                 ClientEvent::SendBody => {
                     in_body = true;
                     client.send_body(b"hello\n");
-                    client.finish_body();
+                    client.finish_body(now);
                 }
                 ClientEvent::StartTls => client.tls_established(now),
                 _ => {}
@@ -139,7 +139,7 @@ fn scripted(cfg: ClientConfig, env: Envelope, replies: &[&str]) -> (Vec<Delivery
                 if ev == ClientEvent::SendBody {
                     in_body = true;
                     client.send_body(b"hello\n");
-                    client.finish_body();
+                    client.finish_body(now);
                 }
                 if ev == ClientEvent::StartTls {
                     client.tls_established(now);
@@ -485,4 +485,34 @@ fn reply_timeout() {
     assert!(c.is_finished());
     assert_eq!(c.poll_event(), Some(ClientEvent::Finished));
     assert!(c.results().iter().all(|r| r.letter() == 'Z'));
+}
+
+#[test]
+fn reply_timeout_runs_from_the_end_of_the_body() {
+    let t0 = Instant::now();
+    let mut cfg = ccfg();
+    cfg.timeout = Duration::from_secs(30);
+    let env = Envelope::new("s@example.org", ["a@example.com"]);
+    let mut c = ClientSession::new(cfg, env, t0);
+    let mut sink = Vec::new();
+    for reply in [
+        "220 mx\r\n",
+        "250-mx\r\n250 PIPELINING\r\n",
+        "250 ok\r\n250 ok\r\n354 go\r\n",
+    ] {
+        c.handle_input(reply.as_bytes(), t0);
+        let _ = c.poll_transmit(&mut sink);
+    }
+    assert_eq!(c.poll_event(), Some(ClientEvent::SendBody));
+    // While the caller streams the body there is no reply timeout.
+    assert_eq!(c.poll_timeout(), None);
+    let later = t0 + Duration::from_secs(100);
+    c.send_body(b"big message\n");
+    c.finish_body(later);
+    assert_eq!(c.poll_timeout(), Some(later + Duration::from_secs(30)));
+    c.handle_timeout(later + Duration::from_secs(30));
+    assert_eq!(
+        c.results()[0].text(),
+        "Connected to 192.0.2.1 but connection died. Possible duplicate!"
+    );
 }
