@@ -84,9 +84,13 @@ pub fn list(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
             return 111;
         }
     };
-    let router = Settings::load(&root.control())
-        .map(|s| s.tables)
-        .unwrap_or_default();
+    let router = match Settings::load(&root.control()) {
+        Ok(s) => s.control,
+        Err(e) => {
+            let _ = writeln!(err, "mta: {e}");
+            return 1;
+        }
+    };
     let mut ids = match q.scan() {
         Ok(ids) => ids,
         Err(e) => {

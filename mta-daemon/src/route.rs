@@ -9,9 +9,8 @@
 //!    (an exception) makes it remote;
 //! 5. otherwise remote.
 
-use std::collections::HashSet;
-
 use mta_core::Address;
+use mta_core::control::Control;
 
 /// Where a recipient goes, with its rewritten address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,46 +27,7 @@ pub trait Router: Send + Sync {
     fn route(&self, recipient: &Address) -> Route;
 }
 
-/// The tables qmail-send routes with.
-#[derive(Clone, Debug, Default)]
-pub struct Tables {
-    /// `locals`, lowercased.
-    pub locals: HashSet<String>,
-    /// `percenthack`, lowercased.
-    pub percenthack: HashSet<String>,
-    /// `envnoathost`.
-    pub envnoathost: String,
-    /// `virtualdomains` as (lowercased key, prepend) pairs; keys are `user@dom`, `dom`,
-    /// `.suffix` or empty.
-    pub virtualdomains: Vec<(String, String)>,
-}
-
-impl Tables {
-    fn virtual_prepend(&self, addr: &str, domain: &str) -> Option<&str> {
-        let find = |key: &str| {
-            self.virtualdomains
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, p)| p.as_str())
-        };
-        if let Some(p) = find(addr) {
-            return Some(p);
-        }
-        if let Some(p) = find(domain) {
-            return Some(p);
-        }
-        for (i, c) in domain.char_indices() {
-            if c == '.'
-                && let Some(p) = find(&domain[i..])
-            {
-                return Some(p);
-            }
-        }
-        find("")
-    }
-}
-
-impl Router for Tables {
+impl Router for Control {
     fn route(&self, recipient: &Address) -> Route {
         let mut addr = recipient.as_bytes().to_vec();
         if !addr.contains(&b'@') {
@@ -76,9 +36,12 @@ impl Router for Tables {
         }
         loop {
             let a = Address::from_bytes(addr.clone());
-            let domain =
-                String::from_utf8_lossy(a.domain().unwrap_or_default()).to_ascii_lowercase();
-            if !self.percenthack.contains(&domain) {
+            let domain = String::from_utf8_lossy(a.domain().unwrap_or_default()).into_owned();
+            if !self
+                .percenthack
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(&domain))
+            {
                 break;
             }
             let local = a.local_part();
@@ -90,19 +53,13 @@ impl Router for Tables {
             addr = next;
         }
         let a = Address::from_bytes(addr);
-        let domain = String::from_utf8_lossy(a.domain().unwrap_or_default()).to_ascii_lowercase();
-        if self.locals.contains(&domain) {
+        let domain = String::from_utf8_lossy(a.domain().unwrap_or_default()).into_owned();
+        if self.is_local(&domain) {
             return Route::Local(a);
         }
-        let lower = String::from_utf8_lossy(a.as_bytes()).to_ascii_lowercase();
-        match self.virtual_prepend(&lower, &domain) {
-            Some(p) if !p.is_empty() => {
-                let mut v = p.as_bytes().to_vec();
-                v.push(b'-');
-                v.extend_from_slice(a.as_bytes());
-                Route::Local(Address::from_bytes(v))
-            }
-            _ => Route::Remote(a),
+        match self.virtual_rewrite(&a) {
+            Some(local) => Route::Local(local),
+            None => Route::Remote(a),
         }
     }
 }
@@ -111,22 +68,18 @@ impl Router for Tables {
 mod tests {
     use super::*;
 
-    fn tables() -> Tables {
-        Tables {
-            locals: ["example.org".to_owned(), "localhost".to_owned()].into(),
-            percenthack: ["relay.example.org".to_owned()].into(),
-            envnoathost: "example.org".into(),
-            virtualdomains: vec![
-                ("virt.example".into(), "joe".into()),
-                ("special@virt.example".into(), "alice".into()),
-                (".sub.example".into(), "wild".into()),
-                ("except.sub.example".into(), String::new()),
-            ],
-        }
-    }
-
     fn r(a: &str) -> Route {
-        tables().route(&Address::from(a))
+        let files: [(&str, &[u8]); 4] = [
+            ("locals", b"example.org\nlocalhost\n"),
+            ("percenthack", b"relay.example.org\n"),
+            ("envnoathost", b"example.org\n"),
+            (
+                "virtualdomains",
+                b"virt.example:joe\nspecial@virt.example:alice\n.sub.example:wild\nexcept.sub.example:\n",
+            ),
+        ];
+        let c = Control::from_texts(files, "").unwrap_or_else(|e| panic!("{e}"));
+        c.route(&Address::from(a))
     }
 
     #[test]

@@ -154,7 +154,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
         drop_to = Some((uid, gid));
     }
     let users = Arc::new(Users::load(root.assign(), alias, as_root)?);
-    let router: Arc<dyn Router> = Arc::new(settings.tables.clone());
+    let router: Arc<dyn Router> = Arc::clone(&settings.control) as Arc<dyn Router>;
 
     let (sched_tx, sched_rx) = unbounded();
     let (local_tx, local_rx) = unbounded::<sched::Job>();

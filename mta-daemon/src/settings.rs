@@ -1,32 +1,27 @@
-//! The daemon's resolved settings: control files read once at start with qmail's defaults
-//! (reference §8), turned into the values the SMTP service, the router, the scheduler and
-//! the bounce composer use.
+//! The daemon's resolved settings: mta-core's typed [`Control`] (qmail's control files with
+//! qmail's defaults, reference §8), plus the values the SMTP service, the scheduler and the
+//! bounce composer derive from it.
 
-use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::route::Tables;
+use mta_core::Address;
+use mta_core::control::Control;
 
 /// Everything `serve` needs from `DIR/control`.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// `me`.
+    /// The control files as read.
+    pub control: Arc<Control>,
+    /// `me` (default: the machine's host name).
     pub me: String,
     /// The text after `220 ` (smtpgreeting, else me).
     pub greeting: String,
     /// Addresses to listen on.
     pub listen: Vec<SocketAddr>,
-    /// Routing tables (locals, virtualdomains, percenthack, envnoathost).
-    pub tables: Tables,
-    /// `rcpthosts` + `morercpthosts`; `None` when rcpthosts is absent.
-    pub rcpthosts: Option<HashSet<String>>,
-    /// `badmailfrom` entries, lowercased (`addr` or `@domain`).
-    pub badmailfrom: HashSet<String>,
-    /// `relayclients`: (network, prefix length).
-    pub relayclients: Vec<(IpAddr, u8)>,
-    /// `databytes` (0 = the built-in cap).
+    /// `databytes` (0 = the SMTP crate's built-in cap).
     pub databytes: u64,
     /// `timeoutsmtpd`.
     pub timeout_smtpd: Duration,
@@ -44,272 +39,105 @@ pub struct Settings {
     pub bounce: mta_verp::BounceConfig,
 }
 
+/// qmail-send caps concurrency at conf-spawn's hard limit of 255; we allow more threads
+/// but keep a sane bound.
+const MAX_CONCURRENCY: u64 = 1000;
+
 impl Settings {
-    /// Reads `dir` (the control directory) with qmail's rules and defaults.
+    /// Reads `dir` (the control directory).
     ///
     /// # Errors
-    /// A message naming the file (and line) that could not be read or parsed.
+    /// A message naming the file and line that could not be read or parsed.
     pub fn load(dir: &Path) -> Result<Settings, String> {
-        let c = Files { dir };
-        let me = c.line("me")?.unwrap_or_else(crate::root::system_hostname);
-        let or_me = |name: &str, fallback: &str| -> Result<String, String> {
-            Ok(c.line(name)?.unwrap_or_else(|| {
-                if c.exists("me") {
-                    me.clone()
-                } else {
-                    fallback.to_owned()
-                }
-            }))
-        };
-        let tables = Tables {
-            locals: c
-                .list("locals")?
-                .unwrap_or_else(|| vec![me.clone()])
-                .iter()
-                .map(|d| d.to_ascii_lowercase())
-                .collect(),
-            percenthack: lower_set(c.list("percenthack")?),
-            envnoathost: or_me("envnoathost", "envnoathost")?,
-            virtualdomains: c
-                .list("virtualdomains")?
-                .unwrap_or_default()
-                .iter()
-                .filter_map(|l| {
-                    let (k, p) = l.rsplit_once(':')?;
-                    Some((k.to_ascii_lowercase(), p.to_owned()))
-                })
-                .collect(),
-        };
-        let rcpthosts = match c.list("rcpthosts")? {
-            Some(r) => {
-                let mut set = lower_set(Some(r));
-                set.extend(lower_set(c.list("morercpthosts")?));
-                Some(set)
-            }
-            None => None,
-        };
-        let mut listen = Vec::new();
-        for (i, l) in c
-            .list("listen")?
-            .unwrap_or_else(|| vec!["127.0.0.1:2525".into()])
-            .iter()
-            .enumerate()
-        {
-            listen.push(
-                l.parse::<SocketAddr>()
-                    .map_err(|e| format!("{}/listen: line {}: {e}: {l}", dir.display(), i + 1))?,
-            );
-        }
-        let mut relayclients = Vec::new();
-        let nets = c
-            .list("relayclients")?
-            .unwrap_or_else(|| vec!["127.0.0.0/8".into(), "::1".into()]);
-        for (i, l) in nets.iter().enumerate() {
-            relayclients.push(parse_net(l).ok_or_else(|| {
-                format!(
-                    "{}/relayclients: line {}: not an IP or CIDR: {l}",
-                    dir.display(),
-                    i + 1
-                )
-            })?);
-        }
-        let bounce = mta_verp::BounceConfig::new(&me)
-            .bouncefrom(
-                &c.line("bouncefrom")?
-                    .unwrap_or_else(|| "MAILER-DAEMON".into()),
-            )
-            .bouncehost(&or_me("bouncehost", "bouncehost")?)
-            .doublebounceto(
-                &c.line("doublebounceto")?
-                    .unwrap_or_else(|| "postmaster".into()),
-            )
-            .doublebouncehost(&or_me("doublebouncehost", "doublebouncehost")?);
-        Ok(Settings {
-            greeting: c.line("smtpgreeting")?.unwrap_or_else(|| me.clone()),
-            me,
-            listen,
-            tables,
-            rcpthosts,
-            badmailfrom: lower_set(c.list("badmailfrom")?),
-            relayclients,
-            databytes: c.number("databytes")?.unwrap_or(0),
-            timeout_smtpd: Duration::from_secs(c.number("timeoutsmtpd")?.unwrap_or(1200).max(1)),
-            concurrency_incoming: c
-                .number("concurrencyincoming")?
-                .map_or(40, |n| n.clamp(1, 100_000) as usize),
-            concurrency_local: c
-                .number("concurrencylocal")?
-                .map_or(10, |n| n.min(1000) as usize),
-            concurrency_remote: c
-                .number("concurrencyremote")?
-                .map_or(20, |n| n.min(1000) as usize),
-            queue_lifetime: Duration::from_secs(c.number("queuelifetime")?.unwrap_or(604_800)),
-            accept_unknown: c.number("acceptunknown")?.unwrap_or(0) != 0,
-            bounce,
-        })
+        let c = Control::load(dir).map_err(|e| e.to_string())?;
+        Ok(Settings::from_control(c))
     }
 
-    /// True when `ip` is inside one of the `relayclients` networks.
+    /// Resolves a loaded [`Control`].
+    pub fn from_control(c: Control) -> Settings {
+        let me = c.me.clone().unwrap_or_else(crate::root::system_hostname);
+        let bounce = mta_verp::BounceConfig::new(&me)
+            .bouncefrom(&c.bouncefrom)
+            .bouncehost(&c.bouncehost)
+            .doublebounceto(&c.doublebounceto)
+            .doublebouncehost(&c.doublebouncehost);
+        let conc = |n: u64| usize::try_from(n.min(MAX_CONCURRENCY)).unwrap_or(10);
+        Settings {
+            greeting: c.smtpgreeting.clone().unwrap_or_else(|| me.clone()),
+            me,
+            listen: c.listen.clone(),
+            databytes: c.databytes,
+            timeout_smtpd: Duration::from_secs(c.timeoutsmtpd.max(1)),
+            concurrency_incoming: conc(c.concurrencyincoming).max(1),
+            concurrency_local: conc(c.concurrencylocal),
+            concurrency_remote: conc(c.concurrencyremote),
+            queue_lifetime: Duration::from_secs(c.queuelifetime),
+            accept_unknown: c.acceptunknown,
+            bounce,
+            control: Arc::new(c),
+        }
+    }
+
+    /// True when `ip` may relay (`relayclients`, qmail's RELAYCLIENT).
     pub fn is_relay_client(&self, ip: IpAddr) -> bool {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
             v4 @ IpAddr::V4(_) => v4,
         };
-        self.relayclients
-            .iter()
-            .any(|&(net, len)| in_net(ip, net, len))
+        self.control.is_relay_client(ip)
     }
 
-    /// qmail-smtpd's rcpthosts rule: the whole domain, then each `.suffix`. Addresses without
-    /// `@` pass. With no rcpthosts file we refuse relaying (a deliberate difference from
-    /// qmail, whose absent rcpthosts made an open relay).
-    pub fn rcpthosts_allows(&self, domain: Option<&[u8]>) -> bool {
-        let Some(domain) = domain else {
-            return true;
-        };
-        let Some(hosts) = &self.rcpthosts else {
-            return false;
-        };
-        let d = String::from_utf8_lossy(domain).to_ascii_lowercase();
-        if hosts.contains(&d) {
+    /// qmail-smtpd's rcpthosts rule (the whole domain, then each `.suffix`; addresses
+    /// without `@` pass), except that with no rcpthosts file we refuse relaying: a
+    /// deliberate difference from qmail, whose absent rcpthosts made an open relay.
+    pub fn rcpthosts_allows(&self, recipient: &Address) -> bool {
+        if recipient.domain().is_none() {
             return true;
         }
-        d.char_indices()
-            .filter(|&(_, c)| c == '.')
-            .any(|(i, _)| hosts.contains(&d[i..]))
+        self.control.rcpthosts.is_some() && self.control.rcpt_allowed(recipient)
     }
 
     /// qmail-smtpd's badmailfrom: the whole address, or `@domain`.
-    pub fn is_bad_sender(&self, sender: &mta_core::Address) -> bool {
-        if self.badmailfrom.is_empty() || sender.is_null() {
-            return false;
-        }
-        let whole = String::from_utf8_lossy(sender.as_bytes()).to_ascii_lowercase();
-        if self.badmailfrom.contains(&whole) {
-            return true;
-        }
-        sender.domain().is_some_and(|d| {
-            let at = format!("@{}", String::from_utf8_lossy(d).to_ascii_lowercase());
-            self.badmailfrom.contains(&at)
-        })
+    pub fn is_bad_sender(&self, sender: &Address) -> bool {
+        !sender.is_null() && self.control.badmailfrom_matches(sender)
     }
-}
-
-fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
-    match (ip, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let len = u32::from(len.min(32));
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let len = u32::from(len.min(128));
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
-}
-
-/// qmail's control-file readers (`control_readline`, `control_readfile`, `control_readint`).
-struct Files<'a> {
-    dir: &'a Path,
-}
-
-impl Files<'_> {
-    fn exists(&self, name: &str) -> bool {
-        self.dir.join(name).exists()
-    }
-
-    fn read(&self, name: &str) -> Result<Option<String>, String> {
-        match std::fs::read(self.dir.join(name)) {
-            Ok(b) => Ok(Some(String::from_utf8_lossy(&b).into_owned())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}/{name}: {e}", self.dir.display())),
-        }
-    }
-
-    /// First line, trailing space/tab stripped; an existing file with an empty first line
-    /// is the empty value.
-    fn line(&self, name: &str) -> Result<Option<String>, String> {
-        Ok(self.read(name)?.map(|t| {
-            t.split('\n')
-                .next()
-                .unwrap_or("")
-                .trim_end_matches([' ', '\t', '\r'])
-                .to_owned()
-        }))
-    }
-
-    /// Every line, trailing whitespace stripped, blank and `#` lines skipped.
-    fn list(&self, name: &str) -> Result<Option<Vec<String>>, String> {
-        Ok(self.read(name)?.map(|t| {
-            t.lines()
-                .map(|l| l.trim_end().to_owned())
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .collect()
-        }))
-    }
-
-    /// A decimal number from the start of the first line; a non-numeric start is absent.
-    fn number(&self, name: &str) -> Result<Option<u64>, String> {
-        Ok(self.line(name)?.and_then(|l| {
-            let digits: String = l
-                .trim_start()
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse().ok()
-        }))
-    }
-}
-
-fn lower_set(list: Option<Vec<String>>) -> HashSet<String> {
-    list.unwrap_or_default()
-        .iter()
-        .map(|s| s.to_ascii_lowercase())
-        .collect()
-}
-
-/// `IP` or `IP/len`.
-fn parse_net(s: &str) -> Option<(IpAddr, u8)> {
-    let (ip, len) = match s.split_once('/') {
-        Some((ip, len)) => (ip, Some(len.parse::<u8>().ok()?)),
-        None => (s, None),
-    };
-    let ip: IpAddr = ip
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()?;
-    let max = if ip.is_ipv4() { 32 } else { 128 };
-    let len = len.unwrap_or(max);
-    (len <= max).then_some((ip, len))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn settings(files: &[(&str, &str)]) -> Settings {
+        let c = Control::from_texts(files.iter().map(|(n, t)| (*n, t.as_bytes())), "")
+            .unwrap_or_else(|e| panic!("{e}"));
+        Settings::from_control(c)
+    }
+
     #[test]
-    fn networks() {
-        let lo: IpAddr = "127.0.0.0".parse().unwrap_or_else(|_| unreachable!());
-        assert!(in_net(
-            "127.1.2.3".parse().unwrap_or_else(|_| unreachable!()),
-            lo,
-            8
-        ));
-        assert!(!in_net(
-            "128.0.0.1".parse().unwrap_or_else(|_| unreachable!()),
-            lo,
-            8
-        ));
-        let v6: IpAddr = "::1".parse().unwrap_or_else(|_| unreachable!());
-        assert!(in_net(v6, v6, 128));
-        assert!(!in_net(v6, lo, 8));
+    fn relaying_rules() {
+        let s = settings(&[
+            ("me", "mx.example.org"),
+            ("rcpthosts", "example.org\n.example.net\n"),
+        ]);
+        assert!(s.rcpthosts_allows(&Address::from("a@EXAMPLE.org")));
+        assert!(s.rcpthosts_allows(&Address::from("a@x.example.net")));
+        assert!(!s.rcpthosts_allows(&Address::from("a@example.com")));
+        assert!(s.rcpthosts_allows(&Address::from("postmaster")));
+        assert!(s.is_relay_client("127.0.0.1".parse().unwrap_or_else(|_| unreachable!())));
+        assert!(
+            s.is_relay_client(
+                "::ffff:127.0.0.1"
+                    .parse()
+                    .unwrap_or_else(|_| unreachable!())
+            )
+        );
+        assert!(!s.is_relay_client("192.0.2.1".parse().unwrap_or_else(|_| unreachable!())));
+        let open = settings(&[("me", "mx.example.org")]);
+        assert!(
+            !open.rcpthosts_allows(&Address::from("a@example.com")),
+            "no open relay"
+        );
+        assert_eq!(open.greeting, "mx.example.org");
+        assert_eq!(open.concurrency_local, 10);
     }
 }

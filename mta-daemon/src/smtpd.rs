@@ -230,7 +230,7 @@ fn next_event(
             tx.sender = Some(sender);
             Some(Verdict::Accept)
         }
-        Event::Rcpt { path } => Some(rcpt(shared, tx, &path, relay_client)),
+        Event::Rcpt { path, .. } => Some(rcpt(shared, tx, &path, relay_client)),
         Event::DataStart => Some(data_start(shared, tx, peer_ip, helo.as_deref())),
         Event::DataChunk(chunk) => {
             if let Some(inc) = tx.incoming.as_mut()
@@ -274,7 +274,7 @@ fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client:
         ));
     }
     let postmaster = matches!(path, ForwardPath::Postmaster);
-    if !relay_client && !postmaster && !settings.rcpthosts_allows(addr.domain()) {
+    if !relay_client && !postmaster && !settings.rcpthosts_allows(&addr) {
         return Verdict::Reject(reply(
             553,
             "5.7.1 sorry, that domain isn't in my list of allowed rcpthosts",
@@ -423,7 +423,7 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
         let (tx, _rx) = crossbeam_channel::unbounded();
         let users = Arc::new(crate::serve::user_table(root, crate::privs::is_root())?);
         Ok(Shared {
-            router: Arc::new(settings.tables.clone()),
+            router: Arc::clone(&settings.control) as Arc<dyn Router>,
             settings,
             store,
             users,

@@ -35,9 +35,11 @@ fn mtime(path: &PathBuf) -> Option<SystemTime> {
 /// `file:line: reason` for a syntax error, or the I/O error.
 pub fn load_assign(path: &PathBuf) -> Result<Option<UsersAssign>, String> {
     match std::fs::read(path) {
-        Ok(text) => UsersAssign::parse(&text)
-            .map(Some)
-            .map_err(|e| format!("{}:{e}", path.display())),
+        Ok(text) => UsersAssign::parse(&text).map(Some).map_err(|e| {
+            let full = e.to_string();
+            let reason = full.split_once(": ").map_or(full.as_str(), |(_, r)| r);
+            format!("{}:{}: {reason}", path.display(), e.line)
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(format!("{}: {e}", path.display())),
     }

@@ -16,9 +16,8 @@ fn check_reports_file_and_line() {
     let bad = mta(&root.dir, &["check"]);
     let err = String::from_utf8_lossy(&bad.stderr);
     assert_eq!(bad.status.code(), Some(1), "{err}");
-    assert!(err.contains("relayclients: line 2"), "{err}");
-    assert!(err.contains("users/assign"), "{err}");
-    assert!(err.contains('2'), "{err}");
+    assert!(err.contains("control/relayclients:2: "), "{err}");
+    assert!(err.contains("users/assign:2: "), "{err}");
 }
 
 #[test]
