@@ -30,6 +30,12 @@
 //! [`Outcome::to_record`] / [`Outcome::from_record`] carry the result (forwards included)
 //! back; `examples/dotqmail_deliver.rs` is such a child.
 //!
+//! Security: as in qmail, files and programs come only from the user's own `.qmail`
+//! files, never from an address; but every variable added to a program's environment
+//! (`SENDER`, `RECIPIENT`, `EXT`, `DEFAULT`, ...) comes from the envelope and is
+//! attacker-controlled (Shellshock reached qmail this way). [`BaseEnvironment::Fixed`]
+//! at least keeps everything else out of the programs' environment.
+//!
 //! ```
 //! use mta_dotqmail::{
 //!     Account, DeliveryOptions, DeliveryRequest, DeliveryStatus, Executor, FileDeliveryError,
