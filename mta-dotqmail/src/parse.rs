@@ -271,7 +271,10 @@ mod tests {
     fn nul_ends_the_argument() {
         assert_eq!(kinds(b"|a\0b\n"), vec![Instruction::Program(b"a".to_vec())]);
         // Found by the fuzzer: the blank before a NUL stays (qmail strips only at line end).
-        assert_eq!(kinds(b"|a \0b\n"), vec![Instruction::Program(b"a ".to_vec())]);
+        assert_eq!(
+            kinds(b"|a \0b\n"),
+            vec![Instruction::Program(b"a ".to_vec())]
+        );
         // The maildir/mbox decision uses the whole line, as qmail's does.
         assert_eq!(
             kinds(b"./x\0y/\n"),

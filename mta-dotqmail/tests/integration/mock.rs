@@ -51,8 +51,10 @@ pub(crate) enum Call {
 pub(crate) struct Mock {
     pub(crate) nodes: BTreeMap<PathBuf, Node>,
     pub(crate) calls: Vec<Call>,
-    /// Maildir paths whose delivery fails.
+    /// Maildir paths whose delivery fails with a write error.
     pub(crate) failing: Vec<PathBuf>,
+    /// Paths whose maildir or mbox delivery fails with the error this makes.
+    pub(crate) file_errors: Vec<(PathBuf, fn() -> FileDeliveryError)>,
 }
 
 impl Mock {
@@ -145,6 +147,9 @@ impl Executor for Mock {
         if self.failing.iter().any(|p| p == dir) {
             return Err(FileDeliveryError::Write(io::Error::from_raw_os_error(28)));
         }
+        if let Some((_, make)) = self.file_errors.iter().find(|(p, _)| p == dir) {
+            return Err(make());
+        }
         self.calls.push(Call::Maildir {
             path: dir.to_path_buf(),
             prefix: prefix.to_vec(),
@@ -160,6 +165,9 @@ impl Executor for Mock {
         prefix: &[u8],
         message: Message<'_>,
     ) -> Result<(), FileDeliveryError> {
+        if let Some((_, make)) = self.file_errors.iter().find(|(p, _)| p == path) {
+            return Err(make());
+        }
         self.calls.push(Call::Mbox {
             path: path.to_path_buf(),
             from: from_line.to_vec(),

@@ -512,3 +512,57 @@ fn trash_and_c_string_arguments() {
     assert_eq!(get("RECIPIENT"), b"joe@example.com");
     assert_eq!(get("SENDER"), b"s@x");
 }
+
+#[test]
+fn file_delivery_error_texts() {
+    use mta_dotqmail::FileDeliveryError as E;
+    use std::io::Error;
+    let cases: &[(&[u8], fn() -> E, &str)] = &[
+        (
+            b"./Maildir/",
+            || E::NoMaildir(Error::from_raw_os_error(2)),
+            "Unable to chdir to maildir. (#4.2.1)\n",
+        ),
+        (
+            b"./Maildir/",
+            || E::ReadMessage(Error::from_raw_os_error(5)),
+            "Unable to read message. (#4.3.0)\n",
+        ),
+        (
+            b"./Maildir/",
+            || E::Write(Error::from_raw_os_error(28)),
+            "Temporary error on maildir delivery. (#4.3.0)\n",
+        ),
+        (
+            b"./mbox",
+            || E::Open(Error::from_raw_os_error(13)),
+            "Unable to open ./mbox: permission denied. (#4.2.1)\n",
+        ),
+        (
+            b"./mbox",
+            || E::LockTimeout,
+            "File has been locked for 30 seconds straight. (#4.3.0)\n",
+        ),
+        (
+            b"./mbox",
+            || E::ReadMessage(Error::from_raw_os_error(5)),
+            "Unable to read message: input/output error. (#4.3.0)\n",
+        ),
+        (
+            b"./mbox",
+            || E::Write(Error::from_raw_os_error(28)),
+            "Unable to write ./mbox: no space left on device. (#4.3.0)\n",
+        ),
+    ];
+    for &(line, make, want) in cases {
+        let mut m = Mock::new();
+        m.file("/home/joe/.qmail", 0o644, &[line, b"\n"].concat());
+        let target = if line.ends_with(b"/") {
+            "/home/joe/Maildir"
+        } else {
+            "/home/joe/mbox"
+        };
+        m.file_errors.push((target.into(), make));
+        assert_eq!(deferred(&run(&mut m, "", "s@x")), want);
+    }
+}
