@@ -440,3 +440,83 @@ Subject: smuggled\r\n\r\nsmuggled\r\n.\r\n",
         assert!(refused, "variant {variant:?}:\n{transcript}");
     }
 }
+
+/// A server on `blocking::serve` for many connections (a thread each), stopped by
+/// `stop()`; returns every message received.
+struct MultiServer {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: thread::JoinHandle<Vec<Received>>,
+}
+
+impl MultiServer {
+    fn start() -> MultiServer {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = thread::spawn(move || {
+            let all = Arc::new(Mutex::new(Vec::new()));
+            let mut workers = Vec::new();
+            for conn in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let stream = conn.unwrap();
+                let all = Arc::clone(&all);
+                workers.push(thread::spawn(move || {
+                    let mut rec = Recorder::default();
+                    let mut cfg = ServerConfig::new("mx.test");
+                    cfg.timeout = Duration::from_secs(20);
+                    serve(stream, cfg, &mut rec).unwrap();
+                    all.lock().unwrap().extend(rec.done);
+                }));
+            }
+            for w in workers {
+                w.join().unwrap();
+            }
+            std::mem::take(&mut *all.lock().unwrap())
+        });
+        MultiServer { port, stop, handle }
+    }
+
+    fn stop(self) -> Vec<Received> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        self.handle.join().unwrap()
+    }
+}
+
+/// Postfix's smtp-source as a load client: parallel sessions, several messages per
+/// connection, several recipients per message.
+#[test]
+fn postfix_smtp_source_client() {
+    let source = ["/usr/sbin/smtp-source", "/usr/bin/smtp-source"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(source) = source else {
+        eprintln!("NOTICE: postfix smtp-source not found; skipping (CI installs postfix)");
+        return;
+    };
+    let server = MultiServer::start();
+    let out = Command::new(source)
+        .args(["-s", "2", "-m", "20", "-r", "3", "-l", "3000", "-d"])
+        .args(["-S", "from smtp-source", "-M", "client.test"])
+        .args(["-f", "sender@example.org", "-t", "rcpt@example.com"])
+        .arg(format!("127.0.0.1:{}", server.port))
+        .output()
+        .unwrap();
+    let msgs = server.stop();
+    assert!(out.status.success(), "smtp-source: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(msgs.len(), 20);
+    for m in &msgs {
+        assert_eq!(m.from, "sender@example.org");
+        assert_eq!(m.to.len(), 3, "{:?}", m.to);
+        let text = String::from_utf8_lossy(&m.data);
+        assert!(text.contains("Subject: from smtp-source\n"), "{text}");
+        assert!(m.data.len() >= 3000 && !m.data.contains(&b'\r'));
+    }
+}
