@@ -517,7 +517,8 @@ fn trash_and_c_string_arguments() {
 fn file_delivery_error_texts() {
     use mta_dotqmail::FileDeliveryError as E;
     use std::io::Error;
-    let cases: &[(&[u8], fn() -> E, &str)] = &[
+    type Case = (&'static [u8], fn() -> E, &'static str);
+    let cases: &[Case] = &[
         (
             b"./Maildir/",
             || E::NoMaildir(Error::from_raw_os_error(2)),
