@@ -131,10 +131,6 @@ tree_rss_kb() {
         }'
 }
 
-count_new() { # count_new DIR...: files in the new/ subdirectories given
-    find "$@" -maxdepth 1 -type f 2>/dev/null | wc -l
-}
-
 RESULTS=$WORK/results.raw   # lines: workload metric side value
 record() { echo "$1 $2 $3 $4" >>"$RESULTS"; note "$1 $2 $3 = $4"; }
 
@@ -203,8 +199,7 @@ mta_stop() {
     wait_for 30 bash -c "! kill -0 $MTA_PID 2>/dev/null" || kill -KILL "$MTA_PID" 2>/dev/null || true
     wait "$MTA_PID" 2>/dev/null || true
 }
-mta_done_msgs() { grep -c '^.*end msg ' "$WORK/mta.log" || true; }
-mta_done_at_least() { [ "$(mta_done_msgs)" -ge "$1" ]; }
+mta_done_msgs() { grep -c ' end msg ' "$WORK/mta.log" || true; }
 
 # --- Postfix --------------------------------------------------------------------------------
 PF=$WORK/postfix
@@ -301,32 +296,40 @@ pf_stop() {
     wait_for 30 bash -c "! postfix -c '$PF_CONF' status >/dev/null 2>&1" || postfix -c "$PF_CONF" abort >/dev/null 2>&1 || true
 }
 pf_master_pid() { tr -d ' ' <"$PF/queue/pid/master.pid"; }
-pf_queue_empty() {
-    [ "$(find "$PF/queue/maildrop" "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred" -type f 2>/dev/null | wc -l)" = 0 ]
-}
-pf_sent() { grep -c "status=$1" "$PF/maillog" 2>/dev/null || true; }
 
 # --- the workloads, each as a function of the side ----------------------------------------
-# done_check SIDE N: true once N more messages than at the mark have left the queue.
+# The waiters (smtpload.py wait-*) poll every 10 ms in one process and print the Unix time
+# the condition became true; no fork per poll, so they barely load the server under test.
 MARK=0
 queue_mark() { if [ "$1" = mta ]; then MARK=$(mta_done_msgs); fi; }
-queue_done() {
-    if [ "$1" = mta ]; then mta_done_at_least $((MARK + 1)); else pf_queue_empty; fi
+# wait_queue SIDE: prints the time the message just submitted has left the queue.
+wait_queue() {
+    if [ "$1" = mta ]; then
+        $LOAD wait-lines "$2" "$WORK/mta.log" " end msg " $((MARK + 1))
+    else
+        $LOAD wait-empty "$2" "$PF/queue/maildrop" "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred"
+    fi
 }
 
 w1() {
-    local side=$1 port=$2 homes=$3 t0 t1 t2
+    local side=$1 port=$2 homes=$3 t0 t1 t2 list=$WORK/w1-$1.dirs
     note "W1 $side: $W1_MSGS messages x $MSG_SIZE bytes over $W1_SESSIONS sessions"
+    echo "$homes/w1/Maildir/new" >"$list"
+    $LOAD wait-files "$TIMEOUT" "$W1_MSGS" "$list" >"$WORK/w1-$side.done" &
+    local waiter=$!
+    PIDS+=("$waiter")
     t0=$(now)
     if ! timeout "$TIMEOUT" smtp-source -s "$W1_SESSIONS" -m "$W1_MSGS" -l "$MSG_SIZE" \
         -f bench@example.com -t w1@example.org -M load.example.com "127.0.0.1:$port" \
         >>"$OUT.log" 2>&1; then
-        record W1 accept_msgs_per_s "$side" -; record W1 e2e_msgs_per_s "$side" -; return
+        record W1 accept_msgs_per_s "$side" -; record W1 e2e_msgs_per_s "$side" -
+        wait "$waiter" || true
+        return
     fi
     t1=$(now)
     record W1 accept_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t1")")"
-    if wait_for "$TIMEOUT" bash -c "[ \$(find '$homes/w1/Maildir/new' -maxdepth 1 -type f | wc -l) -ge $W1_MSGS ]"; then
-        t2=$(now)
+    if wait "$waiter"; then
+        t2=$(cat "$WORK/w1-$side.done")
         record W1 e2e_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t2")")"
     else
         record W1 e2e_msgs_per_s "$side" -
@@ -334,15 +337,13 @@ w1() {
 }
 
 w2() {
-    local side=$1 port=$2 homes=$3 t0 t1 list
+    local side=$1 port=$2 homes=$3 t0 t1 list=$WORK/w2-$1.dirs
     note "W2 $side: one message to $W2_RCPTS local maildir users"
-    list=$WORK/w2-$side.dirs
     user_newdirs "$homes" >"$list"
     t0=$(now)
     $LOAD list 127.0.0.1 "$port" bench@example.com 'user{i}@example.org' "$W2_RCPTS" "$MSG_SIZE" >>"$OUT.log" 2>&1 \
         || { record W2 seconds "$side" -; return; }
-    if wait_for "$TIMEOUT" bash -c "[ \$(xargs -a '$list' -I{} find {} -maxdepth 1 -type f 2>/dev/null | wc -l) -ge $W2_RCPTS ]" 2>/dev/null; then
-        t1=$(now)
+    if t1=$($LOAD wait-files "$TIMEOUT" "$W2_RCPTS" "$list"); then
         record W2 seconds "$side" "$(elapsed "$t0" "$t1")"
     else
         record W2 seconds "$side" -
@@ -356,8 +357,7 @@ w3() {
     t0=$(now)
     $LOAD list 127.0.0.1 "$port" bench@example.com 'trash-{i}@example.org' "$W3_RCPTS" "$MSG_SIZE" >>"$OUT.log" 2>&1 \
         || { record W3 seconds "$side" -; return; }
-    if wait_for "$TIMEOUT" queue_done "$side"; then
-        t1=$(now)
+    if t1=$(wait_queue "$side" "$TIMEOUT"); then
         record W3 seconds "$side" "$(elapsed "$t0" "$t1")"
     else
         record W3 seconds "$side" -
@@ -370,10 +370,9 @@ w4() {
     queue_mark "$side"
     t0=$(now)
     $LOAD list 127.0.0.1 "$port" bench@example.com 'r{i}@d{d}.test' "$W4_RCPTS" "$MSG_SIZE" "$W4_DOMAINS" >>"$OUT.log" 2>&1 \
-        || { record W4 rcpts_per_s "$side" -; return; }
+        || { record W4 seconds "$side" -; record W4 rcpts_per_s "$side" -; return; }
     # A shorter bound: a side without remote delivery would only wait out the timeout.
-    if wait_for "$W4_TIMEOUT" queue_done "$side"; then
-        t1=$(now)
+    if t1=$(wait_queue "$side" "$W4_TIMEOUT"); then
         # Every recipient must have reached the sink, or the figure means nothing.
         if [ "$side" = mta ]; then
             sent=$(grep -c 'delivery [0-9]*: success' "$WORK/mta.log" || true)
@@ -418,7 +417,7 @@ run_mta() {
     mta_setup
     mta_start
     if [ "${E2E_PERF:-0}" = 1 ]; then
-        perf record -a -g -F 499 -o "$OUT.perf.data" >/dev/null 2>>"$OUT.log" &
+        perf record -e cpu-clock -a -g -F 499 -o "$OUT.perf.data" >/dev/null 2>>"$OUT.log" &
         PERF_PID=$!
     fi
     w1 mta "$MTA_PORT" "$MTA_HOMES"

@@ -16,6 +16,15 @@ Two modes, used where Postfix's smtp-source does not fit:
       session is established and past its greeting), writes 'ready N' to READY_FILE,
       then holds them open and idle until HOLD_SECONDS pass or READY_FILE is removed,
       and closes them. Bounded by HOLD_SECONDS whatever happens.
+
+Waiters, cheap enough to poll every 10 ms without disturbing the server under test; each
+prints the wall-clock time (Unix seconds) the condition became true, or exits 1 once
+TIMEOUT seconds pass:
+
+  smtpload.py wait-files TIMEOUT COUNT DIRLIST   files in the directories named one per
+                                                 line in DIRLIST reach COUNT in total
+  smtpload.py wait-lines TIMEOUT FILE TEXT COUNT lines of FILE containing TEXT reach COUNT
+  smtpload.py wait-empty TIMEOUT DIR...          no regular file left under any DIR
 """
 
 import os
@@ -118,11 +127,90 @@ def mode_idle(host, port, count, hold, ready_file):
             s.close()
 
 
+def poll(timeout, check):
+    deadline = time.monotonic() + float(timeout)
+    while True:
+        if check():
+            print(f"{time.time():.6f}")
+            return
+        if time.monotonic() > deadline:
+            sys.exit(1)
+        time.sleep(0.01)
+
+
+def count_files(path):
+    try:
+        with os.scandir(path) as it:
+            return sum(1 for e in it if e.is_file(follow_symlinks=False))
+    except FileNotFoundError:
+        return 0
+
+
+def mode_wait_files(timeout, count, dirlist):
+    count = int(count)
+    with open(dirlist) as f:
+        pending = [line.strip() for line in f if line.strip()]
+    done = 0  # files in directories that are no longer rescanned
+
+    def check():
+        nonlocal done, pending
+        # With many directories (W2: one file expected in each), a directory that holds
+        # a file is counted once and never rescanned; one big directory is rescanned.
+        if len(pending) == 1:
+            return done + count_files(pending[0]) >= count
+        still = []
+        for d in pending:
+            n = count_files(d)
+            if n:
+                done += n
+            else:
+                still.append(d)
+        pending = still
+        return done >= count
+
+    poll(timeout, check)
+
+
+def mode_wait_lines(timeout, path, text, count):
+    count, needle = int(count), text.encode()
+    seen, offset, partial = 0, 0, b""
+
+    def check():
+        nonlocal seen, offset, partial
+        with open(path, "rb") as f:
+            f.seek(offset)
+            chunk = f.read()
+        offset += len(chunk)
+        lines = (partial + chunk).split(b"\n")
+        partial = lines.pop()
+        seen += sum(1 for line in lines if needle in line)
+        return seen >= count
+
+    poll(timeout, check)
+
+
+def mode_wait_empty(timeout, *dirs):
+    def check():
+        for d in dirs:
+            for _, _, files in os.walk(d):
+                if files:
+                    return False
+        return True
+
+    poll(timeout, check)
+
+
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "list" and len(sys.argv) in (8, 9):
         mode_list(*sys.argv[2:])
     elif len(sys.argv) >= 2 and sys.argv[1] == "idle" and len(sys.argv) == 7:
         mode_idle(*sys.argv[2:])
+    elif len(sys.argv) == 5 and sys.argv[1] == "wait-files":
+        mode_wait_files(*sys.argv[2:])
+    elif len(sys.argv) == 6 and sys.argv[1] == "wait-lines":
+        mode_wait_lines(*sys.argv[2:])
+    elif len(sys.argv) >= 4 and sys.argv[1] == "wait-empty":
+        mode_wait_empty(*sys.argv[2:])
     else:
         sys.exit(__doc__)
 
