@@ -176,6 +176,27 @@ fn missing_maildir_and_rcpt_check_on_disk() {
         find_mailbox(&mut exec, &ext_user("x"), &opts).is_err(),
         "world-writable .qmail"
     );
+    // The owner-execute bit on the real file selects forward-only mode.
+    fs::write(home.join(".qmail-fwd"), b"&a@b\n./Maildir/\n").unwrap();
+    fs::set_permissions(home.join(".qmail-fwd"), fs::Permissions::from_mode(0o744)).unwrap();
+    let fwd = ext_user("fwd");
+    let request = DeliveryRequest {
+        user: &fwd,
+        local: b"joe-fwd",
+        ..request
+    };
+    let o = deliver(
+        &mut exec,
+        &request,
+        &DeliveryOptions::default(),
+        Message::Bytes(b"\n"),
+    );
+    assert_eq!(
+        o.status,
+        DeliveryStatus::Deferred(
+            "Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)\n".into()
+        )
+    );
     // A directory named like a candidate is skipped.
     fs::remove_file(home.join(".qmail-default")).unwrap();
     fs::create_dir(home.join(".qmail-x")).unwrap();
