@@ -69,13 +69,20 @@ pub trait Policy {
 /// STARTTLS is not available through this driver (it has no TLS library): if
 /// `config.offer_starttls` is set, a STARTTLS ends the session.
 ///
+/// Reads wait at most until the session's deadline (`config.timeout` of inactivity, then
+/// `451 4.4.2 timeout`); each write may take at most `config.timeout`.
+///
 /// # Errors
-/// I/O errors other than timeouts, which are answered with `451 4.4.2` as qmail-smtpd did.
+/// I/O errors other than read timeouts (a write timeout is an error), as qmail-smtpd
+/// exited on them.
 pub fn serve(
     mut stream: TcpStream,
     config: ServerConfig,
     policy: &mut impl Policy,
 ) -> io::Result<()> {
+    // A client that stops reading must not hold the thread forever (qmail-smtpd: "a write
+    // timeout exits silently").
+    stream.set_write_timeout(Some(config.timeout.max(Duration::from_millis(1))))?;
     let mut s = ServerSession::new(config, Instant::now());
     let mut buf = vec![0u8; BUF];
     let mut out = Vec::with_capacity(4096);

@@ -334,6 +334,10 @@ impl ServerSession {
     fn step(&mut self) -> Option<Step> {
         loop {
             if let Some(ev) = self.queued.pop_front() {
+                // The verdict is awaited from the moment the application can see the event.
+                if matches!(ev, Event::DataEnd(_)) {
+                    self.pending = Some(Pending::DataEnd);
+                }
                 return Some(Step::Event(ev));
             }
             if self.pending.is_some() {

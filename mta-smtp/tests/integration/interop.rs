@@ -510,7 +510,11 @@ fn postfix_smtp_source_client() {
         .output()
         .unwrap();
     let msgs = server.stop();
-    assert!(out.status.success(), "smtp-source: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "smtp-source: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(msgs.len(), 20);
     for m in &msgs {
         assert_eq!(m.from, "sender@example.org");

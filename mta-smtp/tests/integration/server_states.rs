@@ -273,3 +273,21 @@ fn back_pressure_while_waiting() {
     s.handle_input(&vec![b'x'; 300 * 1024], t0);
     assert!(!s.wants_input());
 }
+
+#[test]
+fn data_end_verdict_only_after_the_event_is_seen() {
+    let t0 = Instant::now();
+    let mut s = ServerSession::new(config(), t0);
+    s.handle_input(&with_body(b"body\r\n"), t0);
+    for _ in 0..3 {
+        assert!(s.poll_event().is_some());
+        s.decide(Verdict::Accept).unwrap();
+    }
+    assert_eq!(s.poll_event(), Some(Event::DataChunk(b"body\n")));
+    // The chunk was the last of the message, but DataEnd has not been handed out yet: a
+    // premature verdict cannot accept a message the application has not seen end.
+    assert_eq!(s.decide(Verdict::Accept), Err(DecideError::NothingPending));
+    assert!(matches!(s.poll_event(), Some(Event::DataEnd(_))));
+    s.decide(Verdict::Accept).unwrap();
+    assert_eq!(s.poll_event(), Some(Event::Quit));
+}

@@ -226,10 +226,7 @@ impl ServerSession {
     pub(super) fn end_data(&mut self) {
         self.phase = Phase::Command;
         match self.data.finish(self.config.max_hops) {
-            Ok(summary) => {
-                self.pending = Some(Pending::DataEnd);
-                self.queued.push_back(Event::DataEnd(summary));
-            }
+            Ok(summary) => self.queued.push_back(Event::DataEnd(summary)),
             Err(e) => {
                 self.transaction = None;
                 self.out.extend_from_slice(match e {
