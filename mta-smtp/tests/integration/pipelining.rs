@@ -92,3 +92,52 @@ fn every_single_split_point() {
         assert_eq!(split.events, whole.events, "split at {i}");
     }
 }
+
+const TOKENS: [&[u8]; 22] = [
+    b"EHLO x\r\n",
+    b"HELO y\r\n",
+    b"MAIL FROM:<a@b.example>",
+    b"MAIL FROM:<bad@b.example>",
+    b"RCPT TO:<c@d.example>",
+    b"RCPT TO:<rejectme@d.example>",
+    b"DATA\r\n",
+    b"RSET\r\n",
+    b"NOOP\r\n",
+    b" SIZE=100",
+    b" BODY=8BITMIME",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b".",
+    b"..",
+    b"\x00",
+    b"Received: x\r\n",
+    b"Subject: fail\r\n",
+    b"body line\r\n",
+    b"\r\n.\r\n",
+    b"QUIT\r\n",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Random SMTP-like streams (commands, bodies, stray CR/LF/NUL, dots): any split gives
+    /// the same events and replies as the whole stream, and a message is only ever
+    /// accepted after a DataEnd.
+    #[test]
+    fn random_streams_split_anywhere(
+        picks in proptest::collection::vec(0usize..TOKENS.len(), 0..80),
+        a in any::<prop::sample::Index>(),
+        b in any::<prop::sample::Index>(),
+    ) {
+        let input: Vec<u8> = picks.iter().flat_map(|&i| TOKENS[i].iter().copied()).collect();
+        let (a, b) = (a.index(input.len() + 1), b.index(input.len() + 1));
+        let (a, b) = (a.min(b), a.max(b));
+        let whole = run_whole(config(), &input);
+        let split = run_pieces(config(), [&input[..a], &input[a..b], &input[b..]], false);
+        prop_assert_eq!(&split.out, &whole.out);
+        prop_assert_eq!(&split.events, &whole.events);
+        let ends = whole.events.iter().filter(|e| matches!(e, Ev::DataEnd(_))).count();
+        prop_assert!(whole.accepted.len() <= ends);
+    }
+}
