@@ -64,10 +64,9 @@ pub trait Policy {
     fn reset(&mut self) {}
 }
 
-/// Runs one server session on `stream` until QUIT, timeout, EOF or a fatal error.
-///
-/// STARTTLS is not available through this driver (it has no TLS library): if
-/// `config.offer_starttls` is set, a STARTTLS ends the session.
+/// Runs one server session on `stream` until QUIT, timeout, EOF or a fatal error, without
+/// TLS: if `config.offer_starttls` is set, a STARTTLS ends the session (use
+/// [`serve_with`] and a TLS hook instead).
 ///
 /// Reads wait at most until the session's deadline (`config.timeout` of inactivity, then
 /// `451 4.4.2 timeout`); each write may take at most `config.timeout`.
@@ -75,24 +74,58 @@ pub trait Policy {
 /// # Errors
 /// I/O errors other than read timeouts (a write timeout is an error), as qmail-smtpd
 /// exited on them.
-pub fn serve(
-    mut stream: TcpStream,
+pub fn serve(stream: TcpStream, config: ServerConfig, policy: &mut impl Policy) -> io::Result<()> {
+    serve_with(stream, config, policy, None)
+}
+
+/// [`serve`] with a STARTTLS hook: after the session's `220 2.0.0 ready to start TLS` is
+/// written, `tls` gets the plain stream and returns the encrypted one; the session then
+/// forgets the client's HELO and transaction (RFC 3207 §4.2). A failed handshake ends the
+/// session. Set `config.offer_starttls` to advertise it.
+///
+/// # Errors
+/// As [`serve`].
+pub fn serve_with(
+    stream: TcpStream,
     config: ServerConfig,
     policy: &mut impl Policy,
+    mut tls: Option<TlsUpgrade<'_>>,
 ) -> io::Result<()> {
     // A client that stops reading must not hold the thread forever (qmail-smtpd: "a write
     // timeout exits silently").
     stream.set_write_timeout(Some(config.timeout.max(Duration::from_millis(1))))?;
+    // Timeouts are set on the socket, which a TLS wrapper reads through.
+    let socket = stream.try_clone()?;
+    let mut conn = Conn::Plain(stream);
     let mut s = ServerSession::new(config, Instant::now());
     let mut buf = vec![0u8; BUF];
     let mut out = Vec::with_capacity(4096);
     let result = loop {
-        drain_server_events(&mut s, policy);
+        let start_tls = drain_server_events(&mut s, policy);
         if s.poll_transmit(&mut out) {
-            if let Err(e) = stream.write_all(&out) {
+            let written = conn
+                .io()
+                .and_then(|io| io.write_all(&out).and_then(|()| io.flush()));
+            out.clear();
+            if let Err(e) = written {
                 break Err(e);
             }
-            out.clear();
+        }
+        if start_tls {
+            conn = match (std::mem::replace(&mut conn, Conn::Gone), tls.as_mut()) {
+                (Conn::Plain(plain), Some(upgrade)) => match upgrade(plain) {
+                    Ok(encrypted) => {
+                        s.tls_established(Instant::now());
+                        Conn::Tls(encrypted)
+                    }
+                    Err(_) => Conn::Gone,
+                },
+                (other, _) => other,
+            };
+            if !s.is_tls() {
+                s.tls_failed();
+            }
+            continue;
         }
         if s.is_closed() {
             break Ok(());
@@ -104,8 +137,8 @@ pub fn serve(
             s.handle_timeout(Instant::now());
             continue;
         }
-        stream.set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))))?;
-        match stream.read(&mut buf) {
+        socket.set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))))?;
+        match conn.io().and_then(|io| io.read(&mut buf)) {
             Ok(0) => s.handle_eof(),
             Ok(n) => s.handle_input(&buf[..n], Instant::now()),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
@@ -119,11 +152,12 @@ pub fn serve(
     result
 }
 
-fn drain_server_events(s: &mut ServerSession, policy: &mut impl Policy) {
+/// Hands events to the policy and applies its verdicts; returns true on STARTTLS.
+fn drain_server_events(s: &mut ServerSession, policy: &mut impl Policy) -> bool {
+    let mut tls = false;
     loop {
-        let mut tls = false;
         let verdict = match s.poll_event() {
-            None => return,
+            None => return tls,
             Some(Event::Helo { name } | Event::Ehlo { name }) => {
                 policy.hello(&name);
                 None
@@ -150,9 +184,6 @@ fn drain_server_events(s: &mut ServerSession, policy: &mut impl Policy) {
             }
             Some(_) => None,
         };
-        if tls {
-            s.tls_failed();
-        }
         if let Some(v) = verdict
             && s.decide(v).is_err()
         {

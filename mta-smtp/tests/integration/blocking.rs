@@ -200,3 +200,67 @@ fn smtp_sink_example_prints_one_line_per_message() {
         ]
     );
 }
+
+/// Both blocking drivers with STARTTLS hooks (identity "TLS", enough to test the
+/// plumbing): the client requires TLS, the server offers it, the mail goes through, and
+/// each side's hook ran exactly once.
+#[test]
+fn serve_with_and_deliver_with_starttls_hooks() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static SERVER_UPGRADES: AtomicUsize = AtomicUsize::new(0);
+    struct Count(usize);
+    impl Policy for Count {
+        fn data_end(&mut self, _: &mta_smtp::DataSummary) -> Verdict {
+            self.0 += 1;
+            Verdict::Accept
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        let mut cfg = ServerConfig::new("mx.test");
+        cfg.offer_starttls = true;
+        let mut hook = |plain: TcpStream| -> std::io::Result<Box<dyn Stream>> {
+            SERVER_UPGRADES.fetch_add(1, Ordering::SeqCst);
+            Ok(Box::new(plain))
+        };
+        let mut policy = Count(0);
+        mta_smtp::blocking::serve_with(sock, cfg, &mut policy, Some(&mut hook)).unwrap();
+        policy.0
+    });
+    let mut cfg = ClientConfig::new("client.test", "127.0.0.1");
+    cfg.tls = TlsPolicy::Required;
+    let mut client_upgrades = 0;
+    let mut hook = |plain: TcpStream| -> std::io::Result<Box<dyn Stream>> {
+        client_upgrades += 1;
+        Ok(Box::new(plain))
+    };
+    let env = Envelope::new("a@example.org", ["b@example.com"]);
+    let stream = TcpStream::connect(addr).unwrap();
+    let results = deliver_with(stream, &env, &b"hi\n"[..], cfg, Some(&mut hook));
+    assert!(results[0].is_delivered(), "{results:?}");
+    assert_eq!(server.join().unwrap(), 1);
+    assert_eq!(
+        (client_upgrades, SERVER_UPGRADES.load(Ordering::SeqCst)),
+        (1, 1)
+    );
+}
+
+#[test]
+fn serve_without_hook_ends_session_on_starttls() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        let mut cfg = ServerConfig::new("mx.test");
+        cfg.offer_starttls = true;
+        serve(sock, cfg, &mut AcceptAll)
+    });
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"STARTTLS\r\n").unwrap();
+    let mut got = String::new();
+    c.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "220 mx.test ESMTP\r\n220 2.0.0 ready to start TLS\r\n");
+    server.join().unwrap().unwrap();
+}
