@@ -12,7 +12,8 @@
 //!   [`mta_core::DeliveryResult`] per recipient with qmail-remote's temporary/permanent rules.
 //! - [`Reply`] and [`ReplyParser`]: replies in and out; [`BodyEncoder`]: SMTP transparency.
 //! - [`received_line`]: qmail-smtpd's `Received:` line.
-//! - [`blocking`] (feature `blocking`, default): `serve` and `deliver` over `TcpStream`.
+//! - [`blocking`] (feature `blocking`, default): `serve` and `deliver` over `TcpStream`,
+//!   and `serve_with`/`deliver_with` taking a STARTTLS hook.
 //!
 //! ## Behaviour, and where it differs from qmail on purpose
 //!
