@@ -213,10 +213,9 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
         }
         let lines = parse(&text)
             .map_err(|_| self.temp("Uh-oh: first line of .qmail file is blank. (#4.2.1)"))?;
-        let env = self.environment(
-            found.as_ref().and_then(|f| f.default.as_deref()),
-            &newsender,
-        );
+        // Built when the first program line needs it.
+        let mut env: Option<ProgramEnv> = None;
+        let default = found.as_ref().and_then(|f| f.default.as_deref());
         let mut recipients: Vec<Vec<u8>> = Vec::new();
         let mut seen_files: HashSet<PathBuf> = HashSet::new();
         let mut seen_forwards: HashSet<Vec<u8>> = HashSet::new();
@@ -259,7 +258,8 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
                         return Err(self
                             .temp("Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)"));
                     }
-                    self.program(&cmd, &env, &home, message)?
+                    let env = env.get_or_insert_with(|| self.environment(default, &newsender));
+                    self.program(&cmd, env, &home, message)?
                 }
             };
             if stop_after {
