@@ -841,12 +841,14 @@ fn silent_host_times_out_is_marked_down_and_other_domains_are_unaffected() {
         let (remote, job) = (Arc::clone(&remote), slow_job.clone());
         std::thread::spawn(move || remote.deliver(&job))
     };
-    std::thread::sleep(Duration::from_millis(100));
-    let t0 = Instant::now();
+    // Wait until the slow delivery is connected and waiting for a greeting.
+    while silent.connections() == 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
     assert_delivered_by(&remote.deliver(&fast_job), "127.0.0.2");
     assert!(
-        t0.elapsed() < Duration::from_millis(900),
-        "the slow host did not hold up another domain"
+        !slow.is_finished(),
+        "another domain was delivered while the slow host was still waited for"
     );
     let r = slow.join().unwrap();
     assert!(
@@ -861,7 +863,7 @@ fn silent_host_times_out_is_marked_down_and_other_domains_are_unaffected() {
     // Marked down: skipped at once, without a connection.
     let t0 = Instant::now();
     let r = remote.deliver(&slow_job);
-    assert!(t0.elapsed() < Duration::from_millis(500));
+    assert!(t0.elapsed() < Duration::from_secs(1), "not waited for");
     assert!(
         matches!(&r[0], DeliveryResult::Deferred { text, .. } if text.contains("marked down")),
         "{r:?}"
