@@ -107,7 +107,17 @@ fn child_process_delivery() {
     fs::set_permissions(&message_path, fs::Permissions::from_mode(0o600)).unwrap();
     fs::set_permissions(&args_file, fs::Permissions::from_mode(0o644)).unwrap();
 
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    // As root the child runs as another uid, which may not reach this binary where it was
+    // built (a checkout under /root, say): run a copy from the world-readable tempdir.
+    let exe = if root {
+        let copy = dir.path().join("child-exe");
+        fs::copy(std::env::current_exe().unwrap(), &copy).unwrap();
+        fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
+        copy
+    } else {
+        std::env::current_exe().unwrap()
+    };
+    let mut cmd = Command::new(exe);
     cmd.args([
         "--exact",
         "child::child_entry_point",
@@ -124,7 +134,18 @@ fn child_process_delivery() {
         // with setgroups(0) when root sets a uid).
         cmd.uid(uid).gid(gid);
     }
-    let status = cmd.status().unwrap();
+    // Another test thread forking while the copy was still open for writing makes exec
+    // fail with ETXTBSY for a moment; retry briefly.
+    let mut tries = 0;
+    let status = loop {
+        match cmd.status() {
+            Err(e) if e.raw_os_error() == Some(26) && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other.unwrap(),
+        }
+    };
     let outcome = Outcome::from_record(&fs::read(&out_file).unwrap()).unwrap();
     assert_eq!(status.code(), Some(0), "{}", outcome.report_text());
     assert_eq!(outcome.status, DeliveryStatus::Delivered);
