@@ -25,12 +25,14 @@ pub use session::ServerSession;
 pub enum Event<'a> {
     /// `HELO name`: replied to already; any transaction was reset.
     Helo {
-        /// The argument as given (not validated, possibly empty, as in qmail-smtpd).
+        /// The argument as given (not validated, possibly empty, as in qmail-smtpd; bytes
+        /// that are not UTF-8 become U+FFFD). Use [`crate::received_line`], which filters
+        /// it, before writing it into a header.
         name: String,
     },
     /// `EHLO name`: replied to already; any transaction was reset.
     Ehlo {
-        /// The argument as given.
+        /// The argument as given (see [`Event::Helo`]).
         name: String,
     },
     /// `MAIL FROM:` with a syntactically valid path and parameters. *Verdict*: accept
