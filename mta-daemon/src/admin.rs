@@ -43,8 +43,17 @@ fn open_queue(root: &Root) -> Result<Queue, String> {
             root.dir().display()
         ));
     }
-    Queue::open(root.queue(), QueueOptions::default())
-        .map_err(|e| format!("unable to open queue: {e}"))
+    // Read without the lock, so the listing works while `mta serve` owns the queue (as
+    // qmail-qread worked beside qmail-send).
+    match Queue::inspect(root.queue()) {
+        Ok(q) => Ok(q),
+        // A root whose queue was never opened has no layout yet: an empty queue.
+        Err(_) if !root.queue().join("layout").exists() => {
+            Queue::open(root.queue(), QueueOptions::default())
+                .map_err(|e| format!("unable to open queue: {e}"))
+        }
+        Err(e) => Err(format!("unable to open queue: {e}")),
+    }
 }
 
 /// `mta queue stat`: qmail-qstat's two lines. "Not yet preprocessed" counts messages none

@@ -23,6 +23,9 @@ pub enum QueueError {
     },
     /// Another process has this queue open (its `lock` file is locked).
     Locked,
+    /// The queue was opened with [`Queue::inspect`](crate::Queue::inspect), which only
+    /// reads.
+    ReadOnly,
     /// No committed message has this id.
     NotFound(MessageId),
     /// The recipient index is beyond the message's recipient count.
@@ -80,6 +83,7 @@ impl QueueError {
                 source: copy_io(source),
             },
             QueueError::Locked => QueueError::Locked,
+            QueueError::ReadOnly => QueueError::ReadOnly,
             QueueError::NotFound(id) => QueueError::NotFound(*id),
             QueueError::NoSuchRecipient { id, index, count } => QueueError::NoSuchRecipient {
                 id: *id,
@@ -105,6 +109,7 @@ impl fmt::Display for QueueError {
         match self {
             QueueError::Io { op, path, .. } => write!(f, "queue i/o failed: {op} {path}"),
             QueueError::Locked => f.write_str("queue is locked by another process"),
+            QueueError::ReadOnly => f.write_str("queue was opened read-only"),
             QueueError::NotFound(id) => write!(f, "message {id} is not in the queue"),
             QueueError::NoSuchRecipient { id, index, count } => {
                 write!(f, "message {id} has {count} recipients, no index {index}")

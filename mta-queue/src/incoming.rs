@@ -48,6 +48,9 @@ impl<F: Fs> Queue<F> {
     /// # Errors
     /// [`QueueError::Io`] if the file cannot be created (e.g. out of inodes).
     pub fn begin(&self) -> Result<Incoming<F>, QueueError> {
+        if self.inner.read_only {
+            return Err(QueueError::ReadOnly);
+        }
         let id = MessageId::from_u64(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let paths = Paths::of(id, self.inner.split);
         let file = self

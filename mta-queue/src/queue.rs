@@ -84,6 +84,8 @@ pub(crate) struct Inner<F: Fs> {
     pub(crate) split: u32,
     pub(crate) commit: CommitMode,
     pub(crate) next_id: AtomicU64,
+    /// Opened by [`Queue::inspect`]: every write is refused.
+    pub(crate) read_only: bool,
     pub(crate) publisher: Batcher<DirOp>,
     marks: Mutex<HashMap<MessageId, Arc<Batcher<MarkOp>>>>,
     /// Messages whose status log is known to end in a complete record (written by this
@@ -127,6 +129,34 @@ impl Queue<OsFs> {
         })?;
         Queue::open_with(fs, options)
     }
+
+    /// Opens an existing queue for reading only, without taking the lock and without
+    /// recovery, so a tool can list it while the owning process runs (qmail-qread and
+    /// qmail-qstat beside qmail-send). [`Queue::scan`], [`Queue::info`] and
+    /// [`Queue::open_message`] work; every write returns [`QueueError::ReadOnly`]. A
+    /// message being removed concurrently may show up in `scan` and then be
+    /// [`QueueError::NotFound`].
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] when the directory or its layout file cannot be read.
+    pub fn inspect(dir: impl AsRef<Path>) -> Result<Self, QueueError> {
+        let dir = dir.as_ref();
+        let fs = OsFs::open_unlocked(dir)
+            .map_err(|e| QueueError::io("open", dir.display().to_string(), e))?;
+        let split = state::read_split(&fs)?;
+        Ok(Queue {
+            inner: Arc::new(Inner {
+                fs,
+                split,
+                commit: CommitMode::Grouped,
+                next_id: AtomicU64::new(0),
+                read_only: true,
+                publisher: Batcher::new(1),
+                marks: Mutex::new(HashMap::new()),
+                verified: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
 }
 
 impl<F: Fs> Queue<F> {
@@ -148,6 +178,7 @@ impl<F: Fs> Queue<F> {
                 split,
                 commit: options.commit,
                 next_id: AtomicU64::new(next),
+                read_only: false,
                 publisher: Batcher::new(max_batch),
                 marks: Mutex::new(HashMap::new()),
                 verified: Mutex::new(HashSet::new()),
@@ -247,6 +278,9 @@ impl<F: Fs> Queue<F> {
     /// # Errors
     /// As [`Queue::mark`]; an invalid index fails the whole call before anything is written.
     pub fn mark_many(&self, id: MessageId, marks: &[(u32, Status)]) -> Result<(), QueueError> {
+        if self.inner.read_only {
+            return Err(QueueError::ReadOnly);
+        }
         if marks.is_empty() {
             return Ok(());
         }
@@ -359,6 +393,9 @@ impl<F: Fs> Queue<F> {
     /// [`QueueError::NotFinal`] while a recipient is pending or deferred;
     /// [`QueueError::NotFound`]; [`QueueError::Io`].
     pub fn remove(&self, id: MessageId) -> Result<(), QueueError> {
+        if self.inner.read_only {
+            return Err(QueueError::ReadOnly);
+        }
         if !self.info(id)?.is_complete() {
             return Err(QueueError::NotFinal(id));
         }

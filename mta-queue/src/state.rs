@@ -98,6 +98,17 @@ pub(crate) fn ensure_layout<F: Fs>(fs: &F, wanted: u32) -> Result<u32, QueueErro
     Ok(split)
 }
 
+/// The split count of an existing queue, for read-only opening.
+pub(crate) fn read_split<F: Fs>(fs: &F) -> Result<u32, QueueError> {
+    read_layout(fs)?.ok_or_else(|| {
+        QueueError::io(
+            "open",
+            LAYOUT,
+            io::Error::new(io::ErrorKind::NotFound, "not an mta-queue directory"),
+        )
+    })
+}
+
 fn read_layout<F: Fs>(fs: &F) -> Result<Option<u32>, QueueError> {
     let f = match fs.open(LAYOUT, Access::Read) {
         Ok(f) => f,

@@ -56,4 +56,16 @@ fn queue_stat_and_list_show_held_messages() {
     );
     let flush = mta(&root.dir, &["queue", "flush"]);
     assert_eq!(flush.status.code(), Some(0));
+    // The same while `mta serve` owns the queue.
+    let server = root.serve();
+    let stat = mta(&root.dir, &["queue", "stat"]);
+    assert_eq!(
+        String::from_utf8_lossy(&stat.stdout),
+        "messages in queue: 1\nmessages in queue but not yet preprocessed: 1\n",
+        "{}",
+        server.log_text()
+    );
+    let list = mta(&root.dir, &["queue", "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("\tremote\tsomeone@remote.example\n"));
+    drop(server);
 }

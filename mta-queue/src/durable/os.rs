@@ -18,7 +18,7 @@ use super::{Access, Fs};
 #[derive(Debug)]
 pub struct OsFs {
     root: OwnedFd,
-    _lock: OwnedFd,
+    _lock: Option<OwnedFd>,
 }
 
 impl OsFs {
@@ -40,7 +40,25 @@ impl OsFs {
             Mode::from_bits_truncate(0o600),
         )?;
         rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive)?;
-        Ok(OsFs { root, _lock: lock })
+        Ok(OsFs {
+            root,
+            _lock: Some(lock),
+        })
+    }
+
+    /// Opens an existing queue directory without creating anything and without the lock,
+    /// for read-only inspection while another process owns the queue (qmail-qread ran
+    /// beside qmail-send the same way).
+    ///
+    /// # Errors
+    /// Any I/O error opening the directory (`NotFound` when it does not exist).
+    pub fn open_unlocked(dir: &Path) -> io::Result<Self> {
+        let root = rustix::fs::open(
+            dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        Ok(OsFs { root, _lock: None })
     }
 }
 

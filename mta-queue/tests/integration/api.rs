@@ -246,3 +246,33 @@ fn per_message_commit_mode_keeps_the_same_guarantees() {
     assert_eq!(q.scan().unwrap(), vec![id]);
     assert_message(&q, id, 5);
 }
+
+#[test]
+fn inspect_reads_a_queue_another_handle_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let env = Envelope::new("a@example.org", ["b@example.net", "c@example.net"]);
+    let id = q.enqueue(&env, &b"Subject: x\n\nbody\n"[..]).unwrap();
+    q.mark(id, 0, Status::Delivered).unwrap();
+    // A second opener is refused, but an inspector reads without the lock.
+    assert!(matches!(
+        Queue::open(dir.path(), QueueOptions::default()),
+        Err(QueueError::Locked)
+    ));
+    let view = Queue::inspect(dir.path()).unwrap();
+    assert_eq!(view.scan().unwrap(), vec![id]);
+    let info = view.info(id).unwrap();
+    assert_eq!(info.envelope, env);
+    assert_eq!(info.statuses, vec![Status::Delivered, Status::Pending]);
+    assert_eq!(read_body(&view, id), b"Subject: x\n\nbody\n");
+    assert!(matches!(view.begin(), Err(QueueError::ReadOnly)));
+    assert!(matches!(
+        view.mark(id, 1, Status::Delivered),
+        Err(QueueError::ReadOnly)
+    ));
+    assert!(matches!(view.remove(id), Err(QueueError::ReadOnly)));
+    // The owner is unaffected.
+    q.mark(id, 1, Status::Delivered).unwrap();
+    q.remove(id).unwrap();
+    assert!(Queue::inspect(dir.path().join("missing")).is_err());
+}
