@@ -21,6 +21,7 @@ use mta_queue::{Queue, QueueOptions};
 use crate::bounce::QueueBouncer;
 use crate::local::LocalDelivery;
 use crate::log;
+use crate::remote::RemoteDelivery;
 use crate::root::{self, Root};
 use crate::route::Router;
 use crate::sched::{self, Input, Scheduler};
@@ -34,6 +35,15 @@ const FINISHERS: usize = 4;
 
 /// The default delivery when a user has no `.qmail` (qmail-start's argument).
 pub const DEFAULT_DELIVERY: &[u8] = b"./Maildir/\n";
+
+/// The remote pool's view of [`RemoteDelivery`].
+struct RemotePool(Arc<RemoteDelivery>);
+
+impl pool::Deliver for RemotePool {
+    fn deliver(&self, job: &sched::Job) -> Vec<mta_core::DeliveryResult> {
+        self.0.deliver(job)
+    }
+}
 
 /// Loads users/assign, reporting `file:line` on a syntax error.
 ///
@@ -184,6 +194,24 @@ fn run_inner(root: &Root) -> Result<(), String> {
             .map_err(|e| format!("spawn: {e}"))?;
     }
 
+    // Remote delivery pool.
+    let remote = Arc::new(
+        RemoteDelivery::new(&root.control(), Arc::clone(&queue))
+            .map_err(|e| format!("remote delivery: {e}"))?,
+    );
+    let (remote_tx, remote_rx) = unbounded::<sched::Job>();
+    for _ in 0..settings.concurrency_remote.max(1) {
+        let rx = remote_rx.clone();
+        let tx = sched_tx.clone();
+        let remote = Arc::clone(&remote);
+        let queue = Arc::clone(&queue);
+        let lifetime = settings.queue_lifetime;
+        thread::Builder::new()
+            .name("remote".into())
+            .spawn(move || pool::run_deliveries(&rx, &RemotePool(remote), &queue, &tx, lifetime))
+            .map_err(|e| format!("spawn: {e}"))?;
+    }
+
     // Finishing pool: bounces and removals.
     let (finish_tx, finish_rx) = unbounded::<pool::Finish>();
     let bouncer = Arc::new(QueueBouncer::new(settings.bounce.clone()));
@@ -207,11 +235,11 @@ fn run_inner(root: &Root) -> Result<(), String> {
             concurrency_local: settings.concurrency_local,
             concurrency_remote: settings.concurrency_remote,
             lifetime: settings.queue_lifetime,
-            remote_enabled: false,
+            remote_enabled: true,
         },
         sched_rx,
         local_tx,
-        None,
+        Some(remote_tx),
     );
     let sched_thread = thread::Builder::new()
         .name("scheduler".into())
@@ -226,6 +254,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
         let tx = sched_tx.clone();
         let root = root.clone();
         let queue = Arc::clone(&queue);
+        let remote = Arc::clone(&remote);
         thread::Builder::new()
             .name("trigger".into())
             .spawn(move || {
@@ -235,7 +264,11 @@ fn run_inner(root: &Root) -> Result<(), String> {
                             import_pickup(&root, &queue, &tx);
                             Input::Rescan
                         }
-                        trigger::Pull::Flush => Input::Flush,
+                        trigger::Pull::Flush => {
+                            // qmail-tcpok: forget downed hosts, then retry everything.
+                            remote.reset_downed_hosts();
+                            Input::Flush
+                        }
                     };
                     if tx.send(input).is_err() {
                         break;

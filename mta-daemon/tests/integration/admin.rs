@@ -23,8 +23,8 @@ fn check_reports_file_and_line() {
 #[test]
 fn queue_stat_and_list_show_held_messages() {
     let root = TestRoot::new();
-    // Remote delivery is off in this test root: a message to a remote domain stays queued.
-    root.control("smtproutes", "");
+    // concurrencyremote 0 holds the remote channel (qmail): the message stays queued.
+    root.control("concurrencyremote", "0\n");
     let out = std::process::Command::new(MTA)
         .arg("--root")
         .arg(&root.dir)

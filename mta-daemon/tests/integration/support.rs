@@ -37,6 +37,8 @@ impl TestRoot {
         assert!(out.status.success(), "init failed: {out:?}");
         let port = free_port();
         std::fs::write(dir.join("control/listen"), format!("127.0.0.1:{port}\n")).unwrap();
+        // Tests never reach a real DNS server: queries go to a closed loopback port.
+        std::fs::write(dir.join("control/dnsservers"), "127.0.0.1:9\n").unwrap();
         TestRoot { tmp, dir, port }
     }
 
