@@ -300,36 +300,64 @@ pf_master_pid() { tr -d ' ' <"$PF/queue/pid/master.pid"; }
 # --- the workloads, each as a function of the side ----------------------------------------
 # The waiters (smtpload.py wait-*) poll every 10 ms in one process and print the Unix time
 # the condition became true; no fork per poll, so they barely load the server under test.
+# Each is started before the load (its interpreter's start-up is not timed) and begins
+# polling when its go-file appears.
+WAITER=""
+start_waiter() { # start_waiter NAME ARGS...
+    local name=$1; shift
+    rm -f "$WORK/$name.go"
+    E2E_GO=$WORK/$name.go $LOAD "$@" >"$WORK/$name.done" &
+    WAITER=$!
+    PIDS+=("$WAITER")
+}
+DONE_AT=""
+finish_waiter() { # finish_waiter NAME: DONE_AT = the time the condition held; 1 on timeout
+    touch "$WORK/$1.go"
+    DONE_AT=""
+    wait "$WAITER" || return 1 # (not in a $(...) subshell: wait needs the parent shell)
+    DONE_AT=$(cat "$WORK/$1.done")
+}
 MARK=0
 queue_mark() { if [ "$1" = mta ]; then MARK=$(mta_done_msgs); fi; }
-# wait_queue SIDE: prints the time the message just submitted has left the queue.
-wait_queue() {
+# start_queue_waiter SIDE NAME TIMEOUT: for the message about to be submitted leaving the queue.
+start_queue_waiter() {
     if [ "$1" = mta ]; then
-        $LOAD wait-lines "$2" "$WORK/mta.log" " end msg " $((MARK + 1))
+        start_waiter "$2" wait-lines "$3" "$WORK/mta.log" " end msg " $((MARK + 1))
     else
-        $LOAD wait-empty "$2" "$PF/queue/maildrop" "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred"
+        start_waiter "$2" wait-empty "$3" "$PF/queue/maildrop" "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred"
     fi
+}
+# submit SIDE PORT TEMPLATE COUNT [DOMAINS]: one message to COUNT recipients; prints the
+# Unix time the client connected (the workload's start).
+submit() {
+    local out
+    out=$($LOAD list 127.0.0.1 "$2" bench@example.com "$3" "$4" "$MSG_SIZE" "${5:-1}" 2>&1) || {
+        echo "$1: $out" >>"$OUT.log"
+        return 1
+    }
+    echo "$1: $out" >>"$OUT.log"
+    echo "$out" | awk '/^accepted/ { print $4 }'
 }
 
 w1() {
     local side=$1 port=$2 homes=$3 t0 t1 t2 list=$WORK/w1-$1.dirs
     note "W1 $side: $W1_MSGS messages x $MSG_SIZE bytes over $W1_SESSIONS sessions"
     echo "$homes/w1/Maildir/new" >"$list"
-    $LOAD wait-files "$TIMEOUT" "$W1_MSGS" "$list" >"$WORK/w1-$side.done" &
-    local waiter=$!
-    PIDS+=("$waiter")
+    start_waiter "w1-$side" wait-files "$TIMEOUT" "$W1_MSGS" "$list"
+    touch "$WORK/w1-$side.go" # a directory to watch: poll from the start
+    sleep 0.5
     t0=$(now)
     if ! timeout "$TIMEOUT" smtp-source -s "$W1_SESSIONS" -m "$W1_MSGS" -l "$MSG_SIZE" \
         -f bench@example.com -t w1@example.org -M load.example.com "127.0.0.1:$port" \
         >>"$OUT.log" 2>&1; then
         record W1 accept_msgs_per_s "$side" -; record W1 e2e_msgs_per_s "$side" -
-        wait "$waiter" || true
+        wait "$WAITER" || true
         return
     fi
     t1=$(now)
     record W1 accept_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t1")")"
-    if wait "$waiter"; then
-        t2=$(cat "$WORK/w1-$side.done")
+    if finish_waiter "w1-$side"; then
+        t2=$DONE_AT
         record W1 e2e_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t2")")"
     else
         record W1 e2e_msgs_per_s "$side" -
@@ -340,10 +368,12 @@ w2() {
     local side=$1 port=$2 homes=$3 t0 t1 list=$WORK/w2-$1.dirs
     note "W2 $side: one message to $W2_RCPTS local maildir users"
     user_newdirs "$homes" >"$list"
-    t0=$(now)
-    $LOAD list 127.0.0.1 "$port" bench@example.com 'user{i}@example.org' "$W2_RCPTS" "$MSG_SIZE" >>"$OUT.log" 2>&1 \
-        || { record W2 seconds "$side" -; return; }
-    if t1=$($LOAD wait-files "$TIMEOUT" "$W2_RCPTS" "$list"); then
+    start_waiter "w2-$side" wait-files "$TIMEOUT" "$W2_RCPTS" "$list"
+    sleep 0.5
+    t0=$(submit "$side" "$port" 'user{i}@example.org' "$W2_RCPTS") \
+        || { record W2 seconds "$side" -; finish_waiter "w2-$side" || true; return; }
+    if finish_waiter "w2-$side"; then
+        t1=$DONE_AT
         record W2 seconds "$side" "$(elapsed "$t0" "$t1")"
     else
         record W2 seconds "$side" -
@@ -354,10 +384,12 @@ w3() {
     local side=$1 port=$2 t0 t1
     note "W3 $side: one message to $W3_RCPTS discarding recipients"
     queue_mark "$side"
-    t0=$(now)
-    $LOAD list 127.0.0.1 "$port" bench@example.com 'trash-{i}@example.org' "$W3_RCPTS" "$MSG_SIZE" >>"$OUT.log" 2>&1 \
-        || { record W3 seconds "$side" -; return; }
-    if t1=$(wait_queue "$side" "$TIMEOUT"); then
+    start_queue_waiter "$side" "w3-$side" "$TIMEOUT"
+    sleep 0.5
+    t0=$(submit "$side" "$port" 'trash-{i}@example.org' "$W3_RCPTS") \
+        || { record W3 seconds "$side" -; finish_waiter "w3-$side" || true; return; }
+    if finish_waiter "w3-$side"; then
+        t1=$DONE_AT
         record W3 seconds "$side" "$(elapsed "$t0" "$t1")"
     else
         record W3 seconds "$side" -
@@ -368,11 +400,16 @@ w4() {
     local side=$1 port=$2 t0 t1 sent
     note "W4 $side: one message to $W4_RCPTS recipients over $W4_DOMAINS domains (loopback sink)"
     queue_mark "$side"
-    t0=$(now)
-    $LOAD list 127.0.0.1 "$port" bench@example.com 'r{i}@d{d}.test' "$W4_RCPTS" "$MSG_SIZE" "$W4_DOMAINS" >>"$OUT.log" 2>&1 \
-        || { record W4 seconds "$side" -; record W4 rcpts_per_s "$side" -; return; }
     # A shorter bound: a side without remote delivery would only wait out the timeout.
-    if t1=$(wait_queue "$side" "$W4_TIMEOUT"); then
+    start_queue_waiter "$side" "w4-$side" "$W4_TIMEOUT"
+    sleep 0.5
+    t0=$(submit "$side" "$port" 'r{i}@d{d}.test' "$W4_RCPTS" "$W4_DOMAINS") || {
+        record W4 seconds "$side" -; record W4 rcpts_per_s "$side" -
+        finish_waiter "w4-$side" || true
+        return
+    }
+    if finish_waiter "w4-$side"; then
+        t1=$DONE_AT
         # Every recipient must have reached the sink, or the figure means nothing.
         if [ "$side" = mta ]; then
             sent=$(grep -c 'delivery [0-9]*: success' "$WORK/mta.log" || true)

@@ -8,8 +8,10 @@ Two modes, used where Postfix's smtp-source does not fit:
       recipient number, and {d}, that number modulo DOMAINS (default 1), e.g.
       'user{i}@example.org' or 'r{i}@d{d}.test'. MAIL, every RCPT and DATA are sent
       pipelined (RFC 2920) when the server offers PIPELINING, so the client costs the
-      server as little as possible. Prints 'accepted RCPTS SECONDS' (time until the
-      250 after the final dot) and exits non-zero unless every recipient was accepted.
+      server as little as possible. Prints 'accepted RCPTS SECONDS START END': the
+      time until the 250 after the final dot, and the Unix times of the connect and of
+      that 250 (so the interpreter's start-up is not counted); exits non-zero unless
+      every recipient was accepted.
 
   smtpload.py idle HOST PORT COUNT HOLD_SECONDS READY_FILE
       Opens COUNT SMTP sessions, reads each 220 greeting and sends EHLO (so every
@@ -19,7 +21,8 @@ Two modes, used where Postfix's smtp-source does not fit:
 
 Waiters, cheap enough to poll every 10 ms without disturbing the server under test; each
 prints the wall-clock time (Unix seconds) the condition became true, or exits 1 once
-TIMEOUT seconds pass:
+TIMEOUT seconds pass. With E2E_GO=PATH in the environment a waiter starts polling only
+once PATH exists (so it can be started, and its interpreter loaded, before the load):
 
   smtpload.py wait-files TIMEOUT COUNT DIRLIST   files in the directories named one per
                                                  line in DIRLIST reach COUNT in total
@@ -56,6 +59,7 @@ def body(size):
 
 def mode_list(host, port, sender, template, count, size, domains="1"):
     count, size, domains = int(count), int(size), int(domains)
+    start_wall = time.time()
     start = time.monotonic()
     s = socket.create_connection((host, int(port)), timeout=600)
     f = s.makefile("rb")
@@ -93,7 +97,7 @@ def mode_list(host, port, sender, template, count, size, domains="1"):
     s.close()
     if code != 250:
         sys.exit(f"end of data {code} {lines}")
-    print(f"accepted {accepted} {elapsed:.6f}")
+    print(f"accepted {accepted} {elapsed:.6f} {start_wall:.6f} {start_wall + elapsed:.6f}")
     if accepted != count:
         sys.exit(f"only {accepted} of {count} recipients accepted")
 
@@ -128,6 +132,12 @@ def mode_idle(host, port, count, hold, ready_file):
 
 
 def poll(timeout, check):
+    go = os.environ.get("E2E_GO")
+    deadline = time.monotonic() + float(timeout)
+    while go and not os.path.exists(go):
+        if time.monotonic() > deadline:
+            sys.exit(1)
+        time.sleep(0.001)
     deadline = time.monotonic() + float(timeout)
     while True:
         if check():
