@@ -1183,3 +1183,67 @@ fn throughput() {
     );
     assert_eq!(n, 1000);
 }
+
+// ---------------------------------------------------------------- through `mta serve`
+
+#[test]
+fn end_to_end_through_mta_serve() {
+    use super::support::{SMTPLIB_SEND, TestRoot, maildir_messages, mta, python, wait_maildir};
+    let (port, mut ls) = bind_same_port(&[lo(2)]);
+    let sink = Sink::start(ls.pop().unwrap(), Mode::Normal);
+    let dns = Dns::start(Zone::default());
+    let root = TestRoot::new();
+    root.control("dnsservers", &format!("{}\n", dns.addr));
+    root.control("smtproutes", &format!("remote.test:127.0.0.2:{port}\n"));
+    let server = root.serve();
+    let send = |rcpts: &str| {
+        let port = root.port.to_string();
+        let body = "Subject: e2e\r\n\r\nhello\r\n.dot\r\n";
+        let args = ["127.0.0.1", &port, "postmaster@example.org", rcpts, body];
+        let (code, out, err) = python(SMTPLIB_SEND, &args);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("OK"), "{out}");
+    };
+    send("ok1@remote.test,ok2@remote.test,perm@remote.test");
+    send("temp@remote.test");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.txns().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let t = sink.txns();
+    assert_eq!(t.len(), 1, "{}", server.log_text());
+    assert_eq!(t[0].rcpts, ["ok1@remote.test", "ok2@remote.test"]);
+    assert_eq!(t[0].mail, "postmaster@example.org");
+    assert_eq!(t[0].helo, "example.org", "helohost defaults to me");
+    let data = String::from_utf8_lossy(&t[0].data);
+    assert!(data.starts_with("Received: "), "{data}");
+    assert!(
+        data.ends_with("Subject: e2e\r\n\r\nhello\r\n.dot\r\n"),
+        "{data}"
+    );
+
+    // perm@ bounces to the sender, a local address delivered to the alias maildir.
+    let alias = root.path("alias/Maildir");
+    assert!(wait_maildir(&alias, 1, 20), "{}", server.log_text());
+    let bounces = maildir_messages(&alias);
+    assert_eq!(bounces.len(), 1, "{bounces:?}");
+    assert!(bounces[0].contains("<perm@remote.test>"), "{bounces:?}");
+    assert!(
+        bounces[0].contains("550 5.1.1 no such user here"),
+        "{bounces:?}"
+    );
+    assert!(!bounces[0].contains("ok1@remote.test:"), "{bounces:?}");
+
+    // temp@ stays queued (deferred by the sink's 451).
+    assert!(server.wait_log("deferral", 1, 20), "{}", server.log_text());
+    let list = mta(&root.dir, &["queue", "list"]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("temp@remote.test"), "{list}");
+    assert!(!list.contains("ok1@remote.test"), "{list}");
+    let log = server.log_text();
+    assert!(
+        log.contains("127.0.0.2_accepted_message.") || log.contains("127.0.0.2 accepted message."),
+        "{log}"
+    );
+}
