@@ -4,7 +4,7 @@
 //! [`RemoteDelivery::deliver`] takes one scheduler [`Job`] (every due recipient of one
 //! message at one domain with one sender) and returns one [`DeliveryResult`] per target:
 //!
-//! 1. **Routing** (`plan.rs`): `control/smtproutes` (`routes.rs`) first; else an address
+//! 1. **Routing** (`plan.rs`): `control/smtproutes` first; else an address
 //!    literal; else MX records from our stub resolver (`dns.rs`, UDP with TCP fallback,
 //!    CNAMEs followed, TTL cache shared by the pool), ascending preference with random
 //!    order among equals, each exchanger resolved to IPv6 then IPv4 addresses; no MX
@@ -28,7 +28,6 @@ mod config;
 mod deliver;
 mod dns;
 mod plan;
-mod routes;
 mod tcpto;
 
 use std::net::IpAddr;

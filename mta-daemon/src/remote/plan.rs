@@ -6,6 +6,7 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 
 use hickory_proto::rr::{Name, RData, RecordType};
+use mta_core::control::SmtpRoute;
 use mta_core::{DeliveryResult, EnhancedStatus, StatusClass};
 
 use super::RemoteDelivery;
@@ -107,19 +108,17 @@ impl RemoteDelivery {
     /// The addresses to try for `domain`, or the result every recipient gets.
     pub(crate) fn plan(&self, domain: &str) -> Result<Vec<Hop>, DeliveryResult> {
         let domain = domain.trim_end_matches('.');
-        if let Some(relay) = self.control.routes.lookup(domain)
-            && !relay.host.is_empty()
-        {
+        if let Some(SmtpRoute::Relay { host, port }) = self.control.routes.lookup(domain) {
             // A relay is used as the only MX, without the own-host check (prefme 300000).
-            let port = relay.port.unwrap_or(self.port);
-            if let Ok(ip) = relay.host.parse::<IpAddr>() {
+            let port = port.unwrap_or(self.port);
+            if let Ok(ip) = host.parse::<IpAddr>() {
                 return Ok(vec![Hop { ip, port }]);
             }
-            let name = Name::from_utf8(&relay.host).map_err(|_| perm_dns(&relay.host))?;
+            let name = Name::from_utf8(host).map_err(|_| perm_dns(host))?;
             return match self.resolver.addresses(&name) {
                 Ok(ips) if ips.is_empty() => Err(perm_nomx()),
                 Ok(ips) => Ok(ips.into_iter().map(|ip| Hop { ip, port }).collect()),
-                Err(DnsError::NotFound) => Err(perm_dns(&relay.host)),
+                Err(DnsError::NotFound) => Err(perm_dns(host)),
                 Err(DnsError::Temporary(e)) => Err(temp_dns(&e)),
             };
         }
