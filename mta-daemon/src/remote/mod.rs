@@ -23,6 +23,21 @@
 //!
 //! Tests and unusual setups can change the SMTP port used for MX and A deliveries and the
 //! resolv.conf path with [`RemoteOptions`].
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use std::sync::Arc;
+//! use mta_daemon::remote::RemoteDelivery;
+//! use mta_queue::{Queue, QueueOptions};
+//!
+//! let queue = Arc::new(Queue::open("/var/mta/queue", QueueOptions::default())?);
+//! let remote = Arc::new(RemoteDelivery::new(Path::new("/var/mta/control"), queue)?);
+//! // Each of the concurrencyremote pool threads runs, for every job it is handed:
+//! //     let results = remote.deliver(&job); // one DeliveryResult per job.targets entry
+//! // and `mta queue flush` forgets the downed hosts (qmail-tcpok):
+//! remote.reset_downed_hosts();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 mod config;
 mod deliver;
