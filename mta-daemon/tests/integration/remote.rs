@@ -1246,4 +1246,49 @@ fn end_to_end_through_mta_serve() {
         log.contains("127.0.0.2_accepted_message.") || log.contains("127.0.0.2 accepted message."),
         "{log}"
     );
+    // VERP: each recipient of a `-@[]` message gets its own sender, so its own transaction.
+    let mut child = std::process::Command::new(super::support::MTA)
+        .arg("--root")
+        .arg(&root.dir)
+        .args([
+            "inject",
+            "-f",
+            "list-@example.org-@[]",
+            "a@remote.test",
+            "b@remote.test",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: list post\n\nhello list\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sink.txns().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut verp: Vec<(String, Vec<String>)> = sink.txns()[1..]
+        .iter()
+        .map(|t| (t.mail.clone(), t.rcpts.clone()))
+        .collect();
+    verp.sort();
+    assert_eq!(
+        verp,
+        [
+            (
+                "list-a=remote.test@example.org".to_owned(),
+                vec!["a@remote.test".to_owned()]
+            ),
+            (
+                "list-b=remote.test@example.org".to_owned(),
+                vec!["b@remote.test".to_owned()]
+            ),
+        ],
+        "{}",
+        server.log_text()
+    );
 }
