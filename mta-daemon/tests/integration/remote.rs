@@ -1292,3 +1292,54 @@ fn end_to_end_through_mta_serve() {
         server.log_text()
     );
 }
+
+#[test]
+fn a_silent_domain_holds_at_most_half_the_remote_slots() {
+    use super::support::{SMTPLIB_SEND, TestRoot, python};
+    let (port, mut ls) = bind_same_port(&[lo(2), lo(4)]);
+    let silent = Sink::start(ls.pop().unwrap(), Mode::Silent);
+    let fast = Sink::start(ls.pop().unwrap(), Mode::Normal);
+    let dns = Dns::start(Zone::default());
+    let root = TestRoot::new();
+    root.control("dnsservers", &format!("{}\n", dns.addr));
+    root.control(
+        "smtproutes",
+        &format!("slow.test:127.0.0.4:{port}\nfast.test:127.0.0.2:{port}\n"),
+    );
+    root.control("concurrencyremote", "2\n");
+    root.control("timeoutremote", "3\n");
+    let server = root.serve();
+    let send = |rcpt: &str| {
+        let port = root.port.to_string();
+        let args = [
+            "127.0.0.1",
+            &port,
+            "postmaster@example.org",
+            rcpt,
+            "Subject: x\r\n\r\nx\r\n",
+        ];
+        let (code, out, err) = python(SMTPLIB_SEND, &args);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("OK"), "{out}");
+    };
+    for i in 0..3 {
+        send(&format!("r{i}@slow.test"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while silent.connections() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let t0 = Instant::now();
+    send("r@fast.test");
+    while fast.txns().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // With both slots held by slow.test, fast.test would wait for a 3 s timeout.
+    assert_eq!(fast.txns().len(), 1, "{}", server.log_text());
+    assert!(
+        t0.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert_eq!(silent.connections(), 1, "one slot for slow.test at a time");
+}
