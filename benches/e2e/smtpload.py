@@ -15,7 +15,8 @@ Two modes, used where Postfix's smtp-source does not fit:
 
   smtpload.py idle HOST PORT COUNT HOLD_SECONDS READY_FILE
       Opens COUNT SMTP sessions, reads each 220 greeting and sends EHLO (so every
-      session is established and past its greeting), writes 'ready N' to READY_FILE,
+      session is established and past its greeting), writes 'ready N' to READY_FILE
+      (N < COUNT when the server answered a greeting with 421, its session limit),
       then holds them open and idle until HOLD_SECONDS pass or READY_FILE is removed,
       and closes them. Bounded by HOLD_SECONDS whatever happens.
 
@@ -113,6 +114,12 @@ def mode_idle(host, port, count, hold, ready_file):
             s = socket.create_connection((host, int(port)), timeout=60)
             f = s.makefile("rb")
             code, _ = read_reply(f)
+            if code == 421 and socks:
+                # The server's session limit: hold what we have and report the count.
+                print(f"server refused session {len(socks) + 1} with 421", file=sys.stderr)
+                f.close()
+                s.close()
+                break
             if code != 220:
                 sys.exit(f"greeting {code}")
             s.sendall(b"EHLO idle.example.com\r\n")
