@@ -1343,3 +1343,45 @@ fn a_silent_domain_holds_at_most_half_the_remote_slots() {
     );
     assert_eq!(silent.connections(), 1, "one slot for slow.test at a time");
 }
+
+#[test]
+fn mx_lookup_end_to_end_on_port_25() {
+    use super::support::{SMTPLIB_SEND, TestRoot, maildir_messages, python, wait_maildir};
+    // `mta serve` delivers to port 25, as qmail does; binding it needs root and a free port.
+    let Ok(listener) = TcpListener::bind((Ipv4Addr::new(127, 0, 0, 25), 25)) else {
+        eprintln!("notice: cannot bind 127.0.0.25:25 (not root, or in use); test skipped");
+        return;
+    };
+    let sink = Sink::start(listener, Mode::Normal);
+    let mut z = Zone::default();
+    z.mx("mx.e2e.test", 10, "in.mx.e2e.test")
+        .a("in.mx.e2e.test", [127, 0, 0, 25]);
+    z.push(
+        "null.e2e.test",
+        RecordType::MX,
+        RData::MX(MX::new(0, Name::root())),
+    );
+    let dns = Dns::start(z);
+    let root = TestRoot::new();
+    root.control("dnsservers", &format!("{}\n", dns.addr));
+    let server = root.serve();
+    let port = root.port.to_string();
+    let args = [
+        "127.0.0.1",
+        &port,
+        "postmaster@example.org",
+        "a@mx.e2e.test,b@null.e2e.test",
+        "Subject: mx\r\n\r\nvia MX\r\n",
+    ];
+    let (code, out, err) = python(SMTPLIB_SEND, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("OK"), "{out}");
+    let alias = root.path("alias/Maildir");
+    assert!(wait_maildir(&alias, 1, 20), "{}", server.log_text());
+    assert_eq!(sink.txns().len(), 1);
+    assert_eq!(sink.txns()[0].rcpts, ["a@mx.e2e.test"]);
+    let bounce = &maildir_messages(&alias)[0];
+    assert!(bounce.contains("<b@null.e2e.test>"), "{bounce}");
+    assert!(bounce.contains("null MX"), "{bounce}");
+    assert!(!bounce.contains("<a@mx.e2e.test>"), "{bounce}");
+}
