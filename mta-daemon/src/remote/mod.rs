@@ -154,7 +154,47 @@ impl RemoteDelivery {
     /// server's reply, `Deferred` (retry later: DNS trouble, no host reachable, 4xx
     /// replies, a lost connection) or `Failed` (bounce: no such domain, null MX, mail
     /// looping back to us, 5xx replies), as qmail-remote and qmail-rspawn decided.
+    ///
+    /// The scheduler gives one domain per job; should a job mix domains, each domain's
+    /// recipients are delivered separately (results still in target order).
     pub fn deliver(&self, job: &Job) -> Vec<DeliveryResult> {
+        let domain_of =
+            |t: &crate::sched::Target| t.address.domain().map(<[u8]>::to_ascii_lowercase);
+        let first = job.targets.first().map(domain_of);
+        if job.targets.iter().all(|t| Some(domain_of(t)) == first) {
+            return self.deliver_domain(job);
+        }
+        let mut groups: Vec<(Option<Vec<u8>>, Vec<usize>)> = Vec::new();
+        for (i, t) in job.targets.iter().enumerate() {
+            let d = domain_of(t);
+            match groups.iter_mut().find(|(g, _)| *g == d) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((d, vec![i])),
+            }
+        }
+        let mut results: Vec<Option<DeliveryResult>> = vec![None; job.targets.len()];
+        for (_, indexes) in groups {
+            let sub = Job {
+                targets: indexes.iter().map(|&i| job.targets[i].clone()).collect(),
+                ..job.clone()
+            };
+            for (i, r) in indexes.into_iter().zip(self.deliver_domain(&sub)) {
+                results[i] = Some(r);
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| DeliveryResult::Deferred {
+                    text: "Internal error: no result. (#4.3.0)".into(),
+                    status: EnhancedStatus::new(StatusClass::Transient, 3, 0).ok(),
+                })
+            })
+            .collect()
+    }
+
+    /// [`RemoteDelivery::deliver`] for a job whose targets share one domain.
+    fn deliver_domain(&self, job: &Job) -> Vec<DeliveryResult> {
         let n = job.targets.len();
         let Some(domain) = job.targets.first().and_then(|t| t.address.domain()) else {
             let status = EnhancedStatus::new(StatusClass::Permanent, 1, 2).ok();

@@ -977,6 +977,25 @@ fn smtproutes_come_before_dns() {
         (routed.txns().len(), relay.txns().len(), mx.txns().len()),
         (2, 1, 1)
     );
+
+    // A job mixing domains is split per domain; results stay in target order.
+    let job = setup.job(
+        "s@mta.test",
+        &[
+            "b@exact.route.test",
+            "b@x.sub.route.test",
+            "c@EXACT.route.test",
+        ],
+    );
+    let r = remote.deliver(&job);
+    assert_delivered_by(&r[..1], "127.0.0.6");
+    assert_delivered_by(&r[1..2], "127.0.0.3");
+    assert_delivered_by(&r[2..], "127.0.0.6");
+    assert_eq!(
+        routed.txns()[2].rcpts,
+        ["b@exact.route.test", "c@EXACT.route.test"]
+    );
+    assert_eq!(relay.txns()[1].rcpts, ["b@x.sub.route.test"]);
 }
 
 // ---------------------------------------------------------------- Postfix smtp-sink
