@@ -9,6 +9,8 @@ mod common;
 mod blocking;
 #[path = "integration/client.rs"]
 mod client;
+#[path = "integration/core_crosscheck.rs"]
+mod core_crosscheck;
 #[path = "integration/interop.rs"]
 mod interop;
 #[path = "integration/pipelining.rs"]
