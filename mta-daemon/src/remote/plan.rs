@@ -109,81 +109,95 @@ impl RemoteDelivery {
     pub(crate) fn plan(&self, domain: &str) -> Result<Vec<Hop>, DeliveryResult> {
         let domain = domain.trim_end_matches('.');
         if let Some(SmtpRoute::Relay { host, port }) = self.control.routes.lookup(domain) {
-            // A relay is used as the only MX, without the own-host check (prefme 300000).
-            let port = port.unwrap_or(self.port);
-            if let Ok(ip) = host.parse::<IpAddr>() {
-                return Ok(vec![Hop { ip, port }]);
-            }
-            let name = Name::from_utf8(host).map_err(|_| perm_dns(host))?;
-            return match self.resolver.addresses(&name) {
-                Ok(ips) if ips.is_empty() => Err(perm_nomx()),
-                Ok(ips) => Ok(ips.into_iter().map(|ip| Hop { ip, port }).collect()),
-                Err(DnsError::NotFound) => Err(perm_dns(host)),
-                Err(DnsError::Temporary(e)) => Err(temp_dns(&e)),
-            };
+            return self.plan_relay(host, port.unwrap_or(self.port));
         }
-        let port = self.port;
         if let Some(ip) = literal(domain) {
-            if self.is_ours(None, ip, port) {
+            if self.is_ours(ip, self.port) {
                 return Err(perm_loop());
             }
+            return Ok(vec![Hop {
+                ip,
+                port: self.port,
+            }]);
+        }
+        let exchangers = self.exchangers(domain)?;
+        self.plan_mx(exchangers)
+    }
+
+    /// An smtproutes relay, used as the only MX and without the own-host check (qmail's
+    /// prefme 300000): an IP, or a name resolved to its addresses.
+    fn plan_relay(&self, host: &str, port: u16) -> Result<Vec<Hop>, DeliveryResult> {
+        if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![Hop { ip, port }]);
         }
+        let name = Name::from_utf8(host).map_err(|_| perm_dns(host))?;
+        match self.resolver.addresses(&name) {
+            Ok(ips) if ips.is_empty() => Err(perm_nomx()),
+            Ok(ips) => Ok(ips.into_iter().map(|ip| Hop { ip, port }).collect()),
+            Err(DnsError::NotFound) => Err(perm_dns(host)),
+            Err(DnsError::Temporary(e)) => Err(temp_dns(&e)),
+        }
+    }
+
+    /// The MX names of `domain` in the order to try them (ascending preference, random
+    /// among equals), or the domain itself with preference 0 when it has no MX records
+    /// (RFC 5321 §5.1). A null MX (RFC 7505) fails.
+    fn exchangers(&self, domain: &str) -> Result<Vec<(u32, Name)>, DeliveryResult> {
         let name = Name::from_utf8(domain).map_err(|_| perm_dns(domain))?;
-        let exchangers = match self.resolver.lookup(&name, RecordType::MX) {
+        let records = match self.resolver.lookup(&name, RecordType::MX) {
             Err(DnsError::NotFound) => return Err(perm_dns(domain)),
             Err(DnsError::Temporary(e)) => return Err(temp_dns(&e)),
-            Ok(mx) if mx.is_empty() => vec![(0, 0, name)],
-            Ok(mx) => {
-                let mut v: Vec<(u32, u64, Name)> = mx
-                    .into_iter()
-                    .filter_map(|r| match r {
-                        RData::MX(m) if !m.exchange().is_root() => Some((
-                            u32::from(m.preference()),
-                            shuffle_key(),
-                            m.exchange().clone(),
-                        )),
-                        _ => None,
-                    })
-                    .collect();
-                if v.is_empty() {
-                    return Err(null_mx(domain));
-                }
-                v.sort_by_key(|&(pref, key, _)| (pref, key));
-                v
-            }
+            Ok(records) => records,
         };
+        if records.is_empty() {
+            return Ok(vec![(0, name)]);
+        }
+        let mut v: Vec<(u32, u64, Name)> = records
+            .into_iter()
+            .filter_map(|r| match r {
+                RData::MX(m) if !m.exchange().is_root() => Some((
+                    u32::from(m.preference()),
+                    shuffle_key(),
+                    m.exchange().clone(),
+                )),
+                _ => None,
+            })
+            .collect();
+        if v.is_empty() {
+            return Err(null_mx(domain));
+        }
+        v.sort_by_key(|&(pref, key, _)| (pref, key));
+        Ok(v.into_iter().map(|(pref, _, name)| (pref, name)).collect())
+    }
+
+    /// Resolves the exchangers and applies the loop guard: only MXes better than the best
+    /// one that is this host are kept (qmail's prefme). Soft DNS failures on some
+    /// exchangers are tolerated when others resolve.
+    fn plan_mx(&self, exchangers: Vec<(u32, Name)>) -> Result<Vec<Hop>, DeliveryResult> {
+        let port = self.port;
         let mut resolved = Vec::new();
         let mut soft = None;
-        for (pref, _, name) in exchangers {
+        for (pref, name) in exchangers {
             let text = name.to_ascii().trim_end_matches('.').to_ascii_lowercase();
-            match self.resolver.addresses(&name) {
-                Ok(ips) => resolved.push(Exchanger {
-                    pref,
-                    name: text,
-                    ips,
-                }),
+            let ips = match self.resolver.addresses(&name) {
+                Ok(ips) => ips,
                 Err(DnsError::Temporary(e)) => {
                     soft = Some(e);
-                    resolved.push(Exchanger {
-                        pref,
-                        name: text,
-                        ips: Vec::new(),
-                    });
+                    Vec::new()
                 }
-                Err(DnsError::NotFound) => resolved.push(Exchanger {
-                    pref,
-                    name: text,
-                    ips: Vec::new(),
-                }),
-            }
+                Err(DnsError::NotFound) => Vec::new(),
+            };
+            resolved.push(Exchanger {
+                pref,
+                name: text,
+                ips,
+            });
         }
-        // The loop guard: only MXes better than the best one that is us are tried.
         let prefme = resolved
             .iter()
             .filter(|x| {
                 self.control.own_names.contains(&x.name)
-                    || x.ips.iter().any(|&ip| self.is_ours(None, ip, port))
+                    || x.ips.iter().any(|&ip| self.is_ours(ip, port))
             })
             .map(|x| x.pref)
             .min();
@@ -202,18 +216,10 @@ impl RemoteDelivery {
         })
     }
 
-    /// True if connecting to `ip:port` (or a host named `name`) would reach this server:
-    /// `me`/`localiphost` by name, or a `listen` address on that port (an unspecified
-    /// listen address matches every address of this machine).
-    fn is_ours(&self, name: Option<&str>, ip: IpAddr, port: u16) -> bool {
-        if name.is_some_and(|n| {
-            self.control
-                .own_names
-                .iter()
-                .any(|o| o.eq_ignore_ascii_case(n))
-        }) {
-            return true;
-        }
+    /// True if connecting to `ip:port` would reach this server: a `listen` address on that
+    /// port (an unspecified listen address matches every address of this machine). Names
+    /// (`me`, `localiphost`) are compared by the caller.
+    fn is_ours(&self, ip: IpAddr, port: u16) -> bool {
         self.control.listen.iter().any(|l| {
             l.port() == port
                 && (l.ip() == ip
