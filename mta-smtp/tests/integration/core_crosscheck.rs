@@ -65,3 +65,32 @@ proptest! {
         prop_assert_eq!(received_line(&ours).into_bytes(), received_smtp(&core));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The client writes RCPT paths exactly as qmail's quote2 (mta-core) would (for the
+    /// addresses it sends at all: it refuses an empty domain, so no `@` in the local part
+    /// here).
+    #[test]
+    fn client_quoting_matches_quote2(
+        local in "[ -?A-~]{0,12}", domain in "[a-z0-9.-]{1,12}", with_domain in any::<bool>(),
+    ) {
+        let addr = if with_domain { format!("{local}@{domain}") } else { local.clone() };
+        prop_assume!(!addr.is_empty());
+        let env = mta_core::Envelope::new("s@example.org", [addr.as_str()]);
+        let now = std::time::Instant::now();
+        let mut c = mta_smtp::ClientSession::new(mta_smtp::ClientConfig::new("h", "p"), env, now);
+        c.handle_input(b"220 x\r\n250-x\r\n", now);
+        c.handle_input(b"250 PIPELINING\r\n", now);
+        let mut wire = Vec::new();
+        let _ = c.poll_transmit(&mut wire);
+        let mut want = b"RCPT TO:<".to_vec();
+        want.extend(mta_core::header::quote2(addr.as_bytes()));
+        want.extend_from_slice(b">\r\n");
+        prop_assert!(
+            wire.windows(want.len()).any(|w| w == want.as_slice()),
+            "{} not in {}", String::from_utf8_lossy(&want), String::from_utf8_lossy(&wire)
+        );
+    }
+}
