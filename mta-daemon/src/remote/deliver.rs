@@ -37,6 +37,14 @@ fn deferred(text: String, subject: u16, detail: u16) -> DeliveryResult {
     }
 }
 
+/// What one address gave.
+enum Attempt {
+    /// The delivery happened there: these are the results.
+    Done(Vec<DeliveryResult>),
+    /// Try the next address; the results, if any, stand should every address fail.
+    Next(Option<Vec<DeliveryResult>>),
+}
+
 impl RemoteDelivery {
     /// Delivers `job` to the first address in `hops` that talks SMTP.
     pub(crate) fn transmit(&self, hops: &[Hop], job: &Job) -> Vec<DeliveryResult> {
@@ -52,59 +60,10 @@ impl RemoteDelivery {
                 down += 1;
                 continue;
             }
-            let addr = SocketAddr::new(hop.ip, hop.port);
-            let stream = match TcpStream::connect_timeout(&addr, self.control.timeout_connect) {
-                Ok(s) => s,
-                Err(e) => {
-                    if e.kind() == io::ErrorKind::TimedOut {
-                        self.downed.timed_out(hop.ip, Instant::now());
-                    } else {
-                        self.downed.reachable(hop.ip);
-                    }
-                    continue;
-                }
-            };
-            match self.wait_greeting(&stream) {
-                Greeting::Silent => {
-                    self.downed.timed_out(hop.ip, Instant::now());
-                    let text = format!("Connected to {} but greeting timed out.", hop.ip);
-                    last = Some(vec![deferred(text, 4, 2); n]);
-                    continue;
-                }
-                Greeting::Closed => {
-                    self.downed.reachable(hop.ip);
-                    let text = format!(
-                        "Connected to {} but connection died before the greeting.",
-                        hop.ip
-                    );
-                    last = Some(vec![deferred(text, 4, 2); n]);
-                    continue;
-                }
-                Greeting::Started => {}
+            match self.attempt(*hop, job, &envelope) {
+                Attempt::Done(results) => return results,
+                Attempt::Next(results) => last = results.or(last),
             }
-            self.downed.reachable(hop.ip);
-            let message = match self.queue.open_message(job.id) {
-                Ok(m) => m,
-                Err(e) => {
-                    return vec![
-                        deferred(format!("Unable to read message: {e}. (#4.3.0)"), 3, 0);
-                        n
-                    ];
-                }
-            };
-            let peer = hop.ip.to_string();
-            let mut config = ClientConfig::new(self.control.helohost.clone(), peer.clone());
-            config.timeout = self.control.timeout_remote;
-            config.message_size = Some(message.len());
-            let results = blocking::deliver_with(stream, &envelope, message, config, None);
-            let refused = format!("Connected to {peer} but greeting failed.");
-            if results.iter().all(|r| {
-                matches!(r, DeliveryResult::Deferred { .. }) && r.text().starts_with(&refused)
-            }) {
-                last = Some(results);
-                continue;
-            }
-            return results;
         }
         last.unwrap_or_else(|| {
             let why = if down > 0 {
@@ -115,15 +74,64 @@ impl RemoteDelivery {
             } else {
                 String::new()
             };
-            vec![
-                deferred(
-                    format!("Sorry, I wasn't able to establish an SMTP connection.{why} (#4.4.1)"),
-                    4,
-                    1
-                );
-                n
-            ]
+            let text =
+                format!("Sorry, I wasn't able to establish an SMTP connection.{why} (#4.4.1)");
+            vec![deferred(text, 4, 1); n]
         })
+    }
+
+    /// Connects to `hop` and, if it greets, runs the SMTP transaction there.
+    fn attempt(&self, hop: Hop, job: &Job, envelope: &Envelope) -> Attempt {
+        let n = job.targets.len();
+        let addr = SocketAddr::new(hop.ip, hop.port);
+        let stream = match TcpStream::connect_timeout(&addr, self.control.timeout_connect) {
+            Ok(s) => s,
+            Err(e) => {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    self.downed.timed_out(hop.ip, Instant::now());
+                } else {
+                    self.downed.reachable(hop.ip);
+                }
+                return Attempt::Next(None);
+            }
+        };
+        match self.wait_greeting(&stream) {
+            Greeting::Silent => {
+                self.downed.timed_out(hop.ip, Instant::now());
+                let text = format!("Connected to {} but greeting timed out.", hop.ip);
+                return Attempt::Next(Some(vec![deferred(text, 4, 2); n]));
+            }
+            Greeting::Closed => {
+                self.downed.reachable(hop.ip);
+                let text = format!(
+                    "Connected to {} but connection died before the greeting.",
+                    hop.ip
+                );
+                return Attempt::Next(Some(vec![deferred(text, 4, 2); n]));
+            }
+            Greeting::Started => self.downed.reachable(hop.ip),
+        }
+        let message = match self.queue.open_message(job.id) {
+            Ok(m) => m,
+            Err(e) => {
+                let text = format!("Unable to read message: {e}. (#4.3.0)");
+                return Attempt::Done(vec![deferred(text, 3, 0); n]);
+            }
+        };
+        let peer = hop.ip.to_string();
+        let mut config = ClientConfig::new(self.control.helohost.clone(), peer.clone());
+        config.timeout = self.control.timeout_remote;
+        config.message_size = Some(message.len());
+        let results = blocking::deliver_with(stream, envelope, message, config, None);
+        // Nothing was sent after a greeting other than 220: another MX may do better.
+        let refused = format!("Connected to {peer} but greeting failed.");
+        if results
+            .iter()
+            .all(|r| matches!(r, DeliveryResult::Deferred { .. }) && r.text().starts_with(&refused))
+        {
+            return Attempt::Next(Some(results));
+        }
+        Attempt::Done(results)
     }
 
     /// Waits up to `timeoutremote` for the first byte of the greeting, without consuming it.
