@@ -1404,3 +1404,69 @@ fn mx_lookup_end_to_end_on_port_25() {
     assert!(bounce.contains("null MX"), "{bounce}");
     assert!(!bounce.contains("<a@mx.e2e.test>"), "{bounce}");
 }
+
+/// The same load through `mta serve`: one injected message to 1,000 recipients over 100
+/// domains, smtproutes to four sinks, concurrencyremote 20; timed from `mta inject` to the
+/// message's `end msg` (every result marked durably in the queue).
+#[test]
+#[ignore = "throughput measurement; run with --ignored --nocapture"]
+fn throughput_through_mta_serve() {
+    use super::support::{MTA, TestRoot};
+    let dns = Dns::start(Zone::default());
+    let root = TestRoot::new();
+    let mut keep_postfix = Vec::new();
+    let mut keep_ours = Vec::new();
+    let mut addrs = Vec::new();
+    for i in 0..4u8 {
+        let (port, mut l) = bind_same_port(&[lo(30 + i)]);
+        let addr = SocketAddr::new(lo(30 + i), port);
+        drop(l.pop());
+        match PostfixSink::start(addr) {
+            Some(p) => keep_postfix.push(p),
+            None => keep_ours.push(Sink::start(TcpListener::bind(addr).unwrap(), Mode::Normal)),
+        }
+        addrs.push(addr);
+    }
+    let mut routes = String::new();
+    for d in 0..100 {
+        let a = addrs[d % addrs.len()];
+        writeln!(routes, "d{d}.bench.test:{}:{}", a.ip(), a.port()).unwrap();
+    }
+    root.control("smtproutes", &routes);
+    root.control("dnsservers", &format!("{}\n", dns.addr));
+    root.control("concurrencyremote", "20\n");
+    let server = root.serve();
+    let rcpts: Vec<String> = (0..1000)
+        .map(|i| format!("user{i}@d{}.bench.test", i % 100))
+        .collect();
+    let t0 = Instant::now();
+    let mut child = std::process::Command::new(MTA)
+        .arg("--root")
+        .arg(&root.dir)
+        .args(["inject", "-f", "bench@example.org"])
+        .args(&rcpts)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"Subject: bench\n\nhello\n")
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(server.wait_log("end msg", 1, 120), "{}", server.log_text());
+    let secs = t0.elapsed().as_secs_f64();
+    let log = server.log_text();
+    let ok = log.matches(": success: ").count();
+    let sink = if keep_postfix.is_empty() {
+        "test sinks"
+    } else {
+        "Postfix smtp-sink"
+    };
+    println!(
+        "throughput via mta serve: {ok} recipients over 100 domains to 4 {sink}, concurrencyremote 20: {secs:.3} s, {:.0} recipients/s",
+        ok as f64 / secs
+    );
+    assert_eq!(ok, 1000, "{log}");
+}
