@@ -99,3 +99,32 @@ fn transcripts() {
         );
     }
 }
+
+/// Reply parser known answers from tests/data/replies.txt.
+#[test]
+fn reply_vectors() {
+    use mta_smtp::{ParseReplyError, ReplyParser, ReplyStatus};
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/replies.txt");
+    let text = fs::read_to_string(path).unwrap();
+    let mut cases = 0;
+    for line in text
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (input, want) = line.split_once('\t').unwrap();
+        let input = unescape(input);
+        let got = match ReplyParser::new().feed(&input) {
+            Ok(ReplyStatus::Complete(r, used)) => {
+                assert_eq!(used, input.len(), "{line}");
+                let status = r.status().map_or("-".to_owned(), |s| s.to_string());
+                format!("{} {status} {}", r.code(), r.lines().join("|"))
+            }
+            Ok(ReplyStatus::Partial) => "partial".to_owned(),
+            Err(ParseReplyError::Malformed) => "error malformed".to_owned(),
+            Err(e) => format!("error {e:?}"),
+        };
+        assert_eq!(got, want, "input {line}");
+        cases += 1;
+    }
+    assert!(cases >= 15);
+}
