@@ -158,17 +158,27 @@ fn smtp_sink_example_prints_one_line_per_message() {
         eprintln!("NOTICE: examples/smtp_sink not built; skipping");
         return;
     };
-    let mut child = Command::new(bin)
-        .arg("127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
+    /// Kills and reaps the sink even when an assertion fails.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        Command::new(bin)
+            .arg("127.0.0.1:0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut err = BufReader::new(child.0.stderr.take().unwrap());
     let mut line = String::new();
     err.read_line(&mut line).unwrap();
     let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut out = BufReader::new(child.0.stdout.take().unwrap());
     let mut lines = Vec::new();
     for (i, rcpts) in [1usize, 3].into_iter().enumerate() {
         let env = Envelope::new(
@@ -190,8 +200,39 @@ fn smtp_sink_example_prints_one_line_per_message() {
         out.read_line(&mut l).unwrap();
         lines.push(l);
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    // swaks, an independent client, against the same example server.
+    if std::path::Path::new("/usr/bin/swaks").exists() {
+        let (host, port) = addr.rsplit_once(':').unwrap();
+        let st = Command::new("swaks")
+            .args([
+                "--server",
+                host,
+                "--port",
+                port,
+                "--pipeline",
+                "--timeout",
+                "10",
+            ])
+            .args([
+                "--from",
+                "swaks@example.org",
+                "--to",
+                "x@example.com,y@example.com",
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut l = String::new();
+        out.read_line(&mut l).unwrap();
+        assert!(
+            l.starts_with("message 3 from=<swaks@example.org> rcpts=2 bytes="),
+            "{l}"
+        );
+    } else {
+        eprintln!("NOTICE: swaks not found; skipping the swaks part (CI installs it)");
+    }
+    drop(child);
     assert_eq!(
         lines,
         [
