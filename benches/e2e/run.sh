@@ -3,6 +3,9 @@
 #
 #   sudo benches/e2e/run.sh            # build mta (release), run W1-W5 on both, print the table
 #
+# Needs root, python3 and Debian's postfix package (installed here with apt-get when missing,
+# unconfigured: the script runs a private instance and stops it at the end).
+#
 # W1  5,000 messages of 2 KB to one local maildir user over 10 sessions (smtp-source):
 #     acceptance rate and end-to-end rate (until the last file is in new/).
 # W2  one message to 1,024 local maildir users: seconds until all are in new/.
@@ -50,6 +53,13 @@ die() { echo "run.sh: $*" >&2; exit 1; }
 note() { echo "[$(date -u +%H:%M:%S)] $*" | tee -a "$OUT.log" >&2; }
 
 [ "$(id -u)" = 0 ] || die "run as root (Postfix's master and the per-uid delivery need it)"
+# Postfix from Debian's package, unconfigured ("No configuration": no system instance is
+# set up or started; this script runs its own private one).
+if ! command -v postfix >/dev/null && command -v apt-get >/dev/null; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >&2 \
+        || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >&2; }
+fi
 for t in postfix postconf smtp-source smtp-sink python3; do
     command -v "$t" >/dev/null || die "missing $t (apt-get install postfix python3)"
 done
