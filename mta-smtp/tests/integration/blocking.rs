@@ -145,6 +145,16 @@ fn deliver_to_a_closed_port_style_failure() {
     );
 }
 
+/// Kills and reaps a child even when an assertion fails.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn example_binary(name: &str) -> Option<PathBuf> {
     // target/<profile>/deps/integration-<hash> -> target/<profile>/examples/<name>
     let exe = std::env::current_exe().ok()?;
@@ -158,14 +168,6 @@ fn smtp_sink_example_prints_one_line_per_message() {
         eprintln!("NOTICE: examples/smtp_sink not built; skipping");
         return;
     };
-    /// Kills and reaps the sink even when an assertion fails.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut child = Kill(
         Command::new(bin)
             .arg("127.0.0.1:0")
