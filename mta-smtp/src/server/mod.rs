@@ -94,6 +94,8 @@ pub enum AbortReason {
     BareLineEnding,
     /// The driver reported a failed TLS handshake.
     TlsFailed,
+    /// The application ended the session with [`ServerSession::shutdown`].
+    Shutdown,
 }
 
 /// Why a message was refused after its end; the session sent the reply named here.

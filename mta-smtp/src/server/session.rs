@@ -135,6 +135,30 @@ impl ServerSession {
         }
     }
 
+    /// A session that refuses the connection: `reply` (e.g. `554 5.7.1 no SMTP service
+    /// here`, or `421 4.3.2 too many connections`) is its only output and the session is
+    /// closed (RFC 5321 §3.1 allows a 554 greeting; qmail left such limits to tcpserver).
+    pub fn refuse(config: ServerConfig, reply: &Reply, now: Instant) -> ServerSession {
+        let mut s = ServerSession::new(config, now);
+        s.out.clear();
+        reply.write_to(&mut s.out);
+        s.close();
+        s
+    }
+
+    /// Ends the session from the application side (for example on shutdown), queueing
+    /// `reply` (typically `421 4.3.2 shutting down`) after any replies already pending.
+    /// A transaction in progress is void; [`Event::Aborted`] with
+    /// [`AbortReason::Shutdown`] follows. Does nothing once the session is closed.
+    pub fn shutdown(&mut self, reply: &Reply) {
+        if self.phase != Phase::Closed {
+            reply.write_to(&mut self.out);
+            self.close();
+            self.pending = None;
+            self.queued.push_back(Event::Aborted(AbortReason::Shutdown));
+        }
+    }
+
     /// The configuration this session runs with.
     pub fn config(&self) -> &ServerConfig {
         &self.config

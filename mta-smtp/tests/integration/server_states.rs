@@ -291,3 +291,37 @@ fn data_end_verdict_only_after_the_event_is_seen() {
     s.decide(Verdict::Accept).unwrap();
     assert_eq!(s.poll_event(), Some(Event::Quit));
 }
+
+#[test]
+fn refuse_and_shutdown() {
+    let t0 = Instant::now();
+    let busy = Reply::new(421, "mx.test too many connections").unwrap();
+    let mut s = ServerSession::refuse(config(), &busy, t0);
+    let mut out = Vec::new();
+    assert!(s.poll_transmit(&mut out));
+    assert_eq!(out, b"421 mx.test too many connections\r\n");
+    assert!(s.is_closed() && s.poll_event().is_none());
+
+    // Shutdown in the middle of a message: pending replies first, then the 421; the
+    // application learns the transaction is void.
+    let mut s = ServerSession::new(config(), t0);
+    s.handle_input(TX, t0);
+    for _ in 0..3 {
+        assert!(s.poll_event().is_some());
+        s.decide(Verdict::Accept).unwrap();
+    }
+    s.handle_input(b"partial message\r\n", t0);
+    assert!(matches!(s.poll_event(), Some(Event::DataChunk(_))));
+    s.shutdown(
+        &Reply::new(421, "shutting down")
+            .unwrap()
+            .with_status("4.3.2".parse().unwrap()),
+    );
+    assert_eq!(s.poll_event(), Some(Event::Aborted(AbortReason::Shutdown)));
+    out.clear();
+    let _ = s.poll_transmit(&mut out);
+    assert!(out.ends_with(b"354 go ahead\r\n421 4.3.2 shutting down\r\n"));
+    s.handle_input(b".\r\nMAIL FROM:<x@y.example>\r\n", t0);
+    assert_eq!(s.poll_event(), None);
+    assert!(s.is_closed());
+}
