@@ -23,6 +23,8 @@
 #
 # Knobs (environment): MTA_BIN (skip the build and use this binary), E2E_TIMEOUT,
 # E2E_KEEP=1 (keep the temp dir), E2E_TMP (parent of the temp dir, default /var/tmp),
+# E2E_ROUNDS=N (run both sides N times, alternating, and report medians: a shared machine
+# is noisy),
 # E2E_ONLY=mta|postfix (run one side, e.g. while profiling), E2E_PERF=1 (record
 # `perf record -g` of the whole system during mta's W1-W4 into $E2E_OUT.perf.data),
 # W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS, W4_DOMAINS, W5_SESSIONS (smaller sizes for a
@@ -179,8 +181,18 @@ user_newdirs() { # user_newdirs BASE: the 1,024 new/ dirs of W2
 }
 
 # --- mta ------------------------------------------------------------------------------------
-MTA_ROOT=$WORK/mta
-MTA_HOMES=$WORK/mta-homes
+# Per round (set_round): a fresh root, homes, log and Postfix instance each time.
+MTA_ROOT="" MTA_HOMES="" MTA_LOG="" PF="" PF_HOMES=""
+set_round() {
+    local dir=$WORK/round$1
+    mkdir -p "$dir"
+    chmod 755 "$dir"
+    MTA_ROOT=$dir/mta
+    MTA_HOMES=$dir/mta-homes
+    MTA_LOG=$dir/mta.log
+    PF=$dir/postfix
+    PF_HOMES=$dir/postfix-homes
+}
 MTA_PID=""
 mta_setup() {
     "$MTA_BIN" --root "$MTA_ROOT" init --hostname example.org >/dev/null
@@ -202,21 +214,19 @@ mta_setup() {
     } >"$MTA_ROOT/users/assign"
 }
 mta_start() {
-    "$MTA_BIN" --root "$MTA_ROOT" serve 2>>"$WORK/mta.log" &
+    "$MTA_BIN" --root "$MTA_ROOT" serve 2>>"$MTA_LOG" &
     MTA_PID=$!
     PIDS+=("$MTA_PID")
-    wait_for 30 port_open "$MTA_PORT" || die "mta serve did not start (see $WORK/mta.log)"
+    wait_for 30 port_open "$MTA_PORT" || die "mta serve did not start (see $MTA_LOG)"
 }
 mta_stop() {
     kill -TERM "$MTA_PID" 2>/dev/null || true
     wait_for 30 bash -c "! kill -0 $MTA_PID 2>/dev/null" || kill -KILL "$MTA_PID" 2>/dev/null || true
     wait "$MTA_PID" 2>/dev/null || true
 }
-mta_done_msgs() { grep -c ' end msg ' "$WORK/mta.log" || true; }
+mta_done_msgs() { grep -c ' end msg ' "$MTA_LOG" || true; }
 
 # --- Postfix --------------------------------------------------------------------------------
-PF=$WORK/postfix
-PF_HOMES=$WORK/postfix-homes
 pf_setup() {
     local i
     PF_CONF=$PF/etc
@@ -335,7 +345,7 @@ queue_mark() { if [ "$1" = mta ]; then MARK=$(mta_done_msgs); fi; }
 # start_queue_waiter SIDE NAME TIMEOUT: for the message about to be submitted leaving the queue.
 start_queue_waiter() {
     if [ "$1" = mta ]; then
-        start_waiter "$2" wait-lines "$3" "$WORK/mta.log" " end msg " $((MARK + 1))
+        start_waiter "$2" wait-lines "$3" "$MTA_LOG" " end msg " $((MARK + 1))
     else
         start_waiter "$2" wait-empty "$3" "$PF/queue/maildrop" "$PF/queue/incoming" "$PF/queue/active" "$PF/queue/deferred"
     fi
@@ -425,7 +435,7 @@ w4() {
         t1=$DONE_AT
         # Every recipient must have reached the sink, or the figure means nothing.
         if [ "$side" = mta ]; then
-            sent=$(grep -c 'delivery [0-9]*: success' "$WORK/mta.log" || true)
+            sent=$(grep -c 'delivery [0-9]*: success' "$MTA_LOG" || true)
             sent=$((sent - MTA_LOCAL_SUCCESSES))
         else
             sent=$(grep 'status=sent' "$PF/maillog" | grep -c 'relay=127.0.0.1' || true)
@@ -478,7 +488,7 @@ run_mta() {
     w1 mta "$MTA_PORT" "$MTA_HOMES"
     w2 mta "$MTA_PORT" "$MTA_HOMES"
     w3 mta "$MTA_PORT"
-    MTA_LOCAL_SUCCESSES=$(grep -c 'delivery [0-9]*: success' "$WORK/mta.log" || true)
+    MTA_LOCAL_SUCCESSES=$(grep -c 'delivery [0-9]*: success' "$MTA_LOG" || true)
     w4 mta "$MTA_PORT"
     if [ -n "$PERF_PID" ]; then
         kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""
@@ -488,7 +498,7 @@ run_mta() {
     mta_start
     w5 mta "$MTA_PORT" "$MTA_PID"
     mta_stop
-    cp "$WORK/mta.log" "$OUT.mta.log"
+    cp "$MTA_LOG" "$OUT.mta.log"
 }
 run_postfix() {
     note "== postfix ($(postconf -d -h mail_version 2>/dev/null || echo '?'))"
@@ -505,23 +515,41 @@ run_postfix() {
     cp "$PF/maillog" "$OUT.postfix.log" 2>/dev/null || true
 }
 
-case "${E2E_ONLY:-both}" in
-    mta) run_mta ;;
-    postfix) run_postfix ;;
-    *) run_mta; run_postfix ;;
-esac
+ROUNDS=${E2E_ROUNDS:-1}
+for ((round = 1; round <= ROUNDS; round++)); do
+    set_round "$round"
+    [ "$ROUNDS" = 1 ] || note "== round $round of $ROUNDS"
+    case "${E2E_ONLY:-both}" in
+        mta) run_mta ;;
+        postfix) run_postfix ;;
+        *) run_mta; run_postfix ;;
+    esac
+done
 
 # --- the table: ratio = how many times better mta is (rates mta/postfix, times and memory
 # postfix/mta), so > 1 always favours mta.
 table() {
     printf '%-8s %-20s %12s %12s %8s\n' workload metric mta postfix ratio
+    # With several rounds, each cell is the median of the rounds that produced a figure.
     awk '
-        { key = $1 " " $2; if (!(key in seen)) { order[++n] = key; seen[key] = 1 } v[key, $3] = $4 }
+        function median(key, side,    n, i, j, t, a) {
+            n = cnt[key, side]
+            if (n == 0) return "-"
+            for (i = 1; i <= n; i++) a[i] = val[key, side, i] + 0
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            if (n % 2) return val_fmt(a[(n + 1) / 2])
+            return val_fmt((a[n / 2] + a[n / 2 + 1]) / 2)
+        }
+        function val_fmt(x) { return (x >= 10) ? sprintf("%.1f", x) : sprintf("%.3f", x) }
+        {
+            key = $1 " " $2
+            if (!(key in seen)) { order[++n] = key; seen[key] = 1 }
+            if ($4 != "-") val[key, $3, ++cnt[key, $3]] = $4
+        }
         END {
             for (i = 1; i <= n; i++) {
                 split(order[i], k, " ")
-                m = v[order[i], "mta"]; p = v[order[i], "postfix"]
-                if (m == "") m = "-"; if (p == "") p = "-"
+                m = median(order[i], "mta"); p = median(order[i], "postfix")
                 r = "-"
                 if (m != "-" && p != "-" && m + 0 > 0 && p + 0 > 0) {
                     if (k[2] ~ /per_s$/) r = sprintf("%.2fx", m / p); else r = sprintf("%.2fx", p / m)
@@ -534,6 +562,7 @@ table() {
     echo "# mta e2e benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r)"
     echo "# mta $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), postfix $(postconf -d -h mail_version 2>/dev/null || echo '?')"
     echo "# ratio: how many times better mta is (rates mta/postfix; seconds and KB postfix/mta)"
+    [ "$ROUNDS" = 1 ] || echo "# each figure: the median of $ROUNDS rounds (mta then postfix in each)"
     table
     if [ -f "$WORK/notes" ]; then sed 's/^/# note: /' "$WORK/notes"; fi
 } | tee "$OUT"
