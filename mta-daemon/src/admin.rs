@@ -126,7 +126,19 @@ pub fn list(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
                 local: matches!(router.route(a), Route::Local(_)),
                 address: a.as_bytes().to_vec(),
                 done: s.is_final(),
-                deferred: None,
+                deferred: match s {
+                    Status::Deferred {
+                        next_attempt,
+                        reason,
+                        ..
+                    } => Some((
+                        String::from_utf8_lossy(reason).into_owned(),
+                        next_attempt
+                            .duration_since(UNIX_EPOCH)
+                            .map_or(0, |d| d.as_secs()),
+                    )),
+                    _ => None,
+                },
             })
             .collect();
         lines.push(MessageLine {

@@ -67,12 +67,14 @@ pub fn status_for(
             Status::Deferred {
                 attempts: attempts.saturating_add(1),
                 next_attempt: mta_queue::retry::qmail_next_retry(birth, now, skip),
+                reason: text.clone().into_bytes(),
             }
         }
         // A result kind added later is retried, never dropped.
         _ => Status::Deferred {
             attempts: attempts.saturating_add(1),
             next_attempt: now + Duration::from_secs(123), // qmail's "retry in 123 s"
+            reason: result.text().as_bytes().to_vec(),
         },
     }
 }
@@ -183,6 +185,7 @@ mod tests {
             Status::Deferred {
                 attempts,
                 next_attempt,
+                ..
             } => {
                 assert_eq!(attempts, 1);
                 assert_eq!(next_attempt, birth + Duration::from_secs(100));

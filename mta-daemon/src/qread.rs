@@ -115,6 +115,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn deferred_remote_recipient_shows_last_error_and_next_try() {
+        let m = MessageLine {
+            birth: 0,
+            id: "1".into(),
+            bytes: 10,
+            sender: b"a@b".to_vec(),
+            bouncing: false,
+            recipients: vec![RecipientLine {
+                local: false,
+                address: b"x@remote.example".to_vec(),
+                done: false,
+                deferred: Some(("451 4.7.1 greylisted\n".into(), 400)),
+            }],
+        };
+        assert_eq!(
+            format_list(&[m]),
+            "1 Jan 1970 00:00:00 GMT  #1  10  <a@b> \n\tremote\tx@remote.example\n\
+             \t\tlast error: 451 4.7.1 greylisted_; next try 1 Jan 1970 00:06:40 GMT\n"
+        );
+    }
+
+    #[test]
     fn qstat_lines() {
         assert_eq!(
             format_stat(3, 1),

@@ -67,6 +67,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Status::Deferred {
                     attempts: 1,
                     next_attempt,
+                    reason: b"451 later".to_vec(),
                 },
             )?;
         }

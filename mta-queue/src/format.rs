@@ -193,10 +193,14 @@ pub(crate) fn encode_status(
         Status::Deferred {
             attempts,
             next_attempt,
+            reason,
         } => {
             out.push(TAG_DEFERRED);
             out.extend_from_slice(&attempts.to_le_bytes());
             put_time(out, *next_attempt);
+            // The reason runs to the end of the record (its length is the record's); a
+            // record without one, as format version 1 wrote, decodes with an empty reason.
+            out.extend_from_slice(reason);
         }
     }
     let Ok(len) = u32::try_from(out.len() - start - 4) else {
@@ -242,6 +246,7 @@ fn decode_one_status(bytes: &[u8], nrcpt: u32) -> Option<((u32, Status), usize)>
         TAG_DEFERRED => Status::Deferred {
             attempts: r.u32().ok()?,
             next_attempt: r.time().ok()?,
+            reason: std::mem::take(&mut r.0).to_vec(),
         },
         _ => return None,
     };
@@ -383,6 +388,7 @@ mod tests {
             &Status::Deferred {
                 attempts: 2,
                 next_attempt: next,
+                reason: b"451 try later\r\n\0".to_vec(),
             },
             &mut log,
         )

@@ -24,6 +24,9 @@ pub enum Status {
         attempts: u32,
         /// When to try next (see [`crate::retry`] for qmail's schedule).
         next_attempt: SystemTime,
+        /// The last attempt's report (opaque bytes, e.g. the remote's reply), for queue
+        /// listings; empty when none was recorded.
+        reason: Vec<u8>,
     },
 }
 

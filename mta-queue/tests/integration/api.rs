@@ -91,6 +91,7 @@ fn marks_info_and_remove() {
         Status::Deferred {
             attempts: 1,
             next_attempt: later,
+            reason: b"451 4.3.0 try again\n".to_vec(),
         },
     )
     .unwrap();

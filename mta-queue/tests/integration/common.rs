@@ -96,6 +96,7 @@ pub fn status(seed: u64) -> Status {
             attempts: r.below(50) as u32,
             next_attempt: std::time::UNIX_EPOCH
                 + std::time::Duration::new(r.below(1 << 40), r.below(1_000_000_000) as u32),
+            reason: (0..r.below(40)).map(|_| r.below(256) as u8).collect(),
         },
         _ => Status::Pending,
     }

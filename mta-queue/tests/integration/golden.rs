@@ -25,6 +25,7 @@ fn golden_statuses() -> Vec<Status> {
         Status::Deferred {
             attempts: 2,
             next_attempt: UNIX_EPOCH + Duration::new(1_800_000_000, 5),
+            reason: Vec::new(),
         },
         Status::Failed(b"550 5.1.1 <>\r\n\0unknown".to_vec()),
     ]

@@ -210,6 +210,7 @@ fn mark_many_is_kept_once_returned_at_every_crash_point() {
             Status::Deferred {
                 attempts: 3,
                 next_attempt: next,
+                reason: b"connection timed out".to_vec(),
             },
         ),
     ];

@@ -40,7 +40,11 @@ proptest! {
             let s = if i % 2 == 0 {
                 Status::Failed(texts[i % texts.len()].clone())
             } else {
-                Status::Deferred { attempts, next_attempt: UNIX_EPOCH + Duration::new(u64::from(secs), attempts % 1_000_000_000) }
+                Status::Deferred {
+                    attempts,
+                    next_attempt: UNIX_EPOCH + Duration::new(u64::from(secs), attempts % 1_000_000_000),
+                    reason: texts[(i + 1) % texts.len()].clone(),
+                }
             };
             q.mark(id, i as u32, s.clone()).unwrap();
             want.push(s);
