@@ -564,7 +564,7 @@ table() {
     echo "# ratio: how many times better mta is (rates mta/postfix; seconds and KB postfix/mta)"
     [ "$ROUNDS" = 1 ] || echo "# each figure: the median of $ROUNDS rounds (mta then postfix in each)"
     table
-    if [ -f "$WORK/notes" ]; then sed 's/^/# note: /' "$WORK/notes"; fi
+    if [ -f "$WORK/notes" ]; then sort -u "$WORK/notes" | sed 's/^/# note: /'; fi
 } | tee "$OUT"
 exit
 }
