@@ -545,9 +545,15 @@ mod tests {
     #[test]
     fn an_answer_cut_mid_record_goes_to_tcp() {
         // UDP: the header with QR and TC set, then garbage. TCP: a real answer.
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let addr = udp.local_addr().unwrap();
-        let tcp = std::net::TcpListener::bind(addr).unwrap();
+        // A UDP and a TCP socket on the same free port: the TCP port may be taken, so retry.
+        let (udp, tcp, addr) = (0..100)
+            .find_map(|_| {
+                let udp = UdpSocket::bind("127.0.0.1:0").ok()?;
+                let addr = udp.local_addr().ok()?;
+                let tcp = std::net::TcpListener::bind(addr).ok()?;
+                Some((udp, tcp, addr))
+            })
+            .unwrap();
         let t = std::thread::spawn(move || {
             let mut buf = [0u8; 512];
             let (n, from) = udp.recv_from(&mut buf).unwrap();
