@@ -148,7 +148,25 @@ pub fn run(root: &Root) -> i32 {
     }
 }
 
+/// Raises the open-file limit to its hard maximum: every SMTP session holds a socket, and
+/// `concurrencyincoming` may be in the thousands.
+fn raise_fd_limit() {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        // Failure leaves the old limit, which is still a working limit.
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: lim.maximum,
+                maximum: lim.maximum,
+            },
+        );
+    }
+}
+
 fn run_inner(root: &Root) -> Result<(), String> {
+    raise_fd_limit();
     if !root.exists() {
         root::init(root, None).map_err(|e| format!("init {}: {e}", root.dir().display()))?;
     }

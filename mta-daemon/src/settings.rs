@@ -43,6 +43,9 @@ pub struct Settings {
 /// but keep a sane bound.
 const MAX_CONCURRENCY: u64 = 1000;
 
+/// Upper bound for `concurrencyincoming` (each session is a thread of about 12 KB).
+const MAX_SESSIONS: u64 = 100_000;
+
 impl Settings {
     /// Reads `dir` (the control directory).
     ///
@@ -68,7 +71,8 @@ impl Settings {
             listen: c.listen.clone(),
             databytes: c.databytes,
             timeout_smtpd: Duration::from_secs(c.timeoutsmtpd.max(1)),
-            concurrency_incoming: conc(c.concurrencyincoming).max(1),
+            concurrency_incoming: usize::try_from(c.concurrencyincoming.clamp(1, MAX_SESSIONS))
+                .unwrap_or(40),
             concurrency_local: conc(c.concurrencylocal),
             concurrency_remote: conc(c.concurrencyremote),
             queue_lifetime: Duration::from_secs(c.queuelifetime),

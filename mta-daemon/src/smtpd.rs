@@ -55,6 +55,11 @@ pub struct Shared {
     pub stopping: AtomicBool,
 }
 
+/// Read buffer of a session that has sent little so far.
+const IDLE_READ: usize = 2048;
+/// Read buffer once a client sends full buffers (DATA streaming).
+const BUSY_READ: usize = 64 * 1024;
+
 /// Accepts connections on `listener` until shutdown, one thread per session.
 pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     for conn in listener.incoming() {
@@ -152,8 +157,10 @@ pub fn serve_connection<S: Read + Write + ?Sized>(
     let start = Instant::now();
     let mut session = ServerSession::new(config, start);
     let mut tx = Transaction::default();
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut out = Vec::with_capacity(4096);
+    // Small buffers while the client is idle (thousands of idle sessions must stay cheap);
+    // the read buffer grows once the client streams DATA.
+    let mut buf = vec![0u8; IDLE_READ];
+    let mut out = Vec::new();
     loop {
         loop {
             match next_event(shared, &mut session, &mut tx, relay_client, &peer_ip) {
@@ -193,6 +200,9 @@ pub fn serve_connection<S: Read + Write + ?Sized>(
             session.handle_eof();
         } else {
             session.handle_input(&buf[..n], Instant::now());
+            if n == buf.len() && buf.len() < BUSY_READ {
+                buf.resize(BUSY_READ, 0);
+            }
         }
     }
 }
