@@ -29,8 +29,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crossbeam_channel::Sender;
 use mta_core::{Address, DeliveryResult, Envelope};
 use mta_dotqmail::{
-    Account, BaseEnvironment, DeliveryOptions, DeliveryRequest, LocalUser, Mailbox, Message,
-    Resolved, SystemExecutor, deliver, find_mailbox,
+    Account, AddressCheck, BaseEnvironment, DeliveryOptions, DeliveryRequest, LocalUser, Message,
+    Resolved, SystemExecutor, check_address, deliver,
 };
 use mta_queue::{MessageId, Queue};
 
@@ -50,19 +50,19 @@ pub enum RcptCheck {
 }
 
 /// The RCPT-time check for a local address `L@D`: the user lookup and `.qmail` search local
-/// delivery would do, without delivering.
+/// delivery would do (mta-dotqmail's `check_address`), without delivering.
 pub fn check(users: &crate::users::Users, recipient: &Address) -> RcptCheck {
-    match users.table().resolve(recipient.local_part()) {
-        Ok(Resolved::User(user)) => {
-            let mut fs = SystemExecutor::new();
-            match find_mailbox(&mut fs, &user, &DeliveryOptions::default()) {
-                Ok(Mailbox::NotFound) => RcptCheck::Unknown,
-                Ok(_) => RcptCheck::Exists,
-                Err(e) => RcptCheck::TryLater(e.report()),
-            }
-        }
+    let table = users.table();
+    let mut fs = SystemExecutor::new();
+    match check_address(
+        &table,
+        &mut fs,
+        recipient.local_part(),
+        &DeliveryOptions::default(),
+    ) {
+        Ok(AddressCheck::NotFound { .. }) => RcptCheck::Unknown,
         Ok(_) => RcptCheck::Exists,
-        Err(e) => RcptCheck::TryLater(e.report()),
+        Err(e) => RcptCheck::TryLater(e.to_string()),
     }
 }
 

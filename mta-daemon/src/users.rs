@@ -1,48 +1,38 @@
 //! The user table, reloaded when `users/assign` changes.
 //!
 //! qmail read `users/cdb` afresh for every delivery, so `qmail-newu` took effect at once.
-//! We keep the parsed table in memory and look at the file's modification time at most once
-//! a second; a changed file is parsed again. A file with a syntax error is not taken: the
-//! previous table stays in force and the error is logged with its line (run `mta check`).
+//! We keep the parsed table in memory and let mta-dotqmail's [`AssignFile`] look at the
+//! file (size, mtime, inode) at most once a second; a changed file is parsed again. A file
+//! with a syntax error is not taken: the previous table stays in force and the error is
+//! logged with its line (run `mta check`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use mta_dotqmail::{Account, UserTable, UsersAssign};
+use mta_dotqmail::{Account, AssignFile, UserTable, UsersAssign};
 
 use crate::log;
 
 /// A [`UserTable`] that follows `users/assign`.
 #[derive(Debug)]
 pub struct Users {
-    path: PathBuf,
     alias: Account,
     refuse_root: bool,
     table: RwLock<Arc<UserTable>>,
-    checked: Mutex<(Instant, Option<SystemTime>)>,
+    file: Mutex<(Instant, AssignFile)>,
 }
 
 const RECHECK: Duration = Duration::from_secs(1);
 
-fn mtime(path: &PathBuf) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// Reads and parses `path`; a missing file is an empty table.
+/// Reads and parses `path`; a missing file is no table.
 ///
 /// # Errors
 /// `file:line: reason` for a syntax error, or the I/O error.
-pub fn load_assign(path: &PathBuf) -> Result<Option<UsersAssign>, String> {
-    match std::fs::read(path) {
-        Ok(text) => UsersAssign::parse(&text).map(Some).map_err(|e| {
-            let full = e.to_string();
-            let reason = full.split_once(": ").map_or(full.as_str(), |(_, r)| r);
-            format!("{}:{}: {reason}", path.display(), e.line)
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{}: {e}", path.display())),
-    }
+pub fn load_assign(path: &Path) -> Result<Option<UsersAssign>, String> {
+    let mut f = AssignFile::new(path);
+    f.refresh().map_err(|e| e.to_string())?;
+    Ok(f.current().cloned())
 }
 
 impl Users {
@@ -51,15 +41,14 @@ impl Users {
     /// # Errors
     /// As [`load_assign`].
     pub fn load(path: PathBuf, alias: Account, refuse_root: bool) -> Result<Users, String> {
-        let stamp = mtime(&path);
-        let mut table = UserTable::new(alias.clone()).refuse_root(refuse_root);
-        table.set_assign(load_assign(&path)?);
+        let mut file = AssignFile::new(path);
+        file.refresh().map_err(|e| e.to_string())?;
+        let table = build(&alias, refuse_root, file.current().cloned());
         Ok(Users {
-            path,
             alias,
             refuse_root,
             table: RwLock::new(Arc::new(table)),
-            checked: Mutex::new((Instant::now(), stamp)),
+            file: Mutex::new((Instant::now(), file)),
         })
     }
 
@@ -70,32 +59,31 @@ impl Users {
     }
 
     fn refresh(&self) {
-        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
-        if checked.0.elapsed() < RECHECK {
+        let mut guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
+        let (checked, file) = &mut *guard;
+        if checked.elapsed() < RECHECK {
             return;
         }
-        checked.0 = Instant::now();
-        let now = mtime(&self.path);
-        if now == checked.1 {
-            return;
-        }
-        match load_assign(&self.path) {
-            Ok(assign) => {
-                let mut table = UserTable::new(self.alias.clone()).refuse_root(self.refuse_root);
-                table.set_assign(assign);
+        *checked = Instant::now();
+        match file.refresh() {
+            Ok(false) => {}
+            Ok(true) => {
+                let table = build(&self.alias, self.refuse_root, file.current().cloned());
                 *self.table.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(table);
-                checked.1 = now;
                 log::line("status: reloaded users/assign");
             }
-            Err(e) => {
-                checked.1 = now;
-                log::line(&format!(
-                    "warning: keeping the previous users/assign: {}",
-                    log::safe(e.as_bytes())
-                ));
-            }
+            Err(e) => log::line(&format!(
+                "warning: keeping the previous users/assign: {}",
+                log::safe(e.to_string().as_bytes())
+            )),
         }
     }
+}
+
+fn build(alias: &Account, refuse_root: bool, assign: Option<UsersAssign>) -> UserTable {
+    let mut table = UserTable::new(alias.clone()).refuse_root(refuse_root);
+    table.set_assign(assign);
+    table
 }
 
 #[cfg(test)]
@@ -116,7 +104,7 @@ mod tests {
         };
         assert!(is_joe(&users, b"joe"));
         assert!(!is_joe(&users, b"jim"));
-        std::fs::write(&p, "=jim:joe:1001:1001:/home/joe:::\n.\n").unwrap();
+        std::fs::write(&p, "=jim:joe:1001:1001:/home/joe:::\n=x:joe:1:1:/h:::\n.\n").unwrap();
         force_recheck(&users);
         assert!(is_joe(&users, b"jim"));
         std::fs::write(&p, "=broken\n.\n").unwrap();
@@ -127,9 +115,9 @@ mod tests {
         );
     }
 
-    /// Pretends the last check was long ago and saw another file.
+    /// Pretends the last check was long ago.
     fn force_recheck(users: &Users) {
         let past = Instant::now().checked_sub(RECHECK * 2).unwrap();
-        *users.checked.lock().unwrap() = (past, Some(SystemTime::UNIX_EPOCH));
+        users.file.lock().unwrap().0 = past;
     }
 }
