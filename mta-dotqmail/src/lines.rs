@@ -3,141 +3,57 @@
 //! `HOST2`..`HOST4` / `EXT2`..`EXT4` splits.
 //!
 //! All of these are pure functions of the recipient, the sender and the time, so they are
-//! tested byte for byte without running anything.
+//! tested byte for byte without running anything. The trace lines, `quote2` and the date
+//! come from [`mta_core::header`], [`mta_core::date`] and [`mta_maildir::mbox_from_line`]
+//! (one copy of each qmail rule in the workspace); the functions here adapt them to
+//! qmail-local's byte-slice arguments.
 
 use std::io::{self, BufRead, BufReader};
 
+use mta_core::Address;
+use mta_core::date::ctime_utc;
+use mta_core::header;
+
 /// `Delivered-To: L@D\n` with every `\n` inside the address replaced by `_`
 /// (qmail-local.c: `dtline`). This is the line the loop check looks for and the first line
-/// of every maildir, mbox and forwarded copy.
+/// of every maildir, mbox and forwarded copy. Delegates to
+/// [`mta_core::header::delivered_to_line`].
 pub fn delivered_to_line(local: &[u8], domain: &[u8]) -> Vec<u8> {
-    let mut line = Vec::with_capacity(16 + local.len() + domain.len());
-    line.extend_from_slice(b"Delivered-To: ");
-    line.extend_from_slice(local);
-    line.push(b'@');
-    line.extend_from_slice(domain);
-    for b in &mut line {
-        if *b == b'\n' {
-            *b = b'_';
-        }
-    }
-    line.push(b'\n');
-    line
+    let mut address = Vec::with_capacity(local.len() + 1 + domain.len());
+    address.extend_from_slice(local);
+    address.push(b'@');
+    address.extend_from_slice(domain);
+    header::delivered_to_line(&Address::from_bytes(address))
 }
 
 /// `Return-Path: <Q>\n` where Q is the sender with its local part quoted as qmail's
 /// `quote2` does (RFC 821 quoting only where needed) and every `\n` replaced by `_`.
+/// Delegates to [`mta_core::header::return_path_line`].
 pub fn return_path_line(sender: &[u8]) -> Vec<u8> {
-    let mut line = b"Return-Path: <".to_vec();
-    line.extend_from_slice(&quote2(sender));
-    for b in &mut line {
-        if *b == b'\n' {
-            *b = b'_';
-        }
-    }
-    line.extend_from_slice(b">\n");
-    line
+    header::return_path_line(&Address::from(sender))
 }
 
 /// qmail's `UFLINE`: `From S Www Mmm DD HH:MM:SS YYYY\n`, S being the sender with space,
 /// tab and `\n` turned into `-`, or `MAILER-DAEMON` for the empty sender; the date is UTC
-/// with a zero-padded day (myctime.c). This is also the mbox `From ` line.
+/// with a zero-padded day (myctime.c). This is also the mbox `From ` line: delegates to
+/// [`mta_maildir::mbox_from_line`].
 pub fn ufline(sender: &[u8], unix_secs: i64) -> Vec<u8> {
-    let mut line = b"From ".to_vec();
-    if sender.is_empty() {
-        line.extend_from_slice(b"MAILER-DAEMON");
-    } else {
-        line.extend(sender.iter().map(|&b| match b {
-            b' ' | b'\t' | b'\n' => b'-',
-            other => other,
-        }));
-    }
-    line.push(b' ');
-    line.extend_from_slice(myctime(unix_secs).as_bytes());
-    line
+    mta_maildir::mbox_from_line(sender, unix_secs)
 }
 
-/// myctime.c: `Www Mmm DD HH:MM:SS YYYY\n` in UTC, day zero-padded.
+/// myctime.c: `Www Mmm DD HH:MM:SS YYYY\n` in UTC, day zero-padded:
+/// [`mta_core::date::ctime_utc`] with qmail's trailing `\n`.
 pub fn myctime(unix_secs: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let days = unix_secs.div_euclid(86_400);
-    let secs = unix_secs.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{} {} {:02} {:02}:{:02}:{:02} {}\n",
-        DAYS[days.rem_euclid(7) as usize],
-        MONTHS[(month - 1) as usize],
-        day,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        year
-    )
-}
-
-/// Days since 1970-01-01 to (year, month 1..=12, day 1..=31), proleptic Gregorian
-/// (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let mut s = ctime_utc(unix_secs);
+    s.push('\n');
+    s
 }
 
 /// quote.c `quote2`: quote the part before the last `@` when RFC 821 requires it; the
-/// empty sender stays empty. Bytes above 127 force quoting, as in qmail.
+/// empty sender stays empty. Bytes above 127 force quoting, as in qmail. Delegates to
+/// [`mta_core::header::quote2`].
 pub fn quote2(address: &[u8]) -> Vec<u8> {
-    if address.is_empty() {
-        return Vec::new();
-    }
-    match address.iter().rposition(|&b| b == b'@') {
-        None => quote(address),
-        Some(at) => {
-            let mut out = quote(&address[..at]);
-            out.extend_from_slice(&address[at..]);
-            out
-        }
-    }
-}
-
-/// quote.c `quote`: wrap in double quotes, backslash before CR, LF, `"` and `\`, when
-/// the box is empty, has a byte outside qmail's `ok` table, or has a leading, trailing or
-/// doubled dot.
-fn quote(boxpart: &[u8]) -> Vec<u8> {
-    if !quote_needed(boxpart) {
-        return boxpart.to_vec();
-    }
-    let mut out = Vec::with_capacity(boxpart.len() * 2 + 2);
-    out.push(b'"');
-    for &b in boxpart {
-        if matches!(b, b'\r' | b'\n' | b'"' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-    out
-}
-
-fn quote_needed(s: &[u8]) -> bool {
-    // quote.c's `ok` table: printable ASCII minus the RFC 821 specials and space.
-    fn ok(b: u8) -> bool {
-        b.is_ascii_graphic() && !b"\"(),:;<>@[\\]".contains(&b)
-    }
-    s.is_empty()
-        || !s.iter().all(|&b| ok(b))
-        || s[0] == b'.'
-        || s[s.len() - 1] == b'.'
-        || s.windows(2).any(|w| w == b"..")
+    header::quote2(address)
 }
 
 /// `HOST2`, `HOST3`, `HOST4`: the domain cut before its last, second-to-last and
