@@ -11,10 +11,11 @@
 
 use std::io::{self, Read};
 
+use mta_core::header::{quote2, return_path_line};
 use mta_core::{Address, Envelope};
 
 use crate::dsn;
-use crate::text::{quote, quote2};
+use crate::text::quote_local;
 use crate::verp::strip_verp_marker;
 
 /// The text qmail-send appends to a deferral report when the message has been in the queue
@@ -382,11 +383,11 @@ impl Parts<'_> {
         out.extend_from_slice(b"Date: ");
         out.extend_from_slice(self.date.as_bytes());
         out.extend_from_slice(b"\nFrom: ");
-        quote(out, self.cfg.bouncefrom.as_bytes());
+        quote_local(out, self.cfg.bouncefrom.as_bytes());
         out.push(b'@');
         out.extend_from_slice(self.cfg.bouncehost.as_bytes());
         out.extend_from_slice(b"\nTo: ");
-        quote2(out, self.to.as_bytes());
+        out.extend_from_slice(&quote2(self.to.as_bytes()));
         out.extend_from_slice(b"\nSubject: failure notice\n");
     }
 
@@ -409,15 +410,7 @@ impl Parts<'_> {
 
     /// `Return-Path: <sender>` and the original message.
     pub(crate) fn push_returned(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"Return-Path: <");
-        let start = out.len();
-        quote2(out, self.return_path.as_bytes());
-        for b in &mut out[start..] {
-            if *b == b'\n' {
-                *b = b'_';
-            }
-        }
-        out.extend_from_slice(b">\n");
+        out.extend_from_slice(&return_path_line(self.return_path));
         out.extend_from_slice(self.original);
     }
 }

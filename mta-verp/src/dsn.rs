@@ -11,8 +11,10 @@
 //!
 //! [`BounceConfig::max_original_bytes`]: crate::BounceConfig::max_original_bytes
 
+use mta_core::header::quote2;
+
 use crate::compose::{Failure, Parts};
-use crate::text::{find_status, push_folded_field, quote2};
+use crate::text::{find_status, push_folded_field};
 
 /// Builds the DSN message.
 pub(crate) fn compose(p: &Parts<'_>) -> Vec<u8> {
@@ -56,7 +58,7 @@ pub(crate) fn compose(p: &Parts<'_>) -> Vec<u8> {
         // (qmail's quote2); not folded, so white space inside quotes survives.
         out.extend_from_slice(b"Final-Recipient: rfc822; ");
         let start = out.len();
-        quote2(&mut out, f.recipient().as_bytes());
+        out.extend_from_slice(&quote2(f.recipient().as_bytes()));
         for b in &mut out[start..] {
             if !(b.is_ascii_graphic() || *b == b' ') {
                 *b = b'?';

@@ -34,7 +34,8 @@ pub const TOO_MANY_HOPS_REPLY: &str = "554 too many hops, this message is loopin
 
 /// The `Delivered-To` line qmail-local writes for a delivery to `recipient`:
 /// `Delivered-To: ` + the address + `\n`, with any `\n` in the address turned into `_`
-/// (the `DTLINE` variable, reference §2.5).
+/// (the `DTLINE` variable, reference §2.5). The same function as
+/// [`mta_core::header::delivered_to_line`], to which it delegates.
 ///
 /// ```
 /// use mta_core::Address;
@@ -42,16 +43,7 @@ pub const TOO_MANY_HOPS_REPLY: &str = "554 too many hops, this message is loopin
 /// assert_eq!(delivered_to_line(&Address::from("joe@example.com")), b"Delivered-To: joe@example.com\n");
 /// ```
 pub fn delivered_to_line(recipient: &Address) -> Vec<u8> {
-    let mut v = Vec::with_capacity(15 + recipient.len());
-    v.extend_from_slice(b"Delivered-To: ");
-    v.extend(
-        recipient
-            .as_bytes()
-            .iter()
-            .map(|&b| if b == b'\n' { b'_' } else { b }),
-    );
-    v.push(b'\n');
-    v
+    mta_core::header::delivered_to_line(recipient)
 }
 
 /// What a [`HeaderScanner`] found.

@@ -1,54 +1,19 @@
-//! Small text helpers shared by bounce composition and parsing: qmail's `quote.c`, status
-//! code search, and header folding.
+//! Small text helpers shared by bounce composition and parsing: qmail's `quote()` (on top of
+//! mta-core's `quote2`), status code search, and header folding.
 
+use mta_core::header;
 use mta_core::{EnhancedStatus, StatusClass};
 
-/// qmail `quote.c` `ok[]` table: bytes allowed unquoted in a local part (RFC 821 dot-atom
-/// characters, and nothing above 127).
-fn atom_ok(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b)
-}
-
-/// qmail `quote_need`: the local part must be quoted when it is empty, holds a byte outside
-/// the table, starts or ends with `.`, or holds `..`.
-fn quote_need(s: &[u8]) -> bool {
-    s.is_empty()
-        || s.iter().any(|&b| !atom_ok(b))
-        || s.first() == Some(&b'.')
-        || s.last() == Some(&b'.')
-        || s.windows(2).any(|w| w == b"..")
-}
-
-/// qmail `quote()`: a local part, quoted RFC 821 style only where needed (`\r`, `\n`, `"`
-/// and `\` get a backslash inside the quotes).
-pub(crate) fn quote(out: &mut Vec<u8>, local: &[u8]) {
-    if !quote_need(local) {
-        out.extend_from_slice(local);
-        return;
-    }
-    out.push(b'"');
-    for &b in local {
-        if matches!(b, b'\r' | b'\n' | b'"' | b'\\') {
-            out.push(b'\\');
-        }
-        out.push(b);
-    }
-    out.push(b'"');
-}
-
-/// qmail `quote2()`: an address with its local part (before the last `@`) quoted where
-/// needed; the empty address stays empty.
-pub(crate) fn quote2(out: &mut Vec<u8>, addr: &[u8]) {
-    if addr.is_empty() {
-        return;
-    }
-    match addr.iter().rposition(|&b| b == b'@') {
-        Some(i) => {
-            quote(out, &addr[..i]);
-            out.extend_from_slice(&addr[i..]);
-        }
-        None => quote(out, addr),
-    }
+/// qmail `quote()` of a whole local part, for qmail-send's `From: bouncefrom@bouncehost`:
+/// quoted RFC 821 style only where needed, exactly as [`header::quote2`] quotes the part
+/// before an address's last `@` (so `bouncefrom` may itself hold an `@`, and an empty one
+/// becomes `""`).
+pub(crate) fn quote_local(out: &mut Vec<u8>, local: &[u8]) {
+    let mut addr = Vec::with_capacity(local.len() + 1);
+    addr.extend_from_slice(local);
+    addr.push(b'@');
+    let quoted = header::quote2(&addr);
+    out.extend_from_slice(quoted.strip_suffix(b"@").unwrap_or(&quoted));
 }
 
 /// Finds the RFC 3463 code in a delivery report: qmail's `(#5.1.1)` (RFCHCSC) or the code
@@ -123,25 +88,24 @@ pub(crate) fn push_folded_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 mod tests {
     use super::*;
 
-    fn q2(s: &[u8]) -> Vec<u8> {
-        let mut v = Vec::new();
-        quote2(&mut v, s);
-        v
+    fn q(s: &[u8]) -> Vec<u8> {
+        let mut v = b"x".to_vec();
+        quote_local(&mut v, s);
+        v.split_off(1)
     }
 
     #[test]
     fn quote_like_qmail() {
-        assert_eq!(q2(b"joe@example.com"), b"joe@example.com");
-        assert_eq!(q2(b"a b@x"), b"\"a b\"@x");
-        assert_eq!(q2(b".a@x"), b"\".a\"@x");
-        assert_eq!(q2(b"a..b@x"), b"\"a..b\"@x");
-        assert_eq!(q2(b"a\"b\\@x"), b"\"a\\\"b\\\\\"@x");
-        assert_eq!(q2(b"x@y@z"), b"\"x@y\"@z");
-        assert_eq!(q2(b"@z"), b"\"\"@z");
-        assert_eq!(q2(b""), b"");
-        assert_eq!(q2(b"#@[]"), b"#@[]");
-        assert_eq!(q2(b"postmaster"), b"postmaster");
-        assert_eq!(q2("é@x".as_bytes()), "\"é\"@x".as_bytes());
+        assert_eq!(q(b"MAILER-DAEMON"), b"MAILER-DAEMON");
+        assert_eq!(q(b"a.b+c"), b"a.b+c");
+        assert_eq!(q(b"a b"), b"\"a b\"");
+        assert_eq!(q(b".a"), b"\".a\"");
+        assert_eq!(q(b"a..b"), b"\"a..b\"");
+        assert_eq!(q(b"a\"b\\"), b"\"a\\\"b\\\\\"");
+        // quote() sees the whole string: an `@` inside is quoted, not split on.
+        assert_eq!(q(b"x@y"), b"\"x@y\"");
+        assert_eq!(q(b""), b"\"\"");
+        assert_eq!(q("é".as_bytes()), "\"é\"".as_bytes());
     }
 
     #[test]

@@ -199,4 +199,13 @@ proptest! {
             prop_assert_eq!(scan_header(&longer, Some(&me())), whole);
         }
     }
+
+    /// The streaming hop count agrees with mta-core's whole-message `hop_count`, the
+    /// independent implementation of the same qmail-smtpd rule (mta-smtp's DATA parser is
+    /// cross-checked against it too), on LF and CRLF headers, with or without a body.
+    #[test]
+    fn hops_match_mta_core(lines in prop::collection::vec(line(), 0..20)) {
+        let msg: Vec<u8> = lines.concat();
+        prop_assert_eq!(scan_header(&msg, None).hops(), mta_core::header::hop_count(&msg));
+    }
 }
