@@ -10,6 +10,8 @@
 //! of the embedder's values outside `A-Za-z0-9.@%+/=:-[]` becomes `?` (notqmail's safe
 //! set), so nothing a client says can add a header line or break the trace syntax.
 
+use mta_core::header::{ReceivedSmtp, received_smtp};
+
 /// The values a `Received:` line is built from, supplied by the embedder.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -51,15 +53,20 @@ impl<'a> ReceivedInfo<'a> {
     }
 }
 
-fn safe(out: &mut String, s: &str, extra: &[u8]) {
-    for b in s.bytes() {
-        let ok = b.is_ascii_alphanumeric() || b".@%+/=:-[]".contains(&b) || extra.contains(&b);
-        out.push(if ok { b as char } else { '?' });
-    }
+/// The date as written after `; `: notqmail's safe set (`A-Za-z0-9.@%+/=:-[]`, the same
+/// filter [`received_smtp`] applies to the other values) plus space, comma and parentheses.
+fn push_safe_date(out: &mut Vec<u8>, date: &str) {
+    out.extend(date.bytes().map(|b| {
+        let ok = b.is_ascii_alphanumeric() || b".@%+/=:-[] ,()".contains(&b);
+        if ok { b } else { b'?' }
+    }));
 }
 
 /// Builds the `Received:` line, two physical lines ending in `\n` (qmail's stored form;
 /// convert to CRLF for the wire).
+///
+/// The line is [`mta_core::header::received_smtp`]'s, with its date replaced by
+/// [`ReceivedInfo::date`], so the shape and the character filter are written once.
 ///
 /// ```
 /// use mta_smtp::{received_line, ReceivedInfo};
@@ -71,30 +78,24 @@ fn safe(out: &mut String, s: &str, extra: &[u8]) {
 ///      by mx.example with SMTP; 29 Nov 2026 04:08:05 -0000\n");
 /// ```
 pub fn received_line(info: &ReceivedInfo<'_>) -> String {
-    let mut s = String::with_capacity(160);
-    s.push_str("Received: from ");
-    safe(&mut s, info.remote_host, b"");
-    if let Some(h) = info.helo
-        && !h.eq_ignore_ascii_case(info.remote_host)
-    {
-        s.push_str(" (HELO ");
-        safe(&mut s, h, b"");
-        s.push(')');
+    let mut line = received_smtp(&ReceivedSmtp {
+        remote_host: info.remote_host,
+        remote_ip: info.remote_ip,
+        helo: info.helo,
+        remote_info: info.remote_info,
+        local_host: info.local_host,
+        protocol: info.protocol,
+        unix_time: 0,
+    });
+    // received_smtp ends in `; <date>\n` and its filter turns every `;` in the values into
+    // `?`, so the last `;` starts the date: keep up to `; `, then write ours.
+    if let Some(semi) = line.iter().rposition(|&b| b == b';') {
+        line.truncate(semi + 2);
     }
-    s.push_str(" (");
-    if let Some(i) = info.remote_info {
-        safe(&mut s, i, b"");
-        s.push('@');
-    }
-    safe(&mut s, info.remote_ip, b"");
-    s.push_str(")\n  by ");
-    safe(&mut s, info.local_host, b"");
-    s.push_str(" with ");
-    safe(&mut s, info.protocol, b"");
-    s.push_str("; ");
-    safe(&mut s, info.date, b" ,()");
-    s.push('\n');
-    s
+    push_safe_date(&mut line, info.date);
+    line.push(b'\n');
+    // Every byte is ASCII after the filters, so this never takes the lossy path.
+    String::from_utf8(line).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
@@ -113,5 +114,17 @@ mod tests {
         assert!(received_line(&i).starts_with("Received: from unknown (joe@127.0.0.1)\n"));
         i.helo = Some("[IPv6:::1]");
         assert!(received_line(&i).contains("(HELO [IPv6:::1])"));
+    }
+
+    #[test]
+    fn date_is_swapped_and_filtered() {
+        // A `;` from the peer is filtered before the date is located, and the embedder's
+        // date keeps space, comma and parentheses but nothing that could end the line.
+        let mut i = ReceivedInfo::new("a;b", "192.0.2.1", "mx", "Sun, 1 Jan (x);\nY: z");
+        i.helo = Some("c; d");
+        assert_eq!(
+            received_line(&i),
+            "Received: from a?b (HELO c??d) (192.0.2.1)\n  by mx with SMTP; Sun, 1 Jan (x)??Y: z\n"
+        );
     }
 }
