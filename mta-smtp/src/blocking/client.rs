@@ -63,17 +63,10 @@ pub fn deliver_with(
             match ev {
                 ClientEvent::StartTls => {
                     flush(&mut s, &mut conn, &mut out);
-                    conn = match (std::mem::replace(&mut conn, Conn::Gone), tls.as_mut()) {
-                        (Conn::Plain(p), Some(up)) => match up(p) {
-                            Ok(t) => {
-                                s.tls_established(Instant::now());
-                                Conn::Tls(t)
-                            }
-                            Err(_) => Conn::Gone,
-                        },
-                        _ => Conn::Gone,
-                    };
-                    if matches!(conn, Conn::Gone) {
+                    if conn.start_tls(tls.as_mut()) {
+                        s.tls_established(Instant::now());
+                    } else {
+                        conn = Conn::Gone;
                         s.handle_eof();
                     }
                 }
@@ -119,11 +112,7 @@ fn flush(s: &mut ClientSession, conn: &mut Conn, out: &mut Vec<u8>) -> bool {
     if !s.poll_transmit(out) {
         return true;
     }
-    let r = conn
-        .io()
-        .and_then(|io| io.write_all(out).and_then(|()| io.flush()));
-    out.clear();
-    if r.is_err() {
+    if conn.write_out(out).is_err() {
         s.handle_eof();
         return false;
     }

@@ -42,4 +42,32 @@ impl Conn {
             )),
         }
     }
+
+    /// Writes and flushes `out` (one batch of replies or commands), then empties it.
+    pub(crate) fn write_out(&mut self, out: &mut Vec<u8>) -> io::Result<()> {
+        let written = self
+            .io()
+            .and_then(|io| io.write_all(out).and_then(|()| io.flush()));
+        out.clear();
+        written
+    }
+
+    /// STARTTLS: hands the plain stream to `upgrade` and keeps the encrypted one; true when
+    /// TLS is up. After a failed handshake the connection is [`Conn::Gone`]; without a hook,
+    /// or when the connection is not plain, it stays as it was.
+    pub(crate) fn start_tls(&mut self, upgrade: Option<&mut TlsUpgrade<'_>>) -> bool {
+        match (std::mem::replace(self, Conn::Gone), upgrade) {
+            (Conn::Plain(plain), Some(upgrade)) => match upgrade(plain) {
+                Ok(encrypted) => {
+                    *self = Conn::Tls(encrypted);
+                    true
+                }
+                Err(_) => false,
+            },
+            (other, _) => {
+                *self = other;
+                false
+            }
+        }
+    }
 }

@@ -95,26 +95,15 @@ pub fn serve_with(
     let mut out = Vec::with_capacity(4096);
     let result = loop {
         let start_tls = drain_server_events(&mut s, policy);
-        if s.poll_transmit(&mut out) {
-            let written = conn
-                .io()
-                .and_then(|io| io.write_all(&out).and_then(|()| io.flush()));
-            out.clear();
-            if let Err(e) = written {
-                break Err(e);
-            }
+        if s.poll_transmit(&mut out)
+            && let Err(e) = conn.write_out(&mut out)
+        {
+            break Err(e);
         }
         if start_tls {
-            conn = match (std::mem::replace(&mut conn, Conn::Gone), tls.as_mut()) {
-                (Conn::Plain(plain), Some(upgrade)) => match upgrade(plain) {
-                    Ok(encrypted) => {
-                        s.tls_established(Instant::now());
-                        Conn::Tls(encrypted)
-                    }
-                    Err(_) => Conn::Gone,
-                },
-                (other, _) => other,
-            };
+            if conn.start_tls(tls.as_mut()) {
+                s.tls_established(Instant::now());
+            }
             if !s.is_tls() {
                 s.tls_failed();
             }

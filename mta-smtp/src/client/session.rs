@@ -207,12 +207,9 @@ impl ClientSession {
     /// Appends pending command bytes to `buf`; returns whether there were any.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
-        if self.out.is_empty() {
-            return false;
-        }
-        buf.extend_from_slice(&self.out);
-        self.out.clear();
-        true
+        let any = !self.out.is_empty();
+        buf.append(&mut self.out);
+        any
     }
 
     /// When to call [`ClientSession::handle_timeout`] if the server stays silent; `None`

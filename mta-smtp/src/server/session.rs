@@ -221,12 +221,9 @@ impl ServerSession {
     /// Appends pending reply bytes to `buf`; returns whether there were any.
     #[must_use]
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> bool {
-        if self.out.is_empty() {
-            return false;
-        }
-        buf.extend_from_slice(&self.out);
-        self.out.clear();
-        true
+        let any = !self.out.is_empty();
+        buf.append(&mut self.out);
+        any
     }
 
     /// When [`ServerSession::handle_timeout`] should run if no input arrives before; `None`
