@@ -75,6 +75,9 @@ pub struct Job {
     pub targets: Vec<Target>,
     /// The message's birth time (retry schedule and `queuelifetime`).
     pub birth: SystemTime,
+    /// The targets are every recipient of the message: if all are delivered, the pool
+    /// may remove the message at once instead of recording each result first.
+    pub whole: bool,
 }
 
 /// What the scheduler's single input channel carries.
@@ -498,6 +501,7 @@ impl Scheduler {
             id,
             sender: sender?,
             channel,
+            whole: targets.len() == msg.recipients.len(),
             targets,
             birth: msg.birth,
         })
@@ -533,6 +537,11 @@ impl Scheduler {
                     job.id,
                     log::safe(e.as_bytes())
                 ));
+            }
+            if d.removed {
+                log::line(&format!("end msg {}", job.id));
+                self.messages.remove(&job.id);
+                continue;
             }
             let Some(msg) = self.messages.get_mut(&job.id) else {
                 continue;

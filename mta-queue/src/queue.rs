@@ -399,6 +399,27 @@ impl<F: Fs> Queue<F> {
         if !self.info(id)?.is_complete() {
             return Err(QueueError::NotFinal(id));
         }
+        self.unlink_message(id)
+    }
+
+    /// Removes message `id` durably without first recording its recipients' results: for a
+    /// caller that has just delivered **every** recipient and so would only mark them all
+    /// delivered and then remove (one fsync saved per message). A crash before this returns
+    /// leaves the message with its recorded statuses, so those deliveries are repeated,
+    /// exactly as a crash between a delivery and its [`mark`](Queue::mark) would. Never use
+    /// it when a recipient failed: its bounce needs the recorded failure.
+    ///
+    /// # Errors
+    /// [`QueueError::ReadOnly`], [`QueueError::NotFound`], [`QueueError::Io`].
+    pub fn remove_delivered(&self, id: MessageId) -> Result<(), QueueError> {
+        if self.inner.read_only {
+            return Err(QueueError::ReadOnly);
+        }
+        self.unlink_message(id)
+    }
+
+    /// The unlink and (grouped) directory fsync shared by the two removals.
+    fn unlink_message(&self, id: MessageId) -> Result<(), QueueError> {
         let paths = Paths::of(id, self.inner.split);
         let result = match self.inner.commit {
             CommitMode::Grouped => self

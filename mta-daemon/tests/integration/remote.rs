@@ -522,6 +522,7 @@ impl Setup {
             sender: Address::from(sender),
             channel: Channel::Remote,
             birth: SystemTime::now(),
+            whole: false,
             targets: rcpts
                 .iter()
                 .enumerate()
@@ -1161,6 +1162,7 @@ fn throughput() {
             sender: Address::from("s@mta.test"),
             channel: Channel::Remote,
             birth: SystemTime::now(),
+            whole: false,
             targets,
         });
     }

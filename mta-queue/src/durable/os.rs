@@ -39,7 +39,7 @@ impl OsFs {
             OFlags::RDWR | OFlags::CREATE | OFlags::CLOEXEC,
             Mode::from_bits_truncate(0o600),
         )?;
-        rustix::fs::flock(&lock, FlockOperation::NonBlockingLockExclusive)?;
+        lock_briefly_retrying(&lock)?;
         Ok(OsFs {
             root,
             _lock: Some(lock),
@@ -59,6 +59,24 @@ impl OsFs {
             Mode::empty(),
         )?;
         Ok(OsFs { root, _lock: None })
+    }
+}
+
+/// Takes the exclusive lock, retrying for up to 200 ms: a child process that another thread
+/// of this program is just starting inherits the lock's descriptor between its fork and its
+/// exec (`O_CLOEXEC` closes it only at exec), which would otherwise make a reopen right
+/// after a close fail spuriously. A real second owner still gets `WouldBlock`.
+fn lock_briefly_retrying(lock: &OwnedFd) -> io::Result<()> {
+    let mut tries = 0;
+    loop {
+        match rustix::fs::flock(lock, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => return Ok(()),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 

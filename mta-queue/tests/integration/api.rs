@@ -277,3 +277,21 @@ fn inspect_reads_a_queue_another_handle_owns() {
     q.remove(id).unwrap();
     assert!(Queue::inspect(dir.path().join("missing")).is_err());
 }
+
+#[test]
+fn remove_delivered_needs_no_marks() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let env = Envelope::new("a@example.org", ["b@example.net"]);
+    let id = q.enqueue(&env, &b"x\n"[..]).unwrap();
+    assert!(matches!(q.remove(id), Err(QueueError::NotFinal(_))));
+    q.remove_delivered(id).unwrap();
+    assert!(q.scan().unwrap().is_empty());
+    assert!(matches!(
+        q.remove_delivered(id),
+        Err(QueueError::NotFound(_))
+    ));
+    drop(q);
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    assert!(q.scan().unwrap().is_empty(), "the removal is durable");
+}
