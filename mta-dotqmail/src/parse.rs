@@ -122,27 +122,16 @@ pub fn parse(text: &[u8]) -> Result<Vec<Line>, ParseInstructionError> {
     for (index, raw) in split_lines(text).enumerate() {
         let number = index + 1;
         let line = trim_end(raw);
-        let Some(&first) = line.first() else {
-            if index == 0 {
-                return Err(ParseInstructionError {
-                    line: number,
-                    kind: ParseInstructionErrorKind::FirstLineBlank,
-                });
-            }
-            lines.push(Line {
-                number,
-                instruction: Instruction::Comment,
-            });
-            continue;
-        };
-        let instruction = classify(first, line);
-        if instruction == Instruction::Comment && first == 0 && index == 0 {
-            // A line starting with NUL is an empty C string: blank.
+        // A line starting with NUL is an empty C string: blank too.
+        if index == 0 && line.first().is_none_or(|&b| b == 0) {
             return Err(ParseInstructionError {
                 line: number,
                 kind: ParseInstructionErrorKind::FirstLineBlank,
             });
         }
+        let instruction = line
+            .first()
+            .map_or(Instruction::Comment, |&first| classify(first, line));
         lines.push(Line {
             number,
             instruction,
