@@ -73,22 +73,21 @@ pub(crate) fn compose(p: &Parts<'_>) -> Vec<u8> {
 
     // Part 3: the returned message or its header.
     push_boundary(&mut out, &boundary);
+    out.extend_from_slice(if p.truncated {
+        b"Content-Type: text/rfc822-headers\n".as_slice()
+    } else {
+        b"Content-Type: message/rfc822\n".as_slice()
+    });
+    if !original_ascii {
+        out.extend_from_slice(b"Content-Transfer-Encoding: 8bit\n");
+    }
+    out.push(b'\n');
     if p.truncated {
-        out.extend_from_slice(b"Content-Type: text/rfc822-headers\n");
-        if !original_ascii {
-            out.extend_from_slice(b"Content-Transfer-Encoding: 8bit\n");
-        }
-        out.push(b'\n');
         let mut returned = Vec::with_capacity(p.original.len() + 64);
         p.push_returned(&mut returned);
         let end = header_end(&returned);
         out.extend_from_slice(&returned[..end]);
     } else {
-        out.extend_from_slice(b"Content-Type: message/rfc822\n");
-        if !original_ascii {
-            out.extend_from_slice(b"Content-Transfer-Encoding: 8bit\n");
-        }
-        out.push(b'\n');
         p.push_returned(&mut out);
     }
     if out.last() != Some(&b'\n') {
