@@ -456,30 +456,10 @@ pub(crate) fn quote_needed(s: &[u8]) -> bool {
 }
 
 /// Quotes the local part of `addr` (split at the last `@`) when it needs it (qmail
-/// `quote2`): `a b@x` → `"a b"@x`. The empty address stays empty.
+/// `quote2`, [`mta_core::header::quote2`]): `a b@x` → `"a b"@x`. The empty address stays
+/// empty.
 pub(crate) fn quote_address(addr: &[u8]) -> Vec<u8> {
-    if addr.is_empty() {
-        return Vec::new();
-    }
-    let (local, rest) = match addr.iter().rposition(|&b| b == b'@') {
-        Some(i) => (&addr[..i], &addr[i..]),
-        None => (addr, &b""[..]),
-    };
-    let mut out = Vec::with_capacity(addr.len() + 2);
-    if quote_needed(local) {
-        out.push(b'"');
-        for &b in local {
-            if matches!(b, b'\r' | b'\n' | b'"' | b'\\') {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(local);
-    }
-    out.extend_from_slice(rest);
-    out
+    mta_core::header::quote2(addr)
 }
 
 #[cfg(test)]
