@@ -560,7 +560,7 @@ table() {
 }
 {
     echo "# mta e2e benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r)"
-    echo "# mta $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?'), postfix $(postconf -d -h mail_version 2>/dev/null || echo '?')"
+    echo "# mta $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'), postfix $(postconf -d -h mail_version 2>/dev/null || echo '?')"
     echo "# ratio: how many times better mta is (rates mta/postfix; seconds and KB postfix/mta)"
     [ "$ROUNDS" = 1 ] || echo "# each figure: the median of $ROUNDS rounds (mta then postfix in each)"
     table
