@@ -17,17 +17,19 @@ pub const MAX_FRAME: usize = 256 * 1024 * 1024;
 /// # Errors
 /// I/O errors from `w`, or `InvalidInput` when a field is larger than `u32::MAX`.
 pub fn write(w: &mut dyn Write, fields: &[&[u8]]) -> io::Result<()> {
-    let mut head = Vec::with_capacity(4 + 4 * fields.len());
+    // One buffer, one write: a pipe round trip per delivery, not one per field.
+    let body: usize = fields.iter().map(|f| f.len()).sum();
+    let mut buf = Vec::with_capacity(4 + 4 * fields.len() + body);
     let n = u32::try_from(fields.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
-    head.extend_from_slice(&n.to_be_bytes());
+    buf.extend_from_slice(&n.to_be_bytes());
     for f in fields {
         let len = u32::try_from(f.len()).map_err(|_| io::ErrorKind::InvalidInput)?;
-        head.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(&len.to_be_bytes());
     }
-    w.write_all(&head)?;
     for f in fields {
-        w.write_all(f)?;
+        buf.extend_from_slice(f);
     }
+    w.write_all(&buf)?;
     w.flush()
 }
 

@@ -33,6 +33,7 @@ pub mod frame;
 pub mod inject;
 pub mod local;
 pub mod log;
+pub mod lookup;
 pub mod pool;
 pub mod privs;
 pub mod qread;

@@ -51,9 +51,13 @@ pub enum RcptCheck {
 
 /// The RCPT-time check for a local address `L@D`: the user lookup and `.qmail` search local
 /// delivery would do (mta-dotqmail's `check_address`), without delivering.
-pub fn check(users: &crate::users::Users, recipient: &Address) -> RcptCheck {
+pub fn check(
+    users: &crate::users::Users,
+    cache: &crate::lookup::LookupCache,
+    recipient: &Address,
+) -> RcptCheck {
     let table = users.table();
-    let mut fs = SystemExecutor::new();
+    let mut fs = cache.lookup();
     match check_address(
         &table,
         &mut fs,
@@ -270,7 +274,7 @@ struct Workers {
 struct Worker {
     child: Child,
     stdin: ChildStdin,
-    stdout: ChildStdout,
+    stdout: std::io::BufReader<ChildStdout>,
 }
 
 impl Drop for Worker {
@@ -353,7 +357,7 @@ impl Workers {
         Ok(Worker {
             child,
             stdin,
-            stdout,
+            stdout: std::io::BufReader::new(stdout),
         })
     }
 }
@@ -430,6 +434,7 @@ fn last_status(text: &str) -> Option<mta_core::EnhancedStatus> {
 pub fn worker_main() -> i32 {
     let stdin = io::stdin();
     let stdout = io::stdout();
+    // stdin is already buffered by std; the answer goes out in one write (frame::write).
     let mut input = stdin.lock();
     let mut output = stdout.lock();
     let options = DeliveryOptions::default();

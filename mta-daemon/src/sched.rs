@@ -209,9 +209,9 @@ impl Scheduler {
     /// Runs until [`Input::Shutdown`] and every in-flight delivery has reported.
     pub fn run(mut self) {
         self.status_line("");
-        self.rescan();
+        log::batch(|| self.rescan());
         loop {
-            self.dispatch();
+            log::batch(|| self.dispatch());
             if self.stopping && self.busy == [0, 0] && self.finishing == 0 {
                 break;
             }
@@ -223,7 +223,7 @@ impl Scheduler {
                     t.duration_since(now).unwrap_or(Duration::ZERO)
                 });
             match self.input.recv_timeout(wait) {
-                Ok(first) => {
+                Ok(first) => log::batch(|| {
                     let mut done = Vec::new();
                     self.accept(first, &mut done);
                     while done.len() < 4096 {
@@ -235,8 +235,8 @@ impl Scheduler {
                     if !done.is_empty() {
                         self.record(done);
                     }
-                }
-                Err(RecvTimeoutError::Timeout) => self.fire_timers(),
+                }),
+                Err(RecvTimeoutError::Timeout) => log::batch(|| self.fire_timers()),
                 Err(RecvTimeoutError::Disconnected) => self.stopping = true,
             }
         }

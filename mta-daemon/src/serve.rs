@@ -302,6 +302,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
         store: smtpd::Store::Queue(Arc::clone(&queue)),
         router,
         users,
+        lookups: crate::lookup::LookupCache::default(),
         scheduler: sched_tx.clone(),
         trigger: None,
         drop_to,

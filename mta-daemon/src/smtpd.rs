@@ -42,6 +42,8 @@ pub struct Shared {
     pub router: Arc<dyn Router>,
     /// RCPT-time lookups of local users.
     pub users: Arc<Users>,
+    /// Recent `.qmail` lookups for RCPT checks.
+    pub lookups: crate::lookup::LookupCache,
     /// Wakes the scheduler.
     pub scheduler: Sender<Input>,
     /// `(uid, gid)` session threads drop to when the daemon runs as root.
@@ -294,7 +296,7 @@ fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client:
         && let Route::Local(local) = shared.router.route(&addr)
     {
         {
-            match crate::local::check(&shared.users, &local) {
+            match crate::local::check(&shared.users, &shared.lookups, &local) {
                 RcptCheck::Exists => {}
                 RcptCheck::Unknown => {
                     return Verdict::Reject(reply(
@@ -437,6 +439,7 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
             settings,
             store,
             users,
+            lookups: crate::lookup::LookupCache::default(),
             scheduler: tx,
             trigger: Some(root.trigger()),
             drop_to: None,
