@@ -69,6 +69,9 @@ pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             break;
         }
         let Ok(mut stream) = conn else { continue };
+        // Replies are written a batch at a time; do not let Nagle hold the last one back.
+        // A socket option that cannot be set only costs speed.
+        let _ = stream.set_nodelay(true);
         let limit = shared.settings.concurrency_incoming;
         if shared.active.fetch_add(1, Ordering::SeqCst) >= limit {
             shared.active.fetch_sub(1, Ordering::SeqCst);
