@@ -285,7 +285,9 @@ impl Drop for Worker {
     }
 }
 
-const MAX_IDLE_PER_USER: usize = 16;
+/// Idle workers kept per (uid, gid): at least `concurrencylocal`, so a busy user never
+/// waits for a process start.
+const MAX_IDLE_PER_USER: usize = 1000;
 
 impl Workers {
     fn run(&self, r: &Request<'_>, message: &[u8]) -> (DeliveryResult, Option<Forwarded>) {

@@ -95,7 +95,10 @@ pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 let peer = stream.peer_addr().ok();
                 let relay = peer.is_some_and(|p| shared.settings.is_relay_client(p.ip()));
                 if let Err(e) = serve_connection(&shared, &mut stream, peer, relay)
-                    && e.kind() != io::ErrorKind::BrokenPipe
+                    && !matches!(
+                        e.kind(),
+                        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+                    )
                 {
                     log::line(&format!("smtp: connection error: {e}"));
                 }
