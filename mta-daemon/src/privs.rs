@@ -73,6 +73,31 @@ pub fn drop_thread(uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Gives `path` and everything below it to `uid:gid` (only files still owned by root).
+///
+/// # Errors
+/// The first failing `lstat`, `chown` or directory read.
+pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    if meta.uid() == 0 {
+        rustix::fs::chown(
+            path,
+            Some(rustix::process::Uid::from_raw(uid)),
+            Some(rustix::process::Gid::from_raw(gid)),
+        )?;
+    }
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            chown_tree(&entry?.path(), uid, gid)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

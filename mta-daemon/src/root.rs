@@ -161,6 +161,13 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
             created.push(path);
         }
     }
+    // Run as root, init gives the alias user's home to the unprivileged account deliveries
+    // for it run as (design.md: `alias` if the system has one, else `nobody`).
+    if crate::privs::is_root()
+        && let Some(acct) = crate::privs::unprivileged_account(std::path::Path::new("/etc/passwd"))
+    {
+        crate::privs::chown_tree(&root.alias(), acct.uid, acct.gid)?;
+    }
     Ok(created)
 }
 

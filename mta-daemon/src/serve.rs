@@ -78,28 +78,6 @@ pub fn user_table(root: &Root, as_root: bool) -> Result<Users, String> {
     Users::load(root.assign(), alias, as_root)
 }
 
-/// Gives `path` and everything below it to `uid:gid` (only files still owned by root).
-fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path)?;
-    if meta.file_type().is_symlink() {
-        return Ok(());
-    }
-    if meta.uid() == 0 {
-        rustix::fs::chown(
-            path,
-            Some(rustix::process::Uid::from_raw(uid)),
-            Some(rustix::process::Gid::from_raw(gid)),
-        )?;
-    }
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), uid, gid)?;
-        }
-    }
-    Ok(())
-}
-
 /// Opens the queue, waiting up to five seconds while another process (an `mta inject` in
 /// the middle of its enqueue) holds it.
 fn open_queue_patiently(root: &Root) -> Result<Queue, String> {
@@ -177,8 +155,8 @@ fn run_inner(root: &Root) -> Result<(), String> {
     let mut drop_to = None;
     if as_root {
         let (uid, gid) = (alias.uid(), alias.gid());
-        chown_tree(&root.alias(), uid, gid).map_err(|e| format!("chown alias: {e}"))?;
-        chown_tree(&root.queue(), uid, gid).map_err(|e| format!("chown queue: {e}"))?;
+        privs::chown_tree(&root.alias(), uid, gid).map_err(|e| format!("chown alias: {e}"))?;
+        privs::chown_tree(&root.queue(), uid, gid).map_err(|e| format!("chown queue: {e}"))?;
         drop_to = Some((uid, gid));
     }
     let users = Arc::new(Users::load(root.assign(), alias, as_root)?);
