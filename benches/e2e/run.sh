@@ -21,14 +21,14 @@
 # the script starts is stopped on exit (trap EXIT). The table goes to stdout and to
 # $E2E_OUT (default benches/e2e/results.txt); per-run details to $E2E_OUT.log.
 #
-# Knobs (environment): MTA_BIN (skip the build and use this binary), E2E_TIMEOUT,
-# E2E_KEEP=1 (keep the temp dir), E2E_TMP (parent of the temp dir, default /var/tmp),
-# E2E_ROUNDS=N (run both sides N times, alternating, and report medians: a shared machine
-# is noisy),
-# E2E_ONLY=mta|postfix (run one side, e.g. while profiling), E2E_PERF=1 (record
-# `perf record -g` of the whole system during mta's W1-W4 into $E2E_OUT.perf.data),
-# W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS, W4_DOMAINS, W5_SESSIONS (smaller sizes for a
-# quick smoke run).
+# Knobs (environment): MTA_BIN (skip the build and use this binary), E2E_TIMEOUT and
+# W4_TIMEOUT (bounds in seconds, default 180 and 60), E2E_KEEP=1 (keep the temp dir),
+# E2E_TMP (parent of the temp dir, default /var/tmp), E2E_ROUNDS=N (run both sides N
+# times, alternating, and report medians: a shared machine is noisy), E2E_ONLY=mta|postfix
+# (run one side, e.g. while profiling), E2E_PERF=1 (`perf record -e cpu-clock -a -g`
+# during mta's W1-W4 into $E2E_OUT.perf.data), W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS,
+# W4_DOMAINS, W5_SESSIONS (smaller sizes for a quick smoke run).
+#
 # The whole script is one { ... } block, so bash parses it before running it: editing
 # the file during a run cannot change the run.
 {
