@@ -132,52 +132,70 @@ impl crate::pool::Deliver for LocalDelivery {
                 return vec![failed; job.targets.len()];
             }
         };
-        job.targets
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let table = self.users.table();
+        let mut results: Vec<Option<DeliveryResult>> = vec![None; job.targets.len()];
+        let mut users: Vec<(usize, LocalUser)> = Vec::with_capacity(job.targets.len());
+        for (i, t) in job.targets.iter().enumerate() {
+            match table.resolve(t.address.local_part()) {
+                Ok(Resolved::User(u)) => users.push((i, u)),
+                // qmail-lspawn: an empty local part is trash, delivered to nobody.
+                Ok(_) => {
+                    results[i] = Some(DeliveryResult::Delivered {
+                        text: "did 0+0+0\n".into(),
+                    });
+                }
+                Err(e) => {
+                    results[i] = Some(DeliveryResult::Deferred {
+                        text: e.report(),
+                        status: None,
+                    });
+                }
+            }
+        }
+        let requests: Vec<(usize, Request<'_>)> = users
             .iter()
-            .map(|t| self.deliver_one(job, &t.address, &message))
+            .map(|(i, user)| {
+                let address = &job.targets[*i].address;
+                let request = Request {
+                    user,
+                    local: address.local_part(),
+                    domain: address.domain().unwrap_or_default(),
+                    sender: job.sender.as_bytes(),
+                    default_delivery: &self.default_delivery,
+                    now,
+                };
+                (*i, request)
+            })
+            .collect();
+        let answers: Vec<(usize, Answer)> = match &self.privileged {
+            None => requests
+                .iter()
+                .map(|(i, r)| (*i, run_request(r, &self.options, &message)))
+                .collect(),
+            Some(workers) => workers.run_all(&requests, &message),
+        };
+        for (i, (result, forward)) in answers {
+            results[i] = Some(match forward {
+                Some(fwd) if result.is_delivered() => self.forward(fwd, &message, result),
+                _ => result,
+            });
+        }
+        results
+            .into_iter()
+            .map(|r| {
+                r.unwrap_or_else(|| DeliveryResult::Deferred {
+                    text: "Internal error: no delivery result. (#4.3.0)".into(),
+                    status: None,
+                })
+            })
             .collect()
     }
 }
 
 impl LocalDelivery {
-    fn deliver_one(&self, job: &Job, recipient: &Address, message: &[u8]) -> DeliveryResult {
-        let local = recipient.local_part();
-        let domain = recipient.domain().unwrap_or_default();
-        let user = match self.users.table().resolve(local) {
-            Ok(Resolved::User(u)) => u,
-            Ok(_) => {
-                return DeliveryResult::Delivered {
-                    text: "did 0+0+0\n".into(),
-                };
-            }
-            Err(e) => {
-                return DeliveryResult::Deferred {
-                    text: e.report(),
-                    status: None,
-                };
-            }
-        };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-        let request = Request {
-            user: &user,
-            local,
-            domain,
-            sender: job.sender.as_bytes(),
-            default_delivery: &self.default_delivery,
-            now,
-        };
-        let (result, forward) = match &self.privileged {
-            None => run_request(&request, &self.options, message),
-            Some(workers) => workers.run(&request, message),
-        };
-        match forward {
-            Some(fwd) if result.is_delivered() => self.forward(fwd, message, result),
-            _ => result,
-        }
-    }
-
     fn read_message(&self, id: MessageId) -> io::Result<Vec<u8>> {
         let mut r = self.queue.open_message(id).map_err(io::Error::other)?;
         let mut v = Vec::new();
@@ -224,6 +242,9 @@ impl LocalDelivery {
     }
 }
 
+/// One delivery's outcome: the result and any forward to queue.
+type Answer = (DeliveryResult, Option<Forwarded>);
+
 /// A forward to queue: NEWSENDER, the recipients and the Delivered-To line.
 #[derive(Debug)]
 struct Forwarded {
@@ -242,11 +263,7 @@ struct Request<'a> {
     now: i64,
 }
 
-fn run_request(
-    r: &Request<'_>,
-    options: &DeliveryOptions,
-    message: &[u8],
-) -> (DeliveryResult, Option<Forwarded>) {
+fn run_request(r: &Request<'_>, options: &DeliveryOptions, message: &[u8]) -> Answer {
     let request = DeliveryRequest {
         user: r.user,
         local: r.local,
@@ -264,6 +281,9 @@ fn run_request(
     });
     (outcome.to_delivery_result(), forward)
 }
+
+/// Requests of one (uid, gid), with their target positions.
+type UidGroup<'a, 'r> = ((u32, u32), Vec<(usize, &'a Request<'r>)>);
 
 /// Per-(uid, gid) worker processes for root.
 struct Workers {
@@ -290,17 +310,45 @@ impl Drop for Worker {
 const MAX_IDLE_PER_USER: usize = 1000;
 
 impl Workers {
-    fn run(&self, r: &Request<'_>, message: &[u8]) -> (DeliveryResult, Option<Forwarded>) {
-        let account = r.user.account();
-        let key = (account.uid(), account.gid());
+    /// Runs `requests` in workers, one exchange per (uid, gid): the message crosses the
+    /// pipe once per worker, not once per recipient.
+    fn run_all(&self, requests: &[(usize, Request<'_>)], message: &[u8]) -> Vec<(usize, Answer)> {
+        let mut groups: Vec<UidGroup<'_, '_>> = Vec::new();
+        for (i, r) in requests {
+            let a = r.user.account();
+            let key = (a.uid(), a.gid());
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, list)) => list.push((*i, r)),
+                None => groups.push((key, vec![(*i, r)])),
+            }
+        }
+        let mut out = Vec::with_capacity(requests.len());
+        for (key, list) in groups {
+            let batch: Vec<&Request<'_>> = list.iter().map(|(_, r)| *r).collect();
+            let answers = self.run(key, &batch, message);
+            out.extend(list.iter().map(|(i, _)| *i).zip(answers));
+        }
+        out
+    }
+
+    /// One exchange with a worker of `key` for `batch` (all of that uid and gid).
+    fn run(&self, key: (u32, u32), batch: &[&Request<'_>], message: &[u8]) -> Vec<Answer> {
+        let deferred = |text: String| -> Vec<Answer> {
+            batch
+                .iter()
+                .map(|_| {
+                    (
+                        DeliveryResult::Deferred {
+                            text: text.clone(),
+                            status: None,
+                        },
+                        None,
+                    )
+                })
+                .collect()
+        };
         if key.0 == 0 {
-            return (
-                DeliveryResult::Deferred {
-                    text: "Not allowed to perform deliveries as root. (#4.3.0)".into(),
-                    status: None,
-                },
-                None,
-            );
+            return deferred("Not allowed to perform deliveries as root. (#4.3.0)".into());
         }
         let worker = self
             .idle
@@ -312,33 +360,23 @@ impl Workers {
             None => match self.spawn(key) {
                 Ok(w) => w,
                 Err(e) => {
-                    return (
-                        DeliveryResult::Deferred {
-                            text: format!("Unable to start local delivery worker: {e}. (#4.3.0)"),
-                            status: None,
-                        },
-                        None,
-                    );
+                    return deferred(format!(
+                        "Unable to start local delivery worker: {e}. (#4.3.0)"
+                    ));
                 }
             },
         };
-        match exchange(&mut worker, r, message) {
-            Ok(answer) => {
+        match exchange(&mut worker, batch, message) {
+            Ok(answers) => {
                 if let Ok(mut m) = self.idle.lock() {
                     let list = m.entry(key).or_default();
                     if list.len() < MAX_IDLE_PER_USER {
                         list.push(worker);
                     }
                 }
-                answer
+                answers
             }
-            Err(e) => (
-                DeliveryResult::Deferred {
-                    text: format!("Local delivery worker crashed: {e}. (#4.3.0)"),
-                    status: None,
-                },
-                None,
-            ),
+            Err(e) => deferred(format!("Local delivery worker crashed: {e}. (#4.3.0)")),
         }
     }
 
@@ -364,63 +402,101 @@ impl Workers {
     }
 }
 
-fn exchange(
-    w: &mut Worker,
-    r: &Request<'_>,
-    message: &[u8],
-) -> io::Result<(DeliveryResult, Option<Forwarded>)> {
-    let a = r.user.account();
-    let uid = a.uid().to_string();
-    let gid = a.gid().to_string();
-    let now = r.now.to_string();
-    let home = a.home().as_os_str().as_encoded_bytes();
-    frame::write(
-        &mut w.stdin,
-        &[
+/// Fields per request in a worker frame, after the count and the message.
+const REQUEST_FIELDS: usize = 11;
+
+/// Sends `batch` in one frame — `[count, message, then per request: user, uid, gid, home,
+/// dash, ext, local, domain, sender, default delivery, now]` — and reads one frame back:
+/// per request `[letter, report, n, then n forward fields]`.
+fn exchange(w: &mut Worker, batch: &[&Request<'_>], message: &[u8]) -> io::Result<Vec<Answer>> {
+    let count = batch.len().to_string();
+    let numbers: Vec<[String; 3]> = batch
+        .iter()
+        .map(|r| {
+            let a = r.user.account();
+            [a.uid().to_string(), a.gid().to_string(), r.now.to_string()]
+        })
+        .collect();
+    let mut fields: Vec<&[u8]> = Vec::with_capacity(2 + REQUEST_FIELDS * batch.len());
+    fields.push(count.as_bytes());
+    fields.push(message);
+    for (r, n) in batch.iter().zip(&numbers) {
+        let a = r.user.account();
+        fields.extend_from_slice(&[
             a.user(),
-            uid.as_bytes(),
-            gid.as_bytes(),
-            home,
+            n[0].as_bytes(),
+            n[1].as_bytes(),
+            a.home().as_os_str().as_encoded_bytes(),
             r.user.dash(),
             r.user.ext(),
             r.local,
             r.domain,
             r.sender,
             r.default_delivery,
-            now.as_bytes(),
-            message,
-        ],
-    )?;
-    let fields = frame::read(&mut w.stdout)?.ok_or(io::ErrorKind::UnexpectedEof)?;
-    decode_answer(fields).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad answer"))
+            n[2].as_bytes(),
+        ]);
+    }
+    frame::write(&mut w.stdin, &fields)?;
+    let answer = frame::read(&mut w.stdout)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    decode_answers(answer, batch.len())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad answer"))
 }
 
-fn decode_answer(mut f: Vec<Vec<u8>>) -> Option<(DeliveryResult, Option<Forwarded>)> {
-    if f.len() < 2 {
-        return None;
+/// Parses a worker's answer frame: `count` × `[letter, report, n, n forward fields]`.
+fn decode_answers(fields: Vec<Vec<u8>>, count: usize) -> Option<Vec<Answer>> {
+    let mut it = fields.into_iter();
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let letter = it.next()?;
+        let text = String::from_utf8_lossy(&it.next()?).into_owned();
+        let n: usize = std::str::from_utf8(&it.next()?).ok()?.parse().ok()?;
+        let status = last_status(&text);
+        let result = match letter.as_slice() {
+            b"K" => DeliveryResult::Delivered { text },
+            b"Z" => DeliveryResult::Deferred { text, status },
+            b"D" => DeliveryResult::Failed { text, status },
+            _ => return None,
+        };
+        let forward = if n >= 2 {
+            let sender = it.next()?;
+            let dtline = it.next()?;
+            let recipients = (0..n - 2).map(|_| it.next()).collect::<Option<Vec<_>>>()?;
+            Some(Forwarded {
+                sender,
+                dtline,
+                recipients,
+            })
+        } else {
+            None
+        };
+        out.push((result, forward));
     }
-    let rest = f.split_off(2);
-    let text = String::from_utf8_lossy(&f[1]).into_owned();
-    let status = last_status(&text);
-    let result = match f[0].as_slice() {
-        b"K" => DeliveryResult::Delivered { text },
-        b"Z" => DeliveryResult::Deferred { text, status },
-        b"D" => DeliveryResult::Failed { text, status },
-        _ => return None,
-    };
-    let forward = if rest.len() >= 2 {
-        let mut it = rest.into_iter();
-        let sender = it.next()?;
-        let dtline = it.next()?;
-        Some(Forwarded {
-            sender,
-            dtline,
-            recipients: it.collect(),
-        })
-    } else {
-        None
-    };
-    Some((result, forward))
+    it.next().is_none().then_some(out)
+}
+
+/// Encodes answers for [`decode_answers`].
+fn encode_answers(answers: Vec<Answer>) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for (result, forward) in answers {
+        let (letter, text) = match result {
+            DeliveryResult::Delivered { text } => ("K", text),
+            DeliveryResult::Failed { text, .. } => ("D", text),
+            DeliveryResult::Deferred { text, .. } => ("Z", text),
+            _ => ("Z", String::new()),
+        };
+        out.push(letter.as_bytes().to_vec());
+        out.push(text.into_bytes());
+        match forward {
+            Some(f) => {
+                out.push((2 + f.recipients.len()).to_string().into_bytes());
+                out.push(f.sender);
+                out.push(f.dtline);
+                out.extend(f.recipients);
+            }
+            None => out.push(b"0".to_vec()),
+        }
+    }
+    out
 }
 
 /// The code of the last `(#x.y.z)` in a report (RFCHCSC).
@@ -436,7 +512,7 @@ fn last_status(text: &str) -> Option<mta_core::EnhancedStatus> {
 pub fn worker_main() -> i32 {
     let stdin = io::stdin();
     let stdout = io::stdout();
-    // stdin is already buffered by std; the answer goes out in one write (frame::write).
+    // stdin is already buffered by std; each answer goes out in one write (frame::write).
     let mut input = stdin.lock();
     let mut output = stdout.lock();
     let options = DeliveryOptions::default();
@@ -446,23 +522,10 @@ pub fn worker_main() -> i32 {
             Ok(None) => return 0,
             Err(_) => return 111,
         };
-        let Some(answer) = worker_one(&fields, &options) else {
+        let Some(answers) = worker_batch(&fields, &options) else {
             return 111;
         };
-        let mut out: Vec<Vec<u8>> = Vec::with_capacity(4);
-        let (letter, text) = match &answer.0 {
-            DeliveryResult::Delivered { text } => ("K", text),
-            DeliveryResult::Deferred { text, .. } => ("Z", text),
-            DeliveryResult::Failed { text, .. } => ("D", text),
-            _ => ("Z", &String::new()),
-        };
-        out.push(letter.as_bytes().to_vec());
-        out.push(text.as_bytes().to_vec());
-        if let Some(f) = answer.1 {
-            out.push(f.sender);
-            out.push(f.dtline);
-            out.extend(f.recipients);
-        }
+        let out = encode_answers(answers);
         let refs: Vec<&[u8]> = out.iter().map(Vec::as_slice).collect();
         if frame::write(&mut output, &refs).is_err() {
             return 111;
@@ -470,44 +533,52 @@ pub fn worker_main() -> i32 {
     }
 }
 
-fn worker_one(
-    f: &[Vec<u8>],
-    options: &DeliveryOptions,
-) -> Option<(DeliveryResult, Option<Forwarded>)> {
-    let [
-        user,
-        uid,
-        gid,
-        home,
-        dash,
-        ext,
-        local,
-        domain,
-        sender,
-        dd,
-        now,
-        message,
-    ] = f
-    else {
+/// Runs every request of one frame, in order.
+fn worker_batch(f: &[Vec<u8>], options: &DeliveryOptions) -> Option<Vec<Answer>> {
+    let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<i64>().ok();
+    let [count, message, rest @ ..] = f else {
         return None;
     };
-    let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<i64>().ok();
-    let account = Account::new(
-        user.clone(),
-        u32::try_from(num(uid)?).ok()?,
-        u32::try_from(num(gid)?).ok()?,
-        home.as_slice(),
-    );
-    let user = LocalUser::new(account, dash, ext.clone());
-    let request = Request {
-        user: &user,
-        local,
-        domain,
-        sender,
-        default_delivery: dd,
-        now: num(now)?,
-    };
-    Some(run_request(&request, options, message))
+    let count = usize::try_from(num(count)?).ok()?;
+    if rest.len() != count.checked_mul(REQUEST_FIELDS)? {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    for r in rest.chunks_exact(REQUEST_FIELDS) {
+        let [
+            user,
+            uid,
+            gid,
+            home,
+            dash,
+            ext,
+            local,
+            domain,
+            sender,
+            dd,
+            now,
+        ] = r
+        else {
+            return None;
+        };
+        let account = Account::new(
+            user.clone(),
+            u32::try_from(num(uid)?).ok()?,
+            u32::try_from(num(gid)?).ok()?,
+            home.as_slice(),
+        );
+        let user = LocalUser::new(account, dash, ext.clone());
+        let request = Request {
+            user: &user,
+            local,
+            domain,
+            sender,
+            default_delivery: dd,
+            now: num(now)?,
+        };
+        out.push(run_request(&request, options, message));
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -515,26 +586,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn answers_decode() {
-        let (r, f) = decode_answer(vec![b"D".to_vec(), b"no (#5.1.1)".to_vec()])
-            .unwrap_or_else(|| unreachable!());
+    fn answers_round_trip() {
+        let answers = vec![
+            (
+                DeliveryResult::Failed {
+                    text: "no (#5.1.1)".into(),
+                    status: None,
+                },
+                None,
+            ),
+            (
+                DeliveryResult::Delivered {
+                    text: "did 0+1+0".into(),
+                },
+                Some(Forwarded {
+                    sender: b"s@x".to_vec(),
+                    dtline: b"Delivered-To: a@b\n".to_vec(),
+                    recipients: vec![b"c@d".to_vec(), b"e@f".to_vec()],
+                }),
+            ),
+        ];
+        let back = decode_answers(encode_answers(answers), 2).unwrap_or_else(|| unreachable!());
         assert!(matches!(
-            r,
+            back[0].0,
             DeliveryResult::Failed {
                 status: Some(_),
                 ..
             }
         ));
-        assert!(f.is_none());
-        let (_, f) = decode_answer(vec![
-            b"K".to_vec(),
-            b"did 0+1+0".to_vec(),
-            b"s@x".to_vec(),
-            b"Delivered-To: a@b\n".to_vec(),
-            b"c@d".to_vec(),
-        ])
-        .unwrap_or_else(|| unreachable!());
-        assert_eq!(f.map(|f| f.recipients), Some(vec![b"c@d".to_vec()]));
-        assert!(decode_answer(vec![b"X".to_vec(), vec![]]).is_none());
+        assert!(back[0].1.is_none());
+        let fwd = back[1].1.as_ref().unwrap_or_else(|| unreachable!());
+        assert_eq!(fwd.recipients, vec![b"c@d".to_vec(), b"e@f".to_vec()]);
+        // Short, long and malformed frames are refused.
+        assert!(decode_answers(vec![b"K".to_vec(), vec![], b"0".to_vec()], 2).is_none());
+        assert!(decode_answers(vec![b"X".to_vec(), vec![], b"0".to_vec()], 1).is_none());
+        assert!(decode_answers(vec![b"K".to_vec(), vec![], b"5".to_vec()], 1).is_none());
     }
 }
