@@ -529,3 +529,25 @@ fn readme_serve_on_a_fresh_directory() {
     assert!(tmp.path().join("mta-root/alias/Maildir/new").is_dir());
     assert!(text.contains("status: exiting"), "{text}");
 }
+
+/// `control/listen` takes IPv4 and IPv6 addresses; the server answers on both.
+#[test]
+fn listens_on_ipv4_and_ipv6() {
+    let v6 = match std::net::TcpListener::bind("[::1]:0") {
+        Ok(l) => l.local_addr().unwrap().port(),
+        Err(_) => {
+            eprintln!("no IPv6 loopback here; skipping");
+            return;
+        }
+    };
+    let root = TestRoot::new();
+    root.control("listen", &format!("127.0.0.1:{}\n[::1]:{v6}\n", root.port));
+    let server = root.serve();
+    let mut s = TcpStream::connect(("::1", v6)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let greeting = read_reply(&mut s);
+    assert!(greeting.starts_with("220 example.org ESMTP"), "{greeting}");
+    s.write_all(b"QUIT\r\n").unwrap();
+    assert!(read_reply(&mut s).starts_with("221 "));
+    drop(server);
+}
