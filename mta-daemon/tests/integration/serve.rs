@@ -533,13 +533,12 @@ fn readme_serve_on_a_fresh_directory() {
 /// `control/listen` takes IPv4 and IPv6 addresses; the server answers on both.
 #[test]
 fn listens_on_ipv4_and_ipv6() {
-    let v6 = match std::net::TcpListener::bind("[::1]:0") {
-        Ok(l) => l.local_addr().unwrap().port(),
-        Err(_) => {
-            eprintln!("no IPv6 loopback here; skipping");
-            return;
-        }
+    let Ok(probe) = std::net::TcpListener::bind("[::1]:0") else {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
     };
+    let v6 = probe.local_addr().unwrap().port();
+    drop(probe);
     let root = TestRoot::new();
     root.control("listen", &format!("127.0.0.1:{}\n[::1]:{v6}\n", root.port));
     let server = root.serve();
