@@ -15,7 +15,8 @@
 //! | [`sched`] | the scheduler: routing, retries, concurrency | qmail-send |
 //! | [`pool`] | delivery and finishing threads: marks, bounces, removal | qmail-send's spawn/clean links |
 //! | [`route`] | local vs remote, virtualdomains, percenthack | qmail-send `rewrite()` |
-//! | [`local`], [`users`] | local delivery, per-user worker processes | qmail-lspawn, qmail-local |
+//! | [`local`], [`users`], [`frame`] | local delivery, per-user worker processes and their pipe frames, users/assign reloads | qmail-lspawn, qmail-local |
+//! | [`lookup`] | one-second cache of `.qmail` lookups for RCPT checks | |
 //! | [`remote`] | DNS, smtproutes, SMTP client delivery | qmail-rspawn, qmail-remote |
 //! | [`bounce`] | bounce composition glue | qmail-send `injectbounce` |
 //! | [`inject`], [`sendmail`] | `mta inject`, `mta sendmail` | qmail-inject, sendmail |
