@@ -59,8 +59,14 @@ impl Civil {
     }
 }
 
-/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// Howard Hinnant's `civil_from_days`: days since 1970-01-01 to (year, month, day) in the
+/// proleptic Gregorian calendar, for callers that format dates of their own (log stamps).
+///
+/// ```
+/// assert_eq!(mta_core::date::civil_from_days(0), (1970, 1, 1));
+/// assert_eq!(mta_core::date::civil_from_days(11_016), (2000, 2, 29));
+/// ```
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097); // [0, 146096]

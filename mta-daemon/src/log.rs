@@ -62,6 +62,14 @@ pub fn batch<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// The current time in whole seconds since the epoch (0 if the clock is before it), as
+/// the date formatters of mta-core take it.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// qmail's logsafe: `\n` → `/`; bytes < 33, > 126 and `%` → `_`.
 pub fn safe(bytes: &[u8]) -> String {
     bytes
@@ -79,27 +87,13 @@ pub fn safe(bytes: &[u8]) -> String {
 pub fn timestamp(secs: u64, micros: u32) -> String {
     let days = secs / 86_400;
     let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days as i64);
+    let (y, m, d) = mta_core::date::civil_from_days(days as i64);
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{micros:06}",
         rem / 3600,
         rem / 60 % 60,
         rem % 60
     )
-}
-
-/// Howard Hinnant's days-to-civil conversion (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
