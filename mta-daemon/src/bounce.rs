@@ -5,8 +5,6 @@
 //! original message, and queued like any other message. A bounce of a bounce goes to
 //! `doublebounceto@doublebouncehost` from `#@[]`; a failure of that is discarded.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use mta_core::{Address, Envelope};
 use mta_queue::{MessageId, Queue};
 use mta_verp::{Bounce, BounceConfig, Failure, compose_bounce};
@@ -42,17 +40,18 @@ impl Bouncer for QueueBouncer {
         let original = queue
             .open_message(id)
             .map_err(|e| format!("unable to open msg {id}: {e}"))?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let now = crate::log::unix_now();
         let date = mta_core::date::qmail_date822(now);
         let bounce = compose_bounce(&self.config, &envelope.sender, &failures, &date, original)
             .map_err(|e| format!("unable to read msg {id}: {e}"))?;
         match bounce {
             Bounce::Discard | Bounce::NoFailures => Ok(None),
             Bounce::Send(b) => {
-                let received = format!("Received: (qmail invoked for bounce); {date}\n");
-                let mut bytes = received.into_bytes();
+                let mut bytes = mta_core::header::received_queue(
+                    std::process::id(),
+                    mta_core::header::QueueInvoker::Bounce,
+                    now,
+                );
                 bytes.extend_from_slice(&b.message);
                 queue
                     .enqueue(&b.envelope, &bytes[..])

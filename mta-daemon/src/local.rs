@@ -24,13 +24,12 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 use mta_core::{Address, DeliveryResult, Envelope};
 use mta_dotqmail::{
-    Account, AddressCheck, BaseEnvironment, DeliveryOptions, DeliveryRequest, LocalUser, Message,
-    Resolved, SystemExecutor, check_address, deliver,
+    Account, AddressCheck, BaseEnvironment, DeliveryOptions, DeliveryRequest, Forward, LocalUser,
+    Message, Resolved, SystemExecutor, check_address, deliver,
 };
 use mta_queue::{MessageId, Queue};
 
@@ -132,9 +131,7 @@ impl crate::pool::Deliver for LocalDelivery {
                 return vec![failed; job.targets.len()];
             }
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+        let now = crate::log::unix_now();
         let table = self.users.table();
         let mut results: Vec<Option<DeliveryResult>> = vec![None; job.targets.len()];
         let mut users: Vec<(usize, LocalUser)> = Vec::with_capacity(job.targets.len());
@@ -155,11 +152,11 @@ impl crate::pool::Deliver for LocalDelivery {
                 }
             }
         }
-        let requests: Vec<(usize, Request<'_>)> = users
+        let requests: Vec<(usize, DeliveryRequest<'_>)> = users
             .iter()
             .map(|(i, user)| {
                 let address = &job.targets[*i].address;
-                let request = Request {
+                let request = DeliveryRequest {
                     user,
                     local: address.local_part(),
                     domain: address.domain().unwrap_or_default(),
@@ -204,18 +201,13 @@ impl LocalDelivery {
     }
 
     /// Queues the forward (qmail-local's `mailforward`): DTLINE + the original message.
-    fn forward(&self, fwd: Forwarded, message: &[u8], result: DeliveryResult) -> DeliveryResult {
+    fn forward(&self, fwd: Forward, message: &[u8], result: DeliveryResult) -> DeliveryResult {
         let mut bytes = Vec::with_capacity(fwd.dtline.len() + message.len() + 64);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-        bytes.extend_from_slice(
-            format!(
-                "Received: (qmail invoked by alias); {}\n",
-                mta_core::date::qmail_date822(now)
-            )
-            .as_bytes(),
-        );
+        bytes.extend_from_slice(&mta_core::header::received_queue(
+            std::process::id(),
+            mta_core::header::QueueInvoker::Alias,
+            crate::log::unix_now(),
+        ));
         bytes.extend_from_slice(&fwd.dtline);
         bytes.extend_from_slice(message);
         let env = Envelope::new(
@@ -243,47 +235,18 @@ impl LocalDelivery {
 }
 
 /// One delivery's outcome: the result and any forward to queue.
-type Answer = (DeliveryResult, Option<Forwarded>);
+type Answer = (DeliveryResult, Option<Forward>);
 
-/// A forward to queue: NEWSENDER, the recipients and the Delivered-To line.
-#[derive(Debug)]
-struct Forwarded {
-    sender: Vec<u8>,
-    dtline: Vec<u8>,
-    recipients: Vec<Vec<u8>>,
-}
-
-/// One delivery's parameters (what qmail-lspawn passed to qmail-local).
-struct Request<'a> {
-    user: &'a LocalUser,
-    local: &'a [u8],
-    domain: &'a [u8],
-    sender: &'a [u8],
-    default_delivery: &'a [u8],
-    now: i64,
-}
-
-fn run_request(r: &Request<'_>, options: &DeliveryOptions, message: &[u8]) -> Answer {
-    let request = DeliveryRequest {
-        user: r.user,
-        local: r.local,
-        domain: r.domain,
-        sender: r.sender,
-        default_delivery: r.default_delivery,
-        now: r.now,
-    };
+/// Runs one delivery in this process (qmail-local's work, through mta-dotqmail).
+fn run_request(r: &DeliveryRequest<'_>, options: &DeliveryOptions, message: &[u8]) -> Answer {
     let mut exec = SystemExecutor::new().with_base_env(base_env());
-    let outcome = deliver(&mut exec, &request, options, Message::Bytes(message));
-    let forward = outcome.forward.as_ref().map(|f| Forwarded {
-        sender: f.sender.clone(),
-        dtline: f.dtline.clone(),
-        recipients: f.recipients.clone(),
-    });
-    (outcome.to_delivery_result(), forward)
+    let outcome = deliver(&mut exec, r, options, Message::Bytes(message));
+    let result = outcome.to_delivery_result();
+    (result, outcome.forward)
 }
 
 /// Requests of one (uid, gid), with their target positions.
-type UidGroup<'a, 'r> = ((u32, u32), Vec<(usize, &'a Request<'r>)>);
+type UidGroup<'a, 'r> = ((u32, u32), Vec<(usize, &'a DeliveryRequest<'r>)>);
 
 /// Per-(uid, gid) worker processes for root.
 struct Workers {
@@ -312,7 +275,11 @@ const MAX_IDLE_PER_USER: usize = 1000;
 impl Workers {
     /// Runs `requests` in workers, one exchange per (uid, gid): the message crosses the
     /// pipe once per worker, not once per recipient.
-    fn run_all(&self, requests: &[(usize, Request<'_>)], message: &[u8]) -> Vec<(usize, Answer)> {
+    fn run_all(
+        &self,
+        requests: &[(usize, DeliveryRequest<'_>)],
+        message: &[u8],
+    ) -> Vec<(usize, Answer)> {
         let mut groups: Vec<UidGroup<'_, '_>> = Vec::new();
         for (i, r) in requests {
             let a = r.user.account();
@@ -324,7 +291,7 @@ impl Workers {
         }
         let mut out = Vec::with_capacity(requests.len());
         for (key, list) in groups {
-            let batch: Vec<&Request<'_>> = list.iter().map(|(_, r)| *r).collect();
+            let batch: Vec<&DeliveryRequest<'_>> = list.iter().map(|(_, r)| *r).collect();
             let answers = self.run(key, &batch, message);
             out.extend(list.iter().map(|(i, _)| *i).zip(answers));
         }
@@ -332,7 +299,7 @@ impl Workers {
     }
 
     /// One exchange with a worker of `key` for `batch` (all of that uid and gid).
-    fn run(&self, key: (u32, u32), batch: &[&Request<'_>], message: &[u8]) -> Vec<Answer> {
+    fn run(&self, key: (u32, u32), batch: &[&DeliveryRequest<'_>], message: &[u8]) -> Vec<Answer> {
         let deferred = |text: String| -> Vec<Answer> {
             batch
                 .iter()
@@ -407,8 +374,12 @@ const REQUEST_FIELDS: usize = 11;
 
 /// Sends `batch` in one frame — `[count, message, then per request: user, uid, gid, home,
 /// dash, ext, local, domain, sender, default delivery, now]` — and reads one frame back:
-/// per request `[letter, report, n, then n forward fields]`.
-fn exchange(w: &mut Worker, batch: &[&Request<'_>], message: &[u8]) -> io::Result<Vec<Answer>> {
+/// per request `[letter, report, enhanced status or empty, n, then n forward fields]`.
+fn exchange(
+    w: &mut Worker,
+    batch: &[&DeliveryRequest<'_>],
+    message: &[u8],
+) -> io::Result<Vec<Answer>> {
     let count = batch.len().to_string();
     let numbers: Vec<[String; 3]> = batch
         .iter()
@@ -442,15 +413,16 @@ fn exchange(w: &mut Worker, batch: &[&Request<'_>], message: &[u8]) -> io::Resul
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad answer"))
 }
 
-/// Parses a worker's answer frame: `count` × `[letter, report, n, n forward fields]`.
+/// Parses a worker's answer frame: `count` × `[letter, report, status, n, n forward
+/// fields]`; the status is the one mta-dotqmail's outcome carried (RFC 3463).
 fn decode_answers(fields: Vec<Vec<u8>>, count: usize) -> Option<Vec<Answer>> {
     let mut it = fields.into_iter();
     let mut out = Vec::with_capacity(count);
     for _ in 0..count {
         let letter = it.next()?;
         let text = String::from_utf8_lossy(&it.next()?).into_owned();
+        let status = std::str::from_utf8(&it.next()?).ok()?.parse().ok();
         let n: usize = std::str::from_utf8(&it.next()?).ok()?.parse().ok()?;
-        let status = last_status(&text);
         let result = match letter.as_slice() {
             b"K" => DeliveryResult::Delivered { text },
             b"Z" => DeliveryResult::Deferred { text, status },
@@ -461,7 +433,7 @@ fn decode_answers(fields: Vec<Vec<u8>>, count: usize) -> Option<Vec<Answer>> {
             let sender = it.next()?;
             let dtline = it.next()?;
             let recipients = (0..n - 2).map(|_| it.next()).collect::<Option<Vec<_>>>()?;
-            Some(Forwarded {
+            Some(Forward {
                 sender,
                 dtline,
                 recipients,
@@ -478,14 +450,20 @@ fn decode_answers(fields: Vec<Vec<u8>>, count: usize) -> Option<Vec<Answer>> {
 fn encode_answers(answers: Vec<Answer>) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for (result, forward) in answers {
-        let (letter, text) = match result {
-            DeliveryResult::Delivered { text } => ("K", text),
-            DeliveryResult::Failed { text, .. } => ("D", text),
-            DeliveryResult::Deferred { text, .. } => ("Z", text),
-            _ => ("Z", String::new()),
+        let (letter, text, status) = match result {
+            DeliveryResult::Delivered { text } => ("K", text, None),
+            DeliveryResult::Failed { text, status } => ("D", text, status),
+            DeliveryResult::Deferred { text, status } => ("Z", text, status),
+            _ => ("Z", String::new(), None),
         };
         out.push(letter.as_bytes().to_vec());
         out.push(text.into_bytes());
+        out.push(
+            status
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+                .into_bytes(),
+        );
         match forward {
             Some(f) => {
                 out.push((2 + f.recipients.len()).to_string().into_bytes());
@@ -497,14 +475,6 @@ fn encode_answers(answers: Vec<Answer>) -> Vec<Vec<u8>> {
         }
     }
     out
-}
-
-/// The code of the last `(#x.y.z)` in a report (RFCHCSC).
-fn last_status(text: &str) -> Option<mta_core::EnhancedStatus> {
-    text.rmatch_indices("(#").find_map(|(i, _)| {
-        let rest = &text[i + 2..];
-        rest[..rest.find(')')?].parse().ok()
-    })
 }
 
 /// `mta local-worker`: the per-user delivery process. Reads request frames on stdin, runs
@@ -568,7 +538,7 @@ fn worker_batch(f: &[Vec<u8>], options: &DeliveryOptions) -> Option<Vec<Answer>>
             home.as_slice(),
         );
         let user = LocalUser::new(account, dash, ext.clone());
-        let request = Request {
+        let request = DeliveryRequest {
             user: &user,
             local,
             domain,
@@ -591,7 +561,7 @@ mod tests {
             (
                 DeliveryResult::Failed {
                     text: "no (#5.1.1)".into(),
-                    status: None,
+                    status: "5.1.1".parse().ok(),
                 },
                 None,
             ),
@@ -599,7 +569,7 @@ mod tests {
                 DeliveryResult::Delivered {
                     text: "did 0+1+0".into(),
                 },
-                Some(Forwarded {
+                Some(Forward {
                     sender: b"s@x".to_vec(),
                     dtline: b"Delivered-To: a@b\n".to_vec(),
                     recipients: vec![b"c@d".to_vec(), b"e@f".to_vec()],
@@ -618,8 +588,10 @@ mod tests {
         let fwd = back[1].1.as_ref().unwrap_or_else(|| unreachable!());
         assert_eq!(fwd.recipients, vec![b"c@d".to_vec(), b"e@f".to_vec()]);
         // Short, long and malformed frames are refused.
-        assert!(decode_answers(vec![b"K".to_vec(), vec![], b"0".to_vec()], 2).is_none());
-        assert!(decode_answers(vec![b"X".to_vec(), vec![], b"0".to_vec()], 1).is_none());
-        assert!(decode_answers(vec![b"K".to_vec(), vec![], b"5".to_vec()], 1).is_none());
+        let answer = |letter: &[u8], n: &[u8]| vec![letter.to_vec(), vec![], vec![], n.to_vec()];
+        assert!(decode_answers(answer(b"K", b"0"), 2).is_none());
+        assert!(decode_answers(answer(b"X", b"0"), 1).is_none());
+        assert!(decode_answers(answer(b"K", b"5"), 1).is_none());
+        assert!(decode_answers(answer(b"K", b"0"), 1).is_some());
     }
 }

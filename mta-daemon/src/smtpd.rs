@@ -17,7 +17,7 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use mta_core::path::{ForwardPath, ReversePath};
@@ -338,10 +338,7 @@ fn data_start(shared: &Shared, tx: &mut Transaction, peer_ip: &str, helo: Option
         },
         Store::Pickup(_) => Body::Buffer(Vec::new()),
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
-    let date = mta_core::date::qmail_date822(now);
+    let date = mta_core::date::qmail_date822(crate::log::unix_now());
     let mut info = ReceivedInfo::new("unknown", peer_ip, &shared.settings.me, &date);
     info.helo = helo;
     let line = mta_smtp::received_line(&info);
@@ -386,9 +383,7 @@ fn data_end(shared: &Shared, tx: &mut Transaction) -> Verdict {
                     }
                 }
             }
-            let secs = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let secs = crate::log::unix_now();
             Verdict::AcceptWith(reply(250, &format!("2.0.0 ok {secs} qp {id}")))
         }
         Err(e) => {
