@@ -19,7 +19,7 @@ pub fn check(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = writeln!(err, "{e}");
         bad += 1;
     }
-    if let Err(e) = crate::serve::load_assign(root) {
+    if let Err(e) = crate::users::load_assign(&root.assign()) {
         let _ = writeln!(err, "{e}");
         bad += 1;
     }

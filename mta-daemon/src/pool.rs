@@ -7,7 +7,6 @@
 //! threads doing these at once share fsyncs through mta-queue's group commit, which is what
 //! lets a busy server deliver faster than one fsync at a time.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -178,9 +177,6 @@ pub fn run_finisher(
         }
     }
 }
-
-/// Shared handle type for deliverers.
-pub type SharedDeliver = Arc<dyn Deliver>;
 
 #[cfg(test)]
 mod tests {

@@ -33,19 +33,16 @@ pub struct Account {
 
 /// Looks `name` up in a passwd-format file (`/etc/passwd` in production).
 pub fn lookup_account(passwd: &Path, name: &str) -> Option<Account> {
-    let text = std::fs::read_to_string(passwd).ok()?;
-    text.lines().find_map(|line| {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() < 7 || f[0] != name {
-            return None;
-        }
-        Some(Account {
-            name: f[0].to_owned(),
-            uid: f[2].parse().ok()?,
-            gid: f[3].parse().ok()?,
-            home: f[5].to_owned(),
+    let text = std::fs::read(passwd).ok()?;
+    mta_dotqmail::parse_passwd(&text)
+        .into_iter()
+        .find(|e| e.name == name.as_bytes())
+        .map(|e| Account {
+            name: name.to_owned(),
+            uid: e.uid,
+            gid: e.gid,
+            home: String::from_utf8_lossy(&e.home).into_owned(),
         })
-    })
 }
 
 /// The unprivileged account the daemon uses for SMTP sessions and the alias user when run as

@@ -34,25 +34,7 @@ impl Router for Control {
             addr.push(b'@');
             addr.extend_from_slice(self.envnoathost.as_bytes());
         }
-        loop {
-            let a = Address::from_bytes(addr.clone());
-            let domain = String::from_utf8_lossy(a.domain().unwrap_or_default()).into_owned();
-            if !self
-                .percenthack
-                .iter()
-                .any(|p| p.eq_ignore_ascii_case(&domain))
-            {
-                break;
-            }
-            let local = a.local_part();
-            let Some(p) = local.iter().rposition(|&b| b == b'%') else {
-                break;
-            };
-            let mut next = local.to_vec();
-            next[p] = b'@';
-            addr = next;
-        }
-        let a = Address::from_bytes(addr);
+        let a = mta_core::address_list::percent_hack(&Address::from_bytes(addr), &self.percenthack);
         let domain = String::from_utf8_lossy(a.domain().unwrap_or_default()).into_owned();
         if self.is_local(&domain) {
             return Route::Local(a);

@@ -464,7 +464,7 @@ impl Scheduler {
         let Route::Remote(a) = &msg.recipients.get(index as usize)?.route else {
             return None;
         };
-        let sender = mta_verp_sender(&msg.envelope.sender, a);
+        let sender = mta_verp::sender_for_recipient(&msg.envelope.sender, a);
         Some((a.domain().unwrap_or_default().to_ascii_lowercase(), sender))
     }
 
@@ -478,7 +478,9 @@ impl Scheduler {
             let address = match &r.route {
                 Route::Local(a) | Route::Remote(a) => a.clone(),
             };
-            sender.get_or_insert_with(|| mta_verp_sender(&msg.envelope.sender, &address));
+            sender.get_or_insert_with(|| {
+                mta_verp::sender_for_recipient(&msg.envelope.sender, &address)
+            });
             log::line(&format!(
                 "starting delivery {}: msg {id} to {} {}",
                 self.next_delivery,
@@ -608,10 +610,4 @@ impl Scheduler {
             self.finishing += 1;
         }
     }
-}
-
-/// The sender for one delivery: qmail-send's VERP (`P@H-@[]` to `R@D` is sent from
-/// `PR=D@H`), else the envelope sender as is.
-fn mta_verp_sender(sender: &Address, recipient: &Address) -> Address {
-    mta_verp::sender_for_recipient(sender, recipient)
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 
 use crossbeam_channel::unbounded;
-use mta_dotqmail::{Account, UsersAssign};
+use mta_dotqmail::Account;
 use mta_queue::{Queue, QueueOptions};
 
 use crate::bounce::QueueBouncer;
@@ -43,14 +43,6 @@ impl pool::Deliver for RemotePool {
     fn deliver(&self, job: &sched::Job) -> Vec<mta_core::DeliveryResult> {
         self.0.deliver(job)
     }
-}
-
-/// Loads users/assign, reporting `file:line` on a syntax error.
-///
-/// # Errors
-/// The message to print.
-pub fn load_assign(root: &Root) -> Result<Option<UsersAssign>, String> {
-    crate::users::load_assign(&root.assign())
 }
 
 /// The alias account: `DIR/alias` as home, owned by `alias` or `nobody` when root, else us.

@@ -84,10 +84,6 @@ impl Settings {
 
     /// True when `ip` may relay (`relayclients`, qmail's RELAYCLIENT).
     pub fn is_relay_client(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 @ IpAddr::V4(_) => v4,
-        };
         self.control.is_relay_client(ip)
     }
 
