@@ -363,10 +363,9 @@ fn relay_only_for_relayclients() {
         out
     };
     let inside = attempt([127, 0, 0, 1]);
-    assert!(
-        inside.contains("250 ok\r\n221") || inside.matches("\r\n250").count() >= 2,
-        "{inside}"
-    );
+    // The RCPT reply itself: accepted from inside, refused from outside.
+    assert!(inside.contains("\r\n250 2.1.5 "), "{inside}");
+    assert!(!inside.contains("\r\n553 "), "{inside}");
     let outside = attempt([127, 0, 0, 2]);
     assert!(outside.contains("\r\n553 "), "{outside}");
 }
@@ -448,7 +447,8 @@ fn smuggling_attempts_never_make_a_second_message() {
             }
             all.push_str(&r);
         }
-        assert!(!all.contains("smuggled"), "{all}");
+        // One DATA at most may be accepted per connection: never a second, smuggled one.
+        assert!(all.matches("250 2.0.0 ok").count() <= 1, "{all}");
     }
     // Give the scheduler time to deliver anything that was (wrongly) accepted.
     std::thread::sleep(Duration::from_millis(500));
