@@ -25,7 +25,7 @@
 # W4_TIMEOUT (bounds in seconds, default 180 and 60), E2E_KEEP=1 (keep the temp dir),
 # E2E_TMP (parent of the temp dir, default /var/tmp), E2E_ROUNDS=N (run both sides N
 # times, alternating, and report medians: a shared machine is noisy), E2E_ONLY=mta|postfix
-# (run one side, e.g. while profiling), E2E_PERF=1 (`perf record -e cpu-clock -a -g`
+# (run one side, e.g. while profiling), E2E_WORKLOADS="W1 W3" (run only these), E2E_PERF=1 (`perf record -e cpu-clock -a -g`
 # during mta's W1-W4 into $E2E_OUT.perf.data), W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS,
 # W4_DOMAINS, W5_SESSIONS (smaller sizes for a quick smoke run).
 #
@@ -362,13 +362,27 @@ submit() {
     echo "$out" | awk '/^accepted/ { print $4 }'
 }
 
+# settle: before each workload, write back what setup and earlier workloads left dirty
+# (homes created, a previous run's files removed), so neither side's figure pays for
+# writeback it did not cause; then let the waiter start polling.
+settle() { sync; sleep 0.5; }
+
+# The block device under the work dir and its I/O counters (write requests, cache flushes),
+# so W1 can report the durable I/O each side needed per message.
+DISK_STAT=/sys/class/block/$(basename "$(df --output=source "$WORK" | tail -1)")/stat
+disk_counters() { # prints "writes flushes" (0 0 if the device has no stat file)
+    if [ -r "$DISK_STAT" ]; then awk '{ print $5, ($16 == "" ? 0 : $16) }' "$DISK_STAT"; else echo 0 0; fi
+}
+
 w1() {
     local side=$1 port=$2 homes=$3 t0 t1 t2 list=$WORK/w1-$1.dirs
     note "W1 $side: $W1_MSGS messages x $MSG_SIZE bytes over $W1_SESSIONS sessions"
     echo "$homes/w1/Maildir/new" >"$list"
     start_waiter "w1-$side" wait-files "$TIMEOUT" "$W1_MSGS" "$list"
     touch "$WORK/w1-$side.go" # a directory to watch: poll from the start
-    sleep 0.5
+    settle
+    local io0 io1
+    io0=$(disk_counters)
     t0=$(now)
     if ! timeout "$TIMEOUT" smtp-source -s "$W1_SESSIONS" -m "$W1_MSGS" -l "$MSG_SIZE" \
         -f bench@example.com -t w1@example.org -M load.example.com "127.0.0.1:$port" \
@@ -381,7 +395,11 @@ w1() {
     record W1 accept_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t1")")"
     if finish_waiter "w1-$side"; then
         t2=$DONE_AT
+        io1=$(disk_counters)
         record W1 e2e_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t2")")"
+        # Device requests per message (lower is better; background writeback included).
+        record W1 disk_writes_per_msg "$side" "$(echo "$io0 $io1" | awk -v n="$W1_MSGS" '{ printf "%.2f", ($3 - $1) / n }')"
+        record W1 disk_flushes_per_msg "$side" "$(echo "$io0 $io1" | awk -v n="$W1_MSGS" '{ printf "%.2f", ($4 - $2) / n }')"
     else
         record W1 e2e_msgs_per_s "$side" -
     fi
@@ -392,7 +410,7 @@ w2() {
     note "W2 $side: one message to $W2_RCPTS local maildir users"
     user_newdirs "$homes" >"$list"
     start_waiter "w2-$side" wait-files "$TIMEOUT" "$W2_RCPTS" "$list"
-    sleep 0.5
+    settle
     t0=$(submit "$side" "$port" 'user{i}@example.org' "$W2_RCPTS") \
         || { record W2 seconds "$side" -; finish_waiter "w2-$side" || true; return; }
     if finish_waiter "w2-$side"; then
@@ -408,7 +426,7 @@ w3() {
     note "W3 $side: one message to $W3_RCPTS discarding recipients"
     queue_mark "$side"
     start_queue_waiter "$side" "w3-$side" "$TIMEOUT"
-    sleep 0.5
+    settle
     t0=$(submit "$side" "$port" 'trash-{i}@example.org' "$W3_RCPTS") \
         || { record W3 seconds "$side" -; finish_waiter "w3-$side" || true; return; }
     if finish_waiter "w3-$side"; then
@@ -425,7 +443,7 @@ w4() {
     queue_mark "$side"
     # A shorter bound: a side without remote delivery would only wait out the timeout.
     start_queue_waiter "$side" "w4-$side" "$W4_TIMEOUT"
-    sleep 0.5
+    settle
     t0=$(submit "$side" "$port" 'r{i}@d{d}.test' "$W4_RCPTS" "$W4_DOMAINS") || {
         record W4 seconds "$side" -; record W4 rcpts_per_s "$side" -
         finish_waiter "w4-$side" || true
@@ -476,6 +494,8 @@ w5() {
 }
 
 # --- the run ---------------------------------------------------------------------------------
+# want W: true if workload W is selected (E2E_WORKLOADS, default all five).
+want() { case " ${E2E_WORKLOADS:-W1 W2 W3 W4 W5} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 MTA_LOCAL_SUCCESSES=0
 run_mta() {
     note "== mta ($MTA_BIN)"
@@ -485,33 +505,37 @@ run_mta() {
         perf record -e cpu-clock -a -g -F 499 -o "$OUT.perf.data" >/dev/null 2>>"$OUT.log" &
         PERF_PID=$!
     fi
-    w1 mta "$MTA_PORT" "$MTA_HOMES"
-    w2 mta "$MTA_PORT" "$MTA_HOMES"
-    w3 mta "$MTA_PORT"
+    want W1 && w1 mta "$MTA_PORT" "$MTA_HOMES"
+    want W2 && w2 mta "$MTA_PORT" "$MTA_HOMES"
+    want W3 && w3 mta "$MTA_PORT"
     MTA_LOCAL_SUCCESSES=$(grep -c 'delivery [0-9]*: success' "$MTA_LOG" || true)
-    w4 mta "$MTA_PORT"
+    want W4 && w4 mta "$MTA_PORT"
     if [ -n "$PERF_PID" ]; then
         kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""
     fi
     # W5 on a freshly started server, so idle processes and caches of W1-W4 do not count.
     mta_stop
-    mta_start
-    w5 mta "$MTA_PORT" "$MTA_PID"
-    mta_stop
+    if want W5; then
+        mta_start
+        w5 mta "$MTA_PORT" "$MTA_PID"
+        mta_stop
+    fi
     cp "$MTA_LOG" "$OUT.mta.log"
 }
 run_postfix() {
     note "== postfix ($(postconf -d -h mail_version 2>/dev/null || echo '?'))"
     pf_setup
     pf_start
-    w1 postfix "$PF_PORT" "$PF_HOMES"
-    w2 postfix "$PF_PORT" "$PF_HOMES"
-    w3 postfix "$PF_PORT"
-    w4 postfix "$PF_PORT"
+    want W1 && w1 postfix "$PF_PORT" "$PF_HOMES"
+    want W2 && w2 postfix "$PF_PORT" "$PF_HOMES"
+    want W3 && w3 postfix "$PF_PORT"
+    want W4 && w4 postfix "$PF_PORT"
     pf_stop
-    pf_start
-    w5 postfix "$PF_PORT" "$(pf_master_pid)"
-    pf_stop
+    if want W5; then
+        pf_start
+        w5 postfix "$PF_PORT" "$(pf_master_pid)"
+        pf_stop
+    fi
     cp "$PF/maillog" "$OUT.postfix.log" 2>/dev/null || true
 }
 

@@ -40,10 +40,14 @@ pub struct Incoming<F: Fs = OsFs> {
     file: Option<F::File>,
     buf: Vec<u8>,
     flushed: u64,
+    /// Length of the reused file's old contents (0 for a new file): cut off at commit.
+    reused_len: u64,
 }
 
 impl<F: Fs> Queue<F> {
-    /// Starts receiving a message: creates its `tmp/` file and reserves its id.
+    /// Starts receiving a message: reserves its id and makes its `tmp/` file, reusing a
+    /// removed message's file from `free/` when there is one (see
+    /// [`QueueOptions::recycle`](crate::QueueOptions::recycle)).
     ///
     /// # Errors
     /// [`QueueError::Io`] if the file cannot be created (e.g. out of inodes).
@@ -53,11 +57,14 @@ impl<F: Fs> Queue<F> {
         }
         let id = MessageId::from_u64(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let paths = Paths::of(id, self.inner.split);
-        let file = self
-            .inner
-            .fs
-            .create_new(&paths.tmp)
-            .map_err(|e| QueueError::io("create", paths.tmp.clone(), e))?;
+        let (file, reused_len) = if let Some(reused) = self.reuse_free(&paths.tmp) {
+            reused
+        } else {
+            let file = self
+                .retry_when_full(|| self.inner.fs.create_new(&paths.tmp))
+                .map_err(|e| QueueError::io("create", paths.tmp.clone(), e))?;
+            (file, 0)
+        };
         Ok(Incoming {
             queue: self.clone(),
             id,
@@ -65,6 +72,7 @@ impl<F: Fs> Queue<F> {
             file: Some(file),
             buf: Vec::new(),
             flushed: 0,
+            reused_len,
         })
     }
 
@@ -143,7 +151,9 @@ impl<F: Fs> Incoming<F> {
         if self.buf.len() >= CHUNK {
             let offset = HEADER_LEN + self.flushed;
             let fs = &self.queue.inner.fs;
-            fs.write_all_at(self.file()?, &self.buf, offset)
+            let file = self.file()?;
+            self.queue
+                .retry_when_full(|| fs.write_all_at(file, &self.buf, offset))
                 .map_err(|e| QueueError::io("write", self.paths.tmp.clone(), e))?;
             self.flushed += self.buf.len() as u64;
             self.buf.clear();
@@ -177,19 +187,34 @@ impl<F: Fs> Incoming<F> {
             nrcpt: envelope.recipients.len() as u32,
         };
         let head = format::encode_header(&header);
+        let end = header.status_offset();
+        // A reused file's old bytes past the new end would read as status records.
+        let cut = |file: &F::File| {
+            if self.reused_len > end {
+                fs.set_len(file, end)
+                    .map_err(|e| QueueError::io("truncate", tmp.clone(), e))
+            } else {
+                Ok(())
+            }
+        };
         if self.flushed == 0 {
             // The common small message: header, body and envelope in one write.
             let mut all = Vec::with_capacity(head.len() + self.buf.len() + meta.len());
             all.extend_from_slice(&head);
             all.extend_from_slice(&self.buf);
             all.extend_from_slice(&meta);
-            durable::write_synced(fs, self.file()?, 0, &all)
+            let file = self.file()?;
+            cut(file)?;
+            self.queue
+                .retry_when_full(|| durable::write_synced(fs, file, 0, &all))
                 .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
         } else {
             self.buf.extend_from_slice(&meta);
             let file = self.file()?;
-            fs.write_all_at(file, &self.buf, HEADER_LEN + self.flushed)
+            self.queue
+                .retry_when_full(|| fs.write_all_at(file, &self.buf, HEADER_LEN + self.flushed))
                 .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
+            cut(file)?;
             durable::write_synced(fs, file, 0, &head)
                 .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
         }

@@ -47,6 +47,7 @@
 //! DIR/layout           "mta-queue 1\nsplit N\n", written once, last, when the queue is made
 //! DIR/tmp/<id>         a message being received (never trusted: removed by recovery)
 //! DIR/mess/<n>/<id>    a committed message, n = (id / 16) % N (N = 512 by default)
+//! DIR/free/<id>        a removed message's file, kept for reuse (emptied by recovery)
 //! ```
 //!
 //! A committed message is **one file**: a 32-byte header (with its CRC), the message bytes,
@@ -80,8 +81,31 @@
 //! before [`mark`](Queue::mark) returns. A crash during the append leaves a torn record,
 //! which readers ignore (the previous status stands: at most that recipient is delivered
 //! again, the duplicate qmail also accepts), and which the next mark cuts off before
-//! appending. Removal unlinks the file and fsyncs its directory; a crash leaves the message
-//! either queued (all recipients final, so it is just removed again) or gone.
+//! appending.
+//!
+//! Removal renames the file out of `mess/` (into `free/`, or unlinks it) **without** a
+//! directory fsync, as qmail-send and Postfix's qmgr remove theirs: a power loss soon after
+//! may bring the message back, whole and with the statuses it had on disk, so it is removed
+//! again or (after [`remove_delivered`](Queue::remove_delivered)) its deliveries are
+//! repeated. A duplicate, never a loss; the name's removal becomes durable with the next
+//! fsync of that directory.
+//!
+//! ## File reuse
+//!
+//! A removed message's file is kept in `free/` (up to [`QueueOptions::recycle`] files) and
+//! the next enqueue writes into it instead of creating a file: no inode is allocated or
+//! freed per message, and the commit's `fdatasync` writes the data blocks (and the inode
+//! when the length changes) but no new directory entry. Two rules keep this safe:
+//!
+//! - a file is reused only after the directory it was removed from has been fsynced since
+//!   (removals do that in batches), because until then a power loss could revive its old
+//!   `mess/` name, which would then name the *new* message's bytes under the old id;
+//! - recovery empties `free/` and never reuses its files, since after a crash a `free/`
+//!   name may be a stale second name of a file that now holds a committed message.
+//!
+//! The new message's bytes overwrite the old ones and the file is cut to the new length
+//! before the commit's `fdatasync`; as for a new file, nothing is trusted before the rename
+//! into `mess/`. On a full disk an enqueue first releases `free/`'s files and retries.
 //!
 //! Recovery ([`Queue::open`]) is a `match` on each `tmp/` name's state, then a linear scan of
 //! `mess/`. A crash during recovery is harmless: it only removes `tmp/` names. The queue
@@ -96,8 +120,8 @@
 //!
 //! These claims are tested three ways (see `tests/`): a child process is SIGKILLed at over a
 //! thousand points; the same operations run on [`sim::SimFs`], which on a simulated power
-//! loss keeps only synced data and names, at every crash point of enqueue, mark and remove;
-//! and ENOSPC/EIO are injected mid-enqueue.
+//! loss keeps only synced data and names, at every crash point of enqueue, mark, remove and
+//! enqueue into reused files; and ENOSPC/EIO are injected mid-enqueue.
 //!
 //! ## Group commit
 //!

@@ -12,6 +12,8 @@ pub(crate) const LAYOUT: &str = "layout";
 const LAYOUT_NEW: &str = "layout.new";
 pub(crate) const TMP: &str = "tmp";
 pub(crate) const MESS: &str = "mess";
+/// Files of removed messages kept for reuse by the next enqueues (see `Queue`'s recycling).
+pub(crate) const FREE: &str = "free";
 
 /// Where a message's files live.
 #[derive(Clone, Debug)]
@@ -78,7 +80,7 @@ pub(crate) fn ensure_layout<F: Fs>(fs: &F, wanted: u32) -> Result<u32, QueueErro
         Some(split) => split,
         None => wanted.max(1),
     };
-    let top = [TMP.to_owned(), MESS.to_owned()];
+    let top = [TMP.to_owned(), MESS.to_owned(), FREE.to_owned()];
     durable::create_dirs_synced(fs, "", &top).map_err(|e| QueueError::io("mkdir", "", e))?;
     let subdirs: Vec<String> = (0..split).map(|n| n.to_string()).collect();
     durable::create_dirs_synced(fs, MESS, &subdirs)
@@ -140,9 +142,23 @@ fn read_layout<F: Fs>(fs: &F) -> Result<Option<u32>, QueueError> {
     Ok(Some(split))
 }
 
-/// Recovery after a crash: brings every message found in `tmp/` to a clean state, then
-/// returns the first id safe to hand out (above every id on disk and above the clock).
+/// Recovery after a crash: brings every message found in `tmp/` to a clean state, empties
+/// `free/`, then returns the first id safe to hand out (above every id on disk and above the
+/// clock).
+///
+/// `free/` is emptied because its names are only trusted within one process lifetime: after
+/// a power loss, the unsynced rename that took a file out of `free/` for reuse may be lost
+/// while the message later written into that same file was committed under `mess/`, so an
+/// old `free/` name can point at a live message. Only the name goes (the file lives on
+/// under its other name, if any); nothing from `free/` is ever reused after an open.
 pub(crate) fn recover<F: Fs>(fs: &F, split: u32) -> Result<u64, QueueError> {
+    for name in fs
+        .list_dir(FREE)
+        .map_err(|e| QueueError::io("list", FREE, e))?
+    {
+        let path = durable::join(FREE, &name);
+        durable::discard(fs, &path).map_err(|e| QueueError::io("unlink", path.clone(), e))?;
+    }
     let mut highest = 0u64;
     let mut discarded = false;
     for name in fs

@@ -177,14 +177,6 @@ pub(crate) fn publish_by_rename<F: Fs>(
     fs.sync_dir(to_dir)
 }
 
-/// Removes `path` and makes the removal durable.
-///
-/// Before: `path` exists. After: it durably does not. A crash in between leaves it or not.
-pub(crate) fn remove_synced<F: Fs>(fs: &F, path: &str, dir: &str) -> io::Result<()> {
-    fs.remove_file(path)?;
-    fs.sync_dir(dir)
-}
-
 /// Removes a name that nobody relies on (an interrupted enqueue's `tmp/` file, or the stale
 /// `tmp/` name of a published message) without syncing: if the removal is lost, recovery
 /// removes it again. `NotFound` counts as success.
@@ -200,13 +192,15 @@ pub(crate) fn sync_dir<F: Fs>(fs: &F, dir: &str) -> io::Result<()> {
     fs.sync_dir(dir)
 }
 
-/// Renames a file without syncing; the caller syncs the directory for a whole batch with
-/// [`sync_dir`] before anyone is told the rename happened.
+/// Renames a file without syncing: for a publish, the caller syncs the directory for a
+/// whole batch with [`sync_dir`] before anyone is told the rename happened; for a removal
+/// into `free/`, nobody needs it durable (see [`remove_unsynced`]).
 pub(crate) fn rename_unsynced<F: Fs>(fs: &F, from: &str, to: &str) -> io::Result<()> {
     fs.rename(from, to)
 }
 
-/// Removes a file without syncing; as [`rename_unsynced`], the caller syncs the directory.
+/// Removes a file without syncing (a removal whose loss in a power failure costs at most a
+/// repeated delivery, never a lost message).
 pub(crate) fn remove_unsynced<F: Fs>(fs: &F, path: &str) -> io::Result<()> {
     fs.remove_file(path)
 }
