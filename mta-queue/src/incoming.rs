@@ -56,9 +56,11 @@ impl<F: Fs> Queue<F> {
             return Err(QueueError::ReadOnly);
         }
         let id = MessageId::from_u64(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-        let paths = Paths::of(id, self.inner.split);
-        let (file, reused_len) = if let Some(reused) = self.reuse_free(&paths.tmp) {
-            reused
+        let mut paths = Paths::of(id, self.inner.split);
+        let (file, reused_len) = if let Some((path, file, len)) = self.reuse_free() {
+            // Written under its free/ name, which recovery discards like a tmp/ name.
+            paths.tmp = path;
+            (file, len)
         } else {
             let file = self
                 .retry_when_full(|| self.inner.fs.create_new(&paths.tmp))

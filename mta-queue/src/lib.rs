@@ -103,9 +103,11 @@
 //! - recovery empties `free/` and never reuses its files, since after a crash a `free/`
 //!   name may be a stale second name of a file that now holds a committed message.
 //!
-//! The new message's bytes overwrite the old ones and the file is cut to the new length
-//! before the commit's `fdatasync`; as for a new file, nothing is trusted before the rename
-//! into `mess/`. On a full disk an enqueue first releases `free/`'s files and retries.
+//! The new message's bytes overwrite the old ones in place, under the file's `free/` name,
+//! and the file is cut to the new length before the commit's `fdatasync`; the commit then
+//! renames it from `free/` into `mess/` as it would from `tmp/`, and until then recovery
+//! treats it like a `tmp/` file (it empties `free/`). On a full disk an enqueue first
+//! releases `free/`'s files and retries.
 //!
 //! Recovery ([`Queue::open`]) is a `match` on each `tmp/` name's state, then a linear scan of
 //! `mess/`. A crash during recovery is harmless: it only removes `tmp/` names. The queue

@@ -568,24 +568,23 @@ impl<F: Fs> Queue<F> {
         }
     }
 
-    /// Takes a reusable file from `free/` for a new message and renames it to `tmp`: its
-    /// old bytes are overwritten and cut to length before the commit syncs it. `None` when
-    /// none is ready or it cannot be reused (the caller then creates a file).
-    pub(crate) fn reuse_free(&self, tmp: &str) -> Option<(F::File, u64)> {
+    /// Takes a reusable file from `free/` for a new message: its name there (the message's
+    /// name until the commit renames it into `mess/`), the open file and its old length
+    /// (the old bytes are overwritten and cut to length before the commit syncs them).
+    /// `None` when no file is ready or it cannot be opened (the caller then creates one).
+    pub(crate) fn reuse_free(&self) -> Option<(String, F::File, u64)> {
         let name = lock(&self.inner.free).ready.pop()?;
-        let from = durable::join(state::FREE, &name);
+        let path = durable::join(state::FREE, &name);
         let fs = &self.inner.fs;
-        if fs.rename(&from, tmp).is_err() {
-            let _ = durable::discard(fs, &from);
-            return None;
-        }
-        let reused = fs
-            .open(tmp, Access::ReadWrite)
+        let opened = fs
+            .open(&path, Access::ReadWrite)
             .and_then(|f| fs.file_len(&f).map(|len| (f, len)));
-        if reused.is_err() {
-            let _ = durable::discard(fs, tmp);
+        if let Ok((file, len)) = opened {
+            Some((path, file, len))
+        } else {
+            let _ = durable::discard(fs, &path);
+            None
         }
-        reused.ok()
     }
 }
 
