@@ -1,7 +1,8 @@
 //! The SMTP service: our qmail-smtpd, on mta-smtp's sans-IO [`ServerSession`].
 //!
-//! One thread per connection, at most `concurrencyincoming` at once (beyond that a client
-//! gets `421` and is closed, as tcpserver's limit would refuse it). Policy is qmail-smtpd's:
+//! One thread per connection (kept for later connections), at most `concurrencyincoming` at
+//! once (beyond that a client gets `421` and is closed, as tcpserver's limit would refuse
+//! it). Policy is qmail-smtpd's:
 //! `badmailfrom` refuses every RCPT of a listed sender (`553 5.7.1`), relaying needs the
 //! client in `relayclients` (qmail's RELAYCLIENT) or the domain in `rcpthosts` /
 //! `morercpthosts` (`553 5.7.1`), `databytes` caps the size, the hop count refuses loops.
@@ -14,7 +15,7 @@
 //! unprivileged queue owner ([`crate::privs::drop_thread`]).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -62,13 +63,23 @@ const IDLE_READ: usize = 2048;
 /// Read buffer once a client sends full buffers (DATA streaming).
 const BUSY_READ: usize = 64 * 1024;
 
+/// How long a session thread waits for the next connection before it exits.
+const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Accepts connections on `listener` until shutdown, one thread per session.
+///
+/// A thread whose session ended waits [`IDLE_THREAD`] for the next connection before it
+/// exits, so a busy server (a client opening a connection per message, as `smtp-source`
+/// does) does not pay a thread start, stack mapping and privilege drop per connection.
+/// The hand-over is a rendezvous: a connection goes to a thread that is already waiting,
+/// or gets a new one; no connection ever queues behind a busy session.
 pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    let (handoff, waiting) = crossbeam_channel::bounded::<TcpStream>(0);
     for conn in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(mut stream) = conn else { continue };
+        let Ok(stream) = conn else { continue };
         // Replies are written a batch at a time; do not let Nagle hold the last one back.
         // A socket option that cannot be set only costs speed.
         let _ = stream.set_nodelay(true);
@@ -76,37 +87,57 @@ pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         if shared.active.fetch_add(1, Ordering::SeqCst) >= limit {
             shared.active.fetch_sub(1, Ordering::SeqCst);
             // Best effort: the client is being turned away anyway.
-            let _ = stream.write_all(b"421 4.3.2 too many connections, try again later\r\n");
+            let _ = (&stream).write_all(b"421 4.3.2 too many connections, try again later\r\n");
             continue;
         }
+        let stream = match handoff.try_send(stream) {
+            Ok(()) => continue,
+            Err(e) => e.into_inner(),
+        };
         let session_shared = Arc::clone(shared);
+        let waiting = waiting.clone();
         let spawned = std::thread::Builder::new()
             .name("smtp".into())
             .stack_size(64 * 1024)
-            .spawn(move || {
-                let shared = session_shared;
-                if let Some((uid, gid)) = shared.drop_to
-                    && let Err(e) = crate::privs::drop_thread(uid, gid)
-                {
-                    log::line(&format!("alert: unable to drop privileges: {e}"));
-                    shared.active.fetch_sub(1, Ordering::SeqCst);
-                    return;
-                }
-                let peer = stream.peer_addr().ok();
-                let relay = peer.is_some_and(|p| shared.settings.is_relay_client(p.ip()));
-                if let Err(e) = serve_connection(&shared, &mut stream, peer, relay)
-                    && !matches!(
-                        e.kind(),
-                        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
-                    )
-                {
-                    log::line(&format!("smtp: connection error: {e}"));
-                }
-                shared.active.fetch_sub(1, Ordering::SeqCst);
-            });
+            .spawn(move || session_thread(&session_shared, stream, &waiting));
         if spawned.is_err() {
             shared.active.fetch_sub(1, Ordering::SeqCst);
         }
+    }
+}
+
+/// A session thread: drops privileges once, serves `first`, then every connection handed
+/// to it while it waits, until none comes for [`IDLE_THREAD`] or the acceptor is gone.
+fn session_thread(
+    shared: &Arc<Shared>,
+    first: TcpStream,
+    waiting: &crossbeam_channel::Receiver<TcpStream>,
+) {
+    if let Some((uid, gid)) = shared.drop_to
+        && let Err(e) = crate::privs::drop_thread(uid, gid)
+    {
+        log::line(&format!("alert: unable to drop privileges: {e}"));
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    let mut next = Some(first);
+    while let Some(mut stream) = next.take() {
+        let peer = stream.peer_addr().ok();
+        let relay = peer.is_some_and(|p| shared.settings.is_relay_client(p.ip()));
+        if let Err(e) = serve_connection(shared, &mut stream, peer, relay)
+            && !matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            )
+        {
+            log::line(&format!("smtp: connection error: {e}"));
+        }
+        drop(stream);
+        shared.active.fetch_sub(1, Ordering::SeqCst);
+        if shared.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        next = waiting.recv_timeout(IDLE_THREAD).ok();
     }
 }
 
