@@ -77,6 +77,15 @@ pub trait Fs: Send + Sync + 'static {
     /// # Errors
     /// Any I/O error.
     fn rename(&self, from: &str, to: &str) -> io::Result<()>;
+    /// Gives the file at `from` a second name `to` (a hard link); `AlreadyExists` if `to`
+    /// exists. The default returns `Unsupported`, and the queue then renames instead.
+    ///
+    /// # Errors
+    /// Any I/O error.
+    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        let _ = (from, to);
+        Err(io::ErrorKind::Unsupported.into())
+    }
     /// Removes a file's name.
     ///
     /// # Errors
@@ -173,7 +182,7 @@ pub(crate) fn publish_by_rename<F: Fs>(
     to: &str,
     to_dir: &str,
 ) -> io::Result<()> {
-    fs.rename(from, to)?;
+    move_file(fs, from, to)?;
     fs.sync_dir(to_dir)
 }
 
@@ -196,7 +205,25 @@ pub(crate) fn sync_dir<F: Fs>(fs: &F, dir: &str) -> io::Result<()> {
 /// whole batch with [`sync_dir`] before anyone is told the rename happened; for a removal
 /// into `free/`, nobody needs it durable (see [`remove_unsynced`]).
 pub(crate) fn rename_unsynced<F: Fs>(fs: &F, from: &str, to: &str) -> io::Result<()> {
-    fs.rename(from, to)
+    move_file(fs, from, to)
+}
+
+/// Moves a file from `from` to `to` (another directory) as a hard link and an unlink where
+/// the file system allows, else with `rename`.
+///
+/// On Linux a `rename` between two directories takes a lock that is global to the file
+/// system (`s_vfs_rename_mutex`), so every cross-directory rename on it, the queue's and
+/// every maildir delivery's alike, waits for the others; `link` and `unlink` lock only
+/// the directories involved. In between, both names exist, a state recovery already
+/// handles for every move the queue makes (a stale `tmp/` or `free/` name beside the
+/// `mess/` one; a removed message still in `mess/` beside its `free/` name).
+pub(crate) fn move_file<F: Fs>(fs: &F, from: &str, to: &str) -> io::Result<()> {
+    match fs.link(from, to) {
+        Ok(()) => fs.remove_file(from),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+        // No hard links here (or a name left over): rename, which replaces `to`.
+        Err(_) => fs.rename(from, to),
+    }
 }
 
 /// Removes a file without syncing (a removal whose loss in a power failure costs at most a

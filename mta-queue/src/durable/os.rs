@@ -192,6 +192,16 @@ impl Fs for OsFs {
         Ok(rustix::fs::renameat(&self.root, from, &self.root, to)?)
     }
 
+    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        Ok(rustix::fs::linkat(
+            &self.root,
+            from,
+            &self.root,
+            to,
+            AtFlags::empty(),
+        )?)
+    }
+
     fn remove_file(&self, path: &str) -> io::Result<()> {
         Ok(rustix::fs::unlinkat(&self.root, path, AtFlags::empty())?)
     }

@@ -381,6 +381,22 @@ impl Fs for SimFs {
         Ok(())
     }
 
+    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        let mut st = self.lock();
+        st.step()?;
+        let entry = st.lookup(from)?;
+        if entry == Entry::Dir {
+            return Err(io::Error::other("is a directory"));
+        }
+        let (to_dir, to_name) = split(to);
+        let dir = st.dir_mut(to_dir)?;
+        if dir.live.contains_key(to_name) {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        dir.live.insert(to_name.to_owned(), entry);
+        Ok(())
+    }
+
     fn remove_file(&self, path: &str) -> io::Result<()> {
         let mut st = self.lock();
         st.step()?;

@@ -75,6 +75,10 @@ impl Fs for KillFs {
         self.step();
         self.inner.rename(from, to)
     }
+    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+        self.step();
+        self.inner.link(from, to)
+    }
     fn remove_file(&self, path: &str) -> io::Result<()> {
         self.step();
         self.inner.remove_file(path)
