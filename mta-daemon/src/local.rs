@@ -195,7 +195,8 @@ impl crate::pool::Deliver for LocalDelivery {
 impl LocalDelivery {
     fn read_message(&self, id: MessageId) -> io::Result<Vec<u8>> {
         let mut r = self.queue.open_message(id).map_err(io::Error::other)?;
-        let mut v = Vec::new();
+        // Sized up front: one pread for the whole message, not a doubling series of them.
+        let mut v = Vec::with_capacity(usize::try_from(r.len()).unwrap_or(0));
         r.read_to_end(&mut v)?;
         Ok(v)
     }
@@ -481,10 +482,14 @@ fn encode_answers(answers: Vec<Answer>) -> Vec<Vec<u8>> {
 /// each delivery as the current (already dropped) uid, answers on stdout; exits at EOF.
 pub fn worker_main() -> i32 {
     let stdin = io::stdin();
-    let stdout = io::stdout();
-    // stdin is already buffered by std; each answer goes out in one write (frame::write).
+    // stdin is already buffered by std. Answers go to a plain descriptor, one write(2)
+    // each (frame::write builds one buffer): std's stdout is line-buffered and would split
+    // an answer at its last newline, costing the daemon a second read and wakeup.
+    let Ok(out) = std::os::fd::AsFd::as_fd(&io::stdout()).try_clone_to_owned() else {
+        return 111;
+    };
     let mut input = stdin.lock();
-    let mut output = stdout.lock();
+    let mut output = std::fs::File::from(out);
     let options = DeliveryOptions::default();
     loop {
         let fields = match frame::read(&mut input) {

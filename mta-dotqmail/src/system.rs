@@ -133,22 +133,17 @@ impl Executor for SystemExecutor {
         prefix: &[u8],
         message: Message<'_>,
     ) -> Result<(), FileDeliveryError> {
-        let maildir = mta_maildir::Maildir::open(dir).map_err(|e| {
-            let source = match &e {
-                mta_maildir::MaildirError::Io { source, .. } => copy_error(source),
-                other => io::Error::new(io::ErrorKind::NotFound, other.to_string()),
-            };
-            if is_transient(&source) {
-                FileDeliveryError::Write(source)
-            } else {
-                FileDeliveryError::NoMaildir(source)
-            }
-        })?;
+        // Taken on trust: deliver itself finds a missing tmp/ or new/ (qmail-local too
+        // learns it only when it gets there), saving four directory opens per delivery.
+        let maildir = mta_maildir::Maildir::at(dir);
         let reader = message.reader().map_err(FileDeliveryError::ReadMessage)?;
         maildir.deliver(prefix, reader).map(drop).map_err(|e| {
             let source = copy_error(e.io_error());
             match e.step() {
                 mta_maildir::DeliverStep::ReadMessage => FileDeliveryError::ReadMessage(source),
+                mta_maildir::DeliverStep::OpenDir if !is_transient(&source) => {
+                    FileDeliveryError::NoMaildir(source)
+                }
                 _ => FileDeliveryError::Write(source),
             }
         })

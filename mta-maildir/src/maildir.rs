@@ -41,6 +41,15 @@ impl Maildir {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MaildirError> {
         Self::open_in(OsFs, path)
     }
+
+    /// A maildir at `path` on the real filesystem, taken on trust: nothing is opened or
+    /// checked until a [`deliver`](Maildir::deliver), which then reports a missing `tmp/`
+    /// or `new/` as [`DeliverStep::OpenDir`](crate::DeliverStep::OpenDir), as qmail-local
+    /// finds out only when it gets there. For a delivery agent that opens a maildir per
+    /// message, this saves [`open`](Maildir::open)'s four directory opens.
+    pub fn at(path: impl AsRef<Path>) -> Self {
+        Self::at_in(OsFs, path)
+    }
 }
 
 impl<F: Fs> Maildir<F> {
@@ -91,6 +100,14 @@ impl<F: Fs> Maildir<F> {
             }
         }
         Ok(Self { fs, path })
+    }
+
+    /// [`Maildir::at`] on the filesystem `fs`.
+    pub fn at_in(fs: F, path: impl AsRef<Path>) -> Self {
+        Self {
+            fs,
+            path: path.as_ref().to_path_buf(),
+        }
     }
 
     /// The maildir's directory.
