@@ -185,7 +185,10 @@ impl Queue<OsFs> {
     /// qmail-qstat beside qmail-send). [`Queue::scan`], [`Queue::info`] and
     /// [`Queue::open_message`] work; every write returns [`QueueError::ReadOnly`]. A
     /// message being removed concurrently may show up in `scan` and then be
-    /// [`QueueError::NotFound`].
+    /// [`QueueError::NotFound`]. A reader still holding a removed message's file open when
+    /// the owner reuses that file (see [`QueueOptions::recycle`]) reads the new message's
+    /// bytes: an inspector reads a message promptly after opening it and does not rely on
+    /// what it read (the owner itself never removes a message it is reading).
     ///
     /// # Errors
     /// [`QueueError::Io`] when the directory or its layout file cannot be read.
