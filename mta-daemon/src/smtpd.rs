@@ -68,7 +68,7 @@ const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Accepts connections on `listener` until shutdown, one thread per session.
 ///
-/// A thread whose session ended waits [`IDLE_THREAD`] for the next connection before it
+/// A thread whose session ended waits 10 s for the next connection before it
 /// exits, so a busy server (a client opening a connection per message, as `smtp-source`
 /// does) does not pay a thread start, stack mapping and privilege drop per connection.
 /// The hand-over is a rendezvous: a connection goes to a thread that is already waiting,
