@@ -3,7 +3,8 @@
 //!
 //! - `raw_ceiling`: create a file, write 2 KB, fsync it, rename it into another directory,
 //!   fsync that directory: the least work any durable file hand-off needs; on 1 thread and
-//!   spread over 8 threads (file systems batch concurrent journal commits).
+//!   spread over 8 threads (journalling file systems batch concurrent commits, and the
+//!   block layer merges concurrent cache flushes).
 //! - `queue_enqueue_2k`: [`mta::queue::Queue::enqueue`] with the default options (group
 //!   commit), 1 thread and 8 threads; the `250` of SMTP waits for exactly this.
 //! - `maildir_single_2k`: [`mta::maildir::Maildir::deliver`], one message into one maildir.

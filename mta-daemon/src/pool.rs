@@ -99,7 +99,8 @@ pub fn run_deliveries(
             .map(|(t, r)| status_for(r, job.birth, now, t.attempts, job.channel, lifetime))
             .collect();
         // The common case of a message to one local user: nothing to record, nothing to
-        // bounce, so remove it now (one durable step instead of a mark and a removal).
+        // bounce, so remove it now: no mark to fdatasync, and the removal itself is not
+        // synced (a power loss may repeat the delivery, as a crash before a mark would).
         let all_delivered = job.whole
             && results.len() == job.targets.len()
             && statuses.iter().all(|s| *s == Status::Delivered);

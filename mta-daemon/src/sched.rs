@@ -13,7 +13,8 @@
 //! Crash reasoning: a result is marked durably before the message is removed or bounced;
 //! a crash between a delivery and its mark repeats that one delivery (qmail accepts the same
 //! duplicate); a crash between queueing a bounce and removing the message sends the bounce
-//! twice. Nothing accepted is lost: on start every message in the queue is rescheduled.
+//! twice, and so may a power loss soon after the removal (removals are not synced, as in
+//! qmail). Nothing accepted is lost: on start every message in the queue is rescheduled.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};

@@ -30,7 +30,7 @@ use crate::smtpd::{self, Shared};
 use crate::users::Users;
 use crate::{pool, privs, trigger};
 
-/// Threads that bounce and remove finished messages (their removals share fsyncs).
+/// Threads that bounce and remove finished messages (bounces share the queue's fsyncs).
 const FINISHERS: usize = 4;
 
 /// The default delivery when a user has no `.qmail` (qmail-start's argument).
