@@ -6,6 +6,10 @@
 //! - `enqueue_2k/{1,8}_threads_{grouped,per_message}`: `Queue::enqueue`, with group commit
 //!   and with one fsync pair per message.
 //! - `mark/*`: one recipient per call, and 8,192 recipients with one `mark_many`.
+//! - `steady_state_2k/8_threads_{reuse,unlink}`: a queue in steady state, each message
+//!   enqueued and then removed as delivered (`remove_delivered`), with removed files reused
+//!   (the default, `QueueOptions::recycle`) and with every removed file unlinked
+//!   (`recycle(0)`, qmail's way).
 //!
 //! Every group reports elements (messages or marks) per second. The directory is a temp
 //! dir on the disk holding `$TMPDIR` (set `MTA_QUEUE_BENCH_DIR` to measure elsewhere).
@@ -129,9 +133,30 @@ fn mark(c: &mut Criterion) {
     g.finish();
 }
 
+fn steady_state(c: &mut Criterion) {
+    let mut g = c.benchmark_group("steady_state_2k");
+    g.throughput(Throughput::Elements(1));
+    let env = Envelope::new("sender@example.com", ["rcpt@example.org"]);
+    for (recycle, name) in [(1024, "8_threads_reuse"), (0, "8_threads_unlink")] {
+        let dir = bench_dir();
+        let q = Queue::open(dir.path(), QueueOptions::default().recycle(recycle)).unwrap();
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                parallel(8, iters, &|_, n| {
+                    for _ in 0..n {
+                        let id = q.enqueue(&env, &BODY[..]).unwrap();
+                        q.remove_delivered(id).unwrap();
+                    }
+                })
+            });
+        });
+    }
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = fsync_limit, enqueue, mark
+    targets = fsync_limit, enqueue, mark, steady_state
 }
 criterion_main!(benches);
