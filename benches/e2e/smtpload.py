@@ -170,23 +170,29 @@ def mode_wait_files(timeout, count, dirlist):
     with open(dirlist) as f:
         pending = [line.strip() for line in f if line.strip()]
     done = 0  # files in directories that are no longer rescanned
-    start, seen = None, 0
+    seen = 0
+    first = None  # (time, count) when files were first seen: the rate is measured from there
 
     def pace():
         # Listing one directory of thousands of files every 10 ms costs the machine under
         # test a few percent of a core; while the files seen so far predict that the end is
         # far off, poll less often (at most every 250 ms, and never later than a third of
         # the predicted remaining time), so the end is still caught within about 10 ms.
-        if start is None or seen == 0:
+        nonlocal first
+        if seen == 0:
             return 0.01
-        elapsed = time.monotonic() - start
-        remaining = (count - seen) * elapsed / seen
+        now = time.monotonic()
+        if first is None:
+            first = (now, seen)
+            return 0.01
+        t0, n0 = first
+        if seen <= n0 or now <= t0:
+            return 0.01
+        remaining = (count - seen) * (now - t0) / (seen - n0)
         return min(0.25, max(0.01, remaining / 3))
 
     def check():
-        nonlocal done, pending, start, seen
-        if start is None:
-            start = time.monotonic()
+        nonlocal done, pending, seen
         # With many directories (W2: one file expected in each), a directory that holds
         # a file is counted once and never rescanned; one big directory is rescanned.
         if len(pending) == 1:
