@@ -69,10 +69,13 @@
 //!    client never heard "ok" and will retry; recovery deletes the file.
 //! 2. at commit, write the header and envelope, then `fdatasync` the file. A crash here is
 //!    still *receiving*, whatever part of the data reached the disk.
-//! 3. `rename` `tmp/<id>` → `mess/<n>/<id>`. The file's content is already durable, so
-//!    whichever name survives a crash names complete data. If the rename is lost, state is
-//!    *receiving* (never acknowledged); if only the removal of the old name is lost, state
-//!    is *committed, stale tmp name* and recovery removes just the `tmp/` name.
+//! 3. move `tmp/<id>` → `mess/<n>/<id>`: a hard link, then an unlink of the old name (a
+//!    `rename` between directories takes a lock global to the file system on Linux; see
+//!    `durable::move_file`), or a `rename` where hard links are unsupported. The file's
+//!    content is already durable, so whichever name survives a crash names complete data.
+//!    If the new name is lost, state is *receiving* (never acknowledged); if only the
+//!    removal of the old name is lost, state is *committed, stale tmp name* and recovery
+//!    removes just the `tmp/` name.
 //! 4. `fsync` the directory `mess/<n>/`. Only now is the new name durable (ext4 and XFS give
 //!    no such promise before it; qmail 1.03 never fsyncs a directory, so a power cut right
 //!    after its 250 can lose the message). **Only after this step does enqueue return.**
@@ -83,7 +86,7 @@
 //! again, the duplicate qmail also accepts), and which the next mark cuts off before
 //! appending.
 //!
-//! Removal renames the file out of `mess/` (into `free/`, or unlinks it) **without** a
+//! Removal moves the file out of `mess/` (into `free/`, or unlinks it) **without** a
 //! directory fsync, as qmail-send and Postfix's qmgr remove theirs: a power loss soon after
 //! may bring the message back, whole and with the statuses it had on disk, so it is removed
 //! again or (after [`remove_delivered`](Queue::remove_delivered)) its deliveries are
@@ -105,7 +108,7 @@
 //!
 //! The new message's bytes overwrite the old ones in place, under the file's `free/` name,
 //! and the file is cut to the new length before the commit's `fdatasync`; the commit then
-//! renames it from `free/` into `mess/` as it would from `tmp/`, and until then recovery
+//! moves it from `free/` into `mess/` as it would from `tmp/`, and until then recovery
 //! treats it like a `tmp/` file (it empties `free/`). On a full disk an enqueue first
 //! releases `free/`'s files and retries.
 //!
@@ -128,8 +131,8 @@
 //! ## Group commit
 //!
 //! Each enqueue fsyncs its own file (in its own thread, so the kernel overlaps them), then
-//! hands the rename to a group commit: the first caller to arrive becomes the leader,
-//! renames every waiting message and fsyncs each directory once for the whole batch; the
+//! hands the move into `mess/` to a group commit: the first caller to arrive becomes the
+//! leader, moves every waiting message and fsyncs each directory once for the whole batch; the
 //! others wait and return only when their batch is durable. Marks of one message share one
 //! append and one fsync the same way; [`mark_many`](Queue::mark_many) marks a whole batch
 //! (say 8,192 recipients) with one. A lone caller leads immediately and never waits. See

@@ -146,11 +146,11 @@ fn read_layout<F: Fs>(fs: &F) -> Result<Option<u32>, QueueError> {
 /// `free/`, then returns the first id safe to hand out (above every id on disk and above the
 /// clock).
 ///
-/// `free/` is emptied because its names are only trusted within one process lifetime: after
-/// a power loss, the unsynced rename that took a file out of `free/` for reuse may be lost
-/// while the message later written into that same file was committed under `mess/`, so an
-/// old `free/` name can point at a live message. Only the name goes (the file lives on
-/// under its other name, if any); nothing from `free/` is ever reused after an open.
+/// `free/` is emptied because its names are only trusted within one process lifetime: a
+/// reused file is committed by linking its `free/` name into `mess/` and unlinking the old
+/// name unsynced, so after a power loss an old `free/` name can point at a live message.
+/// Only the name goes (the file lives on under its other name, if any); nothing found in
+/// `free/` is ever reused after an open.
 pub(crate) fn recover<F: Fs>(fs: &F, split: u32) -> Result<u64, QueueError> {
     for name in fs
         .list_dir(FREE)
