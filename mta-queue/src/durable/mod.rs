@@ -171,7 +171,7 @@ pub(crate) fn truncate_synced<F: Fs>(fs: &F, file: &F::File, len: u64) -> io::Re
 /// Moves a fully synced file from `from` to `to` and makes the new name durable: the commit
 /// point of an enqueue (qmail's `link(intd, todo)`).
 ///
-/// Before: only `from` exists (data already durable). After `rename`: `to` is visible but
+/// Before: only `from` exists (data already durable). After [`move_file`]: `to` is visible but
 /// might not survive power loss. After `sync_dir(to_dir)`: `to` is durable. A crash before
 /// the sync leaves `from` only (recovery discards it: the caller never heard "ok"), or
 /// `to`, or both names (recovery removes the stale `from`). `from`'s removal need not be
