@@ -71,6 +71,8 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     || die "open-file limit $(ulimit -n) too low for W5 (raise the hard limit)"
 
 # --- build -------------------------------------------------------------------------------
+# The revision measured, taken before this script writes its results file into the tree.
+REV=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?')
 if [ -z "${MTA_BIN:-}" ]; then
     (cd "$REPO" && cargo build --release -p mta-daemon) >&2
     MTA_BIN=$REPO/target/release/mta
@@ -584,7 +586,7 @@ table() {
 }
 {
     echo "# mta e2e benchmark, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(uname -r)"
-    echo "# mta $(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?'), postfix $(postconf -d -h mail_version 2>/dev/null || echo '?')"
+    echo "# mta $REV, postfix $(postconf -d -h mail_version 2>/dev/null || echo '?')"
     echo "# ratio: how many times better mta is (rates mta/postfix; seconds and KB postfix/mta)"
     [ "$ROUNDS" = 1 ] || echo "# each figure: the median of $ROUNDS rounds (mta then postfix in each)"
     table
