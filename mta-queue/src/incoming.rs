@@ -228,7 +228,7 @@ impl<F: Fs> Incoming<F> {
                     inner.run_dir_ops(ops)
                 }),
             CommitMode::PerMessage => {
-                durable::publish_by_rename(fs, tmp, &self.paths.mess, &self.paths.dir)
+                durable::publish_by_move(fs, tmp, &self.paths.mess, &self.paths.dir)
                     .map_err(|e| QueueError::io("publish", self.paths.mess.clone(), e))
             }
         };

@@ -499,7 +499,7 @@ impl<F: Fs> Queue<F> {
                 .map_err(|e| dir_op_error(id, "unlink", &paths.mess, e));
         }
         let name = id.to_string();
-        durable::rename_unsynced(fs, &paths.mess, &durable::join(state::FREE, &name))
+        durable::move_file(fs, &paths.mess, &durable::join(state::FREE, &name))
             .map_err(|e| dir_op_error(id, "rename", &paths.mess, e))?;
         let batch = {
             let mut free = lock(&self.inner.free);
@@ -608,7 +608,7 @@ impl<F: Fs> Inner<F> {
         for op in ops {
             let (result, paths) = match op {
                 DirOp::Publish(id, p) => (
-                    durable::rename_unsynced(&self.fs, &p.tmp, &p.mess)
+                    durable::move_file(&self.fs, &p.tmp, &p.mess)
                         .map_err(|e| dir_op_error(*id, "rename", &p.mess, e)),
                     p,
                 ),

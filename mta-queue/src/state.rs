@@ -94,7 +94,7 @@ pub(crate) fn ensure_layout<F: Fs>(fs: &F, wanted: u32) -> Result<u32, QueueErro
         let text = format!("mta-queue 1\nsplit {split}\n");
         durable::write_synced(fs, &f, 0, text.as_bytes())
             .map_err(|e| QueueError::io("write", LAYOUT_NEW, e))?;
-        durable::publish_by_rename(fs, LAYOUT_NEW, LAYOUT, "")
+        durable::publish_by_move(fs, LAYOUT_NEW, LAYOUT, "")
             .map_err(|e| QueueError::io("rename", LAYOUT, e))?;
     }
     Ok(split)

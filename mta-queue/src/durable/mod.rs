@@ -176,12 +176,7 @@ pub(crate) fn truncate_synced<F: Fs>(fs: &F, file: &F::File, len: u64) -> io::Re
 /// the sync leaves `from` only (recovery discards it: the caller never heard "ok"), or
 /// `to`, or both names (recovery removes the stale `from`). `from`'s removal need not be
 /// synced for the same reason.
-pub(crate) fn publish_by_rename<F: Fs>(
-    fs: &F,
-    from: &str,
-    to: &str,
-    to_dir: &str,
-) -> io::Result<()> {
+pub(crate) fn publish_by_move<F: Fs>(fs: &F, from: &str, to: &str, to_dir: &str) -> io::Result<()> {
     move_file(fs, from, to)?;
     fs.sync_dir(to_dir)
 }
@@ -201,15 +196,10 @@ pub(crate) fn sync_dir<F: Fs>(fs: &F, dir: &str) -> io::Result<()> {
     fs.sync_dir(dir)
 }
 
-/// Renames a file without syncing: for a publish, the caller syncs the directory for a
-/// whole batch with [`sync_dir`] before anyone is told the rename happened; for a removal
-/// into `free/`, nobody needs it durable (see [`remove_unsynced`]).
-pub(crate) fn rename_unsynced<F: Fs>(fs: &F, from: &str, to: &str) -> io::Result<()> {
-    move_file(fs, from, to)
-}
-
 /// Moves a file from `from` to `to` (another directory) as a hard link and an unlink where
-/// the file system allows, else with `rename`.
+/// the file system allows, else with `rename`; nothing is synced. For a publish the caller
+/// syncs the directory for a whole batch with [`sync_dir`] before anyone is told of the
+/// move; for a removal into `free/` nobody needs it durable (see [`remove_unsynced`]).
 ///
 /// On Linux a `rename` between two directories takes a lock that is global to the file
 /// system (`s_vfs_rename_mutex`), so every cross-directory rename on it, the queue's and
