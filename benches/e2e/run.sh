@@ -25,7 +25,7 @@
 # W4_TIMEOUT (bounds in seconds, default 180 and 60), E2E_KEEP=1 (keep the temp dir),
 # E2E_TMP (parent of the temp dir, default /var/tmp), E2E_ROUNDS=N (run both sides N
 # times, alternating, and report medians: a shared machine is noisy), E2E_SETTLE=61 (wait
-# that many seconds before each side's W1; see settle_w1), E2E_ONLY=mta|postfix
+# that many seconds before each side's W1; see settle), E2E_ONLY=mta|postfix
 # (run one side, e.g. while profiling), E2E_WORKLOADS="W1 W3" (run only these), E2E_PERF=1 (`perf record -e cpu-clock -a -g`
 # during mta's W1-W4 into $E2E_OUT.perf.data), W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS,
 # W4_DOMAINS, W5_SESSIONS (smaller sizes for a quick smoke run).
@@ -368,12 +368,11 @@ submit() {
 # settle: before each workload, write back what setup and earlier workloads left dirty
 # (homes created, a previous run's files removed), so neither side's figure pays for
 # writeback it did not cause; then let the waiter start polling.
-settle() { sync; sleep 0.5; }
-# W1 may wait longer (E2E_SETTLE seconds, default 0.5): on ext4 without a journal, inodes
-# freed in the last minute slow every file creation near them, so the files the other side
-# just deleted (Postfix unlinks a queue file per message) would tax this side's W1. With
-# E2E_SETTLE=61 each side's W1 starts with that minute over.
-settle_w1() { sync; sleep "${E2E_SETTLE:-0.5}"; }
+# settle [SECONDS]: the wait after the sync, 0.5 s unless given. W1 passes E2E_SETTLE: on
+# ext4 without a journal, inodes freed in the last minute slow every file creation near
+# them, so the files the other side just deleted (Postfix unlinks a queue file per message)
+# would tax this side's W1; with E2E_SETTLE=61 each side's W1 starts with that minute over.
+settle() { sync; sleep "${1:-0.5}"; }
 
 # The block device under the work dir and its I/O counters (write requests, cache flushes),
 # so W1 can report the durable I/O each side needed per message.
@@ -388,7 +387,7 @@ w1() {
     echo "$homes/w1/Maildir/new" >"$list"
     start_waiter "w1-$side" wait-files "$TIMEOUT" "$W1_MSGS" "$list"
     touch "$WORK/w1-$side.go" # a directory to watch: poll from the start
-    settle_w1
+    settle "${E2E_SETTLE:-0.5}"
     local io0 io1
     io0=$(disk_counters)
     t0=$(now)
