@@ -73,7 +73,8 @@ pub enum Event<'a> {
     StartTls,
     /// `QUIT`: `221` is queued; the session is closed once it is sent.
     Quit,
-    /// The client was silent for the configured timeout; `451 4.4.2 timeout` is queued and
+    /// The client did not send a whole command line in time, or DATA fell below its
+    /// minimum rate ([`ServerSession::poll_timeout`]); `421 4.4.2 timeout` is queued and
     /// the session is closed (qmail-smtpd's timeoutsmtpd).
     Timeout,
     /// The session ended for another reason; any transaction in progress is void.
@@ -88,7 +89,7 @@ pub enum AbortReason {
     ConnectionClosed,
     /// A command line exceeded [`ServerConfig::max_command_line`]; `500 5.5.2` was sent.
     CommandTooLong,
-    /// [`ServerConfig::max_errors`] protocol errors; `421 4.7.0` was sent.
+    /// [`ServerConfig::max_errors`] refused commands; `421 4.7.0` was sent.
     TooManyErrors,
     /// The message had a bare CR or LF; qmail's `451` was sent after its real end.
     BareLineEnding,
