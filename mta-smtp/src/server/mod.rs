@@ -51,6 +51,11 @@ pub enum Event<'a> {
         /// The RCPT parameters (none are advertised yet, so always empty).
         params: RcptParams,
     },
+    /// A `RCPT TO:` past [`ServerConfig::max_recipients`]: the session answered
+    /// `452 4.5.3 too many recipients` by itself (RFC 5321 §4.5.3.1.10) and counted it
+    /// toward [`ServerConfig::max_errors`]. For the application's logs and counters; no
+    /// verdict.
+    TooManyRecipients,
     /// `DATA` after at least one accepted recipient. *Verdict*: accept (`354 go ahead`) or
     /// refuse (qmail: `451 4.3.0 qqt failure` when the queue would not start).
     DataStart,

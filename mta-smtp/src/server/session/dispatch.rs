@@ -156,7 +156,8 @@ impl ServerSession {
                 match parse_rcpt(arg, t.smtputf8) {
                     Ok(path) => {
                         if t.recipients >= self.config.max_recipients {
-                            return self.error(text::TOO_MANY_RCPTS);
+                            self.error(text::TOO_MANY_RCPTS);
+                            return Some(Event::TooManyRecipients);
                         }
                         self.pending = Some(Pending::Rcpt);
                         Some(Event::Rcpt {
