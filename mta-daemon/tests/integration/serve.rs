@@ -244,7 +244,7 @@ fn alias_fallback_and_unknown_users_refused_at_rcpt() {
     let root = TestRoot::new();
     add_user(&root, "joe");
     let server = root.serve();
-    // postmaster has no users/assign entry: the alias user's .qmail-default takes it.
+    // postmaster has no users/assign entry: the alias user's .qmail-postmaster takes it.
     assert_eq!(
         send(&root, "a@example.net", &["postmaster@example.org"], BODY),
         "OK []"
@@ -254,10 +254,7 @@ fn alias_fallback_and_unknown_users_refused_at_rcpt() {
         "{}",
         server.log_text()
     );
-    drop(server);
-    // Without a catch-all, unknown users are refused at RCPT: no backscatter.
-    std::fs::remove_file(root.path("alias/.qmail-default")).unwrap();
-    let server = root.serve();
+    // A fresh init has no catch-all: unknown users are refused at RCPT (no backscatter).
     let out = send(
         &root,
         "a@example.net",
@@ -316,7 +313,7 @@ fn bounce_and_double_bounce_in_qsbmf() {
         assert!(b.contains(needle), "bounce lacks {needle:?}: {b}");
     }
     // The failing address sends to itself: its bounce bounces, and the double bounce
-    // goes to postmaster (the alias user's catch-all).
+    // goes to postmaster (the alias user's .qmail-postmaster).
     assert_eq!(
         send(
             &root,
