@@ -134,7 +134,7 @@ impl LocalDelivery {
 }
 
 /// `timeoutlocal`'s default (design.md "Limits").
-const DEFAULT_PROGRAM_TIMEOUT: Duration = Duration::from_secs(3600);
+const DEFAULT_PROGRAM_TIMEOUT: Duration = Duration::from_hours(1);
 
 /// The environment variable that carries `timeoutlocal` (seconds) to a worker process.
 const TIMEOUT_ENV: &str = "MTA_TIMEOUT_LOCAL";

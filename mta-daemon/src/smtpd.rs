@@ -138,14 +138,14 @@ fn turn_away(shared: &Shared, stream: &TcpStream, ip: Option<IpAddr>, reason: Re
     refused(shared, ip, reason, &limit);
 }
 
-/// Logs and counts a refusal: `smtp: refused IP: REASON (detail)`.
+/// Logs and counts a refusal: `smtp: refused IP: REASON (DETAIL)`. Whatever the client
+/// sent must pass through [`log::safe`] before it is part of `detail`.
 fn refused(shared: &Shared, ip: Option<IpAddr>, reason: Reason, detail: &str) {
     shared.limits.count(reason);
     let ip = ip.map_or_else(|| "local".to_owned(), |ip| ip.to_string());
     log::line(&format!(
-        "smtp: refused {ip}: {} ({})",
-        reason.as_str(),
-        log::safe(detail.as_bytes())
+        "smtp: refused {ip}: {} ({detail})",
+        reason.as_str()
     ));
 }
 
@@ -438,7 +438,11 @@ fn rcpt(
 ) -> Verdict {
     let verdict = rcpt_verdict(shared, tx, path, relay_client);
     if let Err((reason, ref reply)) = verdict {
-        let detail = format!("{reply} for {}", log::safe(path.to_string().as_bytes()));
+        let detail = format!(
+            "{} for {}",
+            reply.to_string().trim_end(),
+            log::safe(path.to_string().as_bytes())
+        );
         refused(shared, client.ip, reason, detail.trim_end());
     }
     match verdict {
@@ -584,7 +588,7 @@ fn data_end(shared: &Shared, tx: &mut Transaction, client: &Client) -> Verdict {
             Verdict::AcceptWith(reply(250, &format!("2.0.0 ok {secs} qp {id}")))
         }
         Err(e) => {
-            let detail = format!("451 enqueue failed: {e}");
+            let detail = format!("451 enqueue failed: {}", log::safe(e.as_bytes()));
             refused(shared, client.ip, Reason::QueueFailed, &detail);
             Verdict::Reject(reply(451, "4.3.0 qq write error or disk full"))
         }

@@ -10,6 +10,8 @@ mod admin;
 mod crash;
 #[path = "integration/inject.rs"]
 mod inject;
+#[path = "integration/limits.rs"]
+mod limits;
 #[path = "integration/remote.rs"]
 mod remote;
 #[path = "integration/serve.rs"]
