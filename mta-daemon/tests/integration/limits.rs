@@ -110,6 +110,48 @@ fn dripping_client_is_closed_at_the_deadline() {
 }
 
 #[test]
+fn slow_data_below_mindatarate_is_cut_off() {
+    let root = TestRoot::new();
+    root.control("timeoutsmtpd", "2\n");
+    root.control("mindatarate", "1000\n");
+    let joe = add_user(&root, "joe");
+    let server = root.serve();
+    let mut s = TcpStream::connect(root.addr()).unwrap();
+    assert!(greeting(&mut s).starts_with("220 "));
+    s.write_all(b"HELO slow.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n")
+        .unwrap();
+    for _ in 0..4 {
+        read_reply(&mut s);
+    }
+    // 100 bytes a second: far below 1000 bytes/s once the 2 s grace is over.
+    let t = Instant::now();
+    let mut cut = None;
+    while t.elapsed() < Duration::from_secs(20) {
+        if s.write_all(b"0123456789").is_err() {
+            cut = Some(t.elapsed());
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                cut = Some(t.elapsed());
+                break;
+            }
+            Ok(n) => assert_eq!(&buf[..n], b"421 4.4.2 timeout\r\n"),
+            Err(_) => {}
+        }
+    }
+    let cut = cut.expect("a trickle of DATA held the session for 20 s");
+    assert!(cut < Duration::from_secs(6), "cut only after {cut:?}");
+    assert!(server.wait_log("refused 127.0.0.1: timeout", 1, 5));
+    // Nothing of the trickled message was queued.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!server.log_text().contains("new msg"), "{}", server.log_text());
+    assert!(maildir_messages(&joe.join("Maildir")).is_empty());
+}
+
+#[test]
 fn concurrencyperip_refuses_the_fourth_connection_from_one_address() {
     let root = TestRoot::new();
     root.control("concurrencyperip", "3\n");
