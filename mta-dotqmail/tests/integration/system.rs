@@ -317,3 +317,48 @@ fn fifo_mbox_defers_at_once() {
         o.report_text()
     );
 }
+
+/// A maildir whose `tmp/` is a FIFO defers at once instead of hanging the delivery.
+#[test]
+fn maildir_with_a_fifo_for_tmp_defers_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    for d in ["Maildir/new", "Maildir/cur"] {
+        fs::create_dir_all(home.join(d)).unwrap();
+    }
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &home.join("Maildir/tmp"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let user = setup(&home, "md", b"./Maildir/\n");
+        let request = DeliveryRequest {
+            user: &user,
+            local: b"joe-md",
+            domain: b"example.com",
+            sender: b"ann@example.org",
+            default_delivery: b"./Maildir/\n",
+            now: 0,
+        };
+        let o = deliver(
+            &mut SystemExecutor::new(),
+            &request,
+            &DeliveryOptions::default(),
+            Message::Bytes(MSG),
+        );
+        let _ = tx.send(o);
+    });
+    let o = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("maildir delivery into a FIFO hung");
+    assert!(
+        matches!(o.status, DeliveryStatus::Deferred(_)),
+        "{}",
+        o.report_text()
+    );
+}
