@@ -118,8 +118,10 @@ fn slow_data_below_mindatarate_is_cut_off() {
     let server = root.serve();
     let mut s = TcpStream::connect(root.addr()).unwrap();
     assert!(greeting(&mut s).starts_with("220 "));
-    s.write_all(b"HELO slow.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n")
-        .unwrap();
+    s.write_all(
+        b"HELO slow.example\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n",
+    )
+    .unwrap();
     for _ in 0..4 {
         read_reply(&mut s);
     }
@@ -131,7 +133,8 @@ fn slow_data_below_mindatarate_is_cut_off() {
             cut = Some(t.elapsed());
             break;
         }
-        s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         let mut buf = [0u8; 64];
         match s.read(&mut buf) {
             Ok(0) => {
@@ -147,7 +150,11 @@ fn slow_data_below_mindatarate_is_cut_off() {
     assert!(server.wait_log("refused 127.0.0.1: timeout", 1, 5));
     // Nothing of the trickled message was queued.
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!server.log_text().contains("new msg"), "{}", server.log_text());
+    assert!(
+        !server.log_text().contains("new msg"),
+        "{}",
+        server.log_text()
+    );
     assert!(maildir_messages(&joe.join("Maildir")).is_empty());
 }
 
