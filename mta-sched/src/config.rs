@@ -8,16 +8,19 @@ use std::time::Duration;
 use mta_queue::retry::{QmailSchedule, RetrySchedule};
 
 /// The scheduler's settings. Start from [`Config::default`] (qmail's defaults) and set the
-/// fields the control files give:
+/// fields the control files give (write `..Config::default()` last, so that fields added
+/// later keep their defaults):
 ///
 /// ```
-/// let mut config = mta_sched::Config::default();
-/// config.concurrency_local = 4;
-/// config.concurrency_remote = 40;
+/// use mta_sched::Config;
+/// let config = Config {
+///     concurrency_local: 4,
+///     concurrency_remote: 40,
+///     ..Config::default()
+/// };
 /// assert_eq!(config.queue_lifetime.as_secs(), 604_800);
 /// ```
 #[derive(Clone)]
-#[non_exhaustive]
 pub struct Config {
     /// `control/concurrencylocal` (qmail default 10): local jobs running at once. 0 holds
     /// the local channel.

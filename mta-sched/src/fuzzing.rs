@@ -33,11 +33,23 @@ struct Seen {
     bounced: bool,
 }
 
+/// How far a run got (so tests can tell that it reached the deep states).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reached {
+    /// Jobs started.
+    pub jobs: usize,
+    /// Bounces handed out.
+    pub bounces: usize,
+    /// Messages removed.
+    pub removals: usize,
+}
+
 /// Runs the operations `data` encodes and panics if a promise is broken: running jobs
 /// within the limits, no job for a held message, no recipient in two jobs, a bounce only
 /// for a message whose recipients are all final, a removal only after that and after the
 /// bounce (if any failed) was confirmed, and consistent internal counts after every step.
-pub fn run(data: &[u8]) {
+pub fn run(data: &[u8]) -> Reached {
+    let mut reached = Reached::default();
     let mut b = Bytes(data);
     let config = Config {
         concurrency_local: usize::from(b.byte() % 4),
@@ -96,6 +108,7 @@ pub fn run(data: &[u8]) {
                         assert_eq!(s.finals[t.index as usize], None, "final recipient retried");
                     }
                     jobs.push(job);
+                    reached.jobs += 1;
                 }
             }
             2 if !jobs.is_empty() => {
@@ -128,6 +141,7 @@ pub fn run(data: &[u8]) {
                     );
                     assert!(!bounce.failures.is_empty());
                     s.bounce_out = true;
+                    reached.bounces += 1;
                 }
             }
             4 => {
@@ -154,6 +168,7 @@ pub fn run(data: &[u8]) {
                     assert!(s.finals.iter().all(Option::is_some), "removed unfinished");
                     let failed = s.finals.contains(&Some(true));
                     assert!(!failed || s.bounced, "removed before its bounce");
+                    reached.removals += 1;
                 }
             }
             6 | 7 => {
@@ -194,6 +209,7 @@ pub fn run(data: &[u8]) {
             panic!("invariant broken: {e}");
         }
     }
+    reached
 }
 
 fn new_message(b: &mut Bytes<'_>, id: MessageId, now: SystemTime) -> NewMessage {
