@@ -1,7 +1,8 @@
 //! The ready lists: recipients whose time has come, grouped so one job takes a group.
 //!
 //! A *group* is the ready recipients of one message on one route key (a local user, or a
-//! remote domain). Local groups wait in one FIFO. Remote groups wait in a FIFO per domain,
+//! remote domain). Local groups wait in one FIFO and take turns (a group cut by the batch
+//! limit goes to the back). Remote groups wait in a FIFO per domain,
 //! and the domains with waiting work take turns (round robin) under the fairness cap.
 //!
 //! Entries carry a generation number; an entry whose recipient has since moved on (a hold,
@@ -129,7 +130,8 @@ impl Ready {
             if empty {
                 self.groups.remove(&gk);
             } else {
-                self.local.push_front(gk.clone());
+                // Groups take turns: a long list does not keep a short message waiting.
+                self.local.push_back(gk.clone());
             }
             if !taken.is_empty() {
                 return Some((gk.0, gk.2, taken));

@@ -619,7 +619,7 @@ impl Scheduler {
     ///   remote jobs run at once;
     /// - a local job takes due recipients of one message with one user key, up to
     ///   [`Config::local_batch`] and to `waiting / concurrency_local` (so every free slot
-    ///   gets work);
+    ///   gets work); groups take turns, so a long list does not hold up a short message;
     /// - a remote job takes due recipients of one message at one domain, up to
     ///   [`Config::remote_batch`]; domains with work take turns, and while another domain
     ///   has work waiting no domain gets more than half the remote slots (at least one);

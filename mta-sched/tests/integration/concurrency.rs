@@ -280,3 +280,27 @@ fn remote_batch_caps_a_transaction() {
     let sizes: Vec<usize> = jobs(&mut s, t(0)).iter().map(|j| j.targets.len()).collect();
     assert_eq!(sizes, [2, 2, 1]);
 }
+
+#[test]
+fn a_long_local_list_takes_turns_with_other_messages() {
+    let mut s = Scheduler::new(Config {
+        local_batch: 2,
+        ..config(1, 20)
+    });
+    let rcpts = (0..6)
+        .map(|i| local(&format!("u{i}@list"), "alias"))
+        .collect();
+    add(&mut s, message(1, "a@x", rcpts), t(0));
+    add(
+        &mut s,
+        message(2, "a@x", vec![local("bob@here", "bob")]),
+        t(0),
+    );
+    let mut order = Vec::new();
+    for i in 0..4 {
+        let job = one_job(&mut s, t(i));
+        order.push((job.message.as_u64(), job.targets.len()));
+        finish(&mut s, &job, &delivered(), t(i));
+    }
+    assert_eq!(order, [(1, 2), (2, 1), (1, 2), (1, 2)]);
+}
