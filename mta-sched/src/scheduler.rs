@@ -89,6 +89,7 @@ enum Timer {
 #[derive(Debug)]
 struct RunningJob {
     message: MessageId,
+    started: SystemTime,
     channel: Channel,
     key: Vec<u8>,
     indexes: Vec<u32>,
@@ -255,8 +256,10 @@ impl Scheduler {
     /// - a deferral once the message is `queue_lifetime` old becomes a failure with
     ///   [`LIFETIME_TEXT`] appended (qmail-send's "dying" pass), unless the message is held.
     ///
-    /// As in mta-daemon, `now` (the moment the job ended) is the time the schedule and the
-    /// lifetime are computed from; qmail-send used the moment its pass started.
+    /// As in qmail-send, the schedule and the lifetime count from the moment the attempt
+    /// started (the `now` given to [`poll_job`](Self::poll_job)), so on-time attempts fall
+    /// exactly at qmail's times however long each one takes. A retry time that has already
+    /// passed when the job ends (a very slow attempt) is moved to one second after `now`.
     ///
     /// The returned [`Recorded`] lists the statuses to make durable. A job of a message
     /// deleted meanwhile only frees its slot and records nothing.
@@ -299,8 +302,13 @@ impl Scheduler {
                 results.get(i),
                 &r.status,
                 msg.birth,
-                now,
-                !msg.held && mta_queue::retry::is_dying(msg.birth, now, self.config.queue_lifetime),
+                (run.started, now),
+                !msg.held
+                    && mta_queue::retry::is_dying(
+                        msg.birth,
+                        run.started,
+                        self.config.queue_lifetime,
+                    ),
                 schedule,
             );
             r.state = State::Idle;
@@ -645,7 +653,7 @@ impl Scheduler {
                 |id, index, generation| live(messages, id, index, generation),
             );
             if let Some(taken) = taken {
-                return Some(self.start(Channel::Local, taken));
+                return Some(self.start(Channel::Local, taken, now));
             }
         }
         if self.config.remote_enabled && self.running[1] < self.config.concurrency_remote {
@@ -663,7 +671,7 @@ impl Scheduler {
                 |id, index, generation| live(messages, id, index, generation),
             );
             if let Some(taken) = taken {
-                return Some(self.start(Channel::Remote, taken));
+                return Some(self.start(Channel::Remote, taken, now));
             }
         }
         None
@@ -839,7 +847,12 @@ impl Scheduler {
     }
 
     /// Marks the taken recipients running and builds their job.
-    fn start(&mut self, channel: Channel, (id, key, indexes): crate::ready::Taken) -> Job {
+    fn start(
+        &mut self,
+        channel: Channel,
+        (id, key, indexes): crate::ready::Taken,
+        now: SystemTime,
+    ) -> Job {
         let job_id = JobId(self.next_job);
         self.next_job += 1;
         self.running[channel.slot()] += 1;
@@ -882,6 +895,7 @@ impl Scheduler {
             job_id,
             RunningJob {
                 message: id,
+                started: now,
                 channel,
                 key,
                 indexes,
@@ -899,12 +913,13 @@ fn live(messages: &HashMap<MessageId, Msg>, id: MessageId, index: u32, generatio
         .is_some_and(|r| r.state == State::Ready(generation))
 }
 
-/// The new status of a recipient after one attempt (qmail-send's bookkeeping for K, Z, D).
+/// The new status of a recipient after one attempt (qmail-send's bookkeeping for K, Z, D)
+/// that ran from `started` to `now`.
 fn decide(
     result: Option<&DeliveryResult>,
     previous: &Status,
     birth: SystemTime,
-    now: SystemTime,
+    (started, now): (SystemTime, SystemTime),
     dying: bool,
     schedule: &dyn mta_queue::retry::RetrySchedule,
 ) -> Status {
@@ -930,7 +945,7 @@ fn decide(
         _ => 1,
     };
     let next = schedule
-        .next_attempt(birth, now, attempts)
+        .next_attempt(birth, started, attempts)
         .max(now + Duration::from_secs(1));
     Status::Deferred {
         attempts,

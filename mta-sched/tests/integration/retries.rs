@@ -274,3 +274,44 @@ fn remote_recipients_wait_while_remote_delivery_is_off() {
     assert!(s.poll_remove().is_none());
     assert_eq!(s.messages(), 1);
 }
+
+#[test]
+fn the_schedule_and_the_lifetime_count_from_the_attempts_start() {
+    let mut s = Scheduler::new(Config {
+        queue_lifetime: Duration::from_secs(1000),
+        ..Config::default()
+    });
+    add(
+        &mut s,
+        message(1, "a@x", vec![remote("bob@there.example")]),
+        t(0),
+    );
+    // Started at 0, ended at 30 (a slow server): next at 400, as after qmail's pass.
+    let job = one_job(&mut s, t(0));
+    let r = finish(&mut s, &job, &deferred(), t(30));
+    assert_eq!(next_attempt(&r), t(400));
+    // Started at 999, ended at 1005: the pass started before the lifetime ran out, so it
+    // is still a deferral: (isqrt(999) + 20)^2 = 2601.
+    s.flush(t(999));
+    let job = one_job(&mut s, t(999));
+    let r = finish(&mut s, &job, &deferred(), t(1005));
+    assert_eq!(next_attempt(&r), t(2601));
+    // The next attempt starts after the lifetime: dying, a failure.
+    let job = one_job(&mut s, t(2601));
+    let r = finish(&mut s, &job, &deferred(), t(2601));
+    assert!(matches!(&r.marks[..], [(0, Status::Failed(_))]));
+}
+
+#[test]
+fn a_retry_time_passed_during_a_slow_attempt_moves_to_a_second_after_its_end() {
+    let mut s = Scheduler::new(Config::default());
+    add(
+        &mut s,
+        message(1, "a@x", vec![remote("bob@there.example")]),
+        t(0),
+    );
+    let job = one_job(&mut s, t(0));
+    // A 500 s timeout: qmail's next time (400 s) has passed.
+    let r = finish(&mut s, &job, &deferred(), t(500));
+    assert_eq!(next_attempt(&r), t(501));
+}
