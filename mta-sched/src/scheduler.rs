@@ -333,7 +333,7 @@ impl Scheduler {
     }
 
     /// The driver queued the bounce [`poll_bounce`](Self::poll_bounce) handed out for
-    /// `message` (or discarded it, for [`BounceKind::Discard`]): the message may now be
+    /// `message` (or discarded it, for [`BounceKind::Discard`](crate::BounceKind::Discard)): the message may now be
     /// removed, and [`poll_remove`](Self::poll_remove) will name it (after a
     /// [`release`](Self::release), if it is held).
     ///

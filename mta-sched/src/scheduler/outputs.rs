@@ -71,17 +71,17 @@ impl Scheduler {
     /// due by `now` fire first). Local jobs come before remote ones. Call it until it
     /// returns `None`.
     ///
-    /// - at most [`Config::concurrency_local`] local and [`Config::concurrency_remote`]
+    /// - at most [`Config::concurrency_local`](crate::Config::concurrency_local) local and [`Config::concurrency_remote`](crate::Config::concurrency_remote)
     ///   remote jobs run at once;
     /// - a local job takes due recipients of one message with one user key, up to
-    ///   [`Config::local_batch`] and to `waiting / concurrency_local` (so every free slot
+    ///   [`Config::local_batch`](crate::Config::local_batch) and to `waiting / concurrency_local` (so every free slot
     ///   gets work); groups take turns, so a long list does not hold up a short message;
     /// - a remote job takes due recipients of one message at one domain, up to
-    ///   [`Config::remote_batch`]; domains with work take turns, and while another domain
+    ///   [`Config::remote_batch`](crate::Config::remote_batch); domains with work take turns, and while another domain
     ///   has work waiting no domain gets more than half the remote slots (at least one);
     ///   a domain alone may use them all;
     /// - a sender asking for VERP (`P@H-@[]`) gets one recipient per job;
-    /// - held messages get no jobs; with [`Config::remote_enabled`] off, remote recipients
+    /// - held messages get no jobs; with [`Config::remote_enabled`](crate::Config::remote_enabled) off, remote recipients
     ///   none either.
     #[must_use]
     pub fn poll_job(&mut self, now: SystemTime) -> Option<Job> {
