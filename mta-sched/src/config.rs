@@ -48,6 +48,11 @@ pub struct Config {
     pub remote_batch: usize,
     /// How long after a failed bounce injection it is offered again (qmail: 123 s).
     pub bounce_retry: Duration,
+    /// Hold a message's bounce and removal until the driver says the statuses of every
+    /// finished job are durable ([`Scheduler::handle_marked`](crate::Scheduler::handle_marked)),
+    /// so a crash can never find a bounced or removed message whose results were not
+    /// recorded. Off by default: a driver that marks before it polls again needs no gate.
+    pub wait_for_marks: bool,
 }
 
 impl Default for Config {
@@ -62,6 +67,7 @@ impl Default for Config {
             local_batch: 64,
             remote_batch: 100,
             bounce_retry: Duration::from_secs(123),
+            wait_for_marks: false,
         }
     }
 }
@@ -76,6 +82,7 @@ impl fmt::Debug for Config {
             .field("local_batch", &self.local_batch)
             .field("remote_batch", &self.remote_batch)
             .field("bounce_retry", &self.bounce_retry)
+            .field("wait_for_marks", &self.wait_for_marks)
             .finish_non_exhaustive()
     }
 }

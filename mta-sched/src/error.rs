@@ -21,6 +21,9 @@ pub enum SchedError {
     /// [`handle_bounce_failed`](crate::Scheduler::handle_bounce_failed) for a message whose
     /// bounce was not handed out by [`poll_bounce`](crate::Scheduler::poll_bounce).
     NoBounceOut(MessageId),
+    /// [`handle_marked`](crate::Scheduler::handle_marked) for a message with no
+    /// [`Recorded`](crate::Recorded) awaiting it.
+    NoMarksOut(MessageId),
 }
 
 impl fmt::Display for SchedError {
@@ -30,6 +33,7 @@ impl fmt::Display for SchedError {
             SchedError::UnknownMessage(id) => write!(f, "msg {id} is not scheduled"),
             SchedError::UnknownJob(id) => write!(f, "job {id} is not running"),
             SchedError::NoBounceOut(id) => write!(f, "no bounce of msg {id} is out"),
+            SchedError::NoMarksOut(id) => write!(f, "no marks of msg {id} are out"),
         }
     }
 }

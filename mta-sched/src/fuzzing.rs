@@ -47,15 +47,21 @@ pub struct Reached {
 /// Runs the operations `data` encodes and panics if a promise is broken: running jobs
 /// within the limits, no job for a held message, no recipient in two jobs, a bounce only
 /// for a message whose recipients are all final, a removal only after that and after the
-/// bounce (if any failed) was confirmed, and consistent internal counts after every step.
+/// bounce (if any failed) was confirmed, with `wait_for_marks` neither before every
+/// `Recorded` was confirmed, and consistent internal counts after every step.
 pub fn run(data: &[u8]) -> Reached {
     let mut reached = Reached::default();
     let mut b = Bytes(data);
+    let local = usize::from(b.byte() % 4);
+    let remote = usize::from(b.byte() % 6);
+    let lifetime = Duration::from_secs(u64::from(b.byte() % 8) * 1000 + 1);
+    let flags = b.byte();
     let config = Config {
-        concurrency_local: usize::from(b.byte() % 4),
-        concurrency_remote: usize::from(b.byte() % 6),
-        queue_lifetime: Duration::from_secs(u64::from(b.byte() % 8) * 1000 + 1),
-        remote_enabled: b.byte() % 4 != 0,
+        concurrency_local: local,
+        concurrency_remote: remote,
+        queue_lifetime: lifetime,
+        remote_enabled: flags % 4 != 0,
+        wait_for_marks: flags & 8 != 0,
         local_batch: usize::from(b.byte() % 4),
         remote_batch: usize::from(b.byte() % 4),
         ..Config::default()
@@ -65,9 +71,11 @@ pub fn run(data: &[u8]) -> Reached {
     let mut seen: HashMap<MessageId, Seen> = HashMap::new();
     let mut jobs: Vec<Job> = Vec::new();
     let mut busy: HashSet<(MessageId, u32)> = HashSet::new();
+    let mut unmarked: Vec<MessageId> = Vec::new();
+    let wait_for_marks = sched.config().wait_for_marks;
     let mut next_id = 1;
     while let Some(op) = b.next() {
-        match op % 13 {
+        match op % 14 {
             0 => {
                 let id = MessageId::from_u64(next_id);
                 next_id += 1;
@@ -121,6 +129,9 @@ pub fn run(data: &[u8]) -> Reached {
                 for t in &job.targets {
                     busy.remove(&(job.message, t.index));
                 }
+                if wait_for_marks && !recorded.marks.is_empty() {
+                    unmarked.push(job.message);
+                }
                 if let Some(s) = seen.get_mut(&job.message) {
                     for (index, status) in &recorded.marks {
                         match status {
@@ -140,6 +151,10 @@ pub fn run(data: &[u8]) -> Reached {
                         "bounce before the end"
                     );
                     assert!(!bounce.failures.is_empty());
+                    assert!(
+                        !unmarked.contains(&bounce.message),
+                        "bounce before the marks"
+                    );
                     s.bounce_out = true;
                     reached.bounces += 1;
                 }
@@ -166,6 +181,7 @@ pub fn run(data: &[u8]) -> Reached {
                     let s = seen.remove(&id).expect("known");
                     assert!(!s.held, "removal of a held message");
                     assert!(s.finals.iter().all(Option::is_some), "removed unfinished");
+                    assert!(!unmarked.contains(&id), "removed before the marks");
                     let failed = s.finals.contains(&Some(true));
                     assert!(!failed || s.bounced, "removed before its bounce");
                     reached.removals += 1;
@@ -175,7 +191,7 @@ pub fn run(data: &[u8]) -> Reached {
                 let ids: Vec<MessageId> = seen.keys().copied().collect();
                 if let Some(&id) = ids.get(usize::from(b.byte()) % ids.len().max(1)) {
                     let s = seen.get_mut(&id).expect("known");
-                    if op % 13 == 6 {
+                    if op % 14 == 6 {
                         assert!(sched.hold(id).is_ok());
                         s.held = true;
                     } else {
@@ -193,6 +209,7 @@ pub fn run(data: &[u8]) -> Reached {
                 {
                     assert!(sched.delete(id).is_ok());
                     seen.remove(&id);
+                    unmarked.retain(|m| *m != id);
                 }
             }
             11 => {
@@ -203,6 +220,10 @@ pub fn run(data: &[u8]) -> Reached {
                 }
             }
             12 => sched.set_concurrency(usize::from(b.byte() % 4), usize::from(b.byte() % 6)),
+            13 if !unmarked.is_empty() => {
+                let id = unmarked.swap_remove(usize::from(b.byte()) % unmarked.len());
+                assert!(sched.handle_marked(id).is_ok());
+            }
             _ => {}
         }
         if let Err(e) = sched.check_invariants() {

@@ -56,7 +56,10 @@
 //! 2. [`poll_remove`](Scheduler::poll_remove) until `None`: remove each message from the
 //!    queue;
 //! 3. [`poll_job`](Scheduler::poll_job) until `None`: start each job; when it ends, make
-//!    the statuses [`handle_done`](Scheduler::handle_done) returns durable;
+//!    the statuses [`handle_done`](Scheduler::handle_done) returns durable (with
+//!    [`Config::wait_for_marks`], then confirm them with
+//!    [`handle_marked`](Scheduler::handle_marked): until then the message is neither
+//!    bounced nor removed, so the marks may be written by other threads, in parallel);
 //! 4. [`poll_timeout`](Scheduler::poll_timeout): sleep until then, or until the next input.
 //!
 //! Bounces come first so that a message's removal never overtakes its bounce, and jobs

@@ -71,6 +71,8 @@ struct Msg {
     rcpts: Vec<Rcpt>,
     unfinished: usize,
     failed: usize,
+    /// `Recorded`s handed out and not yet confirmed (with `Config::wait_for_marks`).
+    unmarked: usize,
     phase: Phase,
 }
 
@@ -100,8 +102,8 @@ struct RunningJob {
 /// loop and the order of the polls.
 ///
 /// Inputs: [`handle_new`](Self::handle_new), [`handle_done`](Self::handle_done),
-/// [`handle_bounced`](Self::handle_bounced), [`handle_bounce_failed`](Self::handle_bounce_failed),
-/// [`handle_timeout`](Self::handle_timeout). Commands: [`hold`](Self::hold),
+/// [`handle_marked`](Self::handle_marked), [`handle_bounced`](Self::handle_bounced),
+/// [`handle_bounce_failed`](Self::handle_bounce_failed), [`handle_timeout`](Self::handle_timeout). Commands: [`hold`](Self::hold),
 /// [`release`](Self::release), [`flush`](Self::flush), [`delete`](Self::delete),
 /// [`set_concurrency`](Self::set_concurrency). Outputs: [`poll_bounce`](Self::poll_bounce),
 /// [`poll_remove`](Self::poll_remove), [`poll_job`](Self::poll_job),
@@ -236,6 +238,7 @@ impl Scheduler {
                 rcpts,
                 unfinished,
                 failed,
+                unmarked: 0,
                 phase: Phase::Delivering,
             },
         );
@@ -262,8 +265,10 @@ impl Scheduler {
     /// exactly at qmail's times however long each one takes. A retry time that has already
     /// passed when the job ends (a very slow attempt) is moved to one second after `now`.
     ///
-    /// The returned [`Recorded`] lists the statuses to make durable. A job of a message
-    /// deleted meanwhile only frees its slot and records nothing.
+    /// The returned [`Recorded`] lists the statuses to make durable. With
+    /// [`Config::wait_for_marks`], confirm them with [`handle_marked`](Self::handle_marked)
+    /// when its `marks` are not empty. A job of a message deleted meanwhile only frees its
+    /// slot and records nothing.
     ///
     /// # Errors
     /// [`SchedError::UnknownJob`] if `job` is not running.
@@ -325,11 +330,34 @@ impl Scheduler {
             recorded.marks.push((index, status));
         }
         recorded.finished = msg.unfinished == 0;
+        if self.config.wait_for_marks && !recorded.marks.is_empty() {
+            msg.unmarked += 1;
+        }
         for (index, at) in retries {
             self.schedule(run.message, index, at, now);
         }
         self.maybe_finish(run.message);
         Ok(recorded)
+    }
+
+    /// The statuses of one [`Recorded`] for `message` are durable (with
+    /// [`Config::wait_for_marks`]; without, there is nothing to confirm). Once every
+    /// `Recorded` of a finished message is confirmed, its bounce or removal is handed out.
+    ///
+    /// # Errors
+    /// [`SchedError::UnknownMessage`], or [`SchedError::NoMarksOut`] when no `Recorded`
+    /// with marks awaits confirmation.
+    pub fn handle_marked(&mut self, message: MessageId) -> Result<(), SchedError> {
+        let msg = self
+            .messages
+            .get_mut(&message)
+            .ok_or(SchedError::UnknownMessage(message))?;
+        if msg.unmarked == 0 {
+            return Err(SchedError::NoMarksOut(message));
+        }
+        msg.unmarked -= 1;
+        self.maybe_finish(message);
+        Ok(())
     }
 
     /// The driver queued the bounce [`poll_bounce`](Self::poll_bounce) handed out for
@@ -490,7 +518,7 @@ impl Scheduler {
         let Some(msg) = self.messages.get_mut(&id) else {
             return;
         };
-        if msg.phase != Phase::Delivering || msg.unfinished > 0 {
+        if msg.phase != Phase::Delivering || msg.unfinished > 0 || msg.unmarked > 0 {
             return;
         }
         msg.phase = match (msg.failed > 0, msg.held) {

@@ -205,7 +205,9 @@ impl Job {
 }
 
 /// What [`handle_done`](crate::Scheduler::handle_done) decided for a job's targets: the
-/// statuses the driver makes durable (`mta_queue::Queue::mark_many`).
+/// statuses the driver makes durable (`mta_queue::Queue::mark_many`), and with
+/// [`Config::wait_for_marks`](crate::Config::wait_for_marks) confirms with
+/// [`handle_marked`](crate::Scheduler::handle_marked).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Recorded {
     /// The message.

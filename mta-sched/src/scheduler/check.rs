@@ -61,7 +61,7 @@ impl Scheduler {
             if unfinished != msg.unfinished || failed != msg.failed {
                 return Err(format!("msg {id}: counts are off"));
             }
-            if (msg.phase == Phase::Delivering) != (unfinished > 0) {
+            if (msg.phase == Phase::Delivering) != (unfinished > 0 || msg.unmarked > 0) {
                 return Err(format!(
                     "msg {id}: phase {:?} with {unfinished} left",
                     msg.phase

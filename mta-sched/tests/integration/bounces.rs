@@ -169,3 +169,39 @@ fn stats_follow_the_queue() {
     assert_eq!(s.poll_remove(), Some(id(2)));
     assert_eq!((s.messages(), s.oldest_birth()), (1, Some(t(50))));
 }
+
+#[test]
+fn with_wait_for_marks_nothing_is_bounced_or_removed_before_the_marks_are_durable() {
+    let mut s = Scheduler::new(mta_sched::Config {
+        wait_for_marks: true,
+        ..config(10, 20)
+    });
+    add(
+        &mut s,
+        message(1, "a@x", vec![remote("gone@a.example")]),
+        t(0),
+    );
+    add(
+        &mut s,
+        message(2, "a@x", vec![remote("ok@a.example")]),
+        t(0),
+    );
+    let started = jobs(&mut s, t(0));
+    for job in &started {
+        let result = if job.message == id(1) {
+            failed()
+        } else {
+            delivered()
+        };
+        let r = finish(&mut s, job, &result, t(1));
+        assert!(r.finished);
+    }
+    assert!(s.poll_bounce().is_none());
+    assert!(s.poll_remove().is_none());
+    s.handle_marked(id(2)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.poll_remove(), Some(id(2)));
+    assert!(s.poll_bounce().is_none());
+    s.handle_marked(id(1)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.poll_bounce().map(|b| b.message), Some(id(1)));
+    assert_eq!(s.handle_marked(id(1)), Err(SchedError::NoMarksOut(id(1))));
+}

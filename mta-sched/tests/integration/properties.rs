@@ -12,10 +12,10 @@ proptest! {
     }
 }
 
-/// A long fixed run through every operation, so the checker itself is exercised whatever
-/// the random cases turn out to be.
+/// Long fixed runs through every operation, with and without `wait_for_marks`, so the
+/// checker itself is exercised whatever the random cases turn out to be.
 #[test]
-fn a_long_deterministic_run_keeps_the_invariants() {
+fn long_deterministic_runs_keep_the_invariants() {
     let mut x: u32 = 0x9e37_79b9;
     let ops: Vec<u8> = (0..20_000)
         .map(|_| {
@@ -25,10 +25,13 @@ fn a_long_deterministic_run_keeps_the_invariants() {
             (x >> 24) as u8
         })
         .collect();
-    let mut config = vec![3, 4, 5, 1, 2, 3];
-    config.extend(ops);
-    let reached = mta_sched::fuzzing::run(&config);
-    assert!(reached.jobs > 100, "{reached:?}");
-    assert!(reached.bounces > 10, "{reached:?}");
-    assert!(reached.removals > 10, "{reached:?}");
+    // concurrencylocal 3, concurrencyremote 4, lifetime 5001 s, flags, batches 2 and 3.
+    for flags in [1, 9] {
+        let mut data = vec![3, 4, 5, flags, 2, 3];
+        data.extend(&ops);
+        let reached = mta_sched::fuzzing::run(&data);
+        assert!(reached.jobs > 100, "{reached:?}");
+        assert!(reached.bounces > 10, "{reached:?}");
+        assert!(reached.removals > 10, "{reached:?}");
+    }
 }
