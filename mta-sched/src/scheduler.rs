@@ -255,7 +255,7 @@ impl Scheduler {
     ///
     /// - delivered and failed are final;
     /// - a deferral is retried at the channel's [`RetrySchedule`](mta_queue::retry::RetrySchedule)
-    ///   time from the message's birth (qmail: `birth + (isqrt(now - birth) + skip)^2`,
+    ///   time from the message's birth (qmail: `birth + (isqrt(start - birth) + skip)^2`,
     ///   never earlier than one second after `now`), with one more attempt counted;
     /// - a deferral once the message is `queue_lifetime` old becomes a failure with
     ///   [`LIFETIME_TEXT`] appended (qmail-send's "dying" pass), unless the message is held.

@@ -117,6 +117,18 @@ impl Recipient {
         }
     }
 
+    /// A pending local recipient whose jobs are batched under `user`.
+    pub fn local(address: impl Into<Address>, user: impl Into<Vec<u8>>) -> Recipient {
+        Recipient::new(address, Route::local(user))
+    }
+
+    /// A pending remote recipient, routed to its address's domain (empty without an `@`).
+    pub fn remote(address: impl Into<Address>) -> Recipient {
+        let address = address.into();
+        let domain = address.domain().unwrap_or_default().to_vec();
+        Recipient::new(address, Route::Remote { domain })
+    }
+
     /// The same recipient with another status (for messages found at startup).
     #[must_use]
     pub fn with_status(mut self, status: Status) -> Recipient {

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mta_core::DeliveryResult;
 use mta_queue::{MessageId, Status};
-use mta_sched::{Config, Job, NewMessage, Recipient, Recorded, Route, Scheduler};
+use mta_sched::{Config, Job, NewMessage, Recipient, Recorded, Scheduler};
 
 /// `s` seconds after the test epoch (every message here is born at `t(0)` unless said).
 pub(crate) fn t(s: u64) -> SystemTime {
@@ -24,12 +24,11 @@ pub(crate) fn config(local: usize, remote: usize) -> Config {
 }
 
 pub(crate) fn local(addr: &str, user: &str) -> Recipient {
-    Recipient::new(addr, Route::local(user))
+    Recipient::local(addr, user)
 }
 
 pub(crate) fn remote(addr: &str) -> Recipient {
-    let domain = addr.rsplit_once('@').map_or("", |(_, d)| d);
-    Recipient::new(addr, Route::remote(domain))
+    Recipient::remote(addr)
 }
 
 pub(crate) fn message(n: u64, sender: &str, recipients: Vec<Recipient>) -> NewMessage {
