@@ -251,3 +251,12 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_transcript_is_the_expected_one() {
+        let out = super::run().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(Some(out.as_str()), super::EXPECTED.strip_prefix('\n'));
+    }
+}
