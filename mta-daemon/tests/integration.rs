@@ -16,3 +16,5 @@ mod limits;
 mod remote;
 #[path = "integration/serve.rs"]
 mod serve;
+#[path = "integration/tls.rs"]
+mod tls;
