@@ -44,6 +44,7 @@ mod deliver;
 mod dns;
 mod plan;
 mod tcpto;
+mod tls;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -106,6 +107,7 @@ pub struct RemoteDelivery {
     downed: tcpto::DownedHosts,
     queue: Arc<Queue>,
     port: u16,
+    tls: tls::Outbound,
 }
 
 impl RemoteDelivery {
@@ -141,12 +143,14 @@ impl RemoteDelivery {
             timeout: dns_timeout,
             attempts: dns_attempts,
         });
+        let tls = tls::Outbound::load(control_dir)?;
         Ok(RemoteDelivery {
             control,
             resolver,
             downed: tcpto::DownedHosts::new(tcpto),
             queue,
             port: smtp_port,
+            tls,
         })
     }
 
