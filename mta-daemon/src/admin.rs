@@ -23,6 +23,31 @@ pub fn check(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = writeln!(err, "{e}");
         bad += 1;
     }
+    let now = u64::try_from(crate::log::unix_now()).unwrap_or(0);
+    for name in ["servercert.pem", "clientcert.pem"] {
+        let path = root.control().join(name);
+        if !path.exists() {
+            continue;
+        }
+        match crate::tls::check_pem_file(&path, now) {
+            Ok(warnings) => {
+                for w in warnings {
+                    let _ = writeln!(err, "warning: {w}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(err, "{e}");
+                bad += 1;
+            }
+        }
+    }
+    let ca = root.control().join("tlsca.pem");
+    if let Ok(pem) = std::fs::read(&ca)
+        && let Err(e) = mta_smtp::tls::roots_with(Some(&pem))
+    {
+        let _ = writeln!(err, "{}: {e}", ca.display());
+        bad += 1;
+    }
     if bad == 0 {
         let _ = writeln!(
             out,

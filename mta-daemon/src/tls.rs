@@ -20,6 +20,49 @@ use mta_smtp::tls::{self as smtp_tls, TlsStream};
 
 use crate::log;
 
+/// How close to its expiry a certificate makes `mta check` warn.
+const EXPIRY_WARNING: u64 = 14 * 24 * 3600;
+
+/// `mta check` for one key + chain PEM file (`servercert.pem`, `clientcert.pem`): the
+/// key must match the first certificate (rustls checks it), the certificate must not
+/// have expired; warnings for one that expires within 14 days and for a key file other
+/// accounts can read. `now` is in Unix seconds.
+///
+/// # Errors
+/// What makes the file unusable, as one line.
+pub(crate) fn check_pem_file(path: &std::path::Path, now: u64) -> Result<Vec<String>, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("{name}: {e}"))?;
+    let (certs, _) = smtp_tls::certified_key_from_pem(&pem).map_err(|e| format!("{name}: {e}"))?;
+    smtp_tls::server_config_from_pem(&pem).map_err(|e| format!("{name}: {e}"))?;
+    let mut warnings = Vec::new();
+    let first = certs
+        .first()
+        .ok_or_else(|| format!("{name}: no certificate"))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(first)
+        .map_err(|e| format!("{name}: certificate does not parse: {e}"))?;
+    let not_after = cert.validity().not_after.timestamp();
+    let not_after = u64::try_from(not_after).unwrap_or(0);
+    if not_after <= now {
+        return Err(format!("{name}: the certificate expired"));
+    }
+    if not_after - now < EXPIRY_WARNING {
+        warnings.push(format!(
+            "{name}: the certificate expires in {} days",
+            (not_after - now) / 86_400
+        ));
+    }
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o044 != 0
+    {
+        warnings.push(format!(
+            "{name}: the private key is readable by other accounts (chmod 600)"
+        ));
+    }
+    Ok(warnings)
+}
+
 /// What identifies one version of the certificate file: inode, size, modification time.
 type Stamp = (u64, u64, i64, i64);
 

@@ -453,3 +453,57 @@ fn outbound_encrypt_and_verify_policies() {
         server.log_text()
     );
 }
+
+#[test]
+fn check_validates_the_certificate_files() {
+    let root = TestRoot::new();
+    let (_, good) = test_pki("mx");
+    install_cert(&root, &good);
+    let out = mta(&root.dir, &["check"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // World-readable key: a warning, still valid.
+    std::fs::set_permissions(
+        root.path("control/servercert.pem"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let out = mta(&root.dir, &["check"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("readable by other accounts"));
+    // A key that does not belong to the certificate: an error.
+    let (_, other) = test_pki("other");
+    let key_end = other.find("-----END PRIVATE KEY-----").unwrap() + 26;
+    let cert_start = good.find("-----BEGIN CERTIFICATE-----").unwrap();
+    install_cert(
+        &root,
+        &format!("{}{}", &other[..key_end], &good[cert_start..]),
+    );
+    let out = mta(&root.dir, &["check"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "mismatched key accepted: {out:?}"
+    );
+    // Expiring within 14 days: a warning naming the days.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    params.not_after = rcgen::date_time_ymd(1970, 1, 1) + Duration::from_secs(now + 5 * 86_400);
+    let soon = params.self_signed(&key).unwrap();
+    install_cert(&root, &format!("{}{}", key.serialize_pem(), soon.pem()));
+    let out = mta(&root.dir, &["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("expires in 4 days") || err.contains("expires in 5 days"),
+        "{err}"
+    );
+}
