@@ -19,6 +19,7 @@ use mta_dotqmail::Account;
 use mta_queue::{Queue, QueueOptions};
 
 use crate::bounce::QueueBouncer;
+use crate::live::LiveSettings;
 use crate::local::LocalDelivery;
 use crate::log;
 use crate::remote::RemoteDelivery;
@@ -152,7 +153,10 @@ fn run_inner(root: &Root) -> Result<(), String> {
         drop_to = Some((uid, gid));
     }
     let users = Arc::new(Users::load(root.assign(), alias, as_root)?);
-    let router: Arc<dyn Router> = Arc::clone(&settings.control) as Arc<dyn Router>;
+    let live = Arc::new(LiveSettings::new(Arc::clone(&settings)));
+    let router: Arc<dyn Router> = Arc::clone(&live) as Arc<dyn Router>;
+    let default_delivery = crate::live::default_delivery(&root.control())
+        .map_err(|e| format!("control/defaultdelivery: {e}"))?;
 
     let (sched_tx, sched_rx) = unbounded();
     let (local_tx, local_rx) = unbounded::<sched::Job>();
@@ -163,7 +167,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
     };
     let local = Arc::new(LocalDelivery::new(
         Arc::clone(&users),
-        DEFAULT_DELIVERY.to_vec(),
+        default_delivery,
         Arc::clone(&queue),
         sched_tx.clone(),
         worker_exe,
@@ -267,8 +271,9 @@ fn run_inner(root: &Root) -> Result<(), String> {
     }
 
     // SMTP.
+    let users_for_reload = Arc::clone(&users);
     let shared = Arc::new(Shared {
-        settings: Arc::clone(&settings),
+        settings: Arc::clone(&live),
         store: smtpd::Store::Queue(Arc::clone(&queue)),
         router,
         users,
@@ -291,13 +296,14 @@ fn run_inner(root: &Root) -> Result<(), String> {
         log::line(&format!("status: listening on {addr}"));
     }
 
-    // Wait for SIGTERM / SIGINT.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(|e| format!("signals: {e}"))?;
-    let _ = signals.forever().next();
+    // Signals: HUP rereads, ALRM flushes, TERM / INT stop.
+    let reload = Reload {
+        root,
+        live: &live,
+        users: &users_for_reload,
+        remote: &remote,
+    };
+    wait_for_stop(&reload)?;
     shared.stopping.store(true, Ordering::SeqCst);
     for addr in bound {
         // Wake each acceptor so it sees the flag; failure only means it is already gone.
@@ -305,5 +311,51 @@ fn run_inner(root: &Root) -> Result<(), String> {
     }
     let _ = sched_tx.send(Input::Shutdown);
     let _ = sched_thread.join();
+    Ok(())
+}
+
+/// What SIGHUP re-reads.
+struct Reload<'a> {
+    root: &'a Root,
+    live: &'a LiveSettings,
+    users: &'a Users,
+    remote: &'a RemoteDelivery,
+}
+
+impl Reload<'_> {
+    /// qmail-send's SIGHUP: control/ and users/assign again, at once. A file that does not
+    /// parse keeps the old configuration and is logged with its `file:line`.
+    fn run(&self) {
+        let control = self.root.control();
+        let settings = self.live.reload(&control);
+        let remote = self.remote.reload(&control);
+        self.users.reload_now();
+        match settings.map(|_| ()).and(remote) {
+            Ok(()) => log::line("status: reloaded configuration"),
+            Err(e) => log::line(&format!(
+                "alert: unable to reread controls: {}; keeping the previous configuration",
+                log::safe(e.as_bytes())
+            )),
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT, handling SIGHUP (reread the configuration) and SIGALRM
+/// (retry every deferred delivery now, as `mta queue flush`) meanwhile.
+fn wait_for_stop(reload: &Reload<'_>) -> Result<(), String> {
+    use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGALRM])
+        .map_err(|e| format!("signals: {e}"))?;
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => reload.run(),
+            SIGALRM => {
+                log::line("status: flushing the queue at SIGALRM");
+                // The same path as `mta queue flush`: forget downed hosts, retry now.
+                trigger::pull(&reload.root.trigger(), trigger::Pull::Flush);
+            }
+            _ => break,
+        }
+    }
     Ok(())
 }

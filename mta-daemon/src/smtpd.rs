@@ -35,8 +35,8 @@ use crate::users::Users;
 
 /// What every session shares.
 pub struct Shared {
-    /// Control settings.
-    pub settings: Arc<Settings>,
+    /// Control settings, re-read at SIGHUP: read them once per use.
+    pub settings: Arc<crate::live::LiveSettings>,
     /// Where accepted messages go.
     pub store: Store,
     /// Recipient routing.
@@ -83,7 +83,7 @@ pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         // Replies are written a batch at a time; do not let Nagle hold the last one back.
         // A socket option that cannot be set only costs speed.
         let _ = stream.set_nodelay(true);
-        let limit = shared.settings.concurrency_incoming;
+        let limit = shared.settings.get().concurrency_incoming;
         if shared.active.fetch_add(1, Ordering::SeqCst) >= limit {
             shared.active.fetch_sub(1, Ordering::SeqCst);
             // Best effort: the client is being turned away anyway.
@@ -123,7 +123,7 @@ fn session_thread(
     let mut next = Some(first);
     while let Some(mut stream) = next.take() {
         let peer = stream.peer_addr().ok();
-        let relay = peer.is_some_and(|p| shared.settings.is_relay_client(p.ip()));
+        let relay = peer.is_some_and(|p| shared.settings.get().is_relay_client(p.ip()));
         if let Err(e) = serve_connection(shared, &mut stream, peer, relay)
             && !matches!(
                 e.kind(),
@@ -188,10 +188,11 @@ pub fn serve_connection<S: Read + Write + ?Sized>(
     peer: Option<SocketAddr>,
     relay_client: bool,
 ) -> io::Result<()> {
-    let mut config = ServerConfig::new(shared.settings.greeting.clone());
-    config.set_databytes(shared.settings.databytes);
+    let settings = shared.settings.get();
+    let mut config = ServerConfig::new(settings.greeting.clone());
+    config.set_databytes(settings.databytes);
     config.max_recipients = 100_000;
-    config.timeout = shared.settings.timeout_smtpd;
+    config.timeout = settings.timeout_smtpd;
     let peer_ip = peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string());
     let start = Instant::now();
     let mut session = ServerSession::new(config, start);
@@ -275,7 +276,7 @@ fn next_event(
                 ReversePath::Null => Address::null(),
                 ReversePath::Mailbox(m) => m.to_address(),
             };
-            tx.bad_sender = shared.settings.is_bad_sender(&sender);
+            tx.bad_sender = shared.settings.get().is_bad_sender(&sender);
             tx.sender = Some(sender);
             Some(Verdict::Accept)
         }
@@ -311,7 +312,7 @@ fn reply(code: u16, text: &str) -> Reply {
 }
 
 fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client: bool) -> Verdict {
-    let settings = &shared.settings;
+    let settings = shared.settings.get();
     let addr = match path {
         ForwardPath::Mailbox(m) => m.to_address(),
         ForwardPath::Postmaster => Address::from("postmaster"),
@@ -369,11 +370,19 @@ fn data_start(shared: &Shared, tx: &mut Transaction, peer_ip: &str, helo: Option
         },
         Store::Pickup(_) => Body::Buffer(Vec::new()),
     };
-    let date = mta_core::date::qmail_date822(crate::log::unix_now());
-    let mut info = ReceivedInfo::new("unknown", peer_ip, &shared.settings.me, &date);
+    let now = crate::log::unix_now();
+    let date = mta_core::date::qmail_date822(now);
+    let settings = shared.settings.get();
+    let mut info = ReceivedInfo::new("unknown", peer_ip, &settings.me, &date);
     info.helo = helo;
-    let line = mta_smtp::received_line(&info);
-    if incoming.write(line.as_bytes()).is_err() {
+    // qmail-queue's line goes on top of qmail-smtpd's, as qmail-queue prepends it.
+    let mut line = mta_core::header::received_queue(
+        std::process::id(),
+        mta_core::header::QueueInvoker::Network,
+        now,
+    );
+    line.extend_from_slice(mta_smtp::received_line(&info).as_bytes());
+    if incoming.write(&line).is_err() {
         tx.write_failed = true;
     }
     tx.incoming = Some(incoming);
@@ -457,7 +466,9 @@ impl Write for Stdio<'_> {
 /// the trigger. Returns the exit code.
 pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
     let setup = || -> Result<Shared, String> {
-        let settings = Arc::new(Settings::load(&root.control())?);
+        let settings = Arc::new(crate::live::LiveSettings::new(Arc::new(Settings::load(
+            &root.control(),
+        )?)));
         let store = match Queue::open(root.queue(), mta_queue::QueueOptions::default()) {
             Ok(q) => Store::Queue(Arc::new(q)),
             // A running `mta serve` holds the queue: hand messages over through pickup.
@@ -467,7 +478,7 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
         let (tx, _rx) = crossbeam_channel::unbounded();
         let users = Arc::new(crate::serve::user_table(root, crate::privs::is_root())?);
         Ok(Shared {
-            router: Arc::clone(&settings.control) as Arc<dyn Router>,
+            router: Arc::clone(&settings) as Arc<dyn Router>,
             settings,
             store,
             users,

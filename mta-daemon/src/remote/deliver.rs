@@ -84,7 +84,7 @@ impl RemoteDelivery {
     fn attempt(&self, hop: Hop, job: &Job, envelope: &Envelope) -> Attempt {
         let n = job.targets.len();
         let addr = SocketAddr::new(hop.ip, hop.port);
-        let stream = match TcpStream::connect_timeout(&addr, self.control.timeout_connect) {
+        let stream = match TcpStream::connect_timeout(&addr, self.control().timeout_connect) {
             Ok(s) => {
                 // The client writes whole pipelined groups; without this the final ".\r\n"
                 // after the body waits for the server's delayed ACK (about 40 ms a message).
@@ -125,8 +125,8 @@ impl RemoteDelivery {
             }
         };
         let peer = hop.ip.to_string();
-        let mut config = ClientConfig::new(self.control.helohost.clone(), peer.clone());
-        config.timeout = self.control.timeout_remote;
+        let mut config = ClientConfig::new(self.control().helohost.clone(), peer.clone());
+        config.timeout = self.control().timeout_remote;
         config.message_size = Some(message.len());
         let results = blocking::deliver_with(stream, envelope, message, config, None);
         // Nothing was sent after a greeting other than 220: another MX may do better.
@@ -143,7 +143,7 @@ impl RemoteDelivery {
     /// Waits up to `timeoutremote` for the first byte of the greeting, without consuming it.
     fn wait_greeting(&self, stream: &TcpStream) -> Greeting {
         if stream
-            .set_read_timeout(Some(self.control.timeout_remote))
+            .set_read_timeout(Some(self.control().timeout_remote))
             .is_err()
         {
             return Greeting::Started;
