@@ -34,6 +34,7 @@ pub mod frame;
 pub mod inject;
 pub mod local;
 pub mod log;
+pub mod origin;
 pub mod live;
 pub mod lookup;
 pub mod pool;

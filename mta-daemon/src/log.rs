@@ -62,6 +62,17 @@ pub fn batch<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Writes the lines this thread holds in a [`batch`] now, and keeps batching: before
+/// handing work to a thread whose lines must come after them.
+pub fn flush_held() {
+    let text = HELD.with(|h| h.borrow_mut().as_mut().map(std::mem::take));
+    if let Some(text) = text
+        && !text.is_empty()
+    {
+        emit(&text);
+    }
+}
+
 /// The current time in whole seconds since the epoch (0 if the clock is before it), as
 /// the date formatters of mta-core take it.
 pub fn unix_now() -> i64 {

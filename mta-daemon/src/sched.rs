@@ -111,6 +111,8 @@ pub struct Settings {
     pub lifetime: Duration,
     /// Whether a remote pool exists. Without one, remote recipients stay queued.
     pub remote_enabled: bool,
+    /// The uid SMTP sessions and bounces queue as (`info msg`'s uid for them).
+    pub queue_uid: u32,
 }
 
 /// Builds and queues bounces; the daemon's glue to mta-verp.
@@ -128,6 +130,15 @@ pub trait Bouncer: Send + Sync {
         envelope: &Envelope,
         failures: &[(Address, Vec<u8>)],
     ) -> Result<Option<MessageId>, String>;
+}
+
+/// Whether a loaded message arrived while this process runs or was queued before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// Queued before this start: already logged.
+    Before,
+    /// New now: log `new msg` and `info msg`.
+    Now,
 }
 
 struct Recipient {
@@ -210,7 +221,19 @@ impl Scheduler {
     /// Runs until [`Input::Shutdown`] and every in-flight delivery has reported.
     pub fn run(mut self) {
         self.status_line("");
-        log::batch(|| self.rescan());
+        // Messages queued before this start were logged as new by the process that saw
+        // them arrive (qmail logs `new msg` once, at todo processing).
+        log::batch(|| {
+            // Messages announced before this thread ran (pickup imported at start) are new.
+            let mut done = Vec::new();
+            while let Ok(input) = self.input.try_recv() {
+                self.accept(input, &mut done);
+            }
+            if !done.is_empty() {
+                self.record(done);
+            }
+            self.rescan(Seen::Before);
+        });
         loop {
             log::batch(|| self.dispatch());
             if self.stopping && self.busy == [0, 0] && self.finishing == 0 {
@@ -247,8 +270,8 @@ impl Scheduler {
 
     fn accept(&mut self, input: Input, done: &mut Vec<Done>) {
         match input {
-            Input::New(id) => self.load(id),
-            Input::Rescan => self.rescan(),
+            Input::New(id) => self.load(id, Seen::Now),
+            Input::Rescan => self.rescan(Seen::Now),
             Input::Flush => self.flush(),
             Input::Done(d) => done.push(*d),
             Input::Finished(id) => {
@@ -267,12 +290,12 @@ impl Scheduler {
         }
     }
 
-    fn rescan(&mut self) {
+    fn rescan(&mut self, seen: Seen) {
         match self.queue.scan() {
             Ok(ids) => {
                 for id in ids {
                     if !self.messages.contains_key(&id) {
-                        self.load(id);
+                        self.load(id, seen);
                     }
                 }
             }
@@ -292,8 +315,9 @@ impl Scheduler {
         }
     }
 
-    /// Reads a message's envelope and statuses and schedules what is due.
-    fn load(&mut self, id: MessageId) {
+    /// Reads a message's envelope and statuses and schedules what is due; a message new
+    /// to the queue gets its `new msg` and `info msg` lines.
+    fn load(&mut self, id: MessageId, seen: Seen) {
         if self.messages.contains_key(&id) {
             return;
         }
@@ -306,12 +330,17 @@ impl Scheduler {
                 return;
             }
         };
-        log::line(&format!("new msg {id}"));
-        log::line(&format!(
-            "info msg {id}: bytes {} from <{}> qp 0 uid 0",
-            info.body_len,
-            log::safe(info.envelope.sender.as_bytes())
-        ));
+        if seen == Seen::Now {
+            let origin = crate::origin::of_message(&self.queue, id, self.settings.queue_uid);
+            log::line(&format!("new msg {id}"));
+            log::line(&format!(
+                "info msg {id}: bytes {} from <{}> qp {} uid {}",
+                info.body_len,
+                log::safe(info.envelope.sender.as_bytes()),
+                origin.qp,
+                origin.uid
+            ));
+        }
         let recipients = info
             .envelope
             .recipients
@@ -526,7 +555,12 @@ impl Scheduler {
                 *n = n.saturating_sub(1);
             }
             for (target, result) in job.targets.iter().zip(&d.results) {
-                let text = log::safe(result.text().as_bytes());
+                // qmail's reports end in a newline, logged as the trailing `/`.
+                let mut raw = result.text().as_bytes().to_vec();
+                if !raw.ends_with(b"\n") {
+                    raw.push(b'\n');
+                }
+                let text = log::safe(&raw);
                 let word = match result {
                     DeliveryResult::Delivered { .. } => "success",
                     DeliveryResult::Failed { .. } => "failure",
@@ -606,6 +640,9 @@ impl Scheduler {
             envelope: msg.envelope.clone(),
             failures,
         };
+        // The finisher logs `bounce msg` and `end msg`: this thread's held lines (`new
+        // msg`, the last results) go out first.
+        log::flush_held();
         if self.finisher.send(f).is_ok() {
             msg.finishing = true;
             self.finishing += 1;

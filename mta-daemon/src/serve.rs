@@ -218,6 +218,12 @@ fn run_inner(root: &Root) -> Result<(), String> {
             .map_err(|e| format!("spawn: {e}"))?;
     }
 
+    // The trigger FIFO is opened, and pickup imported, before the scheduler runs: it
+    // logs the imported messages as new, and nothing left in pickup misses a wake-up.
+    let mut pulls = trigger::Listener::open(&root.trigger())
+        .map_err(|e| format!("trigger {}: {e}", root.trigger().display()))?;
+    import_pickup(root, &queue, &sched_tx);
+
     // Scheduler.
     let scheduler = Scheduler::new(
         Arc::clone(&queue),
@@ -228,6 +234,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
             concurrency_remote: settings.concurrency_remote,
             lifetime: settings.queue_lifetime,
             remote_enabled: true,
+            queue_uid: drop_to.map_or_else(|| rustix::process::getuid().as_raw(), |(uid, _)| uid),
         },
         sched_rx,
         local_tx,
@@ -239,9 +246,6 @@ fn run_inner(root: &Root) -> Result<(), String> {
         .map_err(|e| format!("spawn: {e}"))?;
 
     // Trigger FIFO.
-    let mut pulls = trigger::Listener::open(&root.trigger())
-        .map_err(|e| format!("trigger {}: {e}", root.trigger().display()))?;
-    import_pickup(root, &queue, &sched_tx);
     {
         let tx = sched_tx.clone();
         let root = root.clone();
