@@ -176,7 +176,10 @@ impl crate::pool::Deliver for LocalDelivery {
         };
         for (i, (result, forward)) in answers {
             results[i] = Some(match forward {
-                Some(fwd) if result.is_delivered() => self.forward(fwd, &message, result),
+                Some(fwd) if result.is_delivered() => {
+                    let invoker = forwarder(users.iter().find(|(j, _)| *j == i).map(|(_, u)| u));
+                    self.forward(fwd, &message, result, invoker)
+                }
                 _ => result,
             });
         }
@@ -202,11 +205,17 @@ impl LocalDelivery {
     }
 
     /// Queues the forward (qmail-local's `mailforward`): DTLINE + the original message.
-    fn forward(&self, fwd: Forward, message: &[u8], result: DeliveryResult) -> DeliveryResult {
+    fn forward(
+        &self,
+        fwd: Forward,
+        message: &[u8],
+        result: DeliveryResult,
+        invoker: mta_core::header::QueueInvoker,
+    ) -> DeliveryResult {
         let mut bytes = Vec::with_capacity(fwd.dtline.len() + message.len() + 64);
         bytes.extend_from_slice(&mta_core::header::received_queue(
             std::process::id(),
-            mta_core::header::QueueInvoker::Alias,
+            invoker,
             crate::log::unix_now(),
         ));
         bytes.extend_from_slice(&fwd.dtline);
@@ -232,6 +241,16 @@ impl LocalDelivery {
                 status: None,
             },
         }
+    }
+}
+
+/// Who a forward is queued for in qmail-queue's trace line: `invoked by alias` for the
+/// alias user, else `invoked by uid U` with the forwarding user's uid.
+fn forwarder(user: Option<&LocalUser>) -> mta_core::header::QueueInvoker {
+    use mta_core::header::QueueInvoker;
+    match user.map(LocalUser::account) {
+        Some(a) if a.user() != b"alias" => QueueInvoker::Uid(a.uid()),
+        _ => QueueInvoker::Alias,
     }
 }
 

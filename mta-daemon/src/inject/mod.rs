@@ -50,6 +50,7 @@ use std::ffi::OsString;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 
+pub(crate) use compose::is_null_sender;
 pub use env::{Env, VARIABLES};
 
 use crate::root::Root;
