@@ -70,9 +70,10 @@ pub fn check(
 }
 
 /// The environment programs get before the qmail variables: a fixed, small one (every
-/// value a delivery adds is attacker-controlled; see the Shellshock note in the reference).
+/// value a delivery adds is attacker-controlled; see the Shellshock note in the reference):
+/// `PATH` with `DIR/bin` first and `MTA_ROOT` ([`crate::helpers::program_env`]).
 fn base_env() -> BaseEnvironment {
-    BaseEnvironment::Fixed(vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())])
+    BaseEnvironment::Fixed(crate::helpers::program_env())
 }
 
 /// Runs local deliveries.
@@ -371,7 +372,7 @@ impl Workers {
         let mut child = Command::new(&self.exe)
             .arg("local-worker")
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .envs(crate::helpers::program_env())
             .current_dir("/")
             .uid(uid)
             .gid(gid)

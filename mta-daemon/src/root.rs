@@ -5,6 +5,7 @@
 //! DIR/users/assign   qmail-users format; local users are resolved here first
 //! DIR/alias/         the alias user's home (.qmail-default delivering to ./Maildir/)
 //! DIR/queue/         mta-queue's directory
+//! DIR/bin/           preline, condredirect, ... as links to `mta` (crate::helpers)
 //! ```
 //!
 //! `init` is idempotent and never overwrites a file: an administrator's edits survive
@@ -168,6 +169,8 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
     {
         crate::privs::chown_tree(&root.alias(), acct.uid, acct.gid)?;
     }
+    // DIR/bin: qmail's helper commands for .qmail programs, as links to this binary.
+    created.extend(crate::helpers::install_links(root)?);
     Ok(created)
 }
 

@@ -143,6 +143,13 @@ fn run_inner(root: &Root) -> Result<(), String> {
     }
     let settings = Arc::new(Settings::load(&root.control())?);
     let as_root = privs::is_root();
+    // .qmail programs find qmail's helpers in DIR/bin first (a root made by an older
+    // `init` gets the links now).
+    let abs_root =
+        std::fs::canonicalize(root.dir()).map_err(|e| format!("{}: {e}", root.dir().display()))?;
+    crate::helpers::install_links(&Root::new(&abs_root))
+        .map_err(|e| format!("{}/bin: {e}", abs_root.display()))?;
+    crate::helpers::set_program_root(&abs_root);
     let queue = Arc::new(open_queue_patiently(root)?);
     let alias = alias_account(root, as_root)?;
     let mut drop_to = None;

@@ -190,6 +190,33 @@ pub fn main(
     }
 }
 
+/// Queues `message` unchanged from `sender` to `recipients`, behind qmail-queue's trace
+/// line (`invoked by uid U`), as qmail's `forward` and `condredirect` called qmail-queue.
+///
+/// # Errors
+/// [`Fatal`] as for [`main`]'s queueing.
+pub(crate) fn queue_as_is(
+    root: &Root,
+    sender: &[u8],
+    recipients: &[Vec<u8>],
+    message: Vec<u8>,
+) -> Result<(), Fatal> {
+    if !root.exists() {
+        return Err(Fatal::Temporary(format!(
+            "no mta root at {}",
+            root.dir().display()
+        )));
+    }
+    let prepared = compose::Prepared {
+        envelope: mta_core::Envelope::new(
+            mta_core::Address::from_bytes(sender.to_vec()),
+            recipients.iter().map(|r| mta_core::Address::from_bytes(r.clone())),
+        ),
+        head: message,
+    };
+    deliver::enqueue(root, &Env::from_process(), &prepared, &b""[..])
+}
+
 /// Runs qmail-inject with parsed options (shared with [`crate::sendmail`]).
 ///
 /// # Errors
