@@ -229,9 +229,12 @@ fn run_feeding(args: &[OsString], input: &[&[u8]], me: &str) -> Result<i32, Die>
 
 fn read_stdin(me: &str) -> Result<Vec<u8>, Die> {
     let mut message = Vec::new();
-    io::stdin()
-        .read_to_end(&mut message)
-        .map_err(|e| die(EXIT_TEMPORARY, format!("{me}: fatal: unable to read input: {e}")))?;
+    io::stdin().read_to_end(&mut message).map_err(|e| {
+        die(
+            EXIT_TEMPORARY,
+            format!("{me}: fatal: unable to read input: {e}"),
+        )
+    })?;
     Ok(message)
 }
 
@@ -393,7 +396,10 @@ mod tests {
         assert_eq!(
             env,
             vec![
-                ("PATH".into(), "/var/mta/bin:/usr/local/bin:/usr/bin:/bin".into()),
+                (
+                    "PATH".into(),
+                    "/var/mta/bin:/usr/local/bin:/usr/bin:/bin".into()
+                ),
                 ("MTA_ROOT".into(), "/var/mta".into())
             ]
         );

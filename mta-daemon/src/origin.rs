@@ -67,7 +67,13 @@ mod tests {
     #[test]
     fn trace_lines() {
         let by_uid = b"Received: (qmail 4711 invoked by uid 1000); 29 Nov 2026 04:08:05 -0000\n";
-        assert_eq!(parse(by_uid, 7), Some(Origin { qp: 4711, uid: 1000 }));
+        assert_eq!(
+            parse(by_uid, 7),
+            Some(Origin {
+                qp: 4711,
+                uid: 1000
+            })
+        );
         let net = b"Received: (qmail 12 invoked from network); 29 Nov 2026 04:08:05 -0000\n";
         assert_eq!(parse(net, 7), Some(Origin { qp: 12, uid: 7 }));
         let bounce = b"Received: (qmail 3 invoked for bounce); 1 Dec 2026\n";

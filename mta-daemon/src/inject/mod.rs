@@ -210,7 +210,9 @@ pub(crate) fn queue_as_is(
     let prepared = compose::Prepared {
         envelope: mta_core::Envelope::new(
             mta_core::Address::from_bytes(sender.to_vec()),
-            recipients.iter().map(|r| mta_core::Address::from_bytes(r.clone())),
+            recipients
+                .iter()
+                .map(|r| mta_core::Address::from_bytes(r.clone())),
         ),
         head: message,
     };
