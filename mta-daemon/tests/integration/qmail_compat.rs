@@ -681,3 +681,157 @@ fn mail_from_double_bounce_sender_is_accepted() {
     let m = &maildir_messages(&joe.join("Maildir"))[0];
     assert!(m.starts_with("b'Return-Path: <#@[]>\\n"), "{m}");
 }
+
+/// A qmail site moved over unchanged: five virtual domains, a default smtproutes line,
+/// users/assign as qmail-pw2u writes it, Life-with-qmail alias files (two of them symbolic
+/// links) and ezmlm-style list files. `mta check` passes and every kind of address is
+/// delivered.
+#[test]
+fn migration_of_a_qmail_configuration() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe", true);
+    let one = add_user(&root, "one", true);
+    let two = add_user(&root, "two", false);
+    // qmail has no catch-all: unknown local addresses bounce (here: refused at RCPT).
+    std::fs::remove_file(root.path("alias/.qmail-default")).unwrap();
+    root.control("me", "mail.example.org\n");
+    root.control("locals", "mail.example.org\nlocalhost\n");
+    root.control(
+        "rcpthosts",
+        "mail.example.org\none.example\ntwo.example\nthree.example\nfour.example\nlists.example\n",
+    );
+    root.control(
+        "virtualdomains",
+        "one.example:one\ntwo.example:two\nthree.example:one\nfour.example:joe-four\nlists.example:lists\n",
+    );
+    root.control(
+        "smtproutes",
+        ":relay.isp.example\nbig.example:[192.0.2.7]:2525\n",
+    );
+    root.control("defaultdelivery", "./Maildir/\n");
+    write_owned(&joe.join(".qmail"), "./Maildir/\n");
+    write_owned(&joe.join(".qmail-default"), "./Maildir/\n");
+    write_owned(&one.join(".qmail-default"), "./Maildir/\n");
+    write_owned(&two.join(".qmail-default"), "&joe@mail.example.org\n");
+    // Life with qmail's aliases: postmaster, and root and mailer-daemon linked to it.
+    let alias = root.path("alias");
+    write_owned(&alias.join(".qmail-postmaster"), "&joe\n");
+    std::os::unix::fs::symlink(".qmail-postmaster", alias.join(".qmail-root")).unwrap();
+    std::os::unix::fs::symlink(".qmail-postmaster", alias.join(".qmail-mailer-daemon")).unwrap();
+    // An ezmlm list under the alias user, as ezmlm-make writes its dot-qmail files.
+    let list = root.tmp.path().join("announce");
+    std::fs::create_dir_all(&list).unwrap();
+    chown(&list);
+    for (name, script) in [
+        ("fake-ezmlm-send", "cat > \"$1/sent.$$\"\n"),
+        (
+            "fake-ezmlm-manage",
+            "printf '%s\\n' \"$DEFAULT\" > \"$1/manage.$$\"\n",
+        ),
+    ] {
+        let p = root.path("bin").join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{script}")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let l = list.display();
+    write_owned(
+        &alias.join(".qmail-lists-announce"),
+        &format!("|preline fake-ezmlm-send '{l}'\n"),
+    );
+    write_owned(
+        &alias.join(".qmail-lists-announce-default"),
+        &format!("|preline fake-ezmlm-manage '{l}'\n"),
+    );
+    write_owned(&alias.join(".qmail-lists-announce-owner"), "&joe\n");
+    chown(&alias);
+
+    let check = mta(&root.dir, &["check"]);
+    assert_eq!(check.status.code(), Some(0), "{check:?}");
+
+    let server = root.serve();
+    let unknown = send(
+        &root,
+        "a@example.net",
+        &["nobody-here@mail.example.org"],
+        BODY,
+    );
+    assert!(
+        unknown.starts_with("REFUSED [('nobody-here@mail.example.org', 550)"),
+        "{unknown}"
+    );
+    let to_joe = [
+        "joe@mail.example.org",
+        "joe-ext@mail.example.org",
+        "postmaster@mail.example.org",
+        "root@mail.example.org",
+        "mailer-daemon@mail.example.org",
+        "anyone@two.example",
+        "sales@four.example",
+        "announce-owner@lists.example",
+    ];
+    for to in to_joe {
+        assert_eq!(send(&root, "a@example.net", &[to], BODY), "OK []", "{to}");
+    }
+    for to in [
+        "info@one.example",
+        "info@three.example",
+        "announce@lists.example",
+        "announce-subscribe-bob=example.net@lists.example",
+    ] {
+        assert_eq!(send(&root, "a@example.net", &[to], BODY), "OK []", "{to}");
+    }
+    assert!(
+        wait_maildir(&joe.join("Maildir"), to_joe.len(), 30),
+        "{}",
+        server.log_text()
+    );
+    assert!(
+        wait_maildir(&one.join("Maildir"), 2, 20),
+        "{}",
+        server.log_text()
+    );
+    assert!(server.wait_log("end msg", 14, 20), "{}", server.log_text());
+    let joes = maildir_messages(&joe.join("Maildir"));
+    for to in [
+        "joe-ext@mail.example.org",
+        "postmaster@mail.example.org",
+        "root@mail.example.org",
+        "mailer-daemon@mail.example.org",
+        "two-anyone@two.example",
+        "joe-four-sales@four.example",
+        "lists-announce-owner@lists.example",
+    ] {
+        assert!(
+            joes.iter()
+                .any(|m| m.contains(&format!("Delivered-To: {to}\\n"))),
+            "no Delivered-To: {to} in {joes:#?}"
+        );
+    }
+    let files: Vec<String> = std::fs::read_dir(&list)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let sent = files
+        .iter()
+        .find(|f| f.starts_with("sent."))
+        .expect("ezmlm-send ran");
+    let text = std::fs::read_to_string(list.join(sent)).unwrap();
+    assert!(text.starts_with("From a@example.net "), "{text}");
+    assert!(
+        text.contains("Delivered-To: lists-announce@lists.example\n"),
+        "{text}"
+    );
+    let manage = files
+        .iter()
+        .find(|f| f.starts_with("manage."))
+        .expect("ezmlm-manage ran");
+    assert_eq!(
+        std::fs::read_to_string(list.join(manage)).unwrap(),
+        "subscribe-bob=example.net\n"
+    );
+    assert!(
+        !server.log_text().contains("deferral"),
+        "{}",
+        server.log_text()
+    );
+}
