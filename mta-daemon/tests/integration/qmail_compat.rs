@@ -524,10 +524,11 @@ fn dot_qmail_programs_find_the_helpers_on_path() {
     let copies = maildir_messages(&joe.join("Maildir"));
     // The `&` forward is queued by joe, not by alias.
     assert!(
-        copies.iter().any(|m| m.contains(&format!(
-            "Delivered-To: joe-copy@example.org\\nReceived: (qmail "
-        )) && m.contains(&format!(" invoked by uid {uid}); "))
-            && m.contains("Delivered-To: joe-amp@example.org")),
+        copies.iter().any(
+            |m| m.contains("Delivered-To: joe-copy@example.org\\nReceived: (qmail ")
+                && m.contains(&format!(" invoked by uid {uid}); "))
+                && m.contains("Delivered-To: joe-amp@example.org")
+        ),
         "{copies:?}"
     );
     assert!(
