@@ -836,3 +836,18 @@ fn migration_of_a_qmail_configuration() {
         server.log_text()
     );
 }
+
+/// A message with no recipients (`qmail-inject -a` with none) is announced before it ends.
+#[test]
+fn message_without_recipients_logs_new_msg_before_end_msg() {
+    let root = TestRoot::new();
+    let server = root.serve();
+    let out = helper(&root, "qmail-inject", &["-a"], &[], "Subject: nobody\n\nx\n");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(server.wait_log("end msg ", 1, 20), "{}", server.log_text());
+    let log = server.log_text();
+    let new = log.find("new msg ").unwrap();
+    let info = log.find("info msg ").unwrap();
+    let end = log.find("end msg ").unwrap();
+    assert!(new < info && info < end, "{log}");
+}
