@@ -8,8 +8,12 @@
 //! the `file:line` error (qmail-send's `alert: unable to reread controls`).
 //!
 //! qmail-send re-read only `locals` and `virtualdomains` on SIGHUP (reference §1); we re-read
-//! every control file `serve` can apply without a restart. Listening addresses and the
-//! concurrency limits stay as they were at start.
+//! every control file `serve` can apply without a restart: what SMTP sessions use
+//! (`rcpthosts`, `morercpthosts`, `relayclients`, `badmailfrom`, `databytes`,
+//! `timeoutsmtpd`, `smtpgreeting`, `me`, `acceptunknown`, `concurrencyincoming`) and routing
+//! (`locals`, `virtualdomains`, `percenthack`); remote delivery reloads its own files
+//! (`smtproutes`, timeouts, `helohost`). Read at start only: `listen`, `concurrencylocal`,
+//! `concurrencyremote`, `queuelifetime`, the bounce addresses, `dnsservers`.
 
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
