@@ -375,12 +375,19 @@ fn data_start(shared: &Shared, tx: &mut Transaction, peer_ip: &str, helo: Option
     let settings = shared.settings.get();
     let mut info = ReceivedInfo::new("unknown", peer_ip, &settings.me, &date);
     info.helo = helo;
-    // qmail-queue's line goes on top of qmail-smtpd's, as qmail-queue prepends it.
-    let mut line = mta_core::header::received_queue(
-        std::process::id(),
-        mta_core::header::QueueInvoker::Network,
-        now,
-    );
+    // qmail-queue's line goes on top of qmail-smtpd's, as qmail-queue prepends it:
+    // `invoked from network` in the daemon, `invoked by uid U` for `sendmail -bs`; a
+    // message left in pickup gets it from the importer.
+    let invoker = match (&shared.store, &shared.trigger) {
+        (Store::Pickup(_), _) => None,
+        (Store::Queue(_), None) => Some(mta_core::header::QueueInvoker::Network),
+        (Store::Queue(_), Some(_)) => Some(mta_core::header::QueueInvoker::Uid(
+            rustix::process::getuid().as_raw(),
+        )),
+    };
+    let mut line = invoker.map_or_else(Vec::new, |by| {
+        mta_core::header::received_queue(std::process::id(), by, now)
+    });
     line.extend_from_slice(mta_smtp::received_line(&info).as_bytes());
     if incoming.write(&line).is_err() {
         tx.write_failed = true;

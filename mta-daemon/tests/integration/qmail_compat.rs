@@ -842,7 +842,13 @@ fn migration_of_a_qmail_configuration() {
 fn message_without_recipients_logs_new_msg_before_end_msg() {
     let root = TestRoot::new();
     let server = root.serve();
-    let out = helper(&root, "qmail-inject", &["-a"], &[], "Subject: nobody\n\nx\n");
+    let out = helper(
+        &root,
+        "qmail-inject",
+        &["-a"],
+        &[],
+        "Subject: nobody\n\nx\n",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(server.wait_log("end msg ", 1, 20), "{}", server.log_text());
     let log = server.log_text();
@@ -850,4 +856,30 @@ fn message_without_recipients_logs_new_msg_before_end_msg() {
     let info = log.find("info msg ").unwrap();
     let end = log.find("end msg ").unwrap();
     assert!(new < info && info < end, "{log}");
+}
+
+/// `sendmail -bs` is qmail-smtpd run by a user: its mail is queued `invoked by uid U`, once,
+/// whether it goes straight into the queue or through pickup to a running server.
+#[test]
+fn sendmail_bs_mail_is_queued_by_the_invoking_uid() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe", true);
+    let session = "HELO me\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<joe@example.org>\r\nDATA\r\n\
+                   Subject: bs\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+    let out = helper(&root, "sendmail", &["-bs"], &[], session);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    let server = root.serve();
+    let out = helper(&root, "sendmail", &["-bs"], &[], session);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 2, 20),
+        "{}",
+        server.log_text()
+    );
+    let uid = rustix::process::getuid().as_raw();
+    for m in maildir_messages(&joe.join("Maildir")) {
+        assert_eq!(m.matches("Received: (qmail ").count(), 1, "{m}");
+        assert!(m.contains(&format!(" invoked by uid {uid}); ")), "{m}");
+        assert!(m.contains("\\nReceived: from "), "{m}");
+    }
 }
