@@ -144,7 +144,7 @@ pub fn main(helper: Helper, root: &Root, args: &[OsString]) -> i32 {
     };
     match result {
         Ok(code) => code,
-        Err(Die { code, text }) => {
+        Err(Exit { code, text }) => {
             // Nothing more can be done if stderr itself fails; the exit code still tells.
             let _ = writeln!(io::stderr(), "{text}");
             code
@@ -152,15 +152,16 @@ pub fn main(helper: Helper, root: &Root, args: &[OsString]) -> i32 {
     }
 }
 
-/// A fatal error: the text for stderr and the exit code.
+/// How a helper ends with a line on stderr: the exit code, and the line (qmail's
+/// `strerr_die`, which its helpers also used to end successfully, as `forward: qp N`).
 #[derive(Debug)]
-struct Die {
+struct Exit {
     code: i32,
     text: String,
 }
 
-fn die(code: i32, text: impl Into<String>) -> Die {
-    Die {
+fn die(code: i32, text: impl Into<String>) -> Exit {
+    Exit {
         code,
         text: text.into(),
     }
@@ -172,7 +173,7 @@ fn env_bytes(name: &str) -> Option<Vec<u8>> {
 
 /// How a child program ended, as qmail's `wait_exitcode`: its exit code, 111 or 100 when
 /// it could not be started (temporary or not), or `Err` when it was killed by a signal.
-fn exit_of(status: io::Result<std::process::ExitStatus>, me: &str) -> Result<i32, Die> {
+fn exit_of(status: io::Result<std::process::ExitStatus>, me: &str) -> Result<i32, Exit> {
     match status {
         Ok(st) => st
             .code()
@@ -193,7 +194,7 @@ fn exit_of(status: io::Result<std::process::ExitStatus>, me: &str) -> Result<i32
 }
 
 /// Runs `args[0]` with the rest, on this process's stdin.
-fn run_inheriting(args: &[OsString], me: &str) -> Result<i32, Die> {
+fn run_inheriting(args: &[OsString], me: &str) -> Result<i32, Exit> {
     let (prog, rest) = args
         .split_first()
         .ok_or_else(|| die(EXIT_PERMANENT, format!("{me}: usage: missing program")))?;
@@ -202,7 +203,7 @@ fn run_inheriting(args: &[OsString], me: &str) -> Result<i32, Die> {
 
 /// Runs `args[0]` with the rest, giving it `input` on a pipe. A program that stops reading
 /// early just ends the copy (qmail's tools died with 111 there, if the pipe was full).
-fn run_feeding(args: &[OsString], input: &[&[u8]], me: &str) -> Result<i32, Die> {
+fn run_feeding(args: &[OsString], input: &[&[u8]], me: &str) -> Result<i32, Exit> {
     let (prog, rest) = args
         .split_first()
         .ok_or_else(|| die(EXIT_PERMANENT, format!("{me}: usage: missing program")))?;
@@ -227,7 +228,7 @@ fn run_feeding(args: &[OsString], input: &[&[u8]], me: &str) -> Result<i32, Die>
     exit_of(child.wait(), me)
 }
 
-fn read_stdin(me: &str) -> Result<Vec<u8>, Die> {
+fn read_stdin(me: &str) -> Result<Vec<u8>, Exit> {
     let mut message = Vec::new();
     io::stdin().read_to_end(&mut message).map_err(|e| {
         die(
@@ -239,7 +240,7 @@ fn read_stdin(me: &str) -> Result<Vec<u8>, Die> {
 }
 
 /// `preline [-dfrDFR] cmd [arg...]` (preline.1).
-fn preline(args: &[OsString]) -> Result<i32, Die> {
+fn preline(args: &[OsString]) -> Result<i32, Exit> {
     const USAGE: &str = "preline: usage: preline cmd [ arg ... ]";
     let (Some(ufline), Some(rpline), Some(dtline)) = (
         env_bytes("UFLINE"),
@@ -287,7 +288,7 @@ fn preline(args: &[OsString]) -> Result<i32, Die> {
 }
 
 /// `condredirect newaddress program [arg...]` (condredirect.1).
-fn condredirect(root: &Root, args: &[OsString]) -> Result<i32, Die> {
+fn condredirect(root: &Root, args: &[OsString]) -> Result<i32, Exit> {
     const USAGE: &str = "condredirect: usage: condredirect newaddress program [ arg ... ]";
     let [address, program @ ..] = args else {
         return Err(die(EXIT_PERMANENT, USAGE));
@@ -314,7 +315,7 @@ fn condredirect(root: &Root, args: &[OsString]) -> Result<i32, Die> {
 }
 
 /// `bouncesaying error [program [arg...]]` (bouncesaying.1).
-fn bouncesaying(args: &[OsString]) -> Result<i32, Die> {
+fn bouncesaying(args: &[OsString]) -> Result<i32, Exit> {
     let Some((text, program)) = args.split_first() else {
         return Err(die(
             EXIT_PERMANENT,
@@ -337,7 +338,7 @@ fn bouncesaying(args: &[OsString]) -> Result<i32, Die> {
 }
 
 /// `except program [arg...]` (except.1).
-fn except(args: &[OsString]) -> Result<i32, Die> {
+fn except(args: &[OsString]) -> Result<i32, Exit> {
     if args.is_empty() {
         return Err(die(
             EXIT_PERMANENT,
@@ -352,7 +353,7 @@ fn except(args: &[OsString]) -> Result<i32, Die> {
 }
 
 /// `forward address...` (forward.1).
-fn forward(root: &Root, args: &[OsString]) -> Result<i32, Die> {
+fn forward(root: &Root, args: &[OsString]) -> Result<i32, Exit> {
     if args.is_empty() {
         return Err(die(
             EXIT_PERMANENT,
