@@ -205,6 +205,10 @@ mta_setup() {
     echo 20 >"$c/concurrencylocal"
     echo 20 >"$c/concurrencyremote"
     echo $((W5_SESSIONS + 100)) >"$c/concurrencyincoming"
+    # The abuse limits off, as for Postfix below (its per-client and recipient limits):
+    # every load comes from 127.0.0.1, and W3 sends one message to W3_RCPTS recipients.
+    echo $((W5_SESSIONS + 100)) >"$c/concurrencyperip"
+    echo $((W3_RCPTS + W4_RCPTS + 100)) >"$c/maxrcpt"
     : >"$c/smtproutes"
     for ((i = 0; i < W4_DOMAINS; i++)); do echo "d$i.test:127.0.0.1:$SINK_PORT" >>"$c/smtproutes"; done
     {

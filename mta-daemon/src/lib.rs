@@ -12,6 +12,7 @@
 //! | [`settings`] | control files read with qmail's defaults | `control.c` |
 //! | [`serve`] | wiring threads together, signals | qmail-start |
 //! | [`smtpd`] | SMTP sessions and their policy | qmail-smtpd |
+//! | `limits` | session slots per server and per client address, refusal counters | tcpserver's `-c` |
 //! | [`sched`] | the scheduler: routing, retries, concurrency | qmail-send |
 //! | [`pool`] | delivery and finishing threads: marks, bounces, removal | qmail-send's spawn/clean links |
 //! | [`route`] | local vs remote, virtualdomains, percenthack | qmail-send `rewrite()` |
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod frame;
 pub mod helpers;
 pub mod inject;
+mod limits;
 pub mod live;
 pub mod local;
 pub mod log;

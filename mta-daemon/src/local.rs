@@ -24,6 +24,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 use mta_core::{Address, DeliveryResult, Envelope};
@@ -84,6 +85,8 @@ pub struct LocalDelivery {
     queue: Arc<Queue>,
     scheduler: Sender<Input>,
     privileged: Option<Workers>,
+    /// `timeoutlocal`: how long a `.qmail` program may run.
+    program_timeout: Duration,
 }
 
 impl std::fmt::Debug for LocalDelivery {
@@ -113,10 +116,29 @@ impl LocalDelivery {
             privileged: worker_exe.map(|exe| Workers {
                 exe,
                 idle: Mutex::new(HashMap::new()),
+                program_timeout: DEFAULT_PROGRAM_TIMEOUT,
             }),
+            program_timeout: DEFAULT_PROGRAM_TIMEOUT,
         }
     }
+
+    /// Sets `timeoutlocal`: a `.qmail` program still running after `limit` is killed with
+    /// its process group and the delivery deferred.
+    #[must_use]
+    pub fn with_program_timeout(mut self, limit: Duration) -> LocalDelivery {
+        self.program_timeout = limit;
+        if let Some(w) = self.privileged.as_mut() {
+            w.program_timeout = limit;
+        }
+        self
+    }
 }
+
+/// `timeoutlocal`'s default (design.md "Limits").
+const DEFAULT_PROGRAM_TIMEOUT: Duration = Duration::from_hours(1);
+
+/// The environment variable that carries `timeoutlocal` (seconds) to a worker process.
+const TIMEOUT_ENV: &str = "MTA_TIMEOUT_LOCAL";
 
 impl crate::pool::Deliver for LocalDelivery {
     /// Delivers a job (one result per target); forwards are queued here. The message is
@@ -171,7 +193,10 @@ impl crate::pool::Deliver for LocalDelivery {
         let answers: Vec<(usize, Answer)> = match &self.privileged {
             None => requests
                 .iter()
-                .map(|(i, r)| (*i, run_request(r, &self.options, &message)))
+                .map(|(i, r)| {
+                    let answer = run_request(r, &self.options, &message, self.program_timeout);
+                    (*i, answer)
+                })
                 .collect(),
             Some(workers) => workers.run_all(&requests, &message),
         };
@@ -259,8 +284,15 @@ fn forwarder(user: Option<&LocalUser>) -> mta_core::header::QueueInvoker {
 type Answer = (DeliveryResult, Option<Forward>);
 
 /// Runs one delivery in this process (qmail-local's work, through mta-dotqmail).
-fn run_request(r: &DeliveryRequest<'_>, options: &DeliveryOptions, message: &[u8]) -> Answer {
-    let mut exec = SystemExecutor::new().with_base_env(base_env());
+fn run_request(
+    r: &DeliveryRequest<'_>,
+    options: &DeliveryOptions,
+    message: &[u8],
+    program_timeout: Duration,
+) -> Answer {
+    let mut exec = SystemExecutor::new()
+        .with_base_env(base_env())
+        .with_program_timeout(Some(program_timeout));
     let outcome = deliver(&mut exec, r, options, Message::Bytes(message));
     let result = outcome.to_delivery_result();
     (result, outcome.forward)
@@ -273,6 +305,7 @@ type UidGroup<'a, 'r> = ((u32, u32), Vec<(usize, &'a DeliveryRequest<'r>)>);
 struct Workers {
     exe: PathBuf,
     idle: Mutex<HashMap<(u32, u32), Vec<Worker>>>,
+    program_timeout: Duration,
 }
 
 struct Worker {
@@ -373,6 +406,7 @@ impl Workers {
             .arg("local-worker")
             .env_clear()
             .envs(crate::helpers::program_env())
+            .env(TIMEOUT_ENV, self.program_timeout.as_secs().to_string())
             .current_dir("/")
             .uid(uid)
             .gid(gid)
@@ -511,13 +545,17 @@ pub fn worker_main() -> i32 {
     let mut input = stdin.lock();
     let mut output = std::fs::File::from(out);
     let options = DeliveryOptions::default();
+    let program_timeout = std::env::var(TIMEOUT_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(DEFAULT_PROGRAM_TIMEOUT, Duration::from_secs);
     loop {
         let fields = match frame::read(&mut input) {
             Ok(Some(f)) => f,
             Ok(None) => return 0,
             Err(_) => return 111,
         };
-        let Some(answers) = worker_batch(&fields, &options) else {
+        let Some(answers) = worker_batch(&fields, &options, program_timeout) else {
             return 111;
         };
         let out = encode_answers(answers);
@@ -529,7 +567,11 @@ pub fn worker_main() -> i32 {
 }
 
 /// Runs every request of one frame, in order.
-fn worker_batch(f: &[Vec<u8>], options: &DeliveryOptions) -> Option<Vec<Answer>> {
+fn worker_batch(
+    f: &[Vec<u8>],
+    options: &DeliveryOptions,
+    program_timeout: Duration,
+) -> Option<Vec<Answer>> {
     let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<i64>().ok();
     let [count, message, rest @ ..] = f else {
         return None;
@@ -571,7 +613,7 @@ fn worker_batch(f: &[Vec<u8>], options: &DeliveryOptions) -> Option<Vec<Answer>>
             default_delivery: dd,
             now: num(now)?,
         };
-        out.push(run_request(&request, options, message));
+        out.push(run_request(&request, options, message, program_timeout));
     }
     Some(out)
 }

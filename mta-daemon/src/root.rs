@@ -3,7 +3,9 @@
 //! ```text
 //! DIR/control/       qmail control files (me, locals, rcpthosts, databytes, listen, ...)
 //! DIR/users/assign   qmail-users format; local users are resolved here first
-//! DIR/alias/         the alias user's home (.qmail-default delivering to ./Maildir/)
+//! DIR/alias/         the alias user's home: .qmail-postmaster, .qmail-mailer-daemon and
+//!                    .qmail-root delivering to ./Maildir/; no catch-all .qmail-default,
+//!                    so unknown local users get 550 at RCPT
 //! DIR/queue/         mta-queue's directory
 //! DIR/bin/           preline, condredirect, ... as links to `mta` (crate::helpers)
 //! ```
@@ -14,6 +16,9 @@
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+/// The alias files `init` writes (qmail's INSTALL.alias asks for the same three).
+pub const ALIAS_FILES: [&str; 3] = [".qmail-postmaster", ".qmail-mailer-daemon", ".qmail-root"];
 
 /// The default `databytes`: 50 MB, instead of qmail's unlimited default (CVE-2005-1513).
 pub const DEFAULT_DATABYTES: u64 = 50 * 1024 * 1024;
@@ -152,11 +157,13 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
             "# IP or CIDR per line allowed to relay\n127.0.0.0/8\n::1\n".to_owned(),
         ),
         (root.assign(), ".\n".to_owned()),
-        (
-            root.alias().join(".qmail-default"),
-            "./Maildir/\n".to_owned(),
-        ),
     ];
+    // The addresses RFC 5321 §4.5.1 and RFC 2142 require, for the alias user; no
+    // catch-all, so an unknown local recipient is refused at RCPT (no backscatter).
+    let mut files = files;
+    for name in ALIAS_FILES {
+        files.push((root.alias().join(name), "./Maildir/\n".to_owned()));
+    }
     for (path, text) in files {
         if write_new(&path, &text)? {
             created.push(path);
@@ -197,6 +204,16 @@ mod tests {
             "edited\n"
         );
         assert!(root.alias().join("Maildir/new").is_dir());
+        for name in ALIAS_FILES {
+            assert_eq!(
+                fs::read_to_string(root.alias().join(name)).unwrap(),
+                "./Maildir/\n"
+            );
+        }
+        assert!(
+            !root.alias().join(".qmail-default").exists(),
+            "no catch-all: unknown users are refused at RCPT"
+        );
         assert!(root.exists());
     }
 }

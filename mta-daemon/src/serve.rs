@@ -11,7 +11,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use crossbeam_channel::unbounded;
@@ -172,13 +172,16 @@ fn run_inner(root: &Root) -> Result<(), String> {
     } else {
         None
     };
-    let local = Arc::new(LocalDelivery::new(
-        Arc::clone(&users),
-        default_delivery,
-        Arc::clone(&queue),
-        sched_tx.clone(),
-        worker_exe,
-    ));
+    let local = Arc::new(
+        LocalDelivery::new(
+            Arc::clone(&users),
+            default_delivery,
+            Arc::clone(&queue),
+            sched_tx.clone(),
+            worker_exe,
+        )
+        .with_program_timeout(settings.timeout_local),
+    );
 
     // Local delivery pool: deliver, record the statuses, report.
     for _ in 0..settings.concurrency_local.max(1) {
@@ -292,7 +295,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
         scheduler: sched_tx.clone(),
         trigger: None,
         drop_to,
-        active: AtomicUsize::new(0),
+        limits: Arc::default(),
         stopping: AtomicBool::new(false),
     });
     let mut bound = Vec::new();

@@ -27,6 +27,16 @@ pub struct Settings {
     pub timeout_smtpd: Duration,
     /// `concurrencyincoming`.
     pub concurrency_incoming: usize,
+    /// `concurrencyperip`.
+    pub concurrency_per_ip: usize,
+    /// `maxrcpt`: recipients per message.
+    pub max_rcpt: usize,
+    /// `maxerrors`: refused commands per session.
+    pub max_errors: usize,
+    /// `mindatarate`: bytes/s DATA must average (0: no rate check).
+    pub min_data_rate: u64,
+    /// `timeoutlocal`: how long a `.qmail` program may run.
+    pub timeout_local: Duration,
     /// `concurrencylocal`.
     pub concurrency_local: usize,
     /// `concurrencyremote`.
@@ -72,7 +82,14 @@ impl Settings {
             databytes: c.databytes,
             timeout_smtpd: Duration::from_secs(c.timeoutsmtpd.max(1)),
             concurrency_incoming: usize::try_from(c.concurrencyincoming.clamp(1, MAX_SESSIONS))
-                .unwrap_or(40),
+                .unwrap_or(100),
+            concurrency_per_ip: usize::try_from(c.concurrencyperip.clamp(1, MAX_SESSIONS))
+                .unwrap_or(10),
+            // RFC 5321 §4.5.3.1.8 asks for at least 100; below that is the admin's choice.
+            max_rcpt: usize::try_from(c.maxrcpt.clamp(1, 1_000_000)).unwrap_or(1000),
+            max_errors: usize::try_from(c.maxerrors.clamp(1, 1_000_000)).unwrap_or(20),
+            min_data_rate: c.mindatarate,
+            timeout_local: Duration::from_secs(c.timeoutlocal.max(1)),
             concurrency_local: conc(c.concurrencylocal),
             concurrency_remote: conc(c.concurrencyremote),
             queue_lifetime: Duration::from_secs(c.queuelifetime),

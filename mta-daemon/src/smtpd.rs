@@ -1,8 +1,13 @@
 //! The SMTP service: our qmail-smtpd, on mta-smtp's sans-IO [`ServerSession`].
 //!
 //! One thread per connection (kept for later connections), at most `concurrencyincoming` at
-//! once (beyond that a client gets `421` and is closed, as tcpserver's limit would refuse
-//! it). Policy is qmail-smtpd's:
+//! once and `concurrencyperip` from one address (beyond that a client gets `421 4.7.0` and
+//! is closed, as tcpserver's limit would refuse it; [`crate::limits`]). Every command line
+//! must arrive within `timeoutsmtpd` of the previous reply and DATA must keep up
+//! `mindatarate` (mta-smtp's deadlines, enforced here with socket read timeouts); refused
+//! commands count toward `maxerrors`; a message takes at most `maxrcpt` recipients and a
+//! recipient named twice is delivered once. Every refusal is logged with the client's
+//! address and counted per reason. Policy is qmail-smtpd's:
 //! `badmailfrom` refuses every RCPT of a listed sender (`553 5.7.1`), relaying needs the
 //! client in `relayclients` (qmail's RELAYCLIENT) or the domain in `rcpthosts` /
 //! `morercpthosts` (`553 5.7.1`), `databytes` caps the size, the hop count refuses loops.
@@ -15,10 +20,10 @@
 //! unprivileged queue owner ([`crate::privs::drop_thread`]).
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use mta_core::path::{ForwardPath, ReversePath};
@@ -26,6 +31,7 @@ use mta_core::{Address, Envelope};
 use mta_queue::Queue;
 use mta_smtp::{Event, ReceivedInfo, Reply, ServerConfig, ServerSession, Verdict};
 
+use crate::limits::{Limits, Reason, Slot};
 use crate::local::RcptCheck;
 use crate::log;
 use crate::route::{Route, Router};
@@ -52,8 +58,8 @@ pub struct Shared {
     /// The trigger FIFO to pull when there is no scheduler in this process
     /// (`sendmail -bs`).
     pub trigger: Option<std::path::PathBuf>,
-    /// Sessions running now.
-    pub active: AtomicUsize,
+    /// Session slots (`concurrencyincoming`, `concurrencyperip`) and refusal counters.
+    pub(crate) limits: Arc<Limits>,
     /// Set at shutdown: acceptors stop.
     pub stopping: AtomicBool,
 }
@@ -74,54 +80,93 @@ const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(10);
 /// The hand-over is a rendezvous: a connection goes to a thread that is already waiting,
 /// or gets a new one; no connection ever queues behind a busy session.
 pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    let (handoff, waiting) = crossbeam_channel::bounded::<TcpStream>(0);
+    let (handoff, waiting) = crossbeam_channel::bounded::<(TcpStream, Slot)>(0);
     for conn in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
         let Ok(stream) = conn else { continue };
+        let ip = stream.peer_addr().ok().map(|p| p.ip());
+        let settings = shared.settings.get();
+        let slot = match shared.limits.admit(
+            ip,
+            settings.concurrency_incoming,
+            settings.concurrency_per_ip,
+        ) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                turn_away(shared, &stream, ip, reason);
+                continue;
+            }
+        };
         // Replies are written a batch at a time; do not let Nagle hold the last one back.
         // A socket option that cannot be set only costs speed.
         let _ = stream.set_nodelay(true);
-        let limit = shared.settings.get().concurrency_incoming;
-        if shared.active.fetch_add(1, Ordering::SeqCst) >= limit {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-            // Best effort: the client is being turned away anyway.
-            let _ = (&stream).write_all(b"421 4.3.2 too many connections, try again later\r\n");
-            continue;
-        }
-        let stream = match handoff.try_send(stream) {
+        let job = match handoff.try_send((stream, slot)) {
             Ok(()) => continue,
             Err(e) => e.into_inner(),
         };
         let session_shared = Arc::clone(shared);
         let waiting = waiting.clone();
-        let spawned = std::thread::Builder::new()
+        // A failed spawn drops the job: the connection closes and the slot comes back.
+        let _ = std::thread::Builder::new()
             .name("smtp".into())
             .stack_size(64 * 1024)
-            .spawn(move || session_thread(&session_shared, stream, &waiting));
-        if spawned.is_err() {
-            shared.active.fetch_sub(1, Ordering::SeqCst);
-        }
+            .spawn(move || session_thread(&session_shared, job, &waiting));
     }
+}
+
+/// Answers a connection over a session limit with `421 4.7.0` and closes it at once,
+/// logging the client and the limit.
+fn turn_away(shared: &Shared, stream: &TcpStream, ip: Option<IpAddr>, reason: Reason) {
+    let (text, limit): (&[u8], String) = match reason {
+        Reason::TooManyFromIp => (
+            b"421 4.7.0 too many connections from your address, try again later\r\n",
+            format!(
+                "concurrencyperip {}",
+                shared.settings.get().concurrency_per_ip
+            ),
+        ),
+        _ => (
+            b"421 4.7.0 too many connections, try again later\r\n",
+            format!(
+                "concurrencyincoming {}",
+                shared.settings.get().concurrency_incoming
+            ),
+        ),
+    };
+    // Best effort, and never a wait: the line fits the empty send buffer of a new socket.
+    let _ = stream.set_nonblocking(true);
+    let _ = (&*stream).write_all(text);
+    refused(shared, ip, reason, &limit);
+}
+
+/// Logs and counts a refusal: `smtp: refused IP: REASON (DETAIL)`. Whatever the client
+/// sent must pass through [`log::safe`] before it is part of `detail`.
+fn refused(shared: &Shared, ip: Option<IpAddr>, reason: Reason, detail: &str) {
+    shared.limits.count(reason);
+    let ip = ip.map_or_else(|| "local".to_owned(), |ip| ip.to_string());
+    log::line(&format!(
+        "smtp: refused {ip}: {} ({detail})",
+        reason.as_str()
+    ));
 }
 
 /// A session thread: drops privileges once, serves `first`, then every connection handed
 /// to it while it waits, until none comes for [`IDLE_THREAD`] or the acceptor is gone.
 fn session_thread(
     shared: &Arc<Shared>,
-    first: TcpStream,
-    waiting: &crossbeam_channel::Receiver<TcpStream>,
+    first: (TcpStream, Slot),
+    waiting: &crossbeam_channel::Receiver<(TcpStream, Slot)>,
 ) {
     if let Some((uid, gid)) = shared.drop_to
         && let Err(e) = crate::privs::drop_thread(uid, gid)
     {
         log::line(&format!("alert: unable to drop privileges: {e}"));
-        shared.active.fetch_sub(1, Ordering::SeqCst);
         return;
     }
     let mut next = Some(first);
-    while let Some(mut stream) = next.take() {
+    while let Some((mut stream, slot)) = next.take() {
         let peer = stream.peer_addr().ok();
         let relay = peer.is_some_and(|p| shared.settings.get().is_relay_client(p.ip()));
         if let Err(e) = serve_connection(shared, &mut stream, peer, relay)
@@ -133,7 +178,7 @@ fn session_thread(
             log::line(&format!("smtp: connection error: {e}"));
         }
         drop(stream);
-        shared.active.fetch_sub(1, Ordering::SeqCst);
+        drop(slot);
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
@@ -178,11 +223,31 @@ struct Transaction {
     write_failed: bool,
 }
 
+/// A session's byte stream: a socket, or stdin/stdout for `sendmail -bs`.
+pub trait SessionStream: Read + Write {
+    /// Limits the next read to `wait` (`None`: no limit). Streams without timeouts
+    /// (stdio) ignore it.
+    ///
+    /// # Errors
+    /// The socket option could not be set.
+    fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        let _ = wait;
+        Ok(())
+    }
+}
+
+impl SessionStream for TcpStream {
+    fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        // A zero timeout means "none" to the socket layer: wait at least a millisecond.
+        self.set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))))
+    }
+}
+
 /// Runs one session on a connected stream (also used by `sendmail -bs` on stdio).
 ///
 /// # Errors
 /// I/O errors on the stream.
-pub fn serve_connection<S: Read + Write + ?Sized>(
+pub fn serve_connection<S: SessionStream + ?Sized>(
     shared: &Shared,
     stream: &mut S,
     peer: Option<SocketAddr>,
@@ -191,9 +256,15 @@ pub fn serve_connection<S: Read + Write + ?Sized>(
     let settings = shared.settings.get();
     let mut config = ServerConfig::new(settings.greeting.clone());
     config.set_databytes(settings.databytes);
-    config.max_recipients = 100_000;
+    config.max_recipients = settings.max_rcpt;
+    config.max_errors = settings.max_errors;
+    config.min_data_rate = settings.min_data_rate;
     config.timeout = settings.timeout_smtpd;
     let peer_ip = peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string());
+    let client = Client {
+        ip: peer.map(|p| p.ip()),
+        name: peer_ip,
+    };
     let start = Instant::now();
     let mut session = ServerSession::new(config, start);
     let mut tx = Transaction::default();
@@ -203,7 +274,7 @@ pub fn serve_connection<S: Read + Write + ?Sized>(
     let mut out = Vec::new();
     loop {
         loop {
-            match next_event(shared, &mut session, &mut tx, relay_client, &peer_ip) {
+            match next_event(shared, &mut session, &mut tx, relay_client, &client) {
                 Step::Idle => break,
                 Step::Handled => {}
                 Step::Decide(v) => {
@@ -223,6 +294,17 @@ pub fn serve_connection<S: Read + Write + ?Sized>(
         if session.is_closed() {
             return Ok(());
         }
+        // The session's deadline bounds the read: a silent or dripping client is cut off
+        // at `timeoutsmtpd` (or below DATA's minimum rate), never held open forever.
+        let now = Instant::now();
+        let wait = session
+            .poll_timeout()
+            .map(|d| d.saturating_duration_since(now));
+        if wait.is_some_and(|w| w.is_zero()) {
+            session.handle_timeout(now);
+            continue;
+        }
+        stream.set_read_wait(wait)?;
         let n = match stream.read(&mut buf) {
             Ok(n) => n,
             Err(e)
@@ -239,7 +321,9 @@ pub fn serve_connection<S: Read + Write + ?Sized>(
         if n == 0 {
             session.handle_eof();
         } else {
-            session.handle_input(&buf[..n], Instant::now());
+            let now = Instant::now();
+            session.handle_input(&buf[..n], now);
+            session.handle_timeout(now);
             if n == buf.len() && buf.len() < BUSY_READ {
                 buf.resize(BUSY_READ, 0);
             }
@@ -257,13 +341,21 @@ enum Step {
     Decide(Verdict),
 }
 
+/// The client of a session, for Received lines and refusal logs.
+struct Client {
+    /// Its address (`None` for `sendmail -bs`).
+    ip: Option<IpAddr>,
+    /// Its address as text (`127.0.0.1` for `sendmail -bs`, as qmail's TCPREMOTEIP).
+    name: String,
+}
+
 /// Handles the next event, if any.
 fn next_event(
     shared: &Shared,
     session: &mut ServerSession,
     tx: &mut Transaction,
     relay_client: bool,
-    peer_ip: &str,
+    client: &Client,
 ) -> Step {
     let helo = session.client_name().map(str::to_owned);
     let Some(ev) = session.poll_event() else {
@@ -280,8 +372,8 @@ fn next_event(
             tx.sender = Some(sender);
             Some(Verdict::Accept)
         }
-        Event::Rcpt { path, .. } => Some(rcpt(shared, tx, &path, relay_client)),
-        Event::DataStart => Some(data_start(shared, tx, peer_ip, helo.as_deref())),
+        Event::Rcpt { path, .. } => Some(rcpt(shared, tx, &path, relay_client, client)),
+        Event::DataStart => Some(data_start(shared, tx, &client.name, helo.as_deref())),
         Event::DataChunk(chunk) => {
             if let Some(inc) = tx.incoming.as_mut()
                 && !tx.write_failed
@@ -291,12 +383,33 @@ fn next_event(
             }
             None
         }
-        Event::DataEnd(_) => Some(data_end(shared, tx)),
-        Event::Rset
-        | Event::Helo { .. }
-        | Event::Ehlo { .. }
-        | Event::DataRejected(_)
-        | Event::Aborted(_) => {
+        Event::DataEnd(_) => Some(data_end(shared, tx, client)),
+        Event::TooManyRecipients => {
+            let limit = format!("maxrcpt {}", shared.settings.get().max_rcpt);
+            refused(shared, client.ip, Reason::TooManyRecipients, &limit);
+            None
+        }
+        Event::Timeout => {
+            let limit = format!(
+                "timeoutsmtpd {}",
+                shared.settings.get().timeout_smtpd.as_secs()
+            );
+            refused(shared, client.ip, Reason::Timeout, &limit);
+            *tx = Transaction::default();
+            None
+        }
+        Event::DataRejected(e) => {
+            refused(shared, client.ip, Reason::BadMessage, &e.to_string());
+            *tx = Transaction::default();
+            None
+        }
+        Event::Aborted(mta_smtp::AbortReason::TooManyErrors) => {
+            let limit = format!("maxerrors {}", shared.settings.get().max_errors);
+            refused(shared, client.ip, Reason::TooManyErrors, &limit);
+            *tx = Transaction::default();
+            None
+        }
+        Event::Rset | Event::Helo { .. } | Event::Ehlo { .. } | Event::Aborted(_) => {
             *tx = Transaction::default();
             None
         }
@@ -311,23 +424,74 @@ fn reply(code: u16, text: &str) -> Reply {
     Reply::new(code, text).expect("valid fixed reply")
 }
 
-fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client: bool) -> Verdict {
+/// True when `a` and `b` name one mailbox: the same local part (case matters, RFC 5321
+/// §2.4) at the same domain (case does not).
+fn same_mailbox(a: &Address, b: &Address) -> bool {
+    a.local_part() == b.local_part()
+        && match (a.domain(), b.domain()) {
+            (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+            (None, None) => true,
+            _ => false,
+        }
+}
+
+fn rcpt(
+    shared: &Shared,
+    tx: &mut Transaction,
+    path: &ForwardPath,
+    relay_client: bool,
+    client: &Client,
+) -> Verdict {
+    let verdict = rcpt_verdict(shared, tx, path, relay_client);
+    if let Err((reason, ref reply)) = verdict {
+        let detail = format!(
+            "{} for {}",
+            reply.to_string().trim_end(),
+            log::safe(path.to_string().as_bytes())
+        );
+        refused(shared, client.ip, reason, detail.trim_end());
+    }
+    match verdict {
+        Ok(addr) => {
+            // The same recipient twice in one transaction is accepted and delivered once.
+            if !tx.recipients.iter().any(|r| same_mailbox(r, &addr)) {
+                tx.recipients.push(addr);
+            }
+            Verdict::Accept
+        }
+        Err((_, r)) => Verdict::Reject(r),
+    }
+}
+
+/// The RCPT policy: the address to add, or why not and the reply.
+fn rcpt_verdict(
+    shared: &Shared,
+    tx: &Transaction,
+    path: &ForwardPath,
+    relay_client: bool,
+) -> Result<Address, (Reason, Reply)> {
     let settings = shared.settings.get();
     let addr = match path {
         ForwardPath::Mailbox(m) => m.to_address(),
         ForwardPath::Postmaster => Address::from("postmaster"),
     };
     if tx.bad_sender {
-        return Verdict::Reject(reply(
-            553,
-            "5.7.1 sorry, your envelope sender is in my badmailfrom list",
+        return Err((
+            Reason::BadMailFrom,
+            reply(
+                553,
+                "5.7.1 sorry, your envelope sender is in my badmailfrom list",
+            ),
         ));
     }
     let postmaster = matches!(path, ForwardPath::Postmaster);
     if !relay_client && !postmaster && !settings.rcpthosts_allows(&addr) {
-        return Verdict::Reject(reply(
-            553,
-            "5.7.1 sorry, that domain isn't in my list of allowed rcpthosts",
+        return Err((
+            Reason::Relay,
+            reply(
+                553,
+                "5.7.1 sorry, that domain isn't in my list of allowed rcpthosts",
+            ),
         ));
     }
     if !settings.accept_unknown
@@ -337,9 +501,9 @@ fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client:
             match crate::local::check(&shared.users, &shared.lookups, &local) {
                 RcptCheck::Exists => {}
                 RcptCheck::Unknown => {
-                    return Verdict::Reject(reply(
-                        550,
-                        "5.1.1 sorry, no mailbox here by that name",
+                    return Err((
+                        Reason::UnknownUser,
+                        reply(550, "5.1.1 sorry, no mailbox here by that name"),
                     ));
                 }
                 RcptCheck::TryLater(why) => {
@@ -347,16 +511,15 @@ fn rcpt(shared: &Shared, tx: &mut Transaction, path: &ForwardPath, relay_client:
                         "smtp: recipient check deferred: {}",
                         log::safe(why.as_bytes())
                     ));
-                    return Verdict::Reject(reply(
-                        451,
-                        "4.3.0 temporary failure looking up recipient",
+                    return Err((
+                        Reason::LookupFailed,
+                        reply(451, "4.3.0 temporary failure looking up recipient"),
                     ));
                 }
             }
         }
     }
-    tx.recipients.push(addr);
-    Verdict::Accept
+    Ok(addr)
 }
 
 fn data_start(shared: &Shared, tx: &mut Transaction, peer_ip: &str, helo: Option<&str>) -> Verdict {
@@ -396,13 +559,25 @@ fn data_start(shared: &Shared, tx: &mut Transaction, peer_ip: &str, helo: Option
     Verdict::Accept
 }
 
-fn data_end(shared: &Shared, tx: &mut Transaction) -> Verdict {
+fn data_end(shared: &Shared, tx: &mut Transaction, client: &Client) -> Verdict {
     let Some(incoming) = tx.incoming.take() else {
+        refused(
+            shared,
+            client.ip,
+            Reason::QueueFailed,
+            "451 no message in progress",
+        );
         return Verdict::Reject(reply(451, "4.3.0 qqt failure"));
     };
     if tx.write_failed {
         drop(incoming);
         *tx = Transaction::default();
+        refused(
+            shared,
+            client.ip,
+            Reason::QueueFailed,
+            "451 qq write error or disk full",
+        );
         return Verdict::Reject(reply(451, "4.3.0 qq write error or disk full"));
     }
     let env = Envelope {
@@ -434,7 +609,8 @@ fn data_end(shared: &Shared, tx: &mut Transaction) -> Verdict {
             Verdict::AcceptWith(reply(250, &format!("2.0.0 ok {secs} qp {id}")))
         }
         Err(e) => {
-            log::line(&format!("smtp: enqueue failed: {e}"));
+            let detail = format!("451 enqueue failed: {}", log::safe(e.as_bytes()));
+            refused(shared, client.ip, Reason::QueueFailed, &detail);
             Verdict::Reject(reply(451, "4.3.0 qq write error or disk full"))
         }
     }
@@ -458,6 +634,8 @@ impl Read for Stdio<'_> {
         self.input.read(buf)
     }
 }
+
+impl SessionStream for Stdio<'_> {}
 
 impl Write for Stdio<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -493,7 +671,7 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
             scheduler: tx,
             trigger: Some(root.trigger()),
             drop_to: None,
-            active: AtomicUsize::new(0),
+            limits: Arc::default(),
             stopping: AtomicBool::new(false),
         })
     };

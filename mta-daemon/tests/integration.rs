@@ -10,6 +10,8 @@ mod admin;
 mod crash;
 #[path = "integration/inject.rs"]
 mod inject;
+#[path = "integration/limits.rs"]
+mod limits;
 #[path = "integration/qmail_compat.rs"]
 mod qmail_compat;
 #[path = "integration/remote.rs"]

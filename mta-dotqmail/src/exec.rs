@@ -166,6 +166,9 @@ pub enum ProgramStatus {
     Exited(i32),
     /// Killed by this signal (qmail: `Aack, child crashed. (#4.3.0)`).
     Signaled(i32),
+    /// Ran past the executor's time limit and was killed with its process group
+    /// (`timeoutlocal`); the delivery is deferred.
+    TimedOut,
 }
 
 /// A finished program: its status and what it wrote on stdout and stderr (interleaved,

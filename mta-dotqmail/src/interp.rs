@@ -461,6 +461,10 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
         self.report.push(&run.output);
         match run.status {
             ProgramStatus::Signaled(_) => Err(self.temp("Aack, child crashed. (#4.3.0)")),
+            ProgramStatus::TimedOut => {
+                Err(self
+                    .temp("Timeout: program ran longer than timeoutlocal and was killed. (#4.3.0)"))
+            }
             ProgramStatus::Exited(0) => Ok(false),
             ProgramStatus::Exited(99) => Ok(true),
             ProgramStatus::Exited(64 | 65 | 70 | 76 | 77 | 78 | 100 | 112) => {

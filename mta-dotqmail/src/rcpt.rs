@@ -27,6 +27,13 @@ pub enum AddressCheck {
         /// The user whose home was searched (often the alias user).
         user: LocalUser,
     },
+    /// The user exists but this process may not search their home (`EACCES`, e.g. a
+    /// mode-0700 home read by an unprivileged SMTP server): only the delivery, which runs
+    /// as the user, can tell. Accept, and let delivery decide; never answer `451` forever.
+    Unverifiable {
+        /// The resolved user.
+        user: LocalUser,
+    },
 }
 
 /// The check could not be answered now (reply 4xx).
@@ -82,10 +89,14 @@ pub fn check_address<F: FileLookup + ?Sized>(
         Resolved::User(u) => u,
         Resolved::Trash => return Ok(AddressCheck::Trash),
     };
-    Ok(
-        match find_mailbox(fs, &user, options).map_err(CheckAddressError::Search)? {
-            Mailbox::NotFound => AddressCheck::NotFound { user },
-            mailbox => AddressCheck::Exists { user, mailbox },
-        },
-    )
+    match find_mailbox(fs, &user, options) {
+        Ok(Mailbox::NotFound) => Ok(AddressCheck::NotFound { user }),
+        Ok(mailbox) => Ok(AddressCheck::Exists { user, mailbox }),
+        Err(SearchError::Open { error, .. })
+            if error.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            Ok(AddressCheck::Unverifiable { user })
+        }
+        Err(e) => Err(CheckAddressError::Search(e)),
+    }
 }

@@ -6,9 +6,12 @@ use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use rustix::io::Errno;
 
@@ -46,6 +49,7 @@ pub enum BaseEnvironment {
 pub struct SystemExecutor {
     base_env: BaseEnvironment,
     output_limit: usize,
+    program_timeout: Option<Duration>,
 }
 
 impl Default for SystemExecutor {
@@ -55,12 +59,25 @@ impl Default for SystemExecutor {
 }
 
 impl SystemExecutor {
-    /// Inherits the process environment for programs; keeps up to 3000 bytes of output.
+    /// Inherits the process environment for programs; keeps up to 3000 bytes of output;
+    /// lets programs run as long as they like (qmail-local had no limit).
     pub fn new() -> Self {
         SystemExecutor {
             base_env: BaseEnvironment::Inherit,
             output_limit: 3000,
+            program_timeout: None,
         }
+    }
+
+    /// Limits how long a program line may run (the daemon's `timeoutlocal`). Each program
+    /// starts in a process group of its own; past the limit the whole group gets `SIGKILL`
+    /// and the run ends as [`ProgramStatus::TimedOut`], which defers the delivery. (A
+    /// descendant that leaves the group with `setsid` and keeps the output pipe open still
+    /// holds the delivery until it exits.)
+    #[must_use]
+    pub fn with_program_timeout(mut self, limit: Option<Duration>) -> Self {
+        self.program_timeout = limit;
+        self
     }
 
     /// Sets the base environment of program lines.
@@ -74,7 +91,9 @@ impl SystemExecutor {
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(OsStr::from_bytes(command))
-            .current_dir(home);
+            .current_dir(home)
+            // A group of its own, so a timeout can kill everything the program started.
+            .process_group(0);
         if let BaseEnvironment::Fixed(vars) = &self.base_env {
             cmd.env_clear();
             cmd.envs(vars.iter().map(|(k, v)| (k, v)));
@@ -199,7 +218,23 @@ impl Executor for SystemExecutor {
         };
         let stdin = child.stdin.take();
         let limit = self.output_limit;
-        let output = std::thread::scope(|scope| {
+        let group = rustix::process::Pid::from_child(&child);
+        let timed_out = AtomicBool::new(false);
+        let (finished, watch) = mpsc::channel::<()>();
+        let (output, status) = std::thread::scope(|scope| {
+            if let Some(allowed) = self.program_timeout {
+                let timed_out = &timed_out;
+                scope.spawn(move || {
+                    if watch.recv_timeout(allowed) == Err(mpsc::RecvTimeoutError::Timeout) {
+                        timed_out.store(true, Ordering::SeqCst);
+                        // The group may be gone already; nothing else to do then.
+                        let _ = rustix::process::kill_process_group(
+                            group,
+                            rustix::process::Signal::KILL,
+                        );
+                    }
+                });
+            }
             if let (Some(mut stdin), Message::Bytes(bytes)) = (stdin, message) {
                 scope.spawn(move || {
                     // A program may exit without reading its stdin; the broken pipe that
@@ -207,11 +242,15 @@ impl Executor for SystemExecutor {
                     let _ = stdin.write_all(bytes);
                 });
             }
-            read_capped(&mut out_read, limit)
+            let output = read_capped(&mut out_read, limit);
+            let status = child.wait();
+            // Wakes the watchdog; it is gone already when it fired.
+            let _ = finished.send(());
+            (output, status)
         });
-        let status = child.wait()?;
-        let output = output?;
+        let (status, output) = (status?, output?);
         let status = match (status.code(), status.signal()) {
+            _ if timed_out.load(Ordering::SeqCst) => ProgramStatus::TimedOut,
             (Some(code), _) => ProgramStatus::Exited(code),
             (None, Some(sig)) => ProgramStatus::Signaled(sig),
             (None, None) => ProgramStatus::Signaled(0),

@@ -1,7 +1,8 @@
 //! qmail's control files (qmail-reference §8) read into one typed [`Control`], with
 //! qmail's defaults for absent files and qmail's syntax rules, plus the three files of our
-//! own (`listen`, `relayclients`, `dnsservers`) and two switches (`acceptunknown`,
-//! `concurrencyincoming`).
+//! own (`listen`, `relayclients`, `dnsservers`), a switch (`acceptunknown`) and the limits
+//! that hold under abuse (`concurrencyincoming`, `concurrencyperip`, `maxrcpt`,
+//! `maxerrors`, `mindatarate`, `timeoutlocal`; design.md "Limits").
 //!
 //! Syntax, as qmail's `control.c`:
 //! - single-value files (`me`, `helohost`, ...): only the first line counts, trailing
@@ -80,14 +81,31 @@ pub struct Control {
     pub concurrencylocal: u64,
     /// `concurrencyremote`: parallel remote deliveries. Default 20.
     pub concurrencyremote: u64,
-    /// `concurrencyincoming` (ours): parallel SMTP sessions. Default 40.
+    /// `concurrencyincoming` (ours): parallel SMTP sessions. Default 100.
     pub concurrencyincoming: u64,
+    /// `concurrencyperip` (ours): parallel SMTP sessions from one client address. Default
+    /// 10.
+    pub concurrencyperip: u64,
+    /// `maxrcpt` (ours): recipients accepted per message; more get `452 4.5.3`. Default
+    /// 1000 (Postfix's `smtpd_recipient_limit`).
+    pub maxrcpt: u64,
+    /// `maxerrors` (ours): refused commands per SMTP session before `421` and close.
+    /// Default 20 (Postfix's `smtpd_hard_error_limit`).
+    pub maxerrors: u64,
+    /// `mindatarate` (ours): bytes per second DATA must keep up on average after the
+    /// `timeoutsmtpd` grace; 0 turns the rate check off. Default 500 (Postfix's
+    /// `smtpd_min_data_rate`).
+    pub mindatarate: u64,
+    /// `timeoutlocal` (ours): seconds a `.qmail` program may run before it is killed and
+    /// the delivery deferred. Default 3600.
+    pub timeoutlocal: u64,
     /// `queuelifetime`: seconds before temporary failures become permanent. Default
     /// 604800 (a week).
     pub queuelifetime: u64,
     /// `databytes`: largest message accepted, in bytes; 0 means no limit. Default 0.
     pub databytes: u64,
-    /// `timeoutsmtpd`: seconds the SMTP server waits for a read. Default 1200.
+    /// `timeoutsmtpd`: seconds the SMTP server gives a client to send a whole command line
+    /// (counted from the previous reply, not reset by each byte). Default 1200.
     pub timeoutsmtpd: u64,
     /// `timeoutremote`: seconds the SMTP client waits per read or write. Default 1200.
     pub timeoutremote: u64,
@@ -224,7 +242,12 @@ impl Control {
             doublebouncehost: or_me("doublebouncehost")?,
             concurrencylocal: src.number("concurrencylocal", 10)?,
             concurrencyremote: src.number("concurrencyremote", 20)?,
-            concurrencyincoming: src.number("concurrencyincoming", 40)?,
+            concurrencyincoming: src.number("concurrencyincoming", 100)?,
+            concurrencyperip: src.number("concurrencyperip", 10)?,
+            maxrcpt: src.number("maxrcpt", 1000)?,
+            maxerrors: src.number("maxerrors", 20)?,
+            mindatarate: src.number("mindatarate", 500)?,
+            timeoutlocal: src.number("timeoutlocal", 3600)?,
             queuelifetime: src.number("queuelifetime", 604_800)?,
             databytes: src.number("databytes", 0)?,
             timeoutsmtpd: src.number("timeoutsmtpd", 1200)?,

@@ -45,6 +45,16 @@ fn every_file_is_read() {
         ),
         (5, 50, 100)
     );
+    assert_eq!(
+        (
+            c.concurrencyperip,
+            c.maxrcpt,
+            c.maxerrors,
+            c.mindatarate,
+            c.timeoutlocal
+        ),
+        (3, 50, 7, 1000, 60)
+    );
     assert_eq!((c.queuelifetime, c.databytes), (86_400, 10_485_760));
     assert_eq!(
         (c.timeoutsmtpd, c.timeoutremote, c.timeoutconnect),
@@ -106,7 +116,17 @@ fn qmail_defaults_without_me() {
             c.concurrencyremote,
             c.concurrencyincoming
         ),
-        (10, 20, 40)
+        (10, 20, 100)
+    );
+    assert_eq!(
+        (
+            c.concurrencyperip,
+            c.maxrcpt,
+            c.maxerrors,
+            c.mindatarate,
+            c.timeoutlocal
+        ),
+        (10, 1000, 20, 500, 3600)
     );
     assert_eq!((c.queuelifetime, c.databytes), (604_800, 0));
     assert_eq!(

@@ -35,6 +35,9 @@ impl Fixture {
             .output()
             .unwrap();
         assert!(out.status.success(), "init: {out:?}");
+        // These tests are about inject, not RCPT policy: a catch-all takes every local
+        // address into the alias maildir.
+        std::fs::write(dir.join("alias/.qmail-default"), "./Maildir/\n").unwrap();
         Fixture { _tmp: tmp, dir }
     }
 

@@ -694,7 +694,11 @@ fn migration_of_a_qmail_configuration() {
     let one = add_user(&root, "one", true);
     let two = add_user(&root, "two", false);
     // qmail has no catch-all: unknown local addresses bounce (here: refused at RCPT).
-    std::fs::remove_file(root.path("alias/.qmail-default")).unwrap();
+    // (Older inits wrote one.)
+    let _ = std::fs::remove_file(root.path("alias/.qmail-default"));
+    for name in [".qmail-postmaster", ".qmail-root", ".qmail-mailer-daemon"] {
+        let _ = std::fs::remove_file(root.path("alias").join(name));
+    }
     root.control("me", "mail.example.org\n");
     root.control("locals", "mail.example.org\nlocalhost\n");
     root.control(

@@ -158,5 +158,12 @@ fn rcpt_time_check() {
     ));
     mock.node("/var/qmail/alias/.qmail-default", Node::Error(5));
     assert!(check(&mut mock, "nobody").is_err(), "EIO defers");
+    // A home the checking process may not search (EACCES): the user exists, delivery
+    // (as the user) decides; never a 451 that repeats forever.
+    mock.node("/home/joe/.qmail-private", Node::Error(13));
+    assert!(matches!(
+        check(&mut mock, "joe-private").unwrap(),
+        AddressCheck::Unverifiable { .. }
+    ));
     assert!(mock.calls.is_empty(), "a check delivers nothing");
 }

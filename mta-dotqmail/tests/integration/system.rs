@@ -205,3 +205,160 @@ fn missing_maildir_and_rcpt_check_on_disk() {
         Mailbox::NotFound
     );
 }
+
+/// The request for `local` in `home` with the given `.qmail-<ext>` text.
+fn setup(home: &std::path::Path, ext: &str, dotqmail: &[u8]) -> LocalUser {
+    fs::set_permissions(home, fs::Permissions::from_mode(0o755)).unwrap();
+    let qmail = home.join(format!(".qmail-{ext}"));
+    fs::write(&qmail, dotqmail).unwrap();
+    fs::set_permissions(&qmail, fs::Permissions::from_mode(0o600)).unwrap();
+    LocalUser::new(
+        Account::new("joe", 1001, 100, home.as_os_str().as_bytes()),
+        b"-",
+        ext,
+    )
+}
+
+/// `timeoutlocal`: a program (and what it started in the background) past the limit is
+/// killed with its whole process group, and the delivery is deferred.
+#[test]
+fn program_past_its_time_limit_is_killed_with_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let pidfile = home.join("child.pid");
+    let line = format!("|sleep 300 & echo $! > {}; sleep 300\n", pidfile.display());
+    let user = setup(home, "slow", line.as_bytes());
+    let request = DeliveryRequest {
+        user: &user,
+        local: b"joe-slow",
+        domain: b"example.com",
+        sender: b"ann@example.org",
+        default_delivery: b"./Maildir/\n",
+        now: 0,
+    };
+    let started = std::time::Instant::now();
+    let mut exec =
+        SystemExecutor::new().with_program_timeout(Some(std::time::Duration::from_secs(1)));
+    let o = deliver(
+        &mut exec,
+        &request,
+        &DeliveryOptions::default(),
+        Message::Bytes(MSG),
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "not killed"
+    );
+    assert!(
+        matches!(o.status, DeliveryStatus::Deferred(_)),
+        "{}",
+        o.report_text()
+    );
+    assert!(
+        o.report_text().contains("timeoutlocal"),
+        "{}",
+        o.report_text()
+    );
+    // The background child went with the group.
+    let pid = fs::read_to_string(&pidfile).unwrap();
+    let pid = pid.trim();
+    let gone = (0..100).any(|_| {
+        let alive =
+            fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+        if alive {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        !alive
+    });
+    assert!(gone, "background child {pid} survived");
+}
+
+/// An mbox path that is a FIFO defers at once (no reader would ever come).
+#[test]
+fn fifo_mbox_defers_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    let fifo = home.join("Mailbox");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let user = setup(&home, "fifo", b"./Mailbox\n");
+        // Bigger than a pipe's buffer: a writer that took the FIFO for a file would block.
+        let big = [MSG, &vec![b'x'; 300_000][..]].concat();
+        let request = DeliveryRequest {
+            user: &user,
+            local: b"joe-fifo",
+            domain: b"example.com",
+            sender: b"ann@example.org",
+            default_delivery: b"./Maildir/\n",
+            now: 0,
+        };
+        let o = deliver(
+            &mut SystemExecutor::new(),
+            &request,
+            &DeliveryOptions::default(),
+            Message::Bytes(&big),
+        );
+        let _ = tx.send(o);
+    });
+    let o = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("mbox delivery to a FIFO hung");
+    assert!(
+        matches!(o.status, DeliveryStatus::Deferred(_)),
+        "{}",
+        o.report_text()
+    );
+}
+
+/// A maildir whose `tmp/` is a FIFO defers at once instead of hanging the delivery.
+#[test]
+fn maildir_with_a_fifo_for_tmp_defers_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_path_buf();
+    for d in ["Maildir/new", "Maildir/cur"] {
+        fs::create_dir_all(home.join(d)).unwrap();
+    }
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &home.join("Maildir/tmp"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let user = setup(&home, "md", b"./Maildir/\n");
+        let request = DeliveryRequest {
+            user: &user,
+            local: b"joe-md",
+            domain: b"example.com",
+            sender: b"ann@example.org",
+            default_delivery: b"./Maildir/\n",
+            now: 0,
+        };
+        let o = deliver(
+            &mut SystemExecutor::new(),
+            &request,
+            &DeliveryOptions::default(),
+            Message::Bytes(MSG),
+        );
+        let _ = tx.send(o);
+    });
+    let o = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("maildir delivery into a FIFO hung");
+    assert!(
+        matches!(o.status, DeliveryStatus::Deferred(_)),
+        "{}",
+        o.report_text()
+    );
+}

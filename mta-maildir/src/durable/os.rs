@@ -19,6 +19,24 @@ use super::Fs;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OsFs;
 
+/// Keeps `fd` only if it is a regular file, and clears the `O_NONBLOCK` it was opened with.
+///
+/// # Errors
+/// [`io::ErrorKind::InvalidInput`] ("not a regular file") for a FIFO, device,
+/// socket or directory; the caller defers.
+fn regular_file(fd: OwnedFd) -> io::Result<OwnedFd> {
+    let st = rfs::fstat(&fd)?;
+    if rfs::FileType::from_raw_mode(st.st_mode) != rfs::FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    let fl = rfs::fcntl_getfl(&fd)?;
+    rfs::fcntl_setfl(&fd, fl - OFlags::NONBLOCK)?;
+    Ok(fd)
+}
+
 fn sync(fd: &OwnedFd) -> io::Result<()> {
     #[cfg(target_vendor = "apple")]
     {
@@ -71,24 +89,26 @@ impl Fs for OsFs {
 
     fn open_append(&self, dir: &OwnedFd, name: &str) -> io::Result<(OwnedFd, bool)> {
         // A user's mbox may be a symlink (qmail-local follows it), so no O_NOFOLLOW here.
-        let mut flags = OFlags::RDWR | OFlags::APPEND | OFlags::CLOEXEC;
+        // O_NONBLOCK: a FIFO (or a device) at the path must not hang the delivery; anything
+        // but a regular file is refused right after the open, and regular files ignore it.
+        let mut flags = OFlags::RDWR | OFlags::APPEND | OFlags::CLOEXEC | OFlags::NONBLOCK;
         loop {
             match retry(|| rfs::openat(dir, name, flags, Mode::empty())) {
-                Ok(fd) => return Ok((fd, false)),
+                Ok(fd) => return regular_file(fd).map(|fd| (fd, false)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 // Write-only for us: append without the tail check (Mbox::deliver).
                 Err(e)
                     if e.kind() == io::ErrorKind::PermissionDenied
                         && flags.contains(OFlags::RDWR) =>
                 {
-                    flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC;
+                    flags = OFlags::WRONLY | OFlags::APPEND | OFlags::CLOEXEC | OFlags::NONBLOCK;
                     continue;
                 }
                 Err(e) => return Err(e),
             }
             let create = flags | OFlags::CREATE | OFlags::EXCL;
             match retry(|| rfs::openat(dir, name, create, Mode::from_raw_mode(0o600))) {
-                Ok(fd) => return Ok((fd, true)),
+                Ok(fd) => return regular_file(fd).map(|fd| (fd, true)),
                 // Another writer created it between the two opens: open theirs.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),

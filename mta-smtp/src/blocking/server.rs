@@ -62,7 +62,7 @@ pub trait Policy {
 /// [`serve_with`] and a TLS hook instead).
 ///
 /// Reads wait at most until the session's deadline (`config.timeout` of inactivity, then
-/// `451 4.4.2 timeout`); each write may take at most `config.timeout`.
+/// `421 4.4.2 timeout`); each write may take at most `config.timeout`.
 ///
 /// # Errors
 /// I/O errors other than read timeouts (a write timeout is an error), as qmail-smtpd

@@ -41,8 +41,10 @@ pub struct ServerConfig {
     /// Most accepted recipients per message; beyond, `452 4.5.3 too many recipients`
     /// (RFC 5321 §4.5.3.1.10 requires at least 100). Default 1000.
     pub max_recipients: usize,
-    /// Protocol errors (unknown commands, bad syntax, bad sequence) allowed per session;
-    /// at this count the session sends `421 4.7.0 too many errors` and ends. Default 20.
+    /// Refused commands allowed per session: protocol errors (unknown commands, bad
+    /// syntax, bad sequence, too many recipients) and MAIL, RCPT or DATA refused by the
+    /// application's verdict. At this count the session sends `421 4.7.0 too many errors`
+    /// and ends (Postfix's `smtpd_hard_error_limit`). Default 20.
     pub max_errors: usize,
     /// Longest command line including CRLF. RFC 5321 §4.5.3.1.4 says 512; extensions
     /// (§4.5.3.1.4, RFC 1870, RFC 6531) add parameters, so the default tolerates 1024.
@@ -54,8 +56,14 @@ pub struct ServerConfig {
     pub max_data_line: usize,
     /// Refuse messages with this many hops or more (qmail-smtpd: 100). `None` only counts.
     pub max_hops: Option<usize>,
-    /// Client inactivity limit (qmail's `timeoutsmtpd`, default 1200 s).
+    /// Time a client has to send a whole command line after the previous reply (qmail's
+    /// `timeoutsmtpd`, default 1200 s), and the grace period of DATA; see
+    /// [`ServerSession::poll_timeout`](crate::ServerSession::poll_timeout).
     pub timeout: Duration,
+    /// Bytes per second DATA must average after the `timeout` grace (Postfix's
+    /// `smtpd_min_data_rate`); 0 turns it off and DATA only has the inactivity `timeout`.
+    /// Default 500.
+    pub min_data_rate: u64,
     /// Advertise and accept STARTTLS (RFC 3207); the driver runs the handshake.
     pub offer_starttls: bool,
     /// Advertise SMTPUTF8 (RFC 6531) and accept UTF-8 paths with the MAIL parameter.
@@ -76,6 +84,7 @@ impl ServerConfig {
             max_data_line: 16384,
             max_hops: Some(100),
             timeout: Duration::from_mins(20),
+            min_data_rate: 500,
             offer_starttls: false,
             offer_smtputf8: true,
             line_ending: LineEnding::Lf,

@@ -51,6 +51,11 @@ pub enum Event<'a> {
         /// The RCPT parameters (none are advertised yet, so always empty).
         params: RcptParams,
     },
+    /// A `RCPT TO:` past [`ServerConfig::max_recipients`]: the session answered
+    /// `452 4.5.3 too many recipients` by itself (RFC 5321 §4.5.3.1.10) and counted it
+    /// toward [`ServerConfig::max_errors`]. For the application's logs and counters; no
+    /// verdict.
+    TooManyRecipients,
     /// `DATA` after at least one accepted recipient. *Verdict*: accept (`354 go ahead`) or
     /// refuse (qmail: `451 4.3.0 qqt failure` when the queue would not start).
     DataStart,
@@ -73,7 +78,8 @@ pub enum Event<'a> {
     StartTls,
     /// `QUIT`: `221` is queued; the session is closed once it is sent.
     Quit,
-    /// The client was silent for the configured timeout; `451 4.4.2 timeout` is queued and
+    /// The client did not send a whole command line in time, or DATA fell below its
+    /// minimum rate ([`ServerSession::poll_timeout`]); `421 4.4.2 timeout` is queued and
     /// the session is closed (qmail-smtpd's timeoutsmtpd).
     Timeout,
     /// The session ended for another reason; any transaction in progress is void.
@@ -88,7 +94,7 @@ pub enum AbortReason {
     ConnectionClosed,
     /// A command line exceeded [`ServerConfig::max_command_line`]; `500 5.5.2` was sent.
     CommandTooLong,
-    /// [`ServerConfig::max_errors`] protocol errors; `421 4.7.0` was sent.
+    /// [`ServerConfig::max_errors`] refused commands; `421 4.7.0` was sent.
     TooManyErrors,
     /// The message had a bare CR or LF; qmail's `451` was sent after its real end.
     BareLineEnding,

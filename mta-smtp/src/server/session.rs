@@ -99,7 +99,12 @@ pub struct ServerSession {
     tls: bool,
     eof: bool,
     helo: Option<String>,
+    /// When the client must have sent its next command line (or, in DATA, enough bytes).
     deadline: Option<Instant>,
+    /// The latest time the driver passed in (input, timeout checks, the greeting).
+    now: Instant,
+    /// DATA in progress: when `354` was decided, and the bytes received since.
+    data_clock: Option<(Instant, u64)>,
 }
 
 impl ServerSession {
@@ -116,6 +121,8 @@ impl ServerSession {
         );
         ServerSession {
             deadline: now.checked_add(config.timeout),
+            now,
+            data_clock: None,
             config,
             phase: Phase::Command,
             input: Vec::new(),
@@ -189,11 +196,20 @@ impl ServerSession {
     /// Takes bytes received at time `now`. Nothing is parsed until
     /// [`ServerSession::poll_event`]. Input after the session closed, or while a STARTTLS
     /// handshake is pending, is discarded.
+    ///
+    /// Input does not move the command deadline (see [`ServerSession::poll_timeout`]): a
+    /// client dripping a line one byte at a time is cut off like a silent one. In DATA it
+    /// earns time at [`ServerConfig::min_data_rate`].
     pub fn handle_input(&mut self, bytes: &[u8], now: Instant) {
         if bytes.is_empty() || matches!(self.phase, Phase::Closed | Phase::TlsHandshake) {
             return;
         }
-        self.deadline = now.checked_add(self.config.timeout);
+        self.now = self.now.max(now);
+        if let Some((started, received)) = self.data_clock.as_mut() {
+            *received = received.saturating_add(bytes.len() as u64);
+            let (started, received) = (*started, *received);
+            self.deadline = self.data_deadline(started, received);
+        }
         if self.pos > 0 && (self.pos == self.input.len() || self.pos >= 64 * 1024) {
             self.input.drain(..self.pos);
             self.pos = 0;
@@ -229,6 +245,14 @@ impl ServerSession {
     /// When [`ServerSession::handle_timeout`] should run if no input arrives before; `None`
     /// when closed, during a TLS handshake, or while a verdict is awaited (the client is
     /// then waiting for us, not the other way round).
+    ///
+    /// The deadline (design.md "Limits", RFC 5321 §4.5.3.2.7 asks for at least 5 minutes):
+    /// - a command line must arrive whole within [`ServerConfig::timeout`] of the previous
+    ///   reply (the greeting, or the latest time the driver passed in when the previous
+    ///   command was answered); bytes that arrive meanwhile do not extend it;
+    /// - after `354`, the message gets `timeout` as a grace period plus one second for
+    ///   every [`ServerConfig::min_data_rate`] bytes received (with a rate of 0, each
+    ///   input restarts the `timeout`, qmail-smtpd's inactivity rule).
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.phase == Phase::Closed
             || self.phase == Phase::TlsHandshake
@@ -239,9 +263,12 @@ impl ServerSession {
         self.deadline
     }
 
-    /// Fires the inactivity timeout if it is due at `now`: `451 4.4.2 timeout` is queued,
+    /// Fires the timeout if it is due at `now`: `421 4.4.2 timeout` is queued,
     /// [`Event::Timeout`] follows and the session closes (qmail-smtpd's timeoutsmtpd).
+    /// Also tells the session the time: a driver that takes long over a verdict may call
+    /// this before [`decide`](Self::decide) so the client's next deadline counts from then.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
         if self.poll_timeout().is_some_and(|d| now >= d) {
             self.out.extend_from_slice(text::TIMEOUT);
             self.close();
@@ -257,6 +284,7 @@ impl ServerSession {
             self.tls = true;
             self.helo = None;
             self.transaction = None;
+            self.now = self.now.max(now);
             self.deadline = now.checked_add(self.config.timeout);
         }
     }
@@ -296,6 +324,8 @@ impl ServerSession {
             }
         };
         self.pending = None;
+        // The reply goes out now: the client's clock for its next line starts.
+        self.restart_deadline();
         match verdict {
             Verdict::Accept => self.out.extend_from_slice(match pending {
                 Pending::Mail { .. } => text::MAIL_OK,
@@ -327,11 +357,17 @@ impl ServerSession {
                         self.config.max_message_size,
                         self.config.max_data_line,
                     );
+                    self.data_clock = Some((self.now, 0));
                 } else {
                     self.transaction = None;
                 }
             }
             Pending::DataEnd => self.transaction = None,
+        }
+        // A refused MAIL, RCPT or DATA counts toward `max_errors` like a protocol error,
+        // so a client cannot probe thousands of addresses in one session.
+        if !accepted && pending != Pending::DataEnd {
+            self.count_error();
         }
         Ok(())
     }
@@ -345,8 +381,28 @@ impl ServerSession {
         self.decide(Verdict::Reject(r))
     }
 
+    /// The deadline for the next command line: [`ServerConfig::timeout`] from now.
+    pub(super) fn restart_deadline(&mut self) {
+        self.deadline = self.now.checked_add(self.config.timeout);
+    }
+
+    /// DATA's deadline: the grace `timeout` from `354`, plus a second per
+    /// `min_data_rate` bytes received; with no rate, `timeout` from the last input.
+    fn data_deadline(&self, started: Instant, received: u64) -> Option<Instant> {
+        match self.config.min_data_rate {
+            0 => self.now.checked_add(self.config.timeout),
+            rate => {
+                let earned = std::time::Duration::from_secs_f64(received as f64 / rate as f64);
+                started
+                    .checked_add(self.config.timeout)
+                    .and_then(|t| t.checked_add(earned))
+            }
+        }
+    }
+
     fn close(&mut self) {
         self.phase = Phase::Closed;
+        self.data_clock = None;
         self.input = Vec::new();
         self.pos = 0;
         self.scanned = 0;
@@ -374,6 +430,9 @@ impl ServerSession {
                     if self.phase == Phase::Closed {
                         continue;
                     }
+                    // A whole line arrived: the clock for the next one starts (again at
+                    // the verdict, if this one needs one).
+                    self.restart_deadline();
                     let line = std::mem::take(&mut self.line);
                     let ev = self.command(&line);
                     self.line = line;

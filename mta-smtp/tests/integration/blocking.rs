@@ -33,7 +33,7 @@ fn serve_times_out_an_idle_client() {
     c.read_to_string(&mut got).unwrap();
     assert_eq!(
         got,
-        "220 mx.test ESMTP\r\n250 mx.test\r\n451 4.4.2 timeout\r\n"
+        "220 mx.test ESMTP\r\n250 mx.test\r\n421 4.4.2 timeout\r\n"
     );
     assert!(start.elapsed() >= Duration::from_millis(300));
     server.join().unwrap().unwrap();

@@ -141,6 +141,7 @@ pub(crate) fn drain(s: &mut ServerSession, run: &mut Run, partial: &mut Vec<u8>)
                 run.events.push(Ev::Timeout);
                 None
             }
+            Some(Event::TooManyRecipients) => None,
             Some(Event::Aborted(r)) => {
                 run.events.push(Ev::Aborted(r));
                 None

@@ -44,7 +44,7 @@ fn timeout_in_every_phase() {
         assert_eq!(s.poll_event(), Some(Event::Timeout));
         let mut out = Vec::new();
         assert!(s.poll_transmit(&mut out));
-        assert!(out.ends_with(b"451 4.4.2 timeout\r\n"));
+        assert!(out.ends_with(b"421 4.4.2 timeout\r\n"));
         assert!(s.is_closed() && s.poll_timeout().is_none());
     }
 }
@@ -324,4 +324,143 @@ fn refuse_and_shutdown() {
     s.handle_input(b".\r\nMAIL FROM:<x@y.example>\r\n", t0);
     assert_eq!(s.poll_event(), None);
     assert!(s.is_closed());
+}
+
+/// A client dripping a command line one byte a second never gets more time: the deadline
+/// counts from the previous reply, not from the last byte (design.md "Limits").
+#[test]
+fn dripping_a_line_does_not_extend_the_deadline() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.timeout = Duration::from_secs(10);
+    let mut s = ServerSession::new(cfg, t0);
+    s.handle_input(b"HELO x\r\n", t0 + Duration::from_secs(2));
+    assert!(matches!(s.poll_event(), Some(Event::Helo { .. })));
+    let deadline = s.poll_timeout().unwrap();
+    assert_eq!(deadline, t0 + Duration::from_secs(12));
+    for (i, b) in b"MAIL FROM:<a@b.example>".iter().enumerate() {
+        let at = t0 + Duration::from_secs(3 + i as u64 / 3);
+        s.handle_input(&[*b], at);
+        assert_eq!(s.poll_event(), None);
+        assert_eq!(
+            s.poll_timeout(),
+            Some(deadline),
+            "byte {i} moved the deadline"
+        );
+        s.handle_timeout(at);
+        if at >= deadline {
+            break;
+        }
+    }
+    s.handle_timeout(deadline);
+    assert_eq!(s.poll_event(), Some(Event::Timeout));
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    assert!(out.ends_with(b"421 4.4.2 timeout\r\n"), "{out:?}");
+    assert!(s.is_closed());
+}
+
+/// DATA gets the timeout as grace, then must average `min_data_rate` bytes a second.
+#[test]
+fn data_must_keep_its_minimum_rate() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.timeout = Duration::from_secs(10);
+    cfg.min_data_rate = 100;
+    let mut s = ServerSession::new(cfg.clone(), t0);
+    s.handle_input(TX, t0);
+    for _ in 0..3 {
+        assert!(s.poll_event().is_some());
+        s.decide(Verdict::Accept).unwrap();
+    }
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(10)));
+    // 500 bytes earn 5 s beyond the grace, whenever they come.
+    s.handle_input(&[b'a'; 498], t0 + Duration::from_secs(8));
+    s.handle_input(b"\r\n", t0 + Duration::from_secs(9));
+    while let Some(ev) = s.poll_event() {
+        assert!(matches!(ev, Event::DataChunk(_)), "{ev:?}");
+    }
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(15)));
+    s.handle_timeout(t0 + Duration::from_secs(15));
+    assert_eq!(s.poll_event(), Some(Event::Timeout));
+    assert!(s.is_closed());
+
+    // A fast message ends well, and the next command gets a fresh timeout.
+    let mut s = ServerSession::new(cfg, t0);
+    s.handle_input(&with_body(b"hi\r\n"), t0);
+    let mut events = 0;
+    while let Some(ev) = s.poll_event() {
+        events += 1;
+        if matches!(ev, Event::Quit) {
+            break;
+        }
+        if !matches!(ev, Event::DataChunk(_)) {
+            s.decide(Verdict::Accept).unwrap();
+        }
+    }
+    assert!(events >= 5);
+    assert!(s.is_closed());
+}
+
+/// Refused RCPTs (the application's verdict) count toward `max_errors`: an address
+/// harvester is cut off after a few guesses.
+#[test]
+fn refused_commands_count_toward_max_errors() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.max_errors = 3;
+    let mut s = ServerSession::new(cfg, t0);
+    let mut input = b"MAIL FROM:<a@b.example>\r\n".to_vec();
+    for i in 0..10 {
+        input.extend_from_slice(format!("RCPT TO:<guess{i}@d.example>\r\n").as_bytes());
+    }
+    s.handle_input(&input, t0);
+    assert!(matches!(s.poll_event(), Some(Event::Mail { .. })));
+    s.decide(Verdict::Accept).unwrap();
+    let mut refused = 0;
+    let mut aborted = None;
+    while let Some(ev) = s.poll_event() {
+        match ev {
+            Event::Rcpt { .. } => {
+                refused += 1;
+                s.reject(550, "5.1.1 no such user").unwrap();
+            }
+            Event::Aborted(r) => aborted = Some(r),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(refused, 3);
+    assert_eq!(aborted, Some(AbortReason::TooManyErrors));
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    assert!(out.ends_with(b"550 5.1.1 no such user\r\n421 4.7.0 too many errors\r\n"));
+    assert!(s.is_closed());
+}
+
+/// Past `max_recipients`, RCPT gets `452 4.5.3` (RFC 5321 §4.5.3.1.10) without an event.
+#[test]
+fn too_many_recipients_get_452() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.max_recipients = 2;
+    let mut s = ServerSession::new(cfg, t0);
+    s.handle_input(
+        b"MAIL FROM:<a@b.example>\r\nRCPT TO:<1@d.example>\r\nRCPT TO:<2@d.example>\r\nRCPT TO:<3@d.example>\r\n",
+        t0,
+    );
+    let (mut rcpts, mut over) = (0, 0);
+    while let Some(ev) = s.poll_event() {
+        if matches!(ev, Event::TooManyRecipients) {
+            over += 1;
+            continue;
+        }
+        if matches!(ev, Event::Rcpt { .. }) {
+            rcpts += 1;
+        }
+        s.decide(Verdict::Accept).unwrap();
+    }
+    assert_eq!((rcpts, over), (2, 1));
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    assert!(out.ends_with(b"250 2.1.5 ok\r\n452 4.5.3 too many recipients\r\n"));
 }

@@ -37,7 +37,7 @@ pub(super) mod text {
     pub(crate) const TOO_MANY_RCPTS: &[u8] = b"452 4.5.3 too many recipients\r\n";
     pub(crate) const TOO_LONG: &[u8] = b"500 5.5.2 line too long\r\n";
     pub(crate) const TOO_MANY_ERRORS: &[u8] = b"421 4.7.0 too many errors\r\n";
-    pub(crate) const TIMEOUT: &[u8] = b"451 4.4.2 timeout\r\n";
+    pub(crate) const TIMEOUT: &[u8] = b"421 4.4.2 timeout\r\n";
     pub(crate) const TLS_READY: &[u8] = b"220 2.0.0 ready to start TLS\r\n";
     pub(crate) const SMTPLF: &[u8] = b"451 4.6.0 See https://cr.yp.to/docs/smtplf.html.\r\n";
     pub(crate) const HOPS: &[u8] = b"554 5.4.6 too many hops, this message is looping\r\n";
@@ -51,13 +51,22 @@ impl ServerSession {
     /// A protocol error: reply, count, and end the session at the limit.
     pub(super) fn error(&mut self, reply: &[u8]) -> Option<Event<'static>> {
         self.out.extend_from_slice(reply);
+        self.count_error();
+        None
+    }
+
+    /// Counts a refused command; at [`ServerConfig::max_errors`](crate::ServerConfig)
+    /// `421 4.7.0 too many errors` follows and the session ends with
+    /// [`AbortReason::TooManyErrors`].
+    pub(super) fn count_error(&mut self) {
         self.errors = self.errors.saturating_add(1);
-        if self.errors >= self.config.max_errors {
+        if self.errors >= self.config.max_errors && self.phase != Phase::Closed {
             self.out.extend_from_slice(text::TOO_MANY_ERRORS);
             self.close();
-            return Some(Event::Aborted(AbortReason::TooManyErrors));
+            self.pending = None;
+            self.queued
+                .push_back(Event::Aborted(AbortReason::TooManyErrors));
         }
-        None
     }
 
     pub(super) fn arg_error(&mut self, e: ArgError) -> Option<Event<'static>> {
@@ -66,14 +75,8 @@ impl ServerSession {
             ArgError::Address => self.error(text::BAD_ADDRESS),
             ArgError::UnknownParam => self.error(text::UNKNOWN_PARAM),
             ArgError::BadParam => self.error(text::BAD_PARAM),
-            ArgError::TooBig => {
-                self.out.extend_from_slice(text::SIZE_PARAM);
-                None
-            }
-            ArgError::Utf8NotAllowed => {
-                self.out.extend_from_slice(text::NEED_UTF8);
-                None
-            }
+            ArgError::TooBig => self.error(text::SIZE_PARAM),
+            ArgError::Utf8NotAllowed => self.error(text::NEED_UTF8),
         }
     }
 
@@ -153,8 +156,8 @@ impl ServerSession {
                 match parse_rcpt(arg, t.smtputf8) {
                     Ok(path) => {
                         if t.recipients >= self.config.max_recipients {
-                            self.out.extend_from_slice(text::TOO_MANY_RCPTS);
-                            return None;
+                            self.error(text::TOO_MANY_RCPTS);
+                            return Some(Event::TooManyRecipients);
                         }
                         self.pending = Some(Pending::Rcpt);
                         Some(Event::Rcpt {
@@ -225,6 +228,8 @@ impl ServerSession {
 
     pub(super) fn end_data(&mut self) {
         self.phase = Phase::Command;
+        self.data_clock = None;
+        self.restart_deadline();
         match self.data.finish(self.config.max_hops) {
             Ok(summary) => self.queued.push_back(Event::DataEnd(summary)),
             Err(e) => {
