@@ -1,7 +1,8 @@
 //! The log: one line per event on stderr, in qmail-send's vocabulary (qmail-log.5).
 //!
 //! Each line starts with a UTC timestamp (`2026-11-29 04:13:48.123456`), then the event
-//! text: `new msg 1a2b`, `info msg 1a2b: bytes 2048 from <a@b> qp 0 uid 0`,
+//! text: `new msg 1a2b`, `info msg 1a2b: bytes 2048 from <a@b> qp 4711 uid 1000` (see
+//! [`crate::origin`]),
 //! `starting delivery 7: msg 1a2b to local joe@example.org`, `delivery 7: success: did_1+0+0/`,
 //! `end msg 1a2b`, `bounce msg 1a2b qp 0`, `status: local 1/10 remote 0/20`.
 //!

@@ -10,6 +10,11 @@
 //! is finished queues its bounce (qmail-send's single, double and discarded triple bounce)
 //! before removing it.
 //!
+//! Log order is qmail-send's: `new msg` and `info msg` once per message, when it arrives
+//! while this process runs (not again for messages found queued at start), then each
+//! `starting delivery` and its result, then `bounce msg` and `end msg` (written by the
+//! finishing threads after this thread's held lines).
+//!
 //! Crash reasoning: a result is marked durably before the message is removed or bounced;
 //! a crash between a delivery and its mark repeats that one delivery (qmail accepts the same
 //! duplicate); a crash between queueing a bounce and removing the message sends the bounce
