@@ -147,8 +147,14 @@ fn run_inner(root: &Root) -> Result<(), String> {
     // `init` gets the links now).
     let abs_root =
         std::fs::canonicalize(root.dir()).map_err(|e| format!("{}: {e}", root.dir().display()))?;
-    crate::helpers::install_links(&Root::new(&abs_root))
-        .map_err(|e| format!("{}/bin: {e}", abs_root.display()))?;
+    if let Err(e) = crate::helpers::install_links(&Root::new(&abs_root)) {
+        // Mail still flows; only .qmail programs that use the helpers will defer.
+        log::line(&format!(
+            "warning: unable to create {}/bin: {}",
+            log::safe(abs_root.as_os_str().as_encoded_bytes()),
+            log::safe(e.to_string().as_bytes())
+        ));
+    }
     crate::helpers::set_program_root(&abs_root);
     let queue = Arc::new(open_queue_patiently(root)?);
     let alias = alias_account(root, as_root)?;
