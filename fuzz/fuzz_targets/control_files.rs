@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use mta_core::Address;
 use mta_core::control::Control;
 
-const NAMES: [&str; 20] = [
+const NAMES: [&str; 25] = [
     "me",
     "locals",
     "rcpthosts",

@@ -2,7 +2,7 @@
 //!
 //! One thread per connection (kept for later connections), at most `concurrencyincoming` at
 //! once and `concurrencyperip` from one address (beyond that a client gets `421 4.7.0` and
-//! is closed, as tcpserver's limit would refuse it; [`crate::limits`]). Every command line
+//! is closed, as tcpserver's limit would refuse it; see the `limits` module). Every command line
 //! must arrive within `timeoutsmtpd` of the previous reply and DATA must keep up
 //! `mindatarate` (mta-smtp's deadlines, enforced here with socket read timeouts); refused
 //! commands count toward `maxerrors`; a message takes at most `maxrcpt` recipients and a

@@ -328,7 +328,7 @@ fn maildir_with_a_fifo_for_tmp_defers_at_once() {
     }
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &home.join("Maildir/tmp"),
+        home.join("Maildir/tmp"),
         rustix::fs::FileType::Fifo,
         rustix::fs::Mode::from_raw_mode(0o600),
         0,
