@@ -69,21 +69,25 @@ impl Router for LiveSettings {
 /// `control/defaultdelivery` when it exists and holds something, else `./Maildir/`.
 ///
 /// # Errors
-/// An I/O error reading the file other than its absence.
-pub fn default_delivery(control_dir: &Path) -> std::io::Result<Vec<u8>> {
-    match std::fs::read(control_dir.join("defaultdelivery")) {
+/// `control/defaultdelivery: ...`: the file cannot be read (other than being absent), or
+/// its text is not valid `.qmail` lines (qmail-local would defer every such delivery).
+pub fn default_delivery(control_dir: &Path) -> Result<Vec<u8>, String> {
+    let path = control_dir.join("defaultdelivery");
+    let text = match std::fs::read(&path) {
         Ok(mut text) if text.iter().any(|b| !b.is_ascii_whitespace()) => {
             if !text.ends_with(b"\n") {
                 text.push(b'\n');
             }
-            Ok(text)
+            text
         }
-        Ok(_) => Ok(crate::serve::DEFAULT_DELIVERY.to_vec()),
+        Ok(_) => return Ok(crate::serve::DEFAULT_DELIVERY.to_vec()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Ok(crate::serve::DEFAULT_DELIVERY.to_vec())
+            return Ok(crate::serve::DEFAULT_DELIVERY.to_vec());
         }
-        Err(e) => Err(e),
-    }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    mta_dotqmail::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -115,5 +119,8 @@ mod tests {
         assert_eq!(default_delivery(t.path()).unwrap(), b"./Mailbox\n");
         std::fs::write(t.path().join("defaultdelivery"), "\n").unwrap();
         assert_eq!(default_delivery(t.path()).unwrap(), b"./Maildir/\n");
+        std::fs::write(t.path().join("defaultdelivery"), "\n./Mailbox\n").unwrap();
+        let e = default_delivery(t.path()).unwrap_err();
+        assert!(e.contains("defaultdelivery: line 1"), "{e}");
     }
 }

@@ -168,8 +168,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
     let users = Arc::new(Users::load(root.assign(), alias, as_root)?);
     let live = Arc::new(LiveSettings::new(Arc::clone(&settings)));
     let router: Arc<dyn Router> = Arc::clone(&live) as Arc<dyn Router>;
-    let default_delivery = crate::live::default_delivery(&root.control())
-        .map_err(|e| format!("control/defaultdelivery: {e}"))?;
+    let default_delivery = crate::live::default_delivery(&root.control())?;
 
     let (sched_tx, sched_rx) = unbounded();
     let (local_tx, local_rx) = unbounded::<sched::Job>();

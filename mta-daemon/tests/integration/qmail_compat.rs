@@ -272,7 +272,16 @@ fn alrm_retries_a_deferred_message_at_once() {
 #[test]
 fn defaultdelivery_mailbox_delivers_to_an_mbox() {
     let root = TestRoot::new();
+    // A blank first line, which qmail-local would refuse on every delivery: check names it.
+    root.control("defaultdelivery", "\n./Mailbox\n");
+    let check = mta(&root.dir, &["check"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        text(&check.stderr).contains("defaultdelivery: line 1: "),
+        "{check:?}"
+    );
     root.control("defaultdelivery", "./Mailbox\n");
+    assert_eq!(mta(&root.dir, &["check"]).status.code(), Some(0));
     let jim = add_user(&root, "jim", false);
     let server = root.serve();
     assert_eq!(
