@@ -49,7 +49,7 @@ pub enum Command {
     LocalWorker,
     /// One of qmail's helper commands (argv\[0\] `preline`, `condredirect`, ...), with its
     /// arguments.
-    Helper(crate::helpers::Helper, Vec<OsString>),
+    QmailCommand(crate::helpers::QmailCommand, Vec<OsString>),
     /// `--help` text for the named command (or the overview).
     Help(&'static str),
 }
@@ -166,10 +166,10 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
             command: Command::Inject(rest.to_vec()),
         });
     }
-    if let Some(helper) = crate::helpers::Helper::from_name(&argv0) {
+    if let Some(helper) = crate::helpers::QmailCommand::from_name(&argv0) {
         return Ok(Invocation {
             root: None,
-            command: Command::Helper(helper, rest.to_vec()),
+            command: Command::QmailCommand(helper, rest.to_vec()),
         });
     }
     if argv0 == "mailq" {
@@ -288,7 +288,7 @@ mod tests {
         ));
         assert!(matches!(
             p(&["/var/mta/bin/preline", "-d", "cat"]).unwrap().command,
-            Command::Helper(crate::helpers::Helper::Preline, _)
+            Command::QmailCommand(crate::helpers::QmailCommand::Preline, _)
         ));
         assert!(matches!(
             p(&["qmail-inject", "-f", "a@b"]).unwrap().command,

@@ -42,9 +42,9 @@ const EXIT_TEMPORARY: i32 = 111;
 /// The PATH after `DIR/bin`, qmail's fixed one.
 const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
-/// The helper commands.
+/// qmail's programs for `.qmail` files that `mta` acts as, by the name it is invoked by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Helper {
+pub enum QmailCommand {
     /// `preline`.
     Preline,
     /// `condredirect`.
@@ -68,15 +68,15 @@ pub const LINK_NAMES: &[&str] = &[
     "sendmail",
 ];
 
-impl Helper {
+impl QmailCommand {
     /// The helper invoked by `name` (argv\[0\]'s last component), if any.
-    pub fn from_name(name: &str) -> Option<Helper> {
+    pub fn from_name(name: &str) -> Option<QmailCommand> {
         Some(match name {
-            "preline" => Helper::Preline,
-            "condredirect" => Helper::Condredirect,
-            "bouncesaying" => Helper::Bouncesaying,
-            "except" => Helper::Except,
-            "forward" => Helper::Forward,
+            "preline" => QmailCommand::Preline,
+            "condredirect" => QmailCommand::Condredirect,
+            "bouncesaying" => QmailCommand::Bouncesaying,
+            "except" => QmailCommand::Except,
+            "forward" => QmailCommand::Forward,
             _ => return None,
         })
     }
@@ -132,15 +132,15 @@ fn env_for(dir: Option<&OsStr>) -> Vec<(OsString, OsString)> {
     }
 }
 
-/// Runs `helper` with `args` (after argv\[0\]) on this process's stdin, environment and
+/// Runs `command` with `args` (after argv\[0\]) on this process's stdin, environment and
 /// `root`; returns the exit code.
-pub fn main(helper: Helper, root: &Root, args: &[OsString]) -> i32 {
-    let result = match helper {
-        Helper::Preline => preline(args),
-        Helper::Condredirect => condredirect(root, args),
-        Helper::Bouncesaying => bouncesaying(args),
-        Helper::Except => except(args),
-        Helper::Forward => forward(root, args),
+pub fn main(command: QmailCommand, root: &Root, args: &[OsString]) -> i32 {
+    let result = match command {
+        QmailCommand::Preline => preline(args),
+        QmailCommand::Condredirect => condredirect(root, args),
+        QmailCommand::Bouncesaying => bouncesaying(args),
+        QmailCommand::Except => except(args),
+        QmailCommand::Forward => forward(root, args),
     };
     match result {
         Ok(code) => code,
@@ -391,8 +391,11 @@ mod tests {
 
     #[test]
     fn names_and_program_env() {
-        assert_eq!(Helper::from_name("preline"), Some(Helper::Preline));
-        assert_eq!(Helper::from_name("mta"), None);
+        assert_eq!(
+            QmailCommand::from_name("preline"),
+            Some(QmailCommand::Preline)
+        );
+        assert_eq!(QmailCommand::from_name("mta"), None);
         let env = env_for(Some(OsStr::new("/var/mta")));
         assert_eq!(
             env,

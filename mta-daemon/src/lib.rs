@@ -101,7 +101,7 @@ pub fn run(argv: &[OsString]) -> i32 {
             admin::flush(&root, &mut std::io::stdout())
         }
         cli::Command::LocalWorker => local::worker_main(),
-        cli::Command::Helper(helper, args) => helpers::main(helper, &root, &args),
+        cli::Command::QmailCommand(command, args) => helpers::main(command, &root, &args),
         cli::Command::Inject(args) => {
             let env = inject::Env::from_process();
             inject::main(
