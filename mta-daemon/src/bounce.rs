@@ -47,14 +47,17 @@ impl Bouncer for QueueBouncer {
         match bounce {
             Bounce::Discard | Bounce::NoFailures => Ok(None),
             Bounce::Send(b) => {
-                let mut bytes = mta_core::header::received_queue(
-                    std::process::id(),
-                    mta_core::header::QueueInvoker::Bounce,
-                    now,
-                );
-                bytes.extend_from_slice(&b.message);
-                queue
-                    .enqueue(&b.envelope, &bytes[..])
+                // The trace line's qp is the bounce's own id, as `bounce msg N qp Q` logs.
+                let queued = queue.begin().and_then(|mut incoming| {
+                    incoming.write(&mta_core::header::received_queue(
+                        incoming.id().as_u64(),
+                        mta_core::header::QueueInvoker::Bounce,
+                        now,
+                    ))?;
+                    incoming.write(&b.message)?;
+                    incoming.commit(&b.envelope)
+                });
+                queued
                     .map(Some)
                     .map_err(|e| format!("unable to queue bounce: {e}"))
             }

@@ -238,19 +238,22 @@ impl LocalDelivery {
         result: DeliveryResult,
         invoker: mta_core::header::QueueInvoker,
     ) -> DeliveryResult {
-        let mut bytes = Vec::with_capacity(fwd.dtline.len() + message.len() + 64);
-        bytes.extend_from_slice(&mta_core::header::received_queue(
-            std::process::id(),
-            invoker,
-            crate::log::unix_now(),
-        ));
-        bytes.extend_from_slice(&fwd.dtline);
-        bytes.extend_from_slice(message);
         let env = Envelope::new(
             Address::from_bytes(fwd.sender),
             fwd.recipients.into_iter().map(Address::from_bytes),
         );
-        match self.queue.enqueue(&env, &bytes[..]) {
+        // The trace line's qp is the forward's own id, as the report's `qp N` says.
+        let queued = self.queue.begin().and_then(|mut incoming| {
+            incoming.write(&mta_core::header::received_queue(
+                incoming.id().as_u64(),
+                invoker,
+                crate::log::unix_now(),
+            ))?;
+            incoming.write(&fwd.dtline)?;
+            incoming.write(message)?;
+            incoming.commit(&env)
+        });
+        match queued {
             Ok(id) => {
                 // The scheduler may be gone at shutdown; it rescans the queue on start.
                 let _ = self.scheduler.send(Input::New(id));

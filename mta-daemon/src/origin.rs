@@ -15,8 +15,10 @@ use mta_queue::{MessageId, Queue};
 /// The `qp` and `uid` of one message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Origin {
-    /// The pid of the process that queued it (qmail-queue's pid).
-    pub qp: u32,
+    /// qmail-queue's pid in qmail: the injecting process's pid for `mta inject`, and the
+    /// message's own queue id for what the daemon queues (SMTP, forwards, bounces), as its
+    /// `250 ok ... qp N` reply and delivery reports show.
+    pub qp: u64,
     /// The uid it was queued by.
     pub uid: u32,
 }

@@ -548,9 +548,14 @@ fn data_start(shared: &Shared, tx: &mut Transaction, peer_ip: &str, helo: Option
             rustix::process::getuid().as_raw(),
         )),
     };
-    let mut line = invoker.map_or_else(Vec::new, |by| {
-        mta_core::header::received_queue(std::process::id(), by, now)
-    });
+    // Its number is the message's queue id, which the `250 ok ... qp N` reply and the
+    // log's `info msg` also show (qmail's three show qmail-queue's pid).
+    let qp = match &incoming {
+        Body::Queue(i) => i.id().as_u64(),
+        Body::Buffer(_) => u64::from(std::process::id()),
+    };
+    let mut line =
+        invoker.map_or_else(Vec::new, |by| mta_core::header::received_queue(qp, by, now));
     line.extend_from_slice(mta_smtp::received_line(&info).as_bytes());
     if incoming.write(&line).is_err() {
         tx.write_failed = true;

@@ -585,10 +585,26 @@ fn log_lines_in_order_with_real_qp_and_uid_and_the_two_received_lines() {
     let root = TestRoot::new();
     let joe = add_user(&root, "joe", true);
     let mut server = root.serve();
-    assert_eq!(
-        send(&root, "a@example.net", &["joe@example.org"], BODY),
-        "OK []"
-    );
+    // By hand, to read the `250 ok TIME qp N` reply: an admin greps the log for that N.
+    let mut s = std::net::TcpStream::connect(root.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    assert!(read_reply(&mut s).starts_with("220 "));
+    for cmd in [
+        "HELO me",
+        "MAIL FROM:<a@example.net>",
+        "RCPT TO:<joe@example.org>",
+        "DATA",
+    ] {
+        s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let r = read_reply(&mut s);
+        assert!(r.starts_with('2') || r.starts_with("354"), "{cmd}: {r}");
+    }
+    s.write_all(BODY.as_bytes()).unwrap();
+    s.write_all(b".\r\n").unwrap();
+    let ok = read_reply(&mut s);
+    let qp = ok.trim_end().rsplit(" qp ").next().unwrap().to_owned();
+    assert!(ok.starts_with("250 ") && qp.parse::<u64>().is_ok(), "{ok}");
+    s.write_all(b"QUIT\r\n").unwrap();
     assert!(
         wait_maildir(&joe.join("Maildir"), 1, 20),
         "{}",
@@ -597,8 +613,7 @@ fn log_lines_in_order_with_real_qp_and_uid_and_the_two_received_lines() {
     assert!(server.wait_log("end msg", 1, 10), "{}", server.log_text());
     let log = server.log_text();
     let queue_uid = std::fs::metadata(root.path("queue")).unwrap().uid();
-    let pid = server.pid();
-    let info = format!(" from <a@example.net> qp {pid} uid {queue_uid}\n");
+    let info = format!(" from <a@example.net> qp {qp} uid {queue_uid}\n");
     assert!(log.contains(&info), "wanted {info:?} in:\n{log}");
     let mut at = 0;
     for needle in [
@@ -617,7 +632,7 @@ fn log_lines_in_order_with_real_qp_and_uid_and_the_two_received_lines() {
     // The two Received lines: qmail-queue's on top, then qmail-smtpd's.
     let m = &maildir_messages(&joe.join("Maildir"))[0];
     let q =
-        format!("Delivered-To: joe@example.org\\nReceived: (qmail {pid} invoked from network); ");
+        format!("Delivered-To: joe@example.org\\nReceived: (qmail {qp} invoked from network); ");
     assert!(m.contains(&q), "{m}");
     let after = &m[m.find(&q).unwrap() + q.len()..];
     assert!(after.contains("\\nReceived: from "), "{m}");
