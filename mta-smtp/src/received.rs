@@ -26,8 +26,13 @@ pub struct ReceivedInfo<'a> {
     pub helo: Option<&'a str>,
     /// This host's name (`TCPLOCALHOST`).
     pub local_host: &'a str,
-    /// The protocol word: qmail wrote `SMTP`; RFC 3848 names `ESMTP`, `ESMTPS`.
+    /// The protocol word: qmail wrote `SMTP`; RFC 3848 names `ESMTP`, `ESMTPS` (TLS),
+    /// `ESMTPA` (AUTH) and `ESMTPSA` (both).
     pub protocol: &'a str,
+    /// The TLS version and cipher suite when the session was encrypted (e.g.
+    /// `TLSv1.3 TLS13_AES_256_GCM_SHA384`), written as a comment after the protocol:
+    /// `with ESMTPS (TLSv1.3 TLS13_AES_256_GCM_SHA384)`.
+    pub tls: Option<&'a str>,
     /// The date, e.g. from `mta_core::date::qmail_date822` (written as given, after the
     /// same character filter with space, comma and parentheses also allowed).
     pub date: &'a str,
@@ -48,6 +53,7 @@ impl<'a> ReceivedInfo<'a> {
             helo: None,
             local_host,
             protocol: "SMTP",
+            tls: None,
             date,
         }
     }
@@ -90,7 +96,18 @@ pub fn received_line(info: &ReceivedInfo<'_>) -> String {
     // received_smtp ends in `; <date>\n` and its filter turns every `;` in the values into
     // `?`, so the last `;` starts the date: keep up to `; `, then write ours.
     if let Some(semi) = line.iter().rposition(|&b| b == b';') {
-        line.truncate(semi + 2);
+        line.truncate(semi);
+        if let Some(tls) = info.tls {
+            line.extend_from_slice(b" (");
+            // Cipher suite names use `_`; nothing else beyond letters, digits, `.-/:`
+            // and space may pass.
+            line.extend(tls.bytes().map(|b| {
+                let ok = b.is_ascii_alphanumeric() || b"._-/: ".contains(&b);
+                if ok { b } else { b'?' }
+            }));
+            line.push(b')');
+        }
+        line.extend_from_slice(b"; ");
     }
     push_safe_date(&mut line, info.date);
     line.push(b'\n');
@@ -114,6 +131,18 @@ mod tests {
         assert!(received_line(&i).starts_with("Received: from unknown (joe@127.0.0.1)\n"));
         i.helo = Some("[IPv6:::1]");
         assert!(received_line(&i).contains("(HELO [IPv6:::1])"));
+    }
+
+    #[test]
+    fn tls_comment_follows_the_protocol() {
+        let mut i = ReceivedInfo::new("unknown", "127.0.0.1", "mx", "1 Jan 2026 00:00:00 -0000");
+        i.protocol = "ESMTPS";
+        i.tls = Some("TLSv1.3 TLS13_AES_256_GCM_SHA384\n(x)");
+        assert_eq!(
+            received_line(&i),
+            "Received: from unknown (127.0.0.1)\n  by mx with ESMTPS (TLSv1.3 \
+             TLS13_AES_256_GCM_SHA384??x?); 1 Jan 2026 00:00:00 -0000\n"
+        );
     }
 
     #[test]

@@ -24,6 +24,9 @@ enum State {
     /// MAIL/RCPT/DATA replies are awaited (see `expect`).
     Transaction,
     Body,
+    /// QUIT sent; every result is final. The reply (or the server's close) ends the
+    /// dialogue, so the server reads the QUIT before the connection goes.
+    Quit,
     Done,
 }
 
@@ -185,7 +188,9 @@ impl ClientSession {
 
     /// The connection was closed or failed (read/write error, TLS handshake failure).
     pub fn handle_eof(&mut self) {
-        if self.state != State::Done {
+        if self.state == State::Quit {
+            self.done();
+        } else if self.state != State::Done {
             let text = format!("Connected to {} but connection died.", self.config.peer);
             self.died(&text);
         }
@@ -221,9 +226,12 @@ impl ClientSession {
         }
     }
 
-    /// Fires the reply timeout if due at `now`: undecided recipients are deferred.
+    /// Fires the reply timeout if due at `now`: undecided recipients are deferred (after
+    /// QUIT, the dialogue just ends).
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.poll_timeout().is_some_and(|d| now >= d) {
+        if self.state == State::Quit && self.poll_timeout().is_some_and(|d| now >= d) {
+            self.done();
+        } else if self.poll_timeout().is_some_and(|d| now >= d) {
             let text = format!("Connected to {} but connection died.", self.config.peer);
             self.died(&text);
         }
@@ -273,13 +281,26 @@ impl ClientSession {
         self.state = if extended { State::Ehlo } else { State::Helo };
     }
 
-    /// Sends QUIT (without waiting for its reply, as qmail-remote) and finishes.
+    /// Sends QUIT and waits for its reply (qmail-remote closed at once, which can reset
+    /// the connection before the server reads the QUIT); every result is final already.
     fn quit(&mut self) {
         self.send(b"QUIT");
-        self.finish();
+        self.settle_undecided();
+        self.state = State::Quit;
+    }
+
+    /// The dialogue is over: [`ClientEvent::Finished`].
+    fn done(&mut self) {
+        self.state = State::Done;
+        self.events.push_back(ClientEvent::Finished);
     }
 
     fn finish(&mut self) {
+        self.settle_undecided();
+        self.done();
+    }
+
+    fn settle_undecided(&mut self) {
         let peer = self.config.peer.clone();
         for r in &mut self.results {
             if r.is_none() {
@@ -289,8 +310,6 @@ impl ClientSession {
                 });
             }
         }
-        self.state = State::Done;
-        self.events.push_back(ClientEvent::Finished);
     }
 
     /// Connection-level failure: everything undecided is deferred.
@@ -409,6 +428,7 @@ impl ClientSession {
             State::Body => {
                 self.settle_temp(reply, &format!("{peer} sent an unexpected reply."));
             }
+            State::Quit => self.done(),
             State::TlsHandshake | State::Done => {}
         }
     }

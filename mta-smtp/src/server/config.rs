@@ -66,6 +66,13 @@ pub struct ServerConfig {
     pub min_data_rate: u64,
     /// Advertise and accept STARTTLS (RFC 3207); the driver runs the handshake.
     pub offer_starttls: bool,
+    /// Refuse MAIL with `530 5.7.0 must issue a STARTTLS command first` until TLS is up
+    /// (RFC 3207 §4: allowed on a submission port, never on a public MX).
+    pub require_tls: bool,
+    /// The connection is TLS from its first byte (implicit TLS, port 465, RFC 8314): the
+    /// session starts encrypted and never offers STARTTLS. The driver runs the handshake
+    /// before it sends the greeting.
+    pub implicit_tls: bool,
     /// Advertise SMTPUTF8 (RFC 6531) and accept UTF-8 paths with the MAIL parameter.
     pub offer_smtputf8: bool,
     /// Line ending of the bytes in [`crate::Event::DataChunk`].
@@ -86,6 +93,8 @@ impl ServerConfig {
             timeout: Duration::from_mins(20),
             min_data_rate: 500,
             offer_starttls: false,
+            require_tls: false,
+            implicit_tls: false,
             offer_smtputf8: true,
             line_ending: LineEnding::Lf,
         }

@@ -120,6 +120,7 @@ impl ServerSession {
             config.max_data_line,
         );
         ServerSession {
+            tls: config.implicit_tls,
             deadline: now.checked_add(config.timeout),
             now,
             data_clock: None,
@@ -136,7 +137,6 @@ impl ServerSession {
             transaction: None,
             data,
             errors: 0,
-            tls: false,
             eof: false,
             helo: None,
         }

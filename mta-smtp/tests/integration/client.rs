@@ -516,3 +516,43 @@ fn reply_timeout_runs_from_the_end_of_the_body() {
         "Connected to 192.0.2.1 but connection died. Possible duplicate!"
     );
 }
+
+/// Every dialogue ends with QUIT, and the client waits for its reply (or the close) so
+/// the server has read the QUIT before the connection goes.
+#[test]
+fn quit_is_sent_and_its_reply_awaited() {
+    let now = Instant::now();
+    let env = Envelope::new("s@example.org", ["a@example.com"]);
+    let mut c = ClientSession::new(ccfg(), env, now);
+    let mut wire = Vec::new();
+    for reply in [
+        "220 mx\r\n",
+        "250-mx\r\n250 PIPELINING\r\n",
+        "250 ok\r\n250 ok\r\n354 go\r\n",
+    ] {
+        c.handle_input(reply.as_bytes(), now);
+        while let Some(ev) = c.poll_event() {
+            if ev == ClientEvent::SendBody {
+                c.send_body(b"hi\n");
+                c.finish_body(now);
+            }
+        }
+    }
+    c.handle_input(b"250 queued\r\n", now);
+    let _ = c.poll_transmit(&mut wire);
+    assert!(String::from_utf8_lossy(&wire).ends_with(".\r\nQUIT\r\n"));
+    assert!(c.results()[0].is_delivered(), "results are final before the 221");
+    assert!(!c.is_finished(), "finished before the QUIT was answered");
+    assert!(c.poll_timeout().is_some());
+    c.handle_input(b"221 bye\r\n", now);
+    assert!(c.is_finished());
+    assert_eq!(c.poll_event(), Some(ClientEvent::Finished));
+    // A server that closes instead of answering ends it too; so does the timeout.
+    let env = Envelope::new("s@example.org", ["a@example.com"]);
+    let mut c = ClientSession::new(ccfg(), env, now);
+    c.handle_input(b"554 go away\r\n", now);
+    assert!(!c.is_finished());
+    c.handle_eof();
+    assert!(c.is_finished());
+    assert_eq!(c.results()[0].letter(), 'Z');
+}

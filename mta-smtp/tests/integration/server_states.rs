@@ -464,3 +464,73 @@ fn too_many_recipients_get_452() {
     let _ = s.poll_transmit(&mut out);
     assert!(out.ends_with(b"250 2.1.5 ok\r\n452 4.5.3 too many recipients\r\n"));
 }
+
+/// RFC 3207 on a submission port: MAIL needs TLS first (`530 5.7.0`); STARTTLS takes no
+/// parameter (`501`); after the handshake STARTTLS is neither advertised nor accepted.
+#[test]
+fn require_tls_and_starttls_rules() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.offer_starttls = true;
+    cfg.require_tls = true;
+    let mut s = ServerSession::new(cfg.clone(), t0);
+    s.handle_input(
+        b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nSTARTTLS now\r\nSTARTTLS\r\nMAIL FROM:<x@y>\r\n",
+        t0,
+    );
+    let mut events = Vec::new();
+    while let Some(ev) = s.poll_event() {
+        let start = matches!(ev, Event::StartTls);
+        events.push(format!("{ev:?}"));
+        if start {
+            break;
+        }
+    }
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(text.contains("250-STARTTLS\r\n") || text.contains("250 STARTTLS\r\n"));
+    assert!(text.contains("530 5.7.0 must issue a STARTTLS command first\r\n"), "{text}");
+    assert!(text.contains("501 5.5.4 no arguments allowed\r\n"), "{text}");
+    assert!(text.ends_with("220 2.0.0 ready to start TLS\r\n"), "{text}");
+    // The MAIL pipelined behind STARTTLS was discarded, never run.
+    assert_eq!(events.last().map(String::as_str), Some("StartTls"));
+    s.tls_established(t0);
+    assert!(s.poll_event().is_none(), "plaintext behind STARTTLS survived");
+    s.handle_input(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b.example>\r\n", t0);
+    out.clear();
+    while let Some(ev) = s.poll_event() {
+        if matches!(ev, Event::Mail { .. }) {
+            s.decide(Verdict::Accept).unwrap();
+        }
+    }
+    let _ = s.poll_transmit(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(!text.contains("STARTTLS"), "advertised twice: {text}");
+    assert!(text.contains("503 5.5.1 TLS already active\r\n"), "{text}");
+    assert!(text.ends_with("250 2.1.0 ok\r\n"), "{text}");
+}
+
+/// Implicit TLS (port 465): the session starts encrypted and never offers STARTTLS.
+#[test]
+fn implicit_tls_never_offers_starttls() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.offer_starttls = true;
+    cfg.require_tls = true;
+    cfg.implicit_tls = true;
+    let mut s = ServerSession::new(cfg, t0);
+    assert!(s.is_tls());
+    s.handle_input(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b.example>\r\n", t0);
+    while let Some(ev) = s.poll_event() {
+        if matches!(ev, Event::Mail { .. }) {
+            s.decide(Verdict::Accept).unwrap();
+        }
+    }
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    assert!(!text.contains("-STARTTLS") && !text.contains(" STARTTLS"), "{text}");
+    assert!(text.contains("502 5.5.1 unimplemented\r\n"), "{text}");
+    assert!(text.ends_with("250 2.1.0 ok\r\n"), "{text}");
+}

@@ -25,6 +25,7 @@ pub(super) mod text {
     pub(crate) const RCPT_FIRST: &[u8] = b"503 5.5.1 RCPT first\r\n";
     pub(crate) const NESTED_MAIL: &[u8] = b"503 5.5.1 nested MAIL command\r\n";
     pub(crate) const ALREADY_TLS: &[u8] = b"503 5.5.1 TLS already active\r\n";
+    pub(crate) const TLS_FIRST: &[u8] = b"530 5.7.0 must issue a STARTTLS command first\r\n";
     pub(crate) const NO_ARGS: &[u8] = b"501 5.5.4 no arguments allowed\r\n";
     pub(crate) const BAD_CHARS: &[u8] = b"501 5.5.2 bare CR or NUL in command\r\n";
     pub(crate) const SYNTAX: &[u8] = b"501 5.5.4 syntax error\r\n";
@@ -132,6 +133,9 @@ impl ServerSession {
                 Some(Event::Ehlo { name })
             }
             Command::Mail(arg) => {
+                if self.config.require_tls && !self.tls {
+                    return self.error(text::TLS_FIRST);
+                }
                 if self.transaction.is_some() {
                     return self.error(text::NESTED_MAIL);
                 }
@@ -204,12 +208,13 @@ impl ServerSession {
                 Some(Event::Quit)
             }
             Command::StartTls(arg) => {
-                if !self.config.offer_starttls {
+                if !self.config.offer_starttls || self.config.implicit_tls {
                     return self.error(text::UNIMPLEMENTED);
                 }
                 if self.tls {
                     return self.error(text::ALREADY_TLS);
                 }
+                // RFC 3207 §4: STARTTLS takes no parameters; 501 otherwise.
                 if !arg.is_empty() {
                     return self.error(text::NO_ARGS);
                 }
