@@ -12,8 +12,9 @@
 //! (`rcpthosts`, `morercpthosts`, `relayclients`, `badmailfrom`, `databytes`,
 //! `timeoutsmtpd`, `smtpgreeting`, `me`, `acceptunknown`, `concurrencyincoming`) and routing
 //! (`locals`, `virtualdomains`, `percenthack`); remote delivery reloads its own files
-//! (`smtproutes`, timeouts, `helohost`). Read at start only: `listen`, `concurrencylocal`,
-//! `concurrencyremote`, `queuelifetime`, the bounce addresses, `dnsservers`.
+//! (`smtproutes`, timeouts, `helohost`), and `serve` hands the bounce addresses and
+//! `defaultdelivery` to the bouncer and local delivery. Read at start only: `listen`,
+//! `concurrencylocal`, `concurrencyremote`, `queuelifetime`, `timeoutlocal`, `dnsservers`.
 
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};

@@ -23,7 +23,7 @@ use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -81,7 +81,7 @@ fn base_env() -> BaseEnvironment {
 pub struct LocalDelivery {
     users: Arc<crate::users::Users>,
     options: DeliveryOptions,
-    default_delivery: Vec<u8>,
+    default_delivery: RwLock<Arc<Vec<u8>>>,
     queue: Arc<Queue>,
     scheduler: Sender<Input>,
     privileged: Option<Workers>,
@@ -110,7 +110,7 @@ impl LocalDelivery {
         LocalDelivery {
             users,
             options: DeliveryOptions::default(),
-            default_delivery,
+            default_delivery: RwLock::new(Arc::new(default_delivery)),
             queue,
             scheduler,
             privileged: worker_exe.map(|exe| Workers {
@@ -156,6 +156,7 @@ impl crate::pool::Deliver for LocalDelivery {
         };
         let now = crate::log::unix_now();
         let table = self.users.table();
+        let default_delivery = self.default_delivery();
         let mut results: Vec<Option<DeliveryResult>> = vec![None; job.targets.len()];
         let mut users: Vec<(usize, LocalUser)> = Vec::with_capacity(job.targets.len());
         for (i, t) in job.targets.iter().enumerate() {
@@ -184,7 +185,7 @@ impl crate::pool::Deliver for LocalDelivery {
                     local: address.local_part(),
                     domain: address.domain().unwrap_or_default(),
                     sender: job.sender.as_bytes(),
-                    default_delivery: &self.default_delivery,
+                    default_delivery: &default_delivery,
                     now,
                 };
                 (*i, request)
@@ -222,6 +223,24 @@ impl crate::pool::Deliver for LocalDelivery {
 }
 
 impl LocalDelivery {
+    /// Replaces the delivery for users without a `.qmail` (SIGHUP rereads
+    /// `control/defaultdelivery`); deliveries under way keep the text they started with.
+    pub fn set_default_delivery(&self, text: Vec<u8>) {
+        *self
+            .default_delivery
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(text);
+    }
+
+    fn default_delivery(&self) -> Arc<Vec<u8>> {
+        Arc::clone(
+            &self
+                .default_delivery
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
     fn read_message(&self, id: MessageId) -> io::Result<Vec<u8>> {
         let mut r = self.queue.open_message(id).map_err(io::Error::other)?;
         // Sized up front: one pread for the whole message, not a doubling series of them.

@@ -321,6 +321,8 @@ fn run_inner(root: &Root) -> Result<(), String> {
         live: &live,
         users: &users_for_reload,
         remote: &remote,
+        local: &local,
+        bouncer: &bouncer,
     };
     wait_for_stop(&reload)?;
     shared.stopping.store(true, Ordering::SeqCst);
@@ -339,17 +341,28 @@ struct Reload<'a> {
     live: &'a LiveSettings,
     users: &'a Users,
     remote: &'a RemoteDelivery,
+    local: &'a LocalDelivery,
+    bouncer: &'a QueueBouncer,
 }
 
 impl Reload<'_> {
-    /// qmail-send's SIGHUP: control/ and users/assign again, at once. A file that does not
-    /// parse keeps the old configuration and is logged with its `file:line`.
+    /// qmail-send's SIGHUP: control/ and users/assign again, at once. Everything is read
+    /// before anything changes: a file that does not parse keeps the whole old
+    /// configuration, and is logged with its `file:line`.
     fn run(&self) {
         let control = self.root.control();
-        let settings = self.live.reload(&control);
-        let remote = self.remote.reload(&control);
+        let applied = (|| -> Result<(), String> {
+            let settings = Arc::new(Settings::load(&control)?);
+            let default_delivery = crate::live::default_delivery(&control)?;
+            // Parses, then applies: the last step that can fail.
+            self.remote.reload(&control)?;
+            self.bouncer.set_config(settings.bounce.clone());
+            self.live.set(settings);
+            self.local.set_default_delivery(default_delivery);
+            Ok(())
+        })();
         self.users.reload_now();
-        match settings.map(|_| ()).and(remote) {
+        match applied {
             Ok(()) => log::line("status: reloaded configuration"),
             Err(e) => log::line(&format!(
                 "alert: unable to reread controls: {}; keeping the previous configuration",

@@ -136,8 +136,9 @@ fn queue_list(root: &TestRoot) -> String {
     text(&mta(&root.dir, &["queue", "list"]).stdout)
 }
 
-/// `svc -h`: a changed rcpthosts, databytes, virtualdomains and smtproutes apply to the
-/// next session or delivery; a broken file keeps the old settings; the daemon lives on.
+/// `svc -h`: a changed rcpthosts, databytes, virtualdomains, smtproutes and
+/// defaultdelivery apply to the next session or delivery; a broken file keeps the old
+/// settings; the daemon lives on.
 #[test]
 fn hup_rereads_control_files_and_the_daemon_lives_on() {
     let root = TestRoot::new();
@@ -173,6 +174,7 @@ fn hup_rereads_control_files_and_the_daemon_lives_on() {
         "smtproutes",
         &format!("b.example:127.0.0.1:{}\n", other.port),
     );
+    root.control("defaultdelivery", "./Mailbox\n");
     signal(&server, "HUP");
     assert!(
         server.wait_log("status: reloaded configuration", 1, 10),
@@ -206,6 +208,23 @@ fn hup_rereads_control_files_and_the_daemon_lives_on() {
         joes.iter()
             .any(|m| m.contains("Delivered-To: joe-sales@virt.example")),
         "{joes:?}"
+    );
+    // joe has no .qmail: the new defaultdelivery takes his mail to an mbox.
+    assert_eq!(
+        send(&root, "a@example.net", &["joe@example.org"], BODY),
+        "OK []"
+    );
+    let mbox = joe.join("Mailbox");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !mbox.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(
+        std::fs::read_to_string(&mbox)
+            .unwrap_or_default()
+            .starts_with("From a@example.net "),
+        "{}",
+        server.log_text()
     );
 
     // A file that does not parse: the old settings stay, the error names the file.

@@ -541,7 +541,10 @@ fn quit_is_sent_and_its_reply_awaited() {
     c.handle_input(b"250 queued\r\n", now);
     let _ = c.poll_transmit(&mut wire);
     assert!(String::from_utf8_lossy(&wire).ends_with(".\r\nQUIT\r\n"));
-    assert!(c.results()[0].is_delivered(), "results are final before the 221");
+    assert!(
+        c.results()[0].is_delivered(),
+        "results are final before the 221"
+    );
     assert!(!c.is_finished(), "finished before the QUIT was answered");
     assert!(c.poll_timeout().is_some());
     c.handle_input(b"221 bye\r\n", now);

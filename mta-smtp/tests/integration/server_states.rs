@@ -490,13 +490,22 @@ fn require_tls_and_starttls_rules() {
     let _ = s.poll_transmit(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
     assert!(text.contains("250-STARTTLS\r\n") || text.contains("250 STARTTLS\r\n"));
-    assert!(text.contains("530 5.7.0 must issue a STARTTLS command first\r\n"), "{text}");
-    assert!(text.contains("501 5.5.4 no arguments allowed\r\n"), "{text}");
+    assert!(
+        text.contains("530 5.7.0 must issue a STARTTLS command first\r\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("501 5.5.4 no arguments allowed\r\n"),
+        "{text}"
+    );
     assert!(text.ends_with("220 2.0.0 ready to start TLS\r\n"), "{text}");
     // The MAIL pipelined behind STARTTLS was discarded, never run.
     assert_eq!(events.last().map(String::as_str), Some("StartTls"));
     s.tls_established(t0);
-    assert!(s.poll_event().is_none(), "plaintext behind STARTTLS survived");
+    assert!(
+        s.poll_event().is_none(),
+        "plaintext behind STARTTLS survived"
+    );
     s.handle_input(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<a@b.example>\r\n", t0);
     out.clear();
     while let Some(ev) = s.poll_event() {
@@ -530,7 +539,10 @@ fn implicit_tls_never_offers_starttls() {
     let mut out = Vec::new();
     let _ = s.poll_transmit(&mut out);
     let text = String::from_utf8_lossy(&out).into_owned();
-    assert!(!text.contains("-STARTTLS") && !text.contains(" STARTTLS"), "{text}");
+    assert!(
+        !text.contains("-STARTTLS") && !text.contains(" STARTTLS"),
+        "{text}"
+    );
     assert!(text.contains("502 5.5.1 unimplemented\r\n"), "{text}");
     assert!(text.ends_with("250 2.1.0 ok\r\n"), "{text}");
 }
