@@ -141,6 +141,13 @@ fn run_inner(root: &Root) -> Result<(), String> {
     if !root.exists() {
         root::init(root, None).map_err(|e| format!("init {}: {e}", root.dir().display()))?;
     }
+    // Signals are caught from here on: a HUP or ALRM sent while the daemon starts (a
+    // supervisor does not know when it is ready) is handled once it runs, never fatal.
+    let signals = {
+        use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM};
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGALRM])
+            .map_err(|e| format!("signals: {e}"))?
+    };
     let settings = Arc::new(Settings::load(&root.control())?);
     let as_root = privs::is_root();
     // .qmail programs find qmail's helpers in DIR/bin first (a root made by an older
@@ -324,7 +331,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
         local: &local,
         bouncer: &bouncer,
     };
-    wait_for_stop(&reload)?;
+    wait_for_stop(signals, &reload);
     shared.stopping.store(true, Ordering::SeqCst);
     for addr in bound {
         // Wake each acceptor so it sees the flag; failure only means it is already gone.
@@ -374,10 +381,8 @@ impl Reload<'_> {
 
 /// Waits for SIGTERM or SIGINT, handling SIGHUP (reread the configuration) and SIGALRM
 /// (retry every deferred delivery now, as `mta queue flush`) meanwhile.
-fn wait_for_stop(reload: &Reload<'_>) -> Result<(), String> {
-    use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGALRM])
-        .map_err(|e| format!("signals: {e}"))?;
+fn wait_for_stop(mut signals: signal_hook::iterator::Signals, reload: &Reload<'_>) {
+    use signal_hook::consts::{SIGALRM, SIGHUP};
     for signal in signals.forever() {
         match signal {
             SIGHUP => reload.run(),
@@ -389,5 +394,4 @@ fn wait_for_stop(reload: &Reload<'_>) -> Result<(), String> {
             _ => break,
         }
     }
-    Ok(())
 }
