@@ -108,6 +108,7 @@ static PROGRAM_ENV: OnceLock<Vec<(OsString, OsString)>> = OnceLock::new();
 /// Sets the root whose `bin` directory programs find first on PATH (`serve` calls it once at
 /// start with an absolute path; later calls are ignored).
 pub fn set_program_root(dir: &Path) {
+    // Already set means set by an earlier call, which stays in force (documented above).
     let _ = PROGRAM_ENV.set(env_for(Some(dir.as_os_str())));
 }
 
@@ -187,6 +188,7 @@ fn exit_of(status: io::Result<std::process::ExitStatus>, me: &str) -> Result<i32
             } else {
                 EXIT_TEMPORARY
             };
+            // stderr is the delivery report; if it fails, the exit code still tells.
             let _ = writeln!(io::stderr(), "{me}: unable to run program: {e}");
             Ok(code)
         }
