@@ -22,7 +22,7 @@
 //! qmail). Nothing accepted is lost: on start every message in the queue is rescheduled.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -176,6 +176,8 @@ pub struct Scheduler {
     finishing: usize,
     next_delivery: u64,
     stopping: bool,
+    /// The messages queued before this process started, when the caller knows them.
+    queued_at_start: Option<HashSet<MessageId>>,
 }
 
 /// Most recipients of one message in one local job.
@@ -209,8 +211,20 @@ impl Scheduler {
             domain_busy: HashMap::new(),
             finishing: 0,
             next_delivery: 1,
+            queued_at_start: None,
             stopping: false,
         }
+    }
+
+    /// Names the messages that were in the queue before anything could add to it (taken
+    /// before SMTP, pickup and the trigger start): they were announced by the process that
+    /// saw them arrive and get no `new msg` now; every other message does, even one that
+    /// arrives before this thread's first scan. Without it, whatever the first scan finds
+    /// counts as queued before.
+    #[must_use]
+    pub fn queued_at_start(mut self, ids: Vec<MessageId>) -> Scheduler {
+        self.queued_at_start = Some(ids.into_iter().collect());
+        self
     }
 
     fn status_line(&self, suffix: &str) {
@@ -237,7 +251,12 @@ impl Scheduler {
             if !done.is_empty() {
                 self.record(done);
             }
-            self.rescan(Seen::Before);
+            let first = if self.queued_at_start.is_some() {
+                Seen::Now
+            } else {
+                Seen::Before
+            };
+            self.rescan(first);
         });
         loop {
             log::batch(|| self.dispatch());
@@ -326,6 +345,12 @@ impl Scheduler {
         if self.messages.contains_key(&id) {
             return;
         }
+        // Each id is looked up once: the set empties as the queue is loaded.
+        let queued_before = self
+            .queued_at_start
+            .as_mut()
+            .is_some_and(|before| before.remove(&id));
+        let seen = if queued_before { Seen::Before } else { seen };
         let info = match self.queue.info(id) {
             Ok(info) => info,
             Err(e) => {

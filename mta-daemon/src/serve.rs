@@ -164,6 +164,9 @@ fn run_inner(root: &Root) -> Result<(), String> {
     }
     crate::helpers::set_program_root(&abs_root);
     let queue = Arc::new(open_queue_patiently(root)?);
+    // What is queued now was logged by the process that received it: the scheduler does
+    // not announce it again (it will announce everything that arrives from here on).
+    let queued_at_start = queue.scan().ok();
     let alias = alias_account(root, as_root)?;
     let mut drop_to = None;
     if as_root {
@@ -262,6 +265,10 @@ fn run_inner(root: &Root) -> Result<(), String> {
         local_tx,
         Some(remote_tx),
     );
+    let scheduler = match queued_at_start {
+        Some(ids) => scheduler.queued_at_start(ids),
+        None => scheduler,
+    };
     let sched_thread = thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || scheduler.run())
