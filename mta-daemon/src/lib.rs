@@ -12,6 +12,7 @@
 //! | [`settings`] | control files read with qmail's defaults | `control.c` |
 //! | [`serve`] | wiring threads together, signals | qmail-start |
 //! | [`smtpd`] | SMTP sessions and their policy | qmail-smtpd |
+//! | `tls` | `servercert.pem` (re-read when it changes), plain and TLS session streams | qmail-tls |
 //! | `limits` | session slots per server and per client address, refusal counters | tcpserver's `-c` |
 //! | [`sched`] | the scheduler: routing, retries, concurrency | qmail-send |
 //! | [`pool`] | delivery and finishing threads: marks, bounces, removal | qmail-send's spawn/clean links |
@@ -53,6 +54,7 @@ pub mod sendmail;
 pub mod serve;
 pub mod settings;
 pub mod smtpd;
+mod tls;
 pub mod trigger;
 pub mod users;
 

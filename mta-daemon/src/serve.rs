@@ -315,18 +315,22 @@ fn run_inner(root: &Root) -> Result<(), String> {
         trigger: None,
         drop_to,
         limits: Arc::default(),
+        certs: crate::tls::CertStore::new(root.control().join("servercert.pem")),
         stopping: AtomicBool::new(false),
     });
+    // Parse the certificate now: a broken file is logged at start, not at the first client.
+    let _ = shared.certs.current();
     let mut bound = Vec::new();
-    for addr in &settings.listen {
+    for l in &settings.listen {
+        let (addr, kind) = (l.addr, l.kind);
         let listener = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
         bound.push(listener.local_addr().map_err(|e| e.to_string())?);
         let shared = Arc::clone(&shared);
         thread::Builder::new()
             .name("accept".into())
-            .spawn(move || smtpd::accept_loop(&listener, &shared))
+            .spawn(move || smtpd::accept_loop(&listener, kind, &shared))
             .map_err(|e| format!("spawn: {e}"))?;
-        log::line(&format!("status: listening on {addr}"));
+        log::line(&format!("status: listening on {addr} {}", kind.as_str()));
     }
 
     // Signals: HUP rereads, ALRM flushes, TERM / INT stop.

@@ -2,7 +2,7 @@
 //! qmail's defaults, reference §8), plus the values the SMTP service, the scheduler and the
 //! bounce composer derive from it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +19,8 @@ pub struct Settings {
     pub me: String,
     /// The text after `220 ` (smtpgreeting, else me).
     pub greeting: String,
-    /// Addresses to listen on.
-    pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on, and what each speaks.
+    pub listen: Vec<mta_core::control::Listener>,
     /// `databytes` (0 = the SMTP crate's built-in cap).
     pub databytes: u64,
     /// `timeoutsmtpd`.

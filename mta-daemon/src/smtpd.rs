@@ -26,9 +26,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
+use mta_core::control::ListenKind;
 use mta_core::path::{ForwardPath, ReversePath};
 use mta_core::{Address, Envelope};
 use mta_queue::Queue;
+use mta_smtp::tls::rustls::ServerConfig as TlsConfig;
 use mta_smtp::{Event, ReceivedInfo, Reply, ServerConfig, ServerSession, Verdict};
 
 use crate::limits::{Limits, Reason, Slot};
@@ -37,6 +39,7 @@ use crate::log;
 use crate::route::{Route, Router};
 use crate::sched::Input;
 use crate::settings::Settings;
+use crate::tls::{CertStore, Wire};
 use crate::users::Users;
 
 /// What every session shares.
@@ -60,6 +63,8 @@ pub struct Shared {
     pub trigger: Option<std::path::PathBuf>,
     /// Session slots (`concurrencyincoming`, `concurrencyperip`) and refusal counters.
     pub(crate) limits: Arc<Limits>,
+    /// `control/servercert.pem`, for STARTTLS and smtps.
+    pub(crate) certs: CertStore,
     /// Set at shutdown: acceptors stop.
     pub stopping: AtomicBool,
 }
@@ -68,6 +73,10 @@ pub struct Shared {
 const IDLE_READ: usize = 2048;
 /// Read buffer once a client sends full buffers (DATA streaming).
 const BUSY_READ: usize = 64 * 1024;
+
+/// A session thread's stack: address space only, pages become resident as they are
+/// touched. Plain sessions touch a few KB; a TLS handshake (rustls, ring) goes deeper.
+const SESSION_STACK: usize = 256 * 1024;
 
 /// How long a session thread waits for the next connection before it exits.
 const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(10);
@@ -79,8 +88,8 @@ const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(10);
 /// does) does not pay a thread start, stack mapping and privilege drop per connection.
 /// The hand-over is a rendezvous: a connection goes to a thread that is already waiting,
 /// or gets a new one; no connection ever queues behind a busy session.
-pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    let (handoff, waiting) = crossbeam_channel::bounded::<(TcpStream, Slot)>(0);
+pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared>) {
+    let (handoff, waiting) = crossbeam_channel::bounded::<Incoming>(0);
     for conn in listener.incoming() {
         if shared.stopping.load(Ordering::SeqCst) {
             break;
@@ -102,7 +111,15 @@ pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         // Replies are written a batch at a time; do not let Nagle hold the last one back.
         // A socket option that cannot be set only costs speed.
         let _ = stream.set_nodelay(true);
-        let job = match handoff.try_send((stream, slot)) {
+        // Read here, with the daemon's privileges: a root-only key file works.
+        let tls = shared.certs.current();
+        let incoming = Incoming {
+            stream,
+            slot,
+            kind,
+            tls,
+        };
+        let job = match handoff.try_send(incoming) {
             Ok(()) => continue,
             Err(e) => e.into_inner(),
         };
@@ -111,9 +128,20 @@ pub fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         // A failed spawn drops the job: the connection closes and the slot comes back.
         let _ = std::thread::Builder::new()
             .name("smtp".into())
-            .stack_size(64 * 1024)
+            .stack_size(SESSION_STACK)
             .spawn(move || session_thread(&session_shared, job, &waiting));
     }
+}
+
+/// A connection handed to a session thread.
+struct Incoming {
+    stream: TcpStream,
+    /// Its place under the session limits, given back when the session ends.
+    slot: Slot,
+    /// What the listener speaks.
+    kind: ListenKind,
+    /// The certificate configuration at accept time (`None`: no TLS).
+    tls: Option<Arc<TlsConfig>>,
 }
 
 /// Answers a connection over a session limit with `421 4.7.0` and closes it at once,
@@ -156,8 +184,8 @@ fn refused(shared: &Shared, ip: Option<IpAddr>, reason: Reason, detail: &str) {
 /// to it while it waits, until none comes for [`IDLE_THREAD`] or the acceptor is gone.
 fn session_thread(
     shared: &Arc<Shared>,
-    first: (TcpStream, Slot),
-    waiting: &crossbeam_channel::Receiver<(TcpStream, Slot)>,
+    first: Incoming,
+    waiting: &crossbeam_channel::Receiver<Incoming>,
 ) {
     if let Some((uid, gid)) = shared.drop_to
         && let Err(e) = crate::privs::drop_thread(uid, gid)
@@ -166,10 +194,20 @@ fn session_thread(
         return;
     }
     let mut next = Some(first);
-    while let Some((mut stream, slot)) = next.take() {
+    while let Some(incoming) = next.take() {
+        let Incoming {
+            stream,
+            slot,
+            kind,
+            tls,
+        } = incoming;
         let peer = stream.peer_addr().ok();
+        let mut client = Client::new(peer, kind, tls);
         let relay = peer.is_some_and(|p| shared.settings.get().is_relay_client(p.ip()));
-        if let Err(e) = serve_connection(shared, &mut stream, peer, relay)
+        let mut wire = Wire::Plain(stream);
+        let ready = kind != ListenKind::Smtps || implicit_tls(shared, &mut wire, &mut client);
+        if ready
+            && let Err(e) = serve_connection(shared, &mut wire, &mut client, relay)
             && !matches!(
                 e.kind(),
                 io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
@@ -177,7 +215,7 @@ fn session_thread(
         {
             log::line(&format!("smtp: connection error: {e}"));
         }
-        drop(stream);
+        drop(wire);
         drop(slot);
         if shared.stopping.load(Ordering::SeqCst) {
             return;
@@ -223,7 +261,36 @@ struct Transaction {
     write_failed: bool,
 }
 
-/// A session's byte stream: a socket, or stdin/stdout for `sendmail -bs`.
+/// Port 465: the TLS handshake before anything else. False when the session cannot go on
+/// (no certificate, or the handshake failed; both logged).
+fn implicit_tls(shared: &Shared, wire: &mut Wire, client: &mut Client) -> bool {
+    let Some(config) = client.tls_config.clone() else {
+        log::line("smtp: smtps connection closed: no control/servercert.pem");
+        return false;
+    };
+    match wire.start_tls(config, shared.settings.get().timeout_smtpd) {
+        Ok(described) => {
+            log_tls(client, &described);
+            client.tls = Some(described);
+            true
+        }
+        Err(e) => {
+            log::line(&format!(
+                "smtp: tls handshake with {} failed: {}",
+                client.name,
+                log::safe(e.to_string().as_bytes())
+            ));
+            false
+        }
+    }
+}
+
+/// `smtp: tls IP TLSv1.3 TLS13_AES_256_GCM_SHA384` (rustls's names, not the peer's words).
+fn log_tls(client: &Client, described: &str) {
+    log::line(&format!("smtp: tls {} {described}", client.name));
+}
+
+/// A session's byte stream: a socket (plain or TLS), or stdin/stdout for `sendmail -bs`.
 pub trait SessionStream: Read + Write {
     /// Limits the next read to `wait` (`None`: no limit). Streams without timeouts
     /// (stdio) ignore it.
@@ -234,13 +301,34 @@ pub trait SessionStream: Read + Write {
         let _ = wait;
         Ok(())
     }
+
+    /// STARTTLS: runs the server handshake within `timeout` and goes on encrypted;
+    /// returns the TLS version and cipher.
+    ///
+    /// # Errors
+    /// The handshake failed; streams that cannot do TLS (stdio) always fail.
+    fn start_tls(&mut self, config: Arc<TlsConfig>, timeout: Duration) -> io::Result<String> {
+        let _ = (config, timeout);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "no TLS on this stream",
+        ))
+    }
 }
 
-impl SessionStream for TcpStream {
-    fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
-        // A zero timeout means "none" to the socket layer: wait at least a millisecond.
-        self.set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))))
-    }
+/// The session's configuration for `client` on its kind of listener.
+fn session_config(settings: &Settings, client: &Client) -> ServerConfig {
+    let mut config = ServerConfig::new(settings.greeting.clone());
+    config.set_databytes(settings.databytes);
+    config.max_recipients = settings.max_rcpt;
+    config.max_errors = settings.max_errors;
+    config.min_data_rate = settings.min_data_rate;
+    config.timeout = settings.timeout_smtpd;
+    config.offer_starttls = client.tls_config.is_some();
+    config.implicit_tls = client.kind == ListenKind::Smtps;
+    // RFC 3207 §4: a submission port may require TLS; the MX port never does.
+    config.require_tls = client.kind == ListenKind::Submission;
+    config
 }
 
 /// Runs one session on a connected stream (also used by `sendmail -bs` on stdio).
@@ -250,21 +338,10 @@ impl SessionStream for TcpStream {
 pub fn serve_connection<S: SessionStream + ?Sized>(
     shared: &Shared,
     stream: &mut S,
-    peer: Option<SocketAddr>,
+    client: &mut Client,
     relay_client: bool,
 ) -> io::Result<()> {
-    let settings = shared.settings.get();
-    let mut config = ServerConfig::new(settings.greeting.clone());
-    config.set_databytes(settings.databytes);
-    config.max_recipients = settings.max_rcpt;
-    config.max_errors = settings.max_errors;
-    config.min_data_rate = settings.min_data_rate;
-    config.timeout = settings.timeout_smtpd;
-    let peer_ip = peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string());
-    let client = Client {
-        ip: peer.map(|p| p.ip()),
-        name: peer_ip,
-    };
+    let config = session_config(&shared.settings.get(), client);
     let start = Instant::now();
     let mut session = ServerSession::new(config, start);
     let mut tx = Transaction::default();
@@ -273,10 +350,15 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
     let mut buf = vec![0u8; IDLE_READ];
     let mut out = Vec::new();
     loop {
+        let mut start_tls = false;
         loop {
-            match next_event(shared, &mut session, &mut tx, relay_client, &client) {
+            match next_event(shared, &mut session, &mut tx, relay_client, client) {
                 Step::Idle => break,
                 Step::Handled => {}
+                Step::StartTls => {
+                    start_tls = true;
+                    break;
+                }
                 Step::Decide(v) => {
                     // A refused verdict code is a bug of ours, not the client's: log it.
                     if let Err(e) = session.decide(v) {
@@ -290,6 +372,10 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
         if !out.is_empty() {
             stream.write_all(&out)?;
             stream.flush()?;
+        }
+        if start_tls {
+            starttls(shared, stream, &mut session, client);
+            continue;
         }
         if session.is_closed() {
             return Ok(());
@@ -331,6 +417,35 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
     }
 }
 
+/// The handshake after the session's `220` to STARTTLS went out (RFC 3207): on success
+/// the session forgets the EHLO; on failure it ends.
+fn starttls<S: SessionStream + ?Sized>(
+    shared: &Shared,
+    stream: &mut S,
+    session: &mut ServerSession,
+    client: &mut Client,
+) {
+    let result = match client.tls_config.clone() {
+        Some(config) => stream.start_tls(config, shared.settings.get().timeout_smtpd),
+        None => Err(io::Error::other("no certificate")),
+    };
+    match result {
+        Ok(described) => {
+            log_tls(client, &described);
+            client.tls = Some(described);
+            session.tls_established(Instant::now());
+        }
+        Err(e) => {
+            log::line(&format!(
+                "smtp: tls handshake with {} failed: {}",
+                client.name,
+                log::safe(e.to_string().as_bytes())
+            ));
+            session.tls_failed();
+        }
+    }
+}
+
 /// What handling one event led to.
 enum Step {
     /// No event was waiting.
@@ -339,14 +454,39 @@ enum Step {
     Handled,
     /// The event needs this verdict.
     Decide(Verdict),
+    /// STARTTLS: send the `220`, then run the handshake.
+    StartTls,
 }
 
-/// The client of a session, for Received lines and refusal logs.
-struct Client {
+/// The client of a session, for Received lines, refusal logs and TLS.
+pub struct Client {
     /// Its address (`None` for `sendmail -bs`).
     ip: Option<IpAddr>,
     /// Its address as text (`127.0.0.1` for `sendmail -bs`, as qmail's TCPREMOTEIP).
     name: String,
+    /// The kind of listener it came in on.
+    kind: ListenKind,
+    /// The certificate configuration, when TLS is possible.
+    tls_config: Option<Arc<TlsConfig>>,
+    /// The TLS version and cipher once encrypted.
+    tls: Option<String>,
+}
+
+impl Client {
+    /// A client at `peer` (`None`: a local stdio session) on a `kind` listener.
+    fn new(
+        peer: Option<SocketAddr>,
+        kind: ListenKind,
+        tls_config: Option<Arc<TlsConfig>>,
+    ) -> Client {
+        Client {
+            ip: peer.map(|p| p.ip()),
+            name: peer.map_or_else(|| "127.0.0.1".to_owned(), |p| p.ip().to_string()),
+            kind,
+            tls_config,
+            tls: None,
+        }
+    }
 }
 
 /// Handles the next event, if any.
@@ -373,7 +513,8 @@ fn next_event(
             Some(Verdict::Accept)
         }
         Event::Rcpt { path, .. } => Some(rcpt(shared, tx, &path, relay_client, client)),
-        Event::DataStart => Some(data_start(shared, tx, &client.name, helo.as_deref())),
+        Event::DataStart => Some(data_start(shared, tx, client, helo.as_deref())),
+        Event::StartTls => return Step::StartTls,
         Event::DataChunk(chunk) => {
             if let Some(inc) = tx.incoming.as_mut()
                 && !tx.write_failed
@@ -522,7 +663,12 @@ fn rcpt_verdict(
     Ok(addr)
 }
 
-fn data_start(shared: &Shared, tx: &mut Transaction, peer_ip: &str, helo: Option<&str>) -> Verdict {
+fn data_start(
+    shared: &Shared,
+    tx: &mut Transaction,
+    client: &Client,
+    helo: Option<&str>,
+) -> Verdict {
     let mut incoming = match &shared.store {
         Store::Queue(queue) => match queue.begin() {
             Ok(i) => Body::Queue(i),
@@ -536,8 +682,13 @@ fn data_start(shared: &Shared, tx: &mut Transaction, peer_ip: &str, helo: Option
     let now = crate::log::unix_now();
     let date = mta_core::date::qmail_date822(now);
     let settings = shared.settings.get();
-    let mut info = ReceivedInfo::new("unknown", peer_ip, &settings.me, &date);
+    let mut info = ReceivedInfo::new("unknown", &client.name, &settings.me, &date);
     info.helo = helo;
+    if let Some(tls) = &client.tls {
+        // RFC 3848: ESMTPS for a session under TLS.
+        info.protocol = "ESMTPS";
+        info.tls = Some(tls);
+    }
     // qmail-queue's line goes on top of qmail-smtpd's, as qmail-queue prepends it:
     // `invoked from network` in the daemon, `invoked by uid U` for `sendmail -bs`; a
     // message left in pickup gets it from the importer.
@@ -677,6 +828,7 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
             trigger: Some(root.trigger()),
             drop_to: None,
             limits: Arc::default(),
+            certs: CertStore::new(root.control().join("servercert.pem")),
             stopping: AtomicBool::new(false),
         })
     };
@@ -691,7 +843,8 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
         input: stdin,
         output: stdout,
     };
-    match serve_connection(&shared, &mut io, None, true) {
+    let mut client = Client::new(None, ListenKind::Smtp, None);
+    match serve_connection(&shared, &mut io, &mut client, true) {
         Ok(()) => 0,
         Err(_) => 111,
     }

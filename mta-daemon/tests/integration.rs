@@ -18,3 +18,5 @@ mod qmail_compat;
 mod remote;
 #[path = "integration/serve.rs"]
 mod serve;
+#[path = "integration/tls.rs"]
+mod tls;

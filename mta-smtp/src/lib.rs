@@ -85,6 +85,8 @@ mod received;
 mod reply;
 mod scan;
 mod server;
+#[cfg(feature = "rustls")]
+pub mod tls;
 
 pub use client::{BodyEncoder, ClientConfig, ClientEvent, ClientSession, TlsPolicy};
 pub use received::{ReceivedInfo, received_line};

@@ -19,5 +19,8 @@ mod pipelining;
 mod server_states;
 #[path = "integration/smuggling.rs"]
 mod smuggling;
+#[cfg(feature = "rustls")]
+#[path = "integration/tls.rs"]
+mod tls;
 #[path = "integration/transcripts.rs"]
 mod transcripts;

@@ -41,7 +41,9 @@ use std::path::Path;
 use crate::Address;
 use crate::address_list::QmailRewrite;
 
-pub use net::{DEFAULT_LISTEN, IpNet, RelayClients, nameservers_from_resolv_conf};
+pub use net::{
+    DEFAULT_LISTEN, IpNet, ListenKind, Listener, RelayClients, nameservers_from_resolv_conf,
+};
 pub use read::{ControlError, ControlErrorKind};
 pub use tables::{BadMailFrom, RcptHosts, SmtpRoute, SmtpRoutes, VirtualDomains};
 
@@ -125,8 +127,9 @@ pub struct Control {
     pub plusdomain: String,
     /// `idhost`: the host in Message-IDs. me → `idhost`.
     pub idhost: String,
-    /// `listen` (ours): addresses the SMTP server binds. Default [`DEFAULT_LISTEN`].
-    pub listen: Vec<SocketAddr>,
+    /// `listen` (ours): `ADDR:PORT [KIND]` lines, the addresses the SMTP server binds
+    /// and what each speaks. Default [`DEFAULT_LISTEN`], plain SMTP.
+    pub listen: Vec<Listener>,
     /// `relayclients` (ours): clients allowed to relay. Default `127.0.0.0/8`, `::1`.
     pub relayclients: RelayClients,
     /// `dnsservers` (ours): DNS servers. Default: the `nameserver`s of resolv.conf.
@@ -262,7 +265,7 @@ impl Control {
             idhost: or_me("idhost")?,
             listen: match src.read("listen")? {
                 Some(f) => net::listen_from_file(&f)?,
-                None => vec![DEFAULT_LISTEN],
+                None => vec![Listener::smtp(DEFAULT_LISTEN)],
             },
             relayclients: match src.read("relayclients")? {
                 Some(f) => RelayClients::from_file(&f)?,

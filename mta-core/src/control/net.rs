@@ -147,13 +147,70 @@ impl Default for RelayClients {
 /// The default `listen` address: `127.0.0.1:2525` (design.md "Root layout").
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2525);
 
-/// `listen`: `ADDR:PORT` per line, `[v6]:PORT` for IPv6.
-pub(super) fn listen_from_file(file: &File) -> Result<Vec<SocketAddr>, ControlError> {
+/// What a listener speaks (design.md, `control/listen`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ListenKind {
+    /// Plain SMTP (the MX port): STARTTLS offered when a certificate is configured,
+    /// never required (RFC 3207 §4).
+    #[default]
+    Smtp,
+    /// Submission (port 587, RFC 6409): STARTTLS, then AUTH, before MAIL.
+    Submission,
+    /// Implicit TLS from the first byte (port 465, RFC 8314), then AUTH before MAIL.
+    Smtps,
+}
+
+impl ListenKind {
+    /// The word used in `control/listen`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListenKind::Smtp => "smtp",
+            ListenKind::Submission => "submission",
+            ListenKind::Smtps => "smtps",
+        }
+    }
+}
+
+/// One `control/listen` line: where to listen and what to speak there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Listener {
+    /// The address to bind.
+    pub addr: SocketAddr,
+    /// What the port speaks.
+    pub kind: ListenKind,
+}
+
+impl Listener {
+    /// A plain SMTP listener on `addr`.
+    pub fn smtp(addr: SocketAddr) -> Listener {
+        Listener {
+            addr,
+            kind: ListenKind::Smtp,
+        }
+    }
+}
+
+/// `listen`: `ADDR:PORT [KIND]` per line, `[v6]:PORT` for IPv6; KIND is `smtp`
+/// (default), `submission` or `smtps`.
+pub(super) fn listen_from_file(file: &File) -> Result<Vec<Listener>, ControlError> {
     file.lines()
         .map(|(n, l)| {
-            l.trim()
-                .parse::<SocketAddr>()
-                .map_err(|_| file.invalid(n, "ADDR:PORT or [IPv6]:PORT", l))
+            let mut words = l.split_ascii_whitespace();
+            let expected = "ADDR:PORT or [IPv6]:PORT, then smtp, submission or smtps";
+            let addr = words
+                .next()
+                .and_then(|w| w.parse::<SocketAddr>().ok())
+                .ok_or_else(|| file.invalid(n, expected, l))?;
+            let kind = match words.next() {
+                None | Some("smtp") => ListenKind::Smtp,
+                Some("submission") => ListenKind::Submission,
+                Some("smtps") => ListenKind::Smtps,
+                Some(_) => return Err(file.invalid(n, expected, l)),
+            };
+            if words.next().is_some() {
+                return Err(file.invalid(n, expected, l));
+            }
+            Ok(Listener { addr, kind })
         })
         .collect()
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use mta_core::Address;
-use mta_core::control::{Control, ControlErrorKind, SmtpRoute};
+use mta_core::control::{Control, ControlErrorKind, ListenKind, Listener, SmtpRoute};
 
 use super::data;
 
@@ -70,7 +70,19 @@ fn every_file_is_read() {
     assert_eq!(c.defaultdomain, "example.com");
     assert_eq!(c.plusdomain, "plus.example.com");
     assert_eq!(c.idhost, "id.example.com");
-    assert_eq!(c.listen, addrs(&["0.0.0.0:25", "[::]:25", "127.0.0.1:587"]));
+    let kinds: Vec<(SocketAddr, ListenKind)> = c.listen.iter().map(|l| (l.addr, l.kind)).collect();
+    assert_eq!(
+        kinds,
+        addrs(&["0.0.0.0:25", "[::]:25", "127.0.0.1:587", "127.0.0.1:465"])
+            .into_iter()
+            .zip([
+                ListenKind::Smtp,
+                ListenKind::Smtp,
+                ListenKind::Submission,
+                ListenKind::Smtps
+            ])
+            .collect::<Vec<_>>()
+    );
     assert_eq!(c.relayclients.nets().len(), 5);
     assert_eq!(
         c.dnsservers,
@@ -145,7 +157,13 @@ fn qmail_defaults_without_me() {
         [&c.defaulthost, &c.defaultdomain, &c.plusdomain, &c.idhost],
         ["defaulthost", "defaultdomain", "plusdomain", "idhost"]
     );
-    assert_eq!(c.listen, addrs(&["127.0.0.1:2525"]));
+    assert_eq!(
+        c.listen,
+        addrs(&["127.0.0.1:2525"])
+            .into_iter()
+            .map(Listener::smtp)
+            .collect::<Vec<_>>()
+    );
     assert!(c.is_relay_client("127.0.0.1".parse().unwrap()));
     assert!(c.is_relay_client("::1".parse().unwrap()));
     assert!(!c.is_relay_client("192.0.2.1".parse().unwrap()));
@@ -288,7 +306,7 @@ fn unreadable_file_is_an_error_and_path_is_full() {
     assert_eq!(
         err.to_string(),
         format!(
-            "{}:1: expected ADDR:PORT or [IPv6]:PORT, found \"nope\"",
+            "{}:1: expected ADDR:PORT or [IPv6]:PORT, then smtp, submission or smtps, found \"nope\"",
             dir.path().join("listen").display()
         )
     );

@@ -51,7 +51,7 @@ impl Control {
         Ok(Control {
             helohost,
             own_names,
-            listen: c.listen.clone(),
+            listen: c.listen.iter().map(|l| l.addr).collect(),
             timeout_connect: Duration::from_secs(c.timeoutconnect.max(1)),
             timeout_remote: Duration::from_secs(c.timeoutremote.max(1)),
             routes: c.smtproutes,

@@ -13,6 +13,8 @@ mod client;
 mod server;
 
 pub use client::{deliver, deliver_with};
+#[cfg(feature = "rustls")]
+pub(crate) use server::serve_stream;
 pub use server::{Policy, serve, serve_with};
 
 const BUF: usize = 64 * 1024;

@@ -89,7 +89,28 @@ pub fn serve_with(
     stream.set_write_timeout(Some(config.timeout.max(Duration::from_millis(1))))?;
     // Timeouts are set on the socket, which a TLS wrapper reads through.
     let socket = stream.try_clone()?;
-    let mut conn = Conn::Plain(stream);
+    run(Conn::Plain(stream), &socket, config, policy, tls.as_mut())
+}
+
+/// [`serve_with`] on a stream that is encrypted already (implicit TLS); `socket` is the
+/// connection underneath, for its timeouts.
+#[cfg(feature = "rustls")]
+pub(crate) fn serve_stream(
+    stream: Box<dyn super::Stream>,
+    socket: &TcpStream,
+    config: ServerConfig,
+    policy: &mut impl Policy,
+) -> io::Result<()> {
+    run(Conn::Tls(stream), socket, config, policy, None)
+}
+
+fn run(
+    mut conn: Conn,
+    socket: &TcpStream,
+    config: ServerConfig,
+    policy: &mut impl Policy,
+    mut tls: Option<&mut TlsUpgrade<'_>>,
+) -> io::Result<()> {
     let mut s = ServerSession::new(config, Instant::now());
     let mut buf = vec![0u8; BUF];
     let mut out = Vec::with_capacity(4096);
@@ -101,7 +122,7 @@ pub fn serve_with(
             break Err(e);
         }
         if start_tls {
-            if conn.start_tls(tls.as_mut()) {
+            if conn.start_tls(tls.as_deref_mut()) {
                 s.tls_established(Instant::now());
             }
             if !s.is_tls() {

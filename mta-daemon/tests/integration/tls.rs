@@ -1,0 +1,279 @@
+//! TLS in `mta serve` against independent clients: Python's `ssl`/`smtplib`, swaks
+//! (`--tls`, `--tlsc`) and `openssl s_client -starttls smtp`, with certificates made by
+//! rcgen in the test. STARTTLS on `smtp` listeners, implicit TLS on `smtps`, TLS required
+//! before MAIL on `submission`, the certificate replaced while `serve` runs, and the
+//! `ESMTPS` Received line.
+
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::serve::{BODY, add_user};
+use crate::support::*;
+
+/// A CA PEM, and a server key + chain PEM for `localhost`/127.0.0.1 signed by it.
+pub fn test_pki(name: &str) -> (String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} CA"));
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (
+        ca_cert.pem(),
+        format!("{}{}{}", key.serialize_pem(), cert.pem(), ca_cert.pem()),
+    )
+}
+
+/// Installs `pem` as control/servercert.pem (mode 0600, as a key file should be).
+fn install_cert(root: &TestRoot, pem: &str) {
+    let path = root.path("control/servercert.pem");
+    let tmp = root.path("control/servercert.pem.new");
+    std::fs::write(&tmp, pem).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+}
+
+fn write_ca(root: &TestRoot, ca: &str) -> String {
+    let p = root.tmp.path().join(format!("ca-{}.pem", ca.len()));
+    std::fs::write(&p, ca).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+const STARTTLS_SEND: &str = r#"
+import smtplib, ssl, sys
+port, ca, mode = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+if mode == "smtps":
+    s = smtplib.SMTP_SSL("localhost", port, context=ctx, timeout=20)
+    s.ehlo("py.example")
+else:
+    s = smtplib.SMTP("localhost", port, timeout=20)
+    s.ehlo("py.example")
+    if mode == "mail-first":
+        code, text = s.mail("a@example.net")
+        print("MAIL", code)
+    assert s.has_extn("starttls"), "no STARTTLS offered"
+    s.starttls(context=ctx)
+    s.ehlo("py.example")
+    assert not s.has_extn("starttls"), "STARTTLS offered again"
+print(s.sock.version(), s.sock.cipher()[0])
+s.sendmail("a@example.net", ["joe@example.org"], sys.argv[4].encode())
+s.quit()
+print("SENT")
+"#;
+
+fn py_send(port: u16, ca: &str, mode: &str) -> String {
+    let (code, out, err) = python(STARTTLS_SEND, &[&port.to_string(), ca, mode, BODY]);
+    assert_eq!(code, 0, "{mode}: {err}");
+    out
+}
+
+#[test]
+fn starttls_with_smtplib_delivers_with_an_esmtps_received_line() {
+    let root = TestRoot::new();
+    let (ca, pem) = test_pki("mx");
+    install_cert(&root, &pem);
+    let joe = add_user(&root, "joe");
+    let server = root.serve();
+    let ca = write_ca(&root, &ca);
+    let out = py_send(root.port, &ca, "starttls");
+    assert!(out.starts_with("TLSv1.3 "), "{out}");
+    assert!(out.contains("SENT"));
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
+    let m = &maildir_messages(&joe.join("Maildir"))[0];
+    assert!(
+        m.contains("by example.org with ESMTPS (TLSv1.3 TLS13_"),
+        "{m}"
+    );
+    assert!(server.log_text().contains("smtp: tls 127.0.0.1 TLSv1.3"));
+}
+
+#[test]
+fn smtps_and_submission_listeners() {
+    let root = TestRoot::new();
+    let (ca, pem) = test_pki("mx");
+    install_cert(&root, &pem);
+    let smtps = free_port();
+    let submission = free_port();
+    root.control(
+        "listen",
+        &format!(
+            "127.0.0.1:{}\n127.0.0.1:{smtps} smtps\n127.0.0.1:{submission} submission\n",
+            root.port
+        ),
+    );
+    let joe = add_user(&root, "joe");
+    let server = root.serve();
+    let ca = write_ca(&root, &ca);
+    // Implicit TLS: encrypted from the first byte, no STARTTLS offered.
+    let out = py_send(smtps, &ca, "smtps");
+    assert!(out.starts_with("TLSv1.3"), "{out}");
+    // Submission: MAIL before STARTTLS gets 530, then the session goes on under TLS.
+    let out = py_send(submission, &ca, "mail-first");
+    assert!(out.starts_with("MAIL 530"), "{out}");
+    assert!(out.contains("SENT"), "{out}");
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 2, 20),
+        "{}",
+        server.log_text()
+    );
+    // swaks with implicit TLS (--tlsc) and with STARTTLS (--tls), as a third client.
+    for (port, flag) in [(smtps, "--tlsc"), (root.port, "--tls")] {
+        let out = Command::new("swaks")
+            .args([
+                "--server",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                flag,
+                "--from",
+                "a@example.net",
+                "--to",
+                "joe@example.org",
+                "--timeout",
+                "20",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "swaks {flag}: {text}");
+        assert!(text.contains("TLS started"), "swaks {flag}: {text}");
+    }
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 4, 20),
+        "{}",
+        server.log_text()
+    );
+}
+
+#[test]
+fn openssl_s_client_starttls_and_tls_1_1_refused() {
+    let root = TestRoot::new();
+    let (ca, pem) = test_pki("mx");
+    install_cert(&root, &pem);
+    let _server = root.serve();
+    let ca = write_ca(&root, &ca);
+    let connect = format!("127.0.0.1:{}", root.port);
+    let run = |extra: &[&str]| {
+        let mut cmd = Command::new("openssl");
+        cmd.args([
+            "s_client",
+            "-starttls",
+            "smtp",
+            "-connect",
+            &connect,
+            "-CAfile",
+            &ca,
+            "-verify_hostname",
+            "localhost",
+        ]);
+        cmd.args(extra);
+        cmd.stdin(std::process::Stdio::piped());
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = child.stdin.take().unwrap();
+            let _ = stdin.write_all(b"QUIT\r\n");
+        }
+        let out = child.wait_with_output().unwrap();
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+    let ok = run(&[]);
+    assert!(ok.contains("Verify return code: 0 (ok)"), "{ok}");
+    assert!(ok.contains("TLSv1.3"), "{ok}");
+    let old = run(&["-tls1_1"]);
+    assert!(
+        old.contains("Cipher is (NONE)") && !old.contains("221 "),
+        "TLS 1.1 accepted: {old}"
+    );
+}
+
+fn peer_cert_cn(port: u16) -> String {
+    let script = r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+s.starttls(context=ctx)
+der = s.sock.getpeercert(binary_form=True)
+print(der.hex())
+s.quit()
+"#;
+    let (code, out, err) = python(script, &[&port.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_owned()
+}
+
+#[test]
+fn a_certificate_replaced_on_disk_is_used_for_new_connections() {
+    let root = TestRoot::new();
+    let (_, first) = test_pki("first");
+    install_cert(&root, &first);
+    let server = root.serve();
+    let a = peer_cert_cn(root.port);
+    // "first" as DER hex: the CN is in the certificate.
+    assert!(a.contains(&hex(b"first")), "first certificate not served");
+    let (_, second) = test_pki("second");
+    std::thread::sleep(Duration::from_millis(20));
+    install_cert(&root, &second);
+    let b = peer_cert_cn(root.port);
+    assert!(
+        b.contains(&hex(b"second")),
+        "the renewed certificate was not picked up"
+    );
+    // A broken file keeps the last good certificate.
+    install_cert(&root, "-----BEGIN CERTIFICATE-----\nnot base64\n");
+    let c = peer_cert_cn(root.port);
+    assert_eq!(b, c);
+    assert!(
+        server
+            .log_text()
+            .contains("keeping the previous certificate")
+    );
+}
+
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write as _;
+    b.iter().fold(String::new(), |mut s, x| {
+        let _ = write!(s, "{x:02x}");
+        s
+    })
+}
+
+#[test]
+fn no_certificate_no_starttls() {
+    let root = TestRoot::new();
+    let _server = root.serve();
+    let mut s = TcpStream::connect(root.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(read_reply(&mut s).starts_with("220"));
+    std::io::Write::write_all(&mut s, b"EHLO x\r\nSTARTTLS\r\n").unwrap();
+    let ehlo = read_reply(&mut s);
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(read_reply(&mut s).starts_with("502 "));
+    assert!(Path::new(&root.path("control")).is_dir());
+}
