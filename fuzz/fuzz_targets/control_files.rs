@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use mta_core::Address;
 use mta_core::control::Control;
 
-const NAMES: [&str; 25] = [
+const NAMES: [&str; 26] = [
     "me",
     "locals",
     "rcpthosts",
@@ -27,6 +27,7 @@ const NAMES: [&str; 25] = [
     "maxerrors",
     "mindatarate",
     "timeoutlocal",
+    "tlsdestinations",
     "databytes",
     "queuelifetime",
     "timeoutsmtpd",

@@ -45,7 +45,9 @@ pub use net::{
     DEFAULT_LISTEN, IpNet, ListenKind, Listener, RelayClients, nameservers_from_resolv_conf,
 };
 pub use read::{ControlError, ControlErrorKind};
-pub use tables::{BadMailFrom, RcptHosts, SmtpRoute, SmtpRoutes, VirtualDomains};
+pub use tables::{
+    BadMailFrom, RcptHosts, SmtpRoute, SmtpRoutes, TlsDestination, TlsDestinations, VirtualDomains,
+};
 
 use read::Source;
 
@@ -134,6 +136,9 @@ pub struct Control {
     pub relayclients: RelayClients,
     /// `dnsservers` (ours): DNS servers. Default: the `nameserver`s of resolv.conf.
     pub dnsservers: Vec<SocketAddr>,
+    /// `tlsdestinations` (ours): outbound TLS policy per destination domain. Default:
+    /// empty, every destination [`TlsDestination::May`].
+    pub tlsdestinations: TlsDestinations,
     /// `acceptunknown` (ours): `1` accepts every recipient in a local domain at RCPT, as
     /// qmail does; absent or `0` refuses unknown local recipients at RCPT.
     pub acceptunknown: bool,
@@ -272,6 +277,11 @@ impl Control {
                 None => RelayClients::default(),
             },
             dnsservers,
+            tlsdestinations: src
+                .read("tlsdestinations")?
+                .map_or(Ok(TlsDestinations::default()), |f| {
+                    TlsDestinations::from_file(&f)
+                })?,
             acceptunknown,
             me,
         })

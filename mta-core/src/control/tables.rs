@@ -289,9 +289,105 @@ impl SmtpRoutes {
     }
 }
 
+/// What outbound TLS a destination gets (`control/tlsdestinations`, design.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TlsDestination {
+    /// Never STARTTLS.
+    None,
+    /// STARTTLS when offered; after a failed handshake, the same host again in plain text
+    /// (opportunistic TLS, RFC 7435). The default.
+    #[default]
+    May,
+    /// TLS required, any certificate: without it, the message is deferred.
+    Encrypt,
+    /// TLS required with a certificate valid for the host name (webpki roots plus
+    /// `control/tlsca.pem`).
+    Verify,
+}
+
+impl TlsDestination {
+    /// The word used in `tlsdestinations`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsDestination::None => "none",
+            TlsDestination::May => "may",
+            TlsDestination::Encrypt => "encrypt",
+            TlsDestination::Verify => "verify",
+        }
+    }
+}
+
+/// `tlsdestinations`: `DOMAIN:POLICY` lines, `.suffix:POLICY` for subdomains and
+/// `:POLICY` as the default, looked up in smtproutes' order (the domain, each suffix
+/// starting at a `.`, longest first, then the empty key). Policies: `none`, `may`
+/// (default), `encrypt`, `verify`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsDestinations {
+    map: HashMap<String, TlsDestination>,
+}
+
+impl TlsDestinations {
+    pub(super) fn from_file(file: &File) -> Result<Self, ControlError> {
+        let mut map = HashMap::new();
+        for (n, line) in file.lines() {
+            let expected = "DOMAIN:none, DOMAIN:may, DOMAIN:encrypt or DOMAIN:verify";
+            let Some((key, value)) = line.rsplit_once(':') else {
+                return Err(file.invalid(n, expected, line));
+            };
+            let policy = match value.trim() {
+                "none" => TlsDestination::None,
+                "may" => TlsDestination::May,
+                "encrypt" => TlsDestination::Encrypt,
+                "verify" => TlsDestination::Verify,
+                _ => return Err(file.invalid(n, expected, line)),
+            };
+            map.insert(key.trim().to_ascii_lowercase(), policy);
+        }
+        Ok(TlsDestinations { map })
+    }
+
+    /// A table from `tlsdestinations` lines.
+    ///
+    /// # Errors
+    /// [`ControlError`] naming the bad line (file name `tlsdestinations`).
+    pub fn parse(text: &str) -> Result<Self, ControlError> {
+        TlsDestinations::from_file(&File {
+            path: "tlsdestinations".into(),
+            text: text.to_owned(),
+        })
+    }
+
+    /// The policy for `domain` (the default, [`TlsDestination::May`], without an entry).
+    ///
+    /// ```
+    /// use mta_core::control::{TlsDestination, TlsDestinations};
+    /// let t = TlsDestinations::parse("bank.example:verify\n.corp.example:encrypt\nold.example:none")?;
+    /// assert_eq!(t.lookup("BANK.example"), TlsDestination::Verify);
+    /// assert_eq!(t.lookup("mx.corp.example"), TlsDestination::Encrypt);
+    /// assert_eq!(t.lookup("other.example"), TlsDestination::May);
+    /// # Ok::<(), mta_core::control::ControlError>(())
+    /// ```
+    pub fn lookup(&self, domain: &str) -> TlsDestination {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        dot_suffixes(&d)
+            .chain(std::iter::once(""))
+            .find_map(|k| self.map.get(k).copied())
+            .unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_destinations() {
+        let t = TlsDestinations::parse(":encrypt\nplain.example:none\n").unwrap_or_default();
+        assert_eq!(t.lookup("x.example"), TlsDestination::Encrypt);
+        assert_eq!(t.lookup("plain.example."), TlsDestination::None);
+        assert!(TlsDestinations::parse("x.example:sometimes").is_err());
+        assert!(TlsDestinations::parse("x.example").is_err());
+    }
 
     #[test]
     fn suffix_order() {

@@ -62,6 +62,14 @@ fn every_file_is_read() {
     );
     assert_eq!(c.helohost.as_deref(), Some("helo.example.com"));
     assert_eq!(
+        c.tlsdestinations.lookup("secure.example"),
+        mta_core::control::TlsDestination::Verify
+    );
+    assert_eq!(
+        c.tlsdestinations.lookup("a.corp.example"),
+        mta_core::control::TlsDestination::Encrypt
+    );
+    assert_eq!(
         c.smtpgreeting.as_deref(),
         Some("mx.example.com ESMTP ready")
     );

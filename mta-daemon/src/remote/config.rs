@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use mta_core::control::SmtpRoutes;
+use mta_core::control::{SmtpRoutes, TlsDestinations};
 
 /// The resolved control settings for remote delivery.
 #[derive(Clone, Debug)]
@@ -26,6 +26,8 @@ pub(crate) struct Control {
     pub routes: SmtpRoutes,
     /// `dnsservers`, else the resolv.conf nameservers, else `127.0.0.1:53`.
     pub dns_servers: Vec<SocketAddr>,
+    /// `tlsdestinations`: the outbound TLS policy per domain.
+    pub tls_destinations: TlsDestinations,
 }
 
 impl Control {
@@ -56,6 +58,7 @@ impl Control {
             timeout_remote: Duration::from_secs(c.timeoutremote.max(1)),
             routes: c.smtproutes,
             dns_servers,
+            tls_destinations: c.tlsdestinations,
         })
     }
 }

@@ -12,12 +12,15 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
+use mta_core::control::TlsDestination;
 use mta_core::{DeliveryResult, EnhancedStatus, Envelope, StatusClass};
-use mta_smtp::ClientConfig;
-use mta_smtp::blocking;
+use mta_smtp::blocking::{self, Stream};
+use mta_smtp::tls as smtp_tls;
+use mta_smtp::{ClientConfig, TlsPolicy};
 
 use super::RemoteDelivery;
 use super::plan::Hop;
+use crate::log;
 use crate::sched::Job;
 
 /// How the server began the session.
@@ -60,7 +63,7 @@ impl RemoteDelivery {
                 down += 1;
                 continue;
             }
-            match self.attempt(*hop, job, &envelope) {
+            match self.attempt(hop, job, &envelope, false) {
                 Attempt::Done(results) => return results,
                 Attempt::Next(results) => last = results.or(last),
             }
@@ -80,8 +83,10 @@ impl RemoteDelivery {
         })
     }
 
-    /// Connects to `hop` and, if it greets, runs the SMTP transaction there.
-    fn attempt(&self, hop: Hop, job: &Job, envelope: &Envelope) -> Attempt {
+    /// Connects to `hop` and, if it greets, runs the SMTP transaction there, with STARTTLS
+    /// as the domain's `tlsdestinations` policy says (`plain`: no TLS, the retry after a
+    /// failed handshake under `may`).
+    fn attempt(&self, hop: &Hop, job: &Job, envelope: &Envelope, plain: bool) -> Attempt {
         let n = job.targets.len();
         let addr = SocketAddr::new(hop.ip, hop.port);
         let stream = match TcpStream::connect_timeout(&addr, self.control().timeout_connect) {
@@ -128,16 +133,88 @@ impl RemoteDelivery {
         let mut config = ClientConfig::new(self.control().helohost.clone(), peer.clone());
         config.timeout = self.control().timeout_remote;
         config.message_size = Some(message.len());
-        let results = blocking::deliver_with(stream, envelope, message, config, None);
-        // Nothing was sent after a greeting other than 220: another MX may do better.
+        let domain = envelope
+            .recipients
+            .first()
+            .and_then(|r| r.domain())
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .unwrap_or_default();
+        let policy = if plain {
+            TlsDestination::None
+        } else {
+            self.control().tls_destinations.lookup(&domain)
+        };
+        let (mode, tls_config) = self.tls.for_policy(policy);
+        config.tls = mode;
+        // What the handshake gave, if one ran: the version and cipher, or the error.
+        let mut handshake: Option<Result<String, String>> = None;
+        let results = {
+            let mut hook = |tcp: TcpStream| -> io::Result<Box<dyn Stream>> {
+                let Some(cfg) = tls_config.clone() else {
+                    return Err(io::Error::other("no TLS configuration"));
+                };
+                match smtp_tls::connect(tcp, cfg, &hop.name) {
+                    Ok(t) => {
+                        handshake = Some(Ok(smtp_tls::describe(&t.conn)));
+                        Ok(Box::new(t))
+                    }
+                    Err(e) => {
+                        handshake = Some(Err(e.to_string()));
+                        Err(e)
+                    }
+                }
+            };
+            let hook: Option<blocking::TlsUpgrade<'_>> =
+                (mode != TlsPolicy::Never).then_some(&mut hook);
+            blocking::deliver_with(stream, envelope, message, config, hook)
+        };
+        match handshake {
+            Some(Ok(described)) => {
+                log::line(&format!("remote: tls {peer} {} {described}", hop.name));
+            }
+            Some(Err(e)) => return self.handshake_failed(hop, job, envelope, policy, &e),
+            None => {}
+        }
+        // Nothing was sent after a greeting other than 220, or TLS was required and not
+        // offered: another MX may do better.
         let refused = format!("Connected to {peer} but greeting failed.");
-        if results
-            .iter()
-            .all(|r| matches!(r, DeliveryResult::Deferred { .. }) && r.text().starts_with(&refused))
-        {
+        let no_tls = "STARTTLS, which is required.";
+        if results.iter().all(|r| {
+            matches!(r, DeliveryResult::Deferred { .. })
+                && (r.text().starts_with(&refused) || r.text().contains(no_tls))
+        }) {
             return Attempt::Next(Some(results));
         }
         Attempt::Done(results)
+    }
+
+    /// A failed STARTTLS handshake with `hop` (only EHLO and STARTTLS were sent, so
+    /// nothing can be duplicated): under `may` the same host again in plain text; under
+    /// `encrypt` and `verify` a deferral that says why, and the next address.
+    fn handshake_failed(
+        &self,
+        hop: &Hop,
+        job: &Job,
+        envelope: &Envelope,
+        policy: TlsDestination,
+        error: &str,
+    ) -> Attempt {
+        let error = log::safe(error.as_bytes());
+        log::line(&format!(
+            "remote: tls handshake with {} {} failed: {error}",
+            hop.ip, hop.name
+        ));
+        if policy == TlsDestination::May {
+            return self.attempt(hop, job, envelope, true);
+        }
+        let text = format!(
+            "TLS handshake with {} ({}) failed: {error}; tlsdestinations requires {} for \
+             this domain. (#4.7.5)",
+            hop.ip,
+            hop.name,
+            policy.as_str()
+        );
+        Attempt::Next(Some(vec![deferred(text, 7, 5); job.targets.len()]))
     }
 
     /// Waits up to `timeoutremote` for the first byte of the greeting, without consuming it.

@@ -44,6 +44,7 @@ mod deliver;
 mod dns;
 mod plan;
 mod tcpto;
+mod tls;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -107,6 +108,7 @@ pub struct RemoteDelivery {
     downed: tcpto::DownedHosts,
     queue: Arc<Queue>,
     port: u16,
+    tls: tls::Outbound,
 }
 
 impl RemoteDelivery {
@@ -142,6 +144,7 @@ impl RemoteDelivery {
             timeout: dns_timeout,
             attempts: dns_attempts,
         });
+        let tls = tls::Outbound::load(control_dir)?;
         Ok(RemoteDelivery {
             control: RwLock::new(Arc::new(control)),
             resolv_conf,
@@ -149,6 +152,7 @@ impl RemoteDelivery {
             downed: tcpto::DownedHosts::new(tcpto),
             queue,
             port: smtp_port,
+            tls,
         })
     }
 

@@ -13,12 +13,15 @@ use super::RemoteDelivery;
 use super::dns::DnsError;
 
 /// One address to try, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Hop {
     /// The address.
     pub(crate) ip: IpAddr,
     /// The SMTP port.
     pub(crate) port: u16,
+    /// The host name the address came from (the MX, the smtproutes relay, or the address
+    /// literal itself): what a `verify` TLS policy checks the certificate against.
+    pub(crate) name: String,
 }
 
 /// A resolved MX (or the domain itself as an implicit MX of preference 0).
@@ -118,6 +121,7 @@ impl RemoteDelivery {
             return Ok(vec![Hop {
                 ip,
                 port: self.port,
+                name: ip.to_string(),
             }]);
         }
         let exchangers = self.exchangers(domain)?;
@@ -128,12 +132,23 @@ impl RemoteDelivery {
     /// prefme 300000): an IP, or a name resolved to its addresses.
     fn plan_relay(&self, host: &str, port: u16) -> Result<Vec<Hop>, DeliveryResult> {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![Hop { ip, port }]);
+            return Ok(vec![Hop {
+                ip,
+                port,
+                name: host.to_owned(),
+            }]);
         }
         let name = Name::from_utf8(host).map_err(|_| perm_dns(host))?;
         match self.resolver.addresses(&name) {
             Ok(ips) if ips.is_empty() => Err(perm_nomx()),
-            Ok(ips) => Ok(ips.into_iter().map(|ip| Hop { ip, port }).collect()),
+            Ok(ips) => Ok(ips
+                .into_iter()
+                .map(|ip| Hop {
+                    ip,
+                    port,
+                    name: host.to_ascii_lowercase(),
+                })
+                .collect()),
             Err(DnsError::NotFound) => Err(perm_dns(host)),
             Err(DnsError::Temporary(e)) => Err(temp_dns(&e)),
         }
@@ -204,7 +219,13 @@ impl RemoteDelivery {
         let hops: Vec<Hop> = resolved
             .iter()
             .filter(|x| prefme.is_none_or(|me| x.pref < me))
-            .flat_map(|x| x.ips.iter().map(|&ip| Hop { ip, port }))
+            .flat_map(|x| {
+                x.ips.iter().map(|&ip| Hop {
+                    ip,
+                    port,
+                    name: x.name.clone(),
+                })
+            })
             .collect();
         if !hops.is_empty() {
             return Ok(hops);

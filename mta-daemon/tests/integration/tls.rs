@@ -277,3 +277,179 @@ fn no_certificate_no_starttls() {
     assert!(read_reply(&mut s).starts_with("502 "));
     assert!(Path::new(&root.path("control")).is_dir());
 }
+
+/// What kind of TLS a test sink offers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum SinkTls {
+    /// No STARTTLS.
+    Off,
+    /// STARTTLS with this certificate.
+    On,
+    /// STARTTLS offered, but every handshake fails.
+    Broken,
+}
+
+/// A sink on loopback for `conns` connections: returns its port and, at the end, the
+/// messages it took with whether each came under TLS.
+fn tls_sink(
+    pem: &str,
+    mode: SinkTls,
+    conns: usize,
+) -> (u16, std::thread::JoinHandle<Vec<(bool, String)>>) {
+    use mta_smtp::blocking::{Policy, Stream, serve_with};
+    use mta_smtp::{DataSummary, ServerConfig, Verdict};
+    use std::sync::{Arc, Mutex};
+    struct Sink {
+        tls: Arc<Mutex<bool>>,
+        data: Vec<u8>,
+        got: Arc<Mutex<Vec<(bool, String)>>>,
+    }
+    impl Policy for Sink {
+        fn data_chunk(&mut self, chunk: &[u8]) {
+            self.data.extend_from_slice(chunk);
+        }
+        fn data_end(&mut self, _: &DataSummary) -> Verdict {
+            let tls = *self.tls.lock().unwrap();
+            let text = String::from_utf8_lossy(&std::mem::take(&mut self.data)).into_owned();
+            self.got.lock().unwrap().push((tls, text));
+            Verdict::Accept
+        }
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = mta_smtp::tls::server_config_from_pem(pem.as_bytes()).unwrap();
+    let h = std::thread::spawn(move || {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        for _ in 0..conns {
+            let Ok((sock, _)) = listener.accept() else {
+                break;
+            };
+            let tls = Arc::new(Mutex::new(false));
+            let mut policy = Sink {
+                tls: Arc::clone(&tls),
+                data: Vec::new(),
+                got: Arc::clone(&got),
+            };
+            let mut cfg = ServerConfig::new("sink.test");
+            cfg.offer_starttls = mode != SinkTls::Off;
+            cfg.timeout = Duration::from_secs(20);
+            let config = Arc::clone(&config);
+            let mut hook = |tcp: TcpStream| -> std::io::Result<Box<dyn Stream>> {
+                if mode == SinkTls::Broken {
+                    return Err(std::io::Error::other("broken on purpose"));
+                }
+                let s = mta_smtp::tls::accept(tcp, Arc::clone(&config))?;
+                *tls.lock().unwrap() = true;
+                Ok(Box::new(s))
+            };
+            let _ = serve_with(sock, cfg, &mut policy, Some(&mut hook));
+        }
+        got.lock().unwrap().clone()
+    });
+    (port, h)
+}
+
+/// A server certificate valid for the IP address 127.0.0.1, and its CA.
+fn ip_pki() -> (String, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca, &ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.subject_alt_names = vec![rcgen::SanType::IpAddress(std::net::IpAddr::from([
+        127, 0, 0, 1,
+    ]))];
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (
+        ca_cert.pem(),
+        format!("{}{}", key.serialize_pem(), cert.pem()),
+    )
+}
+
+/// One message to `x@tls.test`, routed to the sink; returns the server for its log.
+fn send_out(root: &TestRoot, sink_port: u16, policy: &str) -> Server {
+    root.control("smtproutes", &format!("tls.test:127.0.0.1:{sink_port}\n"));
+    root.control("tlsdestinations", &format!("tls.test:{policy}\n"));
+    let server = root.serve();
+    assert_eq!(
+        crate::serve::send(root, "a@example.org", &["x@tls.test"], BODY),
+        "OK []"
+    );
+    server
+}
+
+#[test]
+fn outbound_starttls_when_offered_and_plaintext_retry_under_may() {
+    let (_, pem) = ip_pki();
+    // Offered: used.
+    let root = TestRoot::new();
+    let (port, sink) = tls_sink(&pem, SinkTls::On, 1);
+    let server = send_out(&root, port, "may");
+    let got = sink.join().unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].0, "delivered without TLS");
+    assert!(
+        server.wait_log("remote: tls 127.0.0.1", 1, 10),
+        "{}",
+        server.log_text()
+    );
+    assert!(server.wait_log("delivery 1: success", 1, 10));
+    drop(server);
+    // A handshake that fails: the same host again in plain text, delivered.
+    let root = TestRoot::new();
+    let (port, sink) = tls_sink(&pem, SinkTls::Broken, 2);
+    let server = send_out(&root, port, "may");
+    let got = sink.join().unwrap();
+    assert_eq!(got.len(), 1, "{}", server.log_text());
+    assert!(!got[0].0);
+    assert!(
+        server.wait_log("delivery 1: success", 1, 10),
+        "{}",
+        server.log_text()
+    );
+    assert!(server.log_text().contains("tls handshake with 127.0.0.1"));
+}
+
+#[test]
+fn outbound_encrypt_and_verify_policies() {
+    let (ca, pem) = ip_pki();
+    // encrypt, but the host offers no STARTTLS: deferred with the reason in queue list.
+    let root = TestRoot::new();
+    let (port, sink) = tls_sink(&pem, SinkTls::Off, 1);
+    let server = send_out(&root, port, "encrypt");
+    assert!(server.wait_log("deferral", 1, 20), "{}", server.log_text());
+    let list = mta(&root.dir, &["queue", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("which is required"), "{text}");
+    drop(server);
+    assert!(sink.join().unwrap().is_empty());
+    // verify with a CA we do not know: deferred, nothing sent.
+    let root = TestRoot::new();
+    let (port, sink) = tls_sink(&pem, SinkTls::On, 1);
+    let server = send_out(&root, port, "verify");
+    assert!(server.wait_log("deferral", 1, 20), "{}", server.log_text());
+    assert!(
+        server
+            .log_text()
+            .contains("tlsdestinations_requires_verify"),
+        "{}",
+        server.log_text()
+    );
+    drop(server);
+    assert!(sink.join().unwrap().is_empty());
+    // verify with the CA in tlsca.pem: delivered under TLS.
+    let root = TestRoot::new();
+    root.control("tlsca.pem", &ca);
+    let (port, sink) = tls_sink(&pem, SinkTls::On, 1);
+    let server = send_out(&root, port, "verify");
+    let got = sink.join().unwrap();
+    assert_eq!(got.len(), 1, "{}", server.log_text());
+    assert!(got[0].0);
+    assert!(
+        server.wait_log("delivery 1: success", 1, 10),
+        "{}",
+        server.log_text()
+    );
+}
