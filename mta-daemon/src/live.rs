@@ -12,9 +12,10 @@
 //! (`rcpthosts`, `morercpthosts`, `relayclients`, `badmailfrom`, `databytes`,
 //! `timeoutsmtpd`, `smtpgreeting`, `me`, `acceptunknown`, `concurrencyincoming`) and routing
 //! (`locals`, `virtualdomains`, `percenthack`); remote delivery reloads its own files
-//! (`smtproutes`, timeouts, `helohost`), and `serve` hands the bounce addresses and
+//! (`smtproutes`, `tlsdestinations`, timeouts, `helohost`), and `serve` hands the bounce addresses and
 //! `defaultdelivery` to the bouncer and local delivery. Read at start only: `listen`,
-//! `concurrencylocal`, `concurrencyremote`, `queuelifetime`, `timeoutlocal`, `dnsservers`.
+//! `concurrencylocal`, `concurrencyremote`, `queuelifetime`, `timeoutlocal`, `dnsservers`,
+//! `clientcert.pem` and `tlsca.pem` (`servercert.pem` is re-read whenever it changes).
 
 use std::path::Path;
 use std::sync::{Arc, PoisonError, RwLock};
