@@ -344,8 +344,11 @@ pub enum QueueInvoker {
 }
 
 /// qmail-queue's `Received:` line (qmail-reference §1.2):
-/// `Received: (qmail PID invoked by uid UID); 29 Nov 2026 04:08:05 -0000\n`.
-pub fn received_queue(pid: u32, invoker: QueueInvoker, unix_time: i64) -> Vec<u8> {
+/// `Received: (qmail QP invoked by uid UID); 29 Nov 2026 04:08:05 -0000\n`.
+///
+/// `qp` is qmail-queue's pid in qmail; a queue with no separate queueing process may give
+/// its own per-message number instead (what its `250 ok ... qp N` reply and its log show).
+pub fn received_queue(qp: u64, invoker: QueueInvoker, unix_time: i64) -> Vec<u8> {
     let by = match invoker {
         QueueInvoker::Uid(uid) => format!("invoked by uid {uid}"),
         QueueInvoker::Network => "invoked from network".to_owned(),
@@ -353,7 +356,7 @@ pub fn received_queue(pid: u32, invoker: QueueInvoker, unix_time: i64) -> Vec<u8
         QueueInvoker::Alias => "invoked by alias".to_owned(),
     };
     format!(
-        "Received: (qmail {pid} {by}); {}\n",
+        "Received: (qmail {qp} {by}); {}\n",
         qmail_date822(unix_time)
     )
     .into_bytes()

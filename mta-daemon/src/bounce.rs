@@ -5,23 +5,32 @@
 //! original message, and queued like any other message. A bounce of a bounce goes to
 //! `doublebounceto@doublebouncehost` from `#@[]`; a failure of that is discarded.
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use mta_core::{Address, Envelope};
 use mta_queue::{MessageId, Queue};
 use mta_verp::{Bounce, BounceConfig, Failure, compose_bounce};
 
 use crate::sched::Bouncer;
 
-/// Composes bounces with a fixed configuration and queues them.
+/// Composes bounces with the current configuration and queues them.
 #[derive(Debug)]
 pub struct QueueBouncer {
-    config: BounceConfig,
+    config: RwLock<Arc<BounceConfig>>,
 }
 
 impl QueueBouncer {
     /// A bouncer using `config` (from bouncefrom, bouncehost, doublebounceto,
     /// doublebouncehost).
     pub fn new(config: BounceConfig) -> QueueBouncer {
-        QueueBouncer { config }
+        QueueBouncer {
+            config: RwLock::new(Arc::new(config)),
+        }
+    }
+
+    /// Replaces the configuration for the next bounce (SIGHUP).
+    pub fn set_config(&self, config: BounceConfig) {
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
     }
 }
 
@@ -42,19 +51,23 @@ impl Bouncer for QueueBouncer {
             .map_err(|e| format!("unable to open msg {id}: {e}"))?;
         let now = crate::log::unix_now();
         let date = mta_core::date::qmail_date822(now);
-        let bounce = compose_bounce(&self.config, &envelope.sender, &failures, &date, original)
+        let config = Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner));
+        let bounce = compose_bounce(&config, &envelope.sender, &failures, &date, original)
             .map_err(|e| format!("unable to read msg {id}: {e}"))?;
         match bounce {
             Bounce::Discard | Bounce::NoFailures => Ok(None),
             Bounce::Send(b) => {
-                let mut bytes = mta_core::header::received_queue(
-                    std::process::id(),
-                    mta_core::header::QueueInvoker::Bounce,
-                    now,
-                );
-                bytes.extend_from_slice(&b.message);
-                queue
-                    .enqueue(&b.envelope, &bytes[..])
+                // The trace line's qp is the bounce's own id, as `bounce msg N qp Q` logs.
+                let queued = queue.begin().and_then(|mut incoming| {
+                    incoming.write(&mta_core::header::received_queue(
+                        incoming.id().as_u64(),
+                        mta_core::header::QueueInvoker::Bounce,
+                        now,
+                    ))?;
+                    incoming.write(&b.message)?;
+                    incoming.commit(&b.envelope)
+                });
+                queued
                     .map(Some)
                     .map_err(|e| format!("unable to queue bounce: {e}"))
             }

@@ -47,6 +47,9 @@ pub enum Command {
     /// `local-worker` (internal): the per-user local delivery process started by `serve`
     /// when it runs as root.
     LocalWorker,
+    /// One of qmail's helper commands (argv\[0\] `preline`, `condredirect`, ...), with its
+    /// arguments.
+    QmailCommand(crate::helpers::QmailCommand, Vec<OsString>),
     /// `--help` text for the named command (or the overview).
     Help(&'static str),
 }
@@ -68,7 +71,8 @@ usage: mta [--root DIR] COMMAND [ARGS]
 
 commands:
   init [--hostname NAME]   create DIR (idempotent; never overwrites a file)
-  serve                    SMTP + queue + deliveries; SIGTERM/SIGINT stop it cleanly
+  serve                    SMTP + queue + deliveries; SIGTERM/SIGINT stop it cleanly,
+                           SIGHUP rereads the configuration, SIGALRM flushes
   inject [-f SENDER] [-t] [RCPT...]
                            queue the message on stdin (qmail-inject)
   sendmail [FLAGS]         drop-in sendmail (also when invoked as `sendmail`)
@@ -83,8 +87,9 @@ usage: mta [--root DIR] init [--hostname NAME]
 
 Creates DIR/control (me, locals, rcpthosts containing NAME and localhost, databytes,
 listen, relayclients), DIR/users/assign, DIR/alias (with Maildir/ and a .qmail-default
-delivering to it) and DIR/queue. Existing files are never overwritten. NAME defaults to
-the machine's host name.
+delivering to it), DIR/queue and DIR/bin (preline, condredirect, bouncesaying, except,
+forward, qmail-inject and sendmail as links to mta). Existing files are never overwritten.
+NAME defaults to the machine's host name.
 ";
 
 const HELP_SERVE: &str = "\
@@ -93,7 +98,9 @@ usage: mta [--root DIR] serve
 Runs SMTP on every control/listen address (default 127.0.0.1:2525), the scheduler and the
 local and remote delivery pools in one process. Logs one line per event on stderr in
 qmail-send's vocabulary. Creates DIR with `init` first if it does not exist.
-SIGTERM/SIGINT stop accepting, finish in-flight work and exit 0.
+SIGTERM/SIGINT stop accepting, finish in-flight work and exit 0. SIGHUP rereads control/
+and users/assign (a file with an error keeps the old settings); SIGALRM retries every
+deferred delivery now, as `queue flush`.
 ";
 
 const HELP_INJECT: &str = "\
@@ -151,6 +158,18 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
         return Ok(Invocation {
             root: None,
             command: Command::Sendmail(rest.to_vec()),
+        });
+    }
+    if argv0 == "qmail-inject" {
+        return Ok(Invocation {
+            root: None,
+            command: Command::Inject(rest.to_vec()),
+        });
+    }
+    if let Some(helper) = crate::helpers::QmailCommand::from_name(&argv0) {
+        return Ok(Invocation {
+            root: None,
+            command: Command::QmailCommand(helper, rest.to_vec()),
         });
     }
     if argv0 == "mailq" {
@@ -266,6 +285,14 @@ mod tests {
         assert!(matches!(
             p(&["mta", "check", "--help"]).unwrap().command,
             Command::Help(_)
+        ));
+        assert!(matches!(
+            p(&["/var/mta/bin/preline", "-d", "cat"]).unwrap().command,
+            Command::QmailCommand(crate::helpers::QmailCommand::Preline, _)
+        ));
+        assert!(matches!(
+            p(&["qmail-inject", "-f", "a@b"]).unwrap().command,
+            Command::Inject(_)
         ));
         assert!(p(&["mta", "frobnicate"]).is_err());
         assert!(p(&["mta"]).is_err());

@@ -25,7 +25,9 @@
 //! | [`admin`], [`qread`] | `check`, `queue stat/list/flush` | qmail-qstat, qmail-qread |
 //! | [`trigger`] | the wake-up FIFO | `lock/trigger` |
 //! | [`privs`] | per-thread uid drop, account lookup | the qmail uids |
-//! | [`log`] | log lines | qmail-send's log |
+//! | [`log`], [`origin`] | log lines; who queued a message (`qp`, `uid`) | qmail-send's log |
+//! | [`live`] | settings reread at SIGHUP, `control/defaultdelivery` | qmail-send's HUP, qmail-start's argument |
+//! | [`helpers`] | `preline`, `condredirect`, `bouncesaying`, `except`, `forward` | the same qmail programs |
 
 #![forbid(unsafe_code)]
 
@@ -33,11 +35,14 @@ pub mod admin;
 pub mod bounce;
 pub mod cli;
 pub mod frame;
+pub mod helpers;
 pub mod inject;
 mod limits;
+pub mod live;
 pub mod local;
 pub mod log;
 pub mod lookup;
+pub mod origin;
 pub mod pool;
 pub mod privs;
 pub mod qread;
@@ -98,6 +103,7 @@ pub fn run(argv: &[OsString]) -> i32 {
             admin::flush(&root, &mut std::io::stdout())
         }
         cli::Command::LocalWorker => local::worker_main(),
+        cli::Command::QmailCommand(command, args) => helpers::main(command, &root, &args),
         cli::Command::Inject(args) => {
             let env = inject::Env::from_process();
             inject::main(

@@ -23,7 +23,7 @@ use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -71,16 +71,17 @@ pub fn check(
 }
 
 /// The environment programs get before the qmail variables: a fixed, small one (every
-/// value a delivery adds is attacker-controlled; see the Shellshock note in the reference).
+/// value a delivery adds is attacker-controlled; see the Shellshock note in the reference):
+/// `PATH` with `DIR/bin` first and `MTA_ROOT` ([`crate::helpers::program_env`]).
 fn base_env() -> BaseEnvironment {
-    BaseEnvironment::Fixed(vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())])
+    BaseEnvironment::Fixed(crate::helpers::program_env())
 }
 
 /// Runs local deliveries.
 pub struct LocalDelivery {
     users: Arc<crate::users::Users>,
     options: DeliveryOptions,
-    default_delivery: Vec<u8>,
+    default_delivery: RwLock<Arc<Vec<u8>>>,
     queue: Arc<Queue>,
     scheduler: Sender<Input>,
     privileged: Option<Workers>,
@@ -109,7 +110,7 @@ impl LocalDelivery {
         LocalDelivery {
             users,
             options: DeliveryOptions::default(),
-            default_delivery,
+            default_delivery: RwLock::new(Arc::new(default_delivery)),
             queue,
             scheduler,
             privileged: worker_exe.map(|exe| Workers {
@@ -155,6 +156,7 @@ impl crate::pool::Deliver for LocalDelivery {
         };
         let now = crate::log::unix_now();
         let table = self.users.table();
+        let default_delivery = self.default_delivery();
         let mut results: Vec<Option<DeliveryResult>> = vec![None; job.targets.len()];
         let mut users: Vec<(usize, LocalUser)> = Vec::with_capacity(job.targets.len());
         for (i, t) in job.targets.iter().enumerate() {
@@ -183,7 +185,7 @@ impl crate::pool::Deliver for LocalDelivery {
                     local: address.local_part(),
                     domain: address.domain().unwrap_or_default(),
                     sender: job.sender.as_bytes(),
-                    default_delivery: &self.default_delivery,
+                    default_delivery: &default_delivery,
                     now,
                 };
                 (*i, request)
@@ -201,7 +203,10 @@ impl crate::pool::Deliver for LocalDelivery {
         };
         for (i, (result, forward)) in answers {
             results[i] = Some(match forward {
-                Some(fwd) if result.is_delivered() => self.forward(fwd, &message, result),
+                Some(fwd) if result.is_delivered() => {
+                    let invoker = forwarder(users.iter().find(|(j, _)| *j == i).map(|(_, u)| u));
+                    self.forward(fwd, &message, result, invoker)
+                }
                 _ => result,
             });
         }
@@ -218,6 +223,24 @@ impl crate::pool::Deliver for LocalDelivery {
 }
 
 impl LocalDelivery {
+    /// Replaces the delivery for users without a `.qmail` (SIGHUP rereads
+    /// `control/defaultdelivery`); deliveries under way keep the text they started with.
+    pub fn set_default_delivery(&self, text: Vec<u8>) {
+        *self
+            .default_delivery
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(text);
+    }
+
+    fn default_delivery(&self) -> Arc<Vec<u8>> {
+        Arc::clone(
+            &self
+                .default_delivery
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
     fn read_message(&self, id: MessageId) -> io::Result<Vec<u8>> {
         let mut r = self.queue.open_message(id).map_err(io::Error::other)?;
         // Sized up front: one pread for the whole message, not a doubling series of them.
@@ -227,20 +250,29 @@ impl LocalDelivery {
     }
 
     /// Queues the forward (qmail-local's `mailforward`): DTLINE + the original message.
-    fn forward(&self, fwd: Forward, message: &[u8], result: DeliveryResult) -> DeliveryResult {
-        let mut bytes = Vec::with_capacity(fwd.dtline.len() + message.len() + 64);
-        bytes.extend_from_slice(&mta_core::header::received_queue(
-            std::process::id(),
-            mta_core::header::QueueInvoker::Alias,
-            crate::log::unix_now(),
-        ));
-        bytes.extend_from_slice(&fwd.dtline);
-        bytes.extend_from_slice(message);
+    fn forward(
+        &self,
+        fwd: Forward,
+        message: &[u8],
+        result: DeliveryResult,
+        invoker: mta_core::header::QueueInvoker,
+    ) -> DeliveryResult {
         let env = Envelope::new(
             Address::from_bytes(fwd.sender),
             fwd.recipients.into_iter().map(Address::from_bytes),
         );
-        match self.queue.enqueue(&env, &bytes[..]) {
+        // The trace line's qp is the forward's own id, as the report's `qp N` says.
+        let queued = self.queue.begin().and_then(|mut incoming| {
+            incoming.write(&mta_core::header::received_queue(
+                incoming.id().as_u64(),
+                invoker,
+                crate::log::unix_now(),
+            ))?;
+            incoming.write(&fwd.dtline)?;
+            incoming.write(message)?;
+            incoming.commit(&env)
+        });
+        match queued {
             Ok(id) => {
                 // The scheduler may be gone at shutdown; it rescans the queue on start.
                 let _ = self.scheduler.send(Input::New(id));
@@ -257,6 +289,16 @@ impl LocalDelivery {
                 status: None,
             },
         }
+    }
+}
+
+/// Who a forward is queued for in qmail-queue's trace line: `invoked by alias` for the
+/// alias user, else `invoked by uid U` with the forwarding user's uid.
+fn forwarder(user: Option<&LocalUser>) -> mta_core::header::QueueInvoker {
+    use mta_core::header::QueueInvoker;
+    match user.map(LocalUser::account) {
+        Some(a) if a.user() != b"alias" => QueueInvoker::Uid(a.uid()),
+        _ => QueueInvoker::Alias,
     }
 }
 
@@ -385,7 +427,7 @@ impl Workers {
         let mut child = Command::new(&self.exe)
             .arg("local-worker")
             .env_clear()
-            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .envs(crate::helpers::program_env())
             .env(TIMEOUT_ENV, self.program_timeout.as_secs().to_string())
             .current_dir("/")
             .uid(uid)

@@ -1,7 +1,8 @@
 //! The log: one line per event on stderr, in qmail-send's vocabulary (qmail-log.5).
 //!
 //! Each line starts with a UTC timestamp (`2026-11-29 04:13:48.123456`), then the event
-//! text: `new msg 1a2b`, `info msg 1a2b: bytes 2048 from <a@b> qp 0 uid 0`,
+//! text: `new msg 1a2b`, `info msg 1a2b: bytes 2048 from <a@b> qp 4711 uid 1000` (see
+//! [`crate::origin`]),
 //! `starting delivery 7: msg 1a2b to local joe@example.org`, `delivery 7: success: did_1+0+0/`,
 //! `end msg 1a2b`, `bounce msg 1a2b qp 0`, `status: local 1/10 remote 0/20`.
 //!
@@ -60,6 +61,17 @@ pub fn batch<T>(f: impl FnOnce() -> T) -> T {
         emit(&text);
     }
     out
+}
+
+/// Writes the lines this thread holds in a [`batch`] now, and keeps batching: before
+/// handing work to a thread whose lines must come after them.
+pub fn flush_held() {
+    let text = HELD.with(|h| h.borrow_mut().as_mut().map(std::mem::take));
+    if let Some(text) = text
+        && !text.is_empty()
+    {
+        emit(&text);
+    }
 }
 
 /// The current time in whole seconds since the epoch (0 if the clock is before it), as

@@ -7,6 +7,7 @@
 //!                    .qmail-root delivering to ./Maildir/; no catch-all .qmail-default,
 //!                    so unknown local users get 550 at RCPT
 //! DIR/queue/         mta-queue's directory
+//! DIR/bin/           preline, condredirect, ... as links to `mta` (crate::helpers)
 //! ```
 //!
 //! `init` is idempotent and never overwrites a file: an administrator's edits survive
@@ -175,6 +176,8 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
     {
         crate::privs::chown_tree(&root.alias(), acct.uid, acct.gid)?;
     }
+    // DIR/bin: qmail's helper commands for .qmail programs, as links to this binary.
+    created.extend(crate::helpers::install_links(root)?);
     Ok(created)
 }
 

@@ -10,6 +10,11 @@
 //! is finished queues its bounce (qmail-send's single, double and discarded triple bounce)
 //! before removing it.
 //!
+//! Log order is qmail-send's: `new msg` and `info msg` once per message, when it arrives
+//! while this process runs (not again for messages found queued at start), then each
+//! `starting delivery` and its result, then `bounce msg` and `end msg` (written by the
+//! finishing threads after this thread's held lines).
+//!
 //! Crash reasoning: a result is marked durably before the message is removed or bounced;
 //! a crash between a delivery and its mark repeats that one delivery (qmail accepts the same
 //! duplicate); a crash between queueing a bounce and removing the message sends the bounce
@@ -17,7 +22,7 @@
 //! qmail). Nothing accepted is lost: on start every message in the queue is rescheduled.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -111,6 +116,8 @@ pub struct Settings {
     pub lifetime: Duration,
     /// Whether a remote pool exists. Without one, remote recipients stay queued.
     pub remote_enabled: bool,
+    /// The uid SMTP sessions and bounces queue as (`info msg`'s uid for them).
+    pub queue_uid: u32,
 }
 
 /// Builds and queues bounces; the daemon's glue to mta-verp.
@@ -128,6 +135,15 @@ pub trait Bouncer: Send + Sync {
         envelope: &Envelope,
         failures: &[(Address, Vec<u8>)],
     ) -> Result<Option<MessageId>, String>;
+}
+
+/// Whether a loaded message arrived while this process runs or was queued before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Seen {
+    /// Queued before this start: already logged.
+    Before,
+    /// New now: log `new msg` and `info msg`.
+    Now,
 }
 
 struct Recipient {
@@ -160,6 +176,8 @@ pub struct Scheduler {
     finishing: usize,
     next_delivery: u64,
     stopping: bool,
+    /// The messages queued before this process started, when the caller knows them.
+    queued_at_start: Option<HashSet<MessageId>>,
 }
 
 /// Most recipients of one message in one local job.
@@ -193,8 +211,20 @@ impl Scheduler {
             domain_busy: HashMap::new(),
             finishing: 0,
             next_delivery: 1,
+            queued_at_start: None,
             stopping: false,
         }
+    }
+
+    /// Names the messages that were in the queue before anything could add to it (taken
+    /// before SMTP, pickup and the trigger start): they were announced by the process that
+    /// saw them arrive and get no `new msg` now; every other message does, even one that
+    /// arrives before this thread's first scan. Without it, whatever the first scan finds
+    /// counts as queued before.
+    #[must_use]
+    pub fn queued_at_start(mut self, ids: Vec<MessageId>) -> Scheduler {
+        self.queued_at_start = Some(ids.into_iter().collect());
+        self
     }
 
     fn status_line(&self, suffix: &str) {
@@ -210,7 +240,24 @@ impl Scheduler {
     /// Runs until [`Input::Shutdown`] and every in-flight delivery has reported.
     pub fn run(mut self) {
         self.status_line("");
-        log::batch(|| self.rescan());
+        // Messages queued before this start were logged as new by the process that saw
+        // them arrive (qmail logs `new msg` once, at todo processing).
+        log::batch(|| {
+            // Messages announced before this thread ran (pickup imported at start) are new.
+            let mut done = Vec::new();
+            while let Ok(input) = self.input.try_recv() {
+                self.accept(input, &mut done);
+            }
+            if !done.is_empty() {
+                self.record(done);
+            }
+            let first = if self.queued_at_start.is_some() {
+                Seen::Now
+            } else {
+                Seen::Before
+            };
+            self.rescan(first);
+        });
         loop {
             log::batch(|| self.dispatch());
             if self.stopping && self.busy == [0, 0] && self.finishing == 0 {
@@ -247,8 +294,8 @@ impl Scheduler {
 
     fn accept(&mut self, input: Input, done: &mut Vec<Done>) {
         match input {
-            Input::New(id) => self.load(id),
-            Input::Rescan => self.rescan(),
+            Input::New(id) => self.load(id, Seen::Now),
+            Input::Rescan => self.rescan(Seen::Now),
             Input::Flush => self.flush(),
             Input::Done(d) => done.push(*d),
             Input::Finished(id) => {
@@ -267,12 +314,12 @@ impl Scheduler {
         }
     }
 
-    fn rescan(&mut self) {
+    fn rescan(&mut self, seen: Seen) {
         match self.queue.scan() {
             Ok(ids) => {
                 for id in ids {
                     if !self.messages.contains_key(&id) {
-                        self.load(id);
+                        self.load(id, seen);
                     }
                 }
             }
@@ -292,11 +339,18 @@ impl Scheduler {
         }
     }
 
-    /// Reads a message's envelope and statuses and schedules what is due.
-    fn load(&mut self, id: MessageId) {
+    /// Reads a message's envelope and statuses and schedules what is due; a message new
+    /// to the queue gets its `new msg` and `info msg` lines.
+    fn load(&mut self, id: MessageId, seen: Seen) {
         if self.messages.contains_key(&id) {
             return;
         }
+        // Each id is looked up once: the set empties as the queue is loaded.
+        let queued_before = self
+            .queued_at_start
+            .as_mut()
+            .is_some_and(|before| before.remove(&id));
+        let seen = if queued_before { Seen::Before } else { seen };
         let info = match self.queue.info(id) {
             Ok(info) => info,
             Err(e) => {
@@ -306,12 +360,17 @@ impl Scheduler {
                 return;
             }
         };
-        log::line(&format!("new msg {id}"));
-        log::line(&format!(
-            "info msg {id}: bytes {} from <{}> qp 0 uid 0",
-            info.body_len,
-            log::safe(info.envelope.sender.as_bytes())
-        ));
+        if seen == Seen::Now {
+            let origin = crate::origin::of_message(&self.queue, id, self.settings.queue_uid);
+            log::line(&format!("new msg {id}"));
+            log::line(&format!(
+                "info msg {id}: bytes {} from <{}> qp {} uid {}",
+                info.body_len,
+                log::safe(info.envelope.sender.as_bytes()),
+                origin.qp,
+                origin.uid
+            ));
+        }
         let recipients = info
             .envelope
             .recipients
@@ -526,7 +585,12 @@ impl Scheduler {
                 *n = n.saturating_sub(1);
             }
             for (target, result) in job.targets.iter().zip(&d.results) {
-                let text = log::safe(result.text().as_bytes());
+                // qmail's reports end in a newline, logged as the trailing `/`.
+                let mut raw = result.text().as_bytes().to_vec();
+                if !raw.ends_with(b"\n") {
+                    raw.push(b'\n');
+                }
+                let text = log::safe(&raw);
                 let word = match result {
                     DeliveryResult::Delivered { .. } => "success",
                     DeliveryResult::Failed { .. } => "failure",
@@ -606,6 +670,9 @@ impl Scheduler {
             envelope: msg.envelope.clone(),
             failures,
         };
+        // The finisher logs `bounce msg` and `end msg`: this thread's held lines (`new
+        // msg`, the last results) go out first.
+        log::flush_held();
         if self.finisher.send(f).is_ok() {
             msg.finishing = true;
             self.finishing += 1;

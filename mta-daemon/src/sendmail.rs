@@ -159,7 +159,10 @@ pub fn main(
             recipients,
         } => {
             let mut env = env.clone();
-            if let Some(s) = &sender {
+            // The null sender names no From user or host.
+            if let Some(s) = &sender
+                && !inject::is_null_sender(s)
+            {
                 apply_sender(&mut env, s);
             }
             if let Some(n) = full_name {

@@ -19,6 +19,7 @@ use mta_dotqmail::Account;
 use mta_queue::{Queue, QueueOptions};
 
 use crate::bounce::QueueBouncer;
+use crate::live::LiveSettings;
 use crate::local::LocalDelivery;
 use crate::log;
 use crate::remote::RemoteDelivery;
@@ -140,9 +141,32 @@ fn run_inner(root: &Root) -> Result<(), String> {
     if !root.exists() {
         root::init(root, None).map_err(|e| format!("init {}: {e}", root.dir().display()))?;
     }
+    // Signals are caught from here on: a HUP or ALRM sent while the daemon starts (a
+    // supervisor does not know when it is ready) is handled once it runs, never fatal.
+    let signals = {
+        use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM};
+        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGALRM])
+            .map_err(|e| format!("signals: {e}"))?
+    };
     let settings = Arc::new(Settings::load(&root.control())?);
     let as_root = privs::is_root();
+    // .qmail programs find qmail's helpers in DIR/bin first (a root made by an older
+    // `init` gets the links now).
+    let abs_root =
+        std::fs::canonicalize(root.dir()).map_err(|e| format!("{}: {e}", root.dir().display()))?;
+    if let Err(e) = crate::helpers::install_links(&Root::new(&abs_root)) {
+        // Mail still flows; only .qmail programs that use the helpers will defer.
+        log::line(&format!(
+            "warning: unable to create {}/bin: {}",
+            log::safe(abs_root.as_os_str().as_encoded_bytes()),
+            log::safe(e.to_string().as_bytes())
+        ));
+    }
+    crate::helpers::set_program_root(&abs_root);
     let queue = Arc::new(open_queue_patiently(root)?);
+    // What is queued now was logged by the process that received it: the scheduler does
+    // not announce it again (it will announce everything that arrives from here on).
+    let queued_at_start = queue.scan().ok();
     let alias = alias_account(root, as_root)?;
     let mut drop_to = None;
     if as_root {
@@ -152,7 +176,9 @@ fn run_inner(root: &Root) -> Result<(), String> {
         drop_to = Some((uid, gid));
     }
     let users = Arc::new(Users::load(root.assign(), alias, as_root)?);
-    let router: Arc<dyn Router> = Arc::clone(&settings.control) as Arc<dyn Router>;
+    let live = Arc::new(LiveSettings::new(Arc::clone(&settings)));
+    let router: Arc<dyn Router> = Arc::clone(&live) as Arc<dyn Router>;
+    let default_delivery = crate::live::default_delivery(&root.control())?;
 
     let (sched_tx, sched_rx) = unbounded();
     let (local_tx, local_rx) = unbounded::<sched::Job>();
@@ -164,7 +190,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
     let local = Arc::new(
         LocalDelivery::new(
             Arc::clone(&users),
-            DEFAULT_DELIVERY.to_vec(),
+            default_delivery,
             Arc::clone(&queue),
             sched_tx.clone(),
             worker_exe,
@@ -217,6 +243,12 @@ fn run_inner(root: &Root) -> Result<(), String> {
             .map_err(|e| format!("spawn: {e}"))?;
     }
 
+    // The trigger FIFO is opened, and pickup imported, before the scheduler runs: it
+    // logs the imported messages as new, and nothing left in pickup misses a wake-up.
+    let mut pulls = trigger::Listener::open(&root.trigger())
+        .map_err(|e| format!("trigger {}: {e}", root.trigger().display()))?;
+    import_pickup(root, &queue, &sched_tx);
+
     // Scheduler.
     let scheduler = Scheduler::new(
         Arc::clone(&queue),
@@ -227,20 +259,22 @@ fn run_inner(root: &Root) -> Result<(), String> {
             concurrency_remote: settings.concurrency_remote,
             lifetime: settings.queue_lifetime,
             remote_enabled: true,
+            queue_uid: drop_to.map_or_else(|| rustix::process::getuid().as_raw(), |(uid, _)| uid),
         },
         sched_rx,
         local_tx,
         Some(remote_tx),
     );
+    let scheduler = match queued_at_start {
+        Some(ids) => scheduler.queued_at_start(ids),
+        None => scheduler,
+    };
     let sched_thread = thread::Builder::new()
         .name("scheduler".into())
         .spawn(move || scheduler.run())
         .map_err(|e| format!("spawn: {e}"))?;
 
     // Trigger FIFO.
-    let mut pulls = trigger::Listener::open(&root.trigger())
-        .map_err(|e| format!("trigger {}: {e}", root.trigger().display()))?;
-    import_pickup(root, &queue, &sched_tx);
     {
         let tx = sched_tx.clone();
         let root = root.clone();
@@ -270,8 +304,9 @@ fn run_inner(root: &Root) -> Result<(), String> {
     }
 
     // SMTP.
+    let users_for_reload = Arc::clone(&users);
     let shared = Arc::new(Shared {
-        settings: Arc::clone(&settings),
+        settings: Arc::clone(&live),
         store: smtpd::Store::Queue(Arc::clone(&queue)),
         router,
         users,
@@ -298,13 +333,16 @@ fn run_inner(root: &Root) -> Result<(), String> {
         log::line(&format!("status: listening on {addr} {}", kind.as_str()));
     }
 
-    // Wait for SIGTERM / SIGINT.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .map_err(|e| format!("signals: {e}"))?;
-    let _ = signals.forever().next();
+    // Signals: HUP rereads, ALRM flushes, TERM / INT stop.
+    let reload = Reload {
+        root,
+        live: &live,
+        users: &users_for_reload,
+        remote: &remote,
+        local: &local,
+        bouncer: &bouncer,
+    };
+    wait_for_stop(signals, &reload);
     shared.stopping.store(true, Ordering::SeqCst);
     for addr in bound {
         // Wake each acceptor so it sees the flag; failure only means it is already gone.
@@ -313,4 +351,58 @@ fn run_inner(root: &Root) -> Result<(), String> {
     let _ = sched_tx.send(Input::Shutdown);
     let _ = sched_thread.join();
     Ok(())
+}
+
+/// What SIGHUP re-reads.
+struct Reload<'a> {
+    root: &'a Root,
+    live: &'a LiveSettings,
+    users: &'a Users,
+    remote: &'a RemoteDelivery,
+    local: &'a LocalDelivery,
+    bouncer: &'a QueueBouncer,
+}
+
+impl Reload<'_> {
+    /// qmail-send's SIGHUP: control/ and users/assign again, at once. Everything is read
+    /// before anything changes: a file that does not parse keeps the whole old
+    /// configuration, and is logged with its `file:line`.
+    fn run(&self) {
+        let control = self.root.control();
+        let applied = (|| -> Result<(), String> {
+            let settings = Arc::new(Settings::load(&control)?);
+            let default_delivery = crate::live::default_delivery(&control)?;
+            // Parses, then applies: the last step that can fail.
+            self.remote.reload(&control)?;
+            self.bouncer.set_config(settings.bounce.clone());
+            self.live.set(settings);
+            self.local.set_default_delivery(default_delivery);
+            Ok(())
+        })();
+        self.users.reload_now();
+        match applied {
+            Ok(()) => log::line("status: reloaded configuration"),
+            Err(e) => log::line(&format!(
+                "alert: unable to reread controls: {}; keeping the previous configuration",
+                log::safe(e.as_bytes())
+            )),
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT, handling SIGHUP (reread the configuration) and SIGALRM
+/// (retry every deferred delivery now, as `mta queue flush`) meanwhile.
+fn wait_for_stop(mut signals: signal_hook::iterator::Signals, reload: &Reload<'_>) {
+    use signal_hook::consts::{SIGALRM, SIGHUP};
+    for signal in signals.forever() {
+        match signal {
+            SIGHUP => reload.run(),
+            SIGALRM => {
+                log::line("status: flushing the queue at SIGALRM");
+                // The same path as `mta queue flush`: forget downed hosts, retry now.
+                trigger::pull(&reload.root.trigger(), trigger::Pull::Flush);
+            }
+            _ => break,
+        }
+    }
 }

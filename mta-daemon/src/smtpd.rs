@@ -44,8 +44,8 @@ use crate::users::Users;
 
 /// What every session shares.
 pub struct Shared {
-    /// Control settings.
-    pub settings: Arc<Settings>,
+    /// Control settings, re-read at SIGHUP: read them once per use.
+    pub settings: Arc<crate::live::LiveSettings>,
     /// Where accepted messages go.
     pub store: Store,
     /// Recipient routing.
@@ -96,7 +96,7 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
         }
         let Ok(stream) = conn else { continue };
         let ip = stream.peer_addr().ok().map(|p| p.ip());
-        let settings = &shared.settings;
+        let settings = shared.settings.get();
         let slot = match shared.limits.admit(
             ip,
             settings.concurrency_incoming,
@@ -150,13 +150,16 @@ fn turn_away(shared: &Shared, stream: &TcpStream, ip: Option<IpAddr>, reason: Re
     let (text, limit): (&[u8], String) = match reason {
         Reason::TooManyFromIp => (
             b"421 4.7.0 too many connections from your address, try again later\r\n",
-            format!("concurrencyperip {}", shared.settings.concurrency_per_ip),
+            format!(
+                "concurrencyperip {}",
+                shared.settings.get().concurrency_per_ip
+            ),
         ),
         _ => (
             b"421 4.7.0 too many connections, try again later\r\n",
             format!(
                 "concurrencyincoming {}",
-                shared.settings.concurrency_incoming
+                shared.settings.get().concurrency_incoming
             ),
         ),
     };
@@ -200,7 +203,7 @@ fn session_thread(
         } = incoming;
         let peer = stream.peer_addr().ok();
         let mut client = Client::new(peer, kind, tls);
-        let relay = peer.is_some_and(|p| shared.settings.is_relay_client(p.ip()));
+        let relay = peer.is_some_and(|p| shared.settings.get().is_relay_client(p.ip()));
         let mut wire = Wire::Plain(stream);
         let ready = kind != ListenKind::Smtps || implicit_tls(shared, &mut wire, &mut client);
         if ready
@@ -265,7 +268,7 @@ fn implicit_tls(shared: &Shared, wire: &mut Wire, client: &mut Client) -> bool {
         log::line("smtp: smtps connection closed: no control/servercert.pem");
         return false;
     };
-    match wire.start_tls(config, shared.settings.timeout_smtpd) {
+    match wire.start_tls(config, shared.settings.get().timeout_smtpd) {
         Ok(described) => {
             log_tls(client, &described);
             client.tls = Some(described);
@@ -338,7 +341,7 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
     client: &mut Client,
     relay_client: bool,
 ) -> io::Result<()> {
-    let config = session_config(&shared.settings, client);
+    let config = session_config(&shared.settings.get(), client);
     let start = Instant::now();
     let mut session = ServerSession::new(config, start);
     let mut tx = Transaction::default();
@@ -423,7 +426,7 @@ fn starttls<S: SessionStream + ?Sized>(
     client: &mut Client,
 ) {
     let result = match client.tls_config.clone() {
-        Some(config) => stream.start_tls(config, shared.settings.timeout_smtpd),
+        Some(config) => stream.start_tls(config, shared.settings.get().timeout_smtpd),
         None => Err(io::Error::other("no certificate")),
     };
     match result {
@@ -505,7 +508,7 @@ fn next_event(
                 ReversePath::Null => Address::null(),
                 ReversePath::Mailbox(m) => m.to_address(),
             };
-            tx.bad_sender = shared.settings.is_bad_sender(&sender);
+            tx.bad_sender = shared.settings.get().is_bad_sender(&sender);
             tx.sender = Some(sender);
             Some(Verdict::Accept)
         }
@@ -523,12 +526,15 @@ fn next_event(
         }
         Event::DataEnd(_) => Some(data_end(shared, tx, client)),
         Event::TooManyRecipients => {
-            let limit = format!("maxrcpt {}", shared.settings.max_rcpt);
+            let limit = format!("maxrcpt {}", shared.settings.get().max_rcpt);
             refused(shared, client.ip, Reason::TooManyRecipients, &limit);
             None
         }
         Event::Timeout => {
-            let limit = format!("timeoutsmtpd {}", shared.settings.timeout_smtpd.as_secs());
+            let limit = format!(
+                "timeoutsmtpd {}",
+                shared.settings.get().timeout_smtpd.as_secs()
+            );
             refused(shared, client.ip, Reason::Timeout, &limit);
             *tx = Transaction::default();
             None
@@ -539,7 +545,7 @@ fn next_event(
             None
         }
         Event::Aborted(mta_smtp::AbortReason::TooManyErrors) => {
-            let limit = format!("maxerrors {}", shared.settings.max_errors);
+            let limit = format!("maxerrors {}", shared.settings.get().max_errors);
             refused(shared, client.ip, Reason::TooManyErrors, &limit);
             *tx = Transaction::default();
             None
@@ -605,7 +611,7 @@ fn rcpt_verdict(
     path: &ForwardPath,
     relay_client: bool,
 ) -> Result<Address, (Reason, Reply)> {
-    let settings = &shared.settings;
+    let settings = shared.settings.get();
     let addr = match path {
         ForwardPath::Mailbox(m) => m.to_address(),
         ForwardPath::Postmaster => Address::from("postmaster"),
@@ -673,16 +679,36 @@ fn data_start(
         },
         Store::Pickup(_) => Body::Buffer(Vec::new()),
     };
-    let date = mta_core::date::qmail_date822(crate::log::unix_now());
-    let mut info = ReceivedInfo::new("unknown", &client.name, &shared.settings.me, &date);
+    let now = crate::log::unix_now();
+    let date = mta_core::date::qmail_date822(now);
+    let settings = shared.settings.get();
+    let mut info = ReceivedInfo::new("unknown", &client.name, &settings.me, &date);
     info.helo = helo;
     if let Some(tls) = &client.tls {
         // RFC 3848: ESMTPS for a session under TLS.
         info.protocol = "ESMTPS";
         info.tls = Some(tls);
     }
-    let line = mta_smtp::received_line(&info);
-    if incoming.write(line.as_bytes()).is_err() {
+    // qmail-queue's line goes on top of qmail-smtpd's, as qmail-queue prepends it:
+    // `invoked from network` in the daemon, `invoked by uid U` for `sendmail -bs`; a
+    // message left in pickup gets it from the importer.
+    let invoker = match (&shared.store, &shared.trigger) {
+        (Store::Pickup(_), _) => None,
+        (Store::Queue(_), None) => Some(mta_core::header::QueueInvoker::Network),
+        (Store::Queue(_), Some(_)) => Some(mta_core::header::QueueInvoker::Uid(
+            rustix::process::getuid().as_raw(),
+        )),
+    };
+    // Its number is the message's queue id, which the `250 ok ... qp N` reply and the
+    // log's `info msg` also show (qmail's three show qmail-queue's pid).
+    let qp = match &incoming {
+        Body::Queue(i) => i.id().as_u64(),
+        Body::Buffer(_) => u64::from(std::process::id()),
+    };
+    let mut line =
+        invoker.map_or_else(Vec::new, |by| mta_core::header::received_queue(qp, by, now));
+    line.extend_from_slice(mta_smtp::received_line(&info).as_bytes());
+    if incoming.write(&line).is_err() {
         tx.write_failed = true;
     }
     tx.incoming = Some(incoming);
@@ -781,7 +807,9 @@ impl Write for Stdio<'_> {
 /// the trigger. Returns the exit code.
 pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut dyn Write) -> i32 {
     let setup = || -> Result<Shared, String> {
-        let settings = Arc::new(Settings::load(&root.control())?);
+        let settings = Arc::new(crate::live::LiveSettings::new(Arc::new(Settings::load(
+            &root.control(),
+        )?)));
         let store = match Queue::open(root.queue(), mta_queue::QueueOptions::default()) {
             Ok(q) => Store::Queue(Arc::new(q)),
             // A running `mta serve` holds the queue: hand messages over through pickup.
@@ -791,7 +819,7 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
         let (tx, _rx) = crossbeam_channel::unbounded();
         let users = Arc::new(crate::serve::user_table(root, crate::privs::is_root())?);
         Ok(Shared {
-            router: Arc::clone(&settings.control) as Arc<dyn Router>,
+            router: Arc::clone(&settings) as Arc<dyn Router>,
             settings,
             store,
             users,

@@ -8,7 +8,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use rustix::fs::{FileType, Mode};
@@ -43,7 +43,9 @@ pub fn create(path: &Path) -> io::Result<()> {
         Mode::from_raw_mode(0o622),
         0,
     ) {
-        Ok(()) => Ok(()),
+        // The umask took group and other write away: put them back, so any local user's
+        // inject (and a `.qmail` program's `forward`) can wake the server.
+        Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o622)),
         Err(e) if e == rustix::io::Errno::EXIST => Ok(()),
         Err(e) => Err(e.into()),
     }

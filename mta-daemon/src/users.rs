@@ -58,6 +58,14 @@ impl Users {
         Arc::clone(&self.table.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Looks at `users/assign` now, not up to a second later (SIGHUP).
+    pub fn reload_now(&self) {
+        if let Some(past) = Instant::now().checked_sub(RECHECK * 2) {
+            self.file.lock().unwrap_or_else(PoisonError::into_inner).0 = past;
+        }
+        self.refresh();
+    }
+
     fn refresh(&self) {
         let mut guard = self.file.lock().unwrap_or_else(PoisonError::into_inner);
         let (checked, file) = &mut *guard;

@@ -12,6 +12,8 @@ mod crash;
 mod inject;
 #[path = "integration/limits.rs"]
 mod limits;
+#[path = "integration/qmail_compat.rs"]
+mod qmail_compat;
 #[path = "integration/remote.rs"]
 mod remote;
 #[path = "integration/serve.rs"]

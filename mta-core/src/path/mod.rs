@@ -273,9 +273,13 @@ impl fmt::Display for ParsePathError {
 
 impl std::error::Error for ParsePathError {}
 
+/// qmail's double-bounce sender as a path (reference §4: `#@[]`).
+const DOUBLE_BOUNCE: &[u8] = b"<#@[]>";
+
 /// Parses a `Reverse-path` at the start of `input`, returning it and the bytes consumed.
 ///
-/// RFC 5321 §4.1.2: `Reverse-path = Path / "<>"`.
+/// RFC 5321 §4.1.2: `Reverse-path = Path / "<>"`. Also qmail's double-bounce sender
+/// `<#@[]>` (`// lenient:`), which qmail-smtpd accepts.
 ///
 /// # Errors
 /// [`ParsePathError`] with the offset and reason: grammar, §4.5.3.1 size limits, or UTF-8
@@ -286,6 +290,15 @@ pub fn parse_reverse_path(
 ) -> Result<(ReversePath, usize), ParsePathError> {
     if input.starts_with(b"<>") {
         return Ok((ReversePath::Null, 2));
+    }
+    // lenient: `<#@[]>` is qmail's double-bounce sender (qmail-send writes it; qmail-smtpd
+    // takes it). `[]` is no RFC 5321 address literal, but qmail hosts relay double bounces
+    // to each other with it, so it is accepted as a reverse path, and only as a whole.
+    if input.starts_with(DOUBLE_BOUNCE) {
+        return Ok((
+            ReversePath::Mailbox(Mailbox::new("#", "[]")),
+            DOUBLE_BOUNCE.len(),
+        ));
     }
     let mut c = Cursor::new(input, opts);
     let m = c.path(false)?;
@@ -342,6 +355,15 @@ mod tests {
 
     fn fwd(s: &str) -> Result<(ForwardPath, usize), ParsePathError> {
         parse_forward_path(s.as_bytes(), PathOptions::default())
+    }
+
+    #[test]
+    fn qmail_double_bounce_sender_is_a_reverse_path_only() {
+        let (rp, n) = parse_reverse_path(b"<#@[]> SIZE=10", PathOptions::default()).unwrap();
+        assert_eq!(n, 6);
+        assert_eq!(rp.to_address().as_bytes(), b"#@[]");
+        assert!(fwd("<#@[]>").is_err());
+        assert!(parse_reverse_path(b"<a#@[]>", PathOptions::default()).is_err());
     }
 
     #[test]

@@ -133,6 +133,12 @@ pub(crate) struct Prepared {
     pub(crate) head: Vec<u8>,
 }
 
+/// `-f ''` and `-f '<>'` (blanks around allowed): the null sender, kept as it is, as qmail
+/// keeps it (bounces and autoresponders send with `sendmail -f '<>'`).
+pub(crate) fn is_null_sender(arg: &[u8]) -> bool {
+    matches!(arg.trim_ascii(), b"" | b"<>")
+}
+
 fn cannot_parse(line: &[u8]) -> Fatal {
     Fatal::Permanent(format!(
         "unable to parse this line: {}",
@@ -393,7 +399,11 @@ pub(crate) fn prepare(
         sender: None,
     };
     if let Some(f) = &opts.sender {
-        c.sender = Some(c.rewrite_argument(f).ok_or_else(|| cannot_parse(f))?);
+        c.sender = Some(if is_null_sender(f) {
+            Vec::new()
+        } else {
+            c.rewrite_argument(f).ok_or_else(|| cannot_parse(f))?
+        });
     }
     let strategy = match opts.strategy {
         Strategy::Default if opts.recipients.is_empty() => Strategy::Header,

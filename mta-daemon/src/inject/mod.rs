@@ -50,6 +50,7 @@ use std::ffi::OsString;
 use std::io::{BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 
+pub(crate) use compose::is_null_sender;
 pub use env::{Env, VARIABLES};
 
 use crate::root::Root;
@@ -187,6 +188,35 @@ pub fn main(
             e.exit_code()
         }
     }
+}
+
+/// Queues `message` unchanged from `sender` to `recipients`, behind qmail-queue's trace
+/// line (`invoked by uid U`), as qmail's `forward` and `condredirect` called qmail-queue.
+///
+/// # Errors
+/// [`Fatal`] as for [`main`]'s queueing.
+pub(crate) fn queue_as_is(
+    root: &Root,
+    sender: &[u8],
+    recipients: &[Vec<u8>],
+    message: Vec<u8>,
+) -> Result<(), Fatal> {
+    if !root.exists() {
+        return Err(Fatal::Temporary(format!(
+            "no mta root at {}",
+            root.dir().display()
+        )));
+    }
+    let prepared = compose::Prepared {
+        envelope: mta_core::Envelope::new(
+            mta_core::Address::from_bytes(sender.to_vec()),
+            recipients
+                .iter()
+                .map(|r| mta_core::Address::from_bytes(r.clone())),
+        ),
+        head: message,
+    };
+    deliver::enqueue(root, &Env::from_process(), &prepared, &b""[..])
 }
 
 /// Runs qmail-inject with parsed options (shared with [`crate::sendmail`]).

@@ -271,6 +271,9 @@ fn envelope_sender_order() {
     assert_eq!(c.envelope(&["-a", "-f", "f@x.org"], input).0, "f@x.org");
     assert_eq!(c.envelope(&["-affoo"], input).0, "foo@mx.example.org");
     assert_eq!(c.envelope(&["-a", "-f", ""], input).0, "");
+    // issue 23: `-f '<>'` is the null sender, not `"<>"@host`.
+    assert_eq!(c.envelope(&["-a", "-f", "<>"], input).0, "");
+    assert_eq!(c.envelope(&["-a", "-f<>"], input).0, "");
     assert_eq!(c.envelope(&["-a"], "Return-Path: <>\n\n").0, "");
 }
 

@@ -89,7 +89,7 @@ impl RemoteDelivery {
     fn attempt(&self, hop: &Hop, job: &Job, envelope: &Envelope, plain: bool) -> Attempt {
         let n = job.targets.len();
         let addr = SocketAddr::new(hop.ip, hop.port);
-        let stream = match TcpStream::connect_timeout(&addr, self.control.timeout_connect) {
+        let stream = match TcpStream::connect_timeout(&addr, self.control().timeout_connect) {
             Ok(s) => {
                 // The client writes whole pipelined groups; without this the final ".\r\n"
                 // after the body waits for the server's delayed ACK (about 40 ms a message).
@@ -130,8 +130,8 @@ impl RemoteDelivery {
             }
         };
         let peer = hop.ip.to_string();
-        let mut config = ClientConfig::new(self.control.helohost.clone(), peer.clone());
-        config.timeout = self.control.timeout_remote;
+        let mut config = ClientConfig::new(self.control().helohost.clone(), peer.clone());
+        config.timeout = self.control().timeout_remote;
         config.message_size = Some(message.len());
         let domain = envelope
             .recipients
@@ -142,7 +142,7 @@ impl RemoteDelivery {
         let policy = if plain {
             TlsDestination::None
         } else {
-            self.control.tls_destinations.lookup(&domain)
+            self.control().tls_destinations.lookup(&domain)
         };
         let (mode, tls_config) = self.tls.for_policy(policy);
         config.tls = mode;
@@ -220,7 +220,7 @@ impl RemoteDelivery {
     /// Waits up to `timeoutremote` for the first byte of the greeting, without consuming it.
     fn wait_greeting(&self, stream: &TcpStream) -> Greeting {
         if stream
-            .set_read_timeout(Some(self.control.timeout_remote))
+            .set_read_timeout(Some(self.control().timeout_remote))
             .is_err()
         {
             return Greeting::Started;

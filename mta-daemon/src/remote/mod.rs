@@ -48,8 +48,8 @@ mod tls;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use mta_core::{DeliveryResult, EnhancedStatus, StatusClass};
@@ -102,7 +102,8 @@ pub struct DownedHost {
 /// Remote delivery shared by the pool threads (`Send + Sync`; every method takes `&self`).
 #[derive(Debug)]
 pub struct RemoteDelivery {
-    control: config::Control,
+    control: RwLock<Arc<config::Control>>,
+    resolv_conf: PathBuf,
     resolver: dns::Resolver,
     downed: tcpto::DownedHosts,
     queue: Arc<Queue>,
@@ -145,7 +146,8 @@ impl RemoteDelivery {
         });
         let tls = tls::Outbound::load(control_dir)?;
         Ok(RemoteDelivery {
-            control,
+            control: RwLock::new(Arc::new(control)),
+            resolv_conf,
             resolver,
             downed: tcpto::DownedHosts::new(tcpto),
             queue,
@@ -215,6 +217,22 @@ impl RemoteDelivery {
             Ok(hops) => self.transmit(&hops, job),
             Err(result) => vec![result; n],
         }
+    }
+
+    /// The control settings in force now (a snapshot: a delivery keeps the one it took).
+    fn control(&self) -> Arc<config::Control> {
+        Arc::clone(&self.control.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Reads `control_dir` again (SIGHUP): smtproutes, timeouts, helohost, me, localiphost
+    /// and listen apply to the next delivery. The DNS servers stay those read at start.
+    ///
+    /// # Errors
+    /// The `file:line` error of a file that does not parse; the old settings stay.
+    pub fn reload(&self, control_dir: &Path) -> Result<(), String> {
+        let fresh = config::Control::load(control_dir, &self.resolv_conf)?;
+        *self.control.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(fresh);
+        Ok(())
     }
 
     /// Forgets every downed host (qmail-tcpok); `mta queue flush` calls it.

@@ -111,7 +111,7 @@ impl RemoteDelivery {
     /// The addresses to try for `domain`, or the result every recipient gets.
     pub(crate) fn plan(&self, domain: &str) -> Result<Vec<Hop>, DeliveryResult> {
         let domain = domain.trim_end_matches('.');
-        if let Some(SmtpRoute::Relay { host, port }) = self.control.routes.lookup(domain) {
+        if let Some(SmtpRoute::Relay { host, port }) = self.control().routes.lookup(domain) {
             return self.plan_relay(host, port.unwrap_or(self.port));
         }
         if let Some(ip) = literal(domain) {
@@ -211,7 +211,7 @@ impl RemoteDelivery {
         let prefme = resolved
             .iter()
             .filter(|x| {
-                self.control.own_names.contains(&x.name)
+                self.control().own_names.contains(&x.name)
                     || x.ips.iter().any(|&ip| self.is_ours(ip, port))
             })
             .map(|x| x.pref)
@@ -241,7 +241,7 @@ impl RemoteDelivery {
     /// port (an unspecified listen address matches every address of this machine). Names
     /// (`me`, `localiphost`) are compared by the caller.
     fn is_ours(&self, ip: IpAddr, port: u16) -> bool {
-        self.control.listen.iter().any(|l| {
+        self.control().listen.iter().any(|l| {
             l.port() == port
                 && (l.ip() == ip
                     || (l.ip().is_unspecified() && l.is_ipv4() == ip.is_ipv4() && is_local_ip(ip)))

@@ -111,7 +111,7 @@ fn local_maildir_delivery_with_smtplib() {
     let m = &msgs[0];
     assert!(
         m.starts_with(
-            "b'Return-Path: <a@example.net>\\nDelivered-To: joe@example.org\\nReceived: from "
+            "b'Return-Path: <a@example.net>\\nDelivered-To: joe@example.org\\nReceived: (qmail "
         ),
         "{m}"
     );

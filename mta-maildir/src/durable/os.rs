@@ -62,9 +62,19 @@ impl Fs for OsFs {
     type Dir = OwnedFd;
     type File = OwnedFd;
 
+    /// A directory we may write into but not read (a drop box such as `DIR/pickup`'s mode
+    /// 1733 subdirectories) is opened with `O_PATH` on Linux: `openat`, `linkat` and
+    /// `unlinkat` work through it; listing and syncing it do not (see `sync_dir`).
     fn open_dir(&self, path: &Path) -> io::Result<OwnedFd> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        retry(|| rfs::open(path, flags, Mode::empty()))
+        match retry(|| rfs::open(path, flags, Mode::empty())) {
+            #[cfg(target_os = "linux")]
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                let path_only = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+                retry(|| rfs::open(path, path_only, Mode::empty()))
+            }
+            other => other,
+        }
     }
 
     fn make_dir(&self, parent: &OwnedFd, name: &str) -> io::Result<()> {
@@ -161,7 +171,14 @@ impl Fs for OsFs {
         sync(file)
     }
 
+    /// A drop-box directory opened with `O_PATH` (`open_dir`) cannot be synced by a
+    /// depositor who may not read it: its new entry becomes durable when the directory's
+    /// owner syncs it (for `DIR/pickup`, the importer); the file itself was synced.
     fn sync_dir(&self, dir: &OwnedFd) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        if rfs::fcntl_getfl(dir).is_ok_and(|f| f.contains(OFlags::PATH)) {
+            return Ok(());
+        }
         sync(dir)
     }
 
