@@ -39,7 +39,7 @@ pub enum Access {
 /// `AlreadyExists`, `CrossesDevices`, `StorageFull`, ...).
 pub trait Fs: Clone + Send + Sync + 'static {
     /// An open directory.
-    type Dir: Send + Sync;
+    type Dir: std::fmt::Debug + Send + Sync;
     /// An open file. It stays valid after its name is removed, as on Unix.
     type File: Send + Sync;
 

@@ -15,8 +15,9 @@
 //!   qmail-queue-style programs.
 //! - [`retry`]: qmail-send's retry schedules and the [`RetrySchedule`](retry::RetrySchedule)
 //!   trait.
-//! - [`Fs`]: the small file-system trait every durable operation runs through;
-//!   [`OsFs`] is the real disk, [`sim::SimFs`] a power-loss simulator for crash tests.
+//! - [`Fs`]: the file-system trait every durable operation runs through (from
+//!   [`mta_durable`], shared with mta-maildir); [`OsFs`] is the real disk, [`sim::SimFs`] a
+//!   power-loss simulator for crash tests.
 //!
 //! ```
 //! use mta_core::Envelope;
@@ -157,8 +158,7 @@ pub mod fuzzing;
 
 pub mod sim;
 
-pub use durable::os::OsFs;
-pub use durable::{Access, Fs};
+pub use durable::{Access, Fs, OsFs};
 pub use error::QueueError;
 pub use id::{MessageId, ParseMessageIdError};
 pub use incoming::{Incoming, MessageReader};
