@@ -6,7 +6,8 @@
 //! Run: `cargo run -p mta-durable --example publish [DIR]`.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 use mta_durable::sim::SimFs;
 use mta_durable::{Fs, OsFs, publish_by_link, remove_unsynced, write_at_synced};
@@ -34,7 +35,9 @@ fn sim_disk() -> io::Result<SimFs> {
     Ok(fs)
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// Checks the publish at every crash point, then once on the real disk in `dir` (a fresh
+/// temporary directory, removed afterwards, when `None`); returns what it found.
+fn run(dir: Option<PathBuf>) -> Result<String, Box<dyn std::error::Error>> {
     // Count the operations of one clean run.
     let clean = sim_disk()?;
     publish(&clean, Path::new("/m"), "msg")?;
@@ -52,10 +55,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
     }
-    println!("{ops} crash points, {images} crash images checked: never torn, never lost");
+    let mut out =
+        format!("{ops} crash points, {images} crash images checked: never torn, never lost\n");
 
-    let given = std::env::args_os().nth(1).map(std::path::PathBuf::from);
-    let dir = given.clone().unwrap_or_else(|| {
+    let temporary = dir.is_none();
+    let dir = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("mta-durable-example-{}", std::process::id()))
     });
     std::fs::create_dir_all(dir.join("tmp"))?;
@@ -66,9 +70,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("wrong bytes on disk".into());
     }
     std::fs::remove_file(dir.join("new").join(&name))?;
-    println!("published {} bytes on the real disk in {}", on_disk.len(), dir.display());
-    if given.is_none() {
+    if temporary {
         std::fs::remove_dir_all(&dir)?;
     }
-    Ok(())
+    out.push_str(&format!(
+        "published {} bytes on the real disk as new/{name}\n",
+        on_disk.len()
+    ));
+    Ok(out)
+}
+
+/// What [`run`] prints.
+const EXPECTED: &str = "\
+6 crash points, 28 crash images checked: never torn, never lost
+published 19 bytes on the real disk as new/msg
+";
+
+fn main() -> ExitCode {
+    match run(std::env::args_os().nth(1).map(PathBuf::from)) {
+        Ok(out) => {
+            print!("{out}");
+            if out == EXPECTED {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("publish: the output differs from the expected one");
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("publish: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_output_is_the_expected_one() {
+        let out = super::run(None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out, super::EXPECTED);
+    }
 }
