@@ -167,7 +167,10 @@ impl<F: Fs> Maildir<F> {
         let path = self.path().join(msg.subdir.as_str()).join(&msg.file_name);
         let io_err = |e| MaildirError::io("read", &path, e);
         let dir = self.open_sub(msg.subdir.as_str()).map_err(io_err)?;
-        let mut file = self.fs().open(&dir, &msg.file_name, Access::Read).map_err(io_err)?;
+        let mut file = self
+            .fs()
+            .open(&dir, &msg.file_name, Access::Read)
+            .map_err(io_err)?;
         let mut data = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {

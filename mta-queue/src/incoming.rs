@@ -255,8 +255,12 @@ impl<F: Fs> Incoming<F> {
 
     fn discard(&mut self) -> Result<(), QueueError> {
         if self.file.take().is_some() {
-            durable::discard(&self.queue.inner.fs, &self.queue.inner.root, &self.paths.tmp)
-                .map_err(|e| QueueError::io("unlink", self.paths.tmp.clone(), e))?;
+            durable::discard(
+                &self.queue.inner.fs,
+                &self.queue.inner.root,
+                &self.paths.tmp,
+            )
+            .map_err(|e| QueueError::io("unlink", self.paths.tmp.clone(), e))?;
         }
         Ok(())
     }

@@ -267,10 +267,12 @@ impl<F: Fs> Queue<F> {
     ) -> Result<(F::File, Header, String), QueueError> {
         let path = Paths::of(id, self.inner.split).mess;
         let fs = &self.inner.fs;
-        let file = fs.open(&self.inner.root, &path, access).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => QueueError::NotFound(id),
-            _ => QueueError::io("open", path.clone(), e),
-        })?;
+        let file = fs
+            .open(&self.inner.root, &path, access)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => QueueError::NotFound(id),
+                _ => QueueError::io("open", path.clone(), e),
+            })?;
         let mut buf = [0u8; HEADER_LEN as usize];
         read_exact_at(fs, &file, &mut buf, 0)
             .map_err(|e| QueueError::io("read", path.clone(), e))?;
@@ -508,8 +510,14 @@ impl<F: Fs> Queue<F> {
         }
         let name = id.to_string();
         let root = &self.inner.root;
-        durable::move_file(fs, root, &paths.mess, root, &durable::join(state::FREE, &name))
-            .map_err(|e| dir_op_error(id, "rename", &paths.mess, e))?;
+        durable::move_file(
+            fs,
+            root,
+            &paths.mess,
+            root,
+            &durable::join(state::FREE, &name),
+        )
+        .map_err(|e| dir_op_error(id, "rename", &paths.mess, e))?;
         let batch = {
             let mut free = lock(&self.inner.free);
             free.pending.push((name, paths.dir));
@@ -559,7 +567,11 @@ impl<F: Fs> Queue<F> {
             names
         };
         for name in &names {
-            let _ = durable::discard(&self.inner.fs, &self.inner.root, &durable::join(state::FREE, name));
+            let _ = durable::discard(
+                &self.inner.fs,
+                &self.inner.root,
+                &durable::join(state::FREE, name),
+            );
         }
         !names.is_empty()
     }

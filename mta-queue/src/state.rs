@@ -75,11 +75,7 @@ fn exists<F: Fs>(fs: &F, root: &F::Dir, path: &str) -> Result<bool, QueueError> 
 
 /// Creates whatever part of the layout is missing and returns the split count (the one on
 /// disk wins over `wanted`, since existing messages are filed by it).
-pub(crate) fn ensure_layout<F: Fs>(
-    fs: &F,
-    root: &F::Dir,
-    wanted: u32,
-) -> Result<u32, QueueError> {
+pub(crate) fn ensure_layout<F: Fs>(fs: &F, root: &F::Dir, wanted: u32) -> Result<u32, QueueError> {
     let split = match read_layout(fs, root)? {
         Some(split) => split,
         None => wanted.max(1),
@@ -91,7 +87,8 @@ pub(crate) fn ensure_layout<F: Fs>(
         .map_err(|e| QueueError::io("mkdir", MESS, e))?;
     if read_layout(fs, root)?.is_none() {
         // Written last, so its presence means every directory above is durable.
-        durable::discard(fs, root, LAYOUT_NEW).map_err(|e| QueueError::io("unlink", LAYOUT_NEW, e))?;
+        durable::discard(fs, root, LAYOUT_NEW)
+            .map_err(|e| QueueError::io("unlink", LAYOUT_NEW, e))?;
         let f = fs
             .create_new(root, LAYOUT_NEW)
             .map_err(|e| QueueError::io("create", LAYOUT_NEW, e))?;
@@ -204,11 +201,7 @@ fn list_dir<F: Fs>(fs: &F, root: &F::Dir, path: &str) -> Result<Vec<String>, Que
 }
 
 /// Every committed message: the names under `mess/<n>/`.
-pub(crate) fn scan<F: Fs>(
-    fs: &F,
-    root: &F::Dir,
-    split: u32,
-) -> Result<Vec<MessageId>, QueueError> {
+pub(crate) fn scan<F: Fs>(fs: &F, root: &F::Dir, split: u32) -> Result<Vec<MessageId>, QueueError> {
     let mut ids = Vec::new();
     for n in 0..split {
         let dir = format!("{MESS}/{n}");

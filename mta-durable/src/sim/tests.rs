@@ -21,10 +21,19 @@ fn a_write_not_synced_is_lost_at_a_crash() {
     fs.write_all(&mut f, b"def").unwrap();
     fs.write_all_at(&f, b"A", 0).unwrap();
     assert_eq!(fs.read_file("/x").unwrap(), b"Abcdef");
-    assert_eq!(fs.restart(Restart::PowerLoss).read_file("x").unwrap(), b"abc");
-    assert_eq!(fs.restart(Restart::ProcessCrash).read_file("x").unwrap(), b"Abcdef");
+    assert_eq!(
+        fs.restart(Restart::PowerLoss).read_file("x").unwrap(),
+        b"abc"
+    );
+    assert_eq!(
+        fs.restart(Restart::ProcessCrash).read_file("x").unwrap(),
+        b"Abcdef"
+    );
     fs.sync_data(&f).unwrap();
-    assert_eq!(fs.restart(Restart::PowerLoss).read_file("x").unwrap(), b"Abcdef");
+    assert_eq!(
+        fs.restart(Restart::PowerLoss).read_file("x").unwrap(),
+        b"Abcdef"
+    );
 }
 
 #[test]
@@ -36,7 +45,10 @@ fn a_torn_append_keeps_half_of_the_unsynced_tail() {
     fs.sync_data(&f).unwrap();
     fs.sync_dir(&r).unwrap();
     fs.write_all_at(&f, b"5678", 4).unwrap();
-    assert_eq!(fs.restart(Restart::TornAppend).read_file("log").unwrap(), b"123456");
+    assert_eq!(
+        fs.restart(Restart::TornAppend).read_file("log").unwrap(),
+        b"123456"
+    );
 }
 
 #[test]
@@ -75,7 +87,10 @@ fn rename_is_durable_per_directory() {
         fs.create_dir(&r, d).unwrap();
     }
     fs.sync_dir(&r).unwrap();
-    let (tmp, new) = (fs.open_dir_at(&r, "tmp").unwrap(), fs.open_dir_at(&r, "new").unwrap());
+    let (tmp, new) = (
+        fs.open_dir_at(&r, "tmp").unwrap(),
+        fs.open_dir_at(&r, "new").unwrap(),
+    );
     let f = fs.create_new(&tmp, "x").unwrap();
     fs.sync_data(&f).unwrap();
     fs.sync_dir(&tmp).unwrap();
@@ -145,7 +160,12 @@ fn crash_point_stops_everything() {
     let after = fs.restart(Restart::ProcessCrash);
     assert_eq!(after.list_dir("/").unwrap(), ["a"]);
     assert_eq!(after.op_count(), 0);
-    assert!(fs.restart(Restart::PowerLoss).list_dir("/").unwrap().is_empty());
+    assert!(
+        fs.restart(Restart::PowerLoss)
+            .list_dir("/")
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -157,8 +177,11 @@ fn crash_images_keep_only_synced_state() {
     fs.write_all(&mut f, b"abc").unwrap();
     fs.sync_all(&f).unwrap();
     fs.write_all(&mut f, b"def").unwrap();
-    let seen: Vec<Option<Vec<u8>>> =
-        fs.crash_images().iter().map(|i| i.read_file("/d/x")).collect();
+    let seen: Vec<Option<Vec<u8>>> = fs
+        .crash_images()
+        .iter()
+        .map(|i| i.read_file("/d/x"))
+        .collect();
     assert!(seen.contains(&None)); // name not synced
     assert!(seen.contains(&Some(b"abc".to_vec()))); // data synced up to abc
     assert!(seen.contains(&Some(b"abcdef".to_vec()))); // or everything got out
@@ -166,7 +189,11 @@ fn crash_images_keep_only_synced_state() {
     fs.crash_after(fs.op_count());
     assert!(fs.sync_all(&f).is_err());
     assert!(fs.has_crashed());
-    assert!(fs.crash_images().iter().all(|i| i.read_file("/d/x").is_some()));
+    assert!(
+        fs.crash_images()
+            .iter()
+            .all(|i| i.read_file("/d/x").is_some())
+    );
 }
 
 #[test]
@@ -175,7 +202,10 @@ fn fail_op_fails_one_operation_and_traces_it() {
     let r = root(&fs);
     fs.fail_op(2);
     let mut f = fs.create_new(&r, "x").unwrap();
-    assert_eq!(fs.write_all(&mut f, b"a").unwrap_err().raw_os_error(), Some(5));
+    assert_eq!(
+        fs.write_all(&mut f, b"a").unwrap_err().raw_os_error(),
+        Some(5)
+    );
     fs.write_all(&mut f, b"b").unwrap();
     fs.sync_all(&f).unwrap();
     assert_eq!(
@@ -202,7 +232,12 @@ fn write_and_sync_faults_until_cleared() {
     fs.fail_syncs_after(0, 5);
     assert_eq!(fs.sync_data(&f).unwrap_err().raw_os_error(), Some(5));
     assert_eq!(fs.sync_dir(&r).unwrap_err().raw_os_error(), Some(5));
-    assert!(fs.restart(Restart::PowerLoss).list_dir("/").unwrap().is_empty());
+    assert!(
+        fs.restart(Restart::PowerLoss)
+            .list_dir("/")
+            .unwrap()
+            .is_empty()
+    );
     fs.clear_faults();
     fs.write_all_at(&f, b"abcdef", 0).unwrap();
     fs.sync_data(&f).unwrap();
