@@ -55,7 +55,7 @@ fn run(dir: Option<PathBuf>) -> Result<String, Box<dyn std::error::Error>> {
             }
         }
     }
-    let mut out =
+    let checked =
         format!("{ops} crash points, {images} crash images checked: never torn, never lost\n");
 
     let temporary = dir.is_none();
@@ -73,11 +73,10 @@ fn run(dir: Option<PathBuf>) -> Result<String, Box<dyn std::error::Error>> {
     if temporary {
         std::fs::remove_dir_all(&dir)?;
     }
-    out.push_str(&format!(
-        "published {} bytes on the real disk as new/{name}\n",
+    Ok(format!(
+        "{checked}published {} bytes on the real disk as new/{name}\n",
         on_disk.len()
-    ));
-    Ok(out)
+    ))
 }
 
 /// What [`run`] prints.
