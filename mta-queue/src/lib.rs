@@ -72,7 +72,7 @@
 //!    still *receiving*, whatever part of the data reached the disk.
 //! 3. move `tmp/<id>` → `mess/<n>/<id>`: a hard link, then an unlink of the old name (a
 //!    `rename` between directories takes a lock global to the file system on Linux; see
-//!    `durable::move_file`), or a `rename` where hard links are unsupported. The file's
+//!    [`mta_durable::move_file`]), or a `rename` where hard links are unsupported. The file's
 //!    content is already durable, so whichever name survives a crash names complete data.
 //!    If the new name is lost, state is *receiving* (never acknowledged); if only the
 //!    removal of the old name is lost, state is *committed, stale tmp name* and recovery
