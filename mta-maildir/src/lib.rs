@@ -14,8 +14,9 @@
 //! - [`Mbox`]: appending with a qmail `From ` line ([`mbox_from_line`]), mboxrd `>From `
 //!   quoting, locking, fsync and truncation back on failure.
 //! - [`durable`]: the only module that calls fsync, link, rename or unlink, through the
-//!   [`Fs`] trait; [`sim::PowerLossFs`] is an in-memory [`Fs`] that keeps only what was
-//!   made durable, used to prove the fsync order.
+//!   [`Fs`] trait of [`mta_durable`] (re-exported); [`sim::PowerLossFs`] (mta-durable's
+//!   `SimFs`) is an in-memory [`Fs`] that keeps only what was made durable, used to prove
+//!   the fsync order.
 //!
 //! Message bytes are opaque: they are written exactly as given (qmail's queue stores LF line
 //! ends), and errors say which step failed. Every error is temporary in qmail's sense.

@@ -29,7 +29,7 @@ impl Maildir {
     /// [`MaildirError::Io`] when a directory cannot be created, opened or synced (the parent
     /// of `path` must exist).
     pub fn create(path: impl AsRef<Path>) -> Result<Self, MaildirError> {
-        Self::create_in(OsFs, path)
+        Self::create_in(OsFs::new(), path)
     }
 
     /// Opens an existing maildir on the real filesystem, checking that `tmp/`, `new/` and
@@ -39,7 +39,7 @@ impl Maildir {
     /// [`MaildirError::NotMaildir`] when one of the three is missing, [`MaildirError::Io`]
     /// when `path` cannot be opened.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, MaildirError> {
-        Self::open_in(OsFs, path)
+        Self::open_in(OsFs::new(), path)
     }
 
     /// A maildir at `path` on the real filesystem, taken on trust: nothing is opened or
@@ -48,7 +48,7 @@ impl Maildir {
     /// finds out only when it gets there. For a delivery agent that opens a maildir per
     /// message, this saves [`open`](Maildir::open)'s four directory opens.
     pub fn at(path: impl AsRef<Path>) -> Self {
-        Self::at_in(OsFs, path)
+        Self::at_in(OsFs::new(), path)
     }
 }
 
@@ -227,7 +227,7 @@ impl<F: Fs> Maildir<F> {
             .map_err(|e| MaildirError::io("open", &self.path, e))?;
         let mut names: Vec<String> = self
             .fs
-            .list(&root)
+            .list_dir(&root)
             .map_err(|e| MaildirError::io("list", &self.path, e))?
             .into_iter()
             .filter_map(|n| n.strip_prefix('.').map(str::to_owned))
@@ -257,7 +257,7 @@ pub(crate) fn create_unique<F: Fs>(
 }
 
 fn make_dir_if_missing<F: Fs>(fs: &F, parent: &F::Dir, name: &str) -> io::Result<()> {
-    match fs.make_dir(parent, name) {
+    match fs.create_dir(parent, name) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
         _ => Ok(()),
     }

@@ -34,7 +34,7 @@ pub struct Mbox<F: Fs = OsFs> {
 impl Mbox {
     /// An mbox at `path` on the real filesystem (no I/O happens here).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self::new_in(OsFs, path)
+        Self::new_in(OsFs::new(), path)
     }
 }
 
@@ -89,7 +89,7 @@ impl<F: Fs> Mbox<F> {
         let (mut file, created) = fs.open_append(&dir, leaf).map_err(open_err)?;
         let locked = self.lock(&file)?;
         let len = fs
-            .len(&file)
+            .file_len(&file)
             .map_err(|e| MboxError::new(MboxStep::Stat, true, e))?;
         // Unlocked, a short tail may be another writer's entry in progress: leave it alone.
         let repaired = if locked {
@@ -99,11 +99,11 @@ impl<F: Fs> Mbox<F> {
         };
         let start = repaired.map_err(|e| {
             // The repair is one short write: either it happened or the file is unchanged.
-            let unchanged = fs.len(&file).is_ok_and(|l| l == len);
+            let unchanged = fs.file_len(&file).is_ok_and(|l| l == len);
             MboxError::new(MboxStep::Write, unchanged, e)
         })?;
         let result = append(fs, &mut file, from_line, prefix_headers, message).and_then(|()| {
-            durable::sync_file(fs, &file).map_err(|e| (MboxStep::Sync, e))?;
+            durable::sync_all(fs, &file).map_err(|e| (MboxStep::Sync, e))?;
             if created {
                 durable::sync_dir(fs, &dir).map_err(|e| (MboxStep::Sync, e))?;
             }
@@ -151,7 +151,7 @@ fn repair_tail<F: Fs>(fs: &F, file: &mut F::File, len: u64) -> io::Result<u64> {
     let mut tail = [0u8; 2];
     let want = len.min(2) as usize;
     let offset = len - want as u64;
-    let Ok(got) = fs.read_at(file, offset, &mut tail[..want]) else {
+    let Ok(got) = fs.read_at(file, &mut tail[..want], offset) else {
         return Ok(len); // write-only mbox: cannot look, append as qmail did
     };
     let fix: &[u8] = match &tail[..got] {

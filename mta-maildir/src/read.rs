@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::time::{Duration, SystemTime};
 
-use crate::durable::{self, Fs};
+use crate::durable::{self, Access, Fs};
 use crate::error::MaildirError;
 use crate::maildir::Maildir;
 
@@ -127,7 +127,7 @@ impl<F: Fs> Maildir<F> {
             .map_err(|e| MaildirError::io("open", &path, e))?;
         let mut names = self
             .fs()
-            .list(&dir)
+            .list_dir(&dir)
             .map_err(|e| MaildirError::io("list", &path, e))?;
         names.retain(|n| !n.starts_with('.'));
         names.sort();
@@ -167,7 +167,10 @@ impl<F: Fs> Maildir<F> {
         let path = self.path().join(msg.subdir.as_str()).join(&msg.file_name);
         let io_err = |e| MaildirError::io("read", &path, e);
         let dir = self.open_sub(msg.subdir.as_str()).map_err(io_err)?;
-        let mut file = self.fs().open_read(&dir, &msg.file_name).map_err(io_err)?;
+        let mut file = self
+            .fs()
+            .open(&dir, &msg.file_name, Access::Read)
+            .map_err(io_err)?;
         let mut data = Vec::new();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
@@ -233,7 +236,7 @@ impl<F: Fs> Maildir<F> {
         let io_err = |e| MaildirError::io("clean", &path, e);
         let dir = self.open_sub("tmp").map_err(io_err)?;
         let mut removed = 0;
-        for name in self.fs().list(&dir).map_err(io_err)? {
+        for name in self.fs().list_dir(&dir).map_err(io_err)? {
             let accessed = match self.fs().accessed(&dir, &name) {
                 Ok(t) => t,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,

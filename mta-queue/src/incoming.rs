@@ -63,7 +63,7 @@ impl<F: Fs> Queue<F> {
             (file, len)
         } else {
             let file = self
-                .retry_when_full(|| self.inner.fs.create_new(&paths.tmp))
+                .retry_when_full(|| self.inner.fs.create_new(&self.inner.root, &paths.tmp))
                 .map_err(|e| QueueError::io("create", paths.tmp.clone(), e))?;
             (file, 0)
         };
@@ -180,6 +180,7 @@ impl<F: Fs> Incoming<F> {
 
     fn commit_inner(&mut self, envelope: &Envelope) -> Result<MessageId, QueueError> {
         let fs = &self.queue.inner.fs;
+        let root = &self.queue.inner.root;
         let tmp = &self.paths.tmp;
         let meta =
             format::encode_meta(SystemTime::now(), envelope).map_err(|_| QueueError::TooLarge)?;
@@ -208,7 +209,7 @@ impl<F: Fs> Incoming<F> {
             let file = self.file()?;
             cut(file)?;
             self.queue
-                .retry_when_full(|| durable::write_synced(fs, file, 0, &all))
+                .retry_when_full(|| durable::write_at_synced(fs, file, 0, &all))
                 .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
         } else {
             self.buf.extend_from_slice(&meta);
@@ -217,7 +218,7 @@ impl<F: Fs> Incoming<F> {
                 .retry_when_full(|| fs.write_all_at(file, &self.buf, HEADER_LEN + self.flushed))
                 .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
             cut(file)?;
-            durable::write_synced(fs, file, 0, &head)
+            durable::write_at_synced(fs, file, 0, &head)
                 .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
         }
         let inner = &self.queue.inner;
@@ -228,7 +229,7 @@ impl<F: Fs> Incoming<F> {
                     inner.run_dir_ops(ops)
                 }),
             CommitMode::PerMessage => {
-                durable::publish_by_move(fs, tmp, &self.paths.mess, &self.paths.dir)
+                durable::publish_by_move(fs, root, tmp, &self.paths.mess, &self.paths.dir)
                     .map_err(|e| QueueError::io("publish", self.paths.mess.clone(), e))
             }
         };
@@ -237,7 +238,7 @@ impl<F: Fs> Incoming<F> {
             // a message whose sender was told to retry is not delivered as well. Best effort:
             // if this fails too, the message stays queued and is delivered (a duplicate, the
             // failure mode qmail accepts).
-            let _ = durable::discard(fs, &self.paths.mess);
+            let _ = durable::discard(fs, root, &self.paths.mess);
             return Err(e);
         }
         crate::queue::mark_verified(&self.queue, self.id);
@@ -254,8 +255,12 @@ impl<F: Fs> Incoming<F> {
 
     fn discard(&mut self) -> Result<(), QueueError> {
         if self.file.take().is_some() {
-            durable::discard(&self.queue.inner.fs, &self.paths.tmp)
-                .map_err(|e| QueueError::io("unlink", self.paths.tmp.clone(), e))?;
+            durable::discard(
+                &self.queue.inner.fs,
+                &self.queue.inner.root,
+                &self.paths.tmp,
+            )
+            .map_err(|e| QueueError::io("unlink", self.paths.tmp.clone(), e))?;
         }
         Ok(())
     }

@@ -15,8 +15,9 @@
 //!   qmail-queue-style programs.
 //! - [`retry`]: qmail-send's retry schedules and the [`RetrySchedule`](retry::RetrySchedule)
 //!   trait.
-//! - [`Fs`]: the small file-system trait every durable operation runs through;
-//!   [`OsFs`] is the real disk, [`sim::SimFs`] a power-loss simulator for crash tests.
+//! - [`Fs`]: the file-system trait every durable operation runs through (from
+//!   [`mta_durable`], shared with mta-maildir); [`OsFs`] is the real disk, [`sim::SimFs`] a
+//!   power-loss simulator for crash tests.
 //!
 //! ```
 //! use mta_core::Envelope;
@@ -71,7 +72,7 @@
 //!    still *receiving*, whatever part of the data reached the disk.
 //! 3. move `tmp/<id>` → `mess/<n>/<id>`: a hard link, then an unlink of the old name (a
 //!    `rename` between directories takes a lock global to the file system on Linux; see
-//!    `durable::move_file`), or a `rename` where hard links are unsupported. The file's
+//!    [`mta_durable::move_file`]), or a `rename` where hard links are unsupported. The file's
 //!    content is already durable, so whichever name survives a crash names complete data.
 //!    If the new name is lost, state is *receiving* (never acknowledged); if only the
 //!    removal of the old name is lost, state is *committed, stale tmp name* and recovery
@@ -157,8 +158,7 @@ pub mod fuzzing;
 
 pub mod sim;
 
-pub use durable::os::OsFs;
-pub use durable::{Access, Fs};
+pub use durable::{Access, Fs, OsFs};
 pub use error::QueueError;
 pub use id::{MessageId, ParseMessageIdError};
 pub use incoming::{Incoming, MessageReader};

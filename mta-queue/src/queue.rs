@@ -107,6 +107,8 @@ impl<F: Fs> Clone for Queue<F> {
 #[derive(Debug)]
 pub(crate) struct Inner<F: Fs> {
     pub(crate) fs: F,
+    /// The queue directory on `fs`: every path is relative to it.
+    pub(crate) root: F::Dir,
     pub(crate) split: u32,
     pub(crate) commit: CommitMode,
     pub(crate) next_id: AtomicU64,
@@ -196,10 +198,12 @@ impl Queue<OsFs> {
         let dir = dir.as_ref();
         let fs = OsFs::open_unlocked(dir)
             .map_err(|e| QueueError::io("open", dir.display().to_string(), e))?;
-        let split = state::read_split(&fs)?;
+        let root = open_root(&fs)?;
+        let split = state::read_split(&fs, &root)?;
         Ok(Queue {
             inner: Arc::new(Inner {
                 fs,
+                root,
                 split,
                 commit: CommitMode::Grouped,
                 next_id: AtomicU64::new(0),
@@ -216,13 +220,16 @@ impl Queue<OsFs> {
 
 impl<F: Fs> Queue<F> {
     /// Opens a queue on any [`Fs`] (e.g. [`SimFs`](crate::sim::SimFs) in crash tests), with
-    /// the same creation and recovery as [`Queue::open`].
+    /// the same creation and recovery as [`Queue::open`]. The queue directory is the base
+    /// directory of `fs` (`"."` to [`Fs::open_dir`]): the one given to [`OsFs::open`], the
+    /// simulator's `/`.
     ///
     /// # Errors
     /// [`QueueError::Io`] when the layout cannot be created or recovery fails.
     pub fn open_with(fs: F, options: QueueOptions) -> Result<Self, QueueError> {
-        let split = state::ensure_layout(&fs, options.split)?;
-        let next = state::recover(&fs, split)?;
+        let root = open_root(&fs)?;
+        let split = state::ensure_layout(&fs, &root, options.split)?;
+        let next = state::recover(&fs, &root, split)?;
         let max_batch = match options.commit {
             CommitMode::Grouped => MAX_BATCH,
             CommitMode::PerMessage => 1,
@@ -230,6 +237,7 @@ impl<F: Fs> Queue<F> {
         Ok(Queue {
             inner: Arc::new(Inner {
                 fs,
+                root,
                 split,
                 commit: options.commit,
                 next_id: AtomicU64::new(next),
@@ -249,7 +257,7 @@ impl<F: Fs> Queue<F> {
     /// # Errors
     /// [`QueueError::Io`] if a directory cannot be listed.
     pub fn scan(&self) -> Result<Vec<MessageId>, QueueError> {
-        state::scan(&self.inner.fs, self.inner.split)
+        state::scan(&self.inner.fs, &self.inner.root, self.inner.split)
     }
 
     pub(crate) fn open_file(
@@ -259,10 +267,12 @@ impl<F: Fs> Queue<F> {
     ) -> Result<(F::File, Header, String), QueueError> {
         let path = Paths::of(id, self.inner.split).mess;
         let fs = &self.inner.fs;
-        let file = fs.open(&path, access).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => QueueError::NotFound(id),
-            _ => QueueError::io("open", path.clone(), e),
-        })?;
+        let file = fs
+            .open(&self.inner.root, &path, access)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => QueueError::NotFound(id),
+                _ => QueueError::io("open", path.clone(), e),
+            })?;
         let mut buf = [0u8; HEADER_LEN as usize];
         read_exact_at(fs, &file, &mut buf, 0)
             .map_err(|e| QueueError::io("read", path.clone(), e))?;
@@ -495,12 +505,19 @@ impl<F: Fs> Queue<F> {
         lock(&self.inner.verified).remove(&id);
         let fs = &self.inner.fs;
         if lock(&self.inner.free).len() >= self.inner.recycle {
-            return durable::remove_unsynced(fs, &paths.mess)
+            return durable::remove_unsynced(fs, &self.inner.root, &paths.mess)
                 .map_err(|e| dir_op_error(id, "unlink", &paths.mess, e));
         }
         let name = id.to_string();
-        durable::move_file(fs, &paths.mess, &durable::join(state::FREE, &name))
-            .map_err(|e| dir_op_error(id, "rename", &paths.mess, e))?;
+        let root = &self.inner.root;
+        durable::move_file(
+            fs,
+            root,
+            &paths.mess,
+            root,
+            &durable::join(state::FREE, &name),
+        )
+        .map_err(|e| dir_op_error(id, "rename", &paths.mess, e))?;
         let batch = {
             let mut free = lock(&self.inner.free);
             free.pending.push((name, paths.dir));
@@ -525,7 +542,7 @@ impl<F: Fs> Queue<F> {
         let mut synced: Vec<(String, bool)> = Vec::new();
         for (_, dir) in &batch {
             if !synced.iter().any(|(d, _)| d == dir) {
-                let ok = durable::sync_dir(&self.inner.fs, dir).is_ok();
+                let ok = durable::sync_dir_at(&self.inner.fs, &self.inner.root, dir).is_ok();
                 synced.push((dir.clone(), ok));
             }
         }
@@ -550,7 +567,11 @@ impl<F: Fs> Queue<F> {
             names
         };
         for name in &names {
-            let _ = durable::discard(&self.inner.fs, &durable::join(state::FREE, name));
+            let _ = durable::discard(
+                &self.inner.fs,
+                &self.inner.root,
+                &durable::join(state::FREE, name),
+            );
         }
         !names.is_empty()
     }
@@ -580,12 +601,12 @@ impl<F: Fs> Queue<F> {
         let path = durable::join(state::FREE, &name);
         let fs = &self.inner.fs;
         let opened = fs
-            .open(&path, Access::ReadWrite)
+            .open(&self.inner.root, &path, Access::ReadWrite)
             .and_then(|f| fs.file_len(&f).map(|len| (f, len)));
         if let Ok((file, len)) = opened {
             Some((path, file, len))
         } else {
-            let _ = durable::discard(fs, &path);
+            let _ = durable::discard(fs, &self.inner.root, &path);
             None
         }
     }
@@ -608,7 +629,7 @@ impl<F: Fs> Inner<F> {
         for op in ops {
             let (result, paths) = match op {
                 DirOp::Publish(id, p) => (
-                    durable::move_file(&self.fs, &p.tmp, &p.mess)
+                    durable::move_file(&self.fs, &self.root, &p.tmp, &self.root, &p.mess)
                         .map_err(|e| dir_op_error(*id, "rename", &p.mess, e)),
                     p,
                 ),
@@ -620,7 +641,7 @@ impl<F: Fs> Inner<F> {
         }
         let mut failed: Vec<(&str, io::Error)> = Vec::new();
         for dir in dirs {
-            if let Err(e) = durable::sync_dir(&self.fs, dir) {
+            if let Err(e) = durable::sync_dir_at(&self.fs, &self.root, dir) {
                 failed.push((dir, e));
             }
         }
@@ -634,6 +655,12 @@ impl<F: Fs> Inner<F> {
         }
         outcomes
     }
+}
+
+/// Opens the queue directory: the base directory of `fs`.
+fn open_root<F: Fs>(fs: &F) -> Result<F::Dir, QueueError> {
+    fs.open_dir(Path::new("."))
+        .map_err(|e| QueueError::io("open", ".", e))
 }
 
 /// Records that message `id`'s status log ends in a complete record (it was just written).

@@ -1,15 +1,17 @@
 //! The power-loss simulator for crash tests: [`SimFs`], an in-memory file system that models
-//! power loss.
+//! power loss (mta-durable's, shared with mta-maildir; see [`mta_durable::sim`]).
 //!
 //! Every file and directory keeps two versions: what a running process sees, and what would
-//! survive a power cut. [`Fs::sync_data`](crate::Fs::sync_data) copies a file's data to its durable version;
-//! [`Fs::sync_dir`](crate::Fs::sync_dir) copies a directory's names to its durable version (so a created,
-//! renamed or removed name survives only once its directory is synced, the rule ext4 and
-//! XFS actually give). [`SimFs::restart`] builds the file system a rebooted (or merely
-//! restarted) machine would see.
+//! survive a power cut. [`Fs::sync_data`](crate::Fs::sync_data) copies a file's data to its
+//! durable version; [`Fs::sync_dir`](crate::Fs::sync_dir) copies a directory's names to its
+//! durable version (so a created, renamed or removed name survives only once its directory
+//! is synced, the rule ext4 and XFS actually give). [`SimFs::restart`] builds the file
+//! system a rebooted (or merely restarted) machine would see; the queue directory is the
+//! simulator's `/`.
 //!
-//! Crash points: [`SimFs::crash_after`]`(n)` lets `n` more state-changing operations
-//! succeed, then fails that one and everything after it, as a dead process would. Faults:
+//! Crash points: [`SimFs::crash_after`]`(n)` lets operations up to number `n` run, then
+//! fails the next one and everything after it, as a dead process would
+//! (`crash_after(fs.op_count() + k)` lets `k` more run). Faults:
 //! [`SimFs::fail_writes_after`] and [`SimFs::fail_syncs_after`] make writes or syncs fail
 //! with a chosen errno (ENOSPC, EIO, ...) while the process lives on.
 //!
@@ -27,4 +29,4 @@
 //! # Ok::<(), mta_queue::QueueError>(())
 //! ```
 
-pub use crate::durable::sim::{Restart, SimFile, SimFs};
+pub use mta_durable::sim::{Restart, SimFile, SimFs};

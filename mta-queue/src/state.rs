@@ -65,8 +65,8 @@ impl MessageState {
     }
 }
 
-fn exists<F: Fs>(fs: &F, path: &str) -> Result<bool, QueueError> {
-    match fs.open(path, Access::Read) {
+fn exists<F: Fs>(fs: &F, root: &F::Dir, path: &str) -> Result<bool, QueueError> {
+    match fs.open(root, path, Access::Read) {
         Ok(_) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(QueueError::io("open", path, e)),
@@ -75,34 +75,35 @@ fn exists<F: Fs>(fs: &F, path: &str) -> Result<bool, QueueError> {
 
 /// Creates whatever part of the layout is missing and returns the split count (the one on
 /// disk wins over `wanted`, since existing messages are filed by it).
-pub(crate) fn ensure_layout<F: Fs>(fs: &F, wanted: u32) -> Result<u32, QueueError> {
-    let split = match read_layout(fs)? {
+pub(crate) fn ensure_layout<F: Fs>(fs: &F, root: &F::Dir, wanted: u32) -> Result<u32, QueueError> {
+    let split = match read_layout(fs, root)? {
         Some(split) => split,
         None => wanted.max(1),
     };
     let top = [TMP.to_owned(), MESS.to_owned(), FREE.to_owned()];
-    durable::create_dirs_synced(fs, "", &top).map_err(|e| QueueError::io("mkdir", "", e))?;
+    durable::create_dirs_synced(fs, root, "", &top).map_err(|e| QueueError::io("mkdir", "", e))?;
     let subdirs: Vec<String> = (0..split).map(|n| n.to_string()).collect();
-    durable::create_dirs_synced(fs, MESS, &subdirs)
+    durable::create_dirs_synced(fs, root, MESS, &subdirs)
         .map_err(|e| QueueError::io("mkdir", MESS, e))?;
-    if read_layout(fs)?.is_none() {
+    if read_layout(fs, root)?.is_none() {
         // Written last, so its presence means every directory above is durable.
-        durable::discard(fs, LAYOUT_NEW).map_err(|e| QueueError::io("unlink", LAYOUT_NEW, e))?;
+        durable::discard(fs, root, LAYOUT_NEW)
+            .map_err(|e| QueueError::io("unlink", LAYOUT_NEW, e))?;
         let f = fs
-            .create_new(LAYOUT_NEW)
+            .create_new(root, LAYOUT_NEW)
             .map_err(|e| QueueError::io("create", LAYOUT_NEW, e))?;
         let text = format!("mta-queue 1\nsplit {split}\n");
-        durable::write_synced(fs, &f, 0, text.as_bytes())
+        durable::write_at_synced(fs, &f, 0, text.as_bytes())
             .map_err(|e| QueueError::io("write", LAYOUT_NEW, e))?;
-        durable::publish_by_move(fs, LAYOUT_NEW, LAYOUT, "")
+        durable::publish_by_move(fs, root, LAYOUT_NEW, LAYOUT, "")
             .map_err(|e| QueueError::io("rename", LAYOUT, e))?;
     }
     Ok(split)
 }
 
 /// The split count of an existing queue, for read-only opening.
-pub(crate) fn read_split<F: Fs>(fs: &F) -> Result<u32, QueueError> {
-    read_layout(fs)?.ok_or_else(|| {
+pub(crate) fn read_split<F: Fs>(fs: &F, root: &F::Dir) -> Result<u32, QueueError> {
+    read_layout(fs, root)?.ok_or_else(|| {
         QueueError::io(
             "open",
             LAYOUT,
@@ -111,8 +112,8 @@ pub(crate) fn read_split<F: Fs>(fs: &F) -> Result<u32, QueueError> {
     })
 }
 
-fn read_layout<F: Fs>(fs: &F) -> Result<Option<u32>, QueueError> {
-    let f = match fs.open(LAYOUT, Access::Read) {
+fn read_layout<F: Fs>(fs: &F, root: &F::Dir) -> Result<Option<u32>, QueueError> {
+    let f = match fs.open(root, LAYOUT, Access::Read) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(QueueError::io("open", LAYOUT, e)),
@@ -151,34 +152,29 @@ fn read_layout<F: Fs>(fs: &F) -> Result<Option<u32>, QueueError> {
 /// name unsynced, so after a power loss an old `free/` name can point at a live message.
 /// Only the name goes (the file lives on under its other name, if any); nothing found in
 /// `free/` is ever reused after an open.
-pub(crate) fn recover<F: Fs>(fs: &F, split: u32) -> Result<u64, QueueError> {
-    for name in fs
-        .list_dir(FREE)
-        .map_err(|e| QueueError::io("list", FREE, e))?
-    {
+pub(crate) fn recover<F: Fs>(fs: &F, root: &F::Dir, split: u32) -> Result<u64, QueueError> {
+    for name in list_dir(fs, root, FREE)? {
         let path = durable::join(FREE, &name);
-        durable::discard(fs, &path).map_err(|e| QueueError::io("unlink", path.clone(), e))?;
+        durable::discard(fs, root, &path).map_err(|e| QueueError::io("unlink", path.clone(), e))?;
     }
     let mut highest = 0u64;
     let mut discarded = false;
-    for name in fs
-        .list_dir(TMP)
-        .map_err(|e| QueueError::io("list", TMP, e))?
-    {
+    for name in list_dir(fs, root, TMP)? {
         let path = durable::join(TMP, &name);
         let Ok(id) = name.parse::<MessageId>() else {
             // Not a name we make; tmp/ is ours, so it goes.
-            durable::discard(fs, &path).map_err(|e| QueueError::io("unlink", path.clone(), e))?;
+            durable::discard(fs, root, &path)
+                .map_err(|e| QueueError::io("unlink", path.clone(), e))?;
             discarded = true;
             continue;
         };
         highest = highest.max(id.as_u64());
         let paths = Paths::of(id, split);
-        match MessageState::derive(true, exists(fs, &paths.mess)?) {
+        match MessageState::derive(true, exists(fs, root, &paths.mess)?) {
             MessageState::Receiving | MessageState::CommittedWithStaleTmp => {
                 // Never acknowledged, or a second name for a committed file: either way
                 // the tmp/ name goes and the committed file (if any) is untouched.
-                durable::discard(fs, &paths.tmp)
+                durable::discard(fs, root, &paths.tmp)
                     .map_err(|e| QueueError::io("unlink", paths.tmp, e))?;
                 discarded = true;
             }
@@ -186,9 +182,9 @@ pub(crate) fn recover<F: Fs>(fs: &F, split: u32) -> Result<u64, QueueError> {
         }
     }
     if discarded {
-        durable::sync_dir(fs, TMP).map_err(|e| QueueError::io("sync", TMP, e))?;
+        durable::sync_dir_at(fs, root, TMP).map_err(|e| QueueError::io("sync", TMP, e))?;
     }
-    for id in scan(fs, split)? {
+    for id in scan(fs, root, split)? {
         highest = highest.max(id.as_u64());
     }
     let now = SystemTime::now()
@@ -197,14 +193,19 @@ pub(crate) fn recover<F: Fs>(fs: &F, split: u32) -> Result<u64, QueueError> {
     Ok(highest.saturating_add(1).max(now))
 }
 
+/// The names in directory `path` of the queue.
+fn list_dir<F: Fs>(fs: &F, root: &F::Dir, path: &str) -> Result<Vec<String>, QueueError> {
+    fs.open_dir_at(root, path)
+        .and_then(|dir| fs.list_dir(&dir))
+        .map_err(|e| QueueError::io("list", path, e))
+}
+
 /// Every committed message: the names under `mess/<n>/`.
-pub(crate) fn scan<F: Fs>(fs: &F, split: u32) -> Result<Vec<MessageId>, QueueError> {
+pub(crate) fn scan<F: Fs>(fs: &F, root: &F::Dir, split: u32) -> Result<Vec<MessageId>, QueueError> {
     let mut ids = Vec::new();
     for n in 0..split {
         let dir = format!("{MESS}/{n}");
-        let names = fs
-            .list_dir(&dir)
-            .map_err(|e| QueueError::io("list", dir.clone(), e))?;
+        let names = list_dir(fs, root, &dir)?;
         ids.extend(
             names
                 .iter()

@@ -53,7 +53,7 @@ fn maildir_delivery_order_is_write_sync_link_sync_new_unlink() {
     let writes = kinds.iter().filter(|k| *k == "write").count();
     let mut want = vec!["create".to_owned()];
     want.extend(std::iter::repeat_n("write".to_owned(), writes));
-    want.extend(["sync_file", "link", "sync_dir", "unlink"].map(String::from));
+    want.extend(["sync_all", "link", "sync_dir", "unlink"].map(String::from));
     assert_eq!(kinds, want);
     let trace = fs.trace();
     assert!(trace[trace.len() - 3].ends_with(&format!("{MD}/new/{name}")));
@@ -115,7 +115,7 @@ fn maildir_delivery_failing_at_each_operation_cleans_up_and_names_the_step() {
         let want = match failed.split(' ').next().unwrap() {
             "create" => Some(DeliverStep::CreateTmp),
             "write" => Some(DeliverStep::Write),
-            "sync_file" => Some(DeliverStep::SyncFile),
+            "sync_all" => Some(DeliverStep::SyncFile),
             "link" => Some(DeliverStep::Link),
             "sync_dir" => Some(DeliverStep::SyncNew),
             "unlink" => None, // after the delivery is durable: ignored, as qmail does
@@ -152,14 +152,14 @@ fn maildir_delivery_failing_at_each_operation_cleans_up_and_names_the_step() {
 /// The model has teeth: deliveries that skip an fsync are caught.
 #[test]
 fn model_catches_a_missing_file_fsync_or_directory_fsync() {
-    for skip in ["sync_file", "sync_dir"] {
+    for skip in ["sync_all", "sync_dir"] {
         let (fs, _) = setup();
         let tmp = fs.open_dir(Path::new(&format!("{MD}/tmp"))).unwrap();
         let new = fs.open_dir(Path::new(&format!("{MD}/new"))).unwrap();
         let mut f = fs.create_new(&tmp, "x").unwrap();
         fs.write_all(&mut f, &full()).unwrap();
-        if skip != "sync_file" {
-            fs.sync_file(&f).unwrap();
+        if skip != "sync_all" {
+            fs.sync_all(&f).unwrap();
         }
         fs.link(&tmp, "x", &new, "x").unwrap();
         if skip != "sync_dir" {
@@ -197,7 +197,7 @@ fn fanout_uses_one_data_fsync_per_filesystem_and_one_per_new_dir() {
     assert!(results.iter().all(Result::is_ok));
     let trace = &fs.trace()[base..];
     let count = |p: &str| trace.iter().filter(|t| t.starts_with(p)).count();
-    assert_eq!(count("sync_file "), 2, "{trace:#?}"); // the shared file, and c's copy
+    assert_eq!(count("sync_all "), 2, "{trace:#?}"); // the shared file, and c's copy
     assert_eq!(count("sync_dir"), 3);
     // Every link precedes every directory sync (one journal commit covers the chunk) and
     // the shared data is synced before the first link.
@@ -210,7 +210,7 @@ fn fanout_uses_one_data_fsync_per_filesystem_and_one_per_new_dir() {
     assert!(
         trace
             .iter()
-            .position(|t| t.starts_with("sync_file "))
+            .position(|t| t.starts_with("sync_all "))
             .unwrap()
             < first_link
     );
@@ -240,7 +240,7 @@ fn fanout_with_syncfs_uses_one_filesystem_sync_for_linked_targets() {
     assert!(results.iter().all(Result::is_ok));
     let trace = &fs.trace()[base..];
     let count = |p: &str| trace.iter().filter(|t| t.starts_with(p)).count();
-    assert_eq!(count("sync_file "), 2, "{trace:#?}");
+    assert_eq!(count("sync_all "), 2, "{trace:#?}");
     assert_eq!(count("sync_filesystem"), 1);
     assert_eq!(count("sync_dir"), 1); // only c, reached by copy on its own filesystem
     let links_done = trace.iter().rposition(|t| t.starts_with("link")).unwrap();
@@ -383,7 +383,7 @@ fn mbox_delivery_failing_at_each_operation_rolls_back() {
     assert_eq!(fs.trace().last().unwrap(), "sync_dir /home/u");
     let (fs, _) = setup();
     let mbox = Mbox::new_in(fs.clone(), "/home/u/New");
-    fs.fail_op(fs.op_count() + 4); // open, write, sync_file, sync_dir
+    fs.fail_op(fs.op_count() + 4); // open, write, sync_all, sync_dir
     let err = mbox.deliver(b"From x\n", b"", &b"hi\n"[..]).unwrap_err();
     assert_eq!(err.step(), MboxStep::Sync);
     assert_eq!(fs.read_file(Path::new("/home/u/New")).unwrap(), b"");

@@ -9,7 +9,9 @@ use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use mta_queue::{Access, Fs, MessageId, OsFs, Queue, QueueOptions, Status};
 
@@ -22,9 +24,10 @@ const KILLS_WANTED: u32 = 1000;
 
 /// `OsFs` with a kill point: the process SIGKILLs itself just before its n-th
 /// state-changing call.
+#[derive(Clone)]
 struct KillFs {
     inner: OsFs,
-    left: AtomicU64,
+    left: Arc<AtomicU64>,
 }
 
 impl KillFs {
@@ -39,56 +42,87 @@ impl KillFs {
     }
 }
 
-impl Fs for KillFs {
-    type File = std::fs::File;
+type Dir = <OsFs as Fs>::Dir;
+type File = <OsFs as Fs>::File;
 
-    fn create_dir(&self, path: &str) -> io::Result<()> {
+impl Fs for KillFs {
+    type Dir = Dir;
+    type File = File;
+
+    fn open_dir(&self, path: &Path) -> io::Result<Dir> {
+        self.inner.open_dir(path)
+    }
+    fn open_dir_at(&self, dir: &Dir, path: &str) -> io::Result<Dir> {
+        self.inner.open_dir_at(dir, path)
+    }
+    fn create_dir(&self, dir: &Dir, name: &str) -> io::Result<()> {
         self.step();
-        self.inner.create_dir(path)
+        self.inner.create_dir(dir, name)
     }
-    fn create_new(&self, path: &str) -> io::Result<Self::File> {
+    fn create_new(&self, dir: &Dir, name: &str) -> io::Result<File> {
         self.step();
-        self.inner.create_new(path)
+        self.inner.create_new(dir, name)
     }
-    fn open(&self, path: &str, access: Access) -> io::Result<Self::File> {
-        self.inner.open(path, access)
+    fn open(&self, dir: &Dir, name: &str, access: Access) -> io::Result<File> {
+        self.inner.open(dir, name, access)
     }
-    fn read_at(&self, file: &Self::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    fn open_append(&self, dir: &Dir, name: &str) -> io::Result<(File, bool)> {
+        self.step();
+        self.inner.open_append(dir, name)
+    }
+    fn read(&self, file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(file, buf)
+    }
+    fn read_at(&self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.inner.read_at(file, buf, offset)
     }
-    fn write_all_at(&self, file: &Self::File, buf: &[u8], offset: u64) -> io::Result<()> {
+    fn write_all(&self, file: &mut File, buf: &[u8]) -> io::Result<()> {
+        self.step();
+        self.inner.write_all(file, buf)
+    }
+    fn write_all_at(&self, file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
         self.step();
         self.inner.write_all_at(file, buf, offset)
     }
-    fn file_len(&self, file: &Self::File) -> io::Result<u64> {
+    fn file_len(&self, file: &File) -> io::Result<u64> {
         self.inner.file_len(file)
     }
-    fn set_len(&self, file: &Self::File, len: u64) -> io::Result<()> {
+    fn set_len(&self, file: &File, len: u64) -> io::Result<()> {
         self.step();
         self.inner.set_len(file, len)
     }
-    fn sync_data(&self, file: &Self::File) -> io::Result<()> {
+    fn try_lock(&self, file: &File) -> io::Result<bool> {
+        self.inner.try_lock(file)
+    }
+    fn sync_data(&self, file: &File) -> io::Result<()> {
         self.step();
         self.inner.sync_data(file)
     }
-    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+    fn sync_all(&self, file: &File) -> io::Result<()> {
         self.step();
-        self.inner.rename(from, to)
+        self.inner.sync_all(file)
     }
-    fn link(&self, from: &str, to: &str) -> io::Result<()> {
+    fn sync_dir(&self, dir: &Dir) -> io::Result<()> {
         self.step();
-        self.inner.link(from, to)
+        self.inner.sync_dir(dir)
     }
-    fn remove_file(&self, path: &str) -> io::Result<()> {
+    fn rename(&self, from_dir: &Dir, from: &str, to_dir: &Dir, to: &str) -> io::Result<()> {
         self.step();
-        self.inner.remove_file(path)
+        self.inner.rename(from_dir, from, to_dir, to)
     }
-    fn sync_dir(&self, path: &str) -> io::Result<()> {
+    fn link(&self, from_dir: &Dir, from: &str, to_dir: &Dir, to: &str) -> io::Result<()> {
         self.step();
-        self.inner.sync_dir(path)
+        self.inner.link(from_dir, from, to_dir, to)
     }
-    fn list_dir(&self, path: &str) -> io::Result<Vec<String>> {
-        self.inner.list_dir(path)
+    fn remove_file(&self, dir: &Dir, name: &str) -> io::Result<()> {
+        self.step();
+        self.inner.remove_file(dir, name)
+    }
+    fn list_dir(&self, dir: &Dir) -> io::Result<Vec<String>> {
+        self.inner.list_dir(dir)
+    }
+    fn accessed(&self, dir: &Dir, name: &str) -> io::Result<SystemTime> {
+        self.inner.accessed(dir, name)
     }
 }
 
@@ -121,7 +155,7 @@ fn crash_child() {
     let mut rng = Rng(std::env::var(CHILD_SEED).unwrap().parse().unwrap());
     let fs = KillFs {
         inner: OsFs::open(Path::new(&dir)).unwrap(),
-        left: AtomicU64::new(kill_at),
+        left: Arc::new(AtomicU64::new(kill_at)),
     };
     let q = Queue::open_with(fs, opts()).unwrap();
     for _ in 0..8 {

@@ -3,7 +3,7 @@
 
 use mta_core::Envelope;
 use mta_queue::sim::{Restart, SimFs};
-use mta_queue::{Fs, Queue, QueueOptions, Status};
+use mta_queue::{Queue, QueueOptions, Status};
 
 use crate::common::{assert_message, message};
 

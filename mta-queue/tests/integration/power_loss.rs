@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use mta_core::Envelope;
 use mta_queue::sim::{Restart, SimFs};
-use mta_queue::{Fs, MessageId, Queue, QueueOptions, Status};
+use mta_queue::{MessageId, Queue, QueueOptions, Status};
 
 use crate::common::{Rng, assert_message, message, read_body};
 
@@ -92,7 +92,7 @@ fn every_crash_point_with(
         let fs = SimFs::new();
         let q = Queue::open_with(fs.clone(), options).unwrap();
         let base = setup(&q);
-        fs.crash_after(k);
+        fs.crash_after(fs.op_count() + k);
         let ok = op(&q, &base);
         let crashed = fs.has_crashed();
         drop(q);
@@ -328,7 +328,7 @@ fn group_commit_callers_return_only_when_durable() {
     for round in 0..6 {
         let fs = SimFs::new();
         let q = Queue::open_with(fs.clone(), opts()).unwrap();
-        fs.crash_after(100 + rng.below(600));
+        fs.crash_after(fs.op_count() + 100 + rng.below(600));
         let done = Arc::new(Mutex::new(Vec::new()));
         let threads: Vec<_> = (0..8u64)
             .map(|t| {
