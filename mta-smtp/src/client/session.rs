@@ -109,6 +109,8 @@ pub struct ClientSession {
     accepted: Vec<bool>,
     caps: Caps,
     tls: bool,
+    /// The server sent bytes behind its `220` to STARTTLS (they were dropped).
+    discarded_after_starttls: bool,
     mail_failed: bool,
     pipelined: bool,
     body: BodyEncoder,
@@ -134,6 +136,7 @@ impl ClientSession {
             accepted: vec![false; n],
             caps: Caps::default(),
             tls: false,
+            discarded_after_starttls: false,
             mail_failed: false,
             pipelined: false,
             body: BodyEncoder::new(),
@@ -148,6 +151,12 @@ impl ClientSession {
     /// True once [`ClientSession::tls_established`] was called.
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// True when the server sent bytes behind its `220` to STARTTLS: they were discarded,
+    /// never read as replies (CVE-2011-0411's mirror); worth a log line.
+    pub fn discarded_after_starttls(&self) -> bool {
+        self.discarded_after_starttls
     }
 
     /// One result per recipient, in envelope order, once finished (before that, results
@@ -181,6 +190,13 @@ impl ClientSession {
                     bytes = &bytes[n..];
                     let more = !bytes.is_empty() || self.parser.is_mid_reply();
                     self.on_reply(&reply, more);
+                    if self.state == State::TlsHandshake {
+                        // CVE-2011-0411, client side: whatever the server sent behind its
+                        // 220 to STARTTLS was not sent under TLS and is never read as a
+                        // reply. It is dropped here; the parser starts afresh after the
+                        // handshake.
+                        return;
+                    }
                 }
             }
         }
@@ -406,15 +422,10 @@ impl ClientSession {
             }
             State::StartTls => {
                 if reply.code() == 220 {
-                    if more_input {
-                        // CVE-2011-0411: the server sent more than its 220; whatever it
-                        // was would be mistaken for part of the TLS session. Abort.
-                        let text = format!("{peer} sent data after its STARTTLS reply.");
-                        self.died(&text);
-                    } else {
-                        self.state = State::TlsHandshake;
-                        self.events.push_back(ClientEvent::StartTls);
-                    }
+                    // Bytes behind the 220 (`more_input`) are discarded by handle_input.
+                    self.discarded_after_starttls = more_input;
+                    self.state = State::TlsHandshake;
+                    self.events.push_back(ClientEvent::StartTls);
                 } else if self.config.tls == TlsPolicy::Required {
                     self.settle_temp(
                         reply,
