@@ -88,13 +88,14 @@ mod server;
 #[cfg(feature = "rustls")]
 pub mod tls;
 
-pub use client::{BodyEncoder, ClientConfig, ClientEvent, ClientSession, TlsPolicy};
+pub use client::{BodyEncoder, ClientAuth, ClientConfig, ClientEvent, ClientSession, TlsPolicy};
 pub use received::{ReceivedInfo, received_line};
 pub use reply::{
     InvalidReply, MAX_REPLY_BYTES, MAX_REPLY_LINE, MAX_REPLY_TEXT, ParseReplyError, Reply,
     ReplyParser, ReplyStatus,
 };
 pub use server::{
-    AbortReason, BodyType, DEFAULT_MAX_MESSAGE_SIZE, DataError, DataSummary, DecideError, Event,
-    LineEnding, MailParams, RcptParams, ServerConfig, ServerSession, Verdict,
+    AbortReason, AuthMechanism, BodyType, Credentials, DEFAULT_MAX_MESSAGE_SIZE, DataError,
+    DataSummary, DecideError, Event, LineEnding, MailParams, RcptParams, Secret, ServerConfig,
+    ServerSession, Verdict,
 };

@@ -12,8 +12,8 @@ use mta_core::path::{ForwardPath, ReversePath};
 
 use super::{BUF, Conn, TlsUpgrade};
 use crate::{
-    DataError, DataSummary, Event, MailParams, RcptParams, Reply, ServerConfig, ServerSession,
-    Verdict,
+    Credentials, DataError, DataSummary, Event, MailParams, RcptParams, Reply, ServerConfig,
+    ServerSession, Verdict,
 };
 
 /// The application side of [`serve`]: every method has a permissive default, so a sink
@@ -52,6 +52,16 @@ pub trait Policy {
     /// The message was refused by the session: discard what `data_chunk` received.
     fn data_rejected(&mut self, error: DataError) {
         let _ = error;
+    }
+    /// AUTH with well-formed credentials (only when `config.offer_auth`): accept or
+    /// refuse. The default refuses every login with `535 5.7.8`.
+    fn auth(&mut self, credentials: &Credentials) -> Verdict {
+        let _ = credentials;
+        // invariant: a fixed, valid 5xx reply.
+        #[allow(clippy::expect_used)]
+        let refused =
+            Reply::new(535, "5.7.8 authentication credentials invalid").expect("valid fixed reply");
+        Verdict::Reject(refused)
     }
     /// RSET, or the end of the session: discard any transaction state.
     fn reset(&mut self) {}
@@ -185,6 +195,7 @@ fn drain_server_events(s: &mut ServerSession, policy: &mut impl Policy) -> bool 
                 tls = true;
                 None
             }
+            Some(Event::Auth(credentials)) => Some(policy.auth(&credentials)),
             Some(_) => None,
         };
         if let Some(v) = verdict

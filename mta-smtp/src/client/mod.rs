@@ -41,6 +41,19 @@ pub struct ClientConfig {
     pub message_size: Option<u64>,
     /// The message has 8-bit bytes: send `BODY=8BITMIME` when offered (RFC 6152).
     pub eight_bit: bool,
+    /// Log in with AUTH PLAIN (or LOGIN when PLAIN is not offered) before MAIL (RFC 4954),
+    /// only ever inside TLS: without TLS, or when the server offers neither mechanism,
+    /// every recipient is deferred and no credential is sent.
+    pub auth: Option<ClientAuth>,
+}
+
+/// Credentials the client presents (a smarthost's login).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientAuth {
+    /// The login name.
+    pub login: String,
+    /// The password.
+    pub password: crate::Secret,
 }
 
 impl ClientConfig {
@@ -54,6 +67,7 @@ impl ClientConfig {
             pipelining: true,
             message_size: None,
             eight_bit: false,
+            auth: None,
         }
     }
 }

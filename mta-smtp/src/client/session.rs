@@ -21,6 +21,8 @@ enum State {
     Helo,
     StartTls,
     TlsHandshake,
+    /// AUTH sent; the next reply is `235`, or a `334` challenge for LOGIN.
+    Auth(AuthStep),
     /// MAIL/RCPT/DATA replies are awaited (see `expect`).
     Transaction,
     Body,
@@ -28,6 +30,19 @@ enum State {
     /// dialogue, so the server reads the QUIT before the connection goes.
     Quit,
     Done,
+}
+
+/// Where a client AUTH exchange is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthStep {
+    /// `AUTH PLAIN <initial response>` sent.
+    Plain,
+    /// `AUTH LOGIN` sent: the user name is asked for next.
+    LoginUser,
+    /// The user name sent: the password is asked for next.
+    LoginPassword,
+    /// The password sent.
+    LoginDone,
 }
 
 /// What the next reply answers.
@@ -49,6 +64,8 @@ struct Caps {
     eight_bit: bool,
     smtputf8: bool,
     size: Option<u64>,
+    auth_plain: bool,
+    auth_login: bool,
 }
 
 fn caps_of(reply: &Reply) -> Caps {
@@ -61,6 +78,12 @@ fn caps_of(reply: &Reply) -> Caps {
             "STARTTLS" => c.starttls = true,
             "8BITMIME" => c.eight_bit = true,
             "SMTPUTF8" => c.smtputf8 = true,
+            "AUTH" => {
+                for m in words.clone() {
+                    c.auth_plain |= m.eq_ignore_ascii_case("PLAIN");
+                    c.auth_login |= m.eq_ignore_ascii_case("LOGIN");
+                }
+            }
             "SIZE" => c.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
             _ => {}
         }
@@ -435,6 +458,7 @@ impl ClientSession {
                     self.start_mail();
                 }
             }
+            State::Auth(step) => self.on_auth_reply(step, reply),
             State::Transaction => self.on_transaction_reply(reply),
             State::Body => {
                 self.settle_temp(reply, &format!("{peer} sent an unexpected reply."));
@@ -460,8 +484,69 @@ impl ClientSession {
         } else if self.config.tls == TlsPolicy::Required && !self.tls {
             let text = format!("{peer} does not offer STARTTLS, which is required.");
             self.fail_all(&text, status(StatusClass::Transient, 7, 10), false);
+        } else if self.config.auth.is_some() {
+            self.start_auth();
         } else {
             self.start_mail();
+        }
+    }
+
+    /// AUTH before MAIL (RFC 4954): PLAIN with an initial response, else LOGIN; never
+    /// outside TLS.
+    fn start_auth(&mut self) {
+        let peer = self.config.peer.clone();
+        let Some(auth) = self.config.auth.clone() else {
+            return self.start_mail();
+        };
+        if !self.tls {
+            let text = format!("Refusing to send credentials to {peer} without TLS. (#4.7.0)");
+            return self.fail_all(&text, status(StatusClass::Transient, 7, 0), false);
+        }
+        if self.caps.auth_plain {
+            let mut message = vec![0u8];
+            message.extend_from_slice(auth.login.as_bytes());
+            message.push(0);
+            message.extend_from_slice(auth.password.expose());
+            let line = format!("AUTH PLAIN {}", crate::server::auth::encode(&message));
+            self.send(line.as_bytes());
+            self.state = State::Auth(AuthStep::Plain);
+        } else if self.caps.auth_login {
+            self.send(b"AUTH LOGIN");
+            self.state = State::Auth(AuthStep::LoginUser);
+        } else {
+            let text = format!("{peer} offers neither AUTH PLAIN nor AUTH LOGIN. (#4.7.0)");
+            self.fail_all(&text, status(StatusClass::Transient, 7, 0), false);
+        }
+    }
+
+    fn on_auth_reply(&mut self, step: AuthStep, reply: &Reply) {
+        let peer = self.config.peer.clone();
+        let Some(auth) = self.config.auth.clone() else {
+            return self.start_mail();
+        };
+        match (step, reply.code()) {
+            (_, 235) => self.start_mail(),
+            (AuthStep::LoginUser, 334) => {
+                let line = crate::server::auth::encode(auth.login.as_bytes());
+                self.send(line.as_bytes());
+                self.state = State::Auth(AuthStep::LoginPassword);
+            }
+            (AuthStep::LoginPassword, 334) => {
+                let line = crate::server::auth::encode(auth.password.expose());
+                self.send(line.as_bytes());
+                self.state = State::Auth(AuthStep::LoginDone);
+            }
+            _ => {
+                // A refused login is the sender's configuration, not the recipients'
+                // fault: deferred, so a fixed password delivers later.
+                let text = format!("{peer} refused my AUTH.\nRemote host said: {reply}");
+                let st = reply.status().filter(|s| s.is_transient()).or(status(
+                    StatusClass::Transient,
+                    7,
+                    8,
+                ));
+                self.fail_all(&text, st, false);
+            }
         }
     }
 }

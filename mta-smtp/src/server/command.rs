@@ -28,6 +28,7 @@ pub(crate) enum Command<'a> {
     Help,
     Quit,
     StartTls(&'a [u8]),
+    Auth(&'a [u8]),
     Unknown,
 }
 
@@ -61,6 +62,8 @@ pub(crate) fn parse_command(line: &[u8]) -> Command<'_> {
         Command::Quit
     } else if is(b"starttls") {
         Command::StartTls(arg)
+    } else if is(b"auth") {
+        Command::Auth(arg)
     } else {
         Command::Unknown
     }
@@ -182,6 +185,7 @@ pub(crate) fn parse_mail(
     arg: &[u8],
     max_size: usize,
     smtputf8_offered: bool,
+    auth_offered: bool,
 ) -> Result<(ReversePath, MailParams), ArgError> {
     let rest = strip_keyword(arg, b"from:")?;
     let (path, rest) = with_path(rest, |b| parse_reverse_path(b, utf8_options()).ok())?;
@@ -219,6 +223,13 @@ pub(crate) fn parse_mail(
             } else {
                 return Err(ArgError::BadParam);
             });
+        } else if kw.eq_ignore_ascii_case(b"auth") && auth_offered {
+            // RFC 4954 §5: `AUTH=xtext`; kept as sent, never trusted.
+            let v = value.ok_or(ArgError::BadParam)?;
+            if params.auth.is_some() {
+                return Err(ArgError::BadParam);
+            }
+            params.auth = Some(String::from_utf8_lossy(v).into_owned());
         } else if kw.eq_ignore_ascii_case(b"smtputf8") && smtputf8_offered {
             if value.is_some() || params.smtputf8 {
                 return Err(ArgError::BadParam);
@@ -292,8 +303,14 @@ mod tests {
 
     #[test]
     fn keyword_required() {
-        assert_eq!(parse_mail(b"TO:<a@b>", 10, true), Err(ArgError::Syntax));
+        assert_eq!(
+            parse_mail(b"TO:<a@b>", 10, true, false),
+            Err(ArgError::Syntax)
+        );
         assert_eq!(parse_rcpt(b"<a@b>", false), Err(ArgError::Syntax));
-        assert_eq!(parse_mail(b"FROM:", 10, true), Err(ArgError::Address));
+        assert_eq!(
+            parse_mail(b"FROM:", 10, true, false),
+            Err(ArgError::Address)
+        );
     }
 }

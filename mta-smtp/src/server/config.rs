@@ -73,6 +73,15 @@ pub struct ServerConfig {
     /// session starts encrypted and never offers STARTTLS. The driver runs the handshake
     /// before it sends the greeting.
     pub implicit_tls: bool,
+    /// Offer SMTP AUTH PLAIN and LOGIN (RFC 4954); the application checks the credentials
+    /// ([`crate::Event::Auth`]).
+    pub offer_auth: bool,
+    /// Offer AUTH only once TLS is up (default true: RFC 4954 §4, plaintext passwords
+    /// never cross the network in clear).
+    pub auth_requires_tls: bool,
+    /// Refuse MAIL with `530 5.7.0 authentication required` until AUTH succeeded (a
+    /// submission port, RFC 6409 §4.3).
+    pub require_auth: bool,
     /// Advertise SMTPUTF8 (RFC 6531) and accept UTF-8 paths with the MAIL parameter.
     pub offer_smtputf8: bool,
     /// Line ending of the bytes in [`crate::Event::DataChunk`].
@@ -95,6 +104,9 @@ impl ServerConfig {
             offer_starttls: false,
             require_tls: false,
             implicit_tls: false,
+            offer_auth: false,
+            auth_requires_tls: true,
+            require_auth: false,
             offer_smtputf8: true,
             line_ending: LineEnding::Lf,
         }

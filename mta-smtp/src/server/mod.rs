@@ -1,5 +1,6 @@
 //! The server side: [`ServerSession`], its configuration, events and verdicts.
 
+pub(crate) mod auth;
 mod command;
 mod config;
 pub(crate) mod data;
@@ -11,6 +12,7 @@ use mta_core::path::{ForwardPath, ReversePath};
 
 use crate::Reply;
 
+pub use auth::{AuthMechanism, Credentials, Secret};
 pub use config::{DEFAULT_MAX_MESSAGE_SIZE, LineEnding, ServerConfig};
 pub use data::DataSummary;
 pub use session::ServerSession;
@@ -51,6 +53,12 @@ pub enum Event<'a> {
         /// The RCPT parameters (none are advertised yet, so always empty).
         params: RcptParams,
     },
+    /// `AUTH` (RFC 4954) with well-formed credentials. *Verdict*: accept
+    /// (`235 2.7.0 authentication successful`; the session is then authenticated as
+    /// [`Credentials::login`]) or refuse (`535 5.7.8 authentication credentials invalid`,
+    /// or `454 4.7.0` when the check could not be made). A refusal counts toward
+    /// [`ServerConfig::max_errors`]. The session checked only the syntax.
+    Auth(Credentials),
     /// A `RCPT TO:` past [`ServerConfig::max_recipients`]: the session answered
     /// `452 4.5.3 too many recipients` by itself (RFC 5321 §4.5.3.1.10) and counted it
     /// toward [`ServerConfig::max_errors`]. For the application's logs and counters; no
@@ -156,6 +164,9 @@ pub struct MailParams {
     pub body: Option<BodyType>,
     /// `SMTPUTF8` (RFC 6531): UTF-8 addresses and headers are allowed in this transaction.
     pub smtputf8: bool,
+    /// `AUTH=` (RFC 4954 §5): the identity the client says submitted the message, as sent
+    /// (xtext, `<>` for unknown). Accepted when AUTH is offered; informational only.
+    pub auth: Option<String>,
 }
 
 /// The RCPT parameters (RFC 5321 §4.1.1.3 `Rcpt-parameters`). This server advertises no

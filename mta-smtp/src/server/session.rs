@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use crate::Reply;
+use crate::server::auth::{Exchange, MAX_AUTH_LINE};
 use crate::server::data::DataReceiver;
 use crate::server::{AbortReason, DecideError, Event, ServerConfig, Verdict};
 
@@ -40,10 +41,14 @@ struct Transaction {
 /// An event waiting for [`ServerSession::decide`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pending {
-    Mail { smtputf8: bool },
+    Mail {
+        smtputf8: bool,
+    },
     Rcpt,
     DataStart,
     DataEnd,
+    /// AUTH credentials for this login.
+    Auth,
 }
 
 /// What one step of the machine produced.
@@ -105,6 +110,12 @@ pub struct ServerSession {
     now: Instant,
     /// DATA in progress: when `354` was decided, and the bytes received since.
     data_clock: Option<(Instant, u64)>,
+    /// An AUTH exchange waiting for the client's next response line.
+    sasl: Option<Exchange>,
+    /// The login being checked ([`Pending::Auth`]), then the one that succeeded.
+    auth_login: Option<String>,
+    /// True once AUTH succeeded.
+    authenticated: bool,
 }
 
 impl ServerSession {
@@ -124,6 +135,9 @@ impl ServerSession {
             deadline: now.checked_add(config.timeout),
             now,
             data_clock: None,
+            sasl: None,
+            auth_login: None,
+            authenticated: false,
             config,
             phase: Phase::Command,
             input: Vec::new(),
@@ -176,9 +190,20 @@ impl ServerSession {
         self.helo.as_deref()
     }
 
-    /// True once [`ServerSession::tls_established`] was called.
+    /// True once [`ServerSession::tls_established`] was called, or from the start with
+    /// [`ServerConfig::implicit_tls`].
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// The login of a successful AUTH (RFC 4954), for relaying rules and `Received:`
+    /// lines (`ESMTPA`, `ESMTPSA`, RFC 3848).
+    pub fn authenticated(&self) -> Option<&str> {
+        if self.authenticated {
+            self.auth_login.as_deref()
+        } else {
+            None
+        }
     }
 
     /// True when the session reads nothing more; close the connection once the output
@@ -284,6 +309,9 @@ impl ServerSession {
             self.tls = true;
             self.helo = None;
             self.transaction = None;
+            self.sasl = None;
+            self.auth_login = None;
+            self.authenticated = false;
             self.now = self.now.max(now);
             self.deadline = now.checked_add(self.config.timeout);
         }
@@ -332,6 +360,7 @@ impl ServerSession {
                 Pending::Rcpt => text::RCPT_OK,
                 Pending::DataStart => text::GO_AHEAD,
                 Pending::DataEnd => text::DATA_OK,
+                Pending::Auth => text::AUTH_OK,
             }),
             Verdict::AcceptWith(r) | Verdict::Reject(r) => r.write_to(&mut self.out),
         }
@@ -363,6 +392,12 @@ impl ServerSession {
                 }
             }
             Pending::DataEnd => self.transaction = None,
+            Pending::Auth => {
+                self.authenticated = accepted;
+                if !accepted {
+                    self.auth_login = None;
+                }
+            }
         }
         // A refused MAIL, RCPT or DATA counts toward `max_errors` like a protocol error,
         // so a client cannot probe thousands of addresses in one session.
@@ -434,7 +469,11 @@ impl ServerSession {
                     // the verdict, if this one needs one).
                     self.restart_deadline();
                     let line = std::mem::take(&mut self.line);
-                    let ev = self.command(&line);
+                    let ev = if self.sasl.is_some() {
+                        self.sasl_response(&line)
+                    } else {
+                        self.command(&line)
+                    };
                     self.line = line;
                     if let Some(ev) = ev {
                         return Some(Step::Event(ev));
@@ -472,7 +511,16 @@ impl ServerSession {
     /// needed; true with the session closed when the line is over the limit.
     fn next_line(&mut self) -> bool {
         let avail = &self.input[self.pos..];
-        let max = self.config.max_command_line.max(8);
+        // RFC 4954 §4: AUTH lines and responses may be up to 12,288 octets.
+        let auth_line = self.sasl.is_some()
+            || avail
+                .get(..5)
+                .is_some_and(|v| v.eq_ignore_ascii_case(b"auth "));
+        let max = if auth_line {
+            MAX_AUTH_LINE.max(self.config.max_command_line)
+        } else {
+            self.config.max_command_line.max(8)
+        };
         match avail[self.scanned..].iter().position(|&b| b == b'\n') {
             Some(k) => {
                 let end = self.scanned + k;

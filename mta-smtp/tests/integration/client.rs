@@ -576,3 +576,83 @@ fn quit_is_sent_and_its_reply_awaited() {
     assert!(c.is_finished());
     assert_eq!(c.results()[0].letter(), 'Z');
 }
+
+/// The client logs in with AUTH PLAIN after STARTTLS, LOGIN when PLAIN is not offered, and
+/// never sends credentials outside TLS.
+#[test]
+fn client_auth_plain_login_and_never_in_clear() {
+    let mut cfg = ccfg();
+    cfg.tls = TlsPolicy::Required;
+    cfg.auth = Some(mta_smtp::ClientAuth {
+        login: "joe".into(),
+        password: mta_smtp::Secret::new(b"secret".to_vec()),
+    });
+    let tls_offer = "250-mx\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n";
+    let after = "250-mx\r\n250 AUTH PLAIN LOGIN\r\n";
+    let (r, sent) = scripted(
+        cfg.clone(),
+        env2(),
+        &[
+            "220 mx\r\n",
+            tls_offer,
+            "220 go\r\n",
+            after,
+            "235 ok\r\n",
+            "250 ok\r\n",
+            "250 ok\r\n",
+            "250 ok\r\n",
+            "354 go\r\n",
+            "250 ok\r\n",
+        ],
+    );
+    assert!(r.iter().all(DeliveryResult::is_delivered), "{r:?}");
+    assert!(
+        sent.contains("EHLO client.test\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\nMAIL FROM:"),
+        "{sent}"
+    );
+    // LOGIN when PLAIN is not offered.
+    let after_login = "250-mx\r\n250 AUTH LOGIN\r\n";
+    let (r, sent) = scripted(
+        cfg.clone(),
+        env2(),
+        &[
+            "220 mx\r\n",
+            tls_offer,
+            "220 go\r\n",
+            after_login,
+            "334 VXNlcm5hbWU6\r\n",
+            "334 UGFzc3dvcmQ6\r\n",
+            "235 ok\r\n",
+            "250 ok\r\n",
+            "250 ok\r\n",
+            "250 ok\r\n",
+            "354 go\r\n",
+            "250 ok\r\n",
+        ],
+    );
+    assert!(r.iter().all(DeliveryResult::is_delivered), "{r:?}");
+    assert!(
+        sent.contains("AUTH LOGIN\r\nam9l\r\nc2VjcmV0\r\nMAIL"),
+        "{sent}"
+    );
+    // A refused login defers, with the server's words.
+    let (r, _) = scripted(
+        cfg.clone(),
+        env2(),
+        &[
+            "220 mx\r\n",
+            tls_offer,
+            "220 go\r\n",
+            after,
+            "535 5.7.8 no\r\n",
+        ],
+    );
+    assert_eq!(r[0].letter(), 'Z');
+    assert!(r[0].text().contains("refused my AUTH"), "{r:?}");
+    // Without TLS: no credentials on the wire.
+    cfg.tls = TlsPolicy::Opportunistic;
+    let (r, sent) = scripted(cfg, env2(), &["220 mx\r\n", after]);
+    assert_eq!(r[0].letter(), 'Z');
+    assert!(!sent.contains("AUTH"), "{sent}");
+    assert!(r[0].text().contains("without TLS"), "{r:?}");
+}

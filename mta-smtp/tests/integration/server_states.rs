@@ -546,3 +546,169 @@ fn implicit_tls_never_offers_starttls() {
     assert!(text.contains("502 5.5.1 unimplemented\r\n"), "{text}");
     assert!(text.ends_with("250 2.1.0 ok\r\n"), "{text}");
 }
+
+/// Runs `input` through a session with AUTH offered (inside TLS unless `clear`), deciding
+/// every AUTH with `ok(login, password)`; returns the output and the events.
+fn auth_run(input: &[u8], clear: bool, ok: impl Fn(&str, &[u8]) -> bool) -> (String, Vec<String>) {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.offer_auth = true;
+    cfg.implicit_tls = !clear;
+    let mut s = ServerSession::new(cfg, t0);
+    s.handle_input(input, t0);
+    let mut events = Vec::new();
+    while let Some(ev) = s.poll_event() {
+        events.push(format!("{ev:?}"));
+        match ev {
+            Event::Auth(c) => {
+                if ok(&c.login, c.password.expose()) {
+                    s.decide(Verdict::Accept).unwrap();
+                } else {
+                    s.reject(535, "5.7.8 authentication credentials invalid")
+                        .unwrap();
+                }
+            }
+            Event::Mail { .. } | Event::Rcpt { .. } => s.decide(Verdict::Accept).unwrap(),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    (String::from_utf8_lossy(&out).into_owned(), events)
+}
+
+fn good(login: &str, pw: &[u8]) -> bool {
+    login == "joe" && pw == b"secret"
+}
+
+/// RFC 4954, rule by rule.
+#[test]
+fn auth_plain_and_login_follow_rfc_4954() {
+    // PLAIN with an initial response ("\0joe\0secret"), then AUTH again: 503.
+    let (out, events) = auth_run(
+        b"EHLO c\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\n",
+        false,
+        good,
+    );
+    assert!(
+        out.contains("250-AUTH PLAIN LOGIN\r\n") || out.contains("250 AUTH PLAIN LOGIN\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("235 2.7.0 authentication successful\r\n503 5.5.1 already authenticated\r\n"),
+        "{out}"
+    );
+    assert!(
+        !events.iter().any(|e| e.contains("secret")),
+        "password in Debug: {events:?}"
+    );
+    // PLAIN without an initial response: an empty 334, then the response.
+    let (out, _) = auth_run(b"AUTH PLAIN\r\nAGpvZQBzZWNyZXQ=\r\n", false, good);
+    assert!(
+        out.ends_with("334 \r\n235 2.7.0 authentication successful\r\n"),
+        "{out}"
+    );
+    // LOGIN: Username:, Password: (base64), then the verdict; a wrong password gets 535.
+    let (out, _) = auth_run(b"AUTH LOGIN\r\nam9l\r\nd3Jvbmc=\r\n", false, good);
+    assert!(
+        out.ends_with("334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n535 5.7.8 authentication credentials invalid\r\n"),
+        "{out}"
+    );
+    // LOGIN with the user name as initial response.
+    let (out, _) = auth_run(b"AUTH LOGIN am9l\r\nc2VjcmV0\r\n", false, good);
+    assert!(
+        out.ends_with("334 UGFzc3dvcmQ6\r\n235 2.7.0 authentication successful\r\n"),
+        "{out}"
+    );
+    // `*` cancels with 501; bad base64 is 501 5.5.2; an unknown mechanism 504 5.5.4.
+    let (out, _) = auth_run(
+        b"AUTH LOGIN\r\n*\r\nAUTH PLAIN !!!\r\nAUTH CRAM-MD5\r\n",
+        false,
+        good,
+    );
+    assert!(
+        out.contains("334 VXNlcm5hbWU6\r\n501 5.7.0 authentication cancelled\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("501 5.5.2 cannot decode response\r\n"),
+        "{out}"
+    );
+    assert!(
+        out.ends_with("504 5.5.4 unrecognized authentication type\r\n"),
+        "{out}"
+    );
+    // `=` is an empty initial response: PLAIN needs its NULs, so that is malformed.
+    let (out, _) = auth_run(b"AUTH PLAIN =\r\n", false, good);
+    assert!(
+        out.ends_with("501 5.5.2 malformed authentication response\r\n"),
+        "{out}"
+    );
+    // Inside a transaction: 503.
+    let (out, _) = auth_run(
+        b"MAIL FROM:<a@b.example>\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\n",
+        false,
+        good,
+    );
+    assert!(
+        out.ends_with("503 5.5.1 AUTH not allowed during a mail transaction\r\n"),
+        "{out}"
+    );
+    // MAIL ... AUTH=<> is accepted when AUTH is offered.
+    let (out, events) = auth_run(b"MAIL FROM:<a@b.example> AUTH=<>\r\n", false, good);
+    assert!(out.ends_with("250 2.1.0 ok\r\n"), "{out}");
+    assert!(events[0].contains("auth: Some(\"<>\")"), "{events:?}");
+}
+
+#[test]
+fn auth_is_offered_only_inside_tls_and_can_be_required() {
+    // Not in TLS: not advertised, refused.
+    let (out, _) = auth_run(b"EHLO c\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\n", true, good);
+    assert!(!out.contains("AUTH PLAIN LOGIN"), "{out}");
+    assert!(out.ends_with("503 5.5.1 AUTH not available\r\n"), "{out}");
+    // Required before MAIL.
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.offer_auth = true;
+    cfg.implicit_tls = true;
+    cfg.require_auth = true;
+    let mut s = ServerSession::new(cfg, t0);
+    s.handle_input(
+        b"MAIL FROM:<a@b.example>\r\nAUTH PLAIN AGpvZQBzZWNyZXQ=\r\nMAIL FROM:<a@b.example>\r\n",
+        t0,
+    );
+    while let Some(ev) = s.poll_event() {
+        match ev {
+            Event::Auth(c) => {
+                assert_eq!(c.login, "joe");
+                s.decide(Verdict::Accept).unwrap();
+            }
+            Event::Mail { .. } => s.decide(Verdict::Accept).unwrap(),
+            _ => {}
+        }
+    }
+    assert_eq!(s.authenticated(), Some("joe"));
+    let mut out = Vec::new();
+    let _ = s.poll_transmit(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.contains("530 5.7.0 authentication required\r\n235 2.7.0"),
+        "{out}"
+    );
+    assert!(out.ends_with("250 2.1.0 ok\r\n"), "{out}");
+}
+
+/// AUTH lines may be up to 12,288 octets (RFC 4954 §4), longer than command lines.
+#[test]
+fn auth_lines_up_to_12288_octets() {
+    let long = format!("AUTH PLAIN {}\r\n", "A".repeat(12_000));
+    let (out, events) = auth_run(long.as_bytes(), false, good);
+    assert!(!out.contains("line too long"), "{out}");
+    assert!(
+        !events.iter().any(|e| e.contains("CommandTooLong")),
+        "{events:?}"
+    );
+    let longer = format!("AUTH PLAIN {}\r\n", "A".repeat(12_300));
+    let (out, _) = auth_run(longer.as_bytes(), false, good);
+    assert!(out.contains("500 5.5.2 line too long"), "{out}");
+}

@@ -1,8 +1,9 @@
 //! Command dispatch for [`ServerSession`]: qmail-smtpd's `smtp_*` functions, and the
 //! replies the session sends on its own.
 
+use crate::server::auth::{self, Exchange, ResponseError};
 use crate::server::command::{ArgError, Command, parse_command, parse_mail, parse_rcpt};
-use crate::server::{AbortReason, DataError, Event, RcptParams};
+use crate::server::{AbortReason, AuthMechanism, DataError, Event, RcptParams};
 
 use super::{Pending, Phase, ServerSession};
 
@@ -26,6 +27,16 @@ pub(super) mod text {
     pub(crate) const NESTED_MAIL: &[u8] = b"503 5.5.1 nested MAIL command\r\n";
     pub(crate) const ALREADY_TLS: &[u8] = b"503 5.5.1 TLS already active\r\n";
     pub(crate) const TLS_FIRST: &[u8] = b"530 5.7.0 must issue a STARTTLS command first\r\n";
+    pub(crate) const AUTH_OK: &[u8] = b"235 2.7.0 authentication successful\r\n";
+    pub(crate) const AUTH_FIRST: &[u8] = b"530 5.7.0 authentication required\r\n";
+    pub(crate) const AUTH_NOT_OFFERED: &[u8] = b"503 5.5.1 AUTH not available\r\n";
+    pub(crate) const AUTH_AGAIN: &[u8] = b"503 5.5.1 already authenticated\r\n";
+    pub(crate) const AUTH_IN_MAIL: &[u8] =
+        b"503 5.5.1 AUTH not allowed during a mail transaction\r\n";
+    pub(crate) const AUTH_MECHANISM: &[u8] = b"504 5.5.4 unrecognized authentication type\r\n";
+    pub(crate) const AUTH_CANCELLED: &[u8] = b"501 5.7.0 authentication cancelled\r\n";
+    pub(crate) const AUTH_BASE64: &[u8] = b"501 5.5.2 cannot decode response\r\n";
+    pub(crate) const AUTH_MALFORMED: &[u8] = b"501 5.5.2 malformed authentication response\r\n";
     pub(crate) const NO_ARGS: &[u8] = b"501 5.5.4 no arguments allowed\r\n";
     pub(crate) const BAD_CHARS: &[u8] = b"501 5.5.2 bare CR or NUL in command\r\n";
     pub(crate) const SYNTAX: &[u8] = b"501 5.5.4 syntax error\r\n";
@@ -101,6 +112,9 @@ impl ServerSession {
         if self.config.offer_starttls && !self.tls {
             lines.push("STARTTLS".to_owned());
         }
+        if self.auth_offered() {
+            lines.push("AUTH PLAIN LOGIN".to_owned());
+        }
         let n = lines.len();
         for (i, l) in lines.iter().enumerate() {
             self.out
@@ -136,6 +150,9 @@ impl ServerSession {
                 if self.config.require_tls && !self.tls {
                     return self.error(text::TLS_FIRST);
                 }
+                if self.config.require_auth && !self.authenticated {
+                    return self.error(text::AUTH_FIRST);
+                }
                 if self.transaction.is_some() {
                     return self.error(text::NESTED_MAIL);
                 }
@@ -143,6 +160,7 @@ impl ServerSession {
                     arg,
                     self.config.max_message_size,
                     self.config.offer_smtputf8,
+                    self.auth_offered(),
                 ) {
                     Ok((path, params)) => {
                         self.pending = Some(Pending::Mail {
@@ -227,8 +245,100 @@ impl ServerSession {
                 self.phase = Phase::TlsHandshake;
                 Some(Event::StartTls)
             }
+            Command::Auth(arg) => self.auth_command(arg),
             Command::Unknown => self.error(text::UNIMPLEMENTED),
         }
+    }
+
+    /// AUTH is offered now: configured, and inside TLS unless allowed in clear.
+    pub(super) fn auth_offered(&self) -> bool {
+        self.config.offer_auth && (self.tls || !self.config.auth_requires_tls)
+    }
+
+    /// `AUTH mechanism [initial-response]` (RFC 4954 §4).
+    fn auth_command(&mut self, arg: &[u8]) -> Option<Event<'static>> {
+        if !self.config.offer_auth {
+            return self.error(text::UNIMPLEMENTED);
+        }
+        if !self.auth_offered() {
+            return self.error(text::AUTH_NOT_OFFERED);
+        }
+        if self.authenticated {
+            return self.error(text::AUTH_AGAIN);
+        }
+        if self.transaction.is_some() {
+            return self.error(text::AUTH_IN_MAIL);
+        }
+        let (mechanism, initial) = match arg.iter().position(|&b| b == b' ') {
+            Some(i) => (&arg[..i], Some(&arg[i + 1..])),
+            None => (arg, None),
+        };
+        if mechanism.eq_ignore_ascii_case(b"plain") {
+            match initial {
+                Some(r) => self.sasl_answer(Exchange::Plain, r),
+                None => {
+                    self.sasl = Some(Exchange::Plain);
+                    auth::challenge(&mut self.out, b"");
+                    None
+                }
+            }
+        } else if mechanism.eq_ignore_ascii_case(b"login") {
+            match initial {
+                Some(r) => self.sasl_answer(Exchange::LoginUser, r),
+                None => {
+                    self.sasl = Some(Exchange::LoginUser);
+                    auth::challenge(&mut self.out, b"Username:");
+                    None
+                }
+            }
+        } else {
+            self.error(text::AUTH_MECHANISM)
+        }
+    }
+
+    /// A response line during an AUTH exchange.
+    pub(super) fn sasl_response(&mut self, line: &[u8]) -> Option<Event<'static>> {
+        let state = self.sasl.take()?;
+        self.sasl_answer(state, line)
+    }
+
+    /// Handles `response` in `state`: the next challenge, or the credentials for a verdict.
+    fn sasl_answer(&mut self, state: Exchange, response: &[u8]) -> Option<Event<'static>> {
+        let decoded = match auth::decode_response(response) {
+            Ok(d) => d,
+            Err(e) => return self.sasl_error(e),
+        };
+        let credentials = match state {
+            Exchange::Plain => match auth::parse_plain(&decoded) {
+                Ok(c) => c,
+                Err(e) => return self.sasl_error(e),
+            },
+            Exchange::LoginUser => match auth::text(&decoded) {
+                Ok(user) if !user.is_empty() => {
+                    self.sasl = Some(Exchange::LoginPassword(user));
+                    auth::challenge(&mut self.out, b"Password:");
+                    return None;
+                }
+                _ => return self.sasl_error(ResponseError::Malformed),
+            },
+            Exchange::LoginPassword(login) => crate::server::Credentials {
+                mechanism: AuthMechanism::Login,
+                authzid: String::new(),
+                login,
+                password: auth::Secret::new(decoded),
+            },
+        };
+        self.auth_login = Some(credentials.login.clone());
+        self.pending = Some(super::Pending::Auth);
+        Some(Event::Auth(credentials))
+    }
+
+    fn sasl_error(&mut self, e: ResponseError) -> Option<Event<'static>> {
+        self.error(match e {
+            ResponseError::Cancelled => text::AUTH_CANCELLED,
+            ResponseError::BadBase64 => text::AUTH_BASE64,
+            ResponseError::Malformed => text::AUTH_MALFORMED,
+        })
     }
 
     pub(super) fn end_data(&mut self) {
