@@ -274,22 +274,20 @@ impl ServerSession {
             None => (arg, None),
         };
         if mechanism.eq_ignore_ascii_case(b"plain") {
-            match initial {
-                Some(r) => self.sasl_answer(Exchange::Plain, r),
-                None => {
-                    self.sasl = Some(Exchange::Plain);
-                    auth::challenge(&mut self.out, b"");
-                    None
-                }
+            if let Some(r) = initial {
+                self.sasl_answer(Exchange::Plain, r)
+            } else {
+                self.sasl = Some(Exchange::Plain);
+                auth::challenge(&mut self.out, b"");
+                None
             }
         } else if mechanism.eq_ignore_ascii_case(b"login") {
-            match initial {
-                Some(r) => self.sasl_answer(Exchange::LoginUser, r),
-                None => {
-                    self.sasl = Some(Exchange::LoginUser);
-                    auth::challenge(&mut self.out, b"Username:");
-                    None
-                }
+            if let Some(r) = initial {
+                self.sasl_answer(Exchange::LoginUser, r)
+            } else {
+                self.sasl = Some(Exchange::LoginUser);
+                auth::challenge(&mut self.out, b"Username:");
+                None
             }
         } else {
             self.error(text::AUTH_MECHANISM)
