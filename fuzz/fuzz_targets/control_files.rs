@@ -6,7 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use mta_core::Address;
 use mta_core::control::Control;
 
-const NAMES: [&str; 26] = [
+const NAMES: [&str; 29] = [
     "me",
     "locals",
     "rcpthosts",
@@ -28,6 +28,9 @@ const NAMES: [&str; 26] = [
     "mindatarate",
     "timeoutlocal",
     "tlsdestinations",
+    "smtpauth",
+    "checkpassword",
+    "authfailmax",
     "databytes",
     "queuelifetime",
     "timeoutsmtpd",

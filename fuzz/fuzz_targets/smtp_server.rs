@@ -11,17 +11,23 @@ use std::time::Instant;
 use libfuzzer_sys::fuzz_target;
 use mta_smtp::{Event, Reply, ServerConfig, ServerSession, Verdict};
 
-const TOKENS: [&[u8]; 24] = [
+const TOKENS: [&[u8]; 32] = [
     b"EHLO x\r\n", b"HELO y\r\n", b"MAIL FROM:<a@b.example>", b"MAIL FROM:<>", b"RCPT TO:<c@d.example>",
     b"RCPT TO:<Postmaster>", b"DATA\r\n", b"RSET\r\n", b"QUIT\r\n", b"STARTTLS\r\n", b"NOOP",
     b" SIZE=100", b" BODY=8BITMIME", b" SMTPUTF8", b"\r\n", b"\n", b"\r", b".", b"..", b"\x00",
     b"Received: x\r\n", b"Subject: s\r\n\r\nbody", b"\r\n.\r\n", b"\xc3\xa9",
+    // The AUTH exchange (RFC 4954): mechanisms, base64 responses, cancel, empty response.
+    b"AUTH PLAIN", b"AUTH LOGIN", b" AGpvZQBzZWNyZXQ=", b"am9l\r\n", b"*\r\n", b"=\r\n",
+    b" AUTH=<>", b"AUTH CRAM-MD5\r\n",
 ];
 
 fn run(input: &[u8], cuts: &[usize], verdicts: &[u8]) -> (Vec<String>, Vec<u8>) {
     let now = Instant::now();
     let mut cfg = ServerConfig::new("fuzz.example");
     cfg.offer_starttls = verdicts.first().is_some_and(|v| v & 1 == 1);
+    cfg.offer_auth = verdicts.get(1).is_some_and(|v| v & 1 == 1);
+    cfg.auth_requires_tls = verdicts.get(2).is_some_and(|v| v & 1 == 1);
+    cfg.require_auth = verdicts.get(2).is_some_and(|v| v & 4 == 4);
     cfg.max_message_size = 4096;
     cfg.max_command_line = 256;
     let mut s = ServerSession::new(cfg, now);
@@ -41,7 +47,11 @@ fn run(input: &[u8], cuts: &[usize], verdicts: &[u8]) -> (Vec<String>, Vec<u8>) 
             };
             let needs = matches!(
                 ev,
-                Event::Mail { .. } | Event::Rcpt { .. } | Event::DataStart | Event::DataEnd(_)
+                Event::Mail { .. }
+                    | Event::Rcpt { .. }
+                    | Event::DataStart
+                    | Event::DataEnd(_)
+                    | Event::Auth(_)
             );
             match &ev {
                 // Merge chunks: their sizes depend on the split.

@@ -30,6 +30,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod auth;
 mod net;
 mod read;
 mod tables;
@@ -41,6 +42,7 @@ use std::path::Path;
 use crate::Address;
 use crate::address_list::QmailRewrite;
 
+pub use auth::{PasswordEntry, Passwords, SmtpAuth, SmtpAuthEntry};
 pub use net::{
     DEFAULT_LISTEN, IpNet, ListenKind, Listener, RelayClients, nameservers_from_resolv_conf,
 };
@@ -139,6 +141,15 @@ pub struct Control {
     /// `tlsdestinations` (ours): outbound TLS policy per destination domain. Default:
     /// empty, every destination [`TlsDestination::May`].
     pub tlsdestinations: TlsDestinations,
+    /// `smtpauth` (ours): `HOST:LOGIN:PASSWORD` lines, the logins remote delivery gives a
+    /// smarthost named in smtproutes (only inside TLS). Default: empty.
+    pub smtpauth: SmtpAuth,
+    /// `checkpassword` (ours): a program with qmail's checkpassword interface for logins
+    /// not in `users/passwords`. Default: none.
+    pub checkpassword: Option<String>,
+    /// `authfailmax` (ours): failed AUTHs from one address within 10 minutes before that
+    /// address is refused AUTH for 10 minutes. Default 10.
+    pub authfailmax: u64,
     /// `acceptunknown` (ours): `1` accepts every recipient in a local domain at RCPT, as
     /// qmail does; absent or `0` refuses unknown local recipients at RCPT.
     pub acceptunknown: bool,
@@ -277,6 +288,11 @@ impl Control {
                 None => RelayClients::default(),
             },
             dnsservers,
+            smtpauth: src
+                .read("smtpauth")?
+                .map_or(Ok(SmtpAuth::default()), |f| SmtpAuth::from_file(&f))?,
+            checkpassword: src.line("checkpassword")?.filter(|s| !s.is_empty()),
+            authfailmax: src.number("authfailmax", 10)?,
             tlsdestinations: src
                 .read("tlsdestinations")?
                 .map_or(Ok(TlsDestinations::default()), |f| {
