@@ -23,6 +23,10 @@ pub fn check(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = writeln!(err, "{e}");
         bad += 1;
     }
+    if let Err(e) = mta_core::control::Passwords::load(&root.dir().join("users/passwords")) {
+        let _ = writeln!(err, "{e}");
+        bad += 1;
+    }
     if let Err(e) = crate::live::default_delivery(&root.control()) {
         let _ = writeln!(err, "{e}");
         bad += 1;

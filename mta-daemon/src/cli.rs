@@ -44,6 +44,8 @@ pub enum Command {
     Queue(QueueCommand),
     /// `check`.
     Check,
+    /// `passwd LOGIN`: the password on stdin, its Argon2id hash into users/passwords.
+    Passwd(String),
     /// `local-worker` (internal): the per-user local delivery process started by `serve`
     /// when it runs as root.
     LocalWorker,
@@ -77,7 +79,8 @@ commands:
                            queue the message on stdin (qmail-inject)
   sendmail [FLAGS]         drop-in sendmail (also when invoked as `sendmail`)
   queue stat|list|flush    qmail-qstat / qmail-qread output; flush retries now
-  check                    validate control files and users/assign
+  check                    validate control files, users/assign, users/passwords, keys
+  passwd LOGIN             read a password on stdin, store its hash in users/passwords
 
 DIR defaults to $MTA_ROOT, else ./mta-root. `mta COMMAND --help` for more.
 ";
@@ -131,8 +134,17 @@ flush  retry every deferred delivery now and forget downed hosts (qmail's SIGALR
 const HELP_CHECK: &str = "\
 usage: mta [--root DIR] check
 
-Validates DIR/control and DIR/users/assign; prints FILE:LINE: error lines and exits 1 on
-any error, 0 when everything parses.
+Validates DIR/control, DIR/users/assign, DIR/users/passwords and the TLS key files;
+prints FILE:LINE: error lines (and warnings) on stderr and exits 1 on any error, 0 when
+everything parses.
+";
+
+const HELP_PASSWD: &str = "\
+usage: mta [--root DIR] passwd LOGIN
+
+Reads a password (the first line of stdin) and stores its Argon2id hash for LOGIN in
+DIR/users/passwords (mode 0600), keeping the login's SENDERS and every other line.
+Logins in that file may use SMTP AUTH (PLAIN or LOGIN, inside TLS).
 ";
 
 /// A usage error: the message for stderr (exit code 1).
@@ -224,6 +236,11 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
         },
         "local-worker" if args.is_empty() => Command::LocalWorker,
         "check" if wants_help => Command::Help(HELP_CHECK),
+        "passwd" if wants_help => Command::Help(HELP_PASSWD),
+        "passwd" => match args {
+            [login] => Command::Passwd(login.to_string_lossy().into_owned()),
+            _ => return Err(UsageError(HELP_PASSWD.to_owned())),
+        },
         "check" if args.is_empty() => Command::Check,
         other => {
             return Err(UsageError(format!(

@@ -32,6 +32,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod auth;
 pub mod bounce;
 pub mod cli;
 pub mod frame;
@@ -93,6 +94,12 @@ pub fn run(argv: &[OsString]) -> i32 {
         },
         cli::Command::Serve => serve::run(&root),
         cli::Command::Check => admin::check(&root, &mut std::io::stdout(), &mut std::io::stderr()),
+        cli::Command::Passwd(login) => auth::passwd(
+            &root.dir().join("users/passwords"),
+            &login,
+            &mut std::io::stdin(),
+            &mut std::io::stderr(),
+        ),
         cli::Command::Queue(cli::QueueCommand::Stat) => {
             admin::stat(&root, &mut std::io::stdout(), &mut std::io::stderr())
         }

@@ -37,11 +37,17 @@ pub(crate) enum Reason {
     QueueFailed,
     /// The message broke a DATA rule (size, bare LF, hops, NUL, long line).
     BadMessage,
+    /// A wrong login or password.
+    AuthFailed,
+    /// AUTH from an address over `authfailmax` failures in 10 minutes.
+    AuthLocked,
+    /// A logged-in user's MAIL FROM outside its SENDERS.
+    SenderNotAllowed,
 }
 
 impl Reason {
     /// Every reason, in counter order.
-    pub(crate) const ALL: [Reason; 11] = [
+    pub(crate) const ALL: [Reason; 14] = [
         Reason::TooManySessions,
         Reason::TooManyFromIp,
         Reason::Timeout,
@@ -53,6 +59,9 @@ impl Reason {
         Reason::LookupFailed,
         Reason::QueueFailed,
         Reason::BadMessage,
+        Reason::AuthFailed,
+        Reason::AuthLocked,
+        Reason::SenderNotAllowed,
     ];
 
     /// The label used in logs and metrics.
@@ -69,6 +78,9 @@ impl Reason {
             Reason::LookupFailed => "lookup_failed",
             Reason::QueueFailed => "queue_failed",
             Reason::BadMessage => "bad_message",
+            Reason::AuthFailed => "auth_failed",
+            Reason::AuthLocked => "auth_locked",
+            Reason::SenderNotAllowed => "sender_not_allowed",
         }
     }
 }

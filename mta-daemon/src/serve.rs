@@ -316,6 +316,8 @@ fn run_inner(root: &Root) -> Result<(), String> {
         drop_to,
         limits: Arc::default(),
         certs: crate::tls::CertStore::new(root.control().join("servercert.pem")),
+        passwords: crate::auth::PasswordStore::new(root.dir().join("users/passwords")),
+        auth_failures: crate::auth::FailTracker::default(),
         stopping: AtomicBool::new(false),
     });
     // Parse the certificate now: a broken file is logged at start, not at the first client.

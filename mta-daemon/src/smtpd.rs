@@ -65,6 +65,10 @@ pub struct Shared {
     pub(crate) limits: Arc<Limits>,
     /// `control/servercert.pem`, for STARTTLS and smtps.
     pub(crate) certs: CertStore,
+    /// `users/passwords`, for AUTH.
+    pub(crate) passwords: crate::auth::PasswordStore,
+    /// Failed AUTHs per client address (`authfailmax`).
+    pub(crate) auth_failures: crate::auth::FailTracker,
     /// Set at shutdown: acceptors stop.
     pub stopping: AtomicBool,
 }
@@ -113,11 +117,13 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
         let _ = stream.set_nodelay(true);
         // Read here, with the daemon's privileges: a root-only key file works.
         let tls = shared.certs.current();
+        let passwords = shared.passwords.current();
         let incoming = Incoming {
             stream,
             slot,
             kind,
             tls,
+            passwords,
         };
         let job = match handoff.try_send(incoming) {
             Ok(()) => continue,
@@ -142,6 +148,8 @@ struct Incoming {
     kind: ListenKind,
     /// The certificate configuration at accept time (`None`: no TLS).
     tls: Option<Arc<TlsConfig>>,
+    /// `users/passwords` at accept time (`None`: no file).
+    passwords: Option<Arc<mta_core::control::Passwords>>,
 }
 
 /// Answers a connection over a session limit with `421 4.7.0` and closes it at once,
@@ -200,9 +208,11 @@ fn session_thread(
             slot,
             kind,
             tls,
+            passwords,
         } = incoming;
         let peer = stream.peer_addr().ok();
         let mut client = Client::new(peer, kind, tls);
+        client.passwords = passwords;
         let relay = peer.is_some_and(|p| shared.settings.get().is_relay_client(p.ip()));
         let mut wire = Wire::Plain(stream);
         let ready = kind != ListenKind::Smtps || implicit_tls(shared, &mut wire, &mut client);
@@ -328,6 +338,10 @@ fn session_config(settings: &Settings, client: &Client) -> ServerConfig {
     config.implicit_tls = client.kind == ListenKind::Smtps;
     // RFC 3207 §4: a submission port may require TLS; the MX port never does.
     config.require_tls = client.kind == ListenKind::Submission;
+    // AUTH when there is someone to log in as; inside TLS only (mta-smtp's default).
+    config.offer_auth = client.passwords.is_some() || settings.control.checkpassword.is_some();
+    // RFC 6409 §4.3: submission ports take mail from logged-in users only.
+    config.require_auth = client.kind != ListenKind::Smtp;
     config
 }
 
@@ -470,6 +484,10 @@ pub struct Client {
     tls_config: Option<Arc<TlsConfig>>,
     /// The TLS version and cipher once encrypted.
     tls: Option<String>,
+    /// `users/passwords` at accept time.
+    passwords: Option<Arc<mta_core::control::Passwords>>,
+    /// The login of a successful AUTH.
+    login: Option<String>,
 }
 
 impl Client {
@@ -485,6 +503,8 @@ impl Client {
             kind,
             tls_config,
             tls: None,
+            passwords: None,
+            login: None,
         }
     }
 }
@@ -495,7 +515,7 @@ fn next_event(
     session: &mut ServerSession,
     tx: &mut Transaction,
     relay_client: bool,
-    client: &Client,
+    client: &mut Client,
 ) -> Step {
     let helo = session.client_name().map(str::to_owned);
     let Some(ev) = session.poll_event() else {
@@ -509,10 +529,16 @@ fn next_event(
                 ReversePath::Mailbox(m) => m.to_address(),
             };
             tx.bad_sender = shared.settings.get().is_bad_sender(&sender);
+            let verdict = sender_allowed(shared, client, &sender);
             tx.sender = Some(sender);
-            Some(Verdict::Accept)
+            Some(verdict)
         }
-        Event::Rcpt { path, .. } => Some(rcpt(shared, tx, &path, relay_client, client)),
+        Event::Auth(credentials) => Some(auth(shared, client, &credentials)),
+        Event::Rcpt { path, .. } => {
+            // A successful AUTH may relay.
+            let relay = relay_client || client.login.is_some();
+            Some(rcpt(shared, tx, &path, relay, client))
+        }
         Event::DataStart => Some(data_start(shared, tx, client, helo.as_deref())),
         Event::StartTls => return Step::StartTls,
         Event::DataChunk(chunk) => {
@@ -557,6 +583,79 @@ fn next_event(
         _ => None,
     };
     verdict.map_or(Step::Handled, Step::Decide)
+}
+
+/// AUTH: the lockout, then the password check; logs `auth ok|fail LOGIN IP`, never the
+/// password.
+fn auth(shared: &Shared, client: &mut Client, c: &mta_smtp::Credentials) -> Verdict {
+    let settings = shared.settings.get();
+    let now = Instant::now();
+    let login = log::safe(c.login.as_bytes());
+    let locked = client.ip.is_some_and(|ip| {
+        shared
+            .auth_failures
+            .locked(ip, now, settings.control.authfailmax)
+    });
+    if locked {
+        let detail = format!("authfailmax {}", settings.control.authfailmax);
+        refused(shared, client.ip, Reason::AuthLocked, &detail);
+        return Verdict::Reject(reply(
+            454,
+            "4.7.0 too many authentication failures, try again later",
+        ));
+    }
+    let check = crate::auth::check(
+        client.passwords.as_deref(),
+        settings.control.checkpassword.as_deref(),
+        &c.login,
+        c.password.expose(),
+    );
+    match check {
+        crate::auth::Check::Ok => {
+            log::line(&format!("auth ok {login} {}", client.name));
+            client.login = Some(c.login.clone());
+            Verdict::Accept
+        }
+        crate::auth::Check::Wrong => {
+            log::line(&format!("auth fail {login} {}", client.name));
+            if let Some(ip) = client.ip {
+                shared.auth_failures.failed(ip, now);
+            }
+            shared.limits.count(Reason::AuthFailed);
+            Verdict::Reject(reply(535, "5.7.8 authentication credentials invalid"))
+        }
+        crate::auth::Check::Unavailable(why) => {
+            log::line(&format!(
+                "auth fail {login} {}: {}",
+                client.name,
+                log::safe(why.as_bytes())
+            ));
+            Verdict::Reject(reply(454, "4.7.0 temporary authentication failure"))
+        }
+    }
+}
+
+/// SENDERS of `users/passwords`: a logged-in user may send only as the addresses and
+/// domains listed on their line (`553 5.7.1` otherwise); no list, any sender.
+fn sender_allowed(shared: &Shared, client: &Client, sender: &Address) -> Verdict {
+    let (Some(login), Some(passwords)) = (&client.login, &client.passwords) else {
+        return Verdict::Accept;
+    };
+    match passwords.get(login) {
+        Some(entry) if !entry.allows_sender(sender) => {
+            let detail = format!(
+                "{} may not send as <{}>",
+                log::safe(login.as_bytes()),
+                log::safe(sender.as_bytes())
+            );
+            refused(shared, client.ip, Reason::SenderNotAllowed, &detail);
+            Verdict::Reject(reply(
+                553,
+                "5.7.1 sender address not allowed for this login",
+            ))
+        }
+        _ => Verdict::Accept,
+    }
 }
 
 fn reply(code: u16, text: &str) -> Reply {
@@ -684,9 +783,14 @@ fn data_start(
     let settings = shared.settings.get();
     let mut info = ReceivedInfo::new("unknown", &client.name, &settings.me, &date);
     info.helo = helo;
+    // RFC 3848: ESMTPS under TLS, ESMTPA after AUTH, ESMTPSA for both.
+    info.protocol = match (&client.tls, &client.login) {
+        (Some(_), Some(_)) => "ESMTPSA",
+        (Some(_), None) => "ESMTPS",
+        (None, Some(_)) => "ESMTPA",
+        (None, None) => info.protocol,
+    };
     if let Some(tls) = &client.tls {
-        // RFC 3848: ESMTPS for a session under TLS.
-        info.protocol = "ESMTPS";
         info.tls = Some(tls);
     }
     // qmail-queue's line goes on top of qmail-smtpd's, as qmail-queue prepends it:
@@ -829,6 +933,8 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
             drop_to: None,
             limits: Arc::default(),
             certs: CertStore::new(root.control().join("servercert.pem")),
+            passwords: crate::auth::PasswordStore::new(root.dir().join("users/passwords")),
+            auth_failures: crate::auth::FailTracker::default(),
             stopping: AtomicBool::new(false),
         })
     };

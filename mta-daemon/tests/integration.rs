@@ -6,6 +6,8 @@ mod support;
 
 #[path = "integration/admin.rs"]
 mod admin;
+#[path = "integration/auth.rs"]
+mod auth;
 #[path = "integration/crash.rs"]
 mod crash;
 #[path = "integration/inject.rs"]

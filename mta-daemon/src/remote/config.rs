@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use mta_core::control::{SmtpRoutes, TlsDestinations};
+use mta_core::control::{SmtpAuth, SmtpRoutes, TlsDestinations};
 
 /// The resolved control settings for remote delivery.
 #[derive(Clone, Debug)]
@@ -28,6 +28,8 @@ pub(crate) struct Control {
     pub dns_servers: Vec<SocketAddr>,
     /// `tlsdestinations`: the outbound TLS policy per domain.
     pub tls_destinations: TlsDestinations,
+    /// `smtpauth`: logins for smarthosts, given only inside TLS.
+    pub smtp_auth: SmtpAuth,
 }
 
 impl Control {
@@ -59,6 +61,7 @@ impl Control {
             routes: c.smtproutes,
             dns_servers,
             tls_destinations: c.tlsdestinations,
+            smtp_auth: c.smtpauth,
         })
     }
 }

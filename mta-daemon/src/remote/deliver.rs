@@ -144,8 +144,22 @@ impl RemoteDelivery {
         } else {
             self.control().tls_destinations.lookup(&domain)
         };
+        // A smarthost with a login in control/smtpauth: AUTH after STARTTLS, which is then
+        // required (mta-smtp's client never sends credentials outside TLS: without TLS
+        // the message is deferred).
+        let login = self.control().smtp_auth.lookup(&hop.name).cloned();
+        let policy = match (&login, policy) {
+            (Some(_), TlsDestination::None | TlsDestination::May) if !plain => {
+                TlsDestination::Encrypt
+            }
+            (_, p) => p,
+        };
         let (mode, tls_config) = self.tls.for_policy(policy);
         config.tls = mode;
+        config.auth = login.map(|entry| mta_smtp::ClientAuth {
+            login: entry.login,
+            password: mta_smtp::Secret::new(entry.password.into_bytes()),
+        });
         // What the handshake gave, if one ran: the version and cipher, or the error.
         let mut handshake: Option<Result<String, String>> = None;
         let results = {
