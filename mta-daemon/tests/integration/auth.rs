@@ -423,3 +423,43 @@ fn outbound_auth_to_a_smarthost_only_inside_tls() {
         }
     }
 }
+
+/// mta relaying through a second mta's submission port: STARTTLS, then AUTH with the
+/// login of control/smtpauth, then the message, delivered by the second server.
+#[test]
+fn outbound_auth_through_a_second_mta_submission_port() {
+    let b = auth_root();
+    let joe = b.root.path("../home/joe");
+    let b_server = b.root.serve();
+    let a = TestRoot::new();
+    a.root_relay(b.submission);
+    let a_server = a.serve();
+    assert_eq!(
+        crate::serve::send(&a, "someone@example.net", &["joe@example.org"], BODY),
+        "OK []"
+    );
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 1, 30),
+        "A: {}\nB: {}",
+        a_server.log_text(),
+        b_server.log_text()
+    );
+    assert!(b_server.log_text().contains("auth ok alice 127.0.0.1"));
+    let m = &maildir_messages(&joe.join("Maildir"))[0];
+    assert!(m.contains("with ESMTPSA"), "{m}");
+}
+
+trait RelayThrough {
+    fn root_relay(&self, port: u16);
+}
+
+impl RelayThrough for TestRoot {
+    /// Routes every remote domain, and example.org, to 127.0.0.1:`port` with alice's
+    /// login; this root is no longer local for example.org.
+    fn root_relay(&self, port: u16) {
+        self.control("locals", "localhost\n");
+        self.control("rcpthosts", "example.org\n");
+        self.control("smtproutes", &format!(":127.0.0.1:{port}\n"));
+        self.control("smtpauth", "127.0.0.1:alice:wonderland\n");
+    }
+}
