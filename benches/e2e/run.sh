@@ -94,7 +94,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 REV=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?')
 if [ -z "${MTA_BIN:-}" ]; then
     (cd "$REPO" && cargo build --release -p mta-daemon) >&2
-    MTA_BIN=$REPO/target/release/mta
+    target=${CARGO_TARGET_DIR:-target}
+    case $target in /*) ;; *) target=$REPO/$target ;; esac
+    MTA_BIN=$target/release/mta
 fi
 [ -x "$MTA_BIN" ] || die "no mta binary at $MTA_BIN"
 
