@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end load benchmark: mta against Postfix, same machine, same run (issue 10).
+# End-to-end load benchmark: mta against Postfix, same machine, same run (issues 10, 17).
 #
 #   sudo benches/e2e/run.sh            # build mta (release), run W1-W6 on both, print the table
 #
@@ -41,7 +41,7 @@
 # E2E_TMP (parent of the temp dir, default /var/tmp), E2E_ROUNDS=N (run both sides N
 # times, alternating, and report medians: a shared machine is noisy), E2E_SETTLE=61 (wait
 # that many seconds before each side's W1; see settle), E2E_ONLY=mta|postfix
-# (run one side, e.g. while profiling), E2E_WORKLOADS="W1 W3" (run only these), E2E_PERF=1 (`perf record -e cpu-clock -a -g`
+# (run one side, e.g. while profiling), E2E_WORKLOADS="W1 W3" (run only these; W1-W6, W5TLS), E2E_PERF=1 (`perf record -e cpu-clock -a -g`
 # during mta's W1-W4 into $E2E_OUT.perf.data), W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS,
 # W4_DOMAINS, W5_SESSIONS (also W5TLS's count), W6_MSGS (smaller sizes for a quick smoke
 # run), E2E_INTEROP=0 (skip the interop step).
@@ -530,7 +530,7 @@ w5() {
     [ -n "$root_pid" ] || { record "$label" rss_kb_per_session "$side" -; return; }
     sleep 2
     before=$(tree_rss_kb "$root_pid")
-    $LOAD idle 127.0.0.1 "$port" "$W5_SESSIONS" "$TIMEOUT" "$ready" $cafile >>"$OUT.log" 2>&1 &
+    $LOAD idle 127.0.0.1 "$port" "$W5_SESSIONS" "$TIMEOUT" "$ready" ${cafile:+"$cafile"} >>"$OUT.log" 2>&1 &
     client=$!
     PIDS+=("$client")
     if wait_for "$TIMEOUT" bash -c "test -f '$ready' || ! kill -0 $client 2>/dev/null" && [ -f "$ready" ]; then
