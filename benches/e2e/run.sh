@@ -169,6 +169,30 @@ tree_rss_kb() {
         }'
 }
 
+# CPU ticks (user + system, children reaped included) summed over PID and all its
+# descendants: the difference of two readings is what the tree used in between, processes
+# that started or ended in between included (their parents reap them).
+tree_cpu_ticks() {
+    ps -e -o pid=,ppid= | awk -v root="$1" '
+        { parent[$1] = $2 }
+        END {
+            total = 0
+            for (p in parent) {
+                q = p
+                while (q != "" && q != 0 && q != 1 && q != root) q = parent[q]
+                if (q != root) continue
+                f = "/proc/" p "/stat"
+                if ((getline line < f) > 0) {
+                    sub(/^.*\) /, "", line)
+                    split(line, a, " ")
+                    total += a[12] + a[13] + a[14] + a[15] # utime stime cutime cstime
+                }
+                close(f)
+            }
+            print total
+        }'
+}
+
 RESULTS=$WORK/results.raw   # lines: workload metric side value
 : >"$RESULTS"
 record() { echo "$1 $2 $3 $4" >>"$RESULTS"; note "$1 $2 $3 = $4"; }
@@ -553,11 +577,13 @@ w5() {
 # CPU counters of the whole machine from /proc/stat: prints "busy total" in ticks.
 machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat; }
 
+# w6 SIDE PORT ROOT_PID
 w6() {
-    local side=$1 port=$2 out secs c0 c1
+    local side=$1 port=$2 root_pid=$3 out secs c0 c1 s0 s1
     note "W6 $side: $W6_MSGS messages x $MSG_SIZE bytes, each on its own connection with STARTTLS, $W6_SESSIONS at a time"
     settle
     c0=$(machine_ticks)
+    s0=$(tree_cpu_ticks "$root_pid")
     if ! out=$(timeout "$TIMEOUT" $LOAD tls 127.0.0.1 "$port" bench@example.com w1@example.org \
         "$W6_MSGS" "$MSG_SIZE" "$W6_SESSIONS" "$TLS_CA" 2>&1); then
         echo "W6 $side: $out" >>"$OUT.log"
@@ -565,11 +591,14 @@ w6() {
         return
     fi
     c1=$(machine_ticks)
+    s1=$(tree_cpu_ticks "$root_pid")
     echo "$out" | sed "s/^/W6 $side: /" >>"$OUT.log"
     secs=$(echo "$out" | awk '/^sent/ { print $3 }')
     # Is the client the bottleneck? Its own CPU (in cores, over the client's wall time)
-    # against the whole machine's busy share over the same interval.
+    # against the server's (its whole process tree, deliveries during the load included)
+    # and the whole machine's busy share over the same interval.
     note "W6 $side: $(echo "$out" | grep '^client cpu' | awk '{ print "client used", $5, "cores (" $3 " s user, " $4 " s sys, " $7 " processes)" }');" \
+        "server used $(awk -v a="$s0" -v b="$s1" -v t="$secs" -v n="$W6_MSGS" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (t > 0) printf "%.2f cores (%.2f ms per message)", (b - a) / hz / t, 1000 * (b - a) / hz / n; else print "?" }');" \
         "machine busy $(echo "$c0 $c1" | awk -v n="$(nproc)" '{ if ($4 > $2) printf "%.0f%% of %d cores", 100 * ($3 - $1) / ($4 - $2), n; else print "?" }')"
     record W6 tls_msgs_per_s "$side" "$(div "$W6_MSGS" "$secs")"
 }
@@ -594,7 +623,7 @@ run_mta() {
     if [ -n "$PERF_PID" ]; then
         kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""
     fi
-    want W6 && w6 mta "$MTA_PORT"
+    want W6 && w6 mta "$MTA_PORT" "$MTA_PID"
     # W5 and W5TLS each on a freshly started server, so idle processes and caches of the
     # workloads before do not count.
     mta_stop
@@ -618,7 +647,7 @@ run_postfix() {
     want W2 && w2 postfix "$PF_PORT" "$PF_HOMES"
     want W3 && w3 postfix "$PF_PORT"
     want W4 && w4 postfix "$PF_PORT"
-    want W6 && w6 postfix "$PF_PORT"
+    want W6 && w6 postfix "$PF_PORT" "$(pf_master_pid)"
     pf_stop
     if want W5; then
         pf_start
