@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# End-to-end load benchmark: mta against Postfix, same machine, same run (issue 10).
+# End-to-end load benchmark: mta against Postfix, same machine, same run (issues 10, 17).
 #
-#   sudo benches/e2e/run.sh            # build mta (release), run W1-W5 on both, print the table
+#   sudo benches/e2e/run.sh            # build mta (release), run W1-W6 on both, print the table
 #
-# Needs root, python3 and Debian's postfix package (installed here with apt-get when missing,
-# unconfigured: the script runs a private instance and stops it at the end).
+# Needs root, python3, openssl and Debian's postfix package (installed here with apt-get when
+# missing, unconfigured: the script runs a private instance and stops it at the end).
+#
+# Both servers offer STARTTLS in every workload, with the same certificate (ECDSA P-256,
+# self-signed for localhost and 127.0.0.1, made once per run with openssl): mta's
+# control/servercert.pem, Postfix's smtpd_tls_cert_file/smtpd_tls_key_file (level may).
 #
 # W1  5,000 messages of 2 KB to one local maildir user over 10 sessions (smtp-source):
 #     acceptance rate and end-to-end rate (until the last file is in new/).
@@ -15,6 +19,17 @@
 #     (concurrencyremote 20; Postfix's smtp maxproc 20): seconds until the queue is empty.
 # W5  2,000 concurrent idle SMTP sessions (after EHLO): growth of the server's resident
 #     memory (VmRSS summed over its whole process tree) per session.
+# W6  1,000 messages of 2 KB to the W1 user, each on its own connection with STARTTLS
+#     (TLS 1.3, certificate checked by the client), 10 connections at a time
+#     (smtpload.py tls): messages/s until the last 250 after DATA.
+# W5TLS  as W5, but each idle session has done STARTTLS and EHLO again before it idles.
+#
+# Interop (once per run, after the workloads, when both sides run; E2E_INTEROP=0 skips
+# it): both servers at once on fresh directories, TLS both ways: Postfix's smtp client
+# delivers to mta under smtp_tls_security_level encrypt (smtp_tls_policy_maps), and mta
+# delivers to Postfix's smtpd under control/tlsdestinations encrypt and verify (the run's
+# certificate in control/tlsca.pem). Each side's log and the delivered messages are
+# checked; a failure fails the run (after the table is printed).
 #
 # Everything runs under one temp dir on the disk (not tmpfs), as root (Postfix needs it).
 # Each workload is bounded in time (E2E_TIMEOUT seconds, default 180) and every process
@@ -26,9 +41,10 @@
 # E2E_TMP (parent of the temp dir, default /var/tmp), E2E_ROUNDS=N (run both sides N
 # times, alternating, and report medians: a shared machine is noisy), E2E_SETTLE=61 (wait
 # that many seconds before each side's W1; see settle), E2E_ONLY=mta|postfix
-# (run one side, e.g. while profiling), E2E_WORKLOADS="W1 W3" (run only these), E2E_PERF=1 (`perf record -e cpu-clock -a -g`
+# (run one side, e.g. while profiling), E2E_WORKLOADS="W1 W3" (run only these; W1-W6, W5TLS), E2E_PERF=1 (`perf record -e cpu-clock -a -g`
 # during mta's W1-W4 into $E2E_OUT.perf.data), W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS,
-# W4_DOMAINS, W5_SESSIONS (smaller sizes for a quick smoke run).
+# W4_DOMAINS, W5_SESSIONS (also W5TLS's count), W6_MSGS (smaller sizes for a quick smoke
+# run), E2E_INTEROP=0 (skip the interop step).
 #
 # The whole script is one { ... } block, so bash parses it before running it: editing
 # the file during a run cannot change the run.
@@ -47,6 +63,8 @@ W3_RCPTS=${W3_RCPTS:-8192}
 W4_RCPTS=${W4_RCPTS:-1000}
 W4_DOMAINS=${W4_DOMAINS:-100}
 W5_SESSIONS=${W5_SESSIONS:-2000}
+W6_MSGS=${W6_MSGS:-1000}
+W6_SESSIONS=10
 MSG_SIZE=2048
 BENCH_UID=65534
 BENCH_GID=65534
@@ -63,8 +81,8 @@ if ! command -v postfix >/dev/null && command -v apt-get >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >&2 \
         || { apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >&2; }
 fi
-for t in postfix postconf smtp-source smtp-sink python3; do
-    command -v "$t" >/dev/null || die "missing $t (apt-get install postfix python3)"
+for t in postfix postconf smtp-source smtp-sink python3 openssl; do
+    command -v "$t" >/dev/null || die "missing $t (apt-get install postfix python3 openssl)"
 done
 # W5 needs two descriptors per session (client and server side) plus some slack.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -76,7 +94,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 REV=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo '?')
 if [ -z "${MTA_BIN:-}" ]; then
     (cd "$REPO" && cargo build --release -p mta-daemon) >&2
-    MTA_BIN=$REPO/target/release/mta
+    target=${CARGO_TARGET_DIR:-target}
+    case $target in /*) ;; *) target=$REPO/$target ;; esac
+    MTA_BIN=$target/release/mta
 fi
 [ -x "$MTA_BIN" ] || die "no mta binary at $MTA_BIN"
 
@@ -149,7 +169,32 @@ tree_rss_kb() {
         }'
 }
 
+# CPU ticks (user + system, children reaped included) summed over PID and all its
+# descendants: the difference of two readings is what the tree used in between, processes
+# that started or ended in between included (their parents reap them).
+tree_cpu_ticks() {
+    ps -e -o pid=,ppid= | awk -v root="$1" '
+        { parent[$1] = $2 }
+        END {
+            total = 0
+            for (p in parent) {
+                q = p
+                while (q != "" && q != 0 && q != 1 && q != root) q = parent[q]
+                if (q != root) continue
+                f = "/proc/" p "/stat"
+                if ((getline line < f) > 0) {
+                    sub(/^.*\) /, "", line)
+                    split(line, a, " ")
+                    total += a[12] + a[13] + a[14] + a[15] # utime stime cutime cstime
+                }
+                close(f)
+            }
+            print total
+        }'
+}
+
 RESULTS=$WORK/results.raw   # lines: workload metric side value
+: >"$RESULTS"
 record() { echo "$1 $2 $3 $4" >>"$RESULTS"; note "$1 $2 $3 = $4"; }
 
 MTA_PORT=$(free_port)
@@ -159,6 +204,23 @@ SINK_PORT=$(free_port)
 while [ "$SINK_PORT" = "$MTA_PORT" ] || [ "$SINK_PORT" = "$PF_PORT" ]; do SINK_PORT=$(free_port); done
 : >"$OUT.log"
 note "work dir $WORK; ports mta $MTA_PORT postfix $PF_PORT sink $SINK_PORT"
+
+# --- the certificate both servers present (made once per run) ------------------------------
+# ECDSA P-256, self-signed, for localhost and 127.0.0.1. Not a CA certificate (CA:FALSE):
+# rustls's verifier refuses a CA certificate as a server's own (CaUsedAsEndEntity), and
+# the interop step has mta verify Postfix's certificate with this file as its trust anchor.
+# The clients (smtpload.py, mta under verify) trust exactly this file.
+TLS_DIR=$WORK/tls
+mkdir -p "$TLS_DIR"
+chmod 700 "$TLS_DIR"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+    -keyout "$TLS_DIR/key.pem" -out "$TLS_DIR/cert.pem" -subj /CN=localhost \
+    -addext subjectAltName=DNS:localhost,IP:127.0.0.1 -addext basicConstraints=critical,CA:FALSE \
+    >>"$OUT.log" 2>&1 || die "openssl could not make the certificate (see $OUT.log)"
+cat "$TLS_DIR/key.pem" "$TLS_DIR/cert.pem" >"$TLS_DIR/servercert.pem"
+chmod 600 "$TLS_DIR/key.pem" "$TLS_DIR/servercert.pem"
+chmod 644 "$TLS_DIR/cert.pem"
+TLS_CA=$TLS_DIR/cert.pem
 
 # --- the loopback sink for W4 (Postfix's smtp-sink, shared by both sides) -----------------
 smtp-sink -u nobody -m 1000 "127.0.0.1:$SINK_PORT" 1024 >/dev/null 2>"$WORK/sink.log" &
@@ -202,6 +264,7 @@ mta_setup() {
     make_homes "$MTA_HOMES"
     local c=$MTA_ROOT/control i
     echo "127.0.0.1:$MTA_PORT" >"$c/listen"
+    install -m 600 "$TLS_DIR/servercert.pem" "$c/servercert.pem"
     echo 20 >"$c/concurrencylocal"
     echo 20 >"$c/concurrencyremote"
     echo $((W5_SESSIONS + 100)) >"$c/concurrencyincoming"
@@ -272,6 +335,10 @@ virtual_gid_maps = static:$BENCH_GID
 virtual_minimum_uid = 100
 transport_maps = regexp:$PF_CONF/transport
 maillog_file = $PF/maillog
+smtpd_tls_cert_file = $TLS_DIR/cert.pem
+smtpd_tls_key_file = $TLS_DIR/key.pem
+smtpd_tls_security_level = may
+smtpd_tls_loglevel = 1
 EOF
     # Users one by one (regexp tables may not substitute into virtual mailbox paths).
     {
@@ -478,35 +545,67 @@ w4() {
     fi
 }
 
+# w5 LABEL SIDE PORT ROOT_PID [CAFILE]: LABEL W5 (idle after EHLO) or W5TLS (CAFILE given:
+# idle after STARTTLS and a second EHLO).
 w5() {
-    local side=$1 port=$2 root_pid=$3 before after ready=$WORK/w5-$1.ready client
-    note "W5 $side: $W5_SESSIONS idle sessions"
-    [ -n "$root_pid" ] || { record W5 rss_kb_per_session "$side" -; return; }
+    local label=$1 side=$2 port=$3 root_pid=$4 cafile=${5:-} before after held client
+    local ready=$WORK/$label-$side.ready
+    note "$label $side: $W5_SESSIONS idle sessions${cafile:+ after STARTTLS}"
+    [ -n "$root_pid" ] || { record "$label" rss_kb_per_session "$side" -; return; }
     sleep 2
     before=$(tree_rss_kb "$root_pid")
-    $LOAD idle 127.0.0.1 "$port" "$W5_SESSIONS" "$TIMEOUT" "$ready" >>"$OUT.log" 2>&1 &
+    $LOAD idle 127.0.0.1 "$port" "$W5_SESSIONS" "$TIMEOUT" "$ready" ${cafile:+"$cafile"} >>"$OUT.log" 2>&1 &
     client=$!
     PIDS+=("$client")
     if wait_for "$TIMEOUT" bash -c "test -f '$ready' || ! kill -0 $client 2>/dev/null" && [ -f "$ready" ]; then
         sleep 1
         after=$(tree_rss_kb "$root_pid")
         held=$(awk '{ print $2 }' "$ready")
-        note "W5 $side: tree RSS $before KB before, $after KB with $held sessions"
+        note "$label $side: tree RSS $before KB before, $after KB with $held sessions"
         if [ "$held" != "$W5_SESSIONS" ]; then
-            note "W5 $side: the server refused sessions beyond $held (421): per-session figure over $held"
-            echo "W5 $side held only $held of $W5_SESSIONS sessions (421 beyond)" >>"$WORK/notes"
+            note "$label $side: the server refused sessions beyond $held (421): per-session figure over $held"
+            echo "$label $side held only $held of $W5_SESSIONS sessions (421 beyond)" >>"$WORK/notes"
         fi
-        record W5 rss_kb_per_session "$side" "$(div $((after - before)) "$held")"
+        record "$label" rss_kb_per_session "$side" "$(div $((after - before)) "$held")"
         rm -f "$ready"
     else
-        record W5 rss_kb_per_session "$side" -
+        record "$label" rss_kb_per_session "$side" -
     fi
     wait "$client" 2>/dev/null || true
 }
 
+# CPU counters of the whole machine from /proc/stat: prints "busy total" in ticks.
+machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat; }
+
+# w6 SIDE PORT ROOT_PID
+w6() {
+    local side=$1 port=$2 root_pid=$3 out secs c0 c1 s0 s1
+    note "W6 $side: $W6_MSGS messages x $MSG_SIZE bytes, each on its own connection with STARTTLS, $W6_SESSIONS at a time"
+    settle
+    c0=$(machine_ticks)
+    s0=$(tree_cpu_ticks "$root_pid")
+    if ! out=$(timeout "$TIMEOUT" $LOAD tls 127.0.0.1 "$port" bench@example.com w1@example.org \
+        "$W6_MSGS" "$MSG_SIZE" "$W6_SESSIONS" "$TLS_CA" 2>&1); then
+        echo "W6 $side: $out" >>"$OUT.log"
+        record W6 tls_msgs_per_s "$side" -
+        return
+    fi
+    c1=$(machine_ticks)
+    s1=$(tree_cpu_ticks "$root_pid")
+    echo "$out" | sed "s/^/W6 $side: /" >>"$OUT.log"
+    secs=$(echo "$out" | awk '/^sent/ { print $3 }')
+    # Is the client the bottleneck? Its own CPU (in cores, over the client's wall time)
+    # against the server's (its whole process tree, deliveries during the load included)
+    # and the whole machine's busy share over the same interval.
+    note "W6 $side: $(echo "$out" | grep '^client cpu' | awk '{ print "client used", $5, "cores (" $3 " s user, " $4 " s sys, " $7 " processes)" }');" \
+        "server used $(awk -v a="$s0" -v b="$s1" -v t="$secs" -v n="$W6_MSGS" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (t > 0) printf "%.2f cores (%.2f ms per message)", (b - a) / hz / t, 1000 * (b - a) / hz / n; else print "?" }');" \
+        "machine busy $(echo "$c0 $c1" | awk -v n="$(nproc)" '{ if ($4 > $2) printf "%.0f%% of %d cores", 100 * ($3 - $1) / ($4 - $2), n; else print "?" }')"
+    record W6 tls_msgs_per_s "$side" "$(div "$W6_MSGS" "$secs")"
+}
+
 # --- the run ---------------------------------------------------------------------------------
-# want W: true if workload W is selected (E2E_WORKLOADS, default all five).
-want() { case " ${E2E_WORKLOADS:-W1 W2 W3 W4 W5} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+# want W: true if workload W is selected (E2E_WORKLOADS, default all seven).
+want() { case " ${E2E_WORKLOADS:-W1 W2 W3 W4 W5 W6 W5TLS} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 MTA_LOCAL_SUCCESSES=0
 run_mta() {
     note "== mta ($MTA_BIN)"
@@ -524,11 +623,18 @@ run_mta() {
     if [ -n "$PERF_PID" ]; then
         kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""
     fi
-    # W5 on a freshly started server, so idle processes and caches of W1-W4 do not count.
+    want W6 && w6 mta "$MTA_PORT" "$MTA_PID"
+    # W5 and W5TLS each on a freshly started server, so idle processes and caches of the
+    # workloads before do not count.
     mta_stop
     if want W5; then
         mta_start
-        w5 mta "$MTA_PORT" "$MTA_PID"
+        w5 W5 mta "$MTA_PORT" "$MTA_PID"
+        mta_stop
+    fi
+    if want W5TLS; then
+        mta_start
+        w5 W5TLS mta "$MTA_PORT" "$MTA_PID" "$TLS_CA"
         mta_stop
     fi
     cp "$MTA_LOG" "$OUT.mta.log"
@@ -541,10 +647,16 @@ run_postfix() {
     want W2 && w2 postfix "$PF_PORT" "$PF_HOMES"
     want W3 && w3 postfix "$PF_PORT"
     want W4 && w4 postfix "$PF_PORT"
+    want W6 && w6 postfix "$PF_PORT" "$(pf_master_pid)"
     pf_stop
     if want W5; then
         pf_start
-        w5 postfix "$PF_PORT" "$(pf_master_pid)"
+        w5 W5 postfix "$PF_PORT" "$(pf_master_pid)"
+        pf_stop
+    fi
+    if want W5TLS; then
+        pf_start
+        w5 W5TLS postfix "$PF_PORT" "$(pf_master_pid)" "$TLS_CA"
         pf_stop
     fi
     cp "$PF/maillog" "$OUT.postfix.log" 2>/dev/null || true
@@ -560,6 +672,90 @@ for ((round = 1; round <= ROUNDS; round++)); do
         *) run_mta; run_postfix ;;
     esac
 done
+
+# --- interop: both servers at once, TLS both ways ------------------------------------------
+# (a) Postfix's smtp client -> mta: a message submitted to Postfix for w1@pf2mta.test, which
+#     Postfix routes to [127.0.0.1]:MTA_PORT with smtp_tls_security_level encrypt (an
+#     smtp_tls_policy_maps entry) and mta takes as local (locals, rcpthosts).
+# (b) mta -> Postfix's smtpd: messages submitted to mta for w1@mta2pf.test (tlsdestinations
+#     encrypt) and w1@mta2pfv.test (verify: the certificate must chain to control/tlsca.pem,
+#     the run's certificate, and name 127.0.0.1, the smtproutes host mta checks it against),
+#     both routed to 127.0.0.1:PF_PORT; Postfix delivers them to its W1 maildir.
+# Each side's log and the delivered messages are checked. Sets INTEROP to "passed" or to
+# what failed; the caller fails the run after printing the table.
+INTEROP=""
+interop_fail() { INTEROP=${INTEROP:-"FAILED: $*"}; note "interop: FAILED: $*"; } # keeps the first
+files_in() { find "$1" -type f 2>/dev/null | wc -l; }
+has_files() { [ "$(files_in "$1")" -ge "$2" ]; } # has_files DIR N
+interop() {
+    local limit=60 c f
+    note "== interop: Postfix and mta at once, TLS both ways"
+    set_round interop
+    mta_setup
+    c=$MTA_ROOT/control
+    echo pf2mta.test >>"$c/locals"
+    echo pf2mta.test >>"$c/rcpthosts"
+    echo "mta2pf.test:127.0.0.1:$PF_PORT" >>"$c/smtproutes"
+    echo "mta2pfv.test:127.0.0.1:$PF_PORT" >>"$c/smtproutes"
+    printf 'mta2pf.test:encrypt\nmta2pfv.test:verify\n' >"$c/tlsdestinations"
+    cp "$TLS_CA" "$c/tlsca.pem"
+    pf_setup
+    postconf -c "$PF_CONF" -e "virtual_mailbox_domains = example.org, mta2pf.test, mta2pfv.test" \
+        "smtp_tls_loglevel = 1" "smtp_tls_policy_maps = texthash:$PF_CONF/tls_policy"
+    printf '[127.0.0.1]:%s encrypt\n' "$MTA_PORT" >"$PF_CONF/tls_policy"
+    printf '/@pf2mta\\.test$/\tsmtp:[127.0.0.1]:%s\n' "$MTA_PORT" >>"$PF_CONF/transport"
+    printf 'w1@mta2pf.test w1/Maildir/\nw1@mta2pfv.test w1/Maildir/\n' >>"$PF_CONF/vmailbox"
+    pf_start
+    mta_start
+
+    # (a) Postfix -> mta
+    if ! $LOAD list 127.0.0.1 "$PF_PORT" bench@example.com w1@pf2mta.test 1 "$MSG_SIZE" >>"$OUT.log" 2>&1; then
+        interop_fail "(a) Postfix refused the message for w1@pf2mta.test"
+    elif ! wait_for "$limit" has_files "$MTA_HOMES/w1/Maildir/new" 1; then
+        interop_fail "(a) no message from Postfix in mta's maildir after ${limit} s (Postfix: $(grep 'pf2mta' "$PF/maillog" | tail -1))"
+    else
+        f=$(find "$MTA_HOMES/w1/Maildir/new" -type f | head -1)
+        grep -q "smtp: tls 127.0.0.1 TLSv1\." "$MTA_LOG" || interop_fail "(a) mta's log has no 'smtp: tls 127.0.0.1 TLSv1.' line"
+        grep -q "with ESMTPS (TLSv1\." "$f" || interop_fail "(a) the delivered message has no 'with ESMTPS' Received line from mta"
+        grep -q "TLS connection established to 127.0.0.1\[127.0.0.1\]:$MTA_PORT" "$PF/maillog" \
+            || interop_fail "(a) Postfix's maillog shows no TLS connection to mta"
+        grep "to=<w1@pf2mta.test>" "$PF/maillog" | grep -q "relay=127.0.0.1\[127.0.0.1\]:$MTA_PORT.*status=sent" \
+            || interop_fail "(a) Postfix's maillog shows no status=sent to mta"
+        [ -n "$INTEROP" ] || note "interop (a) Postfix -> mta: $(grep -o "TLS connection established to .*" "$PF/maillog" | head -1); mta: $(grep -m1 -o "smtp: tls 127.0.0.1 .*" "$MTA_LOG")"
+    fi
+
+    # (b) mta -> Postfix, under encrypt and under verify
+    local d
+    for d in mta2pf.test mta2pfv.test; do
+        $LOAD list 127.0.0.1 "$MTA_PORT" bench@example.com "w1@$d" 1 "$MSG_SIZE" >>"$OUT.log" 2>&1 \
+            || interop_fail "(b) mta refused the message for w1@$d"
+    done
+    if ! wait_for "$limit" has_files "$PF_HOMES/w1/Maildir/new" 2; then
+        interop_fail "(b) $(files_in "$PF_HOMES/w1/Maildir/new") of 2 messages from mta in Postfix's maildir after ${limit} s; mta: $(grep -E 'delivery [0-9]+: (deferral|failure)' "$MTA_LOG" | tail -1)"
+    else
+        [ "$(grep -c "remote: tls 127.0.0.1 127.0.0.1 TLSv1\." "$MTA_LOG")" -ge 2 ] \
+            || interop_fail "(b) mta's log has fewer than two 'remote: tls 127.0.0.1 127.0.0.1 TLSv1.' lines"
+        [ "$(grep -cE 'delivery [0-9]+: success' "$MTA_LOG")" -ge 3 ] \
+            || interop_fail "(b) mta's log has fewer than three 'delivery N: success' lines (one local, two remote)"
+        [ "$(grep -c "TLS connection established from" "$PF/maillog")" -ge 2 ] \
+            || interop_fail "(b) Postfix's maillog has fewer than two 'TLS connection established from' lines"
+        for d in mta2pf.test mta2pfv.test; do
+            grep "to=<w1@$d>" "$PF/maillog" | grep -q "status=sent" \
+                || interop_fail "(b) Postfix's maillog shows no status=sent for w1@$d"
+        done
+        [ "$(grep -l "with ESMTPS" "$PF_HOMES/w1/Maildir/new"/* | wc -l)" -ge 2 ] \
+            || interop_fail "(b) the messages Postfix delivered do not say 'with ESMTPS'"
+        [ -n "$INTEROP" ] || note "interop (b) mta -> Postfix: $(grep -m1 -o "remote: tls .*" "$MTA_LOG"); Postfix: $(grep -m1 -o "TLS connection established from .*" "$PF/maillog")"
+    fi
+    mta_stop
+    pf_stop
+    cp "$MTA_LOG" "$OUT.interop.mta.log"
+    cp "$PF/maillog" "$OUT.interop.postfix.log" 2>/dev/null || true
+    [ -n "$INTEROP" ] || { INTEROP=passed; note "interop: passed"; }
+}
+if [ "${E2E_ONLY:-both}" = both ] && [ "${E2E_INTEROP:-1}" != 0 ]; then
+    interop
+fi
 
 # --- the table: ratio = how many times better mta is (rates mta/postfix, times and memory
 # postfix/mta), so > 1 always favours mta.
@@ -600,6 +796,8 @@ table() {
     [ "$ROUNDS" = 1 ] || echo "# each figure: the median of $ROUNDS rounds (mta then postfix in each)"
     table
     if [ -f "$WORK/notes" ]; then sort -u "$WORK/notes" | sed 's/^/# note: /'; fi
+    [ -z "$INTEROP" ] || echo "# interop with Postfix, TLS both ways (Postfix smtp -> mta encrypt; mta -> Postfix smtpd encrypt and verify): $INTEROP"
 } | tee "$OUT"
+case "$INTEROP" in FAILED*) die "interop with Postfix $INTEROP (logs: $OUT.interop.*.log)" ;; esac
 exit
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Small SMTP load client for the end-to-end benchmark (stdlib only).
 
-Two modes, used where Postfix's smtp-source does not fit:
+Three modes, used where Postfix's smtp-source does not fit:
 
   smtpload.py list HOST PORT SENDER TEMPLATE COUNT SIZE [DOMAINS]
       One message of SIZE bytes to COUNT recipients, TEMPLATE formatted with {i}, the
@@ -13,12 +13,25 @@ Two modes, used where Postfix's smtp-source does not fit:
       that 250 (so the interpreter's start-up is not counted); exits non-zero unless
       every recipient was accepted.
 
-  smtpload.py idle HOST PORT COUNT HOLD_SECONDS READY_FILE
+  smtpload.py tls HOST PORT SENDER RCPT COUNT SIZE SESSIONS CAFILE
+      COUNT messages of SIZE bytes to RCPT, each on its own connection with STARTTLS
+      (TLS 1.3 only; the server's certificate checked against CAFILE for the name
+      'localhost', so the handshake is a real one), SESSIONS connections at a time (one
+      thread each, spread over one process per core): greeting, EHLO, STARTTLS, EHLO again, then MAIL, RCPT and DATA
+      (pipelined when offered), the message, the 250, QUIT. Prints 'sent COUNT SECONDS
+      START END', from the first connect to the last 250 after the final dot, then
+      'client cpu USER SYS SHARE in P processes' (the client's own CPU seconds and
+      their share of the wall time, in cores) and the TLS version and cipher of the first session. Exits
+      non-zero unless every message got its 250.
+
+  smtpload.py idle HOST PORT COUNT HOLD_SECONDS READY_FILE [CAFILE]
       Opens COUNT SMTP sessions, reads each 220 greeting and sends EHLO (so every
       session is established and past its greeting), writes 'ready N' to READY_FILE
       (N < COUNT when the server answered a greeting with 421, its session limit),
       then holds them open and idle until HOLD_SECONDS pass or READY_FILE is removed,
-      and closes them. Bounded by HOLD_SECONDS whatever happens.
+      and closes them. Bounded by HOLD_SECONDS whatever happens. With CAFILE, each
+      session also does STARTTLS (TLS 1.3, checked as in 'tls') and EHLO again before
+      it idles.
 
 Waiters, cheap enough to poll every 10 ms without disturbing the server under test; each
 prints the wall-clock time (Unix seconds) the condition became true, or exits 1 once
@@ -32,8 +45,11 @@ once PATH exists (so it can be started, and its interpreter loaded, before the l
 """
 
 import os
+import resource
 import socket
+import ssl
 import sys
+import threading
 import time
 
 
@@ -103,8 +119,169 @@ def mode_list(host, port, sender, template, count, size, domains="1"):
         sys.exit(f"only {accepted} of {count} recipients accepted")
 
 
-def mode_idle(host, port, count, hold, ready_file):
+def tls_context(cafile):
+    """A client context that checks the server's certificate against CAFILE only (no
+    system roots to load), TLS 1.3 only."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    return ctx
+
+
+def starttls(ctx, s, f, ehlo):
+    """STARTTLS on a session past its EHLO (whose reply lines are `ehlo`): the 220, the
+    handshake, EHLO again. Returns (TLS socket, its reader, the new EHLO lines)."""
+    if not any(line[4:].upper().startswith("STARTTLS") for line in ehlo):
+        raise ConnectionError("STARTTLS not offered")
+    s.sendall(b"STARTTLS\r\n")
+    code, lines = read_reply(f)
+    if code != 220:
+        raise ConnectionError(f"STARTTLS {code} {lines}")
+    f.close()
+    t = ctx.wrap_socket(s, server_hostname="localhost")
+    tf = t.makefile("rb")
+    t.sendall(b"EHLO load.example.com\r\n")
+    code, lines = read_reply(tf)
+    if code != 250:
+        raise ConnectionError(f"EHLO after STARTTLS {code}")
+    if t.version() != "TLSv1.3":
+        raise ConnectionError(f"negotiated {t.version()}, not TLSv1.3")
+    return t, tf, lines
+
+
+def tls_message(ctx, host, port, sender, rcpt, data):
+    """One message on its own connection with STARTTLS; returns (TLS version, cipher)."""
+    s = socket.create_connection((host, port), timeout=60)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        f = s.makefile("rb")
+        code, _ = read_reply(f)
+        if code != 220:
+            raise ConnectionError(f"greeting {code}")
+        s.sendall(b"EHLO load.example.com\r\n")
+        code, lines = read_reply(f)
+        if code != 250:
+            raise ConnectionError(f"EHLO {code}")
+        t, tf, lines = starttls(ctx, s, f, lines)
+        s = t
+        cmds = [f"MAIL FROM:<{sender}>\r\n".encode(), f"RCPT TO:<{rcpt}>\r\n".encode(), b"DATA\r\n"]
+        if any(line[4:].upper().startswith("PIPELINING") for line in lines):
+            t.sendall(b"".join(cmds))
+            replies = [read_reply(tf)[0] for _ in cmds]
+        else:
+            replies = []
+            for c in cmds:
+                t.sendall(c)
+                replies.append(read_reply(tf)[0])
+        if replies != [250, 250, 354]:
+            raise ConnectionError(f"MAIL/RCPT/DATA {replies}")
+        t.sendall(data)
+        code, lines = read_reply(tf)
+        if code != 250:
+            raise ConnectionError(f"end of data {code} {lines}")
+        described = (t.version(), t.cipher()[0])
+        t.sendall(b"QUIT\r\n")
+        try:
+            read_reply(tf)
+        except (ConnectionError, OSError):
+            pass
+        tf.close()
+        return described
+    finally:
+        s.close()
+
+
+def tls_share(ctx, host, port, sender, rcpt, data, count, sessions):
+    """Sends `count` messages over `sessions` threads; returns (sent, the Unix time of the
+    last 250, the first session's (version, cipher), the first error or None)."""
+    lock = threading.Lock()
+    state = {"next": 0, "sent": 0, "last": 0.0, "error": None, "described": None}
+
+    def worker():
+        while True:
+            with lock:
+                if state["next"] >= count or state["error"]:
+                    return
+                state["next"] += 1
+            try:
+                described = tls_message(ctx, host, port, sender, rcpt, data)
+            except (OSError, ConnectionError) as e:
+                with lock:
+                    state["error"] = state["error"] or str(e)
+                return
+            done = time.time()
+            with lock:
+                state["sent"] += 1
+                state["last"] = max(state["last"], done)
+                state["described"] = state["described"] or described
+
+    threads = [threading.Thread(target=worker) for _ in range(min(sessions, count))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return state["sent"], state["last"], state["described"], state["error"]
+
+
+def mode_tls(host, port, sender, rcpt, count, size, sessions, cafile):
+    count, size, sessions, port = int(count), int(size), int(sessions), int(port)
+    ctx = tls_context(cafile)
+    data = body(size) + b".\r\n"
+    # One process per core (the handshakes and the Python around them then run in
+    # parallel, not behind one interpreter lock), the sessions and messages split evenly.
+    procs = max(1, min(os.cpu_count() or 1, sessions, count))
+    start_wall = time.time()
+    start = time.monotonic()
+    children = []
+    for k in range(procs):
+        share = count // procs + (k < count % procs)
+        threads = sessions // procs + (k < sessions % procs)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            code = 0
+            try:
+                sent, last, described, error = tls_share(ctx, host, port, sender, rcpt, data, share, threads)
+                version, cipher = described or ("-", "-")
+                os.write(w, f"{sent} {last:.6f} {version} {cipher} {error or ''}".encode())
+            except BaseException as e:  # pylint: disable=broad-except
+                os.write(w, f"0 0 - - {e}".encode())
+                code = 1
+            os._exit(code)
+        os.close(w)
+        children.append((pid, r))
+    sent, last, described, errors = 0, 0.0, None, []
+    for pid, r in children:
+        chunks = []
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        os.close(r)
+        os.waitpid(pid, 0)
+        fields = b"".join(chunks).decode().split(" ", 4)
+        if len(fields) < 5:
+            errors.append("a client process died")
+            continue
+        sent += int(fields[0])
+        last = max(last, float(fields[1]))
+        described = described or (fields[2] != "-" and (fields[2], fields[3])) or None
+        if fields[4]:
+            errors.append(fields[4])
+    wall = time.monotonic() - start
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if errors or sent != count:
+        sys.exit(f"sent {sent} of {count}: {errors[0] if errors else 'short'}")
+    elapsed = last - start_wall
+    print(f"sent {sent} {elapsed:.6f} {start_wall:.6f} {last:.6f}")
+    print(f"client cpu {cpu.ru_utime:.3f} {cpu.ru_stime:.3f} {(cpu.ru_utime + cpu.ru_stime) / wall:.2f} in {procs} processes")
+    print(f"tls {described[0]} {described[1]}")
+
+
+def mode_idle(host, port, count, hold, ready_file, cafile=None):
     count, hold = int(count), float(hold)
+    ctx = tls_context(cafile) if cafile else None
     deadline = time.monotonic() + hold
     socks = []
     try:
@@ -123,9 +300,14 @@ def mode_idle(host, port, count, hold, ready_file):
             if code != 220:
                 sys.exit(f"greeting {code}")
             s.sendall(b"EHLO idle.example.com\r\n")
-            code, _ = read_reply(f)
+            code, lines = read_reply(f)
             if code != 250:
                 sys.exit(f"EHLO {code}")
+            if ctx:
+                try:
+                    s, f, _ = starttls(ctx, s, f, lines)
+                except (OSError, ConnectionError) as e:
+                    sys.exit(f"STARTTLS on session {len(socks) + 1}: {e}")
             socks.append((s, f))
         with open(ready_file + ".part", "w") as out:
             out.write(f"ready {len(socks)}\n")
@@ -244,7 +426,9 @@ def mode_wait_empty(timeout, *dirs):
 def main():
     if len(sys.argv) >= 2 and sys.argv[1] == "list" and len(sys.argv) in (8, 9):
         mode_list(*sys.argv[2:])
-    elif len(sys.argv) >= 2 and sys.argv[1] == "idle" and len(sys.argv) == 7:
+    elif len(sys.argv) == 10 and sys.argv[1] == "tls":
+        mode_tls(*sys.argv[2:])
+    elif len(sys.argv) >= 2 and sys.argv[1] == "idle" and len(sys.argv) in (7, 8):
         mode_idle(*sys.argv[2:])
     elif len(sys.argv) == 5 and sys.argv[1] == "wait-files":
         mode_wait_files(*sys.argv[2:])
