@@ -23,13 +23,18 @@
 #     (TLS 1.3, certificate checked by the client), 10 connections at a time
 #     (smtpload.py tls): messages/s until the last 250 after DATA.
 # W5TLS  as W5, but each idle session has done STARTTLS and EHLO again before it idles.
+# W7  mta only (Postfix's smtpd needs an external SASL server): W6 on a submission port,
+#     each connection logging in with AUTH PLAIN (Argon2id hash at its default
+#     parameters) before its message: messages/s, written as a note under the table.
 #
 # Interop (once per run, after the workloads, when both sides run; E2E_INTEROP=0 skips
 # it): both servers at once on fresh directories, TLS both ways: Postfix's smtp client
 # delivers to mta under smtp_tls_security_level encrypt (smtp_tls_policy_maps), and mta
 # delivers to Postfix's smtpd under control/tlsdestinations encrypt and verify (the run's
-# certificate in control/tlsca.pem). Each side's log and the delivered messages are
-# checked; a failure fails the run (after the table is printed).
+# certificate in control/tlsca.pem), and Postfix's smtp client logs in to mta's submission
+# port with SASL (smtp_sasl_auth_enable, a password map) over STARTTLS. Each side's log
+# and the delivered messages are checked; a failure fails the run (after the table is
+# printed).
 #
 # Everything runs under one temp dir on the disk (not tmpfs), as root (Postfix needs it).
 # Each workload is bounded in time (E2E_TIMEOUT seconds, default 180) and every process
@@ -202,6 +207,8 @@ PF_PORT=$(free_port)
 while [ "$PF_PORT" = "$MTA_PORT" ]; do PF_PORT=$(free_port); done
 SINK_PORT=$(free_port)
 while [ "$SINK_PORT" = "$MTA_PORT" ] || [ "$SINK_PORT" = "$PF_PORT" ]; do SINK_PORT=$(free_port); done
+SUB_PORT=$(free_port) # mta's submission listener (W7, interop (c))
+while [ "$SUB_PORT" = "$MTA_PORT" ] || [ "$SUB_PORT" = "$PF_PORT" ] || [ "$SUB_PORT" = "$SINK_PORT" ]; do SUB_PORT=$(free_port); done
 : >"$OUT.log"
 note "work dir $WORK; ports mta $MTA_PORT postfix $PF_PORT sink $SINK_PORT"
 
@@ -263,7 +270,8 @@ mta_setup() {
     "$MTA_BIN" --root "$MTA_ROOT" init --hostname example.org >/dev/null
     make_homes "$MTA_HOMES"
     local c=$MTA_ROOT/control i
-    echo "127.0.0.1:$MTA_PORT" >"$c/listen"
+    printf '127.0.0.1:%s\n127.0.0.1:%s submission\n' "$MTA_PORT" "$SUB_PORT" >"$c/listen"
+    echo benchpw | "$MTA_BIN" --root "$MTA_ROOT" passwd bench
     install -m 600 "$TLS_DIR/servercert.pem" "$c/servercert.pem"
     echo 20 >"$c/concurrencylocal"
     echo 20 >"$c/concurrencyremote"
@@ -603,9 +611,28 @@ w6() {
     record W6 tls_msgs_per_s "$side" "$(div "$W6_MSGS" "$secs")"
 }
 
+W7_FAILED=0
+w7() {
+    local out secs rate
+    note "W7 mta: $W6_MSGS messages, each on its own STARTTLS connection to the submission port with AUTH PLAIN"
+    settle
+    if ! out=$(SMTPLOAD_AUTH=bench:benchpw timeout "$TIMEOUT" $LOAD tls 127.0.0.1 "$SUB_PORT" \
+        bench@example.com w1@example.org "$W6_MSGS" "$MSG_SIZE" "$W6_SESSIONS" "$TLS_CA" 2>&1); then
+        echo "W7 mta: $out" >>"$OUT.log"
+        echo "W7 mta: AUTH + message per STARTTLS connection failed: $(echo "$out" | tail -1)" >>"$WORK/notes"
+        W7_FAILED=1
+        return 0
+    fi
+    echo "$out" | sed "s/^/W7 mta: /" >>"$OUT.log"
+    secs=$(echo "$out" | awk '/^sent/ { print $3 }')
+    rate=$(div "$W6_MSGS" "$secs")
+    note "W7 mta auth_tls_msgs_per_s = $rate"
+    echo "W7 mta: AUTH PLAIN (Argon2id) + one message per STARTTLS connection: $rate msgs/s (round $round)" >>"$WORK/notes"
+}
+
 # --- the run ---------------------------------------------------------------------------------
 # want W: true if workload W is selected (E2E_WORKLOADS, default all seven).
-want() { case " ${E2E_WORKLOADS:-W1 W2 W3 W4 W5 W6 W5TLS} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+want() { case " ${E2E_WORKLOADS:-W1 W2 W3 W4 W5 W6 W5TLS W7} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 MTA_LOCAL_SUCCESSES=0
 run_mta() {
     note "== mta ($MTA_BIN)"
@@ -624,6 +651,7 @@ run_mta() {
         kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""
     fi
     want W6 && w6 mta "$MTA_PORT" "$MTA_PID"
+    want W7 && w7
     # W5 and W5TLS each on a freshly started server, so idle processes and caches of the
     # workloads before do not count.
     mta_stop
@@ -695,6 +723,8 @@ interop() {
     c=$MTA_ROOT/control
     echo pf2mta.test >>"$c/locals"
     echo pf2mta.test >>"$c/rcpthosts"
+    echo sasl2mta.test >>"$c/locals"
+    echo sasl2mta.test >>"$c/rcpthosts"
     echo "mta2pf.test:127.0.0.1:$PF_PORT" >>"$c/smtproutes"
     echo "mta2pfv.test:127.0.0.1:$PF_PORT" >>"$c/smtproutes"
     printf 'mta2pf.test:encrypt\nmta2pfv.test:verify\n' >"$c/tlsdestinations"
@@ -702,8 +732,15 @@ interop() {
     pf_setup
     postconf -c "$PF_CONF" -e "virtual_mailbox_domains = example.org, mta2pf.test, mta2pfv.test" \
         "smtp_tls_loglevel = 1" "smtp_tls_policy_maps = texthash:$PF_CONF/tls_policy"
-    printf '[127.0.0.1]:%s encrypt\n' "$MTA_PORT" >"$PF_CONF/tls_policy"
+    printf '[127.0.0.1]:%s encrypt\n[127.0.0.1]:%s encrypt\n' "$MTA_PORT" "$SUB_PORT" >"$PF_CONF/tls_policy"
     printf '/@pf2mta\\.test$/\tsmtp:[127.0.0.1]:%s\n' "$MTA_PORT" >>"$PF_CONF/transport"
+    # (c) Postfix's smtp client logs in (SASL PLAIN, Cyrus's client plugins) to mta's
+    # submission port, over STARTTLS.
+    printf '/@sasl2mta\\.test$/\tsmtp:[127.0.0.1]:%s\n' "$SUB_PORT" >>"$PF_CONF/transport"
+    printf '[127.0.0.1]:%s bench:benchpw\n' "$SUB_PORT" >"$PF_CONF/sasl_passwd"
+    postconf -c "$PF_CONF" -e "smtp_sasl_auth_enable = yes" \
+        "smtp_sasl_password_maps = texthash:$PF_CONF/sasl_passwd" \
+        "smtp_sasl_security_options = noanonymous" "smtp_sasl_tls_security_options = noanonymous"
     printf 'w1@mta2pf.test w1/Maildir/\nw1@mta2pfv.test w1/Maildir/\n' >>"$PF_CONF/vmailbox"
     pf_start
     mta_start
@@ -724,6 +761,20 @@ interop() {
         [ -n "$INTEROP" ] || note "interop (a) Postfix -> mta: $(grep -o "TLS connection established to .*" "$PF/maillog" | head -1); mta: $(grep -m1 -o "smtp: tls 127.0.0.1 .*" "$MTA_LOG")"
     fi
 
+    # (c) Postfix -> mta's submission port with SASL over STARTTLS
+    if ! $LOAD list 127.0.0.1 "$PF_PORT" bench@example.com w1@sasl2mta.test 1 "$MSG_SIZE" >>"$OUT.log" 2>&1; then
+        interop_fail "(c) Postfix refused the message for w1@sasl2mta.test"
+    elif ! wait_for "$limit" has_files "$MTA_HOMES/w1/Maildir/new" 2; then
+        interop_fail "(c) no message from Postfix's SASL client in mta's maildir after ${limit} s (Postfix: $(grep 'sasl2mta' "$PF/maillog" | tail -1); mta: $(grep 'auth ' "$MTA_LOG" | tail -1))"
+    else
+        grep -q "auth ok bench 127.0.0.1" "$MTA_LOG" || interop_fail "(c) mta's log has no 'auth ok bench 127.0.0.1' line"
+        grep -l "with ESMTPSA (TLSv1\." "$MTA_HOMES/w1/Maildir/new"/* >/dev/null 2>&1 \
+            || interop_fail "(c) no delivered message says 'with ESMTPSA'"
+        grep "to=<w1@sasl2mta.test>" "$PF/maillog" | grep -q "status=sent" \
+            || interop_fail "(c) Postfix's maillog shows no status=sent for w1@sasl2mta.test"
+        [ -n "$INTEROP" ] || note "interop (c) Postfix SASL -> mta submission: $(grep -m1 -o "auth ok bench .*" "$MTA_LOG")"
+    fi
+
     # (b) mta -> Postfix, under encrypt and under verify
     local d
     for d in mta2pf.test mta2pfv.test; do
@@ -735,8 +786,8 @@ interop() {
     else
         [ "$(grep -c "remote: tls 127.0.0.1 127.0.0.1 TLSv1\." "$MTA_LOG")" -ge 2 ] \
             || interop_fail "(b) mta's log has fewer than two 'remote: tls 127.0.0.1 127.0.0.1 TLSv1.' lines"
-        [ "$(grep -cE 'delivery [0-9]+: success' "$MTA_LOG")" -ge 3 ] \
-            || interop_fail "(b) mta's log has fewer than three 'delivery N: success' lines (one local, two remote)"
+        [ "$(grep -cE 'delivery [0-9]+: success' "$MTA_LOG")" -ge 4 ] \
+            || interop_fail "(b) mta's log has fewer than four 'delivery N: success' lines (two local, two remote)"
         [ "$(grep -c "TLS connection established from" "$PF/maillog")" -ge 2 ] \
             || interop_fail "(b) Postfix's maillog has fewer than two 'TLS connection established from' lines"
         for d in mta2pf.test mta2pfv.test; do
@@ -799,5 +850,6 @@ table() {
     [ -z "$INTEROP" ] || echo "# interop with Postfix, TLS both ways (Postfix smtp -> mta encrypt; mta -> Postfix smtpd encrypt and verify): $INTEROP"
 } | tee "$OUT"
 case "$INTEROP" in FAILED*) die "interop with Postfix $INTEROP (logs: $OUT.interop.*.log)" ;; esac
+[ "$W7_FAILED" = 0 ] || die "W7 (AUTH over STARTTLS) failed; see $OUT.log"
 exit
 }

@@ -44,6 +44,7 @@ once PATH exists (so it can be started, and its interpreter loaded, before the l
   smtpload.py wait-empty TIMEOUT DIR...          no regular file left under any DIR
 """
 
+import base64
 import os
 import resource
 import socket
@@ -163,6 +164,15 @@ def tls_message(ctx, host, port, sender, rcpt, data):
             raise ConnectionError(f"EHLO {code}")
         t, tf, lines = starttls(ctx, s, f, lines)
         s = t
+        login = os.environ.get("SMTPLOAD_AUTH")
+        if login:
+            # AUTH PLAIN with an initial response (RFC 4954, RFC 4616): LOGIN:PASSWORD.
+            user, _, password = login.partition(":")
+            token = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode())
+            t.sendall(b"AUTH PLAIN " + token + b"\r\n")
+            code, reply = read_reply(tf)
+            if code != 235:
+                raise ConnectionError(f"AUTH {code} {reply}")
         cmds = [f"MAIL FROM:<{sender}>\r\n".encode(), f"RCPT TO:<{rcpt}>\r\n".encode(), b"DATA\r\n"]
         if any(line[4:].upper().startswith("PIPELINING") for line in lines):
             t.sendall(b"".join(cmds))
