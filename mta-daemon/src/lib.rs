@@ -25,6 +25,7 @@
 //! | [`admin`], [`qread`] | `check`, `queue stat/list/flush` | qmail-qstat, qmail-qread |
 //! | [`trigger`] | the wake-up FIFO | `lock/trigger` |
 //! | [`privs`] | per-thread uid drop, account lookup | the qmail uids |
+//! | [`metrics`] | counters and the `control/metrics` endpoint (Prometheus text format) | |
 //! | [`log`], [`origin`] | log lines; who queued a message (`qp`, `uid`) | qmail-send's log |
 //! | [`live`] | settings reread at SIGHUP, `control/defaultdelivery` | qmail-send's HUP, qmail-start's argument |
 //! | [`helpers`] | `preline`, `condredirect`, `bouncesaying`, `except`, `forward` | the same qmail programs |
@@ -43,6 +44,7 @@ pub mod live;
 pub mod local;
 pub mod log;
 pub mod lookup;
+pub mod metrics;
 pub mod origin;
 pub mod pool;
 pub mod privs;

@@ -158,7 +158,6 @@ impl Limits {
     }
 
     /// Sessions running now.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn active(&self) -> usize {
         self.active.load(Ordering::SeqCst)
     }
@@ -171,7 +170,6 @@ impl Limits {
     }
 
     /// Refusals so far, per reason (for the metrics endpoint and tests).
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn rejects(&self) -> Vec<(Reason, u64)> {
         Reason::ALL
             .iter()

@@ -90,7 +90,9 @@ pub fn run_deliveries(
     lifetime: Duration,
 ) {
     for job in jobs {
+        let started = std::time::Instant::now();
         let results = deliverer.deliver(&job);
+        crate::metrics::delivery_time(started.elapsed());
         let now = SystemTime::now();
         let statuses: Vec<Status> = job
             .targets

@@ -300,7 +300,9 @@ impl Scheduler {
             Input::Done(d) => done.push(*d),
             Input::Finished(id) => {
                 self.finishing = self.finishing.saturating_sub(1);
-                self.messages.remove(&id);
+                if let Some(m) = self.messages.remove(&id) {
+                    crate::metrics::dequeued(m.birth);
+                }
             }
             Input::Unfinished(id) => {
                 self.finishing = self.finishing.saturating_sub(1);
@@ -382,6 +384,7 @@ impl Scheduler {
                 busy: false,
             })
             .collect();
+        crate::metrics::queued(info.birth);
         self.messages.insert(
             id,
             Message {
@@ -597,6 +600,7 @@ impl Scheduler {
                     _ => "deferral",
                 };
                 log::line(&format!("delivery {}: {word}: {text}", target.delivery));
+                crate::metrics::delivery(job.channel, result);
             }
             if let Err(e) = &d.marked {
                 log::line(&format!(
@@ -607,7 +611,9 @@ impl Scheduler {
             }
             if d.removed {
                 log::line(&format!("end msg {}", job.id));
-                self.messages.remove(&job.id);
+                if let Some(m) = self.messages.remove(&job.id) {
+                    crate::metrics::dequeued(m.birth);
+                }
                 continue;
             }
             let Some(msg) = self.messages.get_mut(&job.id) else {

@@ -320,6 +320,10 @@ fn run_inner(root: &Root) -> Result<(), String> {
         auth_failures: crate::auth::FailTracker::default(),
         stopping: AtomicBool::new(false),
     });
+    if let Some(addr) = crate::metrics::configured(&root.control())? {
+        let bound = crate::metrics::serve(addr, Arc::clone(&shared.limits), drop_to)?;
+        log::line(&format!("status: metrics on {bound}"));
+    }
     // Parse the certificate now: a broken file is logged at start, not at the first client.
     let _ = shared.certs.current();
     let mut bound = Vec::new();

@@ -112,6 +112,7 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
                 continue;
             }
         };
+        crate::metrics::session_started();
         // Replies are written a batch at a time; do not let Nagle hold the last one back.
         // A socket option that cannot be set only costs speed.
         let _ = stream.set_nodelay(true);
@@ -298,6 +299,7 @@ fn implicit_tls(shared: &Shared, wire: &mut Wire, client: &mut Client) -> bool {
 /// `smtp: tls IP TLSv1.3 TLS13_AES_256_GCM_SHA384` (rustls's names, not the peer's words).
 fn log_tls(client: &Client, described: &str) {
     log::line(&format!("smtp: tls {} {described}", client.name));
+    crate::metrics::tls_started();
 }
 
 /// A session's byte stream: a socket (plain or TLS), or stdin/stdout for `sendmail -bs`.
@@ -613,11 +615,13 @@ fn auth(shared: &Shared, client: &mut Client, c: &mta_smtp::Credentials) -> Verd
     match check {
         crate::auth::Check::Ok => {
             log::line(&format!("auth ok {login} {}", client.name));
+            crate::metrics::auth(crate::metrics::AuthResult::Ok);
             client.login = Some(c.login.clone());
             Verdict::Accept
         }
         crate::auth::Check::Wrong => {
             log::line(&format!("auth fail {login} {}", client.name));
+            crate::metrics::auth(crate::metrics::AuthResult::Fail);
             if let Some(ip) = client.ip {
                 shared.auth_failures.failed(ip, now);
             }
@@ -625,6 +629,7 @@ fn auth(shared: &Shared, client: &mut Client, c: &mta_smtp::Credentials) -> Verd
             Verdict::Reject(reply(535, "5.7.8 authentication credentials invalid"))
         }
         crate::auth::Check::Unavailable(why) => {
+            crate::metrics::auth(crate::metrics::AuthResult::Fail);
             log::line(&format!(
                 "auth fail {login} {}: {}",
                 client.name,
@@ -865,6 +870,7 @@ fn data_end(shared: &Shared, tx: &mut Transaction, client: &Client) -> Verdict {
                     }
                 }
             }
+            crate::metrics::message_accepted();
             let secs = crate::log::unix_now();
             Verdict::AcceptWith(reply(250, &format!("2.0.0 ok {secs} qp {id}")))
         }

@@ -14,6 +14,8 @@ mod crash;
 mod inject;
 #[path = "integration/limits.rs"]
 mod limits;
+#[path = "integration/ops.rs"]
+mod ops;
 #[path = "integration/qmail_compat.rs"]
 mod qmail_compat;
 #[path = "integration/remote.rs"]

@@ -1,0 +1,240 @@
+//! Operating the server (issue 20): the Prometheus endpoint and the graceful stop.
+
+// Counter values are small integers, exact in an f64.
+#![allow(clippy::float_cmp)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use crate::serve::{BODY, add_user, send};
+use crate::support::*;
+
+/// One HTTP exchange with the metrics endpoint: the raw request in, (status line, body) out.
+fn http(addr: SocketAddr, request: &[u8]) -> (String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("no end of header");
+    assert!(head.contains("\r\nConnection: close"), "{head}");
+    let status = head.lines().next().unwrap().to_owned();
+    (status, body.to_owned())
+}
+
+/// A strict parser of the text exposition (OpenMetrics 1.0, which prometheus-client
+/// writes): every line is `# HELP`, `# TYPE`, `# UNIT`, a sample of a declared family, or
+/// the final `# EOF`. Returns each sample as `name{labels}` (labels as written) → value.
+fn parse_exposition(text: &str) -> BTreeMap<String, f64> {
+    let mut types: BTreeMap<String, String> = BTreeMap::new();
+    let mut samples = BTreeMap::new();
+    let body = text.strip_suffix("# EOF\n").expect("ends with # EOF");
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let (kind, name) = (parts.next().unwrap(), parts.next().unwrap());
+            match kind {
+                "TYPE" => {
+                    let t = parts.next().unwrap();
+                    assert!(
+                        ["counter", "gauge", "histogram", "info", "unknown"].contains(&t),
+                        "{line}"
+                    );
+                    assert!(types.insert(name.to_owned(), t.to_owned()).is_none());
+                }
+                "HELP" | "UNIT" => {}
+                _ => panic!("unknown comment line {line:?}"),
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':'),
+            "{line}"
+        );
+        if let Some(labels) = series.strip_prefix(name)
+            && !labels.is_empty()
+        {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("bad labels in {line:?}"));
+            for pair in inner.split(',') {
+                let (k, v) = pair.split_once('=').expect("label=value");
+                assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                assert!(v.starts_with('"') && v.ends_with('"') && v.len() >= 2);
+            }
+        }
+        let family = ["_total", "_bucket", "_sum", "_count", "_created"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s).filter(|f| types.contains_key(*f)))
+            .unwrap_or(name);
+        let t = types
+            .get(family)
+            .unwrap_or_else(|| panic!("sample of undeclared family: {line:?}"));
+        if t == "counter" {
+            assert!(
+                name.ends_with("_total") || name.ends_with("_created"),
+                "{line}"
+            );
+        }
+        assert!(samples.insert(series.to_owned(), value).is_none(), "{line}");
+    }
+    samples
+}
+
+fn scrape(addr: SocketAddr) -> BTreeMap<String, f64> {
+    let (status, body) = http(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n",
+    );
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    parse_exposition(&body)
+}
+
+fn value(m: &BTreeMap<String, f64>, series: &str) -> f64 {
+    *m.get(series)
+        .unwrap_or_else(|| panic!("no {series} in {m:#?}"))
+}
+
+#[test]
+fn metrics_move_with_a_delivery() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let mport = free_port();
+    root.control("metrics", &format!("127.0.0.1:{mport}\n"));
+    let server = root.serve();
+    let maddr = SocketAddr::from(([127, 0, 0, 1], mport));
+    assert!(server.wait_log("status: metrics on", 1, 10));
+
+    // The readiness probe's session is counted once accepted, and may still be ending.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let before = loop {
+        let m = scrape(maddr);
+        let probe_done = value(&m, "mta_smtp_sessions_total") >= 1.0
+            && value(&m, "mta_smtp_sessions_active") == 0.0;
+        if probe_done || Instant::now() > deadline {
+            break m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    for g in [
+        "mta_queue_messages",
+        "mta_queue_oldest_seconds",
+        "mta_smtp_sessions_active",
+    ] {
+        assert_eq!(value(&before, g), 0.0, "{g}");
+    }
+    assert_eq!(value(&before, "mta_smtp_messages_total"), 0.0);
+    assert_eq!(
+        value(
+            &before,
+            "mta_deliveries_total{channel=\"local\",result=\"success\"}"
+        ),
+        0.0
+    );
+    assert_eq!(value(&before, "mta_delivery_seconds_count"), 0.0);
+    assert_eq!(value(&before, "mta_smtp_tls_total"), 0.0);
+    assert_eq!(value(&before, "mta_smtp_auth_total{result=\"fail\"}"), 0.0);
+    assert_eq!(
+        value(&before, "mta_smtp_rejects_total{reason=\"unknown_user\"}"),
+        0.0
+    );
+
+    // One delivered message, one unknown recipient refused at RCPT.
+    assert_eq!(
+        send(&root, "a@example.net", &["joe@example.org"], BODY),
+        "OK []"
+    );
+    assert!(
+        send(&root, "a@example.net", &["nobody-here@example.org"], BODY).starts_with("REFUSED"),
+    );
+    assert!(wait_maildir(&joe.join("Maildir"), 1, 20));
+    assert!(server.wait_log("end msg", 1, 10), "{}", server.log_text());
+
+    let after = scrape(maddr);
+    assert_eq!(
+        value(&after, "mta_smtp_sessions_total") - value(&before, "mta_smtp_sessions_total"),
+        2.0,
+        "two smtplib sessions"
+    );
+    assert_eq!(value(&after, "mta_smtp_messages_total"), 1.0);
+    assert_eq!(
+        value(
+            &after,
+            "mta_deliveries_total{channel=\"local\",result=\"success\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &after,
+            "mta_deliveries_total{channel=\"remote\",result=\"deferral\"}"
+        ),
+        0.0
+    );
+    assert_eq!(value(&after, "mta_delivery_seconds_count"), 1.0);
+    assert_eq!(
+        value(&after, "mta_delivery_seconds_bucket{le=\"+Inf\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "mta_smtp_rejects_total{reason=\"unknown_user\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(&after, "mta_queue_messages"),
+        0.0,
+        "delivered and removed"
+    );
+}
+
+#[test]
+fn metrics_listener_answers_only_get_metrics() {
+    let root = TestRoot::new();
+    let mport = free_port();
+    root.control("metrics", &format!("127.0.0.1:{mport}\n"));
+    let server = root.serve();
+    let maddr = SocketAddr::from(([127, 0, 0, 1], mport));
+    assert!(server.wait_log("status: metrics on", 1, 10));
+    let (status, _) = http(maddr, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let (status, _) = http(
+        maddr,
+        b"POST /metrics HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+    );
+    assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    let (status, _) = http(maddr, b"EHLO example.org\r\n");
+    assert_eq!(status, "HTTP/1.1 400 Bad Request");
+    // A client that sends half a request and waits is cut off, and does not block
+    // the next scraper for long.
+    let mut slow = TcpStream::connect(maddr).unwrap();
+    slow.write_all(b"GET /metr").unwrap();
+    let t = Instant::now();
+    let (status, body) = http(maddr, b"GET /metrics HTTP/1.0\r\n\r\n");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(body.contains("mta_queue_messages"));
+    // Queued, not yet delivered: a message for a remote host that cannot be reached.
+    assert_eq!(
+        send(&root, "a@example.net", &["x@remote.example"], BODY),
+        "OK []"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = scrape(maddr);
+        if value(&m, "mta_queue_messages") == 1.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
