@@ -4,15 +4,19 @@
 //! Threads: one acceptor per `control/listen` address (sessions get a thread each), the
 //! scheduler, `concurrencylocal` local delivery threads, one thread reading the trigger FIFO
 //! (pulled by `mta inject` and `mta queue flush`), and the main thread waiting for SIGTERM or
-//! SIGINT. At a signal: acceptors stop, the scheduler starts nothing new and waits for the
-//! deliveries in flight, then the process exits 0. Nothing accepted is lost: every message
-//! that got `250` is in the queue and the next start reschedules it.
+//! SIGINT. At a signal: acceptors stop, open SMTP sessions answer `421 4.3.2 shutting down`
+//! within a second (a transaction in progress is void, its body never committed) and
+//! close, the scheduler starts nothing new and waits for the deliveries in flight for at
+//! most 10 s (`STOP_DELIVERIES`), then the process exits 0. Nothing accepted is lost: every
+//! message that got `250` is in the queue and the next start reschedules it; a delivery
+//! cut off at the deadline was not marked, and is repeated.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::unbounded;
 use mta_dotqmail::Account;
@@ -349,14 +353,45 @@ fn run_inner(root: &Root) -> Result<(), String> {
         bouncer: &bouncer,
     };
     wait_for_stop(signals, &reload);
+    log::line("status: stopping");
     shared.stopping.store(true, Ordering::SeqCst);
     for addr in bound {
         // Wake each acceptor so it sees the flag; failure only means it is already gone.
         let _ = TcpStream::connect(addr);
     }
     let _ = sched_tx.send(Input::Shutdown);
-    let _ = sched_thread.join();
+    let start = Instant::now();
+    // Sessions notice the flag within a second and answer 421 4.3.2.
+    if !wait_until(start + STOP_SESSIONS, || shared.limits.active() == 0) {
+        log::line("warning: SMTP sessions still open at stop; closing them");
+    }
+    if wait_until(start + STOP_DELIVERIES, || sched_thread.is_finished()) {
+        let _ = sched_thread.join();
+    } else {
+        // Their messages are still queued, unmarked: the next start delivers them.
+        log::line(&format!(
+            "warning: deliveries still running {} s after the stop; exiting, they will be \
+             retried at the next start",
+            STOP_DELIVERIES.as_secs()
+        ));
+    }
     Ok(())
+}
+
+/// How long a stop waits for SMTP sessions to say `421 4.3.2` and close.
+const STOP_SESSIONS: Duration = Duration::from_secs(3);
+/// How long a stop waits for deliveries in flight.
+const STOP_DELIVERIES: Duration = Duration::from_secs(10);
+
+/// Polls `done` until it holds or `deadline` passes; whether it held.
+fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    true
 }
 
 /// What SIGHUP re-reads.

@@ -69,7 +69,7 @@ pub struct Shared {
     pub(crate) passwords: crate::auth::PasswordStore,
     /// Failed AUTHs per client address (`authfailmax`).
     pub(crate) auth_failures: crate::auth::FailTracker,
-    /// Set at shutdown: acceptors stop.
+    /// Set at shutdown: acceptors stop, sessions answer `421 4.3.2` within a second.
     pub stopping: AtomicBool,
 }
 
@@ -84,6 +84,10 @@ const SESSION_STACK: usize = 256 * 1024;
 
 /// How long a session thread waits for the next connection before it exits.
 const IDLE_THREAD: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The longest a session blocks in one read: how soon it sees [`Shared::stopping`] and
+/// answers `421 4.3.2` (one wake-up per second per idle session).
+const STOP_POLL: Duration = Duration::from_secs(1);
 
 /// Accepts connections on `listener` until shutdown, one thread per session.
 ///
@@ -396,6 +400,12 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
         if session.is_closed() {
             return Ok(());
         }
+        // SIGTERM: a transaction in progress is void (its body is never committed); a
+        // message that got its 250 is already in the queue.
+        if shared.stopping.load(Ordering::Relaxed) {
+            session.shutdown(&reply(421, "4.3.2 shutting down"));
+            continue;
+        }
         // The session's deadline bounds the read: a silent or dripping client is cut off
         // at `timeoutsmtpd` (or below DATA's minimum rate), never held open forever.
         let now = Instant::now();
@@ -406,7 +416,7 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
             session.handle_timeout(now);
             continue;
         }
-        stream.set_read_wait(wait)?;
+        stream.set_read_wait(Some(wait.map_or(STOP_POLL, |w| w.min(STOP_POLL))))?;
         let n = match stream.read(&mut buf) {
             Ok(n) => n,
             Err(e)

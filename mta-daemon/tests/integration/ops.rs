@@ -238,3 +238,129 @@ fn metrics_listener_answers_only_get_metrics() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Sends SIGTERM to the server without waiting.
+fn sigterm(server: &Server) {
+    let st = std::process::Command::new("kill")
+        .arg("-TERM")
+        .arg(server.pid().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+/// Waits for the server to exit; its exit code and how long it took.
+fn wait_exit(server: &mut Server, secs: u64) -> (Option<i32>, Duration) {
+    let t = Instant::now();
+    let mut child = server.child.take().unwrap();
+    while t.elapsed() < Duration::from_secs(secs) {
+        if let Some(st) = child.try_wait().unwrap() {
+            return (st.code(), t.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    (None, t.elapsed())
+}
+
+fn connect(root: &TestRoot) -> TcpStream {
+    let mut s = TcpStream::connect(root.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(read_reply(&mut s).starts_with("220 "));
+    s
+}
+
+fn command(s: &mut TcpStream, line: &str) -> String {
+    s.write_all(line.as_bytes()).unwrap();
+    read_reply(s)
+}
+
+#[test]
+fn sigterm_answers_open_sessions_421_and_exits_0() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let mut server = root.serve();
+    // An idle session, and one in the middle of DATA.
+    let mut idle = connect(&root);
+    assert!(command(&mut idle, "EHLO client.example\r\n").starts_with("250"));
+    let mut in_data = connect(&root);
+    assert!(command(&mut in_data, "HELO client.example\r\n").starts_with("250 "));
+    assert!(command(&mut in_data, "MAIL FROM:<a@example.net>\r\n").starts_with("250 "));
+    assert!(command(&mut in_data, "RCPT TO:<joe@example.org>\r\n").starts_with("250 "));
+    assert!(command(&mut in_data, "DATA\r\n").starts_with("354 "));
+    in_data
+        .write_all(b"Subject: never queued\r\n\r\nhalf a message\r\n")
+        .unwrap();
+    // A message accepted before the signal: 250, so it must not be lost.
+    let mut accepted = connect(&root);
+    assert!(command(&mut accepted, "HELO client.example\r\n").starts_with("250 "));
+    assert!(command(&mut accepted, "MAIL FROM:<a@example.net>\r\n").starts_with("250 "));
+    assert!(command(&mut accepted, "RCPT TO:<joe@example.org>\r\n").starts_with("250 "));
+    assert!(command(&mut accepted, "DATA\r\n").starts_with("354 "));
+    let r = command(
+        &mut accepted,
+        "Subject: accepted\r\n\r\nqueued before the stop\r\n.\r\n",
+    );
+    assert!(r.starts_with("250 "), "{r}");
+
+    sigterm(&server);
+    for s in [&mut idle, &mut in_data, &mut accepted] {
+        let r = read_reply(s);
+        assert!(r.starts_with("421 4.3.2 "), "{r:?}\n{}", server.log_text());
+        let mut rest = Vec::new();
+        assert_eq!(s.read_to_end(&mut rest).unwrap(), 0, "closed after 421");
+    }
+    let (code, took) = wait_exit(&mut server, 15);
+    assert_eq!(code, Some(0), "{}", server.log_text());
+    assert!(took < Duration::from_secs(5), "{took:?}");
+
+    // The accepted message is delivered, before the exit or after a restart; the voided
+    // one never is.
+    let server = root.serve();
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let msgs = maildir_messages(&joe.join("Maildir"));
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(msgs[0].contains("queued before the stop"), "{msgs:?}");
+    let out = mta(&root.dir, &["queue", "stat"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "messages in queue: 0\nmessages in queue but not yet preprocessed: 0\n"
+    );
+}
+
+#[test]
+fn sigterm_waits_a_bounded_time_for_deliveries_in_flight() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    crate::serve::write_qmail(&joe, ".qmail", "|sleep 20\n");
+    let mut server = root.serve();
+    assert_eq!(
+        send(&root, "a@example.net", &["joe@example.org"], BODY),
+        "OK []"
+    );
+    assert!(server.wait_log("starting delivery 1", 1, 10));
+    sigterm(&server);
+    let (code, took) = wait_exit(&mut server, 30);
+    assert_eq!(code, Some(0), "{}", server.log_text());
+    assert!(
+        took >= Duration::from_secs(9) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    assert!(
+        server.log_text().contains("deliveries still running"),
+        "{}",
+        server.log_text()
+    );
+    // Not marked: still queued for the next start.
+    let out = mta(&root.dir, &["queue", "stat"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("messages in queue: 1\n"),
+        "{out:?}"
+    );
+}
