@@ -1,10 +1,11 @@
 //! The Prometheus endpoint (design.md "Metrics"): counters the rest of the daemon bumps with
-//! one call each, and [`serve`], the listener behind `control/metrics`.
+//! one call each, and `serve`, the listener behind `control/metrics`.
 //!
 //! Every counter is an atomic (prometheus-client's `Counter`), taken once at start, so a
 //! call from an SMTP session or a delivery thread never takes a lock. The queue gauges come
 //! from a small map of message births under a mutex held for one insert or removal; the
-//! session gauge and the rejects counters are read from [`Limits`] when scraped.
+//! session gauge and the rejects counters are read from the SMTP limits (`limits.rs`)
+//! when scraped.
 //!
 //! | metric | kind | labels |
 //! |---|---|---|
@@ -13,7 +14,7 @@
 //! | `mta_smtp_sessions_active` | gauge | |
 //! | `mta_smtp_sessions_total` | counter | |
 //! | `mta_smtp_messages_total` | counter | |
-//! | `mta_smtp_rejects_total` | counter | `reason` ([`Reason::as_str`]) |
+//! | `mta_smtp_rejects_total` | counter | `reason` (the refusal reasons of `limits.rs`) |
 //! | `mta_smtp_tls_total` | counter | |
 //! | `mta_smtp_auth_total` | counter | `result`: `ok`, `fail` |
 //! | `mta_deliveries_total` | counter | `channel`: `local`, `remote`; `result`: `success`, `deferral`, `failure` |
