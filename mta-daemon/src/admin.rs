@@ -31,6 +31,10 @@ pub fn check(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = writeln!(err, "{e}");
         bad += 1;
     }
+    if let Err(e) = crate::metrics::configured(&root.control()) {
+        let _ = writeln!(err, "{e}");
+        bad += 1;
+    }
     let now = u64::try_from(crate::log::unix_now()).unwrap_or(0);
     for name in ["servercert.pem", "clientcert.pem"] {
         let path = root.control().join(name);

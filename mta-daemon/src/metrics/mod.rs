@@ -358,3 +358,51 @@ fn answer(mut stream: TcpStream, limits: &Limits) -> std::io::Result<()> {
     let _ = stream.shutdown(std::net::Shutdown::Both);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_metrics_is_one_address_or_nothing() {
+        let dir = tempfile::tempdir().unwrap_or_else(|_| unreachable!());
+        assert_eq!(configured(dir.path()), Ok(None), "no file: off");
+        let write = |text: &str| {
+            std::fs::write(dir.path().join("metrics"), text).unwrap_or_else(|_| unreachable!());
+        };
+        write("# scraped by prometheus\n127.0.0.1:9187\n");
+        assert_eq!(
+            configured(dir.path()),
+            Ok(Some(SocketAddr::from(([127, 0, 0, 1], 9187))))
+        );
+        write("[::1]:9187\n");
+        assert!(matches!(configured(dir.path()), Ok(Some(a)) if a.is_ipv6()));
+        write("\nlocalhost:9187\n");
+        assert_eq!(
+            configured(dir.path()),
+            Err("control/metrics:2: not ADDR:PORT".to_owned())
+        );
+        write("");
+        assert_eq!(configured(dir.path()), Ok(None), "empty: off");
+    }
+
+    #[test]
+    fn render_has_every_family_at_start() {
+        let text = render(&Limits::default());
+        for name in [
+            "mta_queue_messages ",
+            "mta_queue_oldest_seconds ",
+            "mta_smtp_sessions_active ",
+            "mta_smtp_sessions_total ",
+            "mta_smtp_messages_total ",
+            "mta_smtp_rejects_total{reason=\"relay_denied\"} ",
+            "mta_smtp_tls_total ",
+            "mta_smtp_auth_total{result=\"ok\"} ",
+            "mta_deliveries_total{channel=\"remote\",result=\"failure\"} ",
+            "mta_delivery_seconds_count ",
+        ] {
+            assert!(text.contains(name), "{name} missing from:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
