@@ -534,3 +534,54 @@ fn check_validates_the_certificate_files() {
         "{err}"
     );
 }
+
+/// A client that drips its TLS handshake a byte at a time after STARTTLS is cut off at
+/// `timeoutsmtpd` for the whole handshake, not per byte.
+#[test]
+fn a_dripped_handshake_is_cut_at_the_deadline() {
+    use std::io::{Read, Write};
+    let root = TestRoot::new();
+    let (_, pem) = test_pki("mx");
+    install_cert(&root, &pem);
+    root.control("timeoutsmtpd", "2\n");
+    let server = root.serve();
+    let mut s = TcpStream::connect(root.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(read_reply(&mut s).starts_with("220"));
+    s.write_all(b"EHLO x\r\n").unwrap();
+    read_reply(&mut s);
+    s.write_all(b"STARTTLS\r\n").unwrap();
+    assert!(read_reply(&mut s).starts_with("220"));
+    // The start of a TLS record (a ClientHello), then one byte every 200 ms.
+    let t = std::time::Instant::now();
+    let hello = [
+        0x16u8, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    let mut closed = None;
+    for b in hello.iter().chain(std::iter::repeat(&0u8)).take(100) {
+        if s.write_all(&[*b]).is_err() {
+            closed = Some(t.elapsed());
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {
+                closed = Some(t.elapsed());
+                break;
+            }
+            Ok(_) | Err(_) => {}
+        }
+    }
+    let closed = closed.unwrap_or_else(|| {
+        panic!(
+            "a dripped handshake held the session for 20 s: {}",
+            server.log_text()
+        )
+    });
+    assert!(
+        closed < Duration::from_secs(6),
+        "closed only after {closed:?}"
+    );
+}
