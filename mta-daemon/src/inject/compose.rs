@@ -5,12 +5,11 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use mta_core::address_list::token822::{self, LINE_LEN, Rewriter, Token};
 use mta_core::{Address, Envelope};
 
 use super::config::{Hosts, read_list};
 use super::header::{Field, Header};
-use super::rewrite::Rewriter;
-use super::token822::{self, LINE_LEN, Token};
 use super::{Env, Fatal, Options, Strategy, tz};
 
 /// Everything read from the control directory and `QMAILMFTFILE`.

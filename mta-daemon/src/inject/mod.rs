@@ -9,8 +9,8 @@
 //!   `Cc: recipient list not shown: ;` when there is no To and no Cc; `Mail-Followup-To` from
 //!   `QMAILMFTFILE`. A message with any Resent- field gets the Resent- versions instead.
 //! - **Addresses** in sender and recipient fields, `-f` and argument recipients are
-//!   rewritten (`rewrite.rs`: defaulthost, plusdomain, defaultdomain) and the rewritten fields
-//!   are refolded at 80 columns (`token822.rs`).
+//!   rewritten (defaulthost, plusdomain, defaultdomain) and the rewritten fields are refolded
+//!   at 80 columns, by [`mta_core::address_list::token822`].
 //! - **Envelope**: sender from `-f`, else the first Return-Path field, else
 //!   `QMAILSUSER@QMAILSHOST` (with the `m`/`r` VERP suffixes); recipients from the arguments
 //!   and/or the header (`-a`, `-h`/`-t`, `-H`, `-A`).
@@ -40,10 +40,8 @@ mod deliver;
 mod env;
 mod header;
 pub mod pickup;
-mod rewrite;
 #[cfg(test)]
 mod tests;
-mod token822;
 mod tz;
 
 use std::ffi::OsString;
