@@ -3,6 +3,8 @@
 //! - [`fields`] iterates the header fields of a raw message: folded continuation lines
 //!   belong to their field, names compare without case, and the iterator knows where the
 //!   header ends and the body starts (CRLF or bare-LF line ends, with or without a body).
+//! - [`inject`] reads a header as qmail-inject does (streaming, `From ` lines kept as
+//!   `MBOX-Line:`, the body starting at the first line that is not a field).
 //! - [`hop_count`] counts `Received`/`Delivered` lines as qmail-smtpd does (mail loops,
 //!   RFC 5321 §6.3).
 //! - [`return_path_line`], [`delivered_to_line`], [`received_smtp`] and [`received_queue`]
@@ -19,6 +21,8 @@
 //! assert!(it.next().is_none());
 //! assert_eq!(&msg[it.body_offset()..], b"body\r\n");
 //! ```
+
+pub mod inject;
 
 use crate::Address;
 use crate::date::qmail_date822;

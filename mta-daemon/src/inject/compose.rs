@@ -6,10 +6,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use mta_core::address_list::token822::{self, LINE_LEN, Rewriter, Token};
+use mta_core::header::inject::{Field, Header};
 use mta_core::{Address, Envelope};
 
 use super::config::{Hosts, read_list};
-use super::header::{Field, Header};
 use super::{Env, Fatal, Options, Strategy, tz};
 
 /// Everything read from the control directory and `QMAILMFTFILE`.

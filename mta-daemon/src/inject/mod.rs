@@ -1,7 +1,7 @@
 //! `mta inject`: qmail-inject (qmail-reference §7.1). Reads a message on stdin, fixes up its
 //! header, works out the envelope, and queues it.
 //!
-//! - **Header** (`header.rs`): the header ends at the first empty line or the first line that
+//! - **Header** ([`mta_core::header::inject`]): the header ends at the first empty line or the first line that
 //!   is not a field; `From ` lines become `MBOX-Line:`; Bcc, Resent-Bcc, Return-Path and
 //!   Content-Length are removed (From and Message-ID too with `QMAILINJECT` `f` / `i`).
 //! - **Added fields**, in front and only when missing: `Date` (local time, RFC 5322),
@@ -38,7 +38,6 @@ mod compose;
 mod config;
 mod deliver;
 mod env;
-mod header;
 pub mod pickup;
 #[cfg(test)]
 mod tests;
@@ -50,6 +49,8 @@ use std::os::unix::ffi::OsStrExt;
 
 pub(crate) use compose::is_null_sender;
 pub use env::{Env, VARIABLES};
+
+use mta_core::header::inject as header;
 
 use crate::root::Root;
 
