@@ -293,7 +293,7 @@ impl Composer<'_> {
     fn message_id(&self) -> Vec<u8> {
         let mut v = format!(
             "Message-ID: <{}.{}.qmail@",
-            tz::utc_stamp(self.env.now),
+            mta_core::date::utc_stamp(self.env.now),
             self.env.pid
         )
         .into_bytes();
