@@ -523,6 +523,53 @@ impl Rewriter {
         })
     }
 
+    /// Rewrites one address given on its own, such as a command-line sender (`-f`) or
+    /// recipient: its local part is quoted if needed ([`quote_address`]), then it is
+    /// tokenised and rewritten. Returns the envelope form ([`unquote`]).
+    ///
+    /// ```
+    /// use mta_core::address_list::token822::Rewriter;
+    /// let rw = Rewriter::new(b"mx", b"example.org", b"plus.example")?;
+    /// assert_eq!(rw.rewrite_address(b"joe")?, b"joe@mx.example.org");
+    /// assert_eq!(rw.rewrite_address(b"a b@host+")?, b"a b@host.plus.example");
+    /// # Ok::<(), mta_core::address_list::token822::TokenizeError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TokenizeError`] when the quoted address does not tokenise.
+    pub fn rewrite_address(&self, raw: &[u8]) -> Result<Vec<u8>, TokenizeError> {
+        let mut t = tokenize(&quote_address(raw))?;
+        self.rewrite(&mut t);
+        Ok(unquote(&t))
+    }
+
+    /// Rewrites every address in a whole header field (`Name: list`, name and colon kept
+    /// as they are), as qmail-inject does: returns the field printed back and refolded at
+    /// [`LINE_LEN`] columns, ending in `\n`, and the envelope form of each address, left
+    /// to right.
+    ///
+    /// ```
+    /// use mta_core::address_list::token822::Rewriter;
+    /// let rw = Rewriter::new(b"mx", b"example.org", b"plus.example")?;
+    /// let (field, addrs) = rw.rewrite_field(b"Cc: djb fred@host, Joe <joe@x.org>")?;
+    /// assert_eq!(field, b"Cc: djb@mx.example.org, fred@host.example.org, Joe <joe@x.org>\n");
+    /// assert_eq!(addrs, [&b"djb@mx.example.org"[..], b"fred@host.example.org", b"joe@x.org"]);
+    /// # Ok::<(), mta_core::address_list::token822::TokenizeError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TokenizeError`] when the field does not tokenise or its list does not group.
+    pub fn rewrite_field(&self, field: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), TokenizeError> {
+        let tokens = tokenize(field)?;
+        let mut addrs = Vec::new();
+        let rewritten = rewrite_list(&tokens, tokens.len().min(2), &mut |a| {
+            self.rewrite(a);
+            addrs.push(unquote(a));
+        })?;
+        addrs.reverse();
+        Ok((unparse(&rewritten, LINE_LEN), addrs))
+    }
+
     /// Rewrites one address, given as its tokens in left-to-right order (qmail-inject
     /// `rwgeneric`).
     pub fn rewrite(&self, addr: &mut Vec<Token>) {

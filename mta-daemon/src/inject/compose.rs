@@ -171,23 +171,16 @@ impl Composer<'_> {
     /// Rewrites one address given on the command line (`-f`, recipients): qmail quotes its
     /// local part if needed, tokenises and rewrites it.
     fn rewrite_argument(&self, raw: &[u8]) -> Option<Vec<u8>> {
-        let mut t = token822::tokenize(&token822::quote_address(raw)).ok()?;
-        self.settings.rewriter.rewrite(&mut t);
-        Some(token822::unquote(&t))
+        self.settings.rewriter.rewrite_address(raw).ok()
     }
 
     /// Rewrites every address in a field; returns the refolded field and the envelope form
     /// of each address, left to right.
     fn rewrite_field(&self, field: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), Fatal> {
-        let tokens = token822::tokenize(field).map_err(|_| cannot_parse(field))?;
-        let mut addrs = Vec::new();
-        let rewritten = token822::rewrite_list(&tokens, tokens.len().min(2), &mut |a| {
-            self.settings.rewriter.rewrite(a);
-            addrs.push(token822::unquote(a));
-        })
-        .map_err(|_| cannot_parse(field))?;
-        addrs.reverse();
-        Ok((token822::unparse(&rewritten, LINE_LEN), addrs))
+        self.settings
+            .rewriter
+            .rewrite_field(field)
+            .map_err(|_| cannot_parse(field))
     }
 
     /// Applies a field's role to its addresses.
