@@ -273,6 +273,8 @@ mod tests {
         let (fields, body) = split(b"To: a\r\nSubject: x\r\n  y\r\n\r\nbody\r\nmore");
         assert_eq!(fields, f(&["To: a\n", "Subject: x\n  y\n"]));
         assert_eq!(body, b"\nbody\nmore\n");
+        // Only the CR of the line end goes: another CR before it is part of the line.
+        assert_eq!(split(b"From \r\r\n").0, f(&["MBOX-Line: From \r\n"]));
     }
 
     #[test]
