@@ -140,6 +140,20 @@ pub fn utc_stamp(unix_secs: i64) -> String {
     )
 }
 
+/// `YYYY-MM-DD HH:MM:SS.uuuuuu` in UTC: a log line's time stamp (`micros` is written as
+/// given, six digits).
+///
+/// ```
+/// assert_eq!(mta_core::date::log_stamp(1_795_925_285, 42), "2026-11-29 04:08:05.000042");
+/// ```
+pub fn log_stamp(unix_secs: i64, micros: u32) -> String {
+    let t = Civil::from_unix(unix_secs);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{micros:06}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
 /// qmail's `myctime`: `Sun Nov 29 04:08:05 2026` in UTC with the day zero-padded, as
 /// qmail-local writes in the mbox `From ` line (UFLINE, qmail-reference §2.5).
 pub fn ctime_utc(unix_secs: i64) -> String {
