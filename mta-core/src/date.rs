@@ -126,6 +126,34 @@ pub fn qmail_date822(unix_secs: i64) -> String {
     )
 }
 
+/// `YYYYMMDDHHMMSS` in UTC, as qmail-inject writes in the Message-ID it adds (`newfield.c`).
+///
+/// ```
+/// assert_eq!(mta_core::date::utc_stamp(1_795_925_285), "20261129040805");
+/// assert_eq!(mta_core::date::utc_stamp(951_782_400), "20000229000000");
+/// ```
+pub fn utc_stamp(unix_secs: i64) -> String {
+    let t = Civil::from_unix(unix_secs);
+    format!(
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
+/// `YYYY-MM-DD HH:MM:SS.uuuuuu` in UTC: a log line's time stamp (`micros` is written as
+/// given, six digits).
+///
+/// ```
+/// assert_eq!(mta_core::date::log_stamp(1_795_925_285, 42), "2026-11-29 04:08:05.000042");
+/// ```
+pub fn log_stamp(unix_secs: i64, micros: u32) -> String {
+    let t = Civil::from_unix(unix_secs);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{micros:06}",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
 /// qmail's `myctime`: `Sun Nov 29 04:08:05 2026` in UTC with the day zero-padded, as
 /// qmail-local writes in the mbox `From ` line (UFLINE, qmail-reference §2.5).
 pub fn ctime_utc(unix_secs: i64) -> String {

@@ -3,6 +3,8 @@
 //! - [`fields`] iterates the header fields of a raw message: folded continuation lines
 //!   belong to their field, names compare without case, and the iterator knows where the
 //!   header ends and the body starts (CRLF or bare-LF line ends, with or without a body).
+//! - [`inject`] reads a header as qmail-inject does (streaming, `From ` lines kept as
+//!   `MBOX-Line:`, the body starting at the first line that is not a field).
 //! - [`hop_count`] counts `Received`/`Delivered` lines as qmail-smtpd does (mail loops,
 //!   RFC 5321 §6.3).
 //! - [`return_path_line`], [`delivered_to_line`], [`received_smtp`] and [`received_queue`]
@@ -19,6 +21,8 @@
 //! assert!(it.next().is_none());
 //! assert_eq!(&msg[it.body_offset()..], b"body\r\n");
 //! ```
+
+pub mod inject;
 
 use crate::Address;
 use crate::date::qmail_date822;
@@ -266,30 +270,64 @@ pub fn delivered_to_line(recipient: &Address) -> Vec<u8> {
     line
 }
 
-/// What qmail-smtpd knows about a connection, for its `Received:` line.
+/// What an SMTP server knows about a connection, for its `Received:` line
+/// ([`received_smtp`]; `mta_smtp` re-exports it as `ReceivedInfo`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReceivedSmtp<'a> {
-    /// The client's host name (TCPREMOTEHOST), or `unknown`.
+    /// The client's host name from reverse DNS (`TCPREMOTEHOST`), or `unknown`.
     pub remote_host: &'a str,
-    /// The client's address (TCPREMOTEIP).
+    /// The client's IP address (`TCPREMOTEIP`).
     pub remote_ip: &'a str,
-    /// The HELO/EHLO argument, if one was given.
-    pub helo: Option<&'a str>,
-    /// RFC 1413 identity (TCPREMOTEINFO), if known.
+    /// An ident or authenticated name (`TCPREMOTEINFO`), if any.
     pub remote_info: Option<&'a str>,
-    /// This host's name (TCPLOCALHOST).
+    /// The HELO/EHLO argument, if any.
+    pub helo: Option<&'a str>,
+    /// This host's name (`TCPLOCALHOST`).
     pub local_host: &'a str,
-    /// The `with` protocol: `SMTP`, or RFC 3848's `ESMTP`, `ESMTPS`, `ESMTPA`...
+    /// The protocol word: qmail wrote `SMTP`; RFC 3848 names `ESMTP`, `ESMTPS` (TLS),
+    /// `ESMTPA` (AUTH) and `ESMTPSA` (both).
     pub protocol: &'a str,
-    /// When the message arrived, seconds since the Unix epoch.
-    pub unix_time: i64,
+    /// The TLS version and cipher suite when the session was encrypted (e.g.
+    /// `TLSv1.3 TLS13_AES_256_GCM_SHA384`), written as a comment after the protocol:
+    /// `with ESMTPS (TLSv1.3 TLS13_AES_256_GCM_SHA384)`.
+    pub tls: Option<&'a str>,
+    /// The date, e.g. from [`qmail_date822`] (written as given, after the same character
+    /// filter with space, comma and parentheses also allowed).
+    pub date: &'a str,
+}
+
+impl<'a> ReceivedSmtp<'a> {
+    /// Values with `protocol` = `SMTP` and no HELO, remote info or TLS.
+    pub fn new(
+        remote_host: &'a str,
+        remote_ip: &'a str,
+        local_host: &'a str,
+        date: &'a str,
+    ) -> ReceivedSmtp<'a> {
+        ReceivedSmtp {
+            remote_host,
+            remote_ip,
+            remote_info: None,
+            helo: None,
+            local_host,
+            protocol: "SMTP",
+            tls: None,
+            date,
+        }
+    }
 }
 
 /// qmail's `safeput` (received.c): keeps `A-Za-z0-9.@%+/=:-` and notqmail's `[` `]`,
 /// turns every other byte into `?`, so peer-supplied text cannot forge header syntax.
 fn safe(out: &mut Vec<u8>, s: &str) {
+    safe_with(out, s, b".@%+/=:-[]");
+}
+
+/// Keeps ASCII letters, digits and `extra`; every other byte becomes `?`.
+fn safe_with(out: &mut Vec<u8>, s: &str, extra: &[u8]) {
     out.extend(s.bytes().map(|b| {
-        if b.is_ascii_alphanumeric() || b".@%+/=:-[]".contains(&b) {
+        if b.is_ascii_alphanumeric() || extra.contains(&b) {
             b
         } else {
             b'?'
@@ -301,11 +339,26 @@ fn safe(out: &mut Vec<u8>, s: &str) {
 ///
 /// ```text
 /// Received: from HOST (HELO helo) (info@IP)
-///   by LOCAL with SMTP; 29 Nov 2026 04:08:05 -0000
+///   by LOCAL with SMTP (tls); 29 Nov 2026 04:08:05 -0000
 /// ```
 ///
 /// `(HELO …)` appears only when the HELO argument differs (ignoring case) from the host
-/// name, `info@` only when known. Lines end in `\n` (qmail's internal form).
+/// name, `info@` only when known, `(tls)` only with TLS. Every byte of the values outside
+/// `A-Za-z0-9.@%+/=:-[]` becomes `?` (notqmail's safe set; the TLS comment also keeps `_`
+/// and space, the date space, comma and parentheses), so nothing a client says can add a
+/// header line or break the trace syntax. Lines end in `\n` (qmail's internal form).
+///
+/// ```
+/// use mta_core::{date, header::{ReceivedSmtp, received_smtp}};
+/// let date = date::qmail_date822(1_795_925_285);
+/// let mut r = ReceivedSmtp::new("mx.example.com", "192.0.2.1", "mail.example.net", &date);
+/// r.helo = Some("evil\r\nX-Injected: yes");
+/// assert_eq!(
+///     received_smtp(&r),
+///     b"Received: from mx.example.com (HELO evil??X-Injected:?yes) (192.0.2.1)\n  \
+///       by mail.example.net with SMTP; 29 Nov 2026 04:08:05 -0000\n"
+/// );
+/// ```
 pub fn received_smtp(r: &ReceivedSmtp<'_>) -> Vec<u8> {
     let mut line = b"Received: from ".to_vec();
     safe(&mut line, r.remote_host);
@@ -324,8 +377,15 @@ pub fn received_smtp(r: &ReceivedSmtp<'_>) -> Vec<u8> {
     safe(&mut line, r.local_host);
     line.extend_from_slice(b" with ");
     safe(&mut line, r.protocol);
+    if let Some(tls) = r.tls {
+        // Cipher suite names use `_`; nothing else beyond letters, digits, `.-/:` and
+        // space may pass.
+        line.extend_from_slice(b" (");
+        safe_with(&mut line, tls, b"._-/: ");
+        line.push(b')');
+    }
     line.extend_from_slice(b"; ");
-    line.extend_from_slice(qmail_date822(r.unix_time).as_bytes());
+    safe_with(&mut line, r.date, b".@%+/=:-[] ,()");
     line.push(b'\n');
     line
 }

@@ -16,7 +16,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::IpAddr;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,50 +24,18 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use mta_core::control::Passwords;
 
-use crate::log;
+use crate::watched::Watched;
 
-/// What identifies one version of a file: inode, size, modification time.
-type Stamp = (u64, u64, i64, i64);
+/// `users/passwords`, parsed and kept current ([`Watched`]).
+pub(crate) type PasswordStore = Watched<Arc<Passwords>>;
 
-/// `users/passwords`, parsed and kept current.
-#[derive(Debug)]
-pub(crate) struct PasswordStore {
-    path: PathBuf,
-    current: Mutex<(Option<Stamp>, Option<Arc<Passwords>>)>,
-}
-
-impl PasswordStore {
-    /// A store for the file at `path` (which may not exist).
-    pub(crate) fn new(path: PathBuf) -> PasswordStore {
-        PasswordStore {
-            path,
-            current: Mutex::new((None, None)),
-        }
-    }
-
-    /// The table for a new connection, re-read if the file changed; `None` without a
-    /// file. A file that fails to parse keeps the previous table and is logged.
-    pub(crate) fn current(&self) -> Option<Arc<Passwords>> {
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
-        let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if cur.0 != stamp {
-            cur.0 = stamp;
-            if stamp.is_none() {
-                cur.1 = None;
-            } else {
-                match Passwords::load(&self.path) {
-                    Ok(p) => cur.1 = p.map(Arc::new),
-                    Err(e) => log::line(&format!(
-                        "warning: {}; keeping the previous passwords",
-                        log::safe(e.to_string().as_bytes())
-                    )),
-                }
-            }
-        }
-        cur.1.clone()
-    }
+/// The password store for `path`.
+pub(crate) fn password_store(path: PathBuf) -> PasswordStore {
+    Watched::new(path, |p| match Passwords::load(p) {
+        Ok(Some(t)) => Ok(Arc::new(t)),
+        Ok(None) => Err("no such file".to_owned()),
+        Err(e) => Err(e.to_string()),
+    })
 }
 
 /// True when `password` matches `hash` (crypt form). Unknown or malformed hashes never

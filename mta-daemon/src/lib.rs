@@ -12,6 +12,8 @@
 //! | [`settings`] | control files read with qmail's defaults | `control.c` |
 //! | [`serve`] | wiring threads together, signals | qmail-start |
 //! | [`smtpd`] | SMTP sessions and their policy | qmail-smtpd |
+//! | `watched` | files parsed again when they change (certificate, passwords) | |
+//! | `auth` | SMTP AUTH: users/passwords, checkpassword, authfailmax, `mta passwd` | qmail-smtpd AUTH patches, checkpassword |
 //! | `tls` | `servercert.pem` (re-read when it changes), plain and TLS session streams | qmail-tls |
 //! | `limits` | session slots per server and per client address, refusal counters | tcpserver's `-c` |
 //! | [`sched`] | the scheduler: routing, retries, concurrency | qmail-send |
@@ -60,6 +62,7 @@ pub mod smtpd;
 mod tls;
 pub mod trigger;
 pub mod users;
+mod watched;
 
 use std::ffi::OsString;
 

@@ -97,15 +97,7 @@ pub fn safe(bytes: &[u8]) -> String {
 
 /// `YYYY-MM-DD HH:MM:SS.uuuuuu` in UTC.
 pub fn timestamp(secs: u64, micros: u32) -> String {
-    let days = secs / 86_400;
-    let rem = secs % 86_400;
-    let (y, m, d) = mta_core::date::civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{micros:06}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    mta_core::date::log_stamp(i64::try_from(secs).unwrap_or(i64::MAX), micros)
 }
 
 #[cfg(test)]

@@ -319,8 +319,8 @@ fn run_inner(root: &Root) -> Result<(), String> {
         trigger: None,
         drop_to,
         limits: Arc::default(),
-        certs: crate::tls::CertStore::new(root.control().join("servercert.pem")),
-        passwords: crate::auth::PasswordStore::new(root.dir().join("users/passwords")),
+        certs: crate::tls::cert_store(root.control().join("servercert.pem")),
+        passwords: crate::auth::password_store(root.dir().join("users/passwords")),
         auth_failures: crate::auth::FailTracker::default(),
         stopping: AtomicBool::new(false),
     });

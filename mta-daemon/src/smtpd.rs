@@ -948,8 +948,8 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
             trigger: Some(root.trigger()),
             drop_to: None,
             limits: Arc::default(),
-            certs: CertStore::new(root.control().join("servercert.pem")),
-            passwords: crate::auth::PasswordStore::new(root.dir().join("users/passwords")),
+            certs: crate::tls::cert_store(root.control().join("servercert.pem")),
+            passwords: crate::auth::password_store(root.dir().join("users/passwords")),
             auth_failures: crate::auth::FailTracker::default(),
             stopping: AtomicBool::new(false),
         })

@@ -10,15 +10,13 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use mta_smtp::tls::rustls::{ServerConfig, ServerConnection};
 use mta_smtp::tls::{self as smtp_tls, TlsStream};
 
-use crate::log;
+use crate::watched::Watched;
 
 /// How close to its expiry a certificate makes `mta check` warn.
 const EXPIRY_WARNING: u64 = 14 * 24 * 3600;
@@ -63,59 +61,15 @@ pub(crate) fn check_pem_file(path: &std::path::Path, now: u64) -> Result<Vec<Str
     Ok(warnings)
 }
 
-/// What identifies one version of the certificate file: inode, size, modification time.
-type Stamp = (u64, u64, i64, i64);
+/// `control/servercert.pem`, parsed and kept current ([`Watched`]).
+pub(crate) type CertStore = Watched<Arc<ServerConfig>>;
 
-/// `control/servercert.pem`, parsed and kept current.
-#[derive(Debug)]
-pub(crate) struct CertStore {
-    path: PathBuf,
-    current: Mutex<(Option<Stamp>, Option<Arc<ServerConfig>>)>,
-}
-
-impl CertStore {
-    /// A store for the file at `path` (which may not exist: then there is no TLS).
-    pub(crate) fn new(path: PathBuf) -> CertStore {
-        CertStore {
-            path,
-            current: Mutex::new((None, None)),
-        }
-    }
-
-    /// The configuration for a new connection: re-reads the file if it changed since the
-    /// last call. `None` when there is no usable certificate.
-    pub(crate) fn current(&self) -> Option<Arc<ServerConfig>> {
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
-        let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
-        if cur.0 != stamp {
-            cur.0 = stamp;
-            match stamp {
-                None => {
-                    if cur.1.take().is_some() {
-                        log::line("status: servercert.pem removed; TLS off");
-                    }
-                }
-                Some(_) => match std::fs::read(&self.path)
-                    .map_err(|e| e.to_string())
-                    .and_then(|pem| {
-                        smtp_tls::server_config_from_pem(&pem).map_err(|e| e.to_string())
-                    }) {
-                    Ok(config) => {
-                        log::line("status: servercert.pem loaded");
-                        cur.1 = Some(config);
-                    }
-                    Err(e) => log::line(&format!(
-                        "warning: {}: {}; keeping the previous certificate",
-                        self.path.display(),
-                        log::safe(e.as_bytes())
-                    )),
-                },
-            }
-        }
-        cur.1.clone()
-    }
+/// The certificate store for `path`.
+pub(crate) fn cert_store(path: std::path::PathBuf) -> CertStore {
+    Watched::new(path, |p| {
+        let pem = std::fs::read(p).map_err(|e| e.to_string())?;
+        smtp_tls::server_config_from_pem(&pem).map_err(|e| e.to_string())
+    })
 }
 
 /// A session's connection: plain, or TLS after STARTTLS or on an smtps port.

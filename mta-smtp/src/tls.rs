@@ -33,6 +33,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// A driver, like the blocking ones: it owns the clock (the handshake's deadline); the state
+// machines never read it (see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 use std::fmt;
 use std::io;
 use std::net::TcpStream;
@@ -243,7 +247,8 @@ impl ServerCertVerifier for NoCheck {
     }
 }
 
-/// Runs the server side of the handshake on `tcp` (within the socket's timeouts).
+/// Runs the server side of the handshake on `tcp`; the socket's read timeout, if set,
+/// bounds the whole handshake.
 ///
 /// # Errors
 /// The handshake failed (the peer's error, a protocol below TLS 1.2, a timeout).
@@ -271,17 +276,51 @@ pub fn connect(
     handshake(StreamOwned::new(conn, tcp))
 }
 
+/// Runs the handshake. The socket's read timeout, if set, bounds the whole handshake, not
+/// each read: a peer dripping its ClientHello a byte at a time is cut off like a silent
+/// one. The timeout is restored afterwards.
 fn handshake<C, S>(mut s: StreamOwned<C, TcpStream>) -> io::Result<StreamOwned<C, TcpStream>>
 where
     C: std::ops::DerefMut<Target = rustls::ConnectionCommon<S>>,
     S: rustls::SideData,
 {
+    // One record at a time rather than rustls's complete_io, which loops on its own until
+    // the handshake is done and so would let each dripped byte restart the read timeout.
+    let budget = s.sock.read_timeout()?;
+    let deadline = budget.and_then(|b| std::time::Instant::now().checked_add(b));
     while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock)?;
+        while s.conn.wants_write() {
+            s.conn.write_tls(&mut s.sock)?;
+        }
+        if !s.conn.is_handshaking() {
+            break;
+        }
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "TLS handshake timed out",
+                ));
+            }
+            s.sock.set_read_timeout(Some(left))?;
+        }
+        if s.conn.read_tls(&mut s.sock)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed during the TLS handshake",
+            ));
+        }
+        if let Err(e) = s.conn.process_new_packets() {
+            // Tell the peer why (the alert rustls queued), then give up.
+            let _ = s.conn.write_tls(&mut s.sock);
+            return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+        }
     }
-    // A TLS 1.3 server's session tickets (if any) go out with the first write.
-    if s.conn.wants_write() {
-        s.conn.complete_io(&mut s.sock)?;
+    s.sock.set_read_timeout(budget)?;
+    // What is left to send: the last handshake flight, a TLS 1.3 server's session tickets.
+    while s.conn.wants_write() {
+        s.conn.write_tls(&mut s.sock)?;
     }
     Ok(s)
 }

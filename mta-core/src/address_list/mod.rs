@@ -25,7 +25,8 @@
 //! qmail-inject's leniency (token822, qmail-reference §7.1) is available through
 //! [`ParseOptions::qmail_inject`]: bare local parts get the default host, words without
 //! commas become separate addresses, `<>` is kept, and addresses are rewritten as
-//! qmail-inject does (plus qmail's `percenthack`).
+//! qmail-inject does (plus qmail's `percenthack`). [`token822`] is the same grammar at the
+//! token level, printing fields back exactly as qmail-inject does (what `mta inject` uses).
 //!
 //! ```
 //! use mta_core::address_list::{parse_address_list, AddressItem, ParseOptions};
@@ -48,6 +49,7 @@ mod lexer;
 mod parser;
 mod qmail;
 mod render;
+pub mod token822;
 
 use std::fmt;
 

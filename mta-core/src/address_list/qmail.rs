@@ -1,8 +1,8 @@
 //! qmail-inject's address rewriting (qmail-reference §7.1) and qmail-send's `percenthack`
 //! (§8).
 
-use super::HeaderMailbox;
 use super::render::is_dot_atom;
+use super::{HeaderMailbox, token822};
 use crate::{Address, Domain};
 
 /// The rewriting qmail-inject applies to every header and envelope address, with the
@@ -57,6 +57,19 @@ impl QmailRewrite {
     pub fn with_percent_hack(mut self, domains: Vec<String>) -> Self {
         self.percent_hack = domains;
         self
+    }
+
+    /// The same rewriting (without percenthack, as qmail-inject) at the token level, for
+    /// printing fields back exactly as qmail-inject does ([`token822::Rewriter`]).
+    ///
+    /// # Errors
+    /// [`token822::TokenizeError`] when a host value does not tokenise.
+    pub fn token_rewriter(&self) -> Result<token822::Rewriter, token822::TokenizeError> {
+        token822::Rewriter::new(
+            self.default_host.as_bytes(),
+            self.default_domain.as_bytes(),
+            self.plus_domain.as_bytes(),
+        )
     }
 
     /// Applies the rewriting steps to one mailbox (display name and comments kept).

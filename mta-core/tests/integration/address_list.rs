@@ -353,3 +353,90 @@ fn mail_parser_agrees_on_addresses() {
     }
     assert!(compared >= 25, "{compared}");
 }
+
+/// The two forms of qmail-inject's rules agree: where the structural parser
+/// (`ParseOptions::qmail_inject`) accepts a field, the token-level rewriting that prints
+/// fields back as qmail-inject does (`token822`) finds the same envelope addresses.
+mod qmail_forms_agree {
+    use mta_core::address_list::token822::{rewrite_list, tokenize, unquote};
+    use mta_core::address_list::{ParseOptions, QmailRewrite, parse_address_list};
+    use proptest::prelude::*;
+
+    fn both(field: &str) -> Option<(Vec<String>, Vec<String>)> {
+        let rules = QmailRewrite::new("mx.example.org", "example.org", "plus.example.org");
+        let structural: Vec<String> =
+            parse_address_list(field.as_bytes(), &ParseOptions::qmail_inject(rules.clone()))
+                .ok()?
+                .mailboxes()
+                .map(|m| m.to_address().to_string_lossy())
+                .collect();
+        let rw = rules.token_rewriter().ok()?;
+        let tokens = tokenize(field.as_bytes()).ok()?;
+        let mut tokenwise = Vec::new();
+        rewrite_list(&tokens, 0, &mut |a| {
+            rw.rewrite(a);
+            tokenwise.push(String::from_utf8_lossy(&unquote(a)).into_owned());
+        })
+        .ok()?;
+        tokenwise.reverse();
+        tokenwise.retain(|a| !a.is_empty());
+        let structural = structural.into_iter().filter(|a| !a.is_empty()).collect();
+        Some((structural, tokenwise))
+    }
+
+    #[test]
+    fn known_fields() {
+        for field in [
+            "joe, mary@mx, ann@box+, <@r1,@r2:bob@x.org>, lit@[10.0.0.1], e@x.org.",
+            "djb fred (Fred)",
+            "\"Joe  Q\" <joe@x.org>, (c) ann@y.org (Ann)",
+            "grp: c@x.org, d;, after@x.org",
+            "joe@, Mixed.Case@Example.ORG",
+            "undisclosed-recipients: ;",
+        ] {
+            let (s, t) = both(field).expect("both accept");
+            assert_eq!(s, t, "{field}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn generated_fields(
+            items in proptest::collection::vec(
+                (
+                    r#"([a-z]{1,3}|"[a-z ]{1,3}")(\.[a-z]{1,3}){0,2}"#,
+                    proptest::option::of(r"[a-z]{1,3}(\.[a-z]{1,3}){0,2}\+?"),
+                    0..4u8,
+                    r",| |, ",
+                ),
+                1..5,
+            )
+        ) {
+            // Each item: local[@domain], bare, in angle brackets with a phrase, with a
+            // comment, or as a one-member group.
+            let mut field = String::new();
+            for (i, (local, domain, shape, sep)) in items.iter().enumerate() {
+                // Without a comma, qmail takes the words in front of `<` or `:` into the
+                // phrase or group name (`a@b Name <c>` is one address): not compared here.
+                if i > 0 {
+                    field.push_str(if matches!(shape, 1 | 3) { ", " } else { sep });
+                }
+                let addr = match domain {
+                    Some(d) => format!("{local}@{d}"),
+                    None => local.clone(),
+                };
+                let item = match shape {
+                    0 => addr,
+                    1 => format!("Name <{addr}>"),
+                    2 => format!("{addr} (comment)"),
+                    _ => format!("g: {addr};"),
+                };
+                field.push_str(&item);
+            }
+            if let Some((s, t)) = both(&field) {
+                prop_assert_eq!(s, t, "{}", field);
+            }
+        }
+    }
+}

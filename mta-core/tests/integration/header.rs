@@ -139,34 +139,25 @@ fn qmail_trace_lines() {
         delivered_to_line(&Address::from_bytes(b"a\nb@x".to_vec())),
         b"Delivered-To: a_b@x\n"
     );
-    let r = ReceivedSmtp {
-        remote_host: "mx.example.com",
-        remote_ip: "192.0.2.1",
-        helo: Some("evil\r\nX-Injected: yes"),
-        remote_info: Some("joe"),
-        local_host: "mail.example.net",
-        protocol: "SMTP",
-        unix_time: 1_795_925_285,
-    };
+    let date = mta_core::date::qmail_date822(1_795_925_285);
+    let mut r = ReceivedSmtp::new("mx.example.com", "192.0.2.1", "mail.example.net", &date);
+    r.helo = Some("evil\r\nX-Injected: yes");
+    r.remote_info = Some("joe");
     assert_eq!(
         String::from_utf8(received_smtp(&r)).unwrap(),
         "Received: from mx.example.com (HELO evil??X-Injected:?yes) (joe@192.0.2.1)\n  by mail.example.net with SMTP; 29 Nov 2026 04:08:05 -0000\n"
     );
-    let same_helo = ReceivedSmtp {
-        helo: Some("MX.example.com"),
-        remote_info: None,
-        ..r
-    };
+    let mut same_helo = r;
+    same_helo.helo = Some("MX.example.com");
+    same_helo.remote_info = None;
     assert_eq!(
         String::from_utf8(received_smtp(&same_helo)).unwrap(),
         "Received: from mx.example.com (192.0.2.1)\n  by mail.example.net with SMTP; 29 Nov 2026 04:08:05 -0000\n"
     );
-    let v6 = ReceivedSmtp {
-        remote_host: "unknown",
-        remote_ip: "[2001:db8::1]",
-        helo: None,
-        ..r
-    };
+    let mut v6 = r;
+    v6.remote_host = "unknown";
+    v6.remote_ip = "[2001:db8::1]";
+    v6.helo = None;
     assert!(received_smtp(&v6).starts_with(b"Received: from unknown (joe@[2001:db8::1])\n"));
     assert_eq!(
         received_queue(4711, QueueInvoker::Uid(1000), 0),

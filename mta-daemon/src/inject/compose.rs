@@ -5,12 +5,11 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use mta_core::address_list::token822::{self, LINE_LEN, Rewriter, Token};
+use mta_core::header::inject::{Field, Header};
 use mta_core::{Address, Envelope};
 
 use super::config::{Hosts, read_list};
-use super::header::{Field, Header};
-use super::rewrite::Rewriter;
-use super::token822::{self, LINE_LEN, Token};
 use super::{Env, Fatal, Options, Strategy, tz};
 
 /// Everything read from the control directory and `QMAILMFTFILE`.
@@ -172,23 +171,16 @@ impl Composer<'_> {
     /// Rewrites one address given on the command line (`-f`, recipients): qmail quotes its
     /// local part if needed, tokenises and rewrites it.
     fn rewrite_argument(&self, raw: &[u8]) -> Option<Vec<u8>> {
-        let mut t = token822::tokenize(&token822::quote_address(raw)).ok()?;
-        self.settings.rewriter.rewrite(&mut t);
-        Some(token822::unquote(&t))
+        self.settings.rewriter.rewrite_address(raw).ok()
     }
 
     /// Rewrites every address in a field; returns the refolded field and the envelope form
     /// of each address, left to right.
     fn rewrite_field(&self, field: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), Fatal> {
-        let tokens = token822::tokenize(field).map_err(|_| cannot_parse(field))?;
-        let mut addrs = Vec::new();
-        let rewritten = token822::rewrite_list(&tokens, tokens.len().min(2), &mut |a| {
-            self.settings.rewriter.rewrite(a);
-            addrs.push(token822::unquote(a));
-        })
-        .map_err(|_| cannot_parse(field))?;
-        addrs.reverse();
-        Ok((token822::unparse(&rewritten, LINE_LEN), addrs))
+        self.settings
+            .rewriter
+            .rewrite_field(field)
+            .map_err(|_| cannot_parse(field))
     }
 
     /// Applies a field's role to its addresses.
@@ -294,7 +286,7 @@ impl Composer<'_> {
     fn message_id(&self) -> Vec<u8> {
         let mut v = format!(
             "Message-ID: <{}.{}.qmail@",
-            tz::utc_stamp(self.env.now),
+            mta_core::date::utc_stamp(self.env.now),
             self.env.pid
         )
         .into_bytes();

@@ -6,10 +6,10 @@ use mta_queue::{Queue, QueueError, QueueOptions};
 
 use super::compose::Prepared;
 use super::pickup;
-use super::token822::quote_address;
 use super::{Env, Fatal};
 use crate::root::Root;
 use crate::trigger::{self, Pull};
+use mta_core::address_list::token822::quote_address;
 
 /// `-n`: `Return-Path: <sender>` and the message (head, then `body`), as qmail-inject
 /// prints them.

@@ -1,7 +1,7 @@
 //! `mta inject`: qmail-inject (qmail-reference §7.1). Reads a message on stdin, fixes up its
 //! header, works out the envelope, and queues it.
 //!
-//! - **Header** (`header.rs`): the header ends at the first empty line or the first line that
+//! - **Header** ([`mta_core::header::inject`]): the header ends at the first empty line or the first line that
 //!   is not a field; `From ` lines become `MBOX-Line:`; Bcc, Resent-Bcc, Return-Path and
 //!   Content-Length are removed (From and Message-ID too with `QMAILINJECT` `f` / `i`).
 //! - **Added fields**, in front and only when missing: `Date` (local time, RFC 5322),
@@ -9,8 +9,8 @@
 //!   `Cc: recipient list not shown: ;` when there is no To and no Cc; `Mail-Followup-To` from
 //!   `QMAILMFTFILE`. A message with any Resent- field gets the Resent- versions instead.
 //! - **Addresses** in sender and recipient fields, `-f` and argument recipients are
-//!   rewritten (`rewrite.rs`: defaulthost, plusdomain, defaultdomain) and the rewritten fields
-//!   are refolded at 80 columns (`token822.rs`).
+//!   rewritten (defaulthost, plusdomain, defaultdomain) and the rewritten fields are refolded
+//!   at 80 columns, by [`mta_core::address_list::token822`].
 //! - **Envelope**: sender from `-f`, else the first Return-Path field, else
 //!   `QMAILSUSER@QMAILSHOST` (with the `m`/`r` VERP suffixes); recipients from the arguments
 //!   and/or the header (`-a`, `-h`/`-t`, `-H`, `-A`).
@@ -38,12 +38,9 @@ mod compose;
 mod config;
 mod deliver;
 mod env;
-mod header;
 pub mod pickup;
-mod rewrite;
 #[cfg(test)]
 mod tests;
-mod token822;
 mod tz;
 
 use std::ffi::OsString;
@@ -52,6 +49,8 @@ use std::os::unix::ffi::OsStrExt;
 
 pub(crate) use compose::is_null_sender;
 pub use env::{Env, VARIABLES};
+
+use mta_core::header::inject as header;
 
 use crate::root::Root;
 

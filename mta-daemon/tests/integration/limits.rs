@@ -163,14 +163,19 @@ fn concurrencyperip_refuses_the_fourth_connection_from_one_address() {
     let root = TestRoot::new();
     root.control("concurrencyperip", "3\n");
     let server = root.serve();
-    // The readiness probe's session may still be closing: let it go.
-    std::thread::sleep(Duration::from_millis(300));
     let from = Ipv4Addr::LOCALHOST;
+    // The readiness probe's session may still hold a slot for a moment: retry until three
+    // sessions are greeted.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let mut held = Vec::new();
-    for _ in 0..3 {
+    while held.len() < 3 {
         let mut s = connect_from(from, root.addr()).unwrap();
-        assert!(greeting(&mut s).starts_with("220 "));
-        held.push(s);
+        if greeting(&mut s).starts_with("220 ") {
+            held.push(s);
+        } else {
+            assert!(Instant::now() < deadline, "three sessions never fitted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
     let mut fourth = connect_from(from, root.addr()).unwrap();
     let (got, closed) = read_to_close(&mut fourth, Duration::from_secs(5));

@@ -57,6 +57,7 @@ ctx = ssl.create_default_context(cafile=ca)
 if mode == "smtps":
     s = smtplib.SMTP_SSL("localhost", port, context=ctx, timeout=20)
     s.ehlo("py.example")
+    s.login("alice", "wonderland")
 else:
     s = smtplib.SMTP("localhost", port, timeout=20)
     s.ehlo("py.example")
@@ -67,6 +68,8 @@ else:
     s.starttls(context=ctx)
     s.ehlo("py.example")
     assert not s.has_extn("starttls"), "STARTTLS offered again"
+    if mode == "mail-first":
+        s.login("alice", "wonderland")
 print(s.sock.version(), s.sock.cipher()[0])
 s.sendmail("a@example.net", ["joe@example.org"], sys.argv[4].encode())
 s.quit()
@@ -118,6 +121,20 @@ fn smtps_and_submission_listeners() {
         ),
     );
     let joe = add_user(&root, "joe");
+    // smtps and submission take mail from logged-in users only.
+    let passwd = std::process::Command::new(MTA)
+        .arg("--root")
+        .arg(&root.dir)
+        .args(["passwd", "alice"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().map(|mut i| i.write_all(b"wonderland\n"));
+            c.wait()
+        })
+        .unwrap();
+    assert!(passwd.success());
     let server = root.serve();
     let ca = write_ca(&root, &ca);
     // Implicit TLS: encrypted from the first byte, no STARTTLS offered.
@@ -132,9 +149,23 @@ fn smtps_and_submission_listeners() {
         "{}",
         server.log_text()
     );
-    // swaks with implicit TLS (--tlsc) and with STARTTLS (--tls), as a third client.
+    // swaks with implicit TLS (--tlsc, logged in) and with STARTTLS (--tls, on the MX
+    // port), as a third client.
     for (port, flag) in [(smtps, "--tlsc"), (root.port, "--tls")] {
+        let login: &[&str] = if port == smtps {
+            &[
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "alice",
+                "--auth-password",
+                "wonderland",
+            ]
+        } else {
+            &[]
+        };
         let out = Command::new("swaks")
+            .args(login)
             .args([
                 "--server",
                 "127.0.0.1",
@@ -249,11 +280,7 @@ fn a_certificate_replaced_on_disk_is_used_for_new_connections() {
     install_cert(&root, "-----BEGIN CERTIFICATE-----\nnot base64\n");
     let c = peer_cert_cn(root.port);
     assert_eq!(b, c);
-    assert!(
-        server
-            .log_text()
-            .contains("keeping the previous certificate")
-    );
+    assert!(server.log_text().contains("keeping the previous version"));
 }
 
 fn hex(b: &[u8]) -> String {
@@ -505,5 +532,53 @@ fn check_validates_the_certificate_files() {
     assert!(
         err.contains("expires in 4 days") || err.contains("expires in 5 days"),
         "{err}"
+    );
+}
+
+/// A client that drips its TLS handshake a byte at a time after STARTTLS is cut off at
+/// `timeoutsmtpd` for the whole handshake, not per byte.
+#[test]
+fn a_dripped_handshake_is_cut_at_the_deadline() {
+    use std::io::{Read, Write};
+    let root = TestRoot::new();
+    let (_, pem) = test_pki("mx");
+    install_cert(&root, &pem);
+    root.control("timeoutsmtpd", "2\n");
+    let server = root.serve();
+    let mut s = TcpStream::connect(root.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(read_reply(&mut s).starts_with("220"));
+    s.write_all(b"EHLO x\r\n").unwrap();
+    read_reply(&mut s);
+    s.write_all(b"STARTTLS\r\n").unwrap();
+    assert!(read_reply(&mut s).starts_with("220"));
+    // The start of a TLS record (a ClientHello), then one byte every 200 ms.
+    let t = std::time::Instant::now();
+    let hello = [
+        0x16u8, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    let mut closed = None;
+    for b in hello.iter().chain(std::iter::repeat(&0u8)).take(100) {
+        if s.write_all(&[*b]).is_err() {
+            closed = Some(t.elapsed());
+            break;
+        }
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok(0) = s.read(&mut buf) {
+            closed = Some(t.elapsed());
+            break;
+        }
+    }
+    let closed = closed.unwrap_or_else(|| {
+        panic!(
+            "a dripped handshake held the session for 20 s: {}",
+            server.log_text()
+        )
+    });
+    assert!(
+        closed < Duration::from_secs(6),
+        "closed only after {closed:?}"
     );
 }

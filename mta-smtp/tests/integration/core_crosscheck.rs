@@ -53,15 +53,9 @@ proptest! {
         let mut ours = ReceivedInfo::new(&host, &ip, &local, &date);
         ours.helo = helo.as_deref();
         ours.remote_info = info.as_deref();
-        let core = ReceivedSmtp {
-            remote_host: &host,
-            remote_ip: &ip,
-            helo: helo.as_deref(),
-            remote_info: info.as_deref(),
-            local_host: &local,
-            protocol: "SMTP",
-            unix_time: t,
-        };
+        let mut core = ReceivedSmtp::new(&host, &ip, &local, &date);
+        core.helo = helo.as_deref();
+        core.remote_info = info.as_deref();
         prop_assert_eq!(received_line(&ours).into_bytes(), received_smtp(&core));
     }
 }

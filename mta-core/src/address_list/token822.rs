@@ -1,4 +1,7 @@
-//! qmail-inject's RFC 822 address grammar (`token822.c`), rewritten in Rust.
+//! qmail-inject's RFC 822 address grammar (`token822.c`) and its address rewriting, at the
+//! token level: the form whose output (spacing, comma insertion, refolding) is qmail-inject's
+//! own, byte for byte. [`super::parse_address_list`] with [`super::ParseOptions::qmail_inject`]
+//! gives the same addresses as a structured value instead.
 //!
 //! qmail-inject does not build a syntax tree: it cuts a header field into tokens (atoms,
 //! `"quoted strings"`, `[literals]`, `(comments)` and the specials `< > @ , ; : .`), walks the
@@ -18,16 +21,30 @@
 //! This is deliberately separate from an RFC 5322 address-list parser: qmail-inject's output
 //! format (comma insertion, spacing, refolding) is defined at the token level, so the token
 //! list is the natural representation to rewrite and print.
+//!
+//! ```
+//! use mta_core::address_list::token822::{rewrite_list, tokenize, unparse, unquote, Rewriter, LINE_LEN};
+//! let rw = Rewriter::new(b"mx", b"example.org", b"plus.example")?;
+//! let tokens = tokenize(b"To: djb fred@host+, Joe <joe@sub>")?;
+//! let mut seen = Vec::new();
+//! let out = rewrite_list(&tokens, 2, &mut |addr| {
+//!     rw.rewrite(addr);
+//!     seen.push(String::from_utf8_lossy(&unquote(addr)).into_owned());
+//! })?;
+//! assert_eq!(unparse(&out, LINE_LEN), b"To: djb@mx.example.org, fred@host.plus.example, Joe <joe@sub.example.org>\n");
+//! assert_eq!(seen, ["joe@sub.example.org", "fred@host.plus.example", "djb@mx.example.org"]);
+//! # Ok::<(), mta_core::address_list::token822::TokenizeError>(())
+//! ```
 
 use std::fmt;
 
 /// qmail's `LINELEN`: rewritten fields are refolded to lines of at most this many bytes
 /// (where a comma allows it).
-pub(crate) const LINE_LEN: usize = 80;
+pub const LINE_LEN: usize = 80;
 
 /// One token of a header field.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Token {
+pub enum Token {
     /// A run of atom characters (escapes removed).
     Atom(Vec<u8>),
     /// A quoted string's contents (quotes and escapes removed).
@@ -63,15 +80,15 @@ impl Token {
 
 /// A field (or address) that qmail-inject's grammar cannot tokenise or group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ParseError;
+pub struct TokenizeError;
 
-impl fmt::Display for ParseError {
+impl fmt::Display for TokenizeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("unable to parse address list")
     }
 }
 
-impl std::error::Error for ParseError {}
+impl std::error::Error for TokenizeError {}
 
 /// Bytes that end an atom (token822 `atomok`).
 fn ends_atom(b: u8) -> bool {
@@ -102,12 +119,12 @@ fn delimited(
     open: u8,
     close: u8,
     nest: bool,
-) -> Result<Vec<u8>, ParseError> {
+) -> Result<Vec<u8>, TokenizeError> {
     let mut level = 1;
     let mut out = Vec::new();
     loop {
         *i += 1;
-        let b = *s.get(*i).ok_or(ParseError)?;
+        let b = *s.get(*i).ok_or(TokenizeError)?;
         if b == close {
             level -= 1;
             if level == 0 {
@@ -117,7 +134,7 @@ fn delimited(
             level += 1;
         } else if b == b'\\' {
             *i += 1;
-            out.push(*s.get(*i).ok_or(ParseError)?);
+            out.push(*s.get(*i).ok_or(TokenizeError)?);
         } else {
             out.push(b);
         }
@@ -127,8 +144,8 @@ fn delimited(
 /// Cuts `s` into tokens (token822 `token822_parse`).
 ///
 /// # Errors
-/// [`ParseError`] for an unbalanced `)` or `]` or an unterminated quote, comment or literal.
-pub(crate) fn tokenize(s: &[u8]) -> Result<Vec<Token>, ParseError> {
+/// [`TokenizeError`] for an unbalanced `)` or `]` or an unterminated quote, comment or literal.
+pub fn tokenize(s: &[u8]) -> Result<Vec<Token>, TokenizeError> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < s.len() {
@@ -144,7 +161,7 @@ pub(crate) fn tokenize(s: &[u8]) -> Result<Vec<Token>, ParseError> {
                 i += 1;
                 continue;
             }
-            b')' | b']' => return Err(ParseError),
+            b')' | b']' => return Err(TokenizeError),
             b'(' => Token::Comment(delimited(s, &mut i, b'(', b')', true)?),
             b'"' => Token::Quote(delimited(s, &mut i, b'"', b'"', false)?),
             b'[' => Token::Literal(delimited(s, &mut i, b'[', b']', false)?),
@@ -189,12 +206,12 @@ pub(crate) fn tokenize(s: &[u8]) -> Result<Vec<Token>, ParseError> {
 /// `rewrite` sees the addresses from the last to the first.
 ///
 /// # Errors
-/// [`ParseError`] for a `;` inside a group, a `:` outside one, or a `>` without `<`.
-pub(crate) fn rewrite_list(
+/// [`TokenizeError`] for a `;` inside a group, a `:` outside one, or a `>` without `<`.
+pub fn rewrite_list(
     tokens: &[Token],
     skip: usize,
     rewrite: &mut dyn FnMut(&mut Vec<Token>),
-) -> Result<Vec<Token>, ParseError> {
+) -> Result<Vec<Token>, TokenizeError> {
     // Both `out` and `addr` are built backwards (rightmost token first).
     let mut out: Vec<Token> = Vec::with_capacity(tokens.len() + 8);
     let mut addr: Vec<Token> = Vec::new();
@@ -222,7 +239,7 @@ pub(crate) fn rewrite_list(
             Token::Semi => {
                 flush(&mut out, &mut addr, rewrite, true, false);
                 if in_group {
-                    return Err(ParseError);
+                    return Err(TokenizeError);
                 }
                 in_group = true;
                 word_ok = true;
@@ -230,7 +247,7 @@ pub(crate) fn rewrite_list(
             Token::Colon => {
                 flush(&mut out, &mut addr, rewrite, false, false);
                 if !in_group {
-                    return Err(ParseError);
+                    return Err(TokenizeError);
                 }
                 in_group = false;
                 // The group's display name (up to the previous comma) is kept as it is.
@@ -256,7 +273,7 @@ pub(crate) fn rewrite_list(
                 // `<>` is an address too: the callback decides to leave it alone.
                 flush(&mut out, &mut addr, rewrite, false, true);
                 if i <= skip {
-                    return Err(ParseError);
+                    return Err(TokenizeError);
                 }
                 out.push(Token::Left);
                 i -= 1;
@@ -374,7 +391,7 @@ impl Folder {
 
 /// Prints tokens back as a header field ending in `\n`, refolded at `line_len` columns
 /// (token822 `token822_unparse`).
-pub(crate) fn unparse(tokens: &[Token], line_len: usize) -> Vec<u8> {
+pub fn unparse(tokens: &[Token], line_len: usize) -> Vec<u8> {
     let mut f = Folder {
         out: Vec::with_capacity(tokens.len() * 8),
         kept: Vec::new(),
@@ -421,7 +438,7 @@ pub(crate) fn unparse(tokens: &[Token], line_len: usize) -> Vec<u8> {
 
 /// The envelope form of an address's tokens (token822 `token822_unquote`): quotes and
 /// escapes removed, literals keep their brackets, comments dropped.
-pub(crate) fn unquote(tokens: &[Token]) -> Vec<u8> {
+pub fn unquote(tokens: &[Token]) -> Vec<u8> {
     let mut out = Vec::new();
     for t in tokens {
         match t {
@@ -446,7 +463,7 @@ pub(crate) fn unquote(tokens: &[Token]) -> Vec<u8> {
 
 /// Whether a local part must be quoted in an address (qmail `quote_need`): empty, a byte
 /// outside the RFC 822 atom set, or a leading, trailing or doubled dot.
-pub(crate) fn quote_needed(s: &[u8]) -> bool {
+pub fn quote_needed(s: &[u8]) -> bool {
     let atom_byte = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~.".contains(&b);
     s.is_empty()
         || !s.iter().all(|&b| atom_byte(b))
@@ -456,10 +473,164 @@ pub(crate) fn quote_needed(s: &[u8]) -> bool {
 }
 
 /// Quotes the local part of `addr` (split at the last `@`) when it needs it (qmail
-/// `quote2`, [`mta_core::header::quote2`]): `a b@x` → `"a b"@x`. The empty address stays
+/// `quote2`, [`crate::header::quote2`]): `a b@x` → `"a b"@x`. The empty address stays
 /// empty.
-pub(crate) fn quote_address(addr: &[u8]) -> Vec<u8> {
-    mta_core::header::quote2(addr)
+pub fn quote_address(addr: &[u8]) -> Vec<u8> {
+    crate::header::quote2(addr)
+}
+
+/// qmail-inject's address rewriting (qmail-reference §7.1, "Address rewriting"), applied to
+/// every address in sender and recipient fields, to `-f` and to argument recipients.
+///
+/// In order: (1) `<>` and `<x@[]>` are left alone; (2) a source route `@a,@b:` is removed;
+/// (3) one trailing `.` and then a trailing `@` are dropped; (4) an address without `@` gets
+/// `@defaulthost`; (5) a domain ending in `+` loses the `+` and gets `.plusdomain`; (6) a
+/// domain without a dot that is not a `[literal]` gets `.defaultdomain`. Because (4) runs
+/// first, defaulthost itself goes through (5) and (6). qmail-send's percenthack is not
+/// applied (qmail-inject does not apply it).
+///
+/// It holds the three rewriting hosts, already cut into tokens (qmail-inject `getcontrols`).
+#[derive(Clone, Debug)]
+pub struct Rewriter {
+    /// `@defaulthost`
+    at_default_host: Vec<Token>,
+    /// `.defaultdomain`
+    dot_default_domain: Vec<Token>,
+    /// `.plusdomain`
+    dot_plus_domain: Vec<Token>,
+}
+
+impl Rewriter {
+    /// Builds a rewriter from the resolved control values (environment overrides applied).
+    ///
+    /// # Errors
+    /// [`TokenizeError`] when a value does not tokenise (qmail-inject dies with "unable to
+    /// parse this line").
+    pub fn new(
+        default_host: &[u8],
+        default_domain: &[u8],
+        plus_domain: &[u8],
+    ) -> Result<Rewriter, TokenizeError> {
+        let with = |prefix: u8, s: &[u8]| {
+            let mut v = vec![prefix];
+            v.extend_from_slice(s);
+            tokenize(&v)
+        };
+        Ok(Rewriter {
+            at_default_host: with(b'@', default_host)?,
+            dot_default_domain: with(b'.', default_domain)?,
+            dot_plus_domain: with(b'.', plus_domain)?,
+        })
+    }
+
+    /// Rewrites one address given on its own, such as a command-line sender (`-f`) or
+    /// recipient: its local part is quoted if needed ([`quote_address`]), then it is
+    /// tokenised and rewritten. Returns the envelope form ([`unquote`]).
+    ///
+    /// ```
+    /// use mta_core::address_list::token822::Rewriter;
+    /// let rw = Rewriter::new(b"mx", b"example.org", b"plus.example")?;
+    /// assert_eq!(rw.rewrite_address(b"joe")?, b"joe@mx.example.org");
+    /// assert_eq!(rw.rewrite_address(b"a b@host+")?, b"a b@host.plus.example");
+    /// # Ok::<(), mta_core::address_list::token822::TokenizeError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TokenizeError`] when the quoted address does not tokenise.
+    pub fn rewrite_address(&self, raw: &[u8]) -> Result<Vec<u8>, TokenizeError> {
+        let mut t = tokenize(&quote_address(raw))?;
+        self.rewrite(&mut t);
+        Ok(unquote(&t))
+    }
+
+    /// Rewrites every address in a whole header field (`Name: list`, name and colon kept
+    /// as they are), as qmail-inject does: returns the field printed back and refolded at
+    /// [`LINE_LEN`] columns, ending in `\n`, and the envelope form of each address, left
+    /// to right.
+    ///
+    /// ```
+    /// use mta_core::address_list::token822::Rewriter;
+    /// let rw = Rewriter::new(b"mx", b"example.org", b"plus.example")?;
+    /// let (field, addrs) = rw.rewrite_field(b"Cc: djb fred@host, Joe <joe@x.org>")?;
+    /// assert_eq!(field, b"Cc: djb@mx.example.org, fred@host.example.org, Joe <joe@x.org>\n");
+    /// assert_eq!(addrs, [&b"djb@mx.example.org"[..], b"fred@host.example.org", b"joe@x.org"]);
+    /// # Ok::<(), mta_core::address_list::token822::TokenizeError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TokenizeError`] when the field does not tokenise or its list does not group.
+    pub fn rewrite_field(&self, field: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), TokenizeError> {
+        let tokens = tokenize(field)?;
+        let mut addrs = Vec::new();
+        let rewritten = rewrite_list(&tokens, tokens.len().min(2), &mut |a| {
+            self.rewrite(a);
+            addrs.push(unquote(a));
+        })?;
+        addrs.reverse();
+        Ok((unparse(&rewritten, LINE_LEN), addrs))
+    }
+
+    /// Rewrites one address, given as its tokens in left-to-right order (qmail-inject
+    /// `rwgeneric`).
+    pub fn rewrite(&self, addr: &mut Vec<Token>) {
+        // (1) `<>` stays `<>`; `x@[]` (the double-bounce form and its VERP cousins) stays.
+        if addr.is_empty() {
+            return;
+        }
+        if let [.., Token::At, Token::Literal(l)] = addr.as_slice()
+            && l.is_empty()
+        {
+            return;
+        }
+        // (2) Source route: `@a,@b:user@host` → `user@host`; `<@a:>` → `<>`.
+        if addr.first() == Some(&Token::At) {
+            match addr.iter().position(|t| *t == Token::Colon) {
+                Some(colon) => {
+                    addr.drain(..=colon);
+                }
+                None => addr.clear(),
+            }
+            if addr.is_empty() {
+                return;
+            }
+        }
+        // (3) One trailing dot, then one trailing `@`.
+        if addr.last() == Some(&Token::Dot) {
+            addr.pop();
+            if addr.is_empty() {
+                return;
+            }
+        }
+        if addr.last() == Some(&Token::At) {
+            addr.pop();
+            if addr.is_empty() {
+                return;
+            }
+        }
+        // (4) No `@` at all: append `@defaulthost`.
+        if !addr.contains(&Token::At) {
+            addr.extend_from_slice(&self.at_default_host);
+        }
+        // (5) The last atom ends in `+`: drop it and append `.plusdomain`.
+        if let Some(Token::Atom(last)) = addr.last_mut()
+            && last.last() == Some(&b'+')
+        {
+            last.pop();
+            addr.extend_from_slice(&self.dot_plus_domain);
+        }
+        // (6) No dot and no literal after the last `@`: append `.defaultdomain`.
+        let domain_start = addr
+            .iter()
+            .rposition(|t| *t == Token::At)
+            .map_or(0, |i| i + 1);
+        let domain = &addr[domain_start..];
+        if !domain
+            .iter()
+            .any(|t| matches!(t, Token::Dot | Token::Literal(_)))
+        {
+            addr.extend_from_slice(&self.dot_default_domain);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -492,13 +663,13 @@ mod tests {
                 Token::Right,
             ]
         );
-        assert_eq!(tokenize(b")a").unwrap_err(), ParseError);
+        assert_eq!(tokenize(b")a").unwrap_err(), TokenizeError);
         // Inside an atom `)` is just a byte (the atom is then printed quoted).
         assert_eq!(tokenize(b"a)").unwrap(), vec![Token::Quote(b"a)".to_vec())]);
-        assert_eq!(tokenize(b"]").unwrap_err(), ParseError);
-        assert_eq!(tokenize(b"\"abc").unwrap_err(), ParseError);
-        assert_eq!(tokenize(b"(a (b)").unwrap_err(), ParseError);
-        assert_eq!(tokenize(b"[1.2").unwrap_err(), ParseError);
+        assert_eq!(tokenize(b"]").unwrap_err(), TokenizeError);
+        assert_eq!(tokenize(b"\"abc").unwrap_err(), TokenizeError);
+        assert_eq!(tokenize(b"(a (b)").unwrap_err(), TokenizeError);
+        assert_eq!(tokenize(b"[1.2").unwrap_err(), TokenizeError);
         // An atom with a byte that cannot be printed as an atom becomes a quoted string.
         assert_eq!(
             tokenize(b"a\\\\b").unwrap(),
@@ -605,5 +776,47 @@ mod tests {
         assert_eq!(quote_address(b".joe"), b"\".joe\"");
         assert_eq!(quote_address(b"a\"b@x@y"), b"\"a\\\"b@x\"@y");
         assert_eq!(quote_address(b""), b"");
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod rewrite_tests {
+    use super::*;
+
+    fn rw(addr: &str) -> String {
+        let r = Rewriter::new(b"host", b"example.org", b"plus.example").unwrap();
+        let mut t = tokenize(addr.as_bytes()).unwrap();
+        r.rewrite(&mut t);
+        String::from_utf8(unquote(&t)).unwrap()
+    }
+
+    #[test]
+    fn steps_in_order() {
+        assert_eq!(rw(""), "");
+        assert_eq!(rw("list-@x.org-@[]"), "list-@x.org-@[]");
+        assert_eq!(rw("@a.org,@b.org:joe@c.org"), "joe@c.org");
+        assert_eq!(rw("@a.org"), "");
+        assert_eq!(rw("joe@c.org."), "joe@c.org");
+        assert_eq!(rw("joe@"), "joe@host.example.org");
+        assert_eq!(rw("joe"), "joe@host.example.org");
+        assert_eq!(rw("joe@mx"), "joe@mx.example.org");
+        assert_eq!(rw("joe@mx+"), "joe@mx.plus.example");
+        assert_eq!(rw("joe@mx.+"), "joe@mx..plus.example");
+        assert_eq!(rw("joe@[1.2.3.4]"), "joe@[1.2.3.4]");
+        assert_eq!(rw("joe@x.org"), "joe@x.org");
+        assert_eq!(rw("\"a b\"@x.org"), "a b@x.org");
+    }
+
+    #[test]
+    fn defaulthost_gets_plus_and_domain_steps() {
+        let r = Rewriter::new(b"box+", b"example.org", b"plus.example").unwrap();
+        let mut t = tokenize(b"joe").unwrap();
+        r.rewrite(&mut t);
+        assert_eq!(unquote(&t), b"joe@box.plus.example");
+        let r = Rewriter::new(b"box", b"example.org", b"p").unwrap();
+        let mut t = tokenize(b"joe").unwrap();
+        r.rewrite(&mut t);
+        assert_eq!(unquote(&t), b"joe@box.example.org");
     }
 }

@@ -1,4 +1,5 @@
-//! Splitting a message into header fields and body the way qmail-inject does
+//! Splitting a message into header fields and body the way qmail-inject does, streaming
+//! (the slice-based [`super::fields`] follows RFC 5322 instead)
 //! (`headerbody.c`, `hfield.c`; qmail-reference §7.1 "Header parsing").
 //!
 //! - Lines end at LF; a CR before the LF is dropped (the queue stores LF line ends), and a
@@ -16,28 +17,51 @@ use std::io::{self, BufRead, Read};
 /// The header fields qmail-inject knows (`hfield.c`), by the field names it matches
 /// case-insensitively (spaces or tabs may precede the colon).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Field {
+#[non_exhaustive]
+pub enum Field {
+    /// `Sender:`
     Sender,
+    /// `From:`
     From,
+    /// `Reply-To:`
     ReplyTo,
+    /// `To:`
     To,
+    /// `Cc:`
     Cc,
+    /// `Bcc:`
     Bcc,
+    /// `Date:`
     Date,
+    /// `Message-ID:`
     MessageId,
+    /// `Resent-Sender:`
     ResentSender,
+    /// `Resent-From:`
     ResentFrom,
+    /// `Resent-Reply-To:`
     ResentReplyTo,
+    /// `Resent-To:`
     ResentTo,
+    /// `Resent-Cc:`
     ResentCc,
+    /// `Resent-Bcc:`
     ResentBcc,
+    /// `Resent-Date:`
     ResentDate,
+    /// `Resent-Message-ID:`
     ResentMessageId,
+    /// `Return-Receipt-To:`
     ReturnReceiptTo,
+    /// `Errors-To:`
     ErrorsTo,
+    /// `Apparently-To:`
     ApparentlyTo,
+    /// `Return-Path:`
     ReturnPath,
+    /// `Content-Length:`
     ContentLength,
+    /// `Mail-Followup-To:`
     MailFollowupTo,
     /// Any other field (including Subject, Received and the ones qmail names but never
     /// treats specially).
@@ -71,7 +95,7 @@ const NAMES: &[(&str, Field)] = &[
 
 impl Field {
     /// Classifies a field line by its name (qmail `hfield_known`).
-    pub(crate) fn of(line: &[u8]) -> Field {
+    pub fn of(line: &[u8]) -> Field {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             return Field::Other;
         };
@@ -83,7 +107,7 @@ impl Field {
     }
 
     /// True for the Resent- fields whose presence makes the message a resent one.
-    pub(crate) fn is_resent(self) -> bool {
+    pub fn is_resent(self) -> bool {
         matches!(
             self,
             Field::ResentSender
@@ -108,7 +132,7 @@ fn trim_wsp_end(s: &[u8]) -> &[u8] {
 
 /// qmail `hfield_valid`: a colon, preceded (after optional spaces and tabs) by a non-empty
 /// name of bytes 33–126.
-pub(crate) fn is_valid_field(line: &[u8]) -> bool {
+pub fn is_valid_field(line: &[u8]) -> bool {
     let Some(colon) = line.iter().position(|&b| b == b':') else {
         return false;
     };
@@ -118,16 +142,16 @@ pub(crate) fn is_valid_field(line: &[u8]) -> bool {
 
 /// A message's header, read up to where the body starts.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Header {
+pub struct Header {
     /// Each field with its continuation lines, ending in `\n`.
-    pub(crate) fields: Vec<Vec<u8>>,
+    pub fields: Vec<Vec<u8>>,
     /// What separates the header from the rest of the body: `\n` after an empty line, `\n`
     /// plus the line that was not a field, or nothing at end of input.
-    pub(crate) separator: Vec<u8>,
+    pub separator: Vec<u8>,
 }
 
 /// Reads one line, LF-terminated: a CR before the LF is dropped and a final partial line
-/// gets an LF (qmail `getsa`). `None` at end of input.
+/// gets an LF (qmail `getsa`). `false` at end of input.
 fn next_line(r: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
     line.clear();
     if r.read_until(b'\n', line)? == 0 {
@@ -146,7 +170,7 @@ fn next_line(r: &mut dyn BufRead, line: &mut Vec<u8>) -> io::Result<bool> {
 ///
 /// # Errors
 /// Read errors from `r`.
-pub(crate) fn read_header(r: &mut dyn BufRead) -> io::Result<Header> {
+pub fn read_header(r: &mut dyn BufRead) -> io::Result<Header> {
     let mut out = Header::default();
     let mut current: Option<Vec<u8>> = None;
     let mut line = Vec::new();
@@ -184,7 +208,7 @@ pub(crate) fn read_header(r: &mut dyn BufRead) -> io::Result<Header> {
 
 /// The rest of the body, streamed line by line with the same line-end rules as the header
 /// (CRLF → LF, a final LF added), so a large message is never held in memory.
-pub(crate) struct Body<R> {
+pub struct Body<R> {
     inner: R,
     line: Vec<u8>,
     pos: usize,
@@ -192,7 +216,7 @@ pub(crate) struct Body<R> {
 
 impl<R: BufRead> Body<R> {
     /// Streams what is left of `inner`.
-    pub(crate) fn new(inner: R) -> Body<R> {
+    pub fn new(inner: R) -> Body<R> {
         Body {
             inner,
             line: Vec::new(),
@@ -217,9 +241,16 @@ impl<R: BufRead> Read for Body<R> {
     }
 }
 
-/// The whole message cut into header fields and body (separator included), for tests.
-#[cfg(test)]
-pub(crate) fn split(input: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
+/// The whole message cut into header fields and body (separator included), as
+/// [`read_header`] and [`Body`] cut it.
+///
+/// ```
+/// use mta_core::header::inject::split;
+/// let (fields, body) = split(b"From joe@x Sun Nov 29 2026\r\nTo: a\r\n  b\r\nnot a field\r\n");
+/// assert_eq!(fields, [&b"MBOX-Line: From joe@x Sun Nov 29 2026\n"[..], b"To: a\n  b\n"]);
+/// assert_eq!(body, b"\nnot a field\n");
+/// ```
+pub fn split(input: &[u8]) -> (Vec<Vec<u8>>, Vec<u8>) {
     let mut r = input;
     let header = read_header(&mut r).unwrap_or_default();
     let mut body = header.separator;
@@ -242,6 +273,8 @@ mod tests {
         let (fields, body) = split(b"To: a\r\nSubject: x\r\n  y\r\n\r\nbody\r\nmore");
         assert_eq!(fields, f(&["To: a\n", "Subject: x\n  y\n"]));
         assert_eq!(body, b"\nbody\nmore\n");
+        // Only the CR of the line end goes: another CR before it is part of the line.
+        assert_eq!(split(b"From \r\r\n").0, f(&["MBOX-Line: From \r\n"]));
     }
 
     #[test]
