@@ -332,13 +332,16 @@ struct Workers {
 
 struct Worker {
     child: Child,
-    stdin: ChildStdin,
+    /// `None` only while the worker is dropped.
+    stdin: Option<ChildStdin>,
     stdout: std::io::BufReader<ChildStdout>,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Closing stdin ends the worker's loop; reap it so no zombie is left.
+        // Closing stdin ends the worker's loop, even when the kill is refused (no
+        // CAP_KILL under a hardened service manager); reap it so no zombie is left.
+        drop(self.stdin.take());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -440,7 +443,7 @@ impl Workers {
         let stdout = child.stdout.take().ok_or(io::ErrorKind::BrokenPipe)?;
         Ok(Worker {
             child,
-            stdin,
+            stdin: Some(stdin),
             stdout: std::io::BufReader::new(stdout),
         })
     }
@@ -484,7 +487,8 @@ fn exchange(
             n[2].as_bytes(),
         ]);
     }
-    frame::write(&mut w.stdin, &fields)?;
+    let stdin = w.stdin.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
+    frame::write(stdin, &fields)?;
     let answer = frame::read(&mut w.stdout)?.ok_or(io::ErrorKind::UnexpectedEof)?;
     decode_answers(answer, batch.len())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad answer"))
