@@ -279,11 +279,26 @@ struct Transaction {
 /// Port 465: the TLS handshake before anything else. False when the session cannot go on
 /// (no certificate, or the handshake failed; both logged).
 fn implicit_tls(shared: &Shared, wire: &mut Wire, client: &mut Client) -> bool {
-    let Some(config) = client.tls_config.clone() else {
+    if client.tls_config.is_none() {
         log::line("smtp: smtps connection closed: no control/servercert.pem");
         return false;
+    }
+    handshake(shared, wire, client)
+}
+
+/// The server side of a TLS handshake on `stream` (STARTTLS or smtps), bounded by
+/// `timeoutsmtpd`: on success the client's TLS version and cipher are noted and logged; a
+/// failure is logged. True when the session is encrypted.
+fn handshake<S: SessionStream + ?Sized>(
+    shared: &Shared,
+    stream: &mut S,
+    client: &mut Client,
+) -> bool {
+    let result = match client.tls_config.clone() {
+        Some(config) => stream.start_tls(config, shared.settings.get().timeout_smtpd),
+        None => Err(io::Error::other("no certificate")),
     };
-    match wire.start_tls(config, shared.settings.get().timeout_smtpd) {
+    match result {
         Ok(described) => {
             log_tls(client, &described);
             client.tls = Some(described);
@@ -451,24 +466,10 @@ fn starttls<S: SessionStream + ?Sized>(
     session: &mut ServerSession,
     client: &mut Client,
 ) {
-    let result = match client.tls_config.clone() {
-        Some(config) => stream.start_tls(config, shared.settings.get().timeout_smtpd),
-        None => Err(io::Error::other("no certificate")),
-    };
-    match result {
-        Ok(described) => {
-            log_tls(client, &described);
-            client.tls = Some(described);
-            session.tls_established(Instant::now());
-        }
-        Err(e) => {
-            log::line(&format!(
-                "smtp: tls handshake with {} failed: {}",
-                client.name,
-                log::safe(e.to_string().as_bytes())
-            ));
-            session.tls_failed();
-        }
+    if handshake(shared, stream, client) {
+        session.tls_established(Instant::now());
+    } else {
+        session.tls_failed();
     }
 }
 
