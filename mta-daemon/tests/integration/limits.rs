@@ -43,6 +43,31 @@ fn read_to_close(s: &mut TcpStream, limit: Duration) -> (String, bool) {
     (String::from_utf8_lossy(&got).into_owned(), false)
 }
 
+/// Writes `next()` then waits 100 ms for an answer, at most `rounds` times, until the
+/// server closes the connection; the only thing it may say is `421 4.4.2 timeout`. Returns
+/// how long after the first write it closed (`None`: still open).
+fn trickle_until_closed(
+    s: &mut TcpStream,
+    mut next: impl FnMut() -> Vec<u8>,
+    rounds: usize,
+) -> Option<Duration> {
+    let t = Instant::now();
+    for _ in 0..rounds {
+        if s.write_all(&next()).is_err() {
+            return Some(t.elapsed());
+        }
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => return Some(t.elapsed()),
+            Ok(n) => assert_eq!(&buf[..n], b"421 4.4.2 timeout\r\n"),
+            Err(_) => {}
+        }
+    }
+    None
+}
+
 fn greeting(s: &mut TcpStream) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     read_reply(s)
@@ -78,29 +103,11 @@ fn dripping_client_is_closed_at_the_deadline() {
     s.write_all(b"HELO drip.example\r\n").unwrap();
     assert!(read_reply(&mut s).starts_with("250 "));
     // One byte every 100 ms of a command line that never ends.
-    let t = Instant::now();
-    let mut closed_after = None;
-    for b in b"MAIL FROM:<"
+    let mut line = b"MAIL FROM:<"
         .iter()
-        .chain(std::iter::repeat(&b'a'))
-        .take(200)
-    {
-        if s.write_all(&[*b]).is_err() {
-            closed_after = Some(t.elapsed());
-            break;
-        }
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let mut buf = [0u8; 64];
-        match s.read(&mut buf) {
-            Ok(0) => {
-                closed_after = Some(t.elapsed());
-                break;
-            }
-            Ok(n) => assert_eq!(&buf[..n], b"421 4.4.2 timeout\r\n"),
-            Err(_) => {}
-        }
-    }
+        .copied()
+        .chain(std::iter::repeat(b'a'));
+    let closed_after = trickle_until_closed(&mut s, || vec![line.next().unwrap_or(b'a')], 200);
     let closed_after = closed_after.expect("a dripping client held its session for 20 s");
     assert!(
         closed_after < Duration::from_secs(6),
@@ -126,25 +133,7 @@ fn slow_data_below_mindatarate_is_cut_off() {
         read_reply(&mut s);
     }
     // 100 bytes a second: far below 1000 bytes/s once the 2 s grace is over.
-    let t = Instant::now();
-    let mut cut = None;
-    while t.elapsed() < Duration::from_secs(20) {
-        if s.write_all(b"0123456789").is_err() {
-            cut = Some(t.elapsed());
-            break;
-        }
-        s.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let mut buf = [0u8; 64];
-        match s.read(&mut buf) {
-            Ok(0) => {
-                cut = Some(t.elapsed());
-                break;
-            }
-            Ok(n) => assert_eq!(&buf[..n], b"421 4.4.2 timeout\r\n"),
-            Err(_) => {}
-        }
-    }
+    let cut = trickle_until_closed(&mut s, || b"0123456789".to_vec(), 200);
     let cut = cut.expect("a trickle of DATA held the session for 20 s");
     assert!(cut < Duration::from_secs(6), "cut only after {cut:?}");
     assert!(server.wait_log("refused 127.0.0.1: timeout", 1, 5));
