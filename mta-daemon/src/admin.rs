@@ -1,15 +1,15 @@
 //! `mta check` and `mta queue stat|list|flush`.
 
 use std::io::Write;
-use std::time::UNIX_EPOCH;
 
 use mta_queue::{Queue, QueueOptions, Status};
 
-use crate::qread::{self, MessageLine, RecipientLine};
+use mta_sched::control::Request;
+
+use crate::control;
+use crate::qread;
 use crate::root::Root;
-use crate::route::{Route, Router};
 use crate::settings::Settings;
-use crate::trigger;
 
 /// `mta check`: validates the control files and users/assign. Prints `file:line: error`
 /// lines on stderr; returns 1 on any error, 0 otherwise.
@@ -123,80 +123,54 @@ pub fn stat(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 
 /// `mta queue list` (and `mailq`, `sendmail -bp`): qmail-qread's listing.
 pub fn list(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let q = match open_queue(root) {
-        Ok(q) => q,
-        Err(e) => {
-            let _ = writeln!(err, "mta: {e}");
-            return 111;
-        }
-    };
-    let router = match Settings::load(&root.control()) {
-        Ok(s) => s.control,
-        Err(e) => {
-            let _ = writeln!(err, "mta: {e}");
-            return 1;
-        }
-    };
-    let mut ids = match q.scan() {
-        Ok(ids) => ids,
-        Err(e) => {
-            let _ = writeln!(err, "mta: unable to scan queue: {e}");
-            return 111;
-        }
-    };
-    ids.sort_unstable();
-    let mut lines = Vec::new();
-    for id in ids {
-        let info = match q.info(id) {
-            Ok(i) => i,
-            Err(e) => {
-                let _ = writeln!(err, "warning: trouble with #{id}: {e}");
-                continue;
-            }
-        };
-        let recipients = info
-            .envelope
-            .recipients
-            .iter()
-            .zip(&info.statuses)
-            .map(|(a, s)| RecipientLine {
-                local: matches!(router.route(a), Route::Local(_)),
-                address: a.as_bytes().to_vec(),
-                done: s.is_final(),
-                deferred: match s {
-                    Status::Deferred {
-                        next_attempt,
-                        reason,
-                        ..
-                    } => Some((
-                        String::from_utf8_lossy(reason).into_owned(),
-                        next_attempt
-                            .duration_since(UNIX_EPOCH)
-                            .map_or(0, |d| d.as_secs()),
-                    )),
-                    _ => None,
-                },
-            })
-            .collect();
-        lines.push(MessageLine {
-            birth: info
-                .birth
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            id: id.to_string(),
-            bytes: info.body_len,
-            sender: info.envelope.sender.as_bytes().to_vec(),
-            bouncing: info.statuses.iter().any(|s| matches!(s, Status::Failed(_))),
-            recipients,
-        });
-    }
-    let _ = out.write_all(qread::format_list(&lines).as_bytes());
-    0
+    queue(root, &Request::List { json: false }, out, err)
 }
 
-/// `mta queue flush`: asks a running `mta serve` to retry everything now.
-pub fn flush(root: &Root, out: &mut dyn Write) -> i32 {
-    trigger::pull(&root.trigger(), trigger::Pull::Flush);
-    let _ = writeln!(out, "flush requested");
-    0
+/// `mta queue list|show|delete|hold|release|flush`: through a running server's control
+/// socket, else on the queue directly ([`crate::control`]). Exit 0 when done, 1 when
+/// refused or failed, 111 when the server could not be asked.
+pub fn queue(root: &Root, request: &Request, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    if !root.exists() {
+        let _ = writeln!(
+            err,
+            "mta: {}: not an mta root (run mta init)",
+            root.dir().display()
+        );
+        return 111;
+    }
+    let answer = match control::ask(&control::socket_path(root), request) {
+        Ok(Some((ok, text))) => (ok, text),
+        Ok(None) => {
+            let router = match Settings::load(&root.control()) {
+                Ok(s) => s.control,
+                Err(e) => {
+                    let _ = writeln!(err, "mta: {e}");
+                    return 1;
+                }
+            };
+            match control::offline(root, &*router, request) {
+                Ok(text) => (true, text.into_bytes()),
+                Err(text) => (false, text.into_bytes()),
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(
+                err,
+                "mta: unable to ask the server ({}): {e}",
+                control::socket_path(root).display()
+            );
+            return 111;
+        }
+    };
+    match answer {
+        (true, text) => {
+            let _ = out.write_all(&text);
+            0
+        }
+        (false, text) => {
+            let _ = err.write_all(b"mta: ");
+            let _ = err.write_all(&text);
+            1
+        }
+    }
 }

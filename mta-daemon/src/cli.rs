@@ -57,14 +57,45 @@ pub enum Command {
 }
 
 /// `mta queue` subcommands.
-#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+#[derive(Debug, PartialEq, Eq, Clone)]
 pub enum QueueCommand {
     /// qmail-qstat.
     Stat,
-    /// qmail-qread.
-    List,
-    /// qmail's SIGALRM: retry everything now, and forget downed hosts (qmail-tcpok).
-    Flush,
+    /// qmail-qread's listing, or with `--json` the JSON array; and `show`, `delete`,
+    /// `hold`, `release`, `flush`: the control protocol's requests.
+    Control(mta_sched::control::Request),
+}
+
+/// Parses `mta queue ...`'s arguments.
+fn queue_command(args: &[OsString]) -> Option<QueueCommand> {
+    use mta_sched::control::{Request, Selection};
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let ids = |rest: &[String]| -> Option<Vec<mta_queue::MessageId>> {
+        if rest.is_empty() {
+            return None;
+        }
+        rest.iter().map(|a| a.parse().ok()).collect()
+    };
+    let (verb, rest) = args.split_first()?;
+    let request = match (verb.as_str(), rest) {
+        ("stat", []) => return Some(QueueCommand::Stat),
+        ("list", []) => Request::List { json: false },
+        ("list", [j]) if j == "--json" => Request::List { json: true },
+        ("flush", []) => Request::Flush,
+        ("show", [id]) => Request::Show(id.parse().ok()?),
+        ("delete", [f, a]) if f == "--from" => {
+            Request::Delete(Selection::From(a.clone().into_bytes()))
+        }
+        ("delete", [t, a]) if t == "--to" => Request::Delete(Selection::To(a.clone().into_bytes())),
+        ("delete", rest) => Request::Delete(Selection::Ids(ids(rest)?)),
+        ("hold", rest) => Request::Hold(ids(rest)?),
+        ("release", rest) => Request::Release(ids(rest)?),
+        _ => return None,
+    };
+    Some(QueueCommand::Control(request))
 }
 
 /// Overall usage text.
@@ -124,11 +155,23 @@ other -o, -v, -m, -x, -e, -p, -B, -E, -J flags are ignored; -q and other -b are 
 ";
 
 const HELP_QUEUE: &str = "\
-usage: mta [--root DIR] queue stat|list|flush
+usage: mta [--root DIR] queue stat|list [--json]|flush
+       mta [--root DIR] queue show ID
+       mta [--root DIR] queue delete ID... | --from ADDR | --to ADDR
+       mta [--root DIR] queue hold ID... | release ID...
 
-stat   qmail-qstat's two lines
-list   qmail-qread's listing: date, id, size, sender, then each recipient
-flush  retry every deferred delivery now and forget downed hosts (qmail's SIGALRM + tcpok)
+stat     qmail-qstat's two lines
+list     qmail-qread's listing: date, id, size, sender, then each recipient; --json prints
+         one JSON array: id, sender, size, received, held, recipients (address, state,
+         attempts, next_retry, last_error)
+show     one message: envelope, each recipient's state, and its header
+delete   remove messages without a bounce (by id, by sender, or by unfinished recipient)
+hold     stop deliveries of a message (not even flush tries it; it does not expire)
+release  resume them
+flush    retry every deferred delivery now and forget downed hosts (qmail's SIGALRM + tcpok)
+
+While `mta serve` runs these go through its control socket (DIR/queue/control; root or the
+queue's account); without a server they work on the queue directly.
 ";
 
 const HELP_CHECK: &str = "\
@@ -228,12 +271,9 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
         "sendmail" if wants_help => Command::Help(HELP_SENDMAIL),
         "sendmail" => Command::Sendmail(args.to_vec()),
         "queue" if wants_help => Command::Help(HELP_QUEUE),
-        "queue" => match args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>()[..] {
-            [ref s] if s == "stat" => Command::Queue(QueueCommand::Stat),
-            [ref s] if s == "list" => Command::Queue(QueueCommand::List),
-            [ref s] if s == "flush" => Command::Queue(QueueCommand::Flush),
-            _ => return Err(UsageError(HELP_QUEUE.to_owned())),
-        },
+        "queue" => {
+            Command::Queue(queue_command(args).ok_or_else(|| UsageError(HELP_QUEUE.to_owned()))?)
+        }
         "local-worker" if args.is_empty() => Command::LocalWorker,
         "check" if wants_help => Command::Help(HELP_CHECK),
         "passwd" if wants_help => Command::Help(HELP_PASSWD),

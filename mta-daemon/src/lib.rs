@@ -38,6 +38,7 @@ pub mod admin;
 mod auth;
 pub mod bounce;
 pub mod cli;
+pub mod control;
 pub mod frame;
 pub mod helpers;
 pub mod inject;
@@ -108,12 +109,13 @@ pub fn run(argv: &[OsString]) -> i32 {
         cli::Command::Queue(cli::QueueCommand::Stat) => {
             admin::stat(&root, &mut std::io::stdout(), &mut std::io::stderr())
         }
-        cli::Command::Queue(cli::QueueCommand::List) | cli::Command::Mailq => {
-            admin::list(&root, &mut std::io::stdout(), &mut std::io::stderr())
-        }
-        cli::Command::Queue(cli::QueueCommand::Flush) => {
-            admin::flush(&root, &mut std::io::stdout())
-        }
+        cli::Command::Mailq => admin::list(&root, &mut std::io::stdout(), &mut std::io::stderr()),
+        cli::Command::Queue(cli::QueueCommand::Control(request)) => admin::queue(
+            &root,
+            &request,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
         cli::Command::LocalWorker => local::worker_main(),
         cli::Command::QmailCommand(command, args) => helpers::main(command, &root, &args),
         cli::Command::Inject(args) => {

@@ -42,6 +42,8 @@ pub struct MessageLine {
     pub sender: Vec<u8>,
     /// A bounce is pending for this message.
     pub bouncing: bool,
+    /// An operator holds it (`mta queue hold`).
+    pub held: bool,
     /// Recipients in envelope order.
     pub recipients: Vec<RecipientLine>,
 }
@@ -80,6 +82,9 @@ pub fn format_list(messages: &[MessageLine]) -> String {
         );
         if m.bouncing {
             out.push_str(" bouncing");
+        }
+        if m.held {
+            out.push_str(" held");
         }
         out.push('\n');
         for r in &m.recipients {
@@ -122,6 +127,7 @@ mod tests {
             bytes: 10,
             sender: b"a@b".to_vec(),
             bouncing: false,
+            held: false,
             recipients: vec![RecipientLine {
                 local: false,
                 address: b"x@remote.example".to_vec(),
@@ -152,6 +158,7 @@ mod tests {
             bytes: 1234,
             sender: b"joe@example.org".to_vec(),
             bouncing: true,
+            held: false,
             recipients: vec![
                 RecipientLine {
                     local: true,

@@ -1,56 +1,42 @@
-//! The scheduler: our qmail-send.
+//! The scheduler thread: our qmail-send, driving mta-sched's state machine.
 //!
-//! One thread owns the in-memory view of the queue. It learns of new messages at once
-//! (a channel message from an SMTP session or a forward, or a trigger pull from
-//! `mta inject`), splits each message's recipients into local and remote
-//! ([`crate::route`]), hands deliveries to the local and remote pools within
-//! `concurrencylocal` / `concurrencyremote`, records each result durably in the queue (results
-//! that arrive together share one fsync through `mark_many`), retries deferred recipients on
-//! qmail's schedule, turns deferrals into failures after `queuelifetime`, and when a message
-//! is finished queues its bounce (qmail-send's single, double and discarded triple bounce)
-//! before removing it.
+//! [`mta_sched::Scheduler`] decides (which delivery next, concurrency and fairness, qmail's
+//! retry schedule, `queuelifetime`, bounce before removal, holds); this thread does its
+//! I/O. It learns of new messages at once (a channel message from an SMTP session or a
+//! forward, or a trigger pull from `mta inject`), reads each one's envelope and statuses
+//! from the queue, routes its recipients ([`crate::route`]), and after every input drains
+//! the state machine's outputs in the order mta-sched prescribes: bounces and removals to
+//! the finishing pool, jobs to the local and remote pools. The marks (statuses made
+//! durable) are written by the finishing pool, several at once so they share fsyncs; a
+//! message's bounce and removal wait until its marks are durable
+//! (`Config::wait_for_marks`). Operator commands ([`Command`]: hold, release, delete,
+//! flush) arrive on the same channel and change the queue on disk before the state machine.
 //!
 //! Log order is qmail-send's: `new msg` and `info msg` once per message, when it arrives
 //! while this process runs (not again for messages found queued at start), then each
-//! `starting delivery` and its result, then `bounce msg` and `end msg` (written by the
-//! finishing threads after this thread's held lines).
+//! `starting delivery` and its result, then `bounce msg` and `end msg`.
 //!
-//! Crash reasoning: a result is marked durably before the message is removed or bounced;
-//! a crash between a delivery and its mark repeats that one delivery (qmail accepts the same
+//! Crash reasoning: a result is marked durably before the message is bounced or removed; a
+//! crash between a delivery and its mark repeats that one delivery (qmail accepts the same
 //! duplicate); a crash between queueing a bounce and removing the message sends the bounce
-//! twice, and so may a power loss soon after the removal (removals are not synced, as in
-//! qmail). Nothing accepted is lost: on start every message in the queue is rescheduled.
+//! twice. Nothing accepted is lost: on start every message in the queue is scheduled again,
+//! with its holds.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use mta_core::{Address, DeliveryResult, Envelope};
 use mta_queue::{MessageId, Queue, Status};
+use mta_sched::{JobId, NewMessage, Recipient};
+
+pub use mta_sched::Channel;
 
 use crate::log;
 use crate::pool::{Done, Finish};
 use crate::route::{Route, Router};
-
-/// Which pool a delivery belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Channel {
-    /// Local delivery (.qmail, maildir, mbox, programs).
-    Local,
-    /// Remote delivery over SMTP.
-    Remote,
-}
-
-impl Channel {
-    fn name(self) -> &'static str {
-        match self {
-            Channel::Local => "local",
-            Channel::Remote => "remote",
-        }
-    }
-}
 
 /// One recipient of a [`Job`].
 #[derive(Clone, Debug)]
@@ -65,12 +51,13 @@ pub struct Target {
     pub attempts: u32,
 }
 
-/// Work handed to a pool: one recipient for local delivery; for remote delivery, every
-/// due recipient of one message at one domain with one sender, so they share one SMTP
-/// transaction (qmail-remote sent one recipient per connection; we batch as the issue
-/// asks).
+/// Work handed to a pool: recipients of one message on one route (every due local
+/// recipient of the message, up to a batch; for remote delivery those at one domain, so
+/// they share one SMTP transaction). A VERP sender gets one recipient per job.
 #[derive(Clone, Debug)]
 pub struct Job {
+    /// The scheduler's name for the job (handed back in [`Done`]).
+    pub job: JobId,
     /// The message.
     pub id: MessageId,
     /// The envelope sender for this delivery (VERP applied).
@@ -79,11 +66,23 @@ pub struct Job {
     pub channel: Channel,
     /// The recipients; never empty.
     pub targets: Vec<Target>,
-    /// The message's birth time (retry schedule and `queuelifetime`).
+    /// The message's birth time.
     pub birth: SystemTime,
     /// The targets are every recipient of the message: if all are delivered, the pool
     /// may remove the message at once instead of recording each result first.
     pub whole: bool,
+}
+
+/// An operator's command (`mta queue hold|release|delete|flush` through the control
+/// socket), answered on its channel with `Ok` or the reason it failed.
+#[derive(Debug)]
+pub enum Command {
+    /// Hold these messages (durably) until released.
+    Hold(Vec<MessageId>),
+    /// Release these messages.
+    Release(Vec<MessageId>),
+    /// Remove these messages without a bounce.
+    Delete(Vec<MessageId>),
 }
 
 /// What the scheduler's single input channel carries.
@@ -93,14 +92,20 @@ pub enum Input {
     New(MessageId),
     /// Something outside (inject) committed messages: rescan the queue for unknown ids.
     Rescan,
-    /// Retry everything now (`mta queue flush`).
+    /// Retry everything now (`mta queue flush`); held messages stay held.
     Flush,
-    /// A job finished and its statuses were recorded.
+    /// A job finished.
     Done(Box<Done>),
-    /// A finished message was bounced (if needed) and removed.
-    Finished(MessageId),
-    /// Finishing a message failed (its bounce could not be queued); retry later.
-    Unfinished(MessageId),
+    /// The marks of a job were written (or failed to be: the text).
+    Marked(MessageId, Result<(), String>),
+    /// A finished message's bounce was queued (or discarded, for a triple bounce).
+    Bounced(MessageId),
+    /// Queueing a bounce failed; it is offered again later.
+    BounceFailed(MessageId),
+    /// A finished message was removed from the queue.
+    Removed(MessageId),
+    /// An operator's command, with where to send the answer.
+    Command(Command, Sender<Result<String, String>>),
     /// Stop: finish in-flight deliveries, start no new ones.
     Shutdown,
 }
@@ -146,21 +151,9 @@ enum Seen {
     Now,
 }
 
-struct Recipient {
-    route: Route,
-    status: Status,
-    busy: bool,
-}
-
-struct Message {
-    envelope: Envelope,
-    birth: SystemTime,
-    recipients: Vec<Recipient>,
-    finishing: bool,
-}
-
-/// The scheduler state; [`Scheduler::run`] is its thread.
+/// The scheduler thread's state; [`Scheduler::run`] is its thread.
 pub struct Scheduler {
+    core: mta_sched::Scheduler,
     queue: Arc<Queue>,
     router: Arc<dyn Router>,
     finisher: Sender<Finish>,
@@ -168,11 +161,11 @@ pub struct Scheduler {
     input: Receiver<Input>,
     local: Sender<Job>,
     remote: Option<Sender<Job>>,
-    messages: HashMap<MessageId, Message>,
-    timers: BinaryHeap<Reverse<(SystemTime, MessageId)>>,
-    ready: [VecDeque<(MessageId, u32)>; 2],
-    busy: [usize; 2],
-    domain_busy: HashMap<Vec<u8>, usize>,
+    /// Birth times of known messages (for the queue metrics at removal).
+    births: HashMap<MessageId, SystemTime>,
+    /// Messages a delivery pool removed itself (every recipient delivered by one job).
+    removed_early: HashSet<MessageId>,
+    /// Tasks handed to the finishing pool and not yet reported.
     finishing: usize,
     next_delivery: u64,
     stopping: bool,
@@ -180,13 +173,9 @@ pub struct Scheduler {
     queued_at_start: Option<HashSet<MessageId>>,
 }
 
-/// Most recipients of one message in one local job.
-const LOCAL_BATCH: usize = 64;
-
-const BOUNCE_RETRY: Duration = Duration::from_secs(123);
-
 impl Scheduler {
-    /// A scheduler reading `input` and dispatching to the `local` (and `remote`) pools.
+    /// A scheduler reading `input` and dispatching to the `local` (and `remote`) pools and
+    /// the `finisher`.
     pub fn new(
         queue: Arc<Queue>,
         router: Arc<dyn Router>,
@@ -196,7 +185,18 @@ impl Scheduler {
         local: Sender<Job>,
         remote: Option<Sender<Job>>,
     ) -> Scheduler {
+        let core = mta_sched::Scheduler::new(mta_sched::Config {
+            concurrency_local: settings.concurrency_local,
+            concurrency_remote: settings.concurrency_remote,
+            queue_lifetime: settings.lifetime,
+            remote_enabled: settings.remote_enabled && remote.is_some(),
+            wait_for_marks: true,
+            // A silent domain never holds more than half the remote slots.
+            remote_per_domain: Some((settings.concurrency_remote / 2).max(1)),
+            ..mta_sched::Config::default()
+        });
         Scheduler {
+            core,
             queue,
             router,
             finisher,
@@ -204,11 +204,8 @@ impl Scheduler {
             input,
             local,
             remote,
-            messages: HashMap::new(),
-            timers: BinaryHeap::new(),
-            ready: [VecDeque::new(), VecDeque::new()],
-            busy: [0, 0],
-            domain_busy: HashMap::new(),
+            births: HashMap::new(),
+            removed_early: HashSet::new(),
             finishing: 0,
             next_delivery: 1,
             queued_at_start: None,
@@ -230,9 +227,9 @@ impl Scheduler {
     fn status_line(&self, suffix: &str) {
         log::line(&format!(
             "status: local {}/{} remote {}/{}{suffix}",
-            self.busy[0],
+            self.core.running(Channel::Local),
             self.settings.concurrency_local,
-            self.busy[1],
+            self.core.running(Channel::Remote),
             self.settings.concurrency_remote
         ));
     }
@@ -240,16 +237,10 @@ impl Scheduler {
     /// Runs until [`Input::Shutdown`] and every in-flight delivery has reported.
     pub fn run(mut self) {
         self.status_line("");
-        // Messages queued before this start were logged as new by the process that saw
-        // them arrive (qmail logs `new msg` once, at todo processing).
         log::batch(|| {
             // Messages announced before this thread ran (pickup imported at start) are new.
-            let mut done = Vec::new();
             while let Ok(input) = self.input.try_recv() {
-                self.accept(input, &mut done);
-            }
-            if !done.is_empty() {
-                self.record(done);
+                self.accept(input);
             }
             let first = if self.queued_at_start.is_some() {
                 Seen::Now
@@ -257,34 +248,32 @@ impl Scheduler {
                 Seen::Before
             };
             self.rescan(first);
+            self.restore_holds();
         });
         loop {
-            log::batch(|| self.dispatch());
-            if self.stopping && self.busy == [0, 0] && self.finishing == 0 {
+            log::batch(|| self.drain());
+            let running = self.core.running(Channel::Local) + self.core.running(Channel::Remote);
+            if self.stopping && running == 0 && self.finishing == 0 {
                 break;
             }
-            let now = SystemTime::now();
             let wait = self
-                .timers
-                .peek()
-                .map_or(Duration::from_mins(25), |Reverse((t, _))| {
-                    t.duration_since(now).unwrap_or(Duration::ZERO)
+                .core
+                .poll_timeout()
+                .map_or(Duration::from_mins(25), |at| {
+                    at.duration_since(SystemTime::now())
+                        .unwrap_or(Duration::ZERO)
                 });
             match self.input.recv_timeout(wait) {
                 Ok(first) => log::batch(|| {
-                    let mut done = Vec::new();
-                    self.accept(first, &mut done);
-                    while done.len() < 4096 {
+                    self.accept(first);
+                    for _ in 0..4096 {
                         match self.input.try_recv() {
-                            Ok(more) => self.accept(more, &mut done),
+                            Ok(more) => self.accept(more),
                             Err(_) => break,
                         }
                     }
-                    if !done.is_empty() {
-                        self.record(done);
-                    }
                 }),
-                Err(RecvTimeoutError::Timeout) => log::batch(|| self.fire_timers()),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => self.stopping = true,
             }
         }
@@ -292,35 +281,157 @@ impl Scheduler {
         log::line("status: exiting");
     }
 
-    fn accept(&mut self, input: Input, done: &mut Vec<Done>) {
+    /// Hands out what the state machine decided, in mta-sched's order: bounces, removals,
+    /// then jobs (none once stopping).
+    fn drain(&mut self) {
+        let mut changed = false;
+        while let Some(bounce) = self.core.poll_bounce() {
+            self.finish(Finish::Bounce(bounce));
+        }
+        while let Some(id) = self.core.poll_remove() {
+            if self.removed_early.remove(&id) {
+                log::line(&format!("end msg {id}"));
+                self.forget(id);
+            } else {
+                self.finish(Finish::Remove(id));
+            }
+        }
+        if self.stopping {
+            return;
+        }
+        let now = SystemTime::now();
+        while let Some(job) = self.core.poll_job(now) {
+            let job = self.job(&job);
+            let pool = match job.channel {
+                Channel::Local => Some(&self.local),
+                Channel::Remote => self.remote.as_ref(),
+            };
+            // A send fails only when the pool is gone (shutdown); the job stays running in
+            // the state machine, and the next start retries it.
+            if pool.is_some_and(|p| p.send(job).is_ok()) {
+                changed = true;
+            }
+        }
+        if changed {
+            self.status_line("");
+        }
+    }
+
+    fn finish(&mut self, task: Finish) {
+        // The finisher logs `bounce msg` and `end msg`: this thread's held lines (`new
+        // msg`, the last results) go out first.
+        log::flush_held();
+        if self.finisher.send(task).is_ok() {
+            self.finishing += 1;
+        }
+    }
+
+    fn forget(&mut self, id: MessageId) {
+        if let Some(birth) = self.births.remove(&id) {
+            crate::metrics::dequeued(birth);
+        }
+    }
+
+    fn accept(&mut self, input: Input) {
+        let now = SystemTime::now();
         match input {
             Input::New(id) => self.load(id, Seen::Now),
             Input::Rescan => self.rescan(Seen::Now),
-            Input::Flush => self.flush(),
-            Input::Done(d) => done.push(*d),
-            Input::Finished(id) => {
+            Input::Flush => self.core.flush(now),
+            Input::Done(d) => self.record(&d),
+            Input::Marked(id, result) => {
                 self.finishing = self.finishing.saturating_sub(1);
-                if let Some(m) = self.messages.remove(&id) {
-                    crate::metrics::dequeued(m.birth);
+                if let Err(e) = result {
+                    log::line(&format!(
+                        "warning: trouble marking msg {id}: {}; deliveries will be retried \
+                         after a restart",
+                        log::safe(e.as_bytes())
+                    ));
                 }
+                // Unknown only when the message was deleted meanwhile.
+                let _ = self.core.handle_marked(id);
             }
-            Input::Unfinished(id) => {
+            Input::Bounced(id) => {
                 self.finishing = self.finishing.saturating_sub(1);
-                if let Some(m) = self.messages.get_mut(&id) {
-                    m.finishing = false;
-                }
-                self.timers
-                    .push(Reverse((SystemTime::now() + BOUNCE_RETRY, id)));
+                let _ = self.core.handle_bounced(id);
+            }
+            Input::BounceFailed(id) => {
+                self.finishing = self.finishing.saturating_sub(1);
+                let _ = self.core.handle_bounce_failed(id, now);
+            }
+            Input::Removed(id) => {
+                self.finishing = self.finishing.saturating_sub(1);
+                self.forget(id);
+            }
+            Input::Command(command, reply) => {
+                // The operator may have gone away; the command was carried out anyway.
+                let _ = reply.send(self.command(&command, now));
             }
             Input::Shutdown => self.stopping = true,
         }
+    }
+
+    /// Carries out an operator's command: the queue on disk first, then the state machine.
+    fn command(&mut self, command: &Command, now: SystemTime) -> Result<String, String> {
+        let mut out = String::new();
+        let mut failed = Vec::new();
+        let (ids, verb) = match command {
+            Command::Hold(ids) => (ids, "held"),
+            Command::Release(ids) => (ids, "released"),
+            Command::Delete(ids) => (ids, "deleted"),
+        };
+        for &id in ids {
+            let done = match command {
+                Command::Hold(_) => self
+                    .queue
+                    .hold(id)
+                    .map_err(|e| e.to_string())
+                    .map(|()| drop(self.core.hold(id))),
+                Command::Release(_) => self
+                    .queue
+                    .release(id)
+                    .map_err(|e| e.to_string())
+                    .map(|()| drop(self.core.release(id, now))),
+                Command::Delete(_) => self.delete(id),
+            };
+            match done {
+                Ok(()) => {
+                    log::line(&format!("info msg {id}: {verb} by the operator"));
+                    let _ = writeln!(out, "{verb} {id}");
+                }
+                Err(e) => failed.push(format!("msg {id}: {e}")),
+            }
+        }
+        if failed.is_empty() {
+            Ok(out)
+        } else {
+            Err(format!("{out}{}", failed.join("\n")))
+        }
+    }
+
+    /// Removes message `id` without a bounce (`mta queue delete`). Jobs running for it
+    /// finish; their results are not recorded.
+    fn delete(&mut self, id: MessageId) -> Result<(), String> {
+        if self.removed_early.contains(&id) {
+            return Err("already delivered".into());
+        }
+        match self.queue.remove_delivered(id) {
+            Ok(()) => {}
+            Err(mta_queue::QueueError::NotFound(_)) => return Err("not in the queue".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+        if self.core.delete(id).is_ok() {
+            log::line(&format!("end msg {id}"));
+        }
+        self.forget(id);
+        Ok(())
     }
 
     fn rescan(&mut self, seen: Seen) {
         match self.queue.scan() {
             Ok(ids) => {
                 for id in ids {
-                    if !self.messages.contains_key(&id) {
+                    if !self.core.contains(id) {
                         self.load(id, seen);
                     }
                 }
@@ -329,22 +440,23 @@ impl Scheduler {
         }
     }
 
-    fn flush(&mut self) {
-        let now = SystemTime::now();
-        for (id, msg) in &mut self.messages {
-            for r in &mut msg.recipients {
-                if let Status::Deferred { next_attempt, .. } = &mut r.status {
-                    *next_attempt = now;
+    /// Holds recorded in the queue (by an operator, before a restart) apply again.
+    fn restore_holds(&mut self) {
+        match self.queue.holds() {
+            Ok(ids) => {
+                for id in ids {
+                    // Unknown only if it is being removed.
+                    let _ = self.core.hold(id);
                 }
             }
-            self.timers.push(Reverse((now, *id)));
+            Err(e) => log::line(&format!("alert: unable to read holds: {e}")),
         }
     }
 
-    /// Reads a message's envelope and statuses and schedules what is due; a message new
-    /// to the queue gets its `new msg` and `info msg` lines.
+    /// Reads a message's envelope and statuses and gives it to the state machine; a message
+    /// new to the queue gets its `new msg` and `info msg` lines.
     fn load(&mut self, id: MessageId, seen: Seen) {
-        if self.messages.contains_key(&id) {
+        if self.core.contains(id) || self.removed_early.contains(&id) {
             return;
         }
         // Each id is looked up once: the set empties as the queue is loaded.
@@ -355,6 +467,7 @@ impl Scheduler {
         let seen = if queued_before { Seen::Before } else { seen };
         let info = match self.queue.info(id) {
             Ok(info) => info,
+            Err(mta_queue::QueueError::NotFound(_)) => return, // deleted meanwhile
             Err(e) => {
                 log::line(&format!(
                     "warning: trouble reading msg {id}: {e}; will try again later"
@@ -378,310 +491,119 @@ impl Scheduler {
             .recipients
             .iter()
             .zip(info.statuses)
-            .map(|(rcpt, status)| Recipient {
-                route: self.router.route(rcpt),
-                status,
-                busy: false,
+            .map(|(rcpt, status)| {
+                let (address, route) = match self.router.route(rcpt) {
+                    // One key for every local recipient: a message's local recipients go
+                    // out in batches, read once per batch.
+                    Route::Local(a) => (a, mta_sched::Route::local(Vec::new())),
+                    Route::Remote(a) => {
+                        let domain = a.domain().unwrap_or_default().to_vec();
+                        (a, mta_sched::Route::remote(domain))
+                    }
+                };
+                Recipient::new(address, route).with_status(status)
             })
             .collect();
         crate::metrics::queued(info.birth);
-        self.messages.insert(
+        self.births.insert(id, info.birth);
+        let message = NewMessage {
             id,
-            Message {
-                envelope: info.envelope,
-                birth: info.birth,
-                recipients,
-                finishing: false,
-            },
-        );
-        self.timers.push(Reverse((SystemTime::now(), id)));
-        self.fire_timers();
-        self.maybe_finish(id);
-    }
-
-    /// Moves every recipient whose time has come into the ready lists.
-    fn fire_timers(&mut self) {
-        let now = SystemTime::now();
-        let mut complete = Vec::new();
-        while let Some(Reverse((t, id))) = self.timers.peek().copied() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
-            let remote_enabled = self.settings.remote_enabled;
-            let Some(msg) = self.messages.get_mut(&id) else {
-                continue;
-            };
-            for (i, r) in msg.recipients.iter_mut().enumerate() {
-                if r.busy {
-                    continue;
-                }
-                let due = match &r.status {
-                    Status::Pending => true,
-                    Status::Deferred { next_attempt, .. } => *next_attempt <= now,
-                    _ => false,
-                };
-                if !due {
-                    continue;
-                }
-                let ch = match r.route {
-                    Route::Local(_) => 0,
-                    Route::Remote(_) if remote_enabled => 1,
-                    Route::Remote(_) => continue,
-                };
-                r.busy = true;
-                self.ready[ch].push_back((id, i as u32));
-            }
-            if msg
-                .recipients
-                .iter()
-                .all(|r| !r.busy && r.status.is_final())
-            {
-                complete.push(id);
-            }
-        }
-        for id in complete {
-            self.finish(id);
-        }
-    }
-
-    fn dispatch(&mut self) {
-        if self.stopping {
-            return;
-        }
-        while self.busy[0] < self.settings.concurrency_local {
-            let Some((id, index)) = self.ready[0].pop_front() else {
-                break;
-            };
-            // A long list is cut into batches (one message read and one durable mark per
-            // batch), small enough that every delivery slot gets work.
-            let batch = (self.ready[0].len() / self.settings.concurrency_local.max(1))
-                .clamp(1, LOCAL_BATCH);
-            let verp = self
-                .messages
-                .get(&id)
-                .is_some_and(|m| mta_verp::is_verp_request(&m.envelope.sender));
-            let mut indexes = vec![index];
-            while !verp && indexes.len() < batch {
-                match self.ready[0].front() {
-                    Some(&(next_id, next)) if next_id == id => {
-                        indexes.push(next);
-                        self.ready[0].pop_front();
-                    }
-                    _ => break,
-                }
-            }
-            let Some(job) = self.job(id, &indexes, Channel::Local) else {
-                continue;
-            };
-            if self.local.send(job).is_ok() {
-                self.busy[0] += 1;
-                self.status_line("");
-            }
-        }
-        // Remote: one slow domain may hold at most half the slots (fairness).
-        let per_domain = (self.settings.concurrency_remote / 2).max(1);
-        let mut skipped = VecDeque::new();
-        while self.busy[1] < self.settings.concurrency_remote {
-            let Some((id, index)) = self.ready[1].pop_front() else {
-                break;
-            };
-            let Some((domain, sender)) = self.remote_key(id, index) else {
-                continue;
-            };
-            if self.domain_busy.get(&domain).copied().unwrap_or(0) >= per_domain {
-                skipped.push_back((id, index));
-                continue;
-            }
-            // Batch every ready recipient of this message with the same domain and sender.
-            let mut indexes = vec![index];
-            let mut rest = VecDeque::with_capacity(self.ready[1].len());
-            while let Some((other_id, other)) = self.ready[1].pop_front() {
-                if other_id == id
-                    && self.remote_key(id, other).as_ref()
-                        == Some(&(domain.clone(), sender.clone()))
-                {
-                    indexes.push(other);
-                } else {
-                    rest.push_back((other_id, other));
-                }
-            }
-            self.ready[1] = rest;
-            let Some(job) = self.job(id, &indexes, Channel::Remote) else {
-                continue;
-            };
-            let sent = self.remote.as_ref().is_some_and(|s| s.send(job).is_ok());
-            if sent {
-                self.busy[1] += 1;
-                *self.domain_busy.entry(domain).or_default() += 1;
-                self.status_line("");
-            }
-        }
-        skipped.extend(self.ready[1].drain(..));
-        self.ready[1] = skipped;
-    }
-
-    /// The (lowercased domain, sender) a remote recipient is grouped by.
-    fn remote_key(&self, id: MessageId, index: u32) -> Option<(Vec<u8>, Address)> {
-        let msg = self.messages.get(&id)?;
-        let Route::Remote(a) = &msg.recipients.get(index as usize)?.route else {
-            return None;
+            birth: info.birth,
+            sender: info.envelope.sender,
+            recipients,
         };
-        let sender = mta_verp::sender_for_recipient(&msg.envelope.sender, a);
-        Some((a.domain().unwrap_or_default().to_ascii_lowercase(), sender))
+        // A duplicate is impossible: `contains` was checked above.
+        let _ = self.core.handle_new(message, SystemTime::now());
     }
 
-    /// Builds a job for `indexes` of message `id`, logging `starting delivery` for each.
-    fn job(&mut self, id: MessageId, indexes: &[u32], channel: Channel) -> Option<Job> {
-        let msg = self.messages.get(&id)?;
-        let mut targets = Vec::with_capacity(indexes.len());
-        let mut sender = None;
-        for &index in indexes {
-            let r = msg.recipients.get(index as usize)?;
-            let address = match &r.route {
-                Route::Local(a) | Route::Remote(a) => a.clone(),
-            };
-            sender.get_or_insert_with(|| {
-                mta_verp::sender_for_recipient(&msg.envelope.sender, &address)
-            });
+    /// The pool's form of a job, logging `starting delivery` for each target.
+    fn job(&mut self, job: &mta_sched::Job) -> Job {
+        let mut targets = Vec::with_capacity(job.targets.len());
+        for t in &job.targets {
             log::line(&format!(
-                "starting delivery {}: msg {id} to {} {}",
+                "starting delivery {}: msg {} to {} {}",
                 self.next_delivery,
-                channel.name(),
-                log::safe(address.as_bytes())
+                job.message,
+                job.channel().name(),
+                log::safe(t.address.as_bytes())
             ));
-            let attempts = match r.status {
-                Status::Deferred { attempts, .. } => attempts,
-                _ => 0,
-            };
             targets.push(Target {
                 delivery: self.next_delivery,
-                index,
-                address,
-                attempts,
+                index: t.index,
+                address: t.address.clone(),
+                attempts: t.attempts,
             });
             self.next_delivery += 1;
         }
-        Some(Job {
-            id,
-            sender: sender?,
-            channel,
-            whole: targets.len() == msg.recipients.len(),
+        // With a VERP request every job has one target: its own sender.
+        let sender = job.targets.first().map_or_else(
+            || job.sender.clone(),
+            |t| mta_verp::sender_for_recipient(&job.sender, &t.address),
+        );
+        Job {
+            job: job.id,
+            id: job.message,
+            sender,
+            channel: job.channel(),
             targets,
-            birth: msg.birth,
-        })
+            birth: job.birth,
+            whole: job.whole,
+        }
     }
 
-    /// Applies recorded results: logs them, updates the in-memory statuses, schedules
-    /// retries, and hands complete messages to the finishing pool.
-    fn record(&mut self, done: Vec<Done>) {
-        let now = SystemTime::now();
-        let mut touched = Vec::new();
-        for d in done {
-            let job = &d.job;
-            let ch = usize::from(job.channel == Channel::Remote);
-            self.busy[ch] = self.busy[ch].saturating_sub(1);
-            if job.channel == Channel::Remote
-                && let Some(dom) = job.targets.first().and_then(|t| t.address.domain())
-                && let Some(n) = self.domain_busy.get_mut(&dom.to_ascii_lowercase())
-            {
-                *n = n.saturating_sub(1);
+    /// A finished job: logs its results, lets the state machine decide the new statuses,
+    /// and hands them to the finishing pool to make durable.
+    fn record(&mut self, d: &Done) {
+        let job = &d.job;
+        for (target, result) in job.targets.iter().zip(&d.results) {
+            // qmail's reports end in a newline, logged as the trailing `/`.
+            let mut raw = result.text().as_bytes().to_vec();
+            if !raw.ends_with(b"\n") {
+                raw.push(b'\n');
             }
-            for (target, result) in job.targets.iter().zip(&d.results) {
-                // qmail's reports end in a newline, logged as the trailing `/`.
-                let mut raw = result.text().as_bytes().to_vec();
-                if !raw.ends_with(b"\n") {
-                    raw.push(b'\n');
-                }
-                let text = log::safe(&raw);
-                let word = match result {
-                    DeliveryResult::Delivered { .. } => "success",
-                    DeliveryResult::Failed { .. } => "failure",
-                    _ => "deferral",
-                };
-                log::line(&format!("delivery {}: {word}: {text}", target.delivery));
-                crate::metrics::delivery(job.channel, result);
-            }
-            if let Err(e) = &d.marked {
-                log::line(&format!(
-                    "warning: trouble marking msg {}: {}; deliveries will be retried",
-                    job.id,
-                    log::safe(e.as_bytes())
-                ));
-            }
-            if d.removed {
-                log::line(&format!("end msg {}", job.id));
-                if let Some(m) = self.messages.remove(&job.id) {
-                    crate::metrics::dequeued(m.birth);
-                }
-                continue;
-            }
-            let Some(msg) = self.messages.get_mut(&job.id) else {
-                continue;
+            let text = log::safe(&raw);
+            let word = match result {
+                DeliveryResult::Delivered { .. } => "success",
+                DeliveryResult::Failed { .. } => "failure",
+                _ => "deferral",
             };
-            for (i, target) in job.targets.iter().enumerate() {
-                let Some(r) = msg.recipients.get_mut(target.index as usize) else {
-                    continue;
-                };
-                r.busy = false;
-                match (&d.marked, d.statuses.get(i)) {
-                    (Ok(()), Some(status)) => {
-                        if let Status::Deferred { next_attempt, .. } = status {
-                            self.timers.push(Reverse((*next_attempt, job.id)));
-                        }
-                        r.status = status.clone();
-                    }
-                    // Not durable (or a short answer): try again later.
-                    _ => self.timers.push(Reverse((now + BOUNCE_RETRY, job.id))),
-                }
-            }
-            touched.push(job.id);
+            log::line(&format!("delivery {}: {word}: {text}", target.delivery));
+            crate::metrics::delivery(job.channel, result);
         }
-        touched.dedup();
-        for id in touched {
-            self.maybe_finish(id);
+        let Ok(recorded) = self.core.handle_done(job.job, &d.results, d.started) else {
+            return;
+        };
+        if d.removed {
+            // Nothing to mark: the message is gone. Its removal is still the state
+            // machine's to hand out (then only logged), unless it is held meanwhile.
+            self.removed_early.insert(job.id);
+            if !recorded.marks.is_empty() {
+                let _ = self.core.handle_marked(job.id);
+            }
+            if self.core.is_held(job.id) {
+                let _ = self.core.delete(job.id);
+                self.removed_early.remove(&job.id);
+                log::line(&format!("end msg {}", job.id));
+                self.forget(job.id);
+            }
+        } else if !recorded.marks.is_empty() {
+            self.finish(Finish::Mark(recorded.message, recorded.marks));
         }
         self.status_line("");
     }
+}
 
-    fn maybe_finish(&mut self, id: MessageId) {
-        let complete = self.messages.get(&id).is_some_and(|m| {
-            !m.finishing && m.recipients.iter().all(|r| !r.busy && r.status.is_final())
-        });
-        if complete {
-            self.finish(id);
-        }
-    }
-
-    /// Hands a complete message to the finishing pool (bounce, then removal).
-    fn finish(&mut self, id: MessageId) {
-        let Some(msg) = self.messages.get_mut(&id) else {
-            return;
-        };
-        if msg.finishing {
-            return;
-        }
-        let failures: Vec<(Address, Vec<u8>)> = msg
-            .envelope
-            .recipients
-            .iter()
-            .zip(&msg.recipients)
-            .filter_map(|(a, r)| match &r.status {
-                Status::Failed(t) => Some((a.clone(), t.clone())),
-                _ => None,
-            })
-            .collect();
-        let f = Finish {
-            id,
-            envelope: msg.envelope.clone(),
-            failures,
-        };
-        // The finisher logs `bounce msg` and `end msg`: this thread's held lines (`new
-        // msg`, the last results) go out first.
-        log::flush_held();
-        if self.finisher.send(f).is_ok() {
-            msg.finishing = true;
-            self.finishing += 1;
-        }
+/// The statuses a queue listing shows for one recipient: `(state, attempts, next retry,
+/// last error)` with state `pending`, `deferred`, `delivered` or `failed`.
+pub fn describe(status: &Status) -> (&'static str, u32, Option<SystemTime>, Option<&[u8]>) {
+    match status {
+        Status::Pending => ("pending", 0, None, None),
+        Status::Deferred {
+            attempts,
+            next_attempt,
+            reason,
+        } => ("deferred", *attempts, Some(*next_attempt), Some(reason)),
+        Status::Delivered => ("delivered", 0, None, None),
+        Status::Failed(reason) => ("failed", 0, None, Some(reason)),
     }
 }

@@ -208,10 +208,9 @@ fn run_inner(root: &Root) -> Result<(), String> {
         let tx = sched_tx.clone();
         let local = Arc::clone(&local);
         let queue = Arc::clone(&queue);
-        let lifetime = settings.queue_lifetime;
         thread::Builder::new()
             .name("local".into())
-            .spawn(move || pool::run_deliveries(&rx, &*local, &queue, &tx, lifetime))
+            .spawn(move || pool::run_deliveries(&rx, &*local, &queue, &tx))
             .map_err(|e| format!("spawn: {e}"))?;
     }
 
@@ -226,10 +225,9 @@ fn run_inner(root: &Root) -> Result<(), String> {
         let tx = sched_tx.clone();
         let remote = Arc::clone(&remote);
         let queue = Arc::clone(&queue);
-        let lifetime = settings.queue_lifetime;
         thread::Builder::new()
             .name("remote".into())
-            .spawn(move || pool::run_deliveries(&rx, &RemotePool(remote), &queue, &tx, lifetime))
+            .spawn(move || pool::run_deliveries(&rx, &RemotePool(remote), &queue, &tx))
             .map_err(|e| format!("spawn: {e}"))?;
     }
 
@@ -277,6 +275,24 @@ fn run_inner(root: &Root) -> Result<(), String> {
         .name("scheduler".into())
         .spawn(move || scheduler.run())
         .map_err(|e| format!("spawn: {e}"))?;
+
+    // Queue control socket (`mta queue hold|release|delete|show|list|flush`).
+    {
+        let listener =
+            crate::control::bind(root, drop_to).map_err(|e| format!("control socket: {e}"))?;
+        let own = rustix::process::getuid().as_raw();
+        let server = crate::control::Server {
+            queue: Arc::clone(&queue),
+            router: Arc::clone(&router),
+            scheduler: sched_tx.clone(),
+            allowed: drop_to.map_or_else(|| vec![own], |(uid, _)| vec![uid, own]),
+            trigger: root.trigger(),
+        };
+        thread::Builder::new()
+            .name("control".into())
+            .spawn(move || crate::control::serve(&listener, &server))
+            .map_err(|e| format!("spawn: {e}"))?;
+    }
 
     // Trigger FIFO.
     {
@@ -431,19 +447,59 @@ impl Reload<'_> {
     }
 }
 
+/// How often control/ and users/ are checked for changes (qmail read most control files
+/// per delivery; a changed file applies within this time, or at once on SIGHUP).
+const POLL_CONFIG: Duration = Duration::from_secs(2);
+
+/// What identifies the configuration's current contents: every file in control/ and
+/// users/ by name, size, change time and inode. Any edit, replacement or removal changes it.
+fn config_fingerprint(root: &Root) -> Vec<(std::path::PathBuf, u64, i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    for dir in [root.control(), root.dir().join("users")] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if let Ok(m) = entry.metadata() {
+                out.push((entry.path(), m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// Waits for SIGTERM or SIGINT, handling SIGHUP (reread the configuration) and SIGALRM
-/// (retry every deferred delivery now, as `mta queue flush`) meanwhile.
+/// (retry every deferred delivery now, as `mta queue flush`) meanwhile, and rereading the
+/// configuration whenever a file in control/ or users/ changes.
 fn wait_for_stop(mut signals: signal_hook::iterator::Signals, reload: &Reload<'_>) {
     use signal_hook::consts::{SIGALRM, SIGHUP};
-    for signal in signals.forever() {
-        match signal {
-            SIGHUP => reload.run(),
-            SIGALRM => {
-                log::line("status: flushing the queue at SIGALRM");
-                // The same path as `mta queue flush`: forget downed hosts, retry now.
-                trigger::pull(&reload.root.trigger(), trigger::Pull::Flush);
+    let mut seen = config_fingerprint(reload.root);
+    let mut checked = Instant::now();
+    loop {
+        for signal in signals.pending() {
+            match signal {
+                SIGHUP => {
+                    seen = config_fingerprint(reload.root);
+                    reload.run();
+                }
+                SIGALRM => {
+                    log::line("status: flushing the queue at SIGALRM");
+                    // The same path as `mta queue flush`: forget downed hosts, retry now.
+                    trigger::pull(&reload.root.trigger(), trigger::Pull::Flush);
+                }
+                _ => return,
             }
-            _ => break,
         }
+        if checked.elapsed() >= POLL_CONFIG {
+            checked = Instant::now();
+            let now = config_fingerprint(reload.root);
+            if now != seen {
+                seen = now;
+                reload.run();
+            }
+        }
+        thread::sleep(Duration::from_millis(100));
     }
 }

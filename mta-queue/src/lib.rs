@@ -145,6 +145,7 @@ mod durable;
 mod error;
 mod format;
 mod group;
+mod hold;
 mod id;
 mod incoming;
 pub mod qmail;

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -123,6 +123,8 @@ pub(crate) struct Inner<F: Fs> {
     pub(crate) free: Mutex<FreeList>,
     /// Most files kept in `free/`.
     pub(crate) recycle: usize,
+    /// A hold marker may exist (see `hold.rs`): removals then drop theirs.
+    pub(crate) holds_possible: AtomicBool,
 }
 
 /// The files of removed messages, by whether their removal is durable yet.
@@ -213,6 +215,7 @@ impl Queue<OsFs> {
                 verified: Mutex::new(HashSet::new()),
                 free: Mutex::new(FreeList::default()),
                 recycle: 0,
+                holds_possible: AtomicBool::new(false),
             }),
         })
     }
@@ -234,7 +237,7 @@ impl<F: Fs> Queue<F> {
             CommitMode::Grouped => MAX_BATCH,
             CommitMode::PerMessage => 1,
         };
-        Ok(Queue {
+        let queue = Queue {
             inner: Arc::new(Inner {
                 fs,
                 root,
@@ -247,8 +250,11 @@ impl<F: Fs> Queue<F> {
                 verified: Mutex::new(HashSet::new()),
                 free: Mutex::new(FreeList::default()),
                 recycle: options.recycle,
+                holds_possible: AtomicBool::new(false),
             }),
-        })
+        };
+        queue.note_holds_at_open()?;
+        Ok(queue)
     }
 
     /// The ids of all committed messages, oldest first: what a restarted scheduler walks
@@ -503,6 +509,7 @@ impl<F: Fs> Queue<F> {
     fn unlink_message(&self, id: MessageId) -> Result<(), QueueError> {
         let paths = Paths::of(id, self.inner.split);
         lock(&self.inner.verified).remove(&id);
+        self.forget_hold(id);
         let fs = &self.inner.fs;
         if lock(&self.inner.free).len() >= self.inner.recycle {
             return durable::remove_unsynced(fs, &self.inner.root, &paths.mess)

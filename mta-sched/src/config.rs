@@ -46,6 +46,12 @@ pub struct Config {
     /// Most targets in one remote job (default 100: RFC 5321 §4.5.3.1.8 has every server
     /// accept at least 100 recipients per transaction).
     pub remote_batch: usize,
+    /// Most remote jobs one domain may run at once even when it is the only domain with
+    /// work. `None` (the default) lets a domain alone use every remote slot; mta-daemon
+    /// sets half of `concurrency_remote` (at least 1), so a domain whose servers accept
+    /// connections and then stay silent can never hold up mail that arrives for others
+    /// until `timeoutremote` ends their attempts.
+    pub remote_per_domain: Option<usize>,
     /// How long after a failed bounce injection it is offered again (qmail: 123 s).
     pub bounce_retry: Duration,
     /// Hold a message's bounce and removal until the driver says the statuses of every
@@ -66,6 +72,7 @@ impl Default for Config {
             remote_enabled: true,
             local_batch: 64,
             remote_batch: 100,
+            remote_per_domain: None,
             bounce_retry: Duration::from_secs(123),
             wait_for_marks: false,
         }
@@ -81,6 +88,7 @@ impl fmt::Debug for Config {
             .field("remote_enabled", &self.remote_enabled)
             .field("local_batch", &self.local_batch)
             .field("remote_batch", &self.remote_batch)
+            .field("remote_per_domain", &self.remote_per_domain)
             .field("bounce_retry", &self.bounce_retry)
             .field("wait_for_marks", &self.wait_for_marks)
             .finish_non_exhaustive()

@@ -27,7 +27,8 @@
 //! - **Concurrency**: at most `concurrency_local` local and `concurrency_remote` remote jobs
 //!   at once (0 holds the channel).
 //! - **Fairness**: while another domain has remote work waiting, no domain holds more than
-//!   half the remote slots; a domain alone may use them all. Domains take turns.
+//!   half the remote slots; a domain alone may use them all, unless
+//!   [`Config::remote_per_domain`] caps it. Domains take turns.
 //! - **Batching**: a local job carries the due recipients of one message for one user key;
 //!   a remote job those of one message at one domain (one SMTP transaction). A VERP sender
 //!   gets one recipient per job.
@@ -130,6 +131,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+pub mod control;
 mod error;
 mod ready;
 mod scheduler;

@@ -146,6 +146,7 @@ impl Ready {
     pub(crate) fn take_remote(
         &mut self,
         limit: usize,
+        per_domain: Option<usize>,
         batch: impl Fn(MessageId) -> usize,
         live: impl Fn(MessageId, u32, u64) -> bool,
     ) -> Option<Taken> {
@@ -173,6 +174,7 @@ impl Ready {
             } else {
                 limit
             };
+            let cap = per_domain.map_or(cap, |most| cap.min(most.max(1)));
             if dom.running >= cap {
                 self.turns.push_back(name);
                 continue;

@@ -159,6 +159,13 @@ pub struct NewMessage {
 pub struct JobId(pub(crate) u64);
 
 impl JobId {
+    /// A job id from its number, for drivers' tests that build jobs by hand. The scheduler
+    /// only knows the ids its [`poll_job`](crate::Scheduler::poll_job) handed out; any
+    /// other gets [`SchedError::UnknownJob`](crate::SchedError::UnknownJob).
+    pub const fn from_u64(n: u64) -> JobId {
+        JobId(n)
+    }
+
     /// The raw number (unique for the scheduler's lifetime; usable as qmail's delivery
     /// number in logs).
     pub fn as_u64(self) -> u64 {

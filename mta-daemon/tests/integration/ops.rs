@@ -364,3 +364,212 @@ fn sigterm_waits_a_bounded_time_for_deliveries_in_flight() {
         "{out:?}"
     );
 }
+
+/// `mta queue ...` against the running server; (exit code, stdout, stderr).
+fn queue_cmd(root: &TestRoot, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["queue"];
+    all.extend_from_slice(args);
+    let out = mta(&root.dir, &all);
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `queue list --json` read by Python's json module, as `id sender held state,state...`
+/// lines (attempts and the types of next_retry and last_error checked there too).
+fn json_listing(root: &TestRoot) -> Vec<String> {
+    let (code, out, err) = queue_cmd(root, &["list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let check = r#"
+import json, sys
+for m in json.loads(sys.argv[1]):
+    assert isinstance(m["id"], str) and isinstance(m["size"], int) and isinstance(m["received"], int)
+    for r in m["recipients"]:
+        assert set(r) == {"address", "state", "attempts", "next_retry", "last_error"}, r
+        if r["state"] == "deferred":
+            assert r["attempts"] >= 1 and isinstance(r["next_retry"], int) and isinstance(r["last_error"], str), r
+    states = ",".join(r["state"] for r in m["recipients"])
+    print(m["id"], m["sender"], m["held"], states)
+"#;
+    let (code, lines, err) = python(check, &[&out]);
+    assert_eq!(code, 0, "{err}\n{out}");
+    lines.lines().map(str::to_owned).collect()
+}
+
+/// Every queue command on a running server, with its exact effect: a held message is not
+/// attempted by `flush`, is delivered once released; deletions by id, sender and
+/// recipient leave no bounce; `list --json` parses with Python's json.
+#[test]
+fn queue_commands_on_a_running_server() {
+    let root = TestRoot::new();
+    // Remote mail for b.example goes to a closed port first: every attempt defers.
+    let dead = free_port();
+    root.control("smtproutes", &format!("b.example:127.0.0.1:{dead}\n"));
+    let mut server = root.serve();
+    for (from, to) in [
+        ("alice@example.net", "x@b.example"),
+        ("bob@example.net", "y@b.example"),
+        ("carol@example.net", "z@b.example"),
+        ("dave@example.net", "w@b.example"),
+    ] {
+        assert_eq!(send(&root, from, &[to], BODY), "OK []");
+    }
+    assert!(server.wait_log("deferral", 4, 30), "{}", server.log_text());
+    let listing = json_listing(&root);
+    assert_eq!(listing.len(), 4, "{listing:?}");
+    let id_of = |sender: &str| -> String {
+        listing
+            .iter()
+            .find(|l| l.split(' ').nth(1) == Some(sender))
+            .and_then(|l| l.split(' ').next())
+            .unwrap_or_else(|| panic!("{sender} not in {listing:?}"))
+            .to_owned()
+    };
+    let (alice, bob) = (id_of("alice@example.net"), id_of("bob@example.net"));
+    assert!(
+        listing.iter().all(|l| l.ends_with("False deferred")),
+        "{listing:?}"
+    );
+
+    // Hold alice's message: shown as held, in JSON and in `show`.
+    let (code, out, err) = queue_cmd(&root, &["hold", &alice]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, format!("held {alice}\n").as_str()),
+        "{err}"
+    );
+    let (code, out, _) = queue_cmd(&root, &["show", &alice]);
+    assert_eq!(code, 0);
+    assert!(out.contains("held: yes"), "{out}");
+    assert!(out.contains("sender: <alice@example.net>"), "{out}");
+    assert!(
+        out.contains("recipient: remote <x@b.example> deferred, 1 attempts"),
+        "{out}"
+    );
+    assert!(out.contains("Subject:"), "{out}");
+    assert!(json_listing(&root).contains(&format!("{alice} alice@example.net True deferred")));
+    let (code, out, _) = queue_cmd(&root, &["list"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("#{alice} ")) && out.contains(" held\n"),
+        "{out}"
+    );
+
+    // Another local account (not the queue's, which is `nobody` here) may not use the
+    // control socket.
+    if rustix::process::geteuid().is_root() && std::path::Path::new("/usr/bin/setpriv").exists() {
+        let out = std::process::Command::new("/usr/bin/setpriv")
+            .args([
+                "--reuid=4242",
+                "--regid=4242",
+                "--clear-groups",
+                MTA,
+                "--root",
+            ])
+            .arg(&root.dir)
+            .args(["queue", "delete", &alice])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{out:?}");
+        assert!(json_listing(&root).iter().any(|l| l.starts_with(&alice)));
+    }
+
+    // Deletions by id, by sender and by recipient; none bounces.
+    let (code, out, err) = queue_cmd(&root, &["delete", &bob]);
+    assert_eq!((code, out), (0, format!("deleted {bob}\n")), "{err}");
+    let (code, _, err) = queue_cmd(&root, &["delete", "--from", "CAROL@example.net"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = queue_cmd(&root, &["delete", "--to", "w@b.example"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = queue_cmd(&root, &["delete", &bob]);
+    assert_eq!(code, 1, "a second delete is refused");
+    assert!(err.contains("not in the queue"), "{err}");
+    assert_eq!(
+        json_listing(&root),
+        [format!("{alice} alice@example.net True deferred")]
+    );
+
+    // b.example now reachable (a second server); flush does not touch the held message.
+    let other = TestRoot::new();
+    other.control("me", "b.example\n");
+    other.control("locals", "b.example\n");
+    other.control("rcpthosts", "b.example\n");
+    let x = add_user(&other, "x");
+    let _other_server = other.serve();
+    root.control(
+        "smtproutes",
+        &format!("b.example:127.0.0.1:{}\n", other.port),
+    );
+    assert!(
+        server.wait_log("status: reloaded configuration", 1, 10),
+        "{}",
+        server.log_text()
+    );
+    let (code, _, err) = queue_cmd(&root, &["flush"]);
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(Duration::from_secs(2));
+    let starts = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("msg {alice} to remote")))
+            .count()
+    };
+    assert_eq!(starts(&server.log_text()), 1, "{}", server.log_text());
+    assert!(maildir_messages(&x.join("Maildir")).is_empty());
+
+    // Released: tried at its recorded retry time, or at once with a flush.
+    let (code, out, err) = queue_cmd(&root, &["release", &alice]);
+    assert_eq!((code, out), (0, format!("released {alice}\n")), "{err}");
+    let (code, _, err) = queue_cmd(&root, &["flush"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_maildir(&x.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !json_listing(&root).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(json_listing(&root).is_empty());
+    let log = server.log_text();
+    assert!(!log.contains("bounce msg"), "{log}");
+
+    // A hold survives a restart, and without a server the commands work on the queue
+    // directly (under its lock).
+    root.control("smtproutes", &format!("b.example:127.0.0.1:{dead}\n"));
+    assert!(
+        server.wait_log("status: reloaded configuration", 2, 10),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(
+        send(&root, "frank@example.net", &["f@b.example"], BODY),
+        "OK []"
+    );
+    assert!(server.wait_log("deferral", 5, 30), "{}", server.log_text());
+    assert_eq!(server.stop(), Some(0));
+    let listing = json_listing(&root);
+    assert_eq!(listing.len(), 1, "{listing:?}");
+    let frank = listing[0].split(' ').next().unwrap().to_owned();
+    let (code, out, err) = queue_cmd(&root, &["hold", &frank]);
+    assert_eq!((code, out), (0, format!("held {frank}\n")), "{err}");
+    let mut again = root.serve();
+    let (code, _, err) = queue_cmd(&root, &["flush"]);
+    assert_eq!(code, 0, "{err}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        json_listing(&root),
+        [format!("{frank} frank@example.net True deferred")]
+    );
+    assert!(
+        !again.log_text().contains("starting delivery"),
+        "{}",
+        again.log_text()
+    );
+    assert_eq!(again.stop(), Some(0));
+    let (code, out, err) = queue_cmd(&root, &["delete", "--to", "F@B.EXAMPLE"]);
+    assert_eq!((code, out), (0, format!("deleted {frank}\n")), "{err}");
+    assert!(json_listing(&root).is_empty());
+}

@@ -141,6 +141,29 @@ fn queue_list(root: &TestRoot) -> String {
 /// settings; the daemon lives on.
 #[test]
 fn hup_rereads_control_files_and_the_daemon_lives_on() {
+    rereads_control_files(true);
+}
+
+/// The same changes, plus locals and users/assign, with no signal: the server notices
+/// the changed files by itself within a few seconds.
+#[test]
+fn changed_control_files_apply_without_a_signal() {
+    rereads_control_files(false);
+}
+
+/// Sends SIGHUP, or waits for the server's own poll (2 s) to see the changes; then waits
+/// for the reload's log line (`needle`, the `count`th time).
+fn reread(server: &Server, hup: bool, needle: &str, count: usize) {
+    if hup {
+        signal(server, "HUP");
+    } else {
+        // Two poll periods and a margin: every file written before now has been seen.
+        std::thread::sleep(Duration::from_millis(4500));
+    }
+    assert!(server.wait_log(needle, count, 10), "{}", server.log_text());
+}
+
+fn rereads_control_files(hup: bool) {
     let root = TestRoot::new();
     let joe = add_user(&root, "joe", true);
     write_owned(&joe.join(".qmail-default"), "./Maildir/\n");
@@ -175,12 +198,7 @@ fn hup_rereads_control_files_and_the_daemon_lives_on() {
         &format!("b.example:127.0.0.1:{}\n", other.port),
     );
     root.control("defaultdelivery", "./Mailbox\n");
-    signal(&server, "HUP");
-    assert!(
-        server.wait_log("status: reloaded configuration", 1, 10),
-        "{}",
-        server.log_text()
-    );
+    reread(&server, hup, "status: reloaded configuration", 1);
     assert!(
         send(&root, "a@example.net", &["joe@example.org"], &big).starts_with("ERR 552"),
         "databytes 1000 applies"
@@ -229,12 +247,7 @@ fn hup_rereads_control_files_and_the_daemon_lives_on() {
 
     // A file that does not parse: the old settings stay, the error names the file.
     root.control("databytes", "lots\n");
-    signal(&server, "HUP");
-    assert!(
-        server.wait_log("alert: unable to reread controls", 1, 10),
-        "{}",
-        server.log_text()
-    );
+    reread(&server, hup, "alert: unable to reread controls", 1);
     assert!(
         server.log_text().contains("databytes"),
         "{}",
@@ -246,6 +259,27 @@ fn hup_rereads_control_files_and_the_daemon_lives_on() {
         "OK []"
     );
     assert!(alive(&mut server), "serve died: {}", server.log_text());
+
+    // A new local domain and a new user (users/assign) apply too, once the broken file is
+    // mended.
+    root.control("databytes", "100000\n");
+    root.control("locals", "example.org\nlocals.example\n");
+    root.control(
+        "rcpthosts",
+        "example.org\nvirt.example\nb.example\nlocals.example\n",
+    );
+    let carol = add_user(&root, "carol", true);
+    write_owned(&carol.join(".qmail"), "./Maildir/\n");
+    reread(&server, hup, "status: reloaded configuration", 2);
+    assert_eq!(
+        send(&root, "a@example.net", &["carol@locals.example"], BODY),
+        "OK []"
+    );
+    assert!(
+        wait_maildir(&carol.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
     assert_eq!(server.stop(), Some(0));
 }
 

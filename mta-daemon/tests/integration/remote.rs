@@ -518,6 +518,7 @@ impl Setup {
         let env = Envelope::new(Address::from(sender), rcpts.iter().copied());
         let id = self.queue.enqueue(&env, MESSAGE).unwrap();
         Job {
+            job: mta_sched::JobId::from_u64(1),
             id,
             sender: Address::from(sender),
             channel: Channel::Remote,
@@ -1158,6 +1159,7 @@ fn throughput() {
             })
             .collect();
         jobs.push(Job {
+            job: mta_sched::JobId::from_u64(jobs.len() as u64 + 1),
             id,
             sender: Address::from("s@mta.test"),
             channel: Channel::Remote,

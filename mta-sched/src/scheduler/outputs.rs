@@ -79,7 +79,7 @@ impl Scheduler {
     /// - a remote job takes due recipients of one message at one domain, up to
     ///   [`Config::remote_batch`](crate::Config::remote_batch); domains with work take turns, and while another domain
     ///   has work waiting no domain gets more than half the remote slots (at least one);
-    ///   a domain alone may use them all;
+    ///   a domain alone may use them all (or [`Config::remote_per_domain`](crate::Config::remote_per_domain));
     /// - a sender asking for VERP (`P@H-@[]`) gets one recipient per job;
     /// - held messages get no jobs; with [`Config::remote_enabled`](crate::Config::remote_enabled) off, remote recipients
     ///   none either.
@@ -109,6 +109,7 @@ impl Scheduler {
             let messages = &self.messages;
             let taken = self.ready.take_remote(
                 self.config.concurrency_remote,
+                self.config.remote_per_domain,
                 |id| {
                     if messages.get(&id).is_some_and(|m| m.verp) {
                         1

@@ -133,6 +133,32 @@ fn a_domain_alone_uses_every_remote_slot() {
 }
 
 #[test]
+fn remote_per_domain_keeps_slots_free_for_mail_that_arrives_later() {
+    let mut s = Scheduler::new(Config {
+        remote_per_domain: Some(2),
+        ..config(10, 4)
+    });
+    for n in 1..=10 {
+        add(
+            &mut s,
+            message(n, "a@x", vec![remote("u@slow.example")]),
+            t(0),
+        );
+    }
+    // Alone, slow.example still gets only two of the four slots.
+    assert_eq!(jobs(&mut s, t(0)).len(), 2);
+    assert_eq!(s.running_at(b"slow.example"), 2);
+    // Mail for another domain starts at once, without waiting for slow.example's jobs.
+    add(
+        &mut s,
+        message(11, "a@x", vec![remote("u@fast.example")]),
+        t(1),
+    );
+    let next = one_job(&mut s, t(1));
+    assert_eq!(addresses(&next), ["u@fast.example"]);
+}
+
+#[test]
 fn domains_take_turns() {
     let mut s = Scheduler::new(config(10, 1));
     for (n, d) in [(1, "a"), (2, "a"), (3, "a"), (4, "b"), (5, "c")] {
