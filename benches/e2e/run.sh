@@ -23,6 +23,8 @@
 #     (TLS 1.3, certificate checked by the client), 10 connections at a time
 #     (smtpload.py tls): messages/s until the last 250 after DATA.
 # W5TLS  as W5, but each idle session has done STARTTLS and EHLO again before it idles.
+# W1M mta only: W1 on a server restarted with control/metrics, scraped once a second; its
+#     ratio to the round's W1 is the metrics' cost (a note).
 # W7  mta only (Postfix's smtpd needs an external SASL server): W6 on a submission port,
 #     each connection logging in with AUTH PLAIN (Argon2id hash at its default
 #     parameters) before its message: messages/s, written as a note under the table.
@@ -462,7 +464,7 @@ disk_counters() { # prints "writes flushes" (0 0 if the device has no stat file)
 
 w1() {
     local side=$1 port=$2 homes=$3 t0 t1 t2 list=$WORK/w1-$1.dirs
-    note "W1 $side: $W1_MSGS messages x $MSG_SIZE bytes over $W1_SESSIONS sessions"
+    note "${W1_LABEL:-W1} $side: $W1_MSGS messages x $MSG_SIZE bytes over $W1_SESSIONS sessions"
     echo "$homes/w1/Maildir/new" >"$list"
     start_waiter "w1-$side" wait-files "$TIMEOUT" "$W1_MSGS" "$list"
     touch "$WORK/w1-$side.go" # a directory to watch: poll from the start
@@ -473,21 +475,21 @@ w1() {
     if ! timeout "$TIMEOUT" smtp-source -s "$W1_SESSIONS" -m "$W1_MSGS" -l "$MSG_SIZE" \
         -f bench@example.com -t w1@example.org -M load.example.com "127.0.0.1:$port" \
         >>"$OUT.log" 2>&1; then
-        record W1 accept_msgs_per_s "$side" -; record W1 e2e_msgs_per_s "$side" -
+        record "${W1_LABEL:-W1}" accept_msgs_per_s "$side" -; record "${W1_LABEL:-W1}" e2e_msgs_per_s "$side" -
         wait "$WAITER" || true
         return
     fi
     t1=$(now)
-    record W1 accept_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t1")")"
+    record "${W1_LABEL:-W1}" accept_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t1")")"
     if finish_waiter "w1-$side"; then
         t2=$DONE_AT
         io1=$(disk_counters)
-        record W1 e2e_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t2")")"
+        record "${W1_LABEL:-W1}" e2e_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t2")")"
         # Device requests per message (lower is better; background writeback included).
-        record W1 disk_writes_per_msg "$side" "$(echo "$io0 $io1" | awk -v n="$W1_MSGS" '{ printf "%.2f", ($3 - $1) / n }')"
-        record W1 disk_flushes_per_msg "$side" "$(echo "$io0 $io1" | awk -v n="$W1_MSGS" '{ printf "%.2f", ($4 - $2) / n }')"
+        record "${W1_LABEL:-W1}" disk_writes_per_msg "$side" "$(echo "$io0 $io1" | awk -v n="$W1_MSGS" '{ printf "%.2f", ($3 - $1) / n }')"
+        record "${W1_LABEL:-W1}" disk_flushes_per_msg "$side" "$(echo "$io0 $io1" | awk -v n="$W1_MSGS" '{ printf "%.2f", ($4 - $2) / n }')"
     else
-        record W1 e2e_msgs_per_s "$side" -
+        record "${W1_LABEL:-W1}" e2e_msgs_per_s "$side" -
     fi
 }
 
@@ -630,9 +632,38 @@ w7() {
     echo "W7 mta: AUTH PLAIN (Argon2id) + one message per STARTTLS connection: $rate msgs/s (round $round)" >>"$WORK/notes"
 }
 
+# W1M: W1 again on mta restarted with control/metrics and its endpoint scraped once a second
+# (issue 20's cost of the metrics): reported as a note with its ratio to this round's W1.
+w1m() {
+    local port=$1 homes=$2 mport scraper w1 w1m
+    mport=$(free_port)
+    echo "127.0.0.1:$mport" >"$MTA_ROOT/control/metrics"
+    mta_stop
+    mta_start
+    find "$homes/w1/Maildir/new" -type f -delete
+    (
+        while sleep 1; do
+            { exec 3<>"/dev/tcp/127.0.0.1/$mport" && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&3 && cat <&3 >/dev/null; } 2>/dev/null || true
+            exec 3<&- 2>/dev/null || true
+        done
+    ) &
+    scraper=$!
+    # Its figures go to a file of their own: the table compares mta with Postfix.
+    local main=$RESULTS
+    RESULTS=$WORK/w1m.results
+    W1_LABEL=W1M w1 mta "$port" "$homes"
+    RESULTS=$main
+    kill "$scraper" 2>/dev/null || true
+    wait "$scraper" 2>/dev/null || true
+    rm -f "$MTA_ROOT/control/metrics"
+    w1=$(awk '$1 == "W1" && $2 == "e2e_msgs_per_s" && $3 == "mta" { v = $4 } END { print v }' "$RESULTS")
+    w1m=$(awk '$1 == "W1M" && $2 == "e2e_msgs_per_s" && $3 == "mta" { v = $4 } END { print v }' "$WORK/w1m.results")
+    echo "W1M mta: W1 with metrics scraped every second: $w1m msgs/s, W1 without: $w1 msgs/s, ratio $(awk -v a="$w1m" -v b="$w1" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }') (round $round)" >>"$WORK/notes"
+}
+
 # --- the run ---------------------------------------------------------------------------------
 # want W: true if workload W is selected (E2E_WORKLOADS, default all seven).
-want() { case " ${E2E_WORKLOADS:-W1 W2 W3 W4 W5 W6 W5TLS W7} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+want() { case " ${E2E_WORKLOADS:-W1 W2 W3 W4 W5 W6 W5TLS W7 W1M} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 MTA_LOCAL_SUCCESSES=0
 run_mta() {
     note "== mta ($MTA_BIN)"
@@ -652,6 +683,7 @@ run_mta() {
     fi
     want W6 && w6 mta "$MTA_PORT" "$MTA_PID"
     want W7 && w7
+    want W1M && w1m "$MTA_PORT" "$MTA_HOMES"
     # W5 and W5TLS each on a freshly started server, so idle processes and caches of the
     # workloads before do not count.
     mta_stop
