@@ -47,7 +47,9 @@ pub mod control;
 pub mod date;
 mod domain;
 mod envelope;
+pub mod frame;
 pub mod header;
+pub mod http;
 pub mod path;
 mod status;
 

@@ -7,62 +7,68 @@
 //!
 //! | module | what | qmail counterpart |
 //! |---|---|---|
-//! | [`cli`] | command-line parsing | |
-//! | [`root`] | the root layout, `mta init` | install scripts |
-//! | [`settings`] | control files read with qmail's defaults | `control.c` |
-//! | [`serve`] | wiring threads together, signals | qmail-start |
-//! | [`smtpd`] | SMTP sessions and their policy | qmail-smtpd |
+//! | `cli` | command-line parsing | |
+//! | `root` | the root layout, `mta init` | install scripts |
+//! | `settings` | control files read with qmail's defaults | `control.c` |
+//! | `serve` | wiring threads together, signals | qmail-start |
+//! | `smtpd` | SMTP sessions and their policy | qmail-smtpd |
 //! | `watched` | files parsed again when they change (certificate, passwords) | |
 //! | `auth` | SMTP AUTH: users/passwords, checkpassword, authfailmax, `mta passwd` | qmail-smtpd AUTH patches, checkpassword |
 //! | `tls` | `servercert.pem` (re-read when it changes), plain and TLS session streams | qmail-tls |
 //! | `limits` | session slots per server and per client address, refusal counters | tcpserver's `-c` |
-//! | [`sched`] | the scheduler: routing, retries, concurrency | qmail-send |
-//! | [`pool`] | delivery and finishing threads: marks, bounces, removal | qmail-send's spawn/clean links |
-//! | [`route`] | local vs remote, virtualdomains, percenthack | qmail-send `rewrite()` |
-//! | [`local`], [`users`], [`frame`] | local delivery, per-user worker processes and their pipe frames, users/assign reloads | qmail-lspawn, qmail-local |
-//! | [`lookup`] | one-second cache of `.qmail` lookups for RCPT checks | |
-//! | [`remote`] | DNS, smtproutes, SMTP client delivery | qmail-rspawn, qmail-remote |
-//! | [`bounce`] | bounce composition glue | qmail-send `injectbounce` |
-//! | [`inject`], [`sendmail`] | `mta inject`, `mta sendmail` | qmail-inject, sendmail |
-//! | [`admin`], [`qread`] | `check`, `queue stat/list/flush` | qmail-qstat, qmail-qread |
-//! | [`trigger`] | the wake-up FIFO | `lock/trigger` |
-//! | [`privs`] | per-thread uid drop, account lookup | the qmail uids |
-//! | [`metrics`] | counters and the `control/metrics` endpoint (Prometheus text format) | |
-//! | [`log`], [`origin`] | log lines; who queued a message (`qp`, `uid`) | qmail-send's log |
-//! | [`live`] | settings reread at SIGHUP, `control/defaultdelivery` | qmail-send's HUP, qmail-start's argument |
-//! | [`helpers`] | `preline`, `condredirect`, `bouncesaying`, `except`, `forward` | the same qmail programs |
+//! | `sched` | the scheduler: routing, retries, concurrency | qmail-send |
+//! | `pool` | delivery and finishing threads: marks, bounces, removal | qmail-send's spawn/clean links |
+//! | `route` | local vs remote, virtualdomains, percenthack | qmail-send `rewrite()` |
+//! | `local`, `users` | local delivery, per-user worker processes (their pipe frames: `mta_core::frame`), users/assign reloads | qmail-lspawn, qmail-local |
+//! | `lookup` | one-second cache of `.qmail` lookups for RCPT checks | |
+//! | `remote` | DNS, smtproutes, SMTP client delivery | qmail-rspawn, qmail-remote |
+//! | `bounce` | bounce composition glue | qmail-send `injectbounce` |
+//! | `inject`, `sendmail` | `mta inject`, `mta sendmail` | qmail-inject, sendmail |
+//! | `admin`, `qread`, `control` | `check`, `queue stat/list/show/delete/hold/release/flush` and the queue's control socket | qmail-qstat, qmail-qread |
+//! | `trigger` | the wake-up FIFO | `lock/trigger` |
+//! | `privs` | per-thread uid drop, account lookup | the qmail uids |
+//! | `metrics` | counters and the `control/metrics` endpoint (Prometheus text format; the request parser is `mta_core::http`) | |
+//! | `log`, `origin` | log lines; who queued a message (`qp`, `uid`) | qmail-send's log |
+//! | `live` | settings reread at SIGHUP, `control/defaultdelivery` | qmail-send's HUP, qmail-start's argument |
+//! | `helpers` | `preline`, `condredirect`, `bouncesaying`, `except`, `forward` | the same qmail programs |
 
 #![forbid(unsafe_code)]
+// The modules are this binary's parts, not a library API: `pub` inside them marks each
+// module's interface to the others.
+#![allow(unreachable_pub)]
 
-pub mod admin;
+pub(crate) mod admin;
 mod auth;
-pub mod bounce;
-pub mod cli;
-pub mod control;
-pub mod frame;
-pub mod helpers;
+pub(crate) mod bounce;
+pub(crate) mod cli;
+pub(crate) mod control;
+pub(crate) mod helpers;
+#[doc(hidden)] // public only for the integration tests (tests/integration/)
 pub mod inject;
 mod limits;
-pub mod live;
-pub mod local;
-pub mod log;
-pub mod lookup;
-pub mod metrics;
-pub mod origin;
-pub mod pool;
-pub mod privs;
-pub mod qread;
+pub(crate) mod live;
+pub(crate) mod local;
+pub(crate) mod log;
+pub(crate) mod lookup;
+pub(crate) mod metrics;
+pub(crate) mod origin;
+pub(crate) mod pool;
+pub(crate) mod privs;
+pub(crate) mod qread;
+#[doc(hidden)] // public only for the integration tests (tests/integration/)
 pub mod remote;
+#[doc(hidden)] // public only for the integration tests (tests/integration/)
 pub mod root;
-pub mod route;
+pub(crate) mod route;
+#[doc(hidden)] // public only for the integration tests (tests/integration/)
 pub mod sched;
-pub mod sendmail;
-pub mod serve;
-pub mod settings;
-pub mod smtpd;
+pub(crate) mod sendmail;
+pub(crate) mod serve;
+pub(crate) mod settings;
+pub(crate) mod smtpd;
 mod tls;
-pub mod trigger;
-pub mod users;
+pub(crate) mod trigger;
+pub(crate) mod users;
 mod watched;
 
 use std::ffi::OsString;

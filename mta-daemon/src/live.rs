@@ -48,16 +48,6 @@ impl LiveSettings {
     pub fn set(&self, settings: Arc<Settings>) {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = settings;
     }
-
-    /// Reads `control_dir` again and, when every file parses, makes it current.
-    ///
-    /// # Errors
-    /// The `file:line` error of the first file that failed; the old settings stay.
-    pub fn reload(&self, control_dir: &Path) -> Result<Arc<Settings>, String> {
-        let fresh = Arc::new(Settings::load(control_dir)?);
-        self.set(Arc::clone(&fresh));
-        Ok(fresh)
-    }
 }
 
 impl Router for LiveSettings {

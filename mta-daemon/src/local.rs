@@ -11,7 +11,7 @@
 //!   `CommandExt::uid/gid`), as qmail-lspawn ran qmail-local. Workers are kept per (uid,
 //!   gid) and reused, so a list of 8,192 recipients does not cost 8,192 process starts. A
 //!   uid of 0 is refused with a deferral, as qmail does. The worker gets the message bytes
-//!   and the delivery parameters as one length-prefixed frame ([`crate::frame`]) and answers
+//!   and the delivery parameters as one length-prefixed frame ([`mta_core::frame`]) and answers
 //!   with the result; it never touches the queue.
 //!
 //! Forwards (`&addr` lines) come back to the daemon, which queues them as one new message
@@ -34,8 +34,8 @@ use mta_dotqmail::{
 };
 use mta_queue::{MessageId, Queue};
 
-use crate::frame;
 use crate::sched::{Input, Job};
+use mta_core::frame;
 
 /// What an SMTP-time recipient check found (no backscatter: unknown users are refused at
 /// RCPT with the same lookup delivery uses).

@@ -20,9 +20,6 @@ use std::path::{Path, PathBuf};
 /// The alias files `init` writes (qmail's INSTALL.alias asks for the same three).
 pub const ALIAS_FILES: [&str; 3] = [".qmail-postmaster", ".qmail-mailer-daemon", ".qmail-root"];
 
-/// The default `databytes`: 50 MB, instead of qmail's unlimited default (CVE-2005-1513).
-pub const DEFAULT_DATABYTES: u64 = 50 * 1024 * 1024;
-
 /// The paths under a root directory.
 #[derive(Clone, Debug)]
 pub struct Root {
@@ -147,7 +144,10 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
         (control.join("me"), format!("{host}\n")),
         (control.join("locals"), hosts.clone()),
         (control.join("rcpthosts"), hosts),
-        (control.join("databytes"), format!("{DEFAULT_DATABYTES}\n")),
+        (
+            control.join("databytes"),
+            format!("{}\n", mta_core::control::DEFAULT_DATABYTES),
+        ),
         (
             control.join("listen"),
             "# ADDR:PORT per line; [::1]:2525 for IPv6\n127.0.0.1:2525\n".to_owned(),

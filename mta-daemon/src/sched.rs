@@ -4,7 +4,7 @@
 //! retry schedule, `queuelifetime`, bounce before removal, holds); this thread does its
 //! I/O. It learns of new messages at once (a channel message from an SMTP session or a
 //! forward, or a trigger pull from `mta inject`), reads each one's envelope and statuses
-//! from the queue, routes its recipients ([`crate::route`]), and after every input drains
+//! from the queue, routes its recipients (`crate::route`), and after every input drains
 //! the state machine's outputs in the order mta-sched prescribes: bounces and removals to
 //! the finishing pool, jobs to the local and remote pools. The marks (statuses made
 //! durable) are written by the finishing pool, several at once so they share fsyncs; a
@@ -56,7 +56,7 @@ pub struct Target {
 /// they share one SMTP transaction). A VERP sender gets one recipient per job.
 #[derive(Clone, Debug)]
 pub struct Job {
-    /// The scheduler's name for the job (handed back in [`Done`]).
+    /// The scheduler's name for the job (handed back in `pool::Done`).
     pub job: JobId,
     /// The message.
     pub id: MessageId,

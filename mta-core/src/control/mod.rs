@@ -43,6 +43,12 @@ use crate::Address;
 use crate::address_list::QmailRewrite;
 
 pub use auth::{PasswordEntry, Passwords, SmtpAuth, SmtpAuthEntry};
+
+/// The one default message size limit (`control/databytes`), in bytes: 50 MiB. qmail's
+/// default was 0, no limit, which let a client push gigabytes at a 32-bit length counter
+/// (CVE-2005-1513); here every server has a finite cap. A missing `databytes` gives this;
+/// `mta init` writes it; mta-smtp's `DEFAULT_MAX_MESSAGE_SIZE` is this value.
+pub const DEFAULT_DATABYTES: u64 = 50 * 1024 * 1024;
 pub use net::{
     DEFAULT_LISTEN, IpNet, ListenKind, Listener, RelayClients, nameservers_from_resolv_conf,
 };
@@ -108,7 +114,9 @@ pub struct Control {
     /// `queuelifetime`: seconds before temporary failures become permanent. Default
     /// 604800 (a week).
     pub queuelifetime: u64,
-    /// `databytes`: largest message accepted, in bytes; 0 means no limit. Default 0.
+    /// `databytes`: largest message accepted, in bytes. Default [`DEFAULT_DATABYTES`]
+    /// (50 MiB) when the file is missing; qmail's `0` ("no limit") is kept as written,
+    /// and mta-smtp turns it into the same default cap.
     pub databytes: u64,
     /// `timeoutsmtpd`: seconds the SMTP server gives a client to send a whole command line
     /// (counted from the previous reply, not reset by each byte). Default 1200.
@@ -268,7 +276,7 @@ impl Control {
             mindatarate: src.number("mindatarate", 500)?,
             timeoutlocal: src.number("timeoutlocal", 3600)?,
             queuelifetime: src.number("queuelifetime", 604_800)?,
-            databytes: src.number("databytes", 0)?,
+            databytes: src.number("databytes", DEFAULT_DATABYTES)?,
             timeoutsmtpd: src.number("timeoutsmtpd", 1200)?,
             timeoutremote: src.number("timeoutremote", 1200)?,
             timeoutconnect: src.number("timeoutconnect", 60)?,

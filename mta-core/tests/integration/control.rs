@@ -148,7 +148,10 @@ fn qmail_defaults_without_me() {
         ),
         (10, 1000, 20, 500, 3600)
     );
-    assert_eq!((c.queuelifetime, c.databytes), (604_800, 0));
+    assert_eq!(
+        (c.queuelifetime, c.databytes),
+        (604_800, mta_core::control::DEFAULT_DATABYTES)
+    );
     assert_eq!(
         (c.timeoutsmtpd, c.timeoutremote, c.timeoutconnect),
         (1200, 1200, 60)

@@ -20,8 +20,6 @@
 //! | `mta_deliveries_total` | counter | `channel`: `local`, `remote`; `result`: `success`, `deferral`, `failure` |
 //! | `mta_delivery_seconds` | histogram | |
 
-mod http;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -40,7 +38,7 @@ use crate::limits::{Limits, Reason};
 use crate::log;
 use crate::sched::Channel;
 
-pub use http::{Request, RequestError, parse_request};
+pub use mta_core::http::{Request, RequestError, parse_request};
 
 /// Labels of one series.
 type Labels = Vec<(&'static str, &'static str)>;

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-/// The message size cap used when the embedder sets none (`databytes` 0): 64 MiB.
+/// The message size cap used when the embedder sets none (`databytes` 0): 50 MiB,
+/// [`mta_core::control::DEFAULT_DATABYTES`].
 ///
 /// qmail's "0 means unlimited" let a client push gigabytes at a 32-bit length counter
 /// (CVE-2005-1513); every session here has a finite cap.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = mta_core::control::DEFAULT_DATABYTES as usize;
 
 /// The line ending of message bytes handed to the application in
 /// [`crate::Event::DataChunk`].

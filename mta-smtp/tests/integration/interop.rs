@@ -105,7 +105,7 @@ code, _ = s.ehlo("python.test")
 assert code == 250, code
 for ext in ("pipelining", "size", "8bitmime", "enhancedstatuscodes", "smtputf8"):
     assert s.has_extn(ext), ext
-assert int(s.esmtp_features["size"]) == 64 * 1024 * 1024
+assert int(s.esmtp_features["size"]) == 50 * 1024 * 1024
 msg = "Subject: one\r\n\r\n.leading dot\r\n..two dots\r\nlast\r\n"
 refused = s.sendmail("alice@example.org", ["bob@example.com", "rejectme@example.com"], msg)
 assert list(refused) == ["rejectme@example.com"], refused

@@ -1,5 +1,14 @@
-//! The one request the metrics endpoint understands (RFC 9112 §3, §5): a request line and
-//! header fields, nothing else. The body, if any, is never read.
+//! The one HTTP request a metrics endpoint needs to understand (RFC 9112 §3, §5): a request
+//! line and header fields, nothing else. The body, if any, is never read. mta-daemon's
+//! `control/metrics` listener answers `GET /metrics` with it; anything else gets 404, 405 or
+//! 400 without further parsing.
+//!
+//! ```
+//! use mta_core::http::{Request, RequestError, parse_request};
+//! assert_eq!(parse_request(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"), Ok(Request::Metrics));
+//! assert_eq!(parse_request(b"GET /metrics HTTP/1.1\r\n"), Err(RequestError::Incomplete));
+//! assert_eq!(parse_request(b"POST /metrics HTTP/1.1\r\n\r\n"), Ok(Request::BadMethod));
+//! ```
 //!
 //! ```text
 //! request-line = method SP request-target SP HTTP-version CRLF

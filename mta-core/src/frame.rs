@@ -1,5 +1,6 @@
-//! Length-prefixed frames for the pipe between the daemon and its per-user delivery
-//! workers (our qmail-lspawn ↔ qmail-local link).
+//! Length-prefixed frames for the pipe between mta-daemon and its per-user delivery
+//! workers (our qmail-lspawn ↔ qmail-local link), or any local pipe between processes that
+//! do not trust each other.
 //!
 //! A frame is a 4-byte big-endian field count, then per field a 4-byte big-endian length
 //! and the bytes. Nothing is parsed by delimiter, so no byte an attacker put into an address
