@@ -51,7 +51,7 @@ pub enum Command {
     LocalWorker,
     /// One of qmail's helper commands (argv\[0\] `preline`, `condredirect`, ...), with its
     /// arguments.
-    QmailCommand(crate::helpers::QmailCommand, Vec<OsString>),
+    Helper(crate::helpers::QmailCommand, Vec<OsString>),
     /// `--help` text for the named command (or the overview).
     Help(&'static str),
 }
@@ -209,28 +209,10 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
         })
         .unwrap_or_default();
     let rest = argv.get(1..).unwrap_or_default();
-    if argv0 == "sendmail" {
+    if let Some(command) = by_program_name(&argv0, rest) {
         return Ok(Invocation {
             root: None,
-            command: Command::Sendmail(rest.to_vec()),
-        });
-    }
-    if argv0 == "qmail-inject" {
-        return Ok(Invocation {
-            root: None,
-            command: Command::Inject(rest.to_vec()),
-        });
-    }
-    if let Some(helper) = crate::helpers::QmailCommand::from_name(&argv0) {
-        return Ok(Invocation {
-            root: None,
-            command: Command::QmailCommand(helper, rest.to_vec()),
-        });
-    }
-    if argv0 == "mailq" {
-        return Ok(Invocation {
-            root: None,
-            command: Command::Mailq,
+            command,
         });
     }
     let mut root = None;
@@ -291,6 +273,18 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
     Ok(Invocation { root, command })
 }
 
+/// The command a program name stands for (`sendmail`, `qmail-inject`, `mailq`, qmail's
+/// helpers), when `mta` is run through a link with that name.
+fn by_program_name(argv0: &str, rest: &[OsString]) -> Option<Command> {
+    match argv0 {
+        "sendmail" => Some(Command::Sendmail(rest.to_vec())),
+        "qmail-inject" => Some(Command::Inject(rest.to_vec())),
+        "mailq" => Some(Command::Mailq),
+        _ => crate::helpers::QmailCommand::from_name(argv0)
+            .map(|helper| Command::Helper(helper, rest.to_vec())),
+    }
+}
+
 fn parse_init(args: &[OsString]) -> Result<Command, UsageError> {
     let mut hostname = None;
     let mut i = 0;
@@ -345,7 +339,7 @@ mod tests {
         ));
         assert!(matches!(
             p(&["/var/mta/bin/preline", "-d", "cat"]).unwrap().command,
-            Command::QmailCommand(crate::helpers::QmailCommand::Preline, _)
+            Command::Helper(crate::helpers::QmailCommand::Preline, _)
         ));
         assert!(matches!(
             p(&["qmail-inject", "-f", "a@b"]).unwrap().command,

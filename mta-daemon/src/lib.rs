@@ -123,7 +123,7 @@ pub fn run(argv: &[OsString]) -> i32 {
             &mut std::io::stderr(),
         ),
         cli::Command::LocalWorker => local::worker_main(),
-        cli::Command::QmailCommand(command, args) => helpers::main(command, &root, &args),
+        cli::Command::Helper(command, args) => helpers::main(command, &root, &args),
         cli::Command::Inject(args) => {
             let env = inject::Env::from_process();
             inject::main(

@@ -88,22 +88,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reload_keeps_old_settings_on_error() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::write(t.path().join("me"), "a.example\n").unwrap();
-        std::fs::write(t.path().join("databytes"), "1000\n").unwrap();
-        let live = LiveSettings::new(Arc::new(Settings::load(t.path()).unwrap()));
-        assert_eq!(live.get().databytes, 1000);
-        std::fs::write(t.path().join("databytes"), "2000\n").unwrap();
-        live.reload(t.path()).unwrap();
-        assert_eq!(live.get().databytes, 2000);
-        std::fs::write(t.path().join("databytes"), "lots\n").unwrap();
-        let err = live.reload(t.path()).unwrap_err();
-        assert!(err.contains("databytes"), "{err}");
-        assert_eq!(live.get().databytes, 2000);
-    }
-
-    #[test]
     fn default_delivery_file() {
         let t = tempfile::tempdir().unwrap();
         assert_eq!(default_delivery(t.path()).unwrap(), b"./Maildir/\n");

@@ -140,6 +140,37 @@ fn raise_fd_limit() {
     }
 }
 
+/// What the start-up reads before any thread runs.
+struct Base {
+    settings: Arc<Settings>,
+    queue: Arc<Queue>,
+    /// The messages queued before anything could add to one (see `queued_at_start`).
+    queued_at_start: Option<Vec<mta_queue::MessageId>>,
+    /// The account sessions and deliveries of the alias user drop to, when root.
+    drop_to: Option<(u32, u32)>,
+    users: Arc<Users>,
+    live: Arc<LiveSettings>,
+    router: Arc<dyn Router>,
+}
+
+/// The delivery side: pools, their channels, the pieces a reload changes.
+struct Pools {
+    local: Arc<LocalDelivery>,
+    remote: Arc<RemoteDelivery>,
+    bouncer: Arc<QueueBouncer>,
+    local_tx: crossbeam_channel::Sender<sched::Job>,
+    remote_tx: crossbeam_channel::Sender<sched::Job>,
+    finish_tx: crossbeam_channel::Sender<pool::Finish>,
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(drop)
+        .map_err(|e| format!("spawn: {e}"))
+}
+
 fn run_inner(root: &Root) -> Result<(), String> {
     raise_fd_limit();
     if !root.exists() {
@@ -152,6 +183,60 @@ fn run_inner(root: &Root) -> Result<(), String> {
         signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGALRM])
             .map_err(|e| format!("signals: {e}"))?
     };
+    let base = prepare(root)?;
+    let (sched_tx, sched_rx) = unbounded();
+    let pools = start_pools(root, &base, &sched_tx)?;
+
+    // The trigger FIFO is opened, and pickup imported, before the scheduler runs: it
+    // logs the imported messages as new, and nothing left in pickup misses a wake-up.
+    let pulls = trigger::Listener::open(&root.trigger())
+        .map_err(|e| format!("trigger {}: {e}", root.trigger().display()))?;
+    import_pickup(root, &base.queue, &sched_tx);
+    let scheduler = Scheduler::new(
+        Arc::clone(&base.queue),
+        Arc::clone(&base.router),
+        pools.finish_tx.clone(),
+        sched::Settings {
+            concurrency_local: base.settings.concurrency_local,
+            concurrency_remote: base.settings.concurrency_remote,
+            lifetime: base.settings.queue_lifetime,
+            remote_enabled: true,
+            queue_uid: base
+                .drop_to
+                .map_or_else(|| rustix::process::getuid().as_raw(), |(uid, _)| uid),
+        },
+        sched_rx,
+        pools.local_tx.clone(),
+        Some(pools.remote_tx.clone()),
+    );
+    let scheduler = match base.queued_at_start.clone() {
+        Some(ids) => scheduler.queued_at_start(ids),
+        None => scheduler,
+    };
+    let sched_thread = thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || scheduler.run())
+        .map_err(|e| format!("spawn: {e}"))?;
+    start_control(root, &base, &sched_tx)?;
+    start_trigger(root, pulls, &base, &pools, &sched_tx)?;
+    let (shared, bound) = start_smtp(root, &base, &sched_tx)?;
+
+    // Signals: HUP rereads, ALRM flushes, TERM / INT stop.
+    let reload = Reload {
+        root,
+        live: &base.live,
+        users: &base.users,
+        remote: &pools.remote,
+        local: &pools.local,
+        bouncer: &pools.bouncer,
+    };
+    wait_for_stop(signals, &reload);
+    stop(&shared, bound, &sched_tx, sched_thread);
+    Ok(())
+}
+
+/// Reads the configuration, opens the queue, prepares the alias account and the tables.
+fn prepare(root: &Root) -> Result<Base, String> {
     let settings = Arc::new(Settings::load(&root.control())?);
     let as_root = privs::is_root();
     // .qmail programs find qmail's helpers in DIR/bin first (a root made by an older
@@ -182,158 +267,149 @@ fn run_inner(root: &Root) -> Result<(), String> {
     let users = Arc::new(Users::load(root.assign(), alias, as_root)?);
     let live = Arc::new(LiveSettings::new(Arc::clone(&settings)));
     let router: Arc<dyn Router> = Arc::clone(&live) as Arc<dyn Router>;
-    let default_delivery = crate::live::default_delivery(&root.control())?;
+    Ok(Base {
+        settings,
+        queue,
+        queued_at_start,
+        drop_to,
+        users,
+        live,
+        router,
+    })
+}
 
-    let (sched_tx, sched_rx) = unbounded();
-    let (local_tx, local_rx) = unbounded::<sched::Job>();
-    let worker_exe = if as_root {
+/// The local and remote delivery pools (deliver, report) and the finishing pool (marks,
+/// bounces, removals).
+fn start_pools(
+    root: &Root,
+    base: &Base,
+    sched_tx: &crossbeam_channel::Sender<Input>,
+) -> Result<Pools, String> {
+    let settings = &base.settings;
+    let queue = &base.queue;
+    let worker_exe = if privs::is_root() {
         Some(std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?)
     } else {
         None
     };
     let local = Arc::new(
         LocalDelivery::new(
-            Arc::clone(&users),
-            default_delivery,
-            Arc::clone(&queue),
+            Arc::clone(&base.users),
+            crate::live::default_delivery(&root.control())?,
+            Arc::clone(queue),
             sched_tx.clone(),
             worker_exe,
         )
         .with_program_timeout(settings.timeout_local),
     );
-
-    // Local delivery pool: deliver, record the statuses, report.
+    let (local_tx, local_rx) = unbounded::<sched::Job>();
     for _ in 0..settings.concurrency_local.max(1) {
-        let rx = local_rx.clone();
-        let tx = sched_tx.clone();
-        let local = Arc::clone(&local);
-        let queue = Arc::clone(&queue);
-        thread::Builder::new()
-            .name("local".into())
-            .spawn(move || pool::run_deliveries(&rx, &*local, &queue, &tx))
-            .map_err(|e| format!("spawn: {e}"))?;
+        let (rx, tx) = (local_rx.clone(), sched_tx.clone());
+        let (local, queue) = (Arc::clone(&local), Arc::clone(queue));
+        spawn("local", move || {
+            pool::run_deliveries(&rx, &*local, &queue, &tx);
+        })?;
     }
-
-    // Remote delivery pool.
     let remote = Arc::new(
-        RemoteDelivery::new(&root.control(), Arc::clone(&queue))
+        RemoteDelivery::new(&root.control(), Arc::clone(queue))
             .map_err(|e| format!("remote delivery: {e}"))?,
     );
     let (remote_tx, remote_rx) = unbounded::<sched::Job>();
     for _ in 0..settings.concurrency_remote.max(1) {
-        let rx = remote_rx.clone();
-        let tx = sched_tx.clone();
-        let remote = Arc::clone(&remote);
-        let queue = Arc::clone(&queue);
-        thread::Builder::new()
-            .name("remote".into())
-            .spawn(move || pool::run_deliveries(&rx, &RemotePool(remote), &queue, &tx))
-            .map_err(|e| format!("spawn: {e}"))?;
+        let (rx, tx) = (remote_rx.clone(), sched_tx.clone());
+        let (remote, queue) = (Arc::clone(&remote), Arc::clone(queue));
+        spawn("remote", move || {
+            pool::run_deliveries(&rx, &RemotePool(remote), &queue, &tx);
+        })?;
     }
-
-    // Finishing pool: bounces and removals.
     let (finish_tx, finish_rx) = unbounded::<pool::Finish>();
     let bouncer = Arc::new(QueueBouncer::new(settings.bounce.clone()));
     for _ in 0..FINISHERS {
-        let rx = finish_rx.clone();
-        let tx = sched_tx.clone();
-        let queue = Arc::clone(&queue);
-        let bouncer = Arc::clone(&bouncer);
-        thread::Builder::new()
-            .name("finish".into())
-            .spawn(move || pool::run_finisher(&rx, &queue, &*bouncer, &tx))
-            .map_err(|e| format!("spawn: {e}"))?;
+        let (rx, tx) = (finish_rx.clone(), sched_tx.clone());
+        let (queue, bouncer) = (Arc::clone(queue), Arc::clone(&bouncer));
+        spawn("finish", move || {
+            pool::run_finisher(&rx, &queue, &*bouncer, &tx);
+        })?;
     }
-
-    // The trigger FIFO is opened, and pickup imported, before the scheduler runs: it
-    // logs the imported messages as new, and nothing left in pickup misses a wake-up.
-    let mut pulls = trigger::Listener::open(&root.trigger())
-        .map_err(|e| format!("trigger {}: {e}", root.trigger().display()))?;
-    import_pickup(root, &queue, &sched_tx);
-
-    // Scheduler.
-    let scheduler = Scheduler::new(
-        Arc::clone(&queue),
-        Arc::clone(&router),
-        finish_tx,
-        sched::Settings {
-            concurrency_local: settings.concurrency_local,
-            concurrency_remote: settings.concurrency_remote,
-            lifetime: settings.queue_lifetime,
-            remote_enabled: true,
-            queue_uid: drop_to.map_or_else(|| rustix::process::getuid().as_raw(), |(uid, _)| uid),
-        },
-        sched_rx,
+    Ok(Pools {
+        local,
+        remote,
+        bouncer,
         local_tx,
-        Some(remote_tx),
-    );
-    let scheduler = match queued_at_start {
-        Some(ids) => scheduler.queued_at_start(ids),
-        None => scheduler,
+        remote_tx,
+        finish_tx,
+    })
+}
+
+/// The queue's control socket (`mta queue hold|release|delete|show|list|flush`).
+fn start_control(
+    root: &Root,
+    base: &Base,
+    sched_tx: &crossbeam_channel::Sender<Input>,
+) -> Result<(), String> {
+    let listener =
+        crate::control::bind(root, base.drop_to).map_err(|e| format!("control socket: {e}"))?;
+    let own = rustix::process::getuid().as_raw();
+    let server = crate::control::Server {
+        queue: Arc::clone(&base.queue),
+        router: Arc::clone(&base.router),
+        scheduler: sched_tx.clone(),
+        allowed: base
+            .drop_to
+            .map_or_else(|| vec![own], |(uid, _)| vec![uid, own]),
+        trigger: root.trigger(),
     };
-    let sched_thread = thread::Builder::new()
-        .name("scheduler".into())
-        .spawn(move || scheduler.run())
-        .map_err(|e| format!("spawn: {e}"))?;
+    spawn("control", move || crate::control::serve(&listener, &server))
+}
 
-    // Queue control socket (`mta queue hold|release|delete|show|list|flush`).
-    {
-        let listener =
-            crate::control::bind(root, drop_to).map_err(|e| format!("control socket: {e}"))?;
-        let own = rustix::process::getuid().as_raw();
-        let server = crate::control::Server {
-            queue: Arc::clone(&queue),
-            router: Arc::clone(&router),
-            scheduler: sched_tx.clone(),
-            allowed: drop_to.map_or_else(|| vec![own], |(uid, _)| vec![uid, own]),
-            trigger: root.trigger(),
-        };
-        thread::Builder::new()
-            .name("control".into())
-            .spawn(move || crate::control::serve(&listener, &server))
-            .map_err(|e| format!("spawn: {e}"))?;
-    }
-
-    // Trigger FIFO.
-    {
-        let tx = sched_tx.clone();
-        let root = root.clone();
-        let queue = Arc::clone(&queue);
-        let remote = Arc::clone(&remote);
-        thread::Builder::new()
-            .name("trigger".into())
-            .spawn(move || {
-                while let Ok(pull) = pulls.wait() {
-                    let input = match pull {
-                        trigger::Pull::NewMail => {
-                            import_pickup(&root, &queue, &tx);
-                            Input::Rescan
-                        }
-                        trigger::Pull::Flush => {
-                            // qmail-tcpok: forget downed hosts, then retry everything.
-                            remote.reset_downed_hosts();
-                            Input::Flush
-                        }
-                    };
-                    if tx.send(input).is_err() {
-                        break;
-                    }
+/// The trigger FIFO's reader: pickup imports and flushes.
+fn start_trigger(
+    root: &Root,
+    mut pulls: trigger::Listener,
+    base: &Base,
+    pools: &Pools,
+    sched_tx: &crossbeam_channel::Sender<Input>,
+) -> Result<(), String> {
+    let tx = sched_tx.clone();
+    let root = root.clone();
+    let queue = Arc::clone(&base.queue);
+    let remote = Arc::clone(&pools.remote);
+    spawn("trigger", move || {
+        while let Ok(pull) = pulls.wait() {
+            let input = match pull {
+                trigger::Pull::NewMail => {
+                    import_pickup(&root, &queue, &tx);
+                    Input::Rescan
                 }
-            })
-            .map_err(|e| format!("spawn: {e}"))?;
-    }
+                trigger::Pull::Flush => {
+                    // qmail-tcpok: forget downed hosts, then retry everything.
+                    remote.reset_downed_hosts();
+                    Input::Flush
+                }
+            };
+            if tx.send(input).is_err() {
+                break;
+            }
+        }
+    })
+}
 
-    // SMTP.
-    let users_for_reload = Arc::clone(&users);
+/// The SMTP listeners (and the metrics endpoint); returns the sessions' shared state and
+/// the bound addresses.
+fn start_smtp(
+    root: &Root,
+    base: &Base,
+    sched_tx: &crossbeam_channel::Sender<Input>,
+) -> Result<(Arc<Shared>, Vec<std::net::SocketAddr>), String> {
     let shared = Arc::new(Shared {
-        settings: Arc::clone(&live),
-        store: smtpd::Store::Queue(Arc::clone(&queue)),
-        router,
-        users,
+        settings: Arc::clone(&base.live),
+        store: smtpd::Store::Queue(Arc::clone(&base.queue)),
+        router: Arc::clone(&base.router),
+        users: Arc::clone(&base.users),
         lookups: crate::lookup::LookupCache::default(),
         scheduler: sched_tx.clone(),
         trigger: None,
-        drop_to,
+        drop_to: base.drop_to,
         limits: Arc::default(),
         certs: crate::tls::cert_store(root.control().join("servercert.pem")),
         passwords: crate::auth::password_store(root.dir().join("users/passwords")),
@@ -341,34 +417,33 @@ fn run_inner(root: &Root) -> Result<(), String> {
         stopping: AtomicBool::new(false),
     });
     if let Some(addr) = crate::metrics::configured(&root.control())? {
-        let bound = crate::metrics::serve(addr, Arc::clone(&shared.limits), drop_to)?;
+        let bound = crate::metrics::serve(addr, Arc::clone(&shared.limits), base.drop_to)?;
         log::line(&format!("status: metrics on {bound}"));
     }
     // Parse the certificate now: a broken file is logged at start, not at the first client.
     let _ = shared.certs.current();
     let mut bound = Vec::new();
-    for l in &settings.listen {
+    for l in &base.settings.listen {
         let (addr, kind) = (l.addr, l.kind);
         let listener = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
         bound.push(listener.local_addr().map_err(|e| e.to_string())?);
         let shared = Arc::clone(&shared);
-        thread::Builder::new()
-            .name("accept".into())
-            .spawn(move || smtpd::accept_loop(&listener, kind, &shared))
-            .map_err(|e| format!("spawn: {e}"))?;
+        spawn("accept", move || {
+            smtpd::accept_loop(&listener, kind, &shared);
+        })?;
         log::line(&format!("status: listening on {addr} {}", kind.as_str()));
     }
+    Ok((shared, bound))
+}
 
-    // Signals: HUP rereads, ALRM flushes, TERM / INT stop.
-    let reload = Reload {
-        root,
-        live: &live,
-        users: &users_for_reload,
-        remote: &remote,
-        local: &local,
-        bouncer: &bouncer,
-    };
-    wait_for_stop(signals, &reload);
+/// The stop: acceptors and sessions end (`421 4.3.2`), the scheduler starts nothing new,
+/// deliveries in flight get `STOP_DELIVERIES`.
+fn stop(
+    shared: &Shared,
+    bound: Vec<std::net::SocketAddr>,
+    sched_tx: &crossbeam_channel::Sender<Input>,
+    sched_thread: thread::JoinHandle<()>,
+) {
     log::line("status: stopping");
     shared.stopping.store(true, Ordering::SeqCst);
     for addr in bound {
@@ -391,7 +466,6 @@ fn run_inner(root: &Root) -> Result<(), String> {
             STOP_DELIVERIES.as_secs()
         ));
     }
-    Ok(())
 }
 
 /// How long a stop waits for SMTP sessions to say `421 4.3.2` and close.

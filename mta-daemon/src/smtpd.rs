@@ -385,23 +385,7 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
     let mut buf = vec![0u8; IDLE_READ];
     let mut out = Vec::new();
     loop {
-        let mut start_tls = false;
-        loop {
-            match next_event(shared, &mut session, &mut tx, relay_client, client) {
-                Step::Idle => break,
-                Step::Handled => {}
-                Step::StartTls => {
-                    start_tls = true;
-                    break;
-                }
-                Step::Decide(v) => {
-                    // A refused verdict code is a bug of ours, not the client's: log it.
-                    if let Err(e) = session.decide(v) {
-                        log::line(&format!("smtp: internal verdict error: {e}"));
-                    }
-                }
-            }
-        }
+        let start_tls = handle_events(shared, &mut session, &mut tx, relay_client, client);
         out.clear();
         while session.poll_transmit(&mut out) {}
         if !out.is_empty() {
@@ -421,41 +405,74 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
             session.shutdown(&reply(421, "4.3.2 shutting down"));
             continue;
         }
-        // The session's deadline bounds the read: a silent or dripping client is cut off
-        // at `timeoutsmtpd` (or below DATA's minimum rate), never held open forever.
-        let now = Instant::now();
-        let wait = session
-            .poll_timeout()
-            .map(|d| d.saturating_duration_since(now));
-        if wait.is_some_and(|w| w.is_zero()) {
-            session.handle_timeout(now);
-            continue;
-        }
-        stream.set_read_wait(Some(wait.map_or(STOP_POLL, |w| w.min(STOP_POLL))))?;
-        let n = match stream.read(&mut buf) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                session.handle_timeout(Instant::now());
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            session.handle_eof();
-        } else {
-            let now = Instant::now();
-            session.handle_input(&buf[..n], now);
-            session.handle_timeout(now);
-            if n == buf.len() && buf.len() < BUSY_READ {
-                buf.resize(BUSY_READ, 0);
+        read_input(stream, &mut session, &mut buf)?;
+    }
+}
+
+/// Runs the session's events until it waits for input; whether it asked for STARTTLS.
+fn handle_events(
+    shared: &Shared,
+    session: &mut ServerSession,
+    tx: &mut Transaction,
+    relay_client: bool,
+    client: &mut Client,
+) -> bool {
+    loop {
+        match next_event(shared, session, tx, relay_client, client) {
+            Step::Idle => return false,
+            Step::Handled => {}
+            Step::StartTls => return true,
+            Step::Decide(v) => {
+                // A refused verdict code is a bug of ours, not the client's: log it.
+                if let Err(e) = session.decide(v) {
+                    log::line(&format!("smtp: internal verdict error: {e}"));
+                }
             }
         }
     }
+}
+
+/// One read from the client into the session, bounded by the session's deadline (a
+/// silent or dripping client is cut off at `timeoutsmtpd`, or below DATA's minimum rate,
+/// never held open forever) and by `STOP_POLL` (so a stop is noticed).
+fn read_input<S: SessionStream + ?Sized>(
+    stream: &mut S,
+    session: &mut ServerSession,
+    buf: &mut Vec<u8>,
+) -> io::Result<()> {
+    let now = Instant::now();
+    let wait = session
+        .poll_timeout()
+        .map(|d| d.saturating_duration_since(now));
+    if wait.is_some_and(|w| w.is_zero()) {
+        session.handle_timeout(now);
+        return Ok(());
+    }
+    stream.set_read_wait(Some(wait.map_or(STOP_POLL, |w| w.min(STOP_POLL))))?;
+    let n = match stream.read(buf) {
+        Ok(n) => n,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            session.handle_timeout(Instant::now());
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    if n == 0 {
+        session.handle_eof();
+    } else {
+        let now = Instant::now();
+        session.handle_input(&buf[..n], now);
+        session.handle_timeout(now);
+        if n == buf.len() && buf.len() < BUSY_READ {
+            buf.resize(BUSY_READ, 0);
+        }
+    }
+    Ok(())
 }
 
 /// The handshake after the session's `220` to STARTTLS went out (RFC 3207): on success

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `mta` command: one test binary with topic modules.
 #![allow(clippy::unwrap_used, missing_docs, unreachable_pub, dead_code)]
 
+#[path = "integration/fakes.rs"]
+mod fakes;
 #[path = "integration/support.rs"]
 mod support;
 

@@ -88,40 +88,10 @@ impl RemoteDelivery {
     /// failed handshake under `may`).
     fn attempt(&self, hop: &Hop, job: &Job, envelope: &Envelope, plain: bool) -> Attempt {
         let n = job.targets.len();
-        let addr = SocketAddr::new(hop.ip, hop.port);
-        let stream = match TcpStream::connect_timeout(&addr, self.control().timeout_connect) {
-            Ok(s) => {
-                // The client writes whole pipelined groups; without this the final ".\r\n"
-                // after the body waits for the server's delayed ACK (about 40 ms a message).
-                // A socket option that cannot be set only costs speed.
-                let _ = s.set_nodelay(true);
-                s
-            }
-            Err(e) => {
-                if e.kind() == io::ErrorKind::TimedOut {
-                    self.downed.timed_out(hop.ip, Instant::now());
-                } else {
-                    self.downed.reachable(hop.ip);
-                }
-                return Attempt::Next(None);
-            }
+        let stream = match self.connect_and_greet(hop, n) {
+            Ok(s) => s,
+            Err(next) => return next,
         };
-        match self.wait_greeting(&stream) {
-            Greeting::Silent => {
-                self.downed.timed_out(hop.ip, Instant::now());
-                let text = format!("Connected to {} but greeting timed out.", hop.ip);
-                return Attempt::Next(Some(vec![deferred(text, 4, 2); n]));
-            }
-            Greeting::Closed => {
-                self.downed.reachable(hop.ip);
-                let text = format!(
-                    "Connected to {} but connection died before the greeting.",
-                    hop.ip
-                );
-                return Attempt::Next(Some(vec![deferred(text, 4, 2); n]));
-            }
-            Greeting::Started => self.downed.reachable(hop.ip),
-        }
         let message = match self.queue.open_message(job.id) {
             Ok(m) => m,
             Err(e) => {
@@ -130,36 +100,8 @@ impl RemoteDelivery {
             }
         };
         let peer = hop.ip.to_string();
-        let mut config = ClientConfig::new(self.control().helohost.clone(), peer.clone());
-        config.timeout = self.control().timeout_remote;
-        config.message_size = Some(message.len());
-        let domain = envelope
-            .recipients
-            .first()
-            .and_then(|r| r.domain())
-            .map(|d| String::from_utf8_lossy(d).into_owned())
-            .unwrap_or_default();
-        let policy = if plain {
-            TlsDestination::None
-        } else {
-            self.control().tls_destinations.lookup(&domain)
-        };
-        // A smarthost with a login in control/smtpauth: AUTH after STARTTLS, which is then
-        // required (mta-smtp's client never sends credentials outside TLS: without TLS
-        // the message is deferred).
-        let login = self.control().smtp_auth.lookup(&hop.name).cloned();
-        let policy = match (&login, policy) {
-            (Some(_), TlsDestination::None | TlsDestination::May) if !plain => {
-                TlsDestination::Encrypt
-            }
-            (_, p) => p,
-        };
-        let (mode, tls_config) = self.tls.for_policy(policy);
-        config.tls = mode;
-        config.auth = login.map(|entry| mta_smtp::ClientAuth {
-            login: entry.login,
-            password: mta_smtp::Secret::new(entry.password.into_bytes()),
-        });
+        let (config, policy, tls_config) = self.client_config(hop, envelope, message.len(), plain);
+        let mode = config.tls;
         // What the handshake gave, if one ran: the version and cipher, or the error.
         let mut handshake: Option<Result<String, String>> = None;
         let results = {
@@ -200,6 +142,96 @@ impl RemoteDelivery {
             return Attempt::Next(Some(results));
         }
         Attempt::Done(results)
+    }
+
+    /// Connects to `hop` and waits for the first byte of its greeting; the attempt's end
+    /// (try the next hop, with or without results) when that fails. Keeps the downed-hosts
+    /// table (qmail's tcpto) up to date either way.
+    fn connect_and_greet(&self, hop: &Hop, n: usize) -> Result<TcpStream, Attempt> {
+        let addr = SocketAddr::new(hop.ip, hop.port);
+        let stream = match TcpStream::connect_timeout(&addr, self.control().timeout_connect) {
+            Ok(s) => {
+                // The client writes whole pipelined groups; without this the final ".\r\n"
+                // after the body waits for the server's delayed ACK (about 40 ms a message).
+                // A socket option that cannot be set only costs speed.
+                let _ = s.set_nodelay(true);
+                s
+            }
+            Err(e) => {
+                if e.kind() == io::ErrorKind::TimedOut {
+                    self.downed.timed_out(hop.ip, Instant::now());
+                } else {
+                    self.downed.reachable(hop.ip);
+                }
+                return Err(Attempt::Next(None));
+            }
+        };
+        match self.wait_greeting(&stream) {
+            Greeting::Silent => {
+                self.downed.timed_out(hop.ip, Instant::now());
+                let text = format!("Connected to {} but greeting timed out.", hop.ip);
+                Err(Attempt::Next(Some(vec![deferred(text, 4, 2); n])))
+            }
+            Greeting::Closed => {
+                self.downed.reachable(hop.ip);
+                let text = format!(
+                    "Connected to {} but connection died before the greeting.",
+                    hop.ip
+                );
+                Err(Attempt::Next(Some(vec![deferred(text, 4, 2); n])))
+            }
+            Greeting::Started => {
+                self.downed.reachable(hop.ip);
+                Ok(stream)
+            }
+        }
+    }
+
+    /// The SMTP client's settings for one attempt at `hop`: HELO host, timeouts, size, the
+    /// TLS policy (`tlsdestinations`, raised to `encrypt` when `smtpauth` has a login for
+    /// the hop; `plain` for the retry without TLS) and the AUTH login.
+    fn client_config(
+        &self,
+        hop: &Hop,
+        envelope: &Envelope,
+        size: u64,
+        plain: bool,
+    ) -> (
+        ClientConfig,
+        TlsDestination,
+        Option<std::sync::Arc<mta_smtp::tls::rustls::ClientConfig>>,
+    ) {
+        let mut config = ClientConfig::new(self.control().helohost.clone(), hop.ip.to_string());
+        config.timeout = self.control().timeout_remote;
+        config.message_size = Some(size);
+        let domain = envelope
+            .recipients
+            .first()
+            .and_then(|r| r.domain())
+            .map(|d| String::from_utf8_lossy(d).into_owned())
+            .unwrap_or_default();
+        let policy = if plain {
+            TlsDestination::None
+        } else {
+            self.control().tls_destinations.lookup(&domain)
+        };
+        // A smarthost with a login in control/smtpauth: AUTH after STARTTLS, which is then
+        // required (mta-smtp's client never sends credentials outside TLS: without TLS
+        // the message is deferred).
+        let login = self.control().smtp_auth.lookup(&hop.name).cloned();
+        let policy = match (&login, policy) {
+            (Some(_), TlsDestination::None | TlsDestination::May) if !plain => {
+                TlsDestination::Encrypt
+            }
+            (_, p) => p,
+        };
+        let (mode, tls_config) = self.tls.for_policy(policy);
+        config.tls = mode;
+        config.auth = login.map(|entry| mta_smtp::ClientAuth {
+            login: entry.login,
+            password: mta_smtp::Secret::new(entry.password.into_bytes()),
+        });
+        (config, policy, tls_config)
     }
 
     /// A failed STARTTLS handshake with `hop` (only EHLO and STARTTLS were sent, so
