@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mta_smtp_tokio::mta_smtp::blocking::{Policy, serve};
-use mta_smtp_tokio::{ClientConfig, ClientConnection, Envelope, Handler, Server, ServerConfig};
+use mta_smtp_tokio::{
+    ClientConfig, ClientConnection, DeliveryResult, Envelope, Handler, Server, ServerConfig,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -41,7 +43,7 @@ fn raise_nofile() -> u64 {
 
 fn config() -> ServerConfig {
     let mut c = ServerConfig::new("mx.bench");
-    c.timeout = Duration::from_secs(600);
+    c.timeout = Duration::from_mins(10);
     c
 }
 
@@ -145,7 +147,7 @@ async fn messages(addr: SocketAddr, conns: usize, per_conn: usize) -> f64 {
             let env = Envelope::new("a@example.org", ["b@example.com", "c@example.com"]);
             for _ in 0..per_conn {
                 let r = conn.send(&env, &body[..]).await;
-                assert!(r.iter().all(|r| r.is_delivered()), "{r:?}");
+                assert!(r.iter().all(DeliveryResult::is_delivered), "{r:?}");
             }
             conn.quit().await;
         });

@@ -14,9 +14,12 @@ use mta_smtp_tokio::{
     Reply, Server, ServerConfig, SessionInfo, Verdict,
 };
 
+/// The accepted messages, each with its recipients.
+type Store = Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>;
+
 /// Keeps every accepted message with its recipients.
 struct Keep {
-    store: Arc<Mutex<Vec<(Vec<String>, Vec<u8>)>>>,
+    store: Store,
     message: Vec<u8>,
 }
 
@@ -58,7 +61,7 @@ impl Handler for Keep {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let store = Arc::new(Mutex::new(Vec::new()));
+    let store: Store = Arc::new(Mutex::new(Vec::new()));
     let server_store = Arc::clone(&store);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {

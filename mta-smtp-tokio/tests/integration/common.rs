@@ -16,12 +16,15 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// One accepted message: bytes, recipients, over TLS, the peer.
+pub type Message = (Vec<u8>, Vec<String>, bool, Option<SocketAddr>);
+
 /// What the recording handler saw, shared with the test.
 #[derive(Debug, Default)]
 pub struct Seen {
     pub sessions: usize,
     pub mails: Vec<String>,
-    pub messages: Vec<(Vec<u8>, Vec<String>, bool, Option<SocketAddr>)>,
+    pub messages: Vec<Message>,
     pub auths: Vec<String>,
 }
 

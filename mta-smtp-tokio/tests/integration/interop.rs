@@ -204,5 +204,10 @@ async fn async_client_to_postfix_smtp_sink() {
     let cfg = ClientConfig::new("client.test", "127.0.0.1");
     let results = deliver(stream, &env, &b"Subject: to sink\n\nhi\n"[..], cfg, None).await;
     child.kill().await.unwrap();
-    assert!(results.iter().all(|r| r.is_delivered()), "{results:?}");
+    assert!(
+        results
+            .iter()
+            .all(mta_smtp_tokio::DeliveryResult::is_delivered),
+        "{results:?}"
+    );
 }
