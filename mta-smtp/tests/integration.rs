@@ -11,6 +11,8 @@ mod blocking;
 mod client;
 #[path = "integration/core_crosscheck.rs"]
 mod core_crosscheck;
+#[path = "integration/driver_vectors.rs"]
+mod driver_vectors;
 #[path = "integration/interop.rs"]
 mod interop;
 #[path = "integration/pipelining.rs"]
@@ -24,3 +26,5 @@ mod smuggling;
 mod tls;
 #[path = "integration/transcripts.rs"]
 mod transcripts;
+#[path = "vectors/mod.rs"]
+mod vectors;

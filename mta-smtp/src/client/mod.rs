@@ -45,6 +45,13 @@ pub struct ClientConfig {
     /// only ever inside TLS: without TLS, or when the server offers neither mechanism,
     /// every recipient is deferred and no credential is sent.
     pub auth: Option<ClientAuth>,
+    /// Keep the connection open after the message's final reply (RFC 5321 §4.1.1.4: a
+    /// server is ready for the next MAIL after it): instead of QUIT the session becomes
+    /// idle ([`ClientEvent::Idle`]), and [`ClientSession::next_message`] sends another
+    /// message on it, [`ClientSession::close`] ends it. A transaction that ends any
+    /// other way (MAIL or every RCPT refused, DATA refused) still ends with QUIT. Default
+    /// false (qmail-remote: one message per connection).
+    pub reuse_connection: bool,
 }
 
 /// Credentials the client presents (a smarthost's login).
@@ -68,6 +75,7 @@ impl ClientConfig {
             message_size: None,
             eight_bit: false,
             auth: None,
+            reuse_connection: false,
         }
     }
 }
@@ -85,4 +93,8 @@ pub enum ClientEvent {
     /// The delivery is over; [`ClientSession::results`] holds one result per recipient.
     /// Write pending output (a QUIT) and close the connection.
     Finished,
+    /// The message is done ([`ClientSession::results`] is complete) and, as
+    /// [`ClientConfig::reuse_connection`] asked, the connection is kept: call
+    /// [`ClientSession::next_message`] or [`ClientSession::close`].
+    Idle,
 }

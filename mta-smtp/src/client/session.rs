@@ -26,6 +26,9 @@ enum State {
     /// MAIL/RCPT/DATA replies are awaited (see `expect`).
     Transaction,
     Body,
+    /// The message is done and the connection kept for another
+    /// ([`ClientConfig::reuse_connection`]).
+    Idle,
     /// QUIT sent; every result is final. The reply (or the server's close) ends the
     /// dialogue, so the server reads the QUIT before the connection goes.
     Quit,
@@ -166,9 +169,47 @@ impl ClientSession {
         }
     }
 
-    /// True when the delivery is over and [`ClientSession::results`] is complete.
+    /// True when the delivery is over and [`ClientSession::results`] is complete (also
+    /// when the session is [idle](ClientSession::is_idle)).
     pub fn is_finished(&self) -> bool {
-        self.state == State::Done
+        matches!(self.state, State::Done | State::Idle)
+    }
+
+    /// True when the message is done and the connection can carry another one
+    /// ([`ClientConfig::reuse_connection`], [`ClientEvent::Idle`]).
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Idle
+    }
+
+    /// Starts the next message on an [idle](ClientSession::is_idle) connection at `now`
+    /// (MAIL, RCPTs and DATA go out as for the first; what the server offered and the TLS
+    /// state are kept). Returns false, changing nothing, when the session is not idle.
+    pub fn next_message(&mut self, envelope: Envelope, now: Instant) -> bool {
+        if self.state != State::Idle {
+            return false;
+        }
+        let n = envelope.recipients.len();
+        self.envelope = envelope;
+        self.results = vec![None; n];
+        self.accepted = vec![false; n];
+        self.expect.clear();
+        self.sendable.clear();
+        self.next_rcpt = 0;
+        self.mail_failed = false;
+        self.pipelined = false;
+        self.body = BodyEncoder::new();
+        self.deadline = now.checked_add(self.config.timeout);
+        self.start_mail();
+        true
+    }
+
+    /// Ends an [idle](ClientSession::is_idle) connection: QUIT is queued and the session
+    /// finishes at its reply (or at EOF). Does nothing in other states.
+    pub fn close(&mut self, now: Instant) {
+        if self.state == State::Idle {
+            self.deadline = now.checked_add(self.config.timeout);
+            self.quit();
+        }
     }
 
     /// True once [`ClientSession::tls_established`] was called.
@@ -227,7 +268,7 @@ impl ClientSession {
 
     /// The connection was closed or failed (read/write error, TLS handshake failure).
     pub fn handle_eof(&mut self) {
-        if self.state == State::Quit {
+        if matches!(self.state, State::Quit | State::Idle) {
             self.done();
         } else if self.state != State::Done {
             let text = format!("Connected to {} but connection died.", self.config.peer);
@@ -260,7 +301,7 @@ impl ClientSession {
     /// when finished, during the TLS handshake, or while the caller sends the body.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Done | State::TlsHandshake | State::Body => None,
+            State::Done | State::TlsHandshake | State::Body | State::Idle => None,
             _ => self.deadline,
         }
     }
@@ -463,7 +504,8 @@ impl ClientSession {
             State::Body => {
                 self.settle_temp(reply, &format!("{peer} sent an unexpected reply."));
             }
-            State::Quit => self.done(),
+            // Anything the server says to an idle connection (a 421 before it closes) ends it.
+            State::Quit | State::Idle => self.done(),
             State::TlsHandshake | State::Done => {}
         }
     }

@@ -656,3 +656,61 @@ fn client_auth_plain_login_and_never_in_clear() {
     assert!(!sent.contains("AUTH"), "{sent}");
     assert!(r[0].text().contains("without TLS"), "{r:?}");
 }
+
+/// `reuse_connection`: two messages over one connection, no QUIT in between, then `close`.
+#[test]
+fn reused_connection_carries_two_messages() {
+    let now = Instant::now();
+    let mut server = ServerSession::new(config(), now);
+    let mut cfg = ccfg();
+    cfg.reuse_connection = true;
+    let first = Envelope::new("a@example.org", ["b@example.com"]);
+    let second = Envelope::new("c@example.org", ["rejectme@example.com", "d@example.com"]);
+    let mut client = ClientSession::new(cfg, first, now);
+    let (mut run, mut partial, mut wire) = (Run::default(), Vec::new(), Vec::new());
+    let mut results = Vec::new();
+    let mut idle_events = 0;
+    for _ in 0..200 {
+        let before = run.out.len();
+        drain(&mut server, &mut run, &mut partial);
+        if run.out.len() > before {
+            client.handle_input(&run.out[before..], now);
+        }
+        while let Some(ev) = client.poll_event() {
+            match ev {
+                ClientEvent::SendBody => {
+                    client.send_body(b"hi\n");
+                    client.finish_body(now);
+                }
+                ClientEvent::Idle => idle_events += 1,
+                _ => {}
+            }
+        }
+        if client.is_idle() {
+            assert!(client.is_finished());
+            results.push(client.results());
+            if results.len() == 1 {
+                assert!(client.next_message(second.clone(), now));
+            } else {
+                client.close(now);
+                assert!(!client.next_message(second.clone(), now));
+            }
+        }
+        if client.poll_transmit(&mut wire) {
+            server.handle_input(&wire, now);
+            wire.clear();
+        }
+        if client.is_finished() && !client.is_idle() && server.is_closed() {
+            break;
+        }
+    }
+    assert_eq!(idle_events, 2);
+    assert_eq!(results.len(), 2);
+    assert!(results[0][0].is_delivered(), "{results:?}");
+    assert!(matches!(results[1][0], DeliveryResult::Failed { .. }));
+    assert!(results[1][1].is_delivered(), "{results:?}");
+    assert_eq!(run.accepted, vec![b"hi\n".to_vec(), b"hi\n".to_vec()]);
+    let text = run.out_text();
+    assert_eq!(text.matches("221 ").count(), 1, "{text}");
+    assert!(server.is_closed());
+}

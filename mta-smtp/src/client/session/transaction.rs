@@ -168,7 +168,15 @@ impl ClientSession {
                 } else {
                     self.settle_non_delivery(reply, &what);
                 }
-                self.quit();
+                if self.config.reuse_connection {
+                    // The final reply ends the transaction on both sides (RFC 5321
+                    // §4.1.1.4): the connection can carry the next MAIL.
+                    self.settle_undecided();
+                    self.state = State::Idle;
+                    self.events.push_back(ClientEvent::Idle);
+                } else {
+                    self.quit();
+                }
             }
             Expect::Ignored => self.quit(),
         }
