@@ -105,6 +105,11 @@ mod search;
 mod system;
 mod user;
 
+/// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
+/// ([`DeliveryResult`](mta_core::DeliveryResult) from [`Outcome::to_delivery_result`]), so callers can name them as `mta_dotqmail::mta_core::...` without a
+/// dependency of their own that could drift to another version.
+pub use mta_core;
+
 pub use assign::{
     AssignFile, LoadAssignError, ParseAssignError, ParseAssignErrorKind, UsersAssign,
 };

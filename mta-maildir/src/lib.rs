@@ -49,6 +49,10 @@ mod name;
 mod read;
 pub mod sim;
 
+/// The `mta-durable` crate, re-exported: [`Maildir`] is generic over its [`Fs`] trait, so a
+/// caller can write its own `Fs` (or use [`mta_durable::SimFs`]) without a dependency of its own.
+pub use mta_durable;
+
 pub use durable::{Fs, OsFs};
 pub use error::{DeliverError, DeliverStep, MaildirError, MboxError, MboxStep};
 pub use fanout::{FanoutSync, deliver_many, deliver_many_with};

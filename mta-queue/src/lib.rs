@@ -158,6 +158,15 @@ pub mod fuzzing;
 
 pub mod sim;
 
+/// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
+/// ([`Envelope`](mta_core::Envelope) in [`Queue::enqueue`], [`MessageInfo`]), so callers can name them as `mta_queue::mta_core::...` without a
+/// dependency of their own that could drift to another version.
+pub use mta_core;
+
+/// The `mta-durable` crate, re-exported: [`Queue`] is generic over its [`Fs`] trait, so a
+/// caller can write its own `Fs` (or use [`mta_durable::SimFs`]) without a dependency of its own.
+pub use mta_durable;
+
 pub use durable::{Access, Fs, OsFs};
 pub use error::QueueError;
 pub use id::{MessageId, ParseMessageIdError};

@@ -138,6 +138,15 @@ mod types;
 #[doc(hidden)]
 pub mod fuzzing;
 
+/// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
+/// ([`Address`](mta_core::Address) in [`Recipient`], [`DeliveryResult`](mta_core::DeliveryResult) in [`Scheduler::handle_done`]), so callers can name them as `mta_sched::mta_core::...` without a
+/// dependency of their own that could drift to another version.
+pub use mta_core;
+
+/// The `mta-queue` crate, re-exported: [`NewMessage`] and [`Recorded`] carry its
+/// [`MessageId`](mta_queue::MessageId) and [`Status`](mta_queue::Status).
+pub use mta_queue;
+
 pub use config::Config;
 pub use error::SchedError;
 pub use scheduler::{LIFETIME_TEXT, Scheduler};

@@ -88,6 +88,11 @@ mod server;
 #[cfg(feature = "rustls")]
 pub mod tls;
 
+/// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
+/// ([`Envelope`](mta_core::Envelope) in [`ClientSession::new`], [`EnhancedStatus`](mta_core::EnhancedStatus) in [`Reply`], [`DeliveryResult`](mta_core::DeliveryResult) from the client), so callers can name them as `mta_smtp::mta_core::...` without a
+/// dependency of their own that could drift to another version.
+pub use mta_core;
+
 pub use client::{BodyEncoder, ClientAuth, ClientConfig, ClientEvent, ClientSession, TlsPolicy};
 pub use received::{ReceivedInfo, received_line};
 pub use reply::{

@@ -58,6 +58,11 @@ mod parse;
 mod text;
 mod verp;
 
+/// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
+/// ([`Address`](mta_core::Address) and [`Envelope`](mta_core::Envelope) everywhere), so callers can name them as `mta_verp::mta_core::...` without a
+/// dependency of their own that could drift to another version.
+pub use mta_core;
+
 pub use compose::{
     Bounce, BounceConfig, BounceDecision, BounceFormat, BounceMessage, Failure,
     QUEUE_LIFETIME_TEXT, compose_bounce, decide_bounce, failure_paragraph,
