@@ -100,7 +100,7 @@ pub use reply::{
     ReplyParser, ReplyStatus,
 };
 pub use server::{
-    AbortReason, AuthMechanism, BodyType, Credentials, DEFAULT_MAX_MESSAGE_SIZE, DataError,
-    DataSummary, DecideError, Event, LineEnding, MailParams, RcptParams, Secret, ServerConfig,
-    ServerSession, Verdict,
+    AbortReason, AuthMechanism, BodyType, Command, Credentials, DEFAULT_MAX_MESSAGE_SIZE,
+    DataError, DataSummary, DecideError, Event, LineEnding, MailParams, ParseCommandError,
+    RcptParams, Secret, ServerConfig, ServerSession, Verdict,
 };
