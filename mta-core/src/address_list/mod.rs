@@ -371,12 +371,14 @@ pub fn parse_mailbox_list(
         .collect())
 }
 
-/// Parses exactly one RFC 5322 §3.4 `mailbox` (the body of `Sender:`).
+/// Parses exactly one RFC 5322 §3.4 `mailbox` (the body of `Sender:`), display name and
+/// comments included. Not to be confused with [`crate::path::parse_mailbox`], RFC 5321's
+/// envelope `Mailbox` (no display name, no comments).
 ///
 /// # Errors
 /// [`ParseAddressError`] with the byte offset and the reason, including a list of more
 /// than one mailbox.
-pub fn parse_mailbox(
+pub fn parse_header_mailbox(
     input: &[u8],
     opts: &ParseOptions,
 ) -> Result<HeaderMailbox, ParseAddressError> {
@@ -389,4 +391,17 @@ pub fn parse_mailbox(
             kind: AddressErrorKind::Empty,
         }),
     }
+}
+
+/// The old name of [`parse_header_mailbox`], which clashed with
+/// [`crate::path::parse_mailbox`] (a different grammar).
+///
+/// # Errors
+/// As [`parse_header_mailbox`].
+#[deprecated(since = "0.1.1", note = "renamed to `parse_header_mailbox`")]
+pub fn parse_mailbox(
+    input: &[u8],
+    opts: &ParseOptions,
+) -> Result<HeaderMailbox, ParseAddressError> {
+    parse_header_mailbox(input, opts)
 }

@@ -3,7 +3,7 @@
 
 use mta_core::address_list::{
     AddressErrorKind, AddressItem, AddressList, Group, HeaderMailbox, ParseOptions, QmailRewrite,
-    parse_address_list, parse_mailbox, parse_mailbox_list,
+    parse_address_list, parse_header_mailbox, parse_mailbox_list,
 };
 use proptest::prelude::*;
 
@@ -105,9 +105,8 @@ fn parse_as(
         "address-list" => parse_address_list(input, &strict),
         "mailbox-list" => parse_mailbox_list(input, &strict)
             .map(|v| AddressList::new(v.into_iter().map(AddressItem::Mailbox).collect())),
-        "mailbox" => {
-            parse_mailbox(input, &strict).map(|m| AddressList::new(vec![AddressItem::Mailbox(m)]))
-        }
+        "mailbox" => parse_header_mailbox(input, &strict)
+            .map(|m| AddressList::new(vec![AddressItem::Mailbox(m)])),
         "qmail" => parse_address_list(input, &qmail()),
         other => panic!("unknown parse kind {other}"),
     }
@@ -314,7 +313,7 @@ proptest! {
                 prop_assert!(e.offset <= input.len());
             }
             let _ = parse_mailbox_list(&input, &opts);
-            let _ = parse_mailbox(&input, &opts);
+            let _ = parse_header_mailbox(&input, &opts);
         }
     }
 }
@@ -462,7 +461,7 @@ fn whole_header_line_gets_a_header_name_hint() {
         assert_eq!(&line[e.offset..=e.offset], b":");
         assert!(e.to_string().contains("pass the field body"), "{e}");
     }
-    let e = parse_mailbox(b"From: a@b.test", &strict).unwrap_err();
+    let e = parse_header_mailbox(b"From: a@b.test", &strict).unwrap_err();
     assert_eq!(e.kind, AddressErrorKind::HeaderName);
     let e = parse_mailbox_list(b"From: a@b.test, c@d.test", &strict).unwrap_err();
     assert_eq!(e.kind, AddressErrorKind::HeaderName);
