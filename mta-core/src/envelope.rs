@@ -245,6 +245,27 @@ impl Envelope {
     }
 }
 
+impl fmt::Display for Envelope {
+    /// `from <SENDER> to <RCPT>, <RCPT>`, each address as its [`Address`] `Display` (so
+    /// `<>` for the null sender, and no byte that could split a log line).
+    ///
+    /// ```
+    /// use mta_core::Envelope;
+    /// let env = Envelope::new("", ["joe smith@example.com", "b@example.net"]);
+    /// assert_eq!(env.to_string(), r#"from <> to <"joe smith"@example.com>, <b@example.net>"#);
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "from <{}> to ", self.sender)?;
+        for (i, r) in self.recipients.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "<{r}>")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
