@@ -43,6 +43,7 @@
 pub mod durable;
 mod error;
 mod fanout;
+mod flags;
 mod maildir;
 mod mbox;
 mod name;
@@ -56,7 +57,10 @@ pub use mta_durable;
 pub use durable::{Fs, OsFs};
 pub use error::{DeliverError, DeliverStep, MaildirError, MboxError, MboxStep};
 pub use fanout::{FanoutSync, deliver_many, deliver_many_with};
+pub use flags::{Flag, Flags, ParseFlagError};
 pub use maildir::Maildir;
 pub use mbox::{DEFAULT_LOCK_TIMEOUT, Mbox, ctime_utc, mbox_from_line};
 pub use name::{DeliveredName, escape_hostname};
-pub use read::{Flags, Message, Subdir, TMP_MAX_AGE};
+#[allow(deprecated)]
+pub use read::Message;
+pub use read::{Entry, Subdir, TMP_MAX_AGE};
