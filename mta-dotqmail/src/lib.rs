@@ -1,4 +1,6 @@
-//! # mta-dotqmail
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! qmail's local delivery, as a library: `users/assign`, the `.qmail` file search and the
 //! qmail-local interpreter, so that an existing qmail user's `.qmail` files and

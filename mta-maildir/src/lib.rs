@@ -1,4 +1,6 @@
-//! # mta-maildir
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! Maildir and mbox delivery that survives crashes and power loss, plus maildir reading,
 //! following qmail-local (qmail-reference §2.7, §2.8) and maildir(5).

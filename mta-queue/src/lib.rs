@@ -1,4 +1,6 @@
-//! # mta-queue
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! A crash-safe on-disk mail queue in qmail's tradition: a message, once accepted, is never
 //! lost, not on `kill -9`, not on power loss, not on a full disk.

@@ -1,4 +1,6 @@
-//! # mta-sched
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! What qmail-send decides, as a sans-IO state machine in the style of quinn-proto: which
 //! delivery to start next, how many run at once, when a deferred recipient is tried again,

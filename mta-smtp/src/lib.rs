@@ -1,4 +1,6 @@
-//! # mta-smtp
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! Sans-IO SMTP (RFC 5321) server and client state machines, with qmail's behaviour and
 //! immune to SMTP smuggling, plus blocking `std::net` drivers.
@@ -77,6 +79,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "blocking")]
 pub mod blocking;

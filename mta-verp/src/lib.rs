@@ -1,4 +1,6 @@
-//! # mta-verp
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! The parts of a mail system that deal with mail coming back: qmail's variable envelope
 //! return paths, mail loop detection, and bounces, both writing them and reading them.
