@@ -52,3 +52,9 @@ pub use mta_smtp as smtp;
 pub use mta_verp as verp;
 // smtp-tokio: `#[cfg(feature = "smtp-tokio")] pub use mta_smtp_tokio as smtp_tokio;` comes
 // with the mta-smtp-tokio crate.
+
+/// The workspace README's Rust snippets, compiled and run as doctests (the README is
+/// mostly about the daemon, so it is not this crate's front page).
+#[cfg(all(doctest, feature = "queue", feature = "maildir"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
