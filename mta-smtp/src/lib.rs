@@ -13,9 +13,12 @@
 //!   pipelined RCPTs, DATA with dot-stuffing, QUIT) and reports one
 //!   [`mta_core::DeliveryResult`] per recipient with qmail-remote's temporary/permanent rules.
 //! - [`Reply`] and [`ReplyParser`]: replies in and out; [`BodyEncoder`]: SMTP transparency.
+//! - [`Command::parse`]: one whole command line with the session's grammar.
 //! - [`received_line`]: qmail-smtpd's `Received:` line.
-//! - [`blocking`] (feature `blocking`, default): `serve` and `deliver` over `TcpStream`,
-//!   and `serve_with`/`deliver_with` taking a STARTTLS hook.
+//! - [`blocking`] (feature `blocking`, default): `serve` and `deliver` over any
+//!   [`blocking::Transport`] (`TcpStream`, `UnixStream`, an in-memory pipe), and
+//!   `serve_with`/`deliver_with` taking a STARTTLS hook. The server's `Policy::data_end`
+//!   gets the envelope and the peer in its [`DataSummary`].
 //!
 //! ## Behaviour, and where it differs from qmail on purpose
 //!
