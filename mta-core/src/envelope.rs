@@ -323,7 +323,8 @@ mod tests {
             "o'neil@x.test",
         ] {
             let shown = format!("<{}>", Address::from(a));
-            let (path, _) = parse_forward_path(shown.as_bytes(), PathOptions::default()).unwrap();
+            let (path, _) = parse_forward_path(shown.as_bytes(), PathOptions::default())
+                .expect("the printed form parses");
             assert_eq!(path.to_address(), Address::from(a), "{shown}");
         }
     }
