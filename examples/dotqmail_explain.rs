@@ -19,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         home.path().join(".qmail-default"),
         "# list traffic goes to the archive and to the owner\n./Maildir/\n&owner@example.org\n|preline /usr/bin/procmail\n",
     )?;
+    // `./Maildir/` must exist, or the explanation is "would defer: maildir ./Maildir/ does
+    // not exist", as the delivery would.
+    mta::maildir::Maildir::create(home.path().join("Maildir"))?;
     // Explaining runs nothing as anyone, so uid 0 need not be refused here.
     let home_dir = home
         .path()

@@ -4,7 +4,7 @@
 //! the same value.
 use libfuzzer_sys::fuzz_target;
 use mta_core::address_list::{
-    ParseOptions, QmailRewrite, parse_address_list, parse_mailbox, parse_mailbox_list,
+    ParseOptions, QmailRewrite, parse_address_list, parse_header_mailbox, parse_mailbox_list,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -25,6 +25,6 @@ fuzz_target!(|data: &[u8]| {
             Err(e) => assert!(e.offset <= data.len()),
         }
         let _ = parse_mailbox_list(data, &opts);
-        let _ = parse_mailbox(data, &opts);
+        let _ = parse_header_mailbox(data, &opts);
     }
 });

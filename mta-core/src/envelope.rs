@@ -11,6 +11,7 @@
 use std::fmt;
 
 use crate::domain::Domain;
+use crate::path::is_atext;
 
 /// An envelope address in qmail's internal form: `local@domain`, the empty string for the
 /// null sender `<>`, or `#@[]` for a double bounce (qmail RFCLOOPS).
@@ -120,17 +121,65 @@ impl Address {
 }
 
 impl fmt::Display for Address {
-    /// Writes the address with bytes outside printable ASCII shown as `\xNN`, so a
-    /// log line built from it can never be split or forged by an attacker's bytes.
+    /// Writes the address in RFC 5321 §4.1.2 form without angle brackets: the local part
+    /// as a `Dot-string` when it is one, else as a `Quoted-string` (`"joe smith"@example.com`,
+    /// with `"` and `\` written as quoted pairs), then `@` and the domain; the null sender
+    /// is the empty string.
+    ///
+    /// A control byte, DEL or a byte outside ASCII that is not part of a dot-string
+    /// (RFC 6531 UTF-8 local parts are) is shown as `\xNN`, as is any such byte, a space
+    /// or a backslash in the domain, so a log line built from an address can never be
+    /// split or forged by an attacker's bytes. For the raw bytes use
+    /// [`Address::as_bytes`] or [`Address::to_string_lossy`].
+    ///
+    /// ```
+    /// use mta_core::Address;
+    /// assert_eq!(Address::from("joe smith@example.com").to_string(), r#""joe smith"@example.com"#);
+    /// assert_eq!(Address::from("joe.smith@example.com").to_string(), "joe.smith@example.com");
+    /// assert_eq!(Address::from_bytes(&b"a\r\nb@c"[..]).to_string(), r#""a\x0d\x0ab"@c"#);
+    /// ```
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for &b in &self.0 {
-            if (0x21..0x7f).contains(&b) && b != b'\\' {
-                write!(f, "{}", b as char)?;
-            } else {
-                write!(f, "\\x{b:02x}")?;
+        let (local, domain) = match self.0.iter().rposition(|&b| b == b'@') {
+            Some(at) => (&self.0[..at], Some(&self.0[at + 1..])),
+            None => (&self.0[..], None),
+        };
+        if local.is_empty() || is_dot_string(local) {
+            for &b in local {
+                write_escaped(f, b)?;
+            }
+        } else {
+            f.write_str("\"")?;
+            for &b in local {
+                match b {
+                    b'"' | b'\\' => write!(f, "\\{}", b as char)?,
+                    b' ' => f.write_str(" ")?,
+                    _ => write_escaped(f, b)?,
+                }
+            }
+            f.write_str("\"")?;
+        }
+        if let Some(domain) = domain {
+            f.write_str("@")?;
+            for &b in domain {
+                write_escaped(f, b)?;
             }
         }
         Ok(())
+    }
+}
+
+/// RFC 5321 §4.1.2 `Dot-string = Atom *("." Atom)`, with RFC 6531 UTF-8 bytes as `atext`.
+fn is_dot_string(s: &[u8]) -> bool {
+    s.split(|&b| b == b'.')
+        .all(|atom| !atom.is_empty() && atom.iter().all(|&b| is_atext(b) || b >= 0x80))
+}
+
+/// Printable ASCII but the backslash as itself, anything else as `\xNN`.
+fn write_escaped(f: &mut fmt::Formatter<'_>, b: u8) -> fmt::Result {
+    if (0x21..0x7f).contains(&b) && b != b'\\' {
+        write!(f, "{}", b as char)
+    } else {
+        write!(f, "\\x{b:02x}")
     }
 }
 
@@ -196,6 +245,27 @@ impl Envelope {
     }
 }
 
+impl fmt::Display for Envelope {
+    /// `from <SENDER> to <RCPT>, <RCPT>`, each address as its [`Address`] `Display` (so
+    /// `<>` for the null sender, and no byte that could split a log line).
+    ///
+    /// ```
+    /// use mta_core::Envelope;
+    /// let env = Envelope::new("", ["joe smith@example.com", "b@example.net"]);
+    /// assert_eq!(env.to_string(), r#"from <> to <"joe smith"@example.com>, <b@example.net>"#);
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "from <{}> to ", self.sender)?;
+        for (i, r) in self.recipients.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "<{r}>")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +290,42 @@ mod tests {
     #[test]
     fn display_escapes_control_bytes() {
         let a = Address::from_bytes(b"a\r\nb@c \x00".to_vec());
-        assert_eq!(a.to_string(), "a\\x0d\\x0ab@c\\x20\\x00");
+        assert_eq!(a.to_string(), "\"a\\x0d\\x0ab\"@c\\x20\\x00");
+    }
+
+    /// Issue 21: `"joe smith"@x` printed as `joe\x20smith@x`.
+    #[test]
+    fn display_quotes_local_parts_that_are_not_dot_strings() {
+        let cases: [(&[u8], &str); 9] = [
+            (b"joe smith@x.test", r#""joe smith"@x.test"#),
+            (b"joe.smith@x.test", "joe.smith@x.test"),
+            (b"a@b@x.test", r#""a@b"@x.test"#),
+            (b"say \"hi\"\\@x.test", r#""say \"hi\"\\"@x.test"#),
+            (b".lead@x.test", r#"".lead"@x.test"#),
+            (b"", ""),
+            (b"postmaster", "postmaster"),
+            (b"#@[]", "#@[]"),
+            ("j\u{f6}rg@x.test".as_bytes(), "j\\xc3\\xb6rg@x.test"),
+        ];
+        for (bytes, shown) in cases {
+            assert_eq!(Address::from_bytes(bytes).to_string(), shown, "{bytes:?}");
+        }
+    }
+
+    /// What Display prints for a quoted local part parses back to the same address.
+    #[test]
+    fn display_round_trips_through_the_path_parser() {
+        use crate::path::{PathOptions, parse_forward_path};
+        for a in [
+            "joe smith@x.test",
+            "a@b@x.test",
+            "say \"hi\"@x.test",
+            "o'neil@x.test",
+        ] {
+            let shown = format!("<{}>", Address::from(a));
+            let (path, _) = parse_forward_path(shown.as_bytes(), PathOptions::default())
+                .expect("the printed form parses");
+            assert_eq!(path.to_address(), Address::from(a), "{shown}");
+        }
     }
 }

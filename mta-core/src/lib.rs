@@ -1,4 +1,6 @@
-//! # mta-core
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! The types every other `mta-*` crate shares, and the parsers they rest on:
 //!

@@ -185,6 +185,39 @@ pub enum DeliveryResult {
     },
 }
 
+impl fmt::Display for DeliveryResult {
+    /// qmail's one-letter outcome spelled out, the enhanced status when known, and the
+    /// text: `delivered: did 1+0+0`, `deferred (4.4.1): connection refused`,
+    /// `failed (5.1.1): 550 no such user`. Control characters in the text are shown as
+    /// `\xNN`.
+    ///
+    /// ```
+    /// use mta_core::{DeliveryResult, EnhancedStatus};
+    /// let r = DeliveryResult::Failed { text: "550 no such user".into(), status: "5.1.1".parse().ok() };
+    /// assert_eq!(r.to_string(), "failed (5.1.1): 550 no such user");
+    /// ```
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (word, status) = match self {
+            DeliveryResult::Delivered { .. } => ("delivered", None),
+            DeliveryResult::Deferred { status, .. } => ("deferred", status.as_ref()),
+            DeliveryResult::Failed { status, .. } => ("failed", status.as_ref()),
+        };
+        f.write_str(word)?;
+        if let Some(s) = status {
+            write!(f, " ({s})")?;
+        }
+        f.write_str(": ")?;
+        for c in self.text().chars() {
+            if c.is_control() {
+                write!(f, "\\x{:02x}", u32::from(c))?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl DeliveryResult {
     /// The report text.
     pub fn text(&self) -> &str {

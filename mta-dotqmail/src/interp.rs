@@ -92,6 +92,12 @@ pub fn deliver<E: Executor + ?Sized>(
 /// nothing is delivered and the loop check is skipped. The status says whether a real
 /// delivery would get that far (a writable home, a missing mailbox or a `+list` followed
 /// by a file line still end it early, as they do for `qmail-local -n`).
+///
+/// Unlike `qmail-local -n`, which printed `maildir X` whether or not X existed, a maildir
+/// line whose directory (or its `tmp/` or `new/`) does not exist, or an mbox line whose
+/// directory does not, ends the report with `would defer: maildir X does not exist.
+/// (#4.2.1)` and a [`DeliveryStatus::Deferred`] status: the real delivery would defer
+/// there. Programs are not run, so their exit codes cannot be predicted.
 pub fn explain<E: Executor + ?Sized>(
     exec: &mut E,
     request: &DeliveryRequest<'_>,
@@ -405,7 +411,7 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
     ) -> Stop {
         self.say(if is_maildir { b"maildir " } else { b"mbox " }, arg);
         let Some(message) = message else {
-            return Ok(());
+            return self.check_file(is_maildir, arg, path);
         };
         let mut prefix = self.rpline.clone();
         prefix.extend_from_slice(&self.dtline);
@@ -438,6 +444,44 @@ impl<'e, 'r, E: Executor + ?Sized> Run<'e, 'r, E> {
                 self.temp(&text)
             })
         }
+    }
+
+    /// Explain mode: would delivering to this maildir or mbox fail for certain? A maildir
+    /// without its directory, `tmp/` or `new/` defers (qmail: "Unable to chdir to
+    /// maildir"), as does an mbox whose directory is missing. A probe error (say, no
+    /// permission for whoever explains) is only noted: the delivery runs as the user.
+    fn check_file(&mut self, is_maildir: bool, arg: &[u8], path: &Path) -> Stop {
+        let name = String::from_utf8_lossy(arg).into_owned();
+        let checks: Vec<(PathBuf, String)> = if is_maildir {
+            vec![
+                (path.to_path_buf(), format!("maildir {name} does not exist")),
+                (path.join("tmp"), format!("maildir {name} has no tmp/")),
+                (path.join("new"), format!("maildir {name} has no new/")),
+            ]
+        } else {
+            match path.parent() {
+                Some(dir) => vec![(
+                    dir.to_path_buf(),
+                    format!("the directory of mbox {name} does not exist"),
+                )],
+                None => Vec::new(),
+            }
+        };
+        for (dir, missing) in checks {
+            match self.exec.probe(&dir) {
+                Ok(Some(st)) if st.kind == FileKind::Directory => {}
+                Ok(_) => return Err(self.temp(&format!("would defer: {missing}. (#4.2.1)"))),
+                Err(e) => {
+                    self.report.push_line(&format!(
+                        "Warning: cannot check {}: {}.",
+                        dir.display(),
+                        error_text(&e)
+                    ));
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// qmail-local `mailprogram`; `Ok(true)` after exit 99 (stop, keep forwards).

@@ -1,4 +1,6 @@
-//! # mta-dotqmail
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! qmail's local delivery, as a library: `users/assign`, the `.qmail` file search and the
 //! qmail-local interpreter, so that an existing qmail user's `.qmail` files and
@@ -104,6 +106,11 @@ mod rcpt;
 mod search;
 mod system;
 mod user;
+
+/// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
+/// ([`DeliveryResult`](mta_core::DeliveryResult) from [`Outcome::to_delivery_result`]), so callers can name them as `mta_dotqmail::mta_core::...` without a
+/// dependency of their own that could drift to another version.
+pub use mta_core;
 
 pub use assign::{
     AssignFile, LoadAssignError, ParseAssignError, ParseAssignErrorKind, UsersAssign,

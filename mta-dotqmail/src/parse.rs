@@ -17,7 +17,17 @@ use std::fmt;
 /// One line of a `.qmail` file, after qmail-local's classification.
 ///
 /// The byte strings are the line's argument with trailing spaces and tabs removed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` shows them as (lossy) strings, `Program("echo hi")`, not byte arrays; `Display`
+/// is the `qmail-local -n` line ([`Instruction::explain`]).
+///
+/// ```
+/// use mta_dotqmail::Instruction;
+/// let i = Instruction::Maildir(b"./Maildir/".to_vec());
+/// assert_eq!(format!("{i:?}"), r#"Maildir("./Maildir/")"#);
+/// assert_eq!(i.to_string(), "maildir ./Maildir/");
+/// ```
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Instruction {
     /// `#...`: a comment; also a blank line after the first.
@@ -53,6 +63,37 @@ impl Instruction {
         let mut out = word.to_vec();
         out.extend_from_slice(arg);
         Some(out)
+    }
+}
+
+impl fmt::Debug for Instruction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (name, arg) = match self {
+            Instruction::Comment => return f.write_str("Comment"),
+            Instruction::ForwardOnly => return f.write_str("ForwardOnly"),
+            Instruction::Ignored => return f.write_str("Ignored"),
+            Instruction::Program(a) => ("Program", a),
+            Instruction::Forward(a) => ("Forward", a),
+            Instruction::Mbox(a) => ("Mbox", a),
+            Instruction::Maildir(a) => ("Maildir", a),
+        };
+        f.debug_tuple(name)
+            .field(&String::from_utf8_lossy(arg))
+            .finish()
+    }
+}
+
+impl fmt::Display for Instruction {
+    /// The `qmail-local -n` line (`maildir ./Maildir/`, `forward bob@example.org`, ...),
+    /// invalid UTF-8 replaced; `comment`, `+list` and `ignored` for the lines qmail-local
+    /// does not print.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.explain(), self) {
+            (Some(line), _) => f.write_str(&String::from_utf8_lossy(&line)),
+            (None, Instruction::ForwardOnly) => f.write_str("+list"),
+            (None, Instruction::Comment) => f.write_str("comment"),
+            (None, _) => f.write_str("ignored"),
+        }
     }
 }
 

@@ -1,4 +1,6 @@
-//! # mta-durable
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! One durable-file vocabulary for the mta workspace: the [`Fs`] trait every durable
 //! operation runs through, [`OsFs`] (the real file system, through rustix), [`SimFs`] (an

@@ -1,4 +1,6 @@
-//! # mta-maildir
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! Maildir and mbox delivery that survives crashes and power loss, plus maildir reading,
 //! following qmail-local (qmail-reference §2.7, §2.8) and maildir(5).
@@ -43,16 +45,24 @@
 pub mod durable;
 mod error;
 mod fanout;
+mod flags;
 mod maildir;
 mod mbox;
 mod name;
 mod read;
 pub mod sim;
 
+/// The `mta-durable` crate, re-exported: [`Maildir`] is generic over its [`Fs`] trait, so a
+/// caller can write its own `Fs` (or use [`mta_durable::SimFs`]) without a dependency of its own.
+pub use mta_durable;
+
 pub use durable::{Fs, OsFs};
 pub use error::{DeliverError, DeliverStep, MaildirError, MboxError, MboxStep};
 pub use fanout::{FanoutSync, deliver_many, deliver_many_with};
+pub use flags::{Flag, Flags, ParseFlagError};
 pub use maildir::Maildir;
 pub use mbox::{DEFAULT_LOCK_TIMEOUT, Mbox, ctime_utc, mbox_from_line};
 pub use name::{DeliveredName, escape_hostname};
-pub use read::{Flags, Message, Subdir, TMP_MAX_AGE};
+#[allow(deprecated)]
+pub use read::Message;
+pub use read::{Entry, Subdir, TMP_MAX_AGE};

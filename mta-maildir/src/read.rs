@@ -1,12 +1,12 @@
 //! Reading a maildir: listing `new/` and `cur/`, info flags, moving to `cur/`, and `tmp/`
 //! cleanup (maildir(5), qmail-reference §2.8).
 
-use std::fmt;
 use std::io;
 use std::time::{Duration, SystemTime};
 
 use crate::durable::{self, Access, Fs};
 use crate::error::MaildirError;
+use crate::flags::Flags;
 use crate::maildir::Maildir;
 
 /// maildir(5): readers may delete `tmp/` files not accessed for 36 hours.
@@ -31,65 +31,18 @@ impl Subdir {
     }
 }
 
-/// Maildir info flags: the letters after `:2,`, kept unique and in ASCII order.
+/// A message's entry in `new/` or `cur/`: where it is and its file name, not its bytes
+/// (read those with [`Maildir::read`]).
 ///
-/// maildir(5) defines `P` (passed), `R` (replied), `S` (seen), `T` (trashed), `D` (draft)
-/// and `F` (flagged); other ASCII letters are kept as they are (Dovecot uses lowercase ones
-/// for keywords).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Flags(String);
-
-impl Flags {
-    /// No flags.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Flags from letters in any order; non-letters and repeats are dropped.
-    pub fn from_letters(letters: &str) -> Self {
-        let mut v: Vec<char> = letters.chars().filter(char::is_ascii_alphabetic).collect();
-        v.sort_unstable();
-        v.dedup();
-        Self(v.into_iter().collect())
-    }
-
-    /// Whether `flag` is set.
-    pub fn contains(&self, flag: char) -> bool {
-        self.0.contains(flag)
-    }
-
-    /// These flags plus `flag` (ignored unless an ASCII letter).
-    #[must_use]
-    pub fn with(&self, flag: char) -> Self {
-        Self::from_letters(&format!("{}{flag}", self.0))
-    }
-
-    /// These flags without `flag`.
-    #[must_use]
-    pub fn without(&self, flag: char) -> Self {
-        Self(self.0.chars().filter(|&c| c != flag).collect())
-    }
-
-    /// The letters, sorted.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Flags {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A message found in `new/` or `cur/`.
+/// Called `Message` before 0.1.1; the name clashed with mta-dotqmail's `Message`, the
+/// bytes being delivered.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Message {
+pub struct Entry {
     subdir: Subdir,
     file_name: String,
 }
 
-impl Message {
+impl Entry {
     /// Where the message is.
     pub fn subdir(&self) -> Subdir {
         self.subdir
@@ -114,13 +67,20 @@ impl Message {
     }
 }
 
+/// The old name of [`Entry`].
+#[deprecated(
+    since = "0.1.1",
+    note = "renamed to `Entry` (mta-dotqmail's `Message` is the bytes)"
+)]
+pub type Message = Entry;
+
 impl<F: Fs> Maildir<F> {
     /// The messages in `sub`, sorted by name; names starting with `.` are skipped
     /// (maildir(5)), as are names that are not UTF-8.
     ///
     /// # Errors
     /// [`MaildirError::Io`] when the directory cannot be opened or listed.
-    pub fn list(&self, sub: Subdir) -> Result<Vec<Message>, MaildirError> {
+    pub fn list(&self, sub: Subdir) -> Result<Vec<Entry>, MaildirError> {
         let path = self.path().join(sub.as_str());
         let dir = self
             .open_sub(sub.as_str())
@@ -133,7 +93,7 @@ impl<F: Fs> Maildir<F> {
         names.sort();
         Ok(names
             .into_iter()
-            .map(|file_name| Message {
+            .map(|file_name| Entry {
                 subdir: sub,
                 file_name,
             })
@@ -144,7 +104,7 @@ impl<F: Fs> Maildir<F> {
     ///
     /// # Errors
     /// As [`list`](Self::list).
-    pub fn messages(&self) -> Result<Vec<Message>, MaildirError> {
+    pub fn messages(&self) -> Result<Vec<Entry>, MaildirError> {
         let mut all = self.list(Subdir::New)?;
         all.extend(self.list(Subdir::Cur)?);
         Ok(all)
@@ -154,7 +114,7 @@ impl<F: Fs> Maildir<F> {
     ///
     /// # Errors
     /// As [`list`](Self::list).
-    pub fn find(&self, id: &str) -> Result<Option<Message>, MaildirError> {
+    pub fn find(&self, id: &str) -> Result<Option<Entry>, MaildirError> {
         Ok(self.messages()?.into_iter().find(|m| m.id() == id))
     }
 
@@ -163,7 +123,7 @@ impl<F: Fs> Maildir<F> {
     /// # Errors
     /// [`MaildirError::Io`] when the file cannot be opened or read (for example because
     /// another reader moved it).
-    pub fn read(&self, msg: &Message) -> Result<Vec<u8>, MaildirError> {
+    pub fn read(&self, msg: &Entry) -> Result<Vec<u8>, MaildirError> {
         let path = self.path().join(msg.subdir.as_str()).join(&msg.file_name);
         let io_err = |e| MaildirError::io("read", &path, e);
         let dir = self.open_sub(msg.subdir.as_str()).map_err(io_err)?;
@@ -187,7 +147,7 @@ impl<F: Fs> Maildir<F> {
     ///
     /// # Errors
     /// [`MaildirError::Io`] when the rename or a directory sync fails.
-    pub fn set_flags(&self, msg: &Message, flags: &Flags) -> Result<Message, MaildirError> {
+    pub fn set_flags(&self, msg: &Entry, flags: &Flags) -> Result<Entry, MaildirError> {
         let to_name = format!("{}:2,{}", msg.id(), flags);
         let from_path = self.path().join(msg.subdir.as_str()).join(&msg.file_name);
         let io_err = |e| MaildirError::io("move", &from_path, e);
@@ -197,7 +157,7 @@ impl<F: Fs> Maildir<F> {
             durable::rename_synced(self.fs(), &from, &msg.file_name, &to, &to_name)
                 .map_err(io_err)?;
         }
-        Ok(Message {
+        Ok(Entry {
             subdir: Subdir::Cur,
             file_name: to_name,
         })
@@ -208,7 +168,7 @@ impl<F: Fs> Maildir<F> {
     ///
     /// # Errors
     /// As [`set_flags`](Self::set_flags).
-    pub fn move_to_cur(&self, msg: &Message, flags: &Flags) -> Result<Message, MaildirError> {
+    pub fn move_to_cur(&self, msg: &Entry, flags: &Flags) -> Result<Entry, MaildirError> {
         self.set_flags(msg, flags)
     }
 
@@ -216,7 +176,7 @@ impl<F: Fs> Maildir<F> {
     ///
     /// # Errors
     /// [`MaildirError::Io`] when the unlink or the directory sync fails.
-    pub fn remove(&self, msg: &Message) -> Result<(), MaildirError> {
+    pub fn remove(&self, msg: &Entry) -> Result<(), MaildirError> {
         let path = self.path().join(msg.subdir.as_str()).join(&msg.file_name);
         let io_err = |e| MaildirError::io("remove", &path, e);
         let dir = self.open_sub(msg.subdir.as_str()).map_err(io_err)?;
@@ -263,22 +223,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flags_sorted_unique() {
-        assert_eq!(Flags::from_letters("SFRS").as_str(), "FRS");
-        assert_eq!(Flags::from_letters("S").with('D').with('S').as_str(), "DS");
-        assert_eq!(Flags::from_letters("DS").without('D').as_str(), "S");
-        assert_eq!(Flags::from_letters("a1:T").as_str(), "Ta");
-    }
-
-    #[test]
     fn message_id_and_flags() {
-        let m = Message {
+        let m = Entry {
             subdir: Subdir::Cur,
             file_name: "123.M1P2.host:2,SF".into(),
         };
         assert_eq!(m.id(), "123.M1P2.host");
         assert_eq!(m.flags().as_str(), "FS");
-        let n = Message {
+        let n = Entry {
             subdir: Subdir::New,
             file_name: "123.x".into(),
         };

@@ -1,4 +1,6 @@
-//! # mta-queue
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! A crash-safe on-disk mail queue in qmail's tradition: a message, once accepted, is never
 //! lost, not on `kill -9`, not on power loss, not on a full disk.
@@ -158,6 +160,15 @@ mod status;
 pub mod fuzzing;
 
 pub mod sim;
+
+/// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
+/// ([`Envelope`](mta_core::Envelope) in [`Queue::enqueue`], [`MessageInfo`]), so callers can name them as `mta_queue::mta_core::...` without a
+/// dependency of their own that could drift to another version.
+pub use mta_core;
+
+/// The `mta-durable` crate, re-exported: [`Queue`] is generic over its [`Fs`] trait, so a
+/// caller can write its own `Fs` (or use [`mta_durable::SimFs`]) without a dependency of its own.
+pub use mta_durable;
 
 pub use durable::{Access, Fs, OsFs};
 pub use error::QueueError;

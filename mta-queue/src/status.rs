@@ -1,8 +1,10 @@
 //! Per-recipient delivery status and the summary of one queued message.
 
-use std::time::SystemTime;
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use mta_core::Envelope;
+use mta_core::date::log_stamp;
 
 use crate::MessageId;
 
@@ -28,6 +30,69 @@ pub enum Status {
         /// listings; empty when none was recorded.
         reason: Vec<u8>,
     },
+}
+
+/// One line for queue listings and logs, in qmail-qread's spirit: `pending`, `delivered`,
+/// `failed: REASON`, or `deferred after N attempts, next 2026-11-29 04:08:05: REASON`
+/// (UTC). The reason's bytes outside printable ASCII are shown as `\xNN`, so an attacker's
+/// reply text cannot split a log line.
+///
+/// ```
+/// use std::time::{Duration, UNIX_EPOCH};
+/// use mta_queue::Status;
+/// assert_eq!(Status::Pending.to_string(), "pending");
+/// assert_eq!(Status::Failed(b"550 no such user".to_vec()).to_string(), "failed: 550 no such user");
+/// let next_attempt = UNIX_EPOCH + Duration::from_secs(1_795_925_285);
+/// let s = Status::Deferred { attempts: 2, next_attempt, reason: b"451 try\r\nlater".to_vec() };
+/// assert_eq!(s.to_string(), "deferred after 2 attempts, next 2026-11-29 04:08:05: 451 try\\x0d\\x0alater");
+/// ```
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Pending => f.write_str("pending"),
+            Status::Delivered => f.write_str("delivered"),
+            Status::Failed(reason) => {
+                f.write_str("failed")?;
+                write_reason(f, reason)
+            }
+            Status::Deferred {
+                attempts,
+                next_attempt,
+                reason,
+            } => {
+                let secs = match next_attempt.duration_since(UNIX_EPOCH) {
+                    Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                    Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+                };
+                let stamp = log_stamp(secs, 0);
+                let stamp = stamp.split('.').next().unwrap_or(&stamp);
+                let plural = if *attempts == 1 { "" } else { "s" };
+                write!(f, "deferred after {attempts} attempt{plural}, next {stamp}")?;
+                write_reason(f, reason)
+            }
+        }
+    }
+}
+
+/// `: REASON` with unprintable bytes as `\xNN`, or nothing for an empty reason.
+fn write_reason(f: &mut fmt::Formatter<'_>, reason: &[u8]) -> fmt::Result {
+    if reason.is_empty() {
+        return Ok(());
+    }
+    f.write_str(": ")?;
+    for chunk in reason.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() || c == '\\' {
+                write!(f, "\\x{:02x}", u32::from(c))?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        for b in chunk.invalid() {
+            write!(f, "\\x{b:02x}")?;
+        }
+    }
+    Ok(())
 }
 
 impl Status {

@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mta_core::DeliveryResult;
-use mta_queue::MessageId;
+use mta_sched::mta_queue::{self, MessageId};
 use mta_sched::{Config, Job, NewMessage, Recipient, Route, Scheduler};
 
 fn at(s: u64) -> SystemTime {

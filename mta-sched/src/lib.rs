@@ -1,4 +1,6 @@
-//! # mta-sched
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! What qmail-send decides, as a sans-IO state machine in the style of quinn-proto: which
 //! delivery to start next, how many run at once, when a deferred recipient is tried again,
@@ -139,6 +141,15 @@ mod types;
 
 #[doc(hidden)]
 pub mod fuzzing;
+
+/// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
+/// ([`Address`](mta_core::Address) in [`Recipient`], [`DeliveryResult`](mta_core::DeliveryResult) in [`Scheduler::handle_done`]), so callers can name them as `mta_sched::mta_core::...` without a
+/// dependency of their own that could drift to another version.
+pub use mta_core;
+
+/// The `mta-queue` crate, re-exported: [`NewMessage`] and [`Recorded`] carry its
+/// [`MessageId`](mta_queue::MessageId) and [`Status`](mta_queue::Status).
+pub use mta_queue;
 
 pub use config::Config;
 pub use error::SchedError;

@@ -1,4 +1,6 @@
-//! # mta-smtp
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! Sans-IO SMTP (RFC 5321) server and client state machines, with qmail's behaviour and
 //! immune to SMTP smuggling, plus blocking `std::net` drivers.
@@ -11,9 +13,12 @@
 //!   pipelined RCPTs, DATA with dot-stuffing, QUIT) and reports one
 //!   [`mta_core::DeliveryResult`] per recipient with qmail-remote's temporary/permanent rules.
 //! - [`Reply`] and [`ReplyParser`]: replies in and out; [`BodyEncoder`]: SMTP transparency.
+//! - [`Command::parse`]: one whole command line with the session's grammar.
 //! - [`received_line`]: qmail-smtpd's `Received:` line.
-//! - [`blocking`] (feature `blocking`, default): `serve` and `deliver` over `TcpStream`,
-//!   and `serve_with`/`deliver_with` taking a STARTTLS hook.
+//! - [`blocking`] (feature `blocking`, default): `serve` and `deliver` over any
+//!   [`blocking::Transport`] (`TcpStream`, `UnixStream`, an in-memory pipe), and
+//!   `serve_with`/`deliver_with` taking a STARTTLS hook. The server's `Policy::data_end`
+//!   gets the envelope and the peer in its [`DataSummary`].
 //!
 //! ## Behaviour, and where it differs from qmail on purpose
 //!
@@ -77,6 +82,7 @@
 //! ```
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "blocking")]
 pub mod blocking;
@@ -88,6 +94,11 @@ mod server;
 #[cfg(feature = "rustls")]
 pub mod tls;
 
+/// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
+/// ([`Envelope`](mta_core::Envelope) in [`ClientSession::new`], [`EnhancedStatus`](mta_core::EnhancedStatus) in [`Reply`], [`DeliveryResult`](mta_core::DeliveryResult) from the client), so callers can name them as `mta_smtp::mta_core::...` without a
+/// dependency of their own that could drift to another version.
+pub use mta_core;
+
 pub use client::{BodyEncoder, ClientAuth, ClientConfig, ClientEvent, ClientSession, TlsPolicy};
 pub use received::{ReceivedInfo, received_line};
 pub use reply::{
@@ -95,7 +106,7 @@ pub use reply::{
     ReplyParser, ReplyStatus,
 };
 pub use server::{
-    AbortReason, AuthMechanism, BodyType, Credentials, DEFAULT_MAX_MESSAGE_SIZE, DataError,
-    DataSummary, DecideError, Event, LineEnding, MailParams, RcptParams, Secret, ServerConfig,
-    ServerSession, Verdict,
+    AbortReason, AuthMechanism, BodyType, Command, Credentials, DEFAULT_MAX_MESSAGE_SIZE,
+    DataError, DataSummary, DecideError, Event, LineEnding, MailParams, ParseCommandError,
+    RcptParams, Secret, ServerConfig, ServerSession, Verdict,
 };

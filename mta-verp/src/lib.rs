@@ -1,4 +1,6 @@
-//! # mta-verp
+#![doc = include_str!("../README.md")]
+//!
+//! ## API overview
 //!
 //! The parts of a mail system that deal with mail coming back: qmail's variable envelope
 //! return paths, mail loop detection, and bounces, both writing them and reading them.
@@ -57,6 +59,11 @@ mod loops;
 mod parse;
 mod text;
 mod verp;
+
+/// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
+/// ([`Address`](mta_core::Address) and [`Envelope`](mta_core::Envelope) everywhere), so callers can name them as `mta_verp::mta_core::...` without a
+/// dependency of their own that could drift to another version.
+pub use mta_core;
 
 pub use compose::{
     Bounce, BounceConfig, BounceDecision, BounceFormat, BounceMessage, Failure,

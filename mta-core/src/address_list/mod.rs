@@ -269,6 +269,11 @@ pub enum AddressErrorKind {
     BareLineBreak,
     /// The input is not UTF-8 (RFC 6532 allows UTF-8, nothing else).
     InvalidUtf8,
+    /// The input starts with an address header's name (`To:`, `Cc:`, `From:`, ...) and
+    /// does not parse: the whole header line was passed where the field body (RFC 5322
+    /// §2.2, after the colon) belongs. Without this hint, `To: a@b` reads as a group
+    /// named `To` and fails for want of its `;`. The offset is that of the colon.
+    HeaderName,
 }
 
 impl fmt::Display for AddressErrorKind {
@@ -284,6 +289,9 @@ impl fmt::Display for AddressErrorKind {
             AddressErrorKind::InvalidCharacter => "invalid character",
             AddressErrorKind::BareLineBreak => "line break not followed by whitespace",
             AddressErrorKind::InvalidUtf8 => "invalid UTF-8",
+            AddressErrorKind::HeaderName => {
+                "input starts with a header name; pass the field body (after the colon)"
+            }
         })
     }
 }
@@ -306,7 +314,41 @@ pub fn parse_address_list(
     input: &[u8],
     opts: &ParseOptions,
 ) -> Result<AddressList, ParseAddressError> {
-    parser::parse(input, opts, parser::Context::AddressList).map(AddressList::new)
+    parser::parse(input, opts, parser::Context::AddressList)
+        .map(AddressList::new)
+        .map_err(|e| header_name_hint(input, e))
+}
+
+/// Replaces `e` by [`AddressErrorKind::HeaderName`] when `input` starts with the name of
+/// a header that holds addresses and a colon (`To: a@b`): the caller passed the whole
+/// line, not the field body.
+fn header_name_hint(input: &[u8], e: ParseAddressError) -> ParseAddressError {
+    const NAMES: [&[u8]; 12] = [
+        b"to",
+        b"cc",
+        b"bcc",
+        b"from",
+        b"sender",
+        b"reply-to",
+        b"resent-to",
+        b"resent-cc",
+        b"resent-bcc",
+        b"resent-from",
+        b"resent-sender",
+        b"return-path",
+    ];
+    let Some(colon) = input.iter().position(|&b| b == b':') else {
+        return e;
+    };
+    let name = input[..colon].trim_ascii_end();
+    if NAMES.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+        ParseAddressError {
+            offset: colon,
+            kind: AddressErrorKind::HeaderName,
+        }
+    } else {
+        e
+    }
 }
 
 /// Parses an RFC 5322 §3.4 `mailbox-list` (the body of `From:`, `Resent-From:`): like an
@@ -318,7 +360,8 @@ pub fn parse_mailbox_list(
     input: &[u8],
     opts: &ParseOptions,
 ) -> Result<Vec<HeaderMailbox>, ParseAddressError> {
-    let items = parser::parse(input, opts, parser::Context::MailboxList)?;
+    let items = parser::parse(input, opts, parser::Context::MailboxList)
+        .map_err(|e| header_name_hint(input, e))?;
     Ok(items
         .into_iter()
         .filter_map(|item| match item {
@@ -328,16 +371,19 @@ pub fn parse_mailbox_list(
         .collect())
 }
 
-/// Parses exactly one RFC 5322 §3.4 `mailbox` (the body of `Sender:`).
+/// Parses exactly one RFC 5322 §3.4 `mailbox` (the body of `Sender:`), display name and
+/// comments included. Not to be confused with [`crate::path::parse_mailbox`], RFC 5321's
+/// envelope `Mailbox` (no display name, no comments).
 ///
 /// # Errors
 /// [`ParseAddressError`] with the byte offset and the reason, including a list of more
 /// than one mailbox.
-pub fn parse_mailbox(
+pub fn parse_header_mailbox(
     input: &[u8],
     opts: &ParseOptions,
 ) -> Result<HeaderMailbox, ParseAddressError> {
-    let items = parser::parse(input, opts, parser::Context::Mailbox)?;
+    let items = parser::parse(input, opts, parser::Context::Mailbox)
+        .map_err(|e| header_name_hint(input, e))?;
     match items.into_iter().next() {
         Some(AddressItem::Mailbox(m)) => Ok(m),
         _ => Err(ParseAddressError {
@@ -345,4 +391,17 @@ pub fn parse_mailbox(
             kind: AddressErrorKind::Empty,
         }),
     }
+}
+
+/// The old name of [`parse_header_mailbox`], which clashed with
+/// [`crate::path::parse_mailbox`] (a different grammar).
+///
+/// # Errors
+/// As [`parse_header_mailbox`].
+#[deprecated(since = "0.1.1", note = "renamed to `parse_header_mailbox`")]
+pub fn parse_mailbox(
+    input: &[u8],
+    opts: &ParseOptions,
+) -> Result<HeaderMailbox, ParseAddressError> {
+    parse_header_mailbox(input, opts)
 }

@@ -334,7 +334,8 @@ pub fn parse_forward_path(
 
 /// Parses a bare RFC 5321 §4.1.2 `Mailbox` (no angle brackets, no source route) at the start
 /// of `input`, returning it and the bytes consumed. For callers that implement their own
-/// leniencies, such as a client that writes `MAIL FROM:user@host`.
+/// leniencies, such as a client that writes `MAIL FROM:user@host`. (The RFC 5322 header
+/// `mailbox`, with a display name, is [`crate::address_list::parse_header_mailbox`].)
 ///
 /// # Errors
 /// [`ParsePathError`] as for [`parse_forward_path`] (the 256-octet path limit is applied

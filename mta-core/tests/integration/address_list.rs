@@ -3,7 +3,7 @@
 
 use mta_core::address_list::{
     AddressErrorKind, AddressItem, AddressList, Group, HeaderMailbox, ParseOptions, QmailRewrite,
-    parse_address_list, parse_mailbox, parse_mailbox_list,
+    parse_address_list, parse_header_mailbox, parse_mailbox_list,
 };
 use proptest::prelude::*;
 
@@ -91,6 +91,7 @@ fn kind_name(k: AddressErrorKind) -> &'static str {
         AddressErrorKind::InvalidCharacter => "invalid-character",
         AddressErrorKind::BareLineBreak => "bare-line-break",
         AddressErrorKind::InvalidUtf8 => "invalid-utf8",
+        AddressErrorKind::HeaderName => "header-name",
         _ => "other",
     }
 }
@@ -104,9 +105,8 @@ fn parse_as(
         "address-list" => parse_address_list(input, &strict),
         "mailbox-list" => parse_mailbox_list(input, &strict)
             .map(|v| AddressList::new(v.into_iter().map(AddressItem::Mailbox).collect())),
-        "mailbox" => {
-            parse_mailbox(input, &strict).map(|m| AddressList::new(vec![AddressItem::Mailbox(m)]))
-        }
+        "mailbox" => parse_header_mailbox(input, &strict)
+            .map(|m| AddressList::new(vec![AddressItem::Mailbox(m)])),
         "qmail" => parse_address_list(input, &qmail()),
         other => panic!("unknown parse kind {other}"),
     }
@@ -313,7 +313,7 @@ proptest! {
                 prop_assert!(e.offset <= input.len());
             }
             let _ = parse_mailbox_list(&input, &opts);
-            let _ = parse_mailbox(&input, &opts);
+            let _ = parse_header_mailbox(&input, &opts);
         }
     }
 }
@@ -439,4 +439,34 @@ mod qmail_forms_agree {
             }
         }
     }
+}
+
+/// Issue 21: a whole `To:` line reported "expected ';' to end the group" (or "group inside
+/// a group"); the error now says a header name was passed.
+#[test]
+fn whole_header_line_gets_a_header_name_hint() {
+    let strict = ParseOptions::strict();
+    for line in [
+        &b"To: a@b.test"[..],
+        b"cc: Joe <a@b.test>, c@d.test",
+        b"To: team: a@b.test;",
+    ] {
+        let e = parse_address_list(line, &strict).unwrap_err();
+        assert_eq!(
+            e.kind,
+            AddressErrorKind::HeaderName,
+            "{}",
+            String::from_utf8_lossy(line)
+        );
+        assert_eq!(&line[e.offset..=e.offset], b":");
+        assert!(e.to_string().contains("pass the field body"), "{e}");
+    }
+    let e = parse_header_mailbox(b"From: a@b.test", &strict).unwrap_err();
+    assert_eq!(e.kind, AddressErrorKind::HeaderName);
+    let e = parse_mailbox_list(b"From: a@b.test, c@d.test", &strict).unwrap_err();
+    assert_eq!(e.kind, AddressErrorKind::HeaderName);
+    // A group that happens to be named like a header still parses, and other errors stay.
+    assert!(parse_address_list(b"To: a@b.test;", &strict).is_ok());
+    let e = parse_address_list(b"Friends: a@b.test", &strict).unwrap_err();
+    assert!(matches!(e.kind, AddressErrorKind::Syntax(_)), "{e}");
 }

@@ -82,6 +82,7 @@ fn loop_refusal() {
     }
     // Explain mode skips the loop check.
     let mut m = Mock::new();
+    maildir_dirs(&mut m, "/home/joe/Maildir");
     let request = DeliveryRequest {
         user: &joe(""),
         local: b"joe",
@@ -264,6 +265,8 @@ fn every_line_type_in_order() {
 
     // And the same file explained (qmail-local -n).
     let mut m2 = Mock::new();
+    maildir_dirs(&mut m2, "/home/joe/Maildir");
+    m2.dir("/home/joe", 0o755).dir("/var/mail", 0o1777);
     m2.file(
         "/home/joe/.qmail-all",
         0o644,
@@ -566,4 +569,64 @@ fn file_delivery_error_texts() {
         m.file_errors.push((target.into(), make));
         assert_eq!(deferred(&run(&mut m, "", "s@x")), want);
     }
+}
+
+/// A maildir's three directories, for explain mode's existence check.
+fn maildir_dirs(m: &mut Mock, dir: &str) {
+    for sub in ["", "/tmp", "/new"] {
+        m.dir(&format!("{dir}{sub}"), 0o700);
+    }
+}
+
+/// Issue 21: explain said "maildir ./Maildir/" and "did 1+0+0" for a maildir that does
+/// not exist, where the real delivery defers. It now says so, and stops there.
+#[test]
+fn explain_reports_a_missing_maildir_as_a_deferral() {
+    let user = joe("");
+    let request = DeliveryRequest {
+        user: &user,
+        local: b"joe",
+        domain: b"example.com",
+        sender: b"",
+        default_delivery: b"./Maildir/\n&bob@example.org\n",
+        now: 0,
+    };
+    let mut m = Mock::new();
+    let o = explain(&mut m, &request, &DeliveryOptions::default());
+    assert_eq!(
+        String::from_utf8_lossy(&o.report),
+        "maildir ./Maildir/\nwould defer: maildir ./Maildir/ does not exist. (#4.2.1)\n"
+    );
+    // (SystemExecutor's maildir delivery defers there with "Unable to chdir to maildir.")
+    assert!(matches!(o.status, DeliveryStatus::Deferred(_)));
+    assert!(m.calls.is_empty());
+
+    // A maildir without new/: also a deferral.
+    let mut m = Mock::new();
+    m.dir("/home/joe/Maildir", 0o700)
+        .dir("/home/joe/Maildir/tmp", 0o700);
+    let o = explain(&mut m, &request, &DeliveryOptions::default());
+    assert!(String::from_utf8_lossy(&o.report).contains("has no new/"));
+
+    // An mbox in a missing directory.
+    let request = DeliveryRequest {
+        default_delivery: b"/var/nomail/joe\n",
+        ..request
+    };
+    let o = explain(&mut Mock::new(), &request, &DeliveryOptions::default());
+    assert_eq!(
+        String::from_utf8_lossy(&o.report),
+        "mbox /var/nomail/joe\nwould defer: the directory of mbox /var/nomail/joe does not exist. (#4.2.1)\n"
+    );
+
+    // All there: delivered, as before.
+    let mut m = Mock::new();
+    maildir_dirs(&mut m, "/home/joe/Maildir");
+    let request = DeliveryRequest {
+        default_delivery: b"./Maildir/\n",
+        ..request
+    };
+    let o = explain(&mut m, &request, &DeliveryOptions::default());
+    assert_eq!(o.report, b"maildir ./Maildir/\ndid 1+0+0\n");
+    assert_eq!(o.status, DeliveryStatus::Delivered);
 }

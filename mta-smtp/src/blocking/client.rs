@@ -1,30 +1,29 @@
 //! The blocking client driver: [`deliver`] and [`deliver_with`] run a [`ClientSession`]
-//! over a connected `TcpStream`.
+//! over a connected `TcpStream` or any other [`Transport`].
 
 // The driver owns the clock; the state machines never read it (see clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{ErrorKind, Read};
-use std::net::TcpStream;
+use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use mta_core::{DeliveryResult, Envelope};
 
-use super::{BUF, Conn, TlsUpgrade};
+use super::{BUF, Conn, TlsUpgrade, Transport};
 use crate::{ClientConfig, ClientEvent, ClientSession};
 
 /// Delivers one message over a connected `stream` with qmail-remote's defaults (no TLS,
-/// `helo` as the EHLO name, the peer's IP in report texts), returning one result per
+/// `helo` as the EHLO name, the peer's IP from [`Transport::peer`] in report texts, else `unknown`), returning one result per
 /// recipient of `envelope`, in order. `message` is the stored message (LF line ends).
-pub fn deliver(
-    stream: TcpStream,
+pub fn deliver<S: Transport>(
+    stream: S,
     envelope: &Envelope,
     message: impl Read,
     helo: &str,
 ) -> Vec<DeliveryResult> {
     let peer = stream
-        .peer_addr()
-        .map_or_else(|_| "unknown".to_owned(), |a| a.ip().to_string());
+        .peer()
+        .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string());
     deliver_with(
         stream,
         envelope,
@@ -34,24 +33,29 @@ pub fn deliver(
     )
 }
 
-/// [`deliver`] with a full [`ClientConfig`] and an optional STARTTLS hook (required when
-/// `config.tls` is not `Never`; without it STARTTLS is treated as failed).
+/// [`deliver`] over any [`Transport`] (a `TcpStream`, a `UnixStream`, an in-memory pipe),
+/// with a full [`ClientConfig`] and an optional STARTTLS hook (required when `config.tls`
+/// is not `Never`; without it STARTTLS is treated as failed). `config`'s peer name is what
+/// the report texts say (`deliver` puts the TCP peer's IP there).
 ///
-/// Socket read and write timeouts are set to `config.timeout`. I/O errors never escape:
+/// Read and write timeouts are set to `config.timeout` through [`Transport::timeouts`]
+/// (a transport without timeouts waits as long as the other side does). I/O errors never escape:
 /// they become deferrals (qmail's "connection died", with "Possible duplicate!" after the
 /// final dot), and an unreadable message defers every recipient.
-pub fn deliver_with(
-    stream: TcpStream,
+pub fn deliver_with<S: Transport>(
+    stream: S,
     envelope: &Envelope,
     mut message: impl Read,
     config: ClientConfig,
-    mut tls: Option<TlsUpgrade<'_>>,
+    mut tls: Option<TlsUpgrade<'_, S>>,
 ) -> Vec<DeliveryResult> {
     let timeout = config.timeout.max(Duration::from_millis(1));
     let mut s = ClientSession::new(config, envelope.clone(), Instant::now());
-    if stream.set_read_timeout(Some(timeout)).is_err()
-        || stream.set_write_timeout(Some(timeout)).is_err()
-    {
+    let set = stream.timeouts().and_then(|t| {
+        t.set_read_timeout(Some(timeout))?;
+        t.set_write_timeout(Some(timeout))
+    });
+    if set.is_err() {
         s.abort("Unable to set socket timeouts.");
         return s.results();
     }
@@ -108,7 +112,7 @@ pub fn deliver_with(
 }
 
 /// Writes pending output; on failure the session learns the connection died.
-fn flush(s: &mut ClientSession, conn: &mut Conn, out: &mut Vec<u8>) -> bool {
+fn flush<S: Read + Write>(s: &mut ClientSession, conn: &mut Conn<S>, out: &mut Vec<u8>) -> bool {
     if !s.poll_transmit(out) {
         return true;
     }

@@ -1,13 +1,41 @@
-//! Blocking drivers: run a [`crate::ServerSession`] or a [`crate::ClientSession`] over a
-//! [`std::net::TcpStream`], one thread per connection.
+//! Blocking drivers: run a [`crate::ServerSession`] or a [`crate::ClientSession`] over any
+//! byte stream that implements [`Transport`] (`TcpStream`, `UnixStream`, or your own
+//! in-memory pipe), one thread per connection.
 //!
 //! Reads go through a 64 KiB buffer (no per-byte system calls); each batch of replies is
 //! written with one `write_all`, which is what makes PIPELINING cheap. The session's
-//! `poll_timeout` becomes the socket's read timeout. This module is the only place in the
-//! crate that reads the clock.
+//! `poll_timeout` becomes the socket's read timeout (through [`Transport::timeouts`]). This
+//! module is the only place in the crate that reads the clock.
+//!
+//! ```
+//! # #[cfg(unix)] {
+//! use std::os::unix::net::UnixStream;
+//! use mta_smtp::blocking::{Policy, deliver_with, serve};
+//! use mta_smtp::{ClientConfig, DataSummary, ServerConfig, Verdict};
+//!
+//! struct Print;
+//! impl Policy for Print {
+//!     fn data_end(&mut self, summary: &DataSummary) -> Verdict {
+//!         assert_eq!(summary.envelope.recipients[0].as_bytes(), b"b@example.net");
+//!         Verdict::Accept
+//!     }
+//! }
+//! let (server_end, client_end) = UnixStream::pair()?;
+//! let server = std::thread::spawn(move || serve(server_end, ServerConfig::new("mx"), &mut Print));
+//! let env = mta_core::Envelope::new("a@example.org", ["b@example.net"]);
+//! let results = deliver_with(client_end, &env, &b"Subject: hi\n\nhello\n"[..],
+//!     ClientConfig::new("client.example", "unix socket"), None);
+//! assert!(results[0].is_delivered());
+//! server.join().expect("server thread")?;
+//! # }
+//! # Ok::<(), std::io::Error>(())
+//! ```
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
+#[cfg(unix)]
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
 
 mod client;
 mod server;
@@ -23,17 +51,109 @@ const BUF: usize = 64 * 1024;
 pub trait Stream: Read + Write {}
 impl<T: Read + Write> Stream for T {}
 
-/// The STARTTLS hook: given the plain stream after the server's `220`, run the TLS
-/// handshake and return the encrypted stream.
-pub type TlsUpgrade<'a> = &'a mut dyn FnMut(TcpStream) -> io::Result<Box<dyn Stream>>;
+/// A connection the blocking drivers can run over: a byte stream plus the two things a
+/// driver needs from a socket that `Read`/`Write` do not give.
+///
+/// Implemented for `TcpStream` and (on Unix) `UnixStream`. For an in-memory pipe, a
+/// child's stdin/stdout pair or a test double, `impl Transport for MyPipe {}` is enough:
+/// both methods have defaults (no timeouts, no peer address).
+pub trait Transport: Read + Write {
+    /// A handle that sets this connection's read and write timeouts, taken before the
+    /// stream is handed to a STARTTLS hook (the encrypted stream reads through the same
+    /// socket, so the handle must stay valid).
+    ///
+    /// The default does nothing: reads then block until input or EOF, so the session's
+    /// deadlines (RFC 5321 §4.5.3.2, `ServerConfig::timeout`) are checked only when input
+    /// arrives.
+    ///
+    /// # Errors
+    /// When the handle cannot be made (`TcpStream::try_clone` failing).
+    fn timeouts(&self) -> io::Result<Box<dyn Timeouts>> {
+        Ok(Box::new(NoTimeouts))
+    }
 
-pub(crate) enum Conn {
-    Plain(TcpStream),
+    /// The peer's IP address and port, reported to the server's [`Policy`] in
+    /// [`DataSummary::peer`](crate::DataSummary) and used in the client's report texts.
+    /// The default is `None`.
+    fn peer(&self) -> Option<SocketAddr> {
+        None
+    }
+}
+
+/// Sets read and write timeouts on a connection; see [`Transport::timeouts`].
+pub trait Timeouts {
+    /// How long a read may block; `None` waits forever.
+    ///
+    /// # Errors
+    /// As `TcpStream::set_read_timeout`.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// How long a write may block; `None` waits forever.
+    ///
+    /// # Errors
+    /// As `TcpStream::set_write_timeout`.
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+}
+
+/// The [`Timeouts`] of a stream that cannot time out.
+struct NoTimeouts;
+
+impl Timeouts for NoTimeouts {
+    fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+    fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Timeouts for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
+    }
+}
+
+impl Transport for TcpStream {
+    fn timeouts(&self) -> io::Result<Box<dyn Timeouts>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+    fn peer(&self) -> Option<SocketAddr> {
+        self.peer_addr().ok()
+    }
+}
+
+#[cfg(unix)]
+impl Timeouts for UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, timeout)
+    }
+}
+
+/// A Unix socket has no IP peer: [`Transport::peer`] is `None`.
+#[cfg(unix)]
+impl Transport for UnixStream {
+    fn timeouts(&self) -> io::Result<Box<dyn Timeouts>> {
+        Ok(Box::new(self.try_clone()?))
+    }
+}
+
+/// The STARTTLS hook: given the plain stream after the server's `220`, run the TLS
+/// handshake and return the encrypted stream. `S` is the plain stream's type.
+pub type TlsUpgrade<'a, S = TcpStream> = &'a mut dyn FnMut(S) -> io::Result<Box<dyn Stream>>;
+
+/// The connection a driver talks over: plain, upgraded to TLS, or lost in a failed upgrade.
+pub(crate) enum Conn<S> {
+    Plain(S),
     Tls(Box<dyn Stream>),
     Gone,
 }
 
-impl Conn {
+impl<S: Read + Write> Conn<S> {
     pub(crate) fn io(&mut self) -> io::Result<&mut dyn Stream> {
         match self {
             Conn::Plain(s) => Ok(s),
@@ -57,7 +177,7 @@ impl Conn {
     /// STARTTLS: hands the plain stream to `upgrade` and keeps the encrypted one; true when
     /// TLS is up. After a failed handshake the connection is [`Conn::Gone`]; without a hook,
     /// or when the connection is not plain, it stays as it was.
-    pub(crate) fn start_tls(&mut self, upgrade: Option<&mut TlsUpgrade<'_>>) -> bool {
+    pub(crate) fn start_tls(&mut self, upgrade: Option<&mut TlsUpgrade<'_, S>>) -> bool {
         match (std::mem::replace(self, Conn::Gone), upgrade) {
             (Conn::Plain(plain), Some(upgrade)) => match upgrade(plain) {
                 Ok(encrypted) => {

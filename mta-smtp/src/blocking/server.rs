@@ -1,16 +1,15 @@
 //! The blocking server driver: [`serve`] and [`serve_with`] run a [`ServerSession`] over a
-//! `TcpStream`, answering events through a [`Policy`].
+//! [`Transport`], answering events through a [`Policy`].
 
 // The driver owns the clock; the state machines never read it (see clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
-use std::io::{self, ErrorKind};
-use std::net::TcpStream;
+use std::io::{self, ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use mta_core::path::{ForwardPath, ReversePath};
 
-use super::{BUF, Conn, TlsUpgrade};
+use super::{BUF, Conn, Timeouts, TlsUpgrade, Transport};
 use crate::{
     Credentials, DataError, DataSummary, Event, MailParams, RcptParams, Reply, ServerConfig,
     ServerSession, Verdict,
@@ -44,7 +43,9 @@ pub trait Policy {
     fn data_chunk(&mut self, chunk: &[u8]) {
         let _ = chunk;
     }
-    /// The message is complete: commit it and give the final reply.
+    /// The message is complete: commit it and give the final reply. `summary` carries
+    /// the envelope (sender and accepted recipients) and the peer address, what a queue
+    /// needs to commit the message.
     fn data_end(&mut self, summary: &DataSummary) -> Verdict {
         let _ = summary;
         Verdict::Accept
@@ -67,7 +68,8 @@ pub trait Policy {
     fn reset(&mut self) {}
 }
 
-/// Runs one server session on `stream` until QUIT, timeout, EOF or a fatal error, without
+/// Runs one server session on `stream` (a `TcpStream`, a `UnixStream`, or any
+/// [`Transport`]) until QUIT, timeout, EOF or a fatal error, without
 /// TLS: if `config.offer_starttls` is set, a STARTTLS ends the session (use
 /// [`serve_with`] and a TLS hook instead).
 ///
@@ -77,7 +79,11 @@ pub trait Policy {
 /// # Errors
 /// I/O errors other than read timeouts (a write timeout is an error), as qmail-smtpd
 /// exited on them.
-pub fn serve(stream: TcpStream, config: ServerConfig, policy: &mut impl Policy) -> io::Result<()> {
+pub fn serve<S: Transport>(
+    stream: S,
+    config: ServerConfig,
+    policy: &mut impl Policy,
+) -> io::Result<()> {
     serve_with(stream, config, policy, None)
 }
 
@@ -88,18 +94,29 @@ pub fn serve(stream: TcpStream, config: ServerConfig, policy: &mut impl Policy) 
 ///
 /// # Errors
 /// As [`serve`].
-pub fn serve_with(
-    stream: TcpStream,
+pub fn serve_with<S: Transport>(
+    stream: S,
     config: ServerConfig,
     policy: &mut impl Policy,
-    mut tls: Option<TlsUpgrade<'_>>,
+    mut tls: Option<TlsUpgrade<'_, S>>,
 ) -> io::Result<()> {
+    // Timeouts are set on the socket, which a TLS wrapper reads through.
+    let timeouts = stream.timeouts()?;
     // A client that stops reading must not hold the thread forever (qmail-smtpd: "a write
     // timeout exits silently").
-    stream.set_write_timeout(Some(config.timeout.max(Duration::from_millis(1))))?;
-    // Timeouts are set on the socket, which a TLS wrapper reads through.
-    let socket = stream.try_clone()?;
-    run(Conn::Plain(stream), &socket, config, policy, tls.as_mut())
+    timeouts.set_write_timeout(Some(config.timeout.max(Duration::from_millis(1))))?;
+    let peer = stream.peer();
+    let mut session = ServerSession::new(config, Instant::now());
+    if let Some(peer) = peer {
+        session = session.with_peer(peer);
+    }
+    run(
+        Conn::Plain(stream),
+        &*timeouts,
+        session,
+        policy,
+        tls.as_mut(),
+    )
 }
 
 /// [`serve_with`] on a stream that is encrypted already (implicit TLS); `socket` is the
@@ -107,21 +124,24 @@ pub fn serve_with(
 #[cfg(feature = "rustls")]
 pub(crate) fn serve_stream(
     stream: Box<dyn super::Stream>,
-    socket: &TcpStream,
+    socket: &std::net::TcpStream,
     config: ServerConfig,
     policy: &mut impl Policy,
 ) -> io::Result<()> {
-    run(Conn::Tls(stream), socket, config, policy, None)
+    let mut session = ServerSession::new(config, Instant::now());
+    if let Ok(peer) = socket.peer_addr() {
+        session = session.with_peer(peer);
+    }
+    run::<std::net::TcpStream>(Conn::Tls(stream), socket, session, policy, None)
 }
 
-fn run(
-    mut conn: Conn,
-    socket: &TcpStream,
-    config: ServerConfig,
+fn run<S: Read + Write>(
+    mut conn: Conn<S>,
+    socket: &dyn Timeouts,
+    mut s: ServerSession,
     policy: &mut impl Policy,
-    mut tls: Option<&mut TlsUpgrade<'_>>,
+    mut tls: Option<&mut TlsUpgrade<'_, S>>,
 ) -> io::Result<()> {
-    let mut s = ServerSession::new(config, Instant::now());
     let mut buf = vec![0u8; BUF];
     let mut out = Vec::with_capacity(4096);
     let result = loop {

@@ -11,6 +11,10 @@
 //! Runs of ordinary bytes are found eight at a time ([`crate::scan`]) and copied with one
 //! `extend_from_slice`, so there is no allocation and no per-byte branch per line.
 
+use core::net::SocketAddr;
+
+use mta_core::Envelope;
+
 use crate::server::{DataError, LineEnding};
 
 /// Where the receiver is within the current line.
@@ -44,8 +48,10 @@ impl Faults {
     }
 }
 
-/// The summary of a well-formed message, as reported in [`crate::Event::DataEnd`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The summary of a well-formed message, as reported in [`crate::Event::DataEnd`]: what
+/// an application needs to queue it (qmail-smtpd handed qmail-queue the same envelope).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DataSummary {
     /// Octets passed on in [`crate::Event::DataChunk`]s (after unstuffing and line-end
     /// conversion): what qmail-smtpd compared with `databytes`.
@@ -53,6 +59,13 @@ pub struct DataSummary {
     /// Header lines starting with `Received` or `Delivered` (case-insensitive prefix, so
     /// `Received-SPF:` counts too, as in qmail-smtpd), up to the first empty line.
     pub hops: usize,
+    /// The transaction's envelope in qmail's internal form (RFC 5321 §3.3): the sender of
+    /// the accepted `MAIL FROM` (empty for `<>`) and every recipient whose `RCPT TO` got a
+    /// 2xx verdict, in order (`postmaster` without a domain for `<Postmaster>`).
+    pub envelope: Envelope,
+    /// The client's address, when the driver told the session
+    /// ([`crate::ServerSession::with_peer`]; the blocking drivers do for TCP).
+    pub peer: Option<SocketAddr>,
 }
 
 /// The streaming DATA decoder. `feed` may be called with input split anywhere.
@@ -234,6 +247,8 @@ impl DataReceiver {
         Ok(DataSummary {
             size: self.size,
             hops: self.hops,
+            envelope: Envelope::default(),
+            peer: None,
         })
     }
 }

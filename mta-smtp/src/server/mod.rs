@@ -4,6 +4,7 @@ pub(crate) mod auth;
 mod command;
 mod config;
 pub(crate) mod data;
+mod line;
 mod session;
 
 use std::fmt;
@@ -15,6 +16,7 @@ use crate::Reply;
 pub use auth::{AuthMechanism, Credentials, Secret};
 pub use config::{DEFAULT_MAX_MESSAGE_SIZE, LineEnding, ServerConfig};
 pub use data::DataSummary;
+pub use line::{Command, ParseCommandError};
 pub use session::ServerSession;
 
 /// Something the application must see, from [`ServerSession::poll_event`].

@@ -1,7 +1,10 @@
 //! [`ServerSession`]: the sans-IO SMTP server state machine.
 
+use core::net::SocketAddr;
 use std::collections::VecDeque;
 use std::time::Instant;
+
+use mta_core::{Address, Envelope};
 
 use crate::Reply;
 use crate::server::auth::{Exchange, MAX_AUTH_LINE};
@@ -116,6 +119,13 @@ pub struct ServerSession {
     auth_login: Option<String>,
     /// True once AUTH succeeded.
     authenticated: bool,
+    /// The transaction's envelope: the accepted sender and recipients so far (valid while
+    /// `transaction` is `Some`; replaced at each accepted MAIL).
+    envelope: Envelope,
+    /// The address of the MAIL or RCPT event waiting for its verdict.
+    pending_address: Option<Address>,
+    /// The client's address, if the driver gave it ([`ServerSession::with_peer`]).
+    peer: Option<SocketAddr>,
 }
 
 impl ServerSession {
@@ -153,7 +163,32 @@ impl ServerSession {
             errors: 0,
             eof: false,
             helo: None,
+            envelope: Envelope::default(),
+            pending_address: None,
+            peer: None,
         }
+    }
+
+    /// Records the client's address, reported in [`DataSummary::peer`](crate::DataSummary)
+    /// and by [`ServerSession::peer`]. The session never uses it for a decision; it is a
+    /// plain value (no socket), so a driver over a Unix socket or a pipe just leaves it out.
+    #[must_use]
+    pub fn with_peer(mut self, peer: SocketAddr) -> ServerSession {
+        self.peer = Some(peer);
+        self
+    }
+
+    /// The client's address given to [`ServerSession::with_peer`], if any.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
+    /// The envelope of the transaction in progress (RFC 5321 §3.3): the sender of the
+    /// accepted MAIL and the recipients accepted so far, in qmail's internal form; `None`
+    /// outside a transaction. [`DataSummary::envelope`](crate::DataSummary) carries the same
+    /// at the end of the message.
+    pub fn envelope(&self) -> Option<&Envelope> {
+        self.transaction.map(|_| &self.envelope)
     }
 
     /// A session that refuses the connection: `reply` (e.g. `554 5.7.1 no SMTP service
@@ -364,6 +399,7 @@ impl ServerSession {
             }),
             Verdict::AcceptWith(r) | Verdict::Reject(r) => r.write_to(&mut self.out),
         }
+        let address = self.pending_address.take();
         match pending {
             Pending::Mail { smtputf8 } => {
                 if accepted {
@@ -371,11 +407,13 @@ impl ServerSession {
                         smtputf8,
                         recipients: 0,
                     });
+                    self.envelope = Envelope::new(address.unwrap_or_default(), [] as [Address; 0]);
                 }
             }
             Pending::Rcpt => {
                 if let (true, Some(t)) = (accepted, self.transaction.as_mut()) {
                     t.recipients += 1;
+                    self.envelope.recipients.extend(address);
                 }
             }
             Pending::DataStart => {

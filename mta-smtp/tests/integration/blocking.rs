@@ -307,3 +307,130 @@ fn serve_without_hook_ends_session_on_starttls() {
     assert_eq!(got, "220 mx.test ESMTP\r\n220 2.0.0 ready to start TLS\r\n");
     server.join().unwrap().unwrap();
 }
+
+/// Records what `data_end` is told.
+#[derive(Default)]
+struct Recorder {
+    seen: Vec<(Envelope, Option<std::net::SocketAddr>, usize)>,
+}
+
+impl Policy for Recorder {
+    fn rcpt(&mut self, path: &mta_core::path::ForwardPath, _: &mta_smtp::RcptParams) -> Verdict {
+        if path.to_address().as_bytes().starts_with(b"nobody@") {
+            return Verdict::Reject(mta_smtp::Reply::new(550, "5.1.1 no such user").unwrap());
+        }
+        Verdict::Accept
+    }
+    fn data_end(&mut self, summary: &mta_smtp::DataSummary) -> Verdict {
+        self.seen
+            .push((summary.envelope.clone(), summary.peer, summary.size));
+        Verdict::Accept
+    }
+}
+
+/// Issue 21: the drivers run over any `Transport`, here a Unix socket pair, and `data_end`
+/// gets the envelope with only the accepted recipients.
+#[cfg(unix)]
+#[test]
+fn serve_and_deliver_over_a_unix_socket_pair() {
+    use std::os::unix::net::UnixStream;
+    let (server_end, client_end) = UnixStream::pair().unwrap();
+    let server = thread::spawn(move || {
+        let mut policy = Recorder::default();
+        serve(server_end, ServerConfig::new("mx.test"), &mut policy).map(|()| policy.seen)
+    });
+    let env = Envelope::new(
+        "alice@example.org",
+        ["bob@example.net", "nobody@example.net", "carol@example.net"],
+    );
+    let results = deliver_with(
+        client_end,
+        &env,
+        &b"Subject: hi\n\nhello\n"[..],
+        ClientConfig::new("client.test", "unix"),
+        None,
+    );
+    assert!(results[0].is_delivered(), "{results:?}");
+    assert!(
+        matches!(results[1], DeliveryResult::Failed { .. }),
+        "{results:?}"
+    );
+    assert!(results[2].is_delivered(), "{results:?}");
+    let seen = server.join().unwrap().unwrap();
+    assert_eq!(seen.len(), 1);
+    let (envelope, peer, size) = &seen[0];
+    assert_eq!(
+        envelope,
+        &Envelope::new(
+            "alice@example.org",
+            ["bob@example.net", "carol@example.net"]
+        )
+    );
+    assert_eq!(*peer, None, "a Unix socket has no IP peer");
+    assert_eq!(
+        *size,
+        b"Subject: hi\n\nhello\n".len(),
+        "LF line ends, the default"
+    );
+}
+
+/// Issue 21: over TCP, `data_end` also gets the client's address.
+#[test]
+fn data_end_gets_the_tcp_peer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut policy = Recorder::default();
+        serve(s, ServerConfig::new("mx.test"), &mut policy).map(|()| policy.seen)
+    });
+    let stream = TcpStream::connect(addr).unwrap();
+    let client_addr = stream.local_addr().unwrap();
+    let env = Envelope::new("", ["postmaster"]);
+    let results = deliver(stream, &env, &b"\nbody\n"[..], "client.test");
+    assert!(results[0].is_delivered(), "{results:?}");
+    let seen = server.join().unwrap().unwrap();
+    assert_eq!(seen[0].0, Envelope::new("", ["postmaster"]));
+    assert_eq!(seen[0].1, Some(client_addr));
+}
+
+/// An in-memory transport: a scripted client and a transcript, no socket at all.
+struct Script {
+    input: std::io::Cursor<Vec<u8>>,
+    output: Vec<u8>,
+}
+impl Read for Script {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+impl Write for Script {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+impl mta_smtp::blocking::Transport for &mut Script {}
+
+/// Issue 21: `serve` over a type that is neither a TCP nor a Unix socket, with the
+/// default (no-op) timeouts.
+#[test]
+fn serve_over_an_in_memory_script() {
+    let mut script = Script {
+        input: std::io::Cursor::new(
+            b"HELO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n".to_vec(),
+        ),
+        output: Vec::new(),
+    };
+    let mut policy = Recorder::default();
+    serve(&mut script, ServerConfig::new("mx.test"), &mut policy).unwrap();
+    let transcript = String::from_utf8(script.output).unwrap();
+    assert_eq!(
+        transcript,
+        "220 mx.test ESMTP\r\n250 mx.test\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n\
+         250 2.0.0 ok\r\n221 mx.test\r\n"
+    );
+    assert_eq!(policy.seen[0].0, Envelope::new("a@x", ["b@y"]));
+}

@@ -712,3 +712,62 @@ fn auth_lines_up_to_12288_octets() {
     let (out, _) = auth_run(longer.as_bytes(), false, good);
     assert!(out.contains("500 5.5.2 line too long"), "{out}");
 }
+
+/// Issue 21: DataEnd carries the transaction's envelope (refused recipients left out, a
+/// RSET forgetting the first transaction) and the peer given to `with_peer`; the session's
+/// `envelope()` shows the transaction so far.
+#[test]
+fn data_end_carries_envelope_and_peer() {
+    use mta_core::Envelope;
+    let input = b"EHLO c\r\nMAIL FROM:<old@x.test>\r\nRCPT TO:<gone@y.test>\r\nRSET\r\n\
+        MAIL FROM:<>\r\nRCPT TO:<a@y.test>\r\nRCPT TO:<reject@y.test>\r\nRCPT TO:<Postmaster>\r\n\
+        DATA\r\nhi\r\n.\r\nQUIT\r\n";
+    let run = run_whole(config(), input);
+    let ends: Vec<_> = run
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Ev::DataEnd(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends.len(), 1);
+    assert_eq!(
+        ends[0].envelope,
+        Envelope::new("", ["a@y.test", "postmaster"])
+    );
+    assert_eq!(ends[0].peer, None);
+
+    let now = Instant::now();
+    let peer = "192.0.2.7:4567".parse().unwrap();
+    let mut s = ServerSession::new(config(), now).with_peer(peer);
+    assert_eq!(s.peer(), Some(peer));
+    assert_eq!(s.envelope(), None);
+    s.handle_input(
+        b"HELO c\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n",
+        now,
+    );
+    while let Some(ev) = s.poll_event() {
+        if matches!(ev, Event::Mail { .. } | Event::Rcpt { .. }) {
+            s.decide(Verdict::Accept).unwrap();
+        }
+    }
+    assert_eq!(s.envelope(), Some(&Envelope::new("a@x.test", ["b@y.test"])));
+    s.handle_input(b"DATA\r\n", now);
+    while let Some(ev) = s.poll_event() {
+        if ev == Event::DataStart {
+            s.decide(Verdict::Accept).unwrap();
+        }
+    }
+    s.handle_input(b"x\r\n.\r\n", now);
+    let mut summary = None;
+    while let Some(ev) = s.poll_event() {
+        if let Event::DataEnd(sum) = ev {
+            summary = Some(sum);
+            break;
+        }
+    }
+    let summary = summary.expect("DataEnd");
+    assert_eq!(summary.peer, Some(peer));
+    assert_eq!(summary.envelope, Envelope::new("a@x.test", ["b@y.test"]));
+}

@@ -163,6 +163,7 @@ impl ServerSession {
                     self.auth_offered(),
                 ) {
                     Ok((path, params)) => {
+                        self.pending_address = Some(path.to_address());
                         self.pending = Some(Pending::Mail {
                             smtputf8: params.smtputf8,
                         });
@@ -181,6 +182,7 @@ impl ServerSession {
                             self.error(text::TOO_MANY_RCPTS);
                             return Some(Event::TooManyRecipients);
                         }
+                        self.pending_address = Some(path.to_address());
                         self.pending = Some(Pending::Rcpt);
                         Some(Event::Rcpt {
                             path,
@@ -344,7 +346,11 @@ impl ServerSession {
         self.data_clock = None;
         self.restart_deadline();
         match self.data.finish(self.config.max_hops) {
-            Ok(summary) => self.queued.push_back(Event::DataEnd(summary)),
+            Ok(mut summary) => {
+                summary.envelope = self.envelope.clone();
+                summary.peer = self.peer;
+                self.queued.push_back(Event::DataEnd(summary));
+            }
             Err(e) => {
                 self.transaction = None;
                 self.out.extend_from_slice(match e {
