@@ -20,8 +20,9 @@
 //! | `smtp` | `smtp` | `mta-smtp` | sans-IO SMTP server and client state machines, blocking drivers |
 //! | `verp` | `verp` | `mta-verp` | VERP, loop detection, QSBMF/DSN bounces |
 //! | `sched` | `sched` | `mta-sched` | qmail-send's scheduling decisions as a sans-IO state machine |
+//! | `smtp_tokio` | `smtp-tokio` | `mta-smtp-tokio` | async SMTP server and client drivers on tokio, with STARTTLS |
 //!
-//! The default features enable every module. `core` is always there (the feature exists
+//! The default features enable every module but `smtp_tokio` (tokio stays opt-in). `core` is always there (the feature exists
 //! only so it can be named); `dotqmail` also builds mta-maildir and `sched` mta-queue, as
 //! those crates depend on them, without re-exporting them unless their features are on.
 //!
@@ -48,10 +49,10 @@ pub use mta_queue as queue;
 pub use mta_sched as sched;
 #[cfg(feature = "smtp")]
 pub use mta_smtp as smtp;
+#[cfg(feature = "smtp-tokio")]
+pub use mta_smtp_tokio as smtp_tokio;
 #[cfg(feature = "verp")]
 pub use mta_verp as verp;
-// smtp-tokio: `#[cfg(feature = "smtp-tokio")] pub use mta_smtp_tokio as smtp_tokio;` comes
-// with the mta-smtp-tokio crate.
 
 /// The workspace README's Rust snippets, compiled and run as doctests (the README is
 /// mostly about the daemon, so it is not this crate's front page).
