@@ -36,6 +36,7 @@ use mta_queue::{MessageId, Queue};
 
 use crate::sched::{Input, Job};
 use mta_core::frame;
+use mta_dotqmail::worker::{self, Answer, WorkerRequest};
 
 /// What an SMTP-time recipient check found (no backscatter: unknown users are refused at
 /// RCPT with the same lookup delivery uses).
@@ -302,9 +303,6 @@ fn forwarder(user: Option<&LocalUser>) -> mta_core::header::QueueInvoker {
     }
 }
 
-/// One delivery's outcome: the result and any forward to queue.
-type Answer = (DeliveryResult, Option<Forward>);
-
 /// Runs one delivery in this process (qmail-local's work, through mta-dotqmail).
 fn run_request(
     r: &DeliveryRequest<'_>,
@@ -449,113 +447,37 @@ impl Workers {
     }
 }
 
-/// Fields per request in a worker frame, after the count and the message.
-const REQUEST_FIELDS: usize = 11;
-
-/// Sends `batch` in one frame — `[count, message, then per request: user, uid, gid, home,
-/// dash, ext, local, domain, sender, default delivery, now]` — and reads one frame back:
-/// per request `[letter, report, enhanced status or empty, n, then n forward fields]`.
+/// Sends `batch` in one request frame and reads the answer frame back (the protocol is
+/// `mta_dotqmail::worker`'s).
 fn exchange(
     w: &mut Worker,
     batch: &[&DeliveryRequest<'_>],
     message: &[u8],
 ) -> io::Result<Vec<Answer>> {
-    let count = batch.len().to_string();
-    let numbers: Vec<[String; 3]> = batch
+    let requests: Vec<WorkerRequest<'_>> = batch
         .iter()
         .map(|r| {
             let a = r.user.account();
-            [a.uid().to_string(), a.gid().to_string(), r.now.to_string()]
+            WorkerRequest {
+                user: a.user(),
+                uid: a.uid(),
+                gid: a.gid(),
+                home: a.home().as_os_str().as_encoded_bytes(),
+                dash: r.user.dash(),
+                ext: r.user.ext(),
+                local: r.local,
+                domain: r.domain,
+                sender: r.sender,
+                default_delivery: r.default_delivery,
+                now: r.now,
+            }
         })
         .collect();
-    let mut fields: Vec<&[u8]> = Vec::with_capacity(2 + REQUEST_FIELDS * batch.len());
-    fields.push(count.as_bytes());
-    fields.push(message);
-    for (r, n) in batch.iter().zip(&numbers) {
-        let a = r.user.account();
-        fields.extend_from_slice(&[
-            a.user(),
-            n[0].as_bytes(),
-            n[1].as_bytes(),
-            a.home().as_os_str().as_encoded_bytes(),
-            r.user.dash(),
-            r.user.ext(),
-            r.local,
-            r.domain,
-            r.sender,
-            r.default_delivery,
-            n[2].as_bytes(),
-        ]);
-    }
     let stdin = w.stdin.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
-    frame::write(stdin, &fields)?;
+    worker::write_requests(stdin, message, &requests)?;
     let answer = frame::read(&mut w.stdout)?.ok_or(io::ErrorKind::UnexpectedEof)?;
-    decode_answers(answer, batch.len())
+    worker::decode_answers(answer, batch.len())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad answer"))
-}
-
-/// Parses a worker's answer frame: `count` × `[letter, report, status, n, n forward
-/// fields]`; the status is the one mta-dotqmail's outcome carried (RFC 3463).
-fn decode_answers(fields: Vec<Vec<u8>>, count: usize) -> Option<Vec<Answer>> {
-    let mut it = fields.into_iter();
-    let mut out = Vec::with_capacity(count);
-    for _ in 0..count {
-        let letter = it.next()?;
-        let text = String::from_utf8_lossy(&it.next()?).into_owned();
-        let status = std::str::from_utf8(&it.next()?).ok()?.parse().ok();
-        let n: usize = std::str::from_utf8(&it.next()?).ok()?.parse().ok()?;
-        let result = match letter.as_slice() {
-            b"K" => DeliveryResult::Delivered { text },
-            b"Z" => DeliveryResult::Deferred { text, status },
-            b"D" => DeliveryResult::Failed { text, status },
-            _ => return None,
-        };
-        let forward = if n >= 2 {
-            let sender = it.next()?;
-            let dtline = it.next()?;
-            let recipients = (0..n - 2).map(|_| it.next()).collect::<Option<Vec<_>>>()?;
-            Some(Forward {
-                sender,
-                dtline,
-                recipients,
-            })
-        } else {
-            None
-        };
-        out.push((result, forward));
-    }
-    it.next().is_none().then_some(out)
-}
-
-/// Encodes answers for [`decode_answers`].
-fn encode_answers(answers: Vec<Answer>) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for (result, forward) in answers {
-        let (letter, text, status) = match result {
-            DeliveryResult::Delivered { text } => ("K", text, None),
-            DeliveryResult::Failed { text, status } => ("D", text, status),
-            DeliveryResult::Deferred { text, status } => ("Z", text, status),
-            _ => ("Z", String::new(), None),
-        };
-        out.push(letter.as_bytes().to_vec());
-        out.push(text.into_bytes());
-        out.push(
-            status
-                .map(|s| s.to_string())
-                .unwrap_or_default()
-                .into_bytes(),
-        );
-        match forward {
-            Some(f) => {
-                out.push((2 + f.recipients.len()).to_string().into_bytes());
-                out.push(f.sender);
-                out.push(f.dtline);
-                out.extend(f.recipients);
-            }
-            None => out.push(b"0".to_vec()),
-        }
-    }
-    out
 }
 
 /// `mta local-worker`: the per-user delivery process. Reads request frames on stdin, runs
@@ -584,9 +506,7 @@ pub fn worker_main() -> i32 {
         let Some(answers) = worker_batch(&fields, &options, program_timeout) else {
             return 111;
         };
-        let out = encode_answers(answers);
-        let refs: Vec<&[u8]> = out.iter().map(Vec::as_slice).collect();
-        if frame::write(&mut output, &refs).is_err() {
+        if worker::write_answers(&mut output, &answers).is_err() {
             return 111;
         }
     }
@@ -594,97 +514,24 @@ pub fn worker_main() -> i32 {
 
 /// Runs every request of one frame, in order.
 fn worker_batch(
-    f: &[Vec<u8>],
+    fields: &[Vec<u8>],
     options: &DeliveryOptions,
     program_timeout: Duration,
 ) -> Option<Vec<Answer>> {
-    let num = |b: &[u8]| std::str::from_utf8(b).ok()?.parse::<i64>().ok();
-    let [count, message, rest @ ..] = f else {
-        return None;
-    };
-    let count = usize::try_from(num(count)?).ok()?;
-    if rest.len() != count.checked_mul(REQUEST_FIELDS)? {
-        return None;
-    }
-    let mut out = Vec::with_capacity(count);
-    for r in rest.chunks_exact(REQUEST_FIELDS) {
-        let [
-            user,
-            uid,
-            gid,
-            home,
-            dash,
-            ext,
-            local,
-            domain,
-            sender,
-            dd,
-            now,
-        ] = r
-        else {
-            return None;
-        };
-        let account = Account::new(
-            user.clone(),
-            u32::try_from(num(uid)?).ok()?,
-            u32::try_from(num(gid)?).ok()?,
-            home.as_slice(),
-        );
-        let user = LocalUser::new(account, dash, ext.clone());
+    let (message, requests) = worker::decode_requests(fields)?;
+    let mut out = Vec::with_capacity(requests.len());
+    for r in requests {
+        let account = Account::new(r.user.to_vec(), r.uid, r.gid, r.home);
+        let user = LocalUser::new(account, r.dash, r.ext.to_vec());
         let request = DeliveryRequest {
             user: &user,
-            local,
-            domain,
-            sender,
-            default_delivery: dd,
-            now: num(now)?,
+            local: r.local,
+            domain: r.domain,
+            sender: r.sender,
+            default_delivery: r.default_delivery,
+            now: r.now,
         };
         out.push(run_request(&request, options, message, program_timeout));
     }
     Some(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_round_trip() {
-        let answers = vec![
-            (
-                DeliveryResult::Failed {
-                    text: "no (#5.1.1)".into(),
-                    status: "5.1.1".parse().ok(),
-                },
-                None,
-            ),
-            (
-                DeliveryResult::Delivered {
-                    text: "did 0+1+0".into(),
-                },
-                Some(Forward {
-                    sender: b"s@x".to_vec(),
-                    dtline: b"Delivered-To: a@b\n".to_vec(),
-                    recipients: vec![b"c@d".to_vec(), b"e@f".to_vec()],
-                }),
-            ),
-        ];
-        let back = decode_answers(encode_answers(answers), 2).unwrap_or_else(|| unreachable!());
-        assert!(matches!(
-            back[0].0,
-            DeliveryResult::Failed {
-                status: Some(_),
-                ..
-            }
-        ));
-        assert!(back[0].1.is_none());
-        let fwd = back[1].1.as_ref().unwrap_or_else(|| unreachable!());
-        assert_eq!(fwd.recipients, vec![b"c@d".to_vec(), b"e@f".to_vec()]);
-        // Short, long and malformed frames are refused.
-        let answer = |letter: &[u8], n: &[u8]| vec![letter.to_vec(), vec![], vec![], n.to_vec()];
-        assert!(decode_answers(answer(b"K", b"0"), 2).is_none());
-        assert!(decode_answers(answer(b"X", b"0"), 1).is_none());
-        assert!(decode_answers(answer(b"K", b"5"), 1).is_none());
-        assert!(decode_answers(answer(b"K", b"0"), 1).is_some());
-    }
 }

@@ -106,6 +106,7 @@ mod rcpt;
 mod search;
 mod system;
 mod user;
+pub mod worker;
 
 /// The `mta-core` crate, re-exported: this crate's public API takes and returns its types
 /// ([`DeliveryResult`](mta_core::DeliveryResult) from [`Outcome::to_delivery_result`]), so callers can name them as `mta_dotqmail::mta_core::...` without a

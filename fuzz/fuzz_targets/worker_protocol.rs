@@ -1,0 +1,29 @@
+#![no_main]
+//! mta-dotqmail's worker protocol (spawner ↔ per-user worker): any frame decodes to
+//! requests or answers, or to `None`, without panicking; whatever decodes encodes back to
+//! a frame that decodes to the same values.
+use libfuzzer_sys::fuzz_target;
+use mta_core::frame;
+use mta_dotqmail::worker;
+
+fuzz_target!(|data: &[u8]| {
+    let (count, data) = match data.split_first() {
+        Some((c, rest)) => (usize::from(*c % 8), rest),
+        None => return,
+    };
+    let Ok(Some(fields)) = frame::read(&mut &data[..]) else {
+        return;
+    };
+    if let Some((message, requests)) = worker::decode_requests(&fields) {
+        let mut out = Vec::new();
+        worker::write_requests(&mut out, message, &requests).expect("write");
+        let again = frame::read(&mut &out[..]).expect("read").expect("frame");
+        assert_eq!(worker::decode_requests(&again), Some((message, requests)));
+    }
+    if let Some(answers) = worker::decode_answers(fields, count) {
+        let mut out = Vec::new();
+        worker::write_answers(&mut out, &answers).expect("write");
+        let again = frame::read(&mut &out[..]).expect("read").expect("frame");
+        assert_eq!(worker::decode_answers(again, count), Some(answers));
+    }
+});

@@ -1,0 +1,346 @@
+//! The local delivery worker protocol: what a spawner (qmail-lspawn's part, running as
+//! root) and a per-user worker (qmail-local's part, running as the recipient's account)
+//! say to each other over a pipe.
+//!
+//! Each message is one [`mta_core::frame`] (length-prefixed fields, so no byte of an
+//! address or a message can be read as framing). A request carries the message once and
+//! then [`REQUEST_FIELDS`] fields per delivery:
+//!
+//! ```text
+//! count, message, { user, uid, gid, home, dash, ext, local, domain, sender,
+//!                   default delivery, now } × count
+//! ```
+//!
+//! The answer carries, per delivery and in order, `letter` (`K` delivered, `Z` deferred,
+//! `D` failed, as qmail-local's exit status told qmail-lspawn), the report text, the RFC
+//! 3463 enhanced status (or empty), and `n` followed by `n` fields: nothing, or the
+//! forward's sender, its `Delivered-To:` line and its recipients.
+//!
+//! The worker must treat the request as coming from a more privileged process it trusts;
+//! the spawner must treat the answer as coming from the user's account (decoding never
+//! panics and never believes a count it cannot see fields for).
+//!
+//! ```
+//! use mta_core::DeliveryResult;
+//! use mta_dotqmail::worker::{self, WorkerRequest};
+//!
+//! let request = WorkerRequest {
+//!     user: b"joe", uid: 1000, gid: 1000, home: b"/home/joe", dash: b"", ext: b"",
+//!     local: b"joe", domain: b"example.org", sender: b"alice@example.net",
+//!     default_delivery: b"./Maildir/\n", now: 1_700_000_000,
+//! };
+//! let mut pipe = Vec::new();
+//! worker::write_requests(&mut pipe, b"Subject: hi\n\nhello\n", &[request])?;
+//! let fields = mta_core::frame::read(&mut &pipe[..])?.expect("one frame");
+//! let (message, requests) = worker::decode_requests(&fields).expect("well formed");
+//! assert_eq!((message, requests.len(), requests[0].uid), (&b"Subject: hi\n\nhello\n"[..], 1, 1000));
+//!
+//! let answers = vec![(DeliveryResult::Delivered { text: "did 1+0+0".into() }, None)];
+//! let mut back = Vec::new();
+//! worker::write_answers(&mut back, &answers)?;
+//! let fields = mta_core::frame::read(&mut &back[..])?.expect("one frame");
+//! assert_eq!(worker::decode_answers(fields, 1), Some(answers));
+//! # Ok::<(), std::io::Error>(())
+//! ```
+
+use std::io::{self, Write};
+
+use mta_core::{DeliveryResult, frame};
+
+use crate::Forward;
+
+/// Fields per delivery in a request frame, after the count and the message.
+pub const REQUEST_FIELDS: usize = 11;
+
+/// One delivery in a request frame (borrowed from the frame or from the spawner's data).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorkerRequest<'a> {
+    /// The account's user name (users/assign's second field).
+    pub user: &'a [u8],
+    /// The account's uid.
+    pub uid: u32,
+    /// The account's gid.
+    pub gid: u32,
+    /// The account's home directory.
+    pub home: &'a [u8],
+    /// The `.qmail` dash (`-` or empty).
+    pub dash: &'a [u8],
+    /// The `.qmail` extension.
+    pub ext: &'a [u8],
+    /// The recipient's local part.
+    pub local: &'a [u8],
+    /// The recipient's domain.
+    pub domain: &'a [u8],
+    /// The envelope sender.
+    pub sender: &'a [u8],
+    /// The delivery for a user without a `.qmail` (qmail-start's argument).
+    pub default_delivery: &'a [u8],
+    /// The time, Unix seconds (for `UFLINE`).
+    pub now: i64,
+}
+
+/// One delivery's answer: its result, and the forward the `.qmail` asked for, if any.
+pub type Answer = (DeliveryResult, Option<Forward>);
+
+/// Writes one request frame: `message` once, then every delivery.
+///
+/// # Errors
+/// I/O errors from `w`, or `InvalidInput` when a field exceeds the frame's limits.
+pub fn write_requests(
+    w: &mut dyn Write,
+    message: &[u8],
+    requests: &[WorkerRequest<'_>],
+) -> io::Result<()> {
+    let count = requests.len().to_string();
+    let numbers: Vec<[String; 3]> = requests
+        .iter()
+        .map(|r| [r.uid.to_string(), r.gid.to_string(), r.now.to_string()])
+        .collect();
+    let mut fields: Vec<&[u8]> = Vec::with_capacity(2 + REQUEST_FIELDS * requests.len());
+    fields.push(count.as_bytes());
+    fields.push(message);
+    for (r, n) in requests.iter().zip(&numbers) {
+        fields.extend_from_slice(&[
+            r.user,
+            n[0].as_bytes(),
+            n[1].as_bytes(),
+            r.home,
+            r.dash,
+            r.ext,
+            r.local,
+            r.domain,
+            r.sender,
+            r.default_delivery,
+            n[2].as_bytes(),
+        ]);
+    }
+    frame::write(w, &fields)
+}
+
+fn number<T: std::str::FromStr>(field: &[u8]) -> Option<T> {
+    // Digits only (and a leading '-' for the time): no '+', no spaces.
+    let text = std::str::from_utf8(field).ok()?;
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
+/// Decodes a request frame's fields into the message and its deliveries; `None` when the
+/// count does not match the fields or a number is malformed.
+pub fn decode_requests(fields: &[Vec<u8>]) -> Option<(&[u8], Vec<WorkerRequest<'_>>)> {
+    let [count, message, rest @ ..] = fields else {
+        return None;
+    };
+    let count: usize = number(count)?;
+    if rest.len() != count.checked_mul(REQUEST_FIELDS)? {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    for r in rest.chunks_exact(REQUEST_FIELDS) {
+        let [
+            user,
+            uid,
+            gid,
+            home,
+            dash,
+            ext,
+            local,
+            domain,
+            sender,
+            default_delivery,
+            now,
+        ] = r
+        else {
+            return None;
+        };
+        out.push(WorkerRequest {
+            user,
+            uid: number(uid)?,
+            gid: number(gid)?,
+            home,
+            dash,
+            ext,
+            local,
+            domain,
+            sender,
+            default_delivery,
+            now: number(now)?,
+        });
+    }
+    Some((message.as_slice(), out))
+}
+
+/// Writes one answer frame.
+///
+/// # Errors
+/// I/O errors from `w`.
+pub fn write_answers(w: &mut dyn Write, answers: &[Answer]) -> io::Result<()> {
+    let mut owned: Vec<Vec<u8>> = Vec::new();
+    for (result, forward) in answers {
+        let (letter, status) = match result {
+            DeliveryResult::Delivered { .. } => (b"K", None),
+            DeliveryResult::Failed { status, .. } => (b"D", *status),
+            DeliveryResult::Deferred { status, .. } => (b"Z", *status),
+            // A kind added later: tried again, never dropped.
+            _ => (b"Z", None),
+        };
+        owned.push(letter.to_vec());
+        owned.push(result.text().as_bytes().to_vec());
+        owned.push(
+            status
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+                .into_bytes(),
+        );
+        match forward {
+            Some(f) => {
+                owned.push((2 + f.recipients.len()).to_string().into_bytes());
+                owned.push(f.sender.clone());
+                owned.push(f.dtline.clone());
+                owned.extend(f.recipients.iter().cloned());
+            }
+            None => owned.push(b"0".to_vec()),
+        }
+    }
+    let refs: Vec<&[u8]> = owned.iter().map(Vec::as_slice).collect();
+    frame::write(w, &refs)
+}
+
+/// Decodes an answer frame for `count` deliveries; `None` when it is malformed, short or
+/// longer than `count` answers.
+pub fn decode_answers(fields: Vec<Vec<u8>>, count: usize) -> Option<Vec<Answer>> {
+    let mut it = fields.into_iter();
+    let mut out = Vec::with_capacity(count.min(4096));
+    for _ in 0..count {
+        let letter = it.next()?;
+        let text = String::from_utf8_lossy(&it.next()?).into_owned();
+        let status_field = it.next()?;
+        let status = if status_field.is_empty() {
+            None
+        } else {
+            Some(std::str::from_utf8(&status_field).ok()?.parse().ok()?)
+        };
+        let n: usize = number(&it.next()?)?;
+        let result = match letter.as_slice() {
+            b"K" => DeliveryResult::Delivered { text },
+            b"Z" => DeliveryResult::Deferred { text, status },
+            b"D" => DeliveryResult::Failed { text, status },
+            _ => return None,
+        };
+        let forward = match n {
+            0 => None,
+            1 => return None,
+            _ => {
+                let sender = it.next()?;
+                let dtline = it.next()?;
+                let recipients = (0..n - 2).map(|_| it.next()).collect::<Option<Vec<_>>>()?;
+                Some(Forward {
+                    recipients,
+                    sender,
+                    dtline,
+                })
+            }
+        };
+        out.push((result, forward));
+    }
+    it.next().is_none().then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame_of(write: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> Vec<Vec<u8>> {
+        let mut buf = Vec::new();
+        write(&mut buf).expect("write to a Vec");
+        frame::read(&mut &buf[..])
+            .expect("read")
+            .expect("one frame")
+    }
+
+    #[test]
+    fn answers_round_trip() {
+        let answers = vec![
+            (
+                DeliveryResult::Failed {
+                    text: "no (#5.1.1)".into(),
+                    status: "5.1.1".parse().ok(),
+                },
+                None,
+            ),
+            (
+                DeliveryResult::Delivered {
+                    text: "did 0+1+0".into(),
+                },
+                Some(Forward {
+                    sender: b"s@x".to_vec(),
+                    dtline: b"Delivered-To: a@b\n".to_vec(),
+                    recipients: vec![b"c@d".to_vec(), b"e@f".to_vec()],
+                }),
+            ),
+        ];
+        let fields = frame_of(|w| write_answers(w, &answers));
+        assert_eq!(decode_answers(fields, 2), Some(answers));
+    }
+
+    #[test]
+    fn malformed_answers_are_refused() {
+        let answer = |letter: &[u8], status: &[u8], n: &[u8]| {
+            vec![letter.to_vec(), vec![], status.to_vec(), n.to_vec()]
+        };
+        assert!(
+            decode_answers(answer(b"K", b"", b"0"), 2).is_none(),
+            "short"
+        );
+        assert!(
+            decode_answers(answer(b"X", b"", b"0"), 1).is_none(),
+            "letter"
+        );
+        assert!(
+            decode_answers(answer(b"K", b"", b"5"), 1).is_none(),
+            "missing forward"
+        );
+        assert!(
+            decode_answers(answer(b"K", b"", b"1"), 1).is_none(),
+            "n = 1"
+        );
+        assert!(
+            decode_answers(answer(b"K", b"", b"+0"), 1).is_none(),
+            "sign"
+        );
+        assert!(
+            decode_answers(answer(b"Z", b"9.9", b"0"), 1).is_none(),
+            "status"
+        );
+        assert!(decode_answers(answer(b"K", b"", b"0"), 0).is_none(), "long");
+        assert!(decode_answers(answer(b"K", b"", b"0"), 1).is_some());
+    }
+
+    #[test]
+    fn requests_round_trip_and_counts_must_match() {
+        let r = WorkerRequest {
+            user: b"joe",
+            uid: 1000,
+            gid: 100,
+            home: b"/home/joe",
+            dash: b"-",
+            ext: b"list",
+            local: b"joe-list",
+            domain: b"example.org",
+            sender: b"",
+            default_delivery: b"./Maildir/\n",
+            now: -5,
+        };
+        let fields = frame_of(|w| write_requests(w, b"msg", &[r, r]));
+        let (message, back) = decode_requests(&fields).expect("decodes");
+        assert_eq!((message, back), (&b"msg"[..], vec![r, r]));
+        let mut short = fields.clone();
+        short.pop();
+        assert!(decode_requests(&short).is_none());
+        let mut bad = fields;
+        bad[3] = b"x".to_vec(); // the first uid
+        assert!(decode_requests(&bad).is_none());
+    }
+}
