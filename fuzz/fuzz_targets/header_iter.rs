@@ -1,6 +1,7 @@
 #![no_main]
 //! Header-field iterator: never panics, fields tile the header without gaps, the body
-//! offset lies after the last field, and unfolding never grows a value.
+//! offset lies after the last field, and unfolding never grows a value; qmail-queue's
+//! trace line parses back to what it was written from.
 use libfuzzer_sys::fuzz_target;
 use mta_core::header;
 
@@ -16,4 +17,9 @@ fuzz_target!(|data: &[u8]| {
     let body = it.body_offset();
     assert!(body >= end && body <= data.len());
     let _ = header::hop_count(data);
+    // qmail-queue's trace line: what parses writes back to a line that parses the same.
+    if let Some((qp, invoker)) = header::parse_received_queue(data) {
+        let line = header::received_queue(qp, invoker, 0);
+        assert_eq!(header::parse_received_queue(&line), Some((qp, invoker)));
+    }
 });

@@ -422,6 +422,41 @@ pub fn received_queue(qp: u64, invoker: QueueInvoker, unix_time: i64) -> Vec<u8>
     .into_bytes()
 }
 
+/// Reads back the start of the line [`received_queue`] writes: `(qp, invoker)` from a
+/// message that begins `Received: (qmail QP invoked ...)`; `None` for anything else (a
+/// message queued by a program that writes no such line). The date is not read.
+///
+/// ```
+/// use mta_core::header::{QueueInvoker, parse_received_queue, received_queue};
+/// let line = received_queue(4242, QueueInvoker::Uid(1000), 1_700_000_000);
+/// assert_eq!(parse_received_queue(&line), Some((4242, QueueInvoker::Uid(1000))));
+/// assert_eq!(parse_received_queue(b"Received: from x by y"), None);
+/// ```
+pub fn parse_received_queue(head: &[u8]) -> Option<(u64, QueueInvoker)> {
+    let rest = head.strip_prefix(b"Received: (qmail ")?;
+    let end = rest.iter().take(64).position(|&b| b == b')')?;
+    let inner = std::str::from_utf8(rest.get(..end)?).ok()?;
+    let (qp, how) = inner.split_once(' ')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(qp) {
+        return None;
+    }
+    let qp = qp.parse().ok()?;
+    let invoker = match how {
+        "invoked from network" => QueueInvoker::Network,
+        "invoked for bounce" => QueueInvoker::Bounce,
+        "invoked by alias" => QueueInvoker::Alias,
+        _ => {
+            let uid = how.strip_prefix("invoked by uid ")?;
+            if !digits(uid) {
+                return None;
+            }
+            QueueInvoker::Uid(uid.parse().ok()?)
+        }
+    };
+    Some((qp, invoker))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -26,24 +26,15 @@ pub struct Origin {
 /// Bytes read from the front of a message: enough for the longest trace line we write.
 const HEAD: usize = 160;
 
-/// Parses qmail-queue's trace line at the front of `head`; `queue_uid` is the uid named by
-/// the lines without one. `None` when `head` does not start with such a line.
+/// The origin named by qmail-queue's trace line at the front of `head`
+/// ([`mta_core::header::parse_received_queue`]); `queue_uid` is the uid meant by the lines
+/// that name none. `None` when `head` does not start with such a line.
 pub fn parse(head: &[u8], queue_uid: u32) -> Option<Origin> {
-    let rest = head.strip_prefix(b"Received: (qmail ")?;
-    let end = rest.iter().position(|&b| b == b')')?;
-    let inner = std::str::from_utf8(rest.get(..end)?).ok()?;
-    let (pid, how) = inner.split_once(' ')?;
-    let qp = pid.parse().ok()?;
-    let uid = match how.strip_prefix("invoked by uid ") {
-        Some(uid) => uid.parse().ok()?,
-        None if matches!(
-            how,
-            "invoked from network" | "invoked for bounce" | "invoked by alias"
-        ) =>
-        {
-            queue_uid
-        }
-        None => return None,
+    use mta_core::header::{QueueInvoker, parse_received_queue};
+    let (qp, invoker) = parse_received_queue(head)?;
+    let uid = match invoker {
+        QueueInvoker::Uid(uid) => uid,
+        QueueInvoker::Network | QueueInvoker::Bounce | QueueInvoker::Alias => queue_uid,
     };
     Some(Origin { qp, uid })
 }
