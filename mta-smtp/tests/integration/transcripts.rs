@@ -10,31 +10,7 @@ use std::fs;
 use std::path::PathBuf;
 
 use crate::common::{Ev, config, run_bytewise, run_whole};
-
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 1 < b.len() {
-            match b[i + 1] {
-                b'r' => out.push(b'\r'),
-                b'n' => out.push(b'\n'),
-                b'\\' => out.push(b'\\'),
-                b'x' => {
-                    out.push(u8::from_str_radix(&s[i + 2..i + 4], 16).unwrap());
-                    i += 2;
-                }
-                other => panic!("bad escape \\{}", other as char),
-            }
-            i += 2;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
+use crate::vectors::unescape;
 
 pub(crate) fn render(ev: &Ev) -> String {
     match ev {
