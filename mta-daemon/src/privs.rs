@@ -75,21 +75,75 @@ pub fn drop_thread(uid: u32, gid: u32) -> io::Result<()> {
 /// # Errors
 /// The first failing `lstat`, `chown` or directory read.
 pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::symlink_metadata(path)?;
-    if meta.file_type().is_symlink() {
-        return Ok(());
-    }
-    if meta.uid() == 0 {
-        rustix::fs::chown(
-            path,
+    use rustix::fs::{Mode, OFlags};
+    // The top directory itself, without following a link put in its place.
+    let top = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    );
+    let dir = match top {
+        Ok(fd) => fd,
+        // A symbolic link (ELOOP), or not a directory: leave it alone.
+        Err(e) if e == rustix::io::Errno::LOOP || e == rustix::io::Errno::NOTDIR => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let st = rustix::fs::fstat(&dir)?;
+    if st.st_uid == 0 {
+        rustix::fs::fchown(
+            &dir,
             Some(rustix::process::Uid::from_raw(uid)),
             Some(rustix::process::Gid::from_raw(gid)),
         )?;
     }
-    if meta.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), uid, gid)?;
+    chown_below(&dir, uid, gid, 0)?;
+    Ok(())
+}
+
+/// Deepest directory level `chown_tree` descends to (the root's own tree is shallow).
+const CHOWN_DEPTH: usize = 16;
+
+/// [`chown_tree`] below the open directory `dir`: every entry owned by root is given to
+/// `uid:gid` with `fchownat(AT_SYMLINK_NOFOLLOW)` (a link is changed itself, never its
+/// target), and subdirectories are entered with `openat(O_NOFOLLOW)`, so nothing another
+/// account renames or replaces meanwhile can redirect the walk outside the tree.
+fn chown_below(dir: &rustix::fd::OwnedFd, uid: u32, gid: u32, depth: usize) -> std::io::Result<()> {
+    use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+    if depth > CHOWN_DEPTH {
+        return Ok(());
+    }
+    let owner = (
+        Some(rustix::process::Uid::from_raw(uid)),
+        Some(rustix::process::Gid::from_raw(gid)),
+    );
+    let mut entries = rustix::fs::Dir::read_from(dir)?;
+    let mut names = Vec::new();
+    while let Some(entry) = entries.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_owned();
+        if name.as_bytes() != b"." && name.as_bytes() != b".." {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let st = match rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(rustix::io::Errno::NOENT) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if st.st_uid == 0 {
+            rustix::fs::chownat(dir, &name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)?;
+        }
+        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match rustix::fs::openat(dir, &name, flags, Mode::empty()) {
+                Ok(sub) => chown_below(&sub, uid, gid, depth + 1)?,
+                // Replaced by something else since the stat: not ours to follow.
+                Err(
+                    rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR | rustix::io::Errno::NOENT,
+                ) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
     Ok(())

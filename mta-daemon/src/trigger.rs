@@ -56,7 +56,7 @@ pub fn create(path: &Path) -> io::Result<()> {
 pub fn pull(path: &Path, what: Pull) {
     if let Ok(mut f) = OpenOptions::new()
         .write(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
         .open(path)
     {
         // Ignored on purpose: see the function docs.
@@ -77,7 +77,21 @@ impl Listener {
     /// I/O errors creating or opening the FIFO.
     pub fn open(path: &Path) -> io::Result<Listener> {
         create(path)?;
-        let fifo = OpenOptions::new().read(true).write(true).open(path)?;
+        // Never through a link planted at that name, and only a FIFO.
+        let fifo = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::CLOEXEC).bits() as i32,
+            )
+            .open(path)?;
+        let st = rustix::fs::fstat(&fifo)?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::Fifo {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a FIFO", path.display()),
+            ));
+        }
         Ok(Listener { fifo })
     }
 
@@ -119,5 +133,20 @@ mod tests {
         pull(&p, Pull::NewMail);
         pull(&p, Pull::Flush);
         assert_eq!(l.wait().unwrap(), Pull::Flush);
+    }
+
+    #[test]
+    fn a_link_or_a_plain_file_is_not_a_trigger() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("root-only");
+        std::fs::write(&target, "secret").unwrap();
+        let link = t.path().join("trigger");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(Listener::open(&link).is_err());
+        pull(&link, Pull::Flush);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "secret");
+        let plain = t.path().join("plain");
+        std::fs::write(&plain, "").unwrap();
+        assert!(Listener::open(&plain).is_err());
     }
 }

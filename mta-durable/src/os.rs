@@ -227,12 +227,17 @@ impl Fs for OsFs {
     }
 
     fn open(&self, dir: &OwnedFd, name: &str, access: Access) -> io::Result<File> {
+        // Only a regular file, and never through a symbolic link: someone who can write to
+        // the directory must not make a privileged writer open another file (a planted
+        // link to a root-only file), or hang it on a FIFO (O_NONBLOCK until checked).
         let flags = match access {
             Access::Read => OFlags::RDONLY,
             Access::ReadWrite => OFlags::RDWR,
-        } | OFlags::CLOEXEC;
+        } | OFlags::CLOEXEC
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK;
         let fd = retry(|| rfs::openat(dir, name, flags, Mode::empty()))?;
-        Ok(File::from(fd))
+        Ok(File::from(regular_file(fd)?))
     }
 
     fn open_append(&self, dir: &OwnedFd, name: &str) -> io::Result<(File, bool)> {

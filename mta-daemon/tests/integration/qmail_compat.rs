@@ -964,3 +964,83 @@ fn sendmail_bs_mail_is_queued_by_the_invoking_uid() {
         assert!(m.contains("\\nReceived: from "), "{m}");
     }
 }
+
+/// Issue 14's attack: a `.qmail` program running as a users/assign account (here the same
+/// account that owns `DIR/queue`, `DIR/pickup` and `DIR/alias`) replaces every file it can
+/// reach there with a symbolic link to a root-only file, plants links and a FIFO under the
+/// trigger's and pickup's names, then exits 100 to force a bounce that a privileged thread
+/// writes. The root-only file stays as it was, and mail keeps flowing.
+#[test]
+fn planted_links_under_the_root_never_redirect_a_privileged_write() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe", true);
+    write_owned(&joe.join(".qmail"), "./Maildir/\n");
+    let secret = root.tmp.path().join("secret");
+    std::fs::write(&secret, "root only\n").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dir = root.dir.display().to_string();
+    let s = secret.display();
+    let plant = format!(
+        "|for f in {dir}/queue/free/* {dir}/pickup/* {dir}/alias/Maildir/new/*; \
+         do [ -f \"$f\" ] && rm -f \"$f\" && ln -s {s} \"$f\"; done; \
+         ln -s {s} {dir}/pickup/planted 2>/dev/null; mkfifo {dir}/pickup/fifo 2>/dev/null; \
+         ln -s {s} {dir}/queue/free/99 2>/dev/null; \
+         echo planted; exit 100\n"
+    );
+    write_owned(&joe.join(".qmail-bomb"), &plant);
+    let server = root.serve();
+    // Deliveries first (more than mta-queue's batch of 32 removals), so queue/free/ holds
+    // files ready for reuse.
+    let many = r#"
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+for i in range(40):
+    s.sendmail("joe@example.org", ["joe@example.org"], "Subject: %d\r\n\r\nx\r\n" % i)
+s.quit()
+"#;
+    let (code, _, err) = python(many, &[&root.port.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 40, 30),
+        "{}",
+        server.log_text()
+    );
+    // The bomb: its failure bounces to joe, written by the finishing threads.
+    assert_eq!(
+        send(&root, "joe@example.org", &["joe-bomb@example.org"], BODY),
+        "OK []"
+    );
+    assert!(
+        server.wait_log("bounce msg", 1, 20),
+        "{}",
+        server.log_text()
+    );
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 41, 20),
+        "{}",
+        server.log_text()
+    );
+    // Mail keeps flowing, through the planted queue.
+    for _ in 0..3 {
+        assert_eq!(
+            send(&root, "joe@example.org", &["joe@example.org"], BODY),
+            "OK []"
+        );
+    }
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 44, 20),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "root only\n");
+    let meta = std::fs::metadata(&secret).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid()),
+        (0o600, rustix::process::geteuid().as_raw())
+    );
+    let joes = maildir_messages(&joe.join("Maildir"));
+    assert!(
+        joes.iter().any(|m| m.contains("planted")),
+        "the bounce carries the report"
+    );
+}
