@@ -116,9 +116,9 @@ fn chown_below(dir: &rustix::fd::OwnedFd, uid: u32, gid: u32, depth: usize) -> s
         Some(rustix::process::Uid::from_raw(uid)),
         Some(rustix::process::Gid::from_raw(gid)),
     );
-    let mut entries = rustix::fs::Dir::read_from(dir)?;
+    let entries = rustix::fs::Dir::read_from(dir)?;
     let mut names = Vec::new();
-    while let Some(entry) = entries.next() {
+    for entry in entries {
         let entry = entry?;
         let name = entry.file_name().to_owned();
         if name.as_bytes() != b"." && name.as_bytes() != b".." {
