@@ -10,7 +10,7 @@
 //!   user's uid and gid and no supplementary groups (`mta local-worker`, started with
 //!   `CommandExt::uid/gid`), as qmail-lspawn ran qmail-local. Workers are kept per (uid,
 //!   gid) and reused, so a list of 8,192 recipients does not cost 8,192 process starts. A
-//!   uid of 0 is refused with a deferral, as qmail does. The worker gets the message bytes
+//!   uid of 0 is refused with a deferral, as qmail does, and so is a gid of 0. The worker gets the message bytes
 //!   and the delivery parameters as one length-prefixed frame ([`mta_core::frame`]) and answers
 //!   with the result; it never touches the queue.
 //!
@@ -391,8 +391,13 @@ impl Workers {
                 })
                 .collect()
         };
+        // qmail-lspawn refused uid 0; a worker with gid 0 could read and write whatever
+        // root's group may, so it is refused as well.
         if key.0 == 0 {
             return deferred("Not allowed to perform deliveries as root. (#4.3.0)".into());
+        }
+        if key.1 == 0 {
+            return deferred("Not allowed to perform deliveries with group 0. (#4.3.0)".into());
         }
         let worker = self
             .idle

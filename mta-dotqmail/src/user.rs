@@ -109,6 +109,10 @@ pub enum ResolveError {
     System(io::Error),
     /// The matched account has uid 0: `Not allowed to perform deliveries as root.`
     Root,
+    /// The matched account has gid 0 (root's group, which may read and write what root's
+    /// group may): `Not allowed to perform deliveries with group 0.` qmail-lspawn checked
+    /// only the uid.
+    RootGroup,
 }
 
 impl fmt::Display for ResolveError {
@@ -116,6 +120,9 @@ impl fmt::Display for ResolveError {
         match self {
             ResolveError::System(e) => write!(f, "temporary failure looking up user: {e}"),
             ResolveError::Root => f.write_str("not allowed to perform deliveries as root"),
+            ResolveError::RootGroup => {
+                f.write_str("not allowed to perform deliveries with group 0")
+            }
         }
     }
 }
@@ -124,7 +131,7 @@ impl std::error::Error for ResolveError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ResolveError::System(e) => Some(e),
-            ResolveError::Root => None,
+            ResolveError::Root | ResolveError::RootGroup => None,
         }
     }
 }
@@ -135,6 +142,9 @@ impl ResolveError {
         match self {
             ResolveError::System(_) => "Temporary failure in qmail-lspawn. (#4.3.0)".into(),
             ResolveError::Root => "Not allowed to perform deliveries as root. (#4.3.0)".into(),
+            ResolveError::RootGroup => {
+                "Not allowed to perform deliveries with group 0. (#4.3.0)".into()
+            }
         }
     }
 }
@@ -219,7 +229,8 @@ impl UserTable {
     ///
     /// # Errors
     /// [`ResolveError::System`] when the system lookup fails temporarily,
-    /// [`ResolveError::Root`] when the account has uid 0 and root is refused.
+    /// [`ResolveError::Root`] when the account has uid 0 and root is refused,
+    /// [`ResolveError::RootGroup`] when it has gid 0 (also under [`refuse_root`](Self::refuse_root)).
     pub fn resolve(&self, local: &[u8]) -> Result<Resolved, ResolveError> {
         if local.is_empty() {
             return Ok(Resolved::Trash);
@@ -235,6 +246,9 @@ impl UserTable {
         };
         if self.refuse_root && found.account().uid() == 0 {
             return Err(ResolveError::Root);
+        }
+        if self.refuse_root && found.account().gid() == 0 {
+            return Err(ResolveError::RootGroup);
         }
         Ok(Resolved::User(found))
     }
@@ -262,8 +276,10 @@ mod tests {
 
     #[test]
     fn order_assign_system_alias() {
-        let assign =
-            UsersAssign::parse(b"=sys-x:assigned:9:9:/a:::\n=r:root:0:0:/root:::\n.\n").unwrap();
+        let assign = UsersAssign::parse(
+            b"=sys-x:assigned:9:9:/a:::\n=r:root:0:0:/root:::\n=g:wheel:9:0:/g:::\n.\n",
+        )
+        .unwrap();
         let t = UserTable::new(Account::new("alias", 7, 7, "/alias"))
             .with_assign(assign)
             .with_system(Fixed);
@@ -276,7 +292,9 @@ mod tests {
         assert_eq!(user(b""), b"<trash>");
         assert!(matches!(t.resolve(b"fail"), Err(ResolveError::System(_))));
         assert!(matches!(t.resolve(b"r"), Err(ResolveError::Root)));
+        assert!(matches!(t.resolve(b"g"), Err(ResolveError::RootGroup)));
         let t = t.refuse_root(false);
         assert!(t.resolve(b"r").is_ok());
+        assert!(t.resolve(b"g").is_ok());
     }
 }

@@ -1044,3 +1044,65 @@ s.quit()
         "the bounce carries the report"
     );
 }
+
+/// qmail-lspawn's rule, and ours on top: no delivery runs with uid 0 or gid 0 (a
+/// users/assign line naming either gets a deferral, and nothing is written).
+#[test]
+fn deliveries_as_uid_0_or_gid_0_are_deferred() {
+    if !rustix::process::geteuid().is_root() {
+        return; // only a root server starts per-user workers
+    }
+    let root = TestRoot::new();
+    let home = root.tmp.path().join("home").join("zero");
+    for d in ["Maildir/tmp", "Maildir/new", "Maildir/cur"] {
+        std::fs::create_dir_all(home.join(d)).unwrap();
+    }
+    for d in [root.tmp.path().to_path_buf(), root.tmp.path().join("home")] {
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let h = home.display();
+    let assign = root.path("users/assign");
+    let text = std::fs::read_to_string(&assign).unwrap();
+    let mut text = text.trim_end_matches(".\n").to_owned();
+    let _ = write!(
+        text,
+        "=uidzero:root:0:65534:{h}:::\n=gidzero:nobody:65534:0:{h}:::\n.\n"
+    );
+    std::fs::write(&assign, text).unwrap();
+    let server = root.serve();
+    // At RCPT: a temporary refusal, as for any user whose delivery cannot run now.
+    for rcpt in ["uidzero@example.org", "gidzero@example.org"] {
+        assert_eq!(
+            send(&root, "a@example.net", &[rcpt], BODY),
+            format!("REFUSED [('{rcpt}', 451)]")
+        );
+    }
+    // Queued anyway (inject does not check): the delivery is deferred.
+    for rcpt in ["uidzero@example.org", "gidzero@example.org"] {
+        let mut child = Command::new(MTA)
+            .arg("--root")
+            .arg(&root.dir)
+            .args(["inject", rcpt])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"Subject: zero\n\nx\n")
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+    }
+    assert!(server.wait_log("deferral", 2, 20), "{}", server.log_text());
+    let log = server.log_text();
+    assert!(
+        log.contains("deferral: Not_allowed_to_perform_deliveries_as_root."),
+        "{log}"
+    );
+    assert!(
+        log.contains("deferral: Not_allowed_to_perform_deliveries_with_group_0."),
+        "{log}"
+    );
+    assert!(maildir_messages(&home.join("Maildir")).is_empty());
+}
