@@ -81,6 +81,8 @@ pub fn fuzz_names(name: &str) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

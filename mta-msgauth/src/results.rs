@@ -279,18 +279,22 @@ impl AuthResults {
     ///
     /// ```text
     /// Authentication-Results: mx.example.org;
-    /// 	spf=pass smtp.mailfrom=alice@example.com;
-    /// 	dkim=pass header.d=example.com header.s=s1 header.a=ed25519-sha256;
-    /// 	dmarc=pass (p=reject) header.from=example.com
+    ///         spf=pass smtp.mailfrom=alice@example.com;
+    ///         dkim=pass header.d=example.com header.s=s1 header.a=ed25519-sha256;
+    ///         dmarc=pass (p=reject) header.from=example.com
     /// ```
+    ///
+    /// (each continuation line starts with one tab).
     pub fn header(&self, authserv_id: &str) -> String {
         let mut items: Vec<Vec<String>> = Vec::new();
         let mut spf = vec![format!("spf={}", self.spf.result)];
         match self.spf.identity {
             SpfIdentity::MailFrom => {
-                spf.push(format!("smtp.mailfrom={}", mailbox(&self.spf.subject)))
+                spf.push(format!("smtp.mailfrom={}", mailbox(&self.spf.subject)));
             }
-            SpfIdentity::Helo => spf.push(format!("smtp.helo={}", domain_value(&self.spf.subject))),
+            SpfIdentity::Helo => {
+                spf.push(format!("smtp.helo={}", domain_value(&self.spf.subject)));
+            }
         }
         items.push(spf);
         if self.dkim.is_empty() {
@@ -436,6 +440,8 @@ fn comment(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn results(spf: SpfResult, identity: SpfIdentity, subject: &str) -> AuthResults {

@@ -139,6 +139,8 @@ impl SigningKey for SharedKey {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     #[test]

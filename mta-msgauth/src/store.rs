@@ -57,6 +57,9 @@ impl std::fmt::Debug for LoadedKey {
     }
 }
 
+/// A signing domain and its keys, sorted by selector.
+pub(crate) type SigningKeys = (String, Vec<Arc<LoadedKey>>);
+
 /// The keys of one domain directory, as last read.
 struct DomainKeys {
     stamp: Stamp,
@@ -77,7 +80,9 @@ pub struct KeyStore {
 
 impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KeyStore").field("dir", &self.dir).finish()
+        f.debug_struct("KeyStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -192,10 +197,7 @@ impl KeyStore {
     /// The keys for signing mail from `domain`: those of the closest of `domain` and its
     /// parent domains that has a key directory, with that domain; `None` when none has.
     /// `domain` must be lower case.
-    pub(crate) fn keys_for(
-        &self,
-        domain: &str,
-    ) -> Result<Option<(String, Vec<Arc<LoadedKey>>)>, KeyError> {
+    pub(crate) fn keys_for(&self, domain: &str) -> Result<Option<SigningKeys>, KeyError> {
         if check_dns_name(domain).is_err() {
             return Ok(None);
         }
@@ -353,6 +355,8 @@ fn load_key(path: &Path, selector: &str) -> Result<LoadedKey, KeyError> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
     use crate::keys::{KeyKind, generate_key, write_key};
 

@@ -131,6 +131,8 @@ fn skip_cfws(v: &[u8], mut i: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
     use super::*;
 
     fn strip(m: &str, me: &str) -> String {

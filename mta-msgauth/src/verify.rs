@@ -307,11 +307,11 @@ fn dkim_check(o: &DkimOutput<'_>) -> DkimCheck {
         mail_auth::DkimResult::Pass => (DkimResult::Pass, None),
         // RFC 6376 §6.1.3: a body hash mismatch is a failed verification (PERMFAIL), which
         // RFC 8601 §2.7.1 writes as `fail`; mail-auth reports it as neutral.
-        mail_auth::DkimResult::Neutral(
+        mail_auth::DkimResult::Fail(e)
+        | mail_auth::DkimResult::Neutral(
             e @ mail_auth::Error::Dkim(mail_auth::dkim::DkimError::FailedBodyHashMatch),
         ) => (DkimResult::Fail, Some(e.to_string())),
         mail_auth::DkimResult::Neutral(e) => (DkimResult::Neutral, Some(e.to_string())),
-        mail_auth::DkimResult::Fail(e) => (DkimResult::Fail, Some(e.to_string())),
         mail_auth::DkimResult::PermError(e) => (DkimResult::PermError, Some(e.to_string())),
         mail_auth::DkimResult::TempError(e) => (DkimResult::TempError, Some(e.to_string())),
         mail_auth::DkimResult::None => (DkimResult::None, None),

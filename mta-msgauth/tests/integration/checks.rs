@@ -230,19 +230,23 @@ fn unsigned_domain_gives_no_signature() {
     );
 }
 
-/// (From: address, MAIL FROM, signed?, DMARC record) → expected result and policy.
+/// (From: address, MAIL FROM, signed?, DMARC record) → expected result, policy, reject?
+#[allow(clippy::type_complexity)]
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    bool,
+    &'a str,
+    DmarcResult,
+    Option<DmarcPolicy>,
+    bool,
+);
+
+/// Each DMARC case in its own fake DNS server.
 #[test]
 fn dmarc_results_and_policies() {
     let (dir, records) = key_dir(&[("example.com", "s1", KeyKind::Ed25519)]);
-    let cases: &[(
-        &str,
-        &str,
-        bool,
-        &str,
-        DmarcResult,
-        Option<DmarcPolicy>,
-        bool,
-    )] = &[
+    let cases: &[Case<'_>] = &[
         // aligned DKIM pass
         (
             "a@example.com",
@@ -361,7 +365,7 @@ fn dmarc_results_and_policies() {
         }
         let r = v.check(localhost(), "client.example", mail_from, &msg);
         let what = format!("{from} {mail_from} signed={signed} {record:?}");
-        assert_eq!(r.dmarc().result(), want, "{what}: {:?}", r);
+        assert_eq!(r.dmarc().result(), want, "{what}: {r:?}");
         assert_eq!(r.dmarc().policy(), policy, "{what}");
         assert_eq!(r.dmarc_reject(), reject, "{what}");
         let domain = from.split('@').nth(1).unwrap();
@@ -380,10 +384,9 @@ fn dmarc_results_and_policies() {
 #[test]
 fn forged_auth_results_removed() {
     let forged = format!(
-        "Authentication-Results: {};\r\n\tspf=pass smtp.mailfrom=a@example.com;\r\n\tdkim=pass\r\n\
+        "Authentication-Results: {ME};\r\n\tspf=pass smtp.mailfrom=a@example.com;\r\n\tdkim=pass\r\n\
          Authentication-Results: MX.EXAMPLE.ORG; dmarc=pass\r\n\
-         Authentication-Results: relay.example.net; spf=fail\r\n",
-        ME
+         Authentication-Results: relay.example.net; spf=fail\r\n"
     );
     let mut msg = forged.into_bytes();
     msg.extend_from_slice(&message());
