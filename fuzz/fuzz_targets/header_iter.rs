@@ -17,6 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let body = it.body_offset();
     assert!(body >= end && body <= data.len());
     let _ = header::hop_count(data);
+    let _ = header::submission(data);
     // qmail-queue's trace line: what parses writes back to a line that parses the same.
     if let Some((qp, invoker)) = header::parse_received_queue(data) {
         let line = header::received_queue(qp, invoker, 0);

@@ -457,6 +457,121 @@ pub fn parse_received_queue(head: &[u8]) -> Option<(u64, QueueInvoker)> {
     Some((qp, invoker))
 }
 
+/// Where a queued message came from, as the trace lines this queue writes at its front
+/// tell ([`received_queue`], then for SMTP [`received_smtp`]); see [`submission`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Submission {
+    /// Queued by a local user (`invoked by uid N`) or the alias user (`invoked by alias`).
+    Local,
+    /// A bounce the queue wrote itself (`invoked for bounce`).
+    Bounce,
+    /// Received over SMTP (`invoked from network`): the client's address from the
+    /// `Received: from` line below, and whether it authenticated (`with ESMTPA` or
+    /// `ESMTPSA`, RFC 3848).
+    Network {
+        /// The client's address, when the SMTP trace line names one.
+        ip: Option<std::net::IpAddr>,
+        /// The client logged in with SMTP AUTH.
+        authenticated: bool,
+    },
+    /// No trace line of this queue at the front.
+    Unknown,
+}
+
+/// Most forwards [`submission`] looks through (each a `.qmail` forward of the one below).
+const MAX_FORWARDS: usize = 8;
+
+/// Where the message in `head` (its first bytes; 4 KB is plenty) came from. A `.qmail`
+/// forward is queued again with a new trace line and a `Delivered-To:` field in front of
+/// the original: such a message is judged by the original's trace lines, so mail from
+/// outside forwarded by a local user still counts as from outside (a signer must not
+/// vouch for it).
+///
+/// ```
+/// use mta_core::header::{QueueInvoker, Submission, received_queue, received_smtp, ReceivedSmtp, submission};
+/// let mut msg = received_queue(7, QueueInvoker::Network, 0);
+/// let mut r = ReceivedSmtp::new("unknown", "192.0.2.7", "mx.example.org", "date");
+/// r.protocol = "ESMTPA";
+/// msg.extend(received_smtp(&r));
+/// msg.extend(b"From: a@example.org\n\nhi\n");
+/// let outside = Submission::Network { ip: Some("192.0.2.7".parse()?), authenticated: true };
+/// assert_eq!(submission(&msg), outside);
+/// // Forwarded by a local user: still the original's origin.
+/// let mut fwd = received_queue(8, QueueInvoker::Uid(1000), 0);
+/// fwd.extend(b"Delivered-To: joe@example.org\n");
+/// fwd.extend(&msg);
+/// assert_eq!(submission(&fwd), outside);
+/// # Ok::<(), std::net::AddrParseError>(())
+/// ```
+pub fn submission(head: &[u8]) -> Submission {
+    let mut rest = head;
+    for _ in 0..=MAX_FORWARDS {
+        let Some((_, invoker)) = parse_received_queue(rest) else {
+            return Submission::Unknown;
+        };
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            return Submission::Unknown;
+        };
+        rest = &rest[nl + 1..];
+        match invoker {
+            QueueInvoker::Bounce => return Submission::Bounce,
+            QueueInvoker::Network => return network_origin(rest),
+            QueueInvoker::Uid(_) | QueueInvoker::Alias => {
+                if !starts_with_ignore_case(rest, b"Delivered-To:") {
+                    return Submission::Local;
+                }
+                // A forward: skip its Delivered-To line(s) to the original's trace.
+                while starts_with_ignore_case(rest, b"Delivered-To:") {
+                    let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                        return Submission::Unknown;
+                    };
+                    rest = &rest[nl + 1..];
+                }
+            }
+        }
+    }
+    Submission::Unknown
+}
+
+fn starts_with_ignore_case(bytes: &[u8], prefix: &[u8]) -> bool {
+    bytes.len() >= prefix.len() && bytes[..prefix.len()].eq_ignore_ascii_case(prefix)
+}
+
+/// The client address and AUTH state from the `Received: from` line [`received_smtp`]
+/// wrote at the front of `rest`.
+fn network_origin(rest: &[u8]) -> Submission {
+    let unknown = Submission::Network {
+        ip: None,
+        authenticated: false,
+    };
+    if !rest.starts_with(b"Received: from ") {
+        return unknown;
+    }
+    let Some(by) = rest.windows(7).position(|w| w == b")\n  by ") else {
+        return unknown;
+    };
+    let first = &rest[..by];
+    let Some(open) = first.iter().rposition(|&b| b == b'(') else {
+        return unknown;
+    };
+    let inside = &first[open + 1..];
+    let addr = inside
+        .iter()
+        .rposition(|&b| b == b'@')
+        .map_or(inside, |at| &inside[at + 1..]);
+    let ip = std::str::from_utf8(addr).ok().and_then(|a| a.parse().ok());
+    let after = &rest[by + 7..];
+    let line_end = after.iter().position(|&b| b == b';').unwrap_or(after.len());
+    let line = &after[..line_end];
+    let protocol = line
+        .windows(6)
+        .position(|w| w == b" with ")
+        .map(|p| &line[p + 6..])
+        .map(|p| p.split(|&b| b == b' ').next().unwrap_or(p));
+    let authenticated = protocol.is_some_and(|p| p == b"ESMTPA" || p == b"ESMTPSA");
+    Submission::Network { ip, authenticated }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -485,5 +600,52 @@ mod tests {
         assert_eq!(quote2(b"postmaster"), b"postmaster");
         assert_eq!(quote2(b"#@[]"), b"#@[]");
         assert_eq!(quote2(b"j\xc3\xb6@x"), b"\"j\xc3\xb6\"@x");
+    }
+
+    #[test]
+    fn submissions() {
+        let smtp = |ip: &str, proto: &str| {
+            let mut m = received_queue(1, QueueInvoker::Network, 0);
+            let mut r = ReceivedSmtp::new("unknown", ip, "mx.example.org", "d");
+            r.protocol = proto;
+            m.extend(received_smtp(&r));
+            m.extend(b"Subject: x\n\nbody\n");
+            m
+        };
+        let net = |ip: &str, authenticated| Submission::Network {
+            ip: Some(ip.parse().unwrap()),
+            authenticated,
+        };
+        assert_eq!(
+            submission(&smtp("192.0.2.1", "SMTP")),
+            net("192.0.2.1", false)
+        );
+        assert_eq!(
+            submission(&smtp("192.0.2.1", "ESMTPS")),
+            net("192.0.2.1", false)
+        );
+        assert_eq!(
+            submission(&smtp("2001:db8::1", "ESMTPSA")),
+            net("2001:db8::1", true)
+        );
+        let mut local = received_queue(2, QueueInvoker::Uid(1000), 0);
+        local.extend(b"Subject: x\n\nbody\n");
+        assert_eq!(submission(&local), Submission::Local);
+        let bounce = received_queue(3, QueueInvoker::Bounce, 0);
+        assert_eq!(submission(&bounce), Submission::Bounce);
+        // Forwards of forwards: the first origin decides.
+        let mut fwd = smtp("198.51.100.9", "ESMTP");
+        for uid in [5, 6] {
+            let mut again = received_queue(9, QueueInvoker::Uid(uid), 0);
+            again.extend(b"Delivered-To: a@example.org\nDelivered-To: b@example.org\n");
+            again.extend(&fwd);
+            fwd = again;
+        }
+        assert_eq!(submission(&fwd), net("198.51.100.9", false));
+        assert_eq!(submission(b"Subject: no trace\n\n"), Submission::Unknown);
+        // A forged line further down is never looked at.
+        let mut forged = local.clone();
+        forged.extend(&smtp("192.0.2.1", "ESMTPA"));
+        assert_eq!(submission(&forged), Submission::Local);
     }
 }

@@ -27,6 +27,15 @@ pub fn check(root: &Root, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let _ = writeln!(err, "{e}");
         bad += 1;
     }
+    // DKIM keys: every file under control/dkim/ must be DOMAIN/SELECTOR.pem holding an RSA
+    // or Ed25519 private key.
+    for e in mta_msgauth::KeyStore::new(root.control().join("dkim"))
+        .scan()
+        .errors
+    {
+        let _ = writeln!(err, "{e}");
+        bad += 1;
+    }
     if let Err(e) = crate::live::default_delivery(&root.control()) {
         let _ = writeln!(err, "{e}");
         bad += 1;
@@ -170,6 +179,34 @@ pub fn queue(root: &Root, request: &Request, out: &mut dyn Write, err: &mut dyn 
         (false, text) => {
             let _ = err.write_all(b"mta: ");
             let _ = err.write_all(&text);
+            1
+        }
+    }
+}
+
+/// `mta dkim keygen DOMAIN SELECTOR [--ed25519] [--bits N]`: a new key in
+/// `control/dkim/DOMAIN/SELECTOR.pem` (mode 0600, never over an existing file), and the TXT
+/// record to publish on stdout. Exit 0, or 1 with the reason.
+pub fn dkim_keygen(
+    root: &Root,
+    domain: &str,
+    selector: &str,
+    kind: mta_msgauth::KeyKind,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let written = mta_msgauth::generate_key(kind).and_then(|key| {
+        mta_msgauth::write_key(&root.control().join("dkim"), domain, selector, &key)
+            .map(|path| (key, path))
+    });
+    match written {
+        Ok((key, path)) => {
+            let _ = writeln!(err, "mta: wrote {}", path.display());
+            let _ = writeln!(out, "{}", key.zone_line(domain, selector));
+            0
+        }
+        Err(e) => {
+            let _ = writeln!(err, "mta: dkim keygen: {e}");
             1
         }
     }

@@ -46,6 +46,16 @@ pub enum Command {
     Check,
     /// `passwd LOGIN`: the password on stdin, its Argon2id hash into users/passwords.
     Passwd(String),
+    /// `dkim keygen DOMAIN SELECTOR [--ed25519] [--bits N]`: a DKIM key into
+    /// `control/dkim/DOMAIN/SELECTOR.pem`, and the DNS TXT record to publish.
+    DkimKeygen {
+        /// The signing domain (`d=`).
+        domain: String,
+        /// The selector (`s=`).
+        selector: String,
+        /// RSA (with its size) or Ed25519.
+        kind: mta_msgauth::KeyKind,
+    },
     /// `local-worker` (internal): the per-user local delivery process started by `serve`
     /// when it runs as root.
     LocalWorker,
@@ -110,8 +120,12 @@ commands:
                            queue the message on stdin (qmail-inject)
   sendmail [FLAGS]         drop-in sendmail (also when invoked as `sendmail`)
   queue stat|list|flush    qmail-qstat / qmail-qread output; flush retries now
+  queue list --json | show ID | delete ID... | hold ID... | release ID...
+                           the queue, also while serve runs (see `queue --help`)
   check                    validate control files, users/assign, users/passwords, keys
   passwd LOGIN             read a password on stdin, store its hash in users/passwords
+  dkim keygen DOMAIN SELECTOR [--ed25519] [--bits N]
+                           write a DKIM key, print the DNS TXT record to publish
 
 DIR defaults to $MTA_ROOT, else ./mta-root. `mta COMMAND --help` for more.
 ";
@@ -172,6 +186,17 @@ flush    retry every deferred delivery now and forget downed hosts (qmail's SIGA
 
 While `mta serve` runs these go through its control socket (DIR/queue/control; root or the
 queue's account); without a server they work on the queue directly.
+";
+
+const HELP_DKIM: &str = "\
+usage: mta [--root DIR] dkim keygen DOMAIN SELECTOR [--ed25519] [--bits N]
+
+Writes a new DKIM signing key to DIR/control/dkim/DOMAIN/SELECTOR.pem (mode 0600; RSA 2048
+bits unless --bits or --ed25519) and prints the TXT record to publish at
+SELECTOR._domainkey.DOMAIN. Mail that leaves by remote delivery with a From: address in
+DOMAIN (or below it) is signed with every key of the domain, from the next message on, when
+it was sent by a local user, an authenticated client or a relay client. An existing key is
+never overwritten: rotate by adding a selector, publishing it, then removing the old file.
 ";
 
 const HELP_CHECK: &str = "\
@@ -264,6 +289,8 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
             _ => return Err(UsageError(HELP_PASSWD.to_owned())),
         },
         "check" if args.is_empty() => Command::Check,
+        "dkim" if wants_help => Command::Help(HELP_DKIM),
+        "dkim" => parse_dkim(args)?,
         other => {
             return Err(UsageError(format!(
                 "mta: unknown command or arguments: {other}\n{USAGE}"
@@ -283,6 +310,43 @@ fn by_program_name(argv0: &str, rest: &[OsString]) -> Option<Command> {
         _ => crate::helpers::QmailCommand::from_name(argv0)
             .map(|helper| Command::Helper(helper, rest.to_vec())),
     }
+}
+
+/// `dkim keygen DOMAIN SELECTOR [--ed25519] [--bits N]`.
+fn parse_dkim(args: &[OsString]) -> Result<Command, UsageError> {
+    let usage = || UsageError(HELP_DKIM.to_owned());
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let [verb, domain, selector, options @ ..] = &args[..] else {
+        return Err(usage());
+    };
+    if verb != "keygen" {
+        return Err(usage());
+    }
+    let mut kind = mta_msgauth::KeyKind::Rsa { bits: 2048 };
+    let mut i = 0;
+    while i < options.len() {
+        match options[i].as_str() {
+            "--ed25519" => kind = mta_msgauth::KeyKind::Ed25519,
+            "--bits" => {
+                let bits = options
+                    .get(i + 1)
+                    .and_then(|b| b.parse().ok())
+                    .ok_or_else(usage)?;
+                kind = mta_msgauth::KeyKind::Rsa { bits };
+                i += 1;
+            }
+            _ => return Err(usage()),
+        }
+        i += 1;
+    }
+    Ok(Command::DkimKeygen {
+        domain: domain.clone(),
+        selector: selector.clone(),
+        kind,
+    })
 }
 
 fn parse_init(args: &[OsString]) -> Result<Command, UsageError> {

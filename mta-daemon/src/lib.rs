@@ -115,6 +115,18 @@ pub fn run(argv: &[OsString]) -> i32 {
         cli::Command::Queue(cli::QueueCommand::Stat) => {
             admin::stat(&root, &mut std::io::stdout(), &mut std::io::stderr())
         }
+        cli::Command::DkimKeygen {
+            domain,
+            selector,
+            kind,
+        } => admin::dkim_keygen(
+            &root,
+            &domain,
+            &selector,
+            kind,
+            &mut std::io::stdout(),
+            &mut std::io::stderr(),
+        ),
         cli::Command::Mailq => admin::list(&root, &mut std::io::stdout(), &mut std::io::stderr()),
         cli::Command::Queue(cli::QueueCommand::Control(request)) => admin::queue(
             &root,

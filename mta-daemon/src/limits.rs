@@ -43,11 +43,15 @@ pub(crate) enum Reason {
     AuthLocked,
     /// A logged-in user's MAIL FROM outside its SENDERS.
     SenderNotAllowed,
+    /// SPF `fail` for MAIL FROM, with `spfreject` on (`550 5.7.23`).
+    SpfFail,
+    /// DMARC failure under `p=reject`, with `dmarcreject` on (`550 5.7.1`).
+    DmarcReject,
 }
 
 impl Reason {
     /// Every reason, in counter order.
-    pub(crate) const ALL: [Reason; 14] = [
+    pub(crate) const ALL: [Reason; 16] = [
         Reason::TooManySessions,
         Reason::TooManyFromIp,
         Reason::Timeout,
@@ -62,6 +66,8 @@ impl Reason {
         Reason::AuthFailed,
         Reason::AuthLocked,
         Reason::SenderNotAllowed,
+        Reason::SpfFail,
+        Reason::DmarcReject,
     ];
 
     /// The label used in logs and metrics.
@@ -81,6 +87,8 @@ impl Reason {
             Reason::AuthFailed => "auth_failed",
             Reason::AuthLocked => "auth_locked",
             Reason::SenderNotAllowed => "sender_not_allowed",
+            Reason::SpfFail => "spf_fail",
+            Reason::DmarcReject => "dmarc_reject",
         }
     }
 }

@@ -402,6 +402,7 @@ fn start_smtp(
     sched_tx: &crossbeam_channel::Sender<Input>,
 ) -> Result<(Arc<Shared>, Vec<std::net::SocketAddr>), String> {
     let shared = Arc::new(Shared {
+        verifier: verifier(&base.settings),
         settings: Arc::clone(&base.live),
         store: smtpd::Store::Queue(Arc::clone(&base.queue)),
         router: Arc::clone(&base.router),
@@ -434,6 +435,25 @@ fn start_smtp(
         log::line(&format!("status: listening on {addr} {}", kind.as_str()));
     }
     Ok((shared, bound))
+}
+
+/// The SPF, DKIM and DMARC checker for mail from outside, asking `dnsservers` (each lookup
+/// gets 5 s, each of the three checks 10 s, well inside the SMTP timeouts).
+fn verifier(settings: &Settings) -> Option<Arc<mta_msgauth::BlockingVerifier>> {
+    let config = mta_msgauth::VerifierConfig::new(settings.control.dnsservers.clone())
+        .query_timeout(Duration::from_secs(5))
+        .check_timeout(Duration::from_secs(10))
+        .hostname(settings.me.clone());
+    match mta_msgauth::BlockingVerifier::new(config) {
+        Ok(v) => Some(Arc::new(v)),
+        Err(e) => {
+            log::line(&format!(
+                "warning: no SPF, DKIM or DMARC checks: {}",
+                log::safe(e.to_string().as_bytes())
+            ));
+            None
+        }
+    }
 }
 
 /// The stop: acceptors and sessions end (`421 4.3.2`), the scheduler starts nothing new,

@@ -44,6 +44,8 @@ use crate::users::Users;
 
 /// What every session shares.
 pub struct Shared {
+    /// SPF, DKIM and DMARC checks of mail from outside (`None`: no DNS servers usable).
+    pub verifier: Option<Arc<mta_msgauth::BlockingVerifier>>,
     /// Control settings, re-read at SIGHUP: read them once per use.
     pub settings: Arc<crate::live::LiveSettings>,
     /// Where accepted messages go.
@@ -252,13 +254,17 @@ pub enum Store {
 enum Body {
     Queue(mta_queue::Incoming),
     Buffer(Vec<u8>),
+    /// A message to check (SPF, DKIM, DMARC) before it is queued: our trace lines are
+    /// already in the queue file; the client's message waits here for the checks, whose
+    /// Authentication-Results header must go in front of it.
+    Checked(mta_queue::Incoming, Vec<u8>),
 }
 
 impl Body {
     fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
         match self {
             Body::Queue(i) => i.write(bytes).map_err(|e| e.to_string()),
-            Body::Buffer(b) => {
+            Body::Buffer(b) | Body::Checked(_, b) => {
                 b.extend_from_slice(bytes);
                 Ok(())
             }
@@ -274,6 +280,8 @@ struct Transaction {
     recipients: Vec<Address>,
     incoming: Option<Body>,
     write_failed: bool,
+    /// The SPF result found at MAIL FROM (with `spfreject`), reused at the end of DATA.
+    spf: Option<mta_msgauth::SpfCheck>,
 }
 
 /// Port 465: the TLS handshake before anything else. False when the session cannot go on
@@ -559,7 +567,10 @@ fn next_event(
                 ReversePath::Mailbox(m) => m.to_address(),
             };
             tx.bad_sender = shared.settings.get().is_bad_sender(&sender);
-            let verdict = sender_allowed(shared, client, &sender);
+            let mut verdict = sender_allowed(shared, client, &sender);
+            if matches!(verdict, Verdict::Accept) && !trusted(relay_client, client) {
+                verdict = spf_at_mail(shared, tx, client, helo.as_deref(), &sender);
+            }
             tx.sender = Some(sender);
             Some(verdict)
         }
@@ -569,7 +580,10 @@ fn next_event(
             let relay = relay_client || client.login.is_some();
             Some(rcpt(shared, tx, &path, relay, client))
         }
-        Event::DataStart => Some(data_start(shared, tx, client, helo.as_deref())),
+        Event::DataStart => {
+            let check = !trusted(relay_client, client) && shared.verifier.is_some();
+            Some(data_start(shared, tx, client, helo.as_deref(), check))
+        }
         Event::StartTls => return Step::StartTls,
         Event::DataChunk(chunk) => {
             if let Some(inc) = tx.incoming.as_mut()
@@ -580,7 +594,7 @@ fn next_event(
             }
             None
         }
-        Event::DataEnd(_) => Some(data_end(shared, tx, client)),
+        Event::DataEnd(_) => Some(data_end(shared, tx, client, helo.as_deref())),
         Event::TooManyRecipients => {
             let limit = format!("maxrcpt {}", shared.settings.get().max_rcpt);
             refused(shared, client.ip, Reason::TooManyRecipients, &limit);
@@ -800,6 +814,7 @@ fn data_start(
     tx: &mut Transaction,
     client: &Client,
     helo: Option<&str>,
+    check: bool,
 ) -> Verdict {
     let mut incoming = match &shared.store {
         Store::Queue(queue) => match queue.begin() {
@@ -839,7 +854,7 @@ fn data_start(
     // Its number is the message's queue id, which the `250 ok ... qp N` reply and the
     // log's `info msg` also show (qmail's three show qmail-queue's pid).
     let qp = match &incoming {
-        Body::Queue(i) => i.id().as_u64(),
+        Body::Queue(i) | Body::Checked(i, _) => i.id().as_u64(),
         Body::Buffer(_) => u64::from(std::process::id()),
     };
     let mut line =
@@ -848,12 +863,15 @@ fn data_start(
     if incoming.write(&line).is_err() {
         tx.write_failed = true;
     }
-    tx.incoming = Some(incoming);
+    tx.incoming = Some(match incoming {
+        Body::Queue(i) if check => Body::Checked(i, Vec::new()),
+        other => other,
+    });
     Verdict::Accept
 }
 
-fn data_end(shared: &Shared, tx: &mut Transaction, client: &Client) -> Verdict {
-    let Some(incoming) = tx.incoming.take() else {
+fn data_end(shared: &Shared, tx: &mut Transaction, client: &Client, helo: Option<&str>) -> Verdict {
+    let Some(mut incoming) = tx.incoming.take() else {
         refused(
             shared,
             client.ip,
@@ -873,12 +891,33 @@ fn data_end(shared: &Shared, tx: &mut Transaction, client: &Client) -> Verdict {
         );
         return Verdict::Reject(reply(451, "4.3.0 qq write error or disk full"));
     }
+    if let Body::Checked(i, message) = incoming {
+        match check_message(shared, tx, client, helo, &message) {
+            Ok(header) => {
+                let mut i = Body::Queue(i);
+                let written = i.write(&header).and_then(|()| {
+                    let me = shared.settings.get().me.clone();
+                    i.write(&mta_msgauth::remove_auth_results(&message, &me))
+                });
+                if written.is_err() {
+                    *tx = Transaction::default();
+                    return Verdict::Reject(reply(451, "4.3.0 qq write error or disk full"));
+                }
+                incoming = i;
+            }
+            Err(verdict) => {
+                *tx = Transaction::default();
+                return verdict;
+            }
+        }
+    }
     let env = Envelope {
         sender: tx.sender.take().unwrap_or_default(),
         recipients: std::mem::take(&mut tx.recipients),
     };
     *tx = Transaction::default();
     let committed = match (incoming, &shared.store) {
+        (Body::Checked(..), _) => Err("internal: unchecked body".into()),
         (Body::Queue(i), _) => i
             .commit(&env)
             .map(|id| id.to_string())
@@ -908,6 +947,79 @@ fn data_end(shared: &Shared, tx: &mut Transaction, client: &Client) -> Verdict {
             Verdict::Reject(reply(451, "4.3.0 qq write error or disk full"))
         }
     }
+}
+
+/// Mail this host vouches for (a relay client, or a logged-in user) is not checked.
+fn trusted(relay_client: bool, client: &Client) -> bool {
+    relay_client || client.login.is_some() || client.ip.is_none()
+}
+
+/// With `spfreject`: SPF for MAIL FROM (HELO for `<>`) now, refusing a `fail` with
+/// `550 5.7.23` (RFC 7372); the result is kept for the Authentication-Results header.
+fn spf_at_mail(
+    shared: &Shared,
+    tx: &mut Transaction,
+    client: &Client,
+    helo: Option<&str>,
+    sender: &Address,
+) -> Verdict {
+    let (Some(verifier), Some(ip)) = (&shared.verifier, client.ip) else {
+        return Verdict::Accept;
+    };
+    if !shared.settings.get().control.spfreject {
+        return Verdict::Accept;
+    }
+    let spf = verifier.check_spf(ip, helo.unwrap_or(""), &sender.to_string_lossy());
+    if spf.is_fail() {
+        let detail = format!("550 SPF fail for <{}>", log::safe(sender.as_bytes()));
+        refused(shared, client.ip, Reason::SpfFail, &detail);
+        return Verdict::Reject(reply(
+            550,
+            "5.7.23 SPF validation failed: this host is not allowed to send for that domain",
+        ));
+    }
+    tx.spf = Some(spf);
+    Verdict::Accept
+}
+
+/// SPF, DKIM and DMARC for a message from outside (RFC 7208, 6376, 7489): the
+/// Authentication-Results header to put in front of it (RFC 8601, LF line ends), or the
+/// refusal (`550 5.7.1` for a DMARC failure under `p=reject` with `dmarcreject`). DNS
+/// trouble gives `temperror` results, never a refusal.
+fn check_message(
+    shared: &Shared,
+    tx: &Transaction,
+    client: &Client,
+    helo: Option<&str>,
+    message: &[u8],
+) -> Result<Vec<u8>, Verdict> {
+    let (Some(verifier), Some(ip)) = (&shared.verifier, client.ip) else {
+        return Ok(Vec::new());
+    };
+    let settings = shared.settings.get();
+    let sender = tx
+        .sender
+        .as_ref()
+        .map(Address::to_string_lossy)
+        .unwrap_or_default();
+    let results = match &tx.spf {
+        Some(spf) => verifier.check_message(spf, message),
+        None => verifier.check(ip, helo.unwrap_or(""), &sender, message),
+    };
+    if settings.control.dmarcreject && results.dmarc_reject() {
+        let detail = format!("550 DMARC p=reject for <{}>", log::safe(sender.as_bytes()));
+        refused(shared, client.ip, Reason::DmarcReject, &detail);
+        return Err(Verdict::Reject(reply(
+            550,
+            "5.7.1 DMARC policy of the From: domain says to reject this message",
+        )));
+    }
+    let header = results.header(&settings.me);
+    Ok(header
+        .into_bytes()
+        .into_iter()
+        .filter(|&b| b != b'\r')
+        .collect())
 }
 
 /// Leaves an accepted message in the pickup directory (qmail-queue wire envelope first).
@@ -957,6 +1069,8 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
         let (tx, _rx) = crossbeam_channel::unbounded();
         let users = Arc::new(crate::serve::user_table(root, crate::privs::is_root())?);
         Ok(Shared {
+            // `sendmail -bs` is a local user's session: nothing to check.
+            verifier: None,
             router: Arc::clone(&settings) as Arc<dyn Router>,
             settings,
             store,

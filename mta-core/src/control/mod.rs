@@ -161,6 +161,13 @@ pub struct Control {
     /// `acceptunknown` (ours): `1` accepts every recipient in a local domain at RCPT, as
     /// qmail does; absent or `0` refuses unknown local recipients at RCPT.
     pub acceptunknown: bool,
+    /// `spfreject` (ours): `1` refuses a MAIL FROM whose SPF result is `fail` (RFC 7208
+    /// §8.4) from a client outside `relayclients` that has not authenticated, with
+    /// `550 5.7.23`. Default 0: the result is only recorded in Authentication-Results.
+    pub spfreject: bool,
+    /// `dmarcreject` (ours): `1` refuses, at the end of DATA with `550 5.7.1`, a message that
+    /// fails DMARC (RFC 7489) under its domain's `p=reject`. Default 0.
+    pub dmarcreject: bool,
 }
 
 impl Control {
@@ -238,10 +245,13 @@ impl Control {
             Some(f) => net::dns_from_file(&f)?,
             None => nameservers_from_resolv_conf(&resolv()?),
         };
-        let acceptunknown = match src.read("acceptunknown")? {
-            Some(f) => f.number()? != 0,
-            None => false,
+        let switch = |name: &str| -> Result<bool, ControlError> {
+            Ok(match src.read(name)? {
+                Some(f) => f.number()? != 0,
+                None => false,
+            })
         };
+        let acceptunknown = switch("acceptunknown")?;
         Ok(Control {
             locals: list("locals")?.unwrap_or_else(|| me.iter().cloned().collect()),
             rcpthosts,
@@ -307,6 +317,8 @@ impl Control {
                     TlsDestinations::from_file(&f)
                 })?,
             acceptunknown,
+            spfreject: switch("spfreject")?,
+            dmarcreject: switch("dmarcreject")?,
             me,
         })
     }

@@ -102,6 +102,7 @@ fn every_file_is_read() {
         ])
     );
     assert!(c.acceptunknown);
+    assert!(c.spfreject && c.dmarcreject);
     let q = c.qmail_rewrite();
     assert_eq!(
         (q.default_host.as_str(), q.plus_domain.as_str()),
@@ -181,6 +182,7 @@ fn qmail_defaults_without_me() {
     // resolv.conf: the fe80::1%eth0 entry is skipped.
     assert_eq!(c.dnsservers, addrs(&["192.0.2.1:53", "[2001:db8::1]:53"]));
     assert!(!c.acceptunknown);
+    assert!(!c.spfreject && !c.dmarcreject);
     assert!(c.virtualdomains.is_empty() && c.smtproutes.is_empty());
 }
 

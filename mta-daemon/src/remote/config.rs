@@ -1,13 +1,14 @@
 //! The control settings remote delivery uses, taken from [`mta_core::control::Control`]
 //! (the workspace's one reader of qmail control files, with qmail's rules and defaults,
 //! reference §8): `smtproutes`, `helohost`, `me`, `localiphost`, `timeoutconnect`,
-//! `timeoutremote`, `listen`, and our `dnsservers` (default: the resolv.conf nameservers).
+//! `timeoutremote`, `listen`, `relayclients` (who may have DKIM signatures), and our
+//! `dnsservers` (default: the resolv.conf nameservers).
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use mta_core::control::{SmtpAuth, SmtpRoutes, TlsDestinations};
+use mta_core::control::{RelayClients, SmtpAuth, SmtpRoutes, TlsDestinations};
 
 /// The resolved control settings for remote delivery.
 #[derive(Clone, Debug)]
@@ -30,6 +31,8 @@ pub(crate) struct Control {
     pub tls_destinations: TlsDestinations,
     /// `smtpauth`: logins for smarthosts, given only inside TLS.
     pub smtp_auth: SmtpAuth,
+    /// `relayclients`: mail they sent (without AUTH) is signed with DKIM like local mail.
+    pub relay_clients: RelayClients,
 }
 
 impl Control {
@@ -62,6 +65,7 @@ impl Control {
             dns_servers,
             tls_destinations: c.tlsdestinations,
             smtp_auth: c.smtpauth,
+            relay_clients: c.relayclients,
         })
     }
 }

@@ -13,6 +13,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
 use mta_core::control::TlsDestination;
+use mta_core::header::Submission;
 use mta_core::{DeliveryResult, EnhancedStatus, Envelope, StatusClass};
 use mta_smtp::blocking::{self, Stream};
 use mta_smtp::tls as smtp_tls;
@@ -56,6 +57,10 @@ impl RemoteDelivery {
             sender: job.sender.clone(),
             recipients: job.targets.iter().map(|t| t.address.clone()).collect(),
         };
+        let dkim = match self.dkim_signatures(job) {
+            Ok(d) => d,
+            Err(text) => return vec![deferred(text, 3, 0); n],
+        };
         let mut last: Option<Vec<DeliveryResult>> = None;
         let mut down = 0;
         for hop in hops {
@@ -63,7 +68,7 @@ impl RemoteDelivery {
                 down += 1;
                 continue;
             }
-            match self.attempt(hop, job, &envelope, false) {
+            match self.attempt(hop, job, &envelope, &dkim, false) {
                 Attempt::Done(results) => return results,
                 Attempt::Next(results) => last = results.or(last),
             }
@@ -86,7 +91,14 @@ impl RemoteDelivery {
     /// Connects to `hop` and, if it greets, runs the SMTP transaction there, with STARTTLS
     /// as the domain's `tlsdestinations` policy says (`plain`: no TLS, the retry after a
     /// failed handshake under `may`).
-    fn attempt(&self, hop: &Hop, job: &Job, envelope: &Envelope, plain: bool) -> Attempt {
+    fn attempt(
+        &self,
+        hop: &Hop,
+        job: &Job,
+        envelope: &Envelope,
+        dkim: &[u8],
+        plain: bool,
+    ) -> Attempt {
         let n = job.targets.len();
         let stream = match self.connect_and_greet(hop, n) {
             Ok(s) => s,
@@ -100,7 +112,9 @@ impl RemoteDelivery {
             }
         };
         let peer = hop.ip.to_string();
-        let (config, policy, tls_config) = self.client_config(hop, envelope, message.len(), plain);
+        let size = message.len() + dkim.len() as u64;
+        let (config, policy, tls_config) = self.client_config(hop, envelope, size, plain);
+        let message = std::io::Read::chain(dkim, message);
         let mode = config.tls;
         // What the handshake gave, if one ran: the version and cipher, or the error.
         let mut handshake: Option<Result<String, String>> = None;
@@ -128,7 +142,9 @@ impl RemoteDelivery {
             Some(Ok(described)) => {
                 log::line(&format!("remote: tls {peer} {} {described}", hop.name));
             }
-            Some(Err(e)) => return self.handshake_failed(hop, job, envelope, policy, &e),
+            Some(Err(e)) => {
+                return self.handshake_failed(hop, job, envelope, dkim, policy, &e);
+            }
             None => {}
         }
         // Nothing was sent after a greeting other than 220, or TLS was required and not
@@ -142,6 +158,41 @@ impl RemoteDelivery {
             return Attempt::Next(Some(results));
         }
         Attempt::Done(results)
+    }
+
+    /// The DKIM-Signature fields for message `job.id` (LF line ends, as queued), or none:
+    /// signed only when `control/dkim/` has keys for its From: domain and it was submitted
+    /// by someone this host vouches for (a local user, a bounce of ours, an authenticated
+    /// client or one in `relayclients`; a forward counts as its original). `Err` is the
+    /// deferral text when the keys or the message cannot be read.
+    fn dkim_signatures(&self, job: &Job) -> Result<Vec<u8>, String> {
+        let has_keys = std::fs::read_dir(self.signer.keys().dir())
+            .is_ok_and(|mut entries| entries.next().is_some());
+        if !has_keys {
+            return Ok(Vec::new());
+        }
+        let mut message = Vec::new();
+        self.queue
+            .open_message(job.id)
+            .map_err(std::io::Error::other)
+            .and_then(|mut m| std::io::Read::read_to_end(&mut m, &mut message))
+            .map_err(|e| format!("Unable to read message: {e}. (#4.3.0)"))?;
+        let trusted = match mta_core::header::submission(&message) {
+            Submission::Local | Submission::Bounce => true,
+            Submission::Network { authenticated, ip } => {
+                authenticated || ip.is_some_and(|ip| self.control().relay_clients.contains(ip))
+            }
+            Submission::Unknown => false,
+        };
+        if !trusted {
+            return Ok(Vec::new());
+        }
+        let signed = self
+            .signer
+            .sign(&message)
+            .map_err(|e| format!("DKIM signing failed: {e}. (#4.3.0)"))?;
+        // The queue keeps LF line ends; the SMTP client sends CRLF.
+        Ok(signed.into_iter().filter(|&b| b != b'\r').collect())
     }
 
     /// Connects to `hop` and waits for the first byte of its greeting; the attempt's end
@@ -242,6 +293,7 @@ impl RemoteDelivery {
         hop: &Hop,
         job: &Job,
         envelope: &Envelope,
+        dkim: &[u8],
         policy: TlsDestination,
         error: &str,
     ) -> Attempt {
@@ -251,7 +303,7 @@ impl RemoteDelivery {
             hop.ip, hop.name
         ));
         if policy == TlsDestination::May {
-            return self.attempt(hop, job, envelope, true);
+            return self.attempt(hop, job, envelope, dkim, true);
         }
         let text = format!(
             "TLS handshake with {} ({}) failed: {error}; tlsdestinations requires {} for \

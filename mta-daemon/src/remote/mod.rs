@@ -109,6 +109,8 @@ pub struct RemoteDelivery {
     queue: Arc<Queue>,
     port: u16,
     tls: tls::Outbound,
+    /// DKIM keys under `control/dkim/` (re-read when they change).
+    signer: mta_msgauth::Signer,
 }
 
 impl RemoteDelivery {
@@ -153,6 +155,7 @@ impl RemoteDelivery {
             queue,
             port: smtp_port,
             tls,
+            signer: mta_msgauth::Signer::new(mta_msgauth::KeyStore::new(control_dir.join("dkim"))),
         })
     }
 
