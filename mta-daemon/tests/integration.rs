@@ -16,6 +16,8 @@ mod crash;
 mod inject;
 #[path = "integration/limits.rs"]
 mod limits;
+#[path = "integration/msgauth.rs"]
+mod msgauth;
 #[path = "integration/ops.rs"]
 mod ops;
 #[path = "integration/qmail_compat.rs"]

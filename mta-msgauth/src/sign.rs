@@ -75,21 +75,48 @@ impl Signer {
         let headers = headers_to_sign(&parsed);
         let mut out = Vec::new();
         for k in keys {
-            let signature = DkimSigner::from_key(SharedKey(Arc::clone(&k.key.key)))
-                .domain(domain.as_str())
-                .selector(k.selector.as_str())
-                .headers(headers.iter().copied())
-                .header_canonicalization(Canonicalization::Relaxed)
-                .body_canonicalization(Canonicalization::Relaxed)
-                .sign(message)
-                .map_err(|e| SignError::Dkim {
-                    selector: k.selector.clone(),
-                    reason: e.to_string(),
-                })?;
-            out.extend_from_slice(signature.to_header().as_bytes());
+            let mut names = headers.clone();
+            let mut header = String::new();
+            // mail-auth folds long tag values, `bh=` too (RFC 6376 §3.5 allows FWS in it),
+            // but some verifiers (dkimpy among them) do not remove FWS from `bh=` before
+            // comparing: over-sign From once more (harmless: one more From may not be added
+            // either) until the layout leaves `bh=` on one line.
+            for _ in 0..MAX_LAYOUTS {
+                let signature = DkimSigner::from_key(SharedKey(Arc::clone(&k.key.key)))
+                    .domain(domain.as_str())
+                    .selector(k.selector.as_str())
+                    .headers(names.iter().copied())
+                    .header_canonicalization(Canonicalization::Relaxed)
+                    .body_canonicalization(Canonicalization::Relaxed)
+                    .sign(message)
+                    .map_err(|e| SignError::Dkim {
+                        selector: k.selector.clone(),
+                        reason: e.to_string(),
+                    })?;
+                header = signature.to_header();
+                if !bh_is_folded(&header) {
+                    break;
+                }
+                names.push("From");
+            }
+            out.extend_from_slice(header.as_bytes());
         }
         Ok(out)
     }
+}
+
+/// Most layouts [`Signer::sign`] tries for an unfolded `bh=` (each adds 5 columns to `h=`,
+/// so a dozen always get past the fold).
+const MAX_LAYOUTS: usize = 16;
+
+/// Whether the `bh=` value of a DKIM-Signature header field spans a line break.
+fn bh_is_folded(header: &str) -> bool {
+    let Some(start) = header.find("bh=") else {
+        return false;
+    };
+    let value = &header[start + 3..];
+    let end = value.find(';').unwrap_or(value.len());
+    value[..end].contains('\n')
 }
 
 /// The names from [`SIGNED_HEADERS`] that occur in the message's header, plus `From` once

@@ -187,9 +187,20 @@ impl RemoteDelivery {
         if !trusted {
             return Ok(Vec::new());
         }
+        // Signed as it goes on the wire: the queue keeps LF, the SMTP client sends CRLF.
+        let mut wire = Vec::with_capacity(message.len() + message.len() / 32);
+        for line in message.split_inclusive(|&b| b == b'\n') {
+            match line.strip_suffix(b"\n") {
+                Some(text) => {
+                    wire.extend_from_slice(text);
+                    wire.extend_from_slice(b"\r\n");
+                }
+                None => wire.extend_from_slice(line),
+            }
+        }
         let signed = self
             .signer
-            .sign(&message)
+            .sign(&wire)
             .map_err(|e| format!("DKIM signing failed: {e}. (#4.3.0)"))?;
         // The queue keeps LF line ends; the SMTP client sends CRLF.
         Ok(signed.into_iter().filter(|&b| b != b'\r').collect())

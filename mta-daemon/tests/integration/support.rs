@@ -16,6 +16,29 @@ pub struct TestRoot {
     pub port: u16,
 }
 
+/// A DNS responder on loopback, shared by the whole test binary, that answers every UDP
+/// query with SERVFAIL (RFC 1035 §4.1.1: the query echoed, QR set, RCODE 2).
+pub fn servfail_dns() -> std::net::SocketAddr {
+    static ADDR: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = sock.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                if n < 12 {
+                    continue;
+                }
+                let mut reply = buf[..n].to_vec();
+                reply[2] |= 0x80; // QR: a response
+                reply[3] = (reply[3] & 0xf0) | 2; // RCODE: SERVFAIL
+                let _ = sock.send_to(&reply, peer);
+            }
+        });
+        addr
+    })
+}
+
 /// A free loopback port (the listener is dropped just before use; a small race we accept).
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -37,8 +60,14 @@ impl TestRoot {
         assert!(out.status.success(), "init failed: {out:?}");
         let port = free_port();
         std::fs::write(dir.join("control/listen"), format!("127.0.0.1:{port}\n")).unwrap();
-        // Tests never reach a real DNS server: queries go to a closed loopback port.
-        std::fs::write(dir.join("control/dnsservers"), "127.0.0.1:9\n").unwrap();
+        // Tests never reach a real DNS server: every query gets SERVFAIL at once from a
+        // responder on loopback (a temporary failure, as from a broken resolver, without
+        // waiting for timeouts).
+        std::fs::write(
+            dir.join("control/dnsservers"),
+            format!("{}\n", servfail_dns()),
+        )
+        .unwrap();
         TestRoot { tmp, dir, port }
     }
 
