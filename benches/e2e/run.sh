@@ -23,6 +23,9 @@
 #     (TLS 1.3, certificate checked by the client), 10 connections at a time
 #     (smtpload.py tls): messages/s until the last 250 after DATA.
 # W5TLS  as W5, but each idle session has done STARTTLS and EHLO again before it idles.
+# W4D mta only: W4 with DKIM signing (RSA-2048) against W4 without, both on restarted
+#     servers; W1C mta only: W1 from outside with the SPF/DKIM/DMARC checks against a
+#     loopback DNS responder (fakedns.py) against W1 from a relay client. Both notes.
 # W1M mta only: W1 on a restarted server without and then with control/metrics scraped once
 #     a second; the ratio is the metrics' cost (a note).
 # W7  mta only (Postfix's smtpd needs an external SASL server): W6 on a submission port,
@@ -527,13 +530,13 @@ w3() {
 
 w4() {
     local side=$1 port=$2 t0 t1 sent
-    note "W4 $side: one message to $W4_RCPTS recipients over $W4_DOMAINS domains (loopback sink)"
+    note "${W4_LABEL:-W4} $side: one message to $W4_RCPTS recipients over $W4_DOMAINS domains (loopback sink)"
     queue_mark "$side"
     # A shorter bound: a side without remote delivery would only wait out the timeout.
     start_queue_waiter "$side" "w4-$side" "$W4_TIMEOUT"
     settle
     t0=$(submit "$side" "$port" 'r{i}@d{d}.test' "$W4_RCPTS" "$W4_DOMAINS") || {
-        record W4 seconds "$side" -; record W4 rcpts_per_s "$side" -
+        record "${W4_LABEL:-W4}" seconds "$side" -; record "${W4_LABEL:-W4}" rcpts_per_s "$side" -
         finish_waiter "w4-$side" || true
         return
     }
@@ -546,12 +549,12 @@ w4() {
         else
             sent=$(grep 'status=sent' "$PF/maillog" | grep -c 'relay=127.0.0.1' || true)
         fi
-        note "W4 $side: $sent recipient deliveries to the sink logged"
-        record W4 seconds "$side" "$(elapsed "$t0" "$t1")"
-        record W4 rcpts_per_s "$side" "$(div "$W4_RCPTS" "$(elapsed "$t0" "$t1")")"
+        note "${W4_LABEL:-W4} $side: $sent recipient deliveries to the sink logged"
+        record "${W4_LABEL:-W4}" seconds "$side" "$(elapsed "$t0" "$t1")"
+        record "${W4_LABEL:-W4}" rcpts_per_s "$side" "$(div "$W4_RCPTS" "$(elapsed "$t0" "$t1")")"
     else
-        record W4 seconds "$side" -
-        record W4 rcpts_per_s "$side" -
+        record "${W4_LABEL:-W4}" seconds "$side" -
+        record "${W4_LABEL:-W4}" rcpts_per_s "$side" -
     fi
 }
 
@@ -664,9 +667,67 @@ w1m() {
     echo "W1M mta: W1 with metrics scraped every second: $w1m msgs/s, without: $w1 msgs/s, ratio $(awk -v a="$w1m" -v b="$w1" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }') (round $round)" >>"$WORK/notes"
 }
 
+# W4D: the cost of DKIM signing (issue 19). W4 twice more on freshly restarted servers:
+# without keys, then with an RSA-2048 key for the From: domain (example.com), so every
+# remote job signs. A note with the ratio (signed / unsigned, target >= 0.8).
+w4d() {
+    local port=$1 main=$RESULTS a b
+    RESULTS=$WORK/w4d.results
+    mta_stop
+    mta_start
+    W4_LABEL=W4B w4 mta "$port"
+    "$MTA_BIN" --root "$MTA_ROOT" dkim keygen example.com e2e >/dev/null 2>>"$OUT.log"
+    mta_stop
+    mta_start
+    W4_LABEL=W4D w4 mta "$port"
+    rm -rf "$MTA_ROOT/control/dkim"
+    RESULTS=$main
+    a=$(awk '$1 == "W4B" && $2 == "rcpts_per_s" { v = $4 } END { print v }' "$WORK/w4d.results")
+    b=$(awk '$1 == "W4D" && $2 == "rcpts_per_s" { v = $4 } END { print v }' "$WORK/w4d.results")
+    echo "W4D mta: W4 with DKIM signing (RSA-2048): $b rcpts/s, without: $a rcpts/s, ratio $(awk -v a="$b" -v b="$a" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }') (round $round)" >>"$WORK/notes"
+}
+
+# W1C: the cost of the checks on mail from outside (issue 19). W1 twice more on freshly
+# restarted servers: from a relay client (no checks), then with relayclients empty (so the
+# load counts as outside and every message is checked) against a loopback DNS responder
+# (fakedns.py) publishing `v=spf1 ip4:127.0.0.1 -all` for the sender's domain. A note with
+# the ratio (checked / unchecked).
+w1c() {
+    local port=$1 homes=$2 main=$RESULTS portfile=$WORK/fakedns.port dns a b
+    RESULTS=$WORK/w1c.results
+    python3 "$HERE/fakedns.py" "$portfile" "example.com=v=spf1 ip4:127.0.0.1 -all" &
+    dns=$!
+    PIDS+=("$dns")
+    wait_for 10 test -s "$portfile" || die "fakedns.py did not start"
+    cp "$MTA_ROOT/control/relayclients" "$WORK/relayclients.saved" 2>/dev/null || true
+    cp "$MTA_ROOT/control/dnsservers" "$WORK/dnsservers.saved" 2>/dev/null || true
+    # Baseline: the same server set-up, mail from a relay client (no checks).
+    mta_stop
+    mta_start
+    find "$homes/w1/Maildir/new" -type f -delete
+    W1_LABEL=W1N w1 mta "$port" "$homes"
+    : >"$MTA_ROOT/control/relayclients"
+    echo "127.0.0.1:$(cat "$portfile")" >"$MTA_ROOT/control/dnsservers"
+    mta_stop
+    mta_start
+    find "$homes/w1/Maildir/new" -type f -delete
+    W1_LABEL=W1C w1 mta "$port" "$homes"
+    if ! grep -rqs 'spf=pass' "$homes/w1/Maildir/new" ; then
+        echo "W1C mta: no Authentication-Results with spf=pass in the delivered mail" >>"$WORK/notes"
+    fi
+    rm -f "$MTA_ROOT/control/relayclients" "$MTA_ROOT/control/dnsservers"
+    cp "$WORK/relayclients.saved" "$MTA_ROOT/control/relayclients" 2>/dev/null || true
+    cp "$WORK/dnsservers.saved" "$MTA_ROOT/control/dnsservers" 2>/dev/null || true
+    kill "$dns" 2>/dev/null || true
+    RESULTS=$main
+    a=$(awk '$1 == "W1N" && $2 == "e2e_msgs_per_s" { v = $4 } END { print v }' "$WORK/w1c.results")
+    b=$(awk '$1 == "W1C" && $2 == "e2e_msgs_per_s" { v = $4 } END { print v }' "$WORK/w1c.results")
+    echo "W1C mta: W1 from outside with SPF, DKIM and DMARC checks (loopback DNS): $b msgs/s, from a relay client: $a msgs/s, ratio $(awk -v a="$b" -v b="$a" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "-" }') (round $round)" >>"$WORK/notes"
+}
+
 # --- the run ---------------------------------------------------------------------------------
 # want W: true if workload W is selected (E2E_WORKLOADS, default all seven).
-want() { case " ${E2E_WORKLOADS:-W1 W2 W3 W4 W5 W6 W5TLS W7 W1M} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+want() { case " ${E2E_WORKLOADS:-W1 W2 W3 W4 W5 W6 W5TLS W7 W1M W4D W1C} " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 MTA_LOCAL_SUCCESSES=0
 run_mta() {
     note "== mta ($MTA_BIN)"
@@ -687,6 +748,8 @@ run_mta() {
     want W6 && w6 mta "$MTA_PORT" "$MTA_PID"
     want W7 && w7
     want W1M && w1m "$MTA_PORT" "$MTA_HOMES"
+    want W4D && w4d "$MTA_PORT"
+    want W1C && w1c "$MTA_PORT" "$MTA_HOMES"
     # W5 and W5TLS each on a freshly started server, so idle processes and caches of the
     # workloads before do not count.
     mta_stop
