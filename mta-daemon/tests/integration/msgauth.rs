@@ -315,7 +315,7 @@ fn a_silent_dns_server_gives_temperror_not_a_refusal() {
         send(&root, "a@slow.test", &["joe@example.org"], body),
         "OK []"
     );
-    assert!(t0.elapsed() < Duration::from_secs(60), "{:?}", t0.elapsed());
+    assert!(t0.elapsed() < Duration::from_mins(1), "{:?}", t0.elapsed());
     let ar = auth_results(&joe.join("Maildir"), 1);
     assert!(ar[0].contains("spf=temperror"), "{ar:?}");
     assert!(ar[0].contains("dmarc=temperror"), "{ar:?}");
