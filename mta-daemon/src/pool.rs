@@ -21,6 +21,18 @@ use crate::sched::{Bouncer, Input, Job};
 pub trait Deliver: Send + Sync {
     /// Delivers `job`: one result per target, in order.
     fn deliver(&self, job: &Job) -> Vec<DeliveryResult>;
+
+    /// How many waiting jobs one delivery thread may take at once and hand to
+    /// [`deliver_batch`](Deliver::deliver_batch) (1, the default: one at a time).
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Delivers several jobs: one result list per job, in order. The default runs them one
+    /// after the other; local delivery commits their maildir lines together.
+    fn deliver_batch(&self, jobs: &[Job]) -> Vec<Vec<DeliveryResult>> {
+        jobs.iter().map(|job| self.deliver(job)).collect()
+    }
 }
 
 /// A job's outcome, as reported to the scheduler.
@@ -36,35 +48,49 @@ pub struct Done {
     pub removed: bool,
 }
 
-/// A delivery thread: runs jobs from `jobs` until the channel closes.
+/// A delivery thread: runs jobs from `jobs` until the channel closes. Jobs already waiting
+/// when it takes one go with it, up to the deliverer's [`batch_limit`](Deliver::batch_limit),
+/// so that a busy channel commits several deliveries with one flush.
 pub fn run_deliveries(
     jobs: &Receiver<Job>,
     deliverer: &dyn Deliver,
     queue: &Queue,
     scheduler: &Sender<Input>,
 ) {
-    for job in jobs {
+    let limit = deliverer.batch_limit().max(1);
+    for first in jobs {
+        let mut batch = vec![first];
+        while batch.len() < limit {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
         let started = SystemTime::now();
         let clock = std::time::Instant::now();
-        let results = deliverer.deliver(&job);
-        crate::metrics::delivery_time(clock.elapsed());
-        // The common case of a message to one local user: nothing to record, nothing to
-        // bounce, so remove it now: no mark to fdatasync, and the removal itself is not
-        // synced (a power loss may repeat the delivery, as a crash before a mark would).
-        let all_delivered = job.whole
-            && results.len() == job.targets.len()
-            && results
-                .iter()
-                .all(|r| matches!(r, DeliveryResult::Delivered { .. }));
-        let removed = all_delivered && queue.remove_delivered(job.id).is_ok();
-        let done = Done {
-            job,
-            results,
-            started,
-            removed,
-        };
-        if scheduler.send(Input::Done(Box::new(done))).is_err() {
-            break;
+        let all_results = deliverer.deliver_batch(&batch);
+        let took = clock.elapsed() / u32::try_from(batch.len()).unwrap_or(1);
+        for (job, results) in batch.into_iter().zip(all_results) {
+            crate::metrics::delivery_time(took);
+            // The common case of a message to one local user: nothing to record, nothing
+            // to bounce, so remove it now: no mark to fdatasync, and the removal itself is
+            // not synced (a power loss may repeat the delivery, as a crash before a mark
+            // would).
+            let all_delivered = job.whole
+                && results.len() == job.targets.len()
+                && results
+                    .iter()
+                    .all(|r| matches!(r, DeliveryResult::Delivered { .. }));
+            let removed = all_delivered && queue.remove_delivered(job.id).is_ok();
+            let done = Done {
+                job,
+                results,
+                started,
+                removed,
+            };
+            if scheduler.send(Input::Done(Box::new(done))).is_err() {
+                return;
+            }
         }
     }
 }
