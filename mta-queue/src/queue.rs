@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -154,6 +154,10 @@ pub(crate) struct Inner<F: Fs> {
 pub(crate) struct FreeList {
     /// Renamed into `free/`; their old directories not yet synced: `(name, old directory)`.
     pending: Vec<(String, String)>,
+    /// Renamed into `free/` under [`CommitMode::Filesystem`]: ready once a commit round's
+    /// `syncfs` that started after the removal has succeeded (`(name, Rounds::mark)`), so
+    /// no directory fsync of their own is needed.
+    after_round: Vec<(String, u64)>,
     /// Safe to reuse.
     ready: Vec<String>,
     /// Being made ready by one remover (counted against the cap).
@@ -162,7 +166,7 @@ pub(crate) struct FreeList {
 
 impl FreeList {
     fn len(&self) -> usize {
-        self.pending.len() + self.ready.len() + self.syncing
+        self.pending.len() + self.after_round.len() + self.ready.len() + self.syncing
     }
 }
 
@@ -547,6 +551,16 @@ impl<F: Fs> Queue<F> {
             &durable::join(state::FREE, &name),
         )
         .map_err(|e| dir_op_error(id, "rename", &paths.mess, e))?;
+        if self.inner.commit == CommitMode::Filesystem
+            && !self.inner.no_syncfs.load(Ordering::Relaxed)
+        {
+            // The next commit round's syncfs makes this removal durable.
+            let mut free = lock(&self.inner.free);
+            // Taken under the lock, so marks only grow along the list.
+            let mark = self.inner.rounds.mark();
+            free.after_round.push((name, mark));
+            return Ok(());
+        }
         let batch = {
             let mut free = lock(&self.inner.free);
             free.pending.push((name, paths.dir));
@@ -593,6 +607,7 @@ impl<F: Fs> Queue<F> {
             let mut free = lock(&self.inner.free);
             let mut names = std::mem::take(&mut free.ready);
             names.extend(free.pending.drain(..).map(|(name, _)| name));
+            names.extend(free.after_round.drain(..).map(|(name, _)| name));
             names
         };
         for name in &names {
@@ -626,7 +641,25 @@ impl<F: Fs> Queue<F> {
     /// (the old bytes are overwritten and cut to length before the commit syncs them).
     /// `None` when no file is ready or it cannot be opened (the caller then creates one).
     pub(crate) fn reuse_free(&self) -> Option<(String, F::File, u64)> {
-        let name = lock(&self.inner.free).ready.pop()?;
+        let name = {
+            let mut free = lock(&self.inner.free);
+            let rounds = &self.inner.rounds;
+            if free.ready.is_empty()
+                && let Some(first) = free.after_round.first()
+                && rounds.synced_since(first.1)
+            {
+                // Marks only grow along the list: take every entry a sync has covered.
+                let n = free
+                    .after_round
+                    .iter()
+                    .take_while(|(_, m)| rounds.synced_since(*m))
+                    .count();
+                let synced: Vec<String> =
+                    free.after_round.drain(..n).map(|(name, _)| name).collect();
+                free.ready.extend(synced);
+            }
+            free.ready.pop()?
+        };
         let path = durable::join(state::FREE, &name);
         let fs = &self.inner.fs;
         let opened = fs

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::QueueError;
@@ -27,6 +28,11 @@ use crate::group::Outcome;
 pub(crate) struct Rounds<T> {
     state: Mutex<State<T>>,
     done: Condvar,
+    /// Syncs started so far (they run one at a time, so sync number k started after every
+    /// change made while `started` was below k).
+    started: AtomicU64,
+    /// The number of the last sync that succeeded.
+    last_ok: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -59,7 +65,20 @@ impl<T> Rounds<T> {
                 next_ticket: 0,
             }),
             done: Condvar::new(),
+            started: AtomicU64::new(0),
+            last_ok: AtomicU64::new(0),
         }
+    }
+
+    /// A mark for a change made now (say, a name removed): the change is durable once
+    /// [`synced_since`](Rounds::synced_since) of the mark is true.
+    pub(crate) fn mark(&self) -> u64 {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    /// True once a sync that started after `mark` was taken has succeeded.
+    pub(crate) fn synced_since(&self, mark: u64) -> bool {
+        self.last_ok.load(Ordering::SeqCst) > mark
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -96,7 +115,11 @@ impl<T> Rounds<T> {
                 .iter()
                 .map(|(t, item)| (*t, ops.link(item)))
                 .collect();
+            let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
             let synced = ops.sync();
+            if synced.is_ok() {
+                self.last_ok.fetch_max(number, Ordering::SeqCst);
+            }
             st = self.lock();
             for (t, outcome) in linked {
                 let outcome = match (&synced, outcome) {
@@ -153,7 +176,7 @@ impl<T> Drop for Guard<'_, T> {
 mod tests {
     use super::*;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
 
     /// Records the order of links and syncs; checks each link comes after a sync that
     /// followed the item's submission.
@@ -233,6 +256,22 @@ mod tests {
         }
         let syncs = l.syncs.load(Ordering::SeqCst);
         assert!(syncs < 400, "{syncs} syncs for 400 commits: no sharing");
+    }
+
+    #[test]
+    fn marks_are_synced_only_by_a_later_sync() {
+        let r = Rounds::new();
+        let l = log(Some(2));
+        let m = r.mark();
+        assert!(!r.synced_since(m));
+        l.submitted_at.lock().unwrap().insert(1, 0);
+        assert!(r.submit(1, &*l).is_err()); // sync 1 ok, sync 2 failed
+        assert!(r.synced_since(m));
+        let m2 = r.mark();
+        assert!(!r.synced_since(m2), "sync 2 failed");
+        l.submitted_at.lock().unwrap().insert(2, 2);
+        assert!(r.submit(2, &*l).is_ok());
+        assert!(r.synced_since(m2));
     }
 
     #[test]
