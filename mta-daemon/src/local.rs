@@ -88,6 +88,8 @@ pub struct LocalDelivery {
     privileged: Option<Workers>,
     /// `timeoutlocal`: how long a `.qmail` program may run.
     program_timeout: Duration,
+    /// Bounds the batches delivered at once ([`LOCAL_BATCHES_IN_FLIGHT`]).
+    in_flight: crate::pool::Gate,
 }
 
 impl std::fmt::Debug for LocalDelivery {
@@ -120,6 +122,7 @@ impl LocalDelivery {
                 program_timeout: DEFAULT_PROGRAM_TIMEOUT,
             }),
             program_timeout: DEFAULT_PROGRAM_TIMEOUT,
+            in_flight: crate::pool::Gate::new(LOCAL_BATCHES_IN_FLIGHT),
         }
     }
 
@@ -152,6 +155,10 @@ impl crate::pool::Deliver for LocalDelivery {
 
     fn batch_limit(&self) -> usize {
         LOCAL_BATCH
+    }
+
+    fn batches_in_flight(&self) -> Option<&crate::pool::Gate> {
+        Some(&self.in_flight)
     }
 
     /// Delivers several jobs together: their deliveries for one (uid, gid) go to one
@@ -249,6 +256,11 @@ impl crate::pool::Deliver for LocalDelivery {
 /// Most jobs one local delivery thread takes at once (a frame's staged deliveries hold
 /// three descriptors each until the commit).
 const LOCAL_BATCH: usize = 32;
+
+/// Local batches delivered at once: each costs two cache flushes whatever its size, so
+/// while these run, the jobs that arrive gather into the next batch. More than one, so a
+/// batch's flushes overlap another's writing; few, so batches are not one job each.
+const LOCAL_BATCHES_IN_FLIGHT: usize = 3;
 
 /// One delivery of a batch: the job's position, its message, the request.
 type Request<'a> = (usize, &'a [u8], DeliveryRequest<'a>);
