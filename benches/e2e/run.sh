@@ -404,7 +404,7 @@ EOF
     postfix -c "$PF_CONF" check >>"$WORK/postfix-start.log" 2>&1 || true
 }
 pf_start() {
-    in_io_cap postfix -c "$PF_CONF" start >>"$WORK/postfix-start.log" 2>&1 \
+    (in_io_cap postfix -c "$PF_CONF" start) >>"$WORK/postfix-start.log" 2>&1 \
         || die "postfix did not start: $(tail -5 "$PF/maillog" 2>/dev/null)"
     wait_for 30 port_open "$PF_PORT" || die "postfix smtpd not listening"
 }
@@ -504,13 +504,11 @@ io_cap_setup() {
         die "E2E_IOPS: no cgroup io or blkio controller"
     fi
 }
-# in_io_cap CMD...: runs CMD inside the capped cgroup (as is without E2E_IOPS).
+# in_io_cap CMD...: joins the capped cgroup (without E2E_IOPS: nothing) and execs CMD, so
+# call it in a subshell: `in_io_cap CMD &` (then $! is CMD's pid) or `(in_io_cap CMD)`.
 in_io_cap() {
-    if [ -n "$IO_CGROUP" ]; then
-        (echo "$BASHPID" >"$IO_CGROUP/cgroup.procs" && exec "$@")
-    else
-        "$@"
-    fi
+    if [ -n "$IO_CGROUP" ]; then echo "$BASHPID" >"$IO_CGROUP/cgroup.procs"; fi
+    exec "$@"
 }
 io_cap_setup
 

@@ -260,7 +260,7 @@ const LOCAL_BATCH: usize = 32;
 /// Local batches delivered at once: each costs two cache flushes whatever its size, so
 /// while these run, the jobs that arrive gather into the next batch. More than one, so a
 /// batch's flushes overlap another's writing; few, so batches are not one job each.
-const LOCAL_BATCHES_IN_FLIGHT: usize = 3;
+const LOCAL_BATCHES_IN_FLIGHT: usize = 2;
 
 /// One delivery of a batch: the job's position, its message, the request.
 type Request<'a> = (usize, &'a [u8], DeliveryRequest<'a>);
