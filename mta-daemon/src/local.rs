@@ -172,8 +172,10 @@ impl crate::pool::Deliver for LocalDelivery {
             .iter()
             .map(|job| self.read_message(job.id).map_err(|e| e.to_string()))
             .collect();
-        let mut results: Vec<Vec<Option<DeliveryResult>>> =
-            jobs.iter().map(|job| vec![None; job.targets.len()]).collect();
+        let mut results: Vec<Vec<Option<DeliveryResult>>> = jobs
+            .iter()
+            .map(|job| vec![None; job.targets.len()])
+            .collect();
         // (job, target, user) for every target that resolved to a user.
         let mut users: Vec<(usize, usize, LocalUser)> = Vec::new();
         for (j, job) in jobs.iter().enumerate() {

@@ -448,7 +448,8 @@ mod tests {
             vec![(b"one", &one[..]), (b"two", &two[..]), (b"batch", &[][..])];
         let fields = frame_of(|w| write_batch(w, &batch));
         let back = decode_batch(&fields).expect("decodes");
-        let want: Vec<MessageRequests<'_>> = batch.iter().map(|(m, rs)| (*m, rs.to_vec())).collect();
+        let want: Vec<MessageRequests<'_>> =
+            batch.iter().map(|(m, rs)| (*m, rs.to_vec())).collect();
         assert_eq!(back, want);
         for cut in 1..fields.len() {
             assert!(decode_batch(&fields[..cut]).is_none(), "cut at {cut}");

@@ -205,18 +205,17 @@ fn sync_all_of<F: Fs, S: std::borrow::Borrow<Staged<F>>>(
             let Some(dev) = s.device else {
                 return each(s);
             };
-            let whole = match done.iter().find(|(d, _)| *d == dev) {
-                Some((_, r)) => r,
-                None => {
-                    let r = match durable::sync_filesystem(&s.fs, &s.tmp) {
-                        Err(e) if e.kind() == io::ErrorKind::Unsupported => None,
-                        other => Some(other),
-                    };
-                    done.push((dev, r));
-                    &done[done.len() - 1].1
-                }
+            let at = if let Some(i) = done.iter().position(|(d, _)| *d == dev) {
+                i
+            } else {
+                let r = match durable::sync_filesystem(&s.fs, &s.tmp) {
+                    Err(e) if e.kind() == io::ErrorKind::Unsupported => None,
+                    other => Some(other),
+                };
+                done.push((dev, r));
+                done.len() - 1
             };
-            match whole {
+            match &done[at].1 {
                 Some(r) => r.as_ref().copied().map_err(copy_io_error),
                 None => each(s),
             }
@@ -236,7 +235,8 @@ mod tests {
         let fs = PowerLossFs::new();
         let mds = (0..n)
             .map(|i| {
-                fs.create_dir_all(Path::new(&format!("/home/u{i}"))).unwrap();
+                fs.create_dir_all(Path::new(&format!("/home/u{i}")))
+                    .unwrap();
                 Maildir::create_in(fs.clone(), format!("/home/u{i}/Maildir")).unwrap()
             })
             .collect();
@@ -293,7 +293,9 @@ mod tests {
     /// ever partial.
     #[test]
     fn power_loss_at_every_step_keeps_every_reported_delivery() {
-        let bodies: Vec<Vec<u8>> = (0..4).map(|i| format!("message {i}\n").into_bytes()).collect();
+        let bodies: Vec<Vec<u8>> = (0..4)
+            .map(|i| format!("message {i}\n").into_bytes())
+            .collect();
         let mut n = 0;
         loop {
             n += 1;
@@ -307,8 +309,8 @@ mod tests {
             let crashed = fs.has_crashed();
             for img in fs.crash_images() {
                 for (i, body) in bodies.iter().enumerate() {
-                    let md = Maildir::open_in(img.clone(), format!("/home/u{}/Maildir", i % 2))
-                        .unwrap();
+                    let md =
+                        Maildir::open_in(img.clone(), format!("/home/u{}/Maildir", i % 2)).unwrap();
                     let present: Vec<Vec<u8>> = md
                         .list(Subdir::New)
                         .unwrap()
@@ -339,9 +341,11 @@ mod tests {
         batch.stage(&mds[0], b"", &b"b\n"[..]).unwrap();
         fs.fail_syncs_after(1, 5); // the data sync works, the names' sync fails
         let results = batch.commit();
-        assert!(results.iter().all(|r| r
-            .as_ref()
-            .is_err_and(|e| e.step() == DeliverStep::SyncNew)));
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().is_err_and(|e| e.step() == DeliverStep::SyncNew))
+        );
         fs.clear_faults();
         assert!(mds[0].list(Subdir::New).unwrap().is_empty());
     }

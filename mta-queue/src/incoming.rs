@@ -235,9 +235,7 @@ impl<F: Fs> Incoming<F> {
         let inner = &self.queue.inner;
         let published = match inner.commit {
             CommitMode::Filesystem if rounds => {
-                let published = inner
-                    .rounds
-                    .submit((self.id, self.paths.clone()), &**inner);
+                let published = inner.rounds.submit((self.id, self.paths.clone()), &**inner);
                 match published {
                     Err(QueueError::Io { source, .. })
                         if source.kind() == io::ErrorKind::Unsupported =>

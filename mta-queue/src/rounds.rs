@@ -20,8 +20,8 @@
 use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::QueueError;
 use crate::group::Outcome;
@@ -217,7 +217,8 @@ impl<T> Drop for Guard<'_, T> {
         let mut st = self.rounds.lock();
         for t in &self.tickets {
             let err = io::Error::other("commit round panicked");
-            st.results.insert(*t, Err(QueueError::io("commit", "", err)));
+            st.results
+                .insert(*t, Err(QueueError::io("commit", "", err)));
         }
         st.leading = false;
         self.rounds.done.notify_all();
@@ -244,7 +245,10 @@ mod tests {
         fn link(&self, item: &u32) -> Outcome {
             let now = self.syncs.load(Ordering::SeqCst);
             let at = self.submitted_at.lock().unwrap()[item];
-            assert!(now > at, "item {item} linked before a sync covered its data");
+            assert!(
+                now > at,
+                "item {item} linked before a sync covered its data"
+            );
             self.linked.lock().unwrap().push((*item, now));
             Ok(())
         }

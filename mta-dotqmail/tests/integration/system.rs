@@ -378,7 +378,10 @@ fn batched_maildir_lines_appear_only_at_commit() {
         "",
     );
     let mut exec = SystemExecutor::new().with_maildir_commit(MaildirCommit::Batched);
-    for (i, sender) in [&b"ann@example.org"[..], b"bob@example.org"].iter().enumerate() {
+    for (i, sender) in [&b"ann@example.org"[..], b"bob@example.org"]
+        .iter()
+        .enumerate()
+    {
         let request = DeliveryRequest {
             user: &user,
             local: b"joe",
@@ -414,6 +417,11 @@ fn batched_maildir_lines_appear_only_at_commit() {
         })
         .collect();
     assert_eq!(got, want);
-    assert!(fs::read_dir(home.join("Maildir/tmp")).unwrap().next().is_none());
+    assert!(
+        fs::read_dir(home.join("Maildir/tmp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
     assert!(exec.commit_maildirs().is_empty(), "nothing left to commit");
 }

@@ -330,10 +330,17 @@ fn removed_files_are_reused_after_the_next_commit_round() {
     let ino = queue_files(dir.path())[0].1;
     q.remove_delivered(first).unwrap();
     let second = q.enqueue(&env, &b"second"[..]).unwrap();
-    assert_ne!(queue_files(dir.path())[0].1, ino, "reused before a sync covered its removal");
+    assert_ne!(
+        queue_files(dir.path())[0].1,
+        ino,
+        "reused before a sync covered its removal"
+    );
     let third = q.enqueue(&env, &b"third"[..]).unwrap();
     let files = queue_files(dir.path());
-    assert!(files.iter().any(|f| f.1 == ino), "the removed file was not reused");
+    assert!(
+        files.iter().any(|f| f.1 == ino),
+        "the removed file was not reused"
+    );
     assert_eq!(read_body(&q, third), b"third");
     assert_eq!(read_body(&q, second), b"second");
 }
