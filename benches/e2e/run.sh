@@ -54,7 +54,12 @@
 # (run one side, e.g. while profiling), E2E_WORKLOADS="W1 W3" (run only these; W1-W6, W5TLS), E2E_PERF=1 (`perf record -e cpu-clock -a -g`
 # during mta's W1-W4 into $E2E_OUT.perf.data), W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS,
 # W4_DOMAINS, W5_SESSIONS (also W5TLS's count), W6_MSGS (smaller sizes for a quick smoke
-# run), E2E_INTEROP=0 (skip the interop step).
+# run), E2E_INTEROP=0 (skip the interop step), E2E_IOPS=N (a slow disk: both servers'
+# write requests capped at N per second through a cgroup; see io_cap_setup).
+#
+# W1 also reports the latency of the 250 after DATA (p50, p99, from one more session
+# sending one message after another during W1), and W1 and W2 the block device's write
+# requests and cache flushes per message or delivery.
 #
 # The whole script is one { ... } block, so bash parses it before running it: editing
 # the file during a run cannot change the run.
@@ -133,6 +138,11 @@ cleanup() {
         postfix -c "$PF_CONF" status >/dev/null 2>&1 && postfix -c "$PF_CONF" stop >/dev/null 2>&1
         for _ in $(seq 50); do postfix -c "$PF_CONF" status >/dev/null 2>&1 || break; sleep 0.1; done
         postfix -c "$PF_CONF" status >/dev/null 2>&1 && postfix -c "$PF_CONF" abort >/dev/null 2>&1
+    fi
+    if [ -n "${IO_CGROUP:-}" ] && [ -d "$IO_CGROUP" ]; then
+        # Its processes are gone (stopped above); move any straggler out, then remove it.
+        while read -r p; do echo "$p" >"$(dirname "$IO_CGROUP")/cgroup.procs"; done <"$IO_CGROUP/cgroup.procs" 2>/dev/null
+        rmdir "$IO_CGROUP" 2>/dev/null
     fi
     if [ "${E2E_KEEP:-0}" = 1 ]; then
         echo "run.sh: kept $WORK" >&2
@@ -297,7 +307,7 @@ mta_setup() {
     } >"$MTA_ROOT/users/assign"
 }
 mta_start() {
-    "$MTA_BIN" --root "$MTA_ROOT" serve 2>>"$MTA_LOG" &
+    in_io_cap "$MTA_BIN" --root "$MTA_ROOT" serve 2>>"$MTA_LOG" &
     MTA_PID=$!
     PIDS+=("$MTA_PID")
     wait_for 30 port_open "$MTA_PORT" || die "mta serve did not start (see $MTA_LOG)"
@@ -397,7 +407,7 @@ EOF
     postfix -c "$PF_CONF" check >>"$WORK/postfix-start.log" 2>&1 || true
 }
 pf_start() {
-    postfix -c "$PF_CONF" start >>"$WORK/postfix-start.log" 2>&1 \
+    (in_io_cap postfix -c "$PF_CONF" start) >>"$WORK/postfix-start.log" 2>&1 \
         || die "postfix did not start: $(tail -5 "$PF/maillog" 2>/dev/null)"
     wait_for 30 port_open "$PF_PORT" || die "postfix smtpd not listening"
 }
@@ -465,6 +475,51 @@ disk_counters() { # prints "writes flushes" (0 0 if the device has no stat file)
     if [ -r "$DISK_STAT" ]; then awk '{ print $5, ($16 == "" ? 0 : $16) }' "$DISK_STAT"; else echo 0 0; fi
 }
 
+# E2E_IOPS=N: a slow disk for both sides alike. Each server (and every process it starts:
+# Postfix's master and its children, mta's workers) runs in a blkio cgroup whose writes to
+# the work dir's device are capped at N requests per second: cgroup v2's io.max
+# (wiops=N) where the io controller is available, else cgroup v1's
+# blkio.throttle.write_iops_device (this machine: v1). The cap applies to the requests
+# the servers' own threads submit (fsync, syncfs and direct writes, which is what
+# durability costs); background writeback by the kernel's flusher threads escapes it
+# under cgroup v1.
+IO_CGROUP=""
+io_cap_setup() {
+    [ -n "${E2E_IOPS:-}" ] || return 0
+    local dev v2=""
+    dev=$(cat "$(dirname "$DISK_STAT")/dev")
+    for root in /sys/fs/cgroup /sys/fs/cgroup/unified; do
+        if grep -qw io "$root/cgroup.controllers" 2>/dev/null; then v2=$root; break; fi
+    done
+    if [ -n "$v2" ]; then
+        echo +io >"$v2/cgroup.subtree_control" 2>/dev/null || true
+        IO_CGROUP=$v2/mta-e2e-$$
+        mkdir -p "$IO_CGROUP"
+        echo "$dev wiops=$E2E_IOPS" >"$IO_CGROUP/io.max" || die "cannot set io.max"
+        note "slow disk: cgroup v2 io.max $dev wiops=$E2E_IOPS ($IO_CGROUP)"
+    elif [ -d /sys/fs/cgroup/blkio ]; then
+        IO_CGROUP=/sys/fs/cgroup/blkio/mta-e2e-$$
+        mkdir -p "$IO_CGROUP"
+        echo "$dev $E2E_IOPS" >"$IO_CGROUP/blkio.throttle.write_iops_device" \
+            || die "cannot set blkio.throttle.write_iops_device"
+        note "slow disk: cgroup v1 blkio.throttle.write_iops_device $dev $E2E_IOPS ($IO_CGROUP)"
+    else
+        die "E2E_IOPS: no cgroup io or blkio controller"
+    fi
+}
+# in_io_cap CMD...: joins the capped cgroup (without E2E_IOPS: nothing) and execs CMD, so
+# call it in a subshell: `in_io_cap CMD &` (then $! is CMD's pid) or `(in_io_cap CMD)`.
+in_io_cap() {
+    if [ -n "$IO_CGROUP" ]; then echo "$BASHPID" >"$IO_CGROUP/cgroup.procs"; fi
+    exec "$@"
+}
+io_cap_setup
+
+# W1's 250 latency: one more session (smtpload.py latency) sends messages one after the
+# other while smtp-source runs, to a discarding recipient (so W1's maildir count is not
+# touched), and times each 250 after DATA; p50 and p99 go in the table.
+LAT_RCPT=trash-999999@example.org
+
 w1() {
     local side=$1 port=$2 homes=$3 t0 t1 t2 list=$WORK/w1-$1.dirs
     note "${W1_LABEL:-W1} $side: $W1_MSGS messages x $MSG_SIZE bytes over $W1_SESSIONS sessions"
@@ -474,15 +529,27 @@ w1() {
     settle "${E2E_SETTLE:-0.5}"
     local io0 io1
     io0=$(disk_counters)
+    rm -f "$WORK/w1-$side.stop"
+    $LOAD latency 127.0.0.1 "$port" bench@example.com "$LAT_RCPT" "$MSG_SIZE" \
+        "$WORK/w1-$side.stop" "$TIMEOUT" >"$WORK/w1-$side.lat" 2>>"$OUT.log" &
+    local lat_pid=$!
     t0=$(now)
     if ! timeout "$TIMEOUT" smtp-source -s "$W1_SESSIONS" -m "$W1_MSGS" -l "$MSG_SIZE" \
         -f bench@example.com -t w1@example.org -M load.example.com "127.0.0.1:$port" \
         >>"$OUT.log" 2>&1; then
+        touch "$WORK/w1-$side.stop"; wait "$lat_pid" || true
         record "${W1_LABEL:-W1}" accept_msgs_per_s "$side" -; record "${W1_LABEL:-W1}" e2e_msgs_per_s "$side" -
         wait "$WAITER" || true
         return
     fi
     t1=$(now)
+    touch "$WORK/w1-$side.stop"
+    wait "$lat_pid" || true
+    local lat
+    lat=$(cat "$WORK/w1-$side.lat")
+    note "${W1_LABEL:-W1} $side: 250 after DATA, concurrent probe session: $lat (count p50 p99 max, ms)"
+    record "${W1_LABEL:-W1}" p50_250_ms "$side" "$(echo "$lat" | awk '{ print ($3 == "" ? "-" : $3) }')"
+    record "${W1_LABEL:-W1}" p99_250_ms "$side" "$(echo "$lat" | awk '{ print ($4 == "" ? "-" : $4) }')"
     record "${W1_LABEL:-W1}" accept_msgs_per_s "$side" "$(div "$W1_MSGS" "$(elapsed "$t0" "$t1")")"
     if finish_waiter "w1-$side"; then
         t2=$DONE_AT
@@ -502,11 +569,17 @@ w2() {
     user_newdirs "$homes" >"$list"
     start_waiter "w2-$side" wait-files "$TIMEOUT" "$W2_RCPTS" "$list"
     settle
+    local io0 io1
+    io0=$(disk_counters)
     t0=$(submit "$side" "$port" 'user{i}@example.org' "$W2_RCPTS") \
         || { record W2 seconds "$side" -; finish_waiter "w2-$side" || true; return; }
     if finish_waiter "w2-$side"; then
         t1=$DONE_AT
+        io1=$(disk_counters)
         record W2 seconds "$side" "$(elapsed "$t0" "$t1")"
+        # Device requests per maildir delivery (background writeback included).
+        record W2 disk_writes_per_dlv "$side" "$(echo "$io0 $io1" | awk -v n="$W2_RCPTS" '{ printf "%.3f", ($3 - $1) / n }')"
+        record W2 disk_flushes_per_dlv "$side" "$(echo "$io0 $io1" | awk -v n="$W2_RCPTS" '{ printf "%.3f", ($4 - $2) / n }')"
     else
         record W2 seconds "$side" -
     fi
@@ -943,6 +1016,7 @@ table() {
     echo "# mta $REV, postfix $(postconf -d -h mail_version 2>/dev/null || echo '?')"
     echo "# ratio: how many times better mta is (rates mta/postfix; seconds and KB postfix/mta)"
     [ "$ROUNDS" = 1 ] || echo "# each figure: the median of $ROUNDS rounds (mta then postfix in each)"
+    [ -z "${E2E_IOPS:-}" ] || echo "# slow disk: both servers' writes capped at $E2E_IOPS requests/s ($IO_CGROUP)"
     table
     if [ -f "$WORK/notes" ]; then sort -u "$WORK/notes" | sed 's/^/# note: /'; fi
     [ -z "$INTEROP" ] || echo "# interop with Postfix, TLS both ways (Postfix smtp -> mta encrypt; mta -> Postfix smtpd encrypt and verify): $INTEROP"

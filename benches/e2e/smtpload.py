@@ -38,6 +38,10 @@ prints the wall-clock time (Unix seconds) the condition became true, or exits 1 
 TIMEOUT seconds pass. With E2E_GO=PATH in the environment a waiter starts polling only
 once PATH exists (so it can be started, and its interpreter loaded, before the load):
 
+  smtpload.py latency HOST PORT SENDER RCPT SIZE STOPFILE TIMEOUT
+                                                 one session, one message after another
+                                                 until STOPFILE exists: p50/p99 of the
+                                                 time from the final "." to its 250
   smtpload.py wait-files TIMEOUT COUNT DIRLIST   files in the directories named one per
                                                  line in DIRLIST reach COUNT in total
   smtpload.py wait-lines TIMEOUT FILE TEXT COUNT lines of FILE containing TEXT reach COUNT
@@ -118,6 +122,48 @@ def mode_list(host, port, sender, template, count, size, domains="1"):
     print(f"accepted {accepted} {elapsed:.6f} {start_wall:.6f} {start_wall + elapsed:.6f}")
     if accepted != count:
         sys.exit(f"only {accepted} of {count} recipients accepted")
+
+
+def mode_latency(host, port, sender, rcpt, size, stop_file, timeout):
+    """One session sending messages one after the other until STOP_FILE exists (or
+    TIMEOUT seconds pass), timing each `250` after DATA from the moment the final `.`
+    was sent; prints "latency COUNT P50_MS P99_MS MAX_MS"."""
+    data = body(int(size)) + b".\r\n"
+    deadline = time.monotonic() + float(timeout)
+    s = socket.create_connection((host, int(port)), timeout=600)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+    if read_reply(f)[0] != 220:
+        sys.exit("greeting")
+    s.sendall(b"EHLO latency.example.com\r\n")
+    read_reply(f)
+    samples = []
+    while not os.path.exists(stop_file) and time.monotonic() < deadline:
+        s.sendall(f"MAIL FROM:<{sender}>\r\n".encode())
+        if read_reply(f)[0] != 250:
+            sys.exit("MAIL")
+        s.sendall(f"RCPT TO:<{rcpt}>\r\n".encode())
+        if read_reply(f)[0] != 250:
+            sys.exit("RCPT")
+        s.sendall(b"DATA\r\n")
+        if read_reply(f)[0] != 354:
+            sys.exit("DATA")
+        s.sendall(data[:-3])
+        t = time.monotonic()
+        s.sendall(data[-3:])
+        code, lines = read_reply(f)
+        samples.append(time.monotonic() - t)
+        if code != 250:
+            sys.exit(f"end of data {code} {lines}")
+    s.sendall(b"QUIT\r\n")
+    s.close()
+    if not samples:
+        print("latency 0 - - -")
+        return
+    samples.sort()
+    def pct(p):
+        return samples[min(len(samples) - 1, int(p * len(samples)))] * 1000
+    print(f"latency {len(samples)} {pct(0.50):.3f} {pct(0.99):.3f} {samples[-1] * 1000:.3f}")
 
 
 def tls_context(cafile):
@@ -440,6 +486,8 @@ def main():
         mode_tls(*sys.argv[2:])
     elif len(sys.argv) >= 2 and sys.argv[1] == "idle" and len(sys.argv) in (7, 8):
         mode_idle(*sys.argv[2:])
+    elif len(sys.argv) == 9 and sys.argv[1] == "latency":
+        mode_latency(*sys.argv[2:])
     elif len(sys.argv) == 5 and sys.argv[1] == "wait-files":
         mode_wait_files(*sys.argv[2:])
     elif len(sys.argv) == 6 and sys.argv[1] == "wait-lines":

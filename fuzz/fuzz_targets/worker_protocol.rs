@@ -1,6 +1,6 @@
 #![no_main]
 //! mta-dotqmail's worker protocol (spawner ↔ per-user worker): any frame decodes to
-//! requests or answers, or to `None`, without panicking; whatever decodes encodes back to
+//! requests (single or batch frames) or answers, or to `None`, without panicking; whatever decodes encodes back to
 //! a frame that decodes to the same values.
 use libfuzzer_sys::fuzz_target;
 use mta_core::frame;
@@ -19,6 +19,14 @@ fuzz_target!(|data: &[u8]| {
         worker::write_requests(&mut out, message, &requests).expect("write");
         let again = frame::read(&mut &out[..]).expect("read").expect("frame");
         assert_eq!(worker::decode_requests(&again), Some((message, requests)));
+    }
+    if let Some(batch) = worker::decode_batch(&fields) {
+        let refs: Vec<(&[u8], &[worker::WorkerRequest<'_>])> =
+            batch.iter().map(|(m, r)| (*m, r.as_slice())).collect();
+        let mut out = Vec::new();
+        worker::write_batch(&mut out, &refs).expect("write");
+        let again = frame::read(&mut &out[..]).expect("read").expect("frame");
+        assert_eq!(worker::decode_batch(&again), Some(batch));
     }
     if let Some(answers) = worker::decode_answers(fields, count) {
         let mut out = Vec::new();

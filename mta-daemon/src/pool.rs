@@ -8,6 +8,7 @@
 //! once share fsyncs through mta-queue's group commit, which is what lets a busy server
 //! deliver faster than one fsync at a time.
 
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::SystemTime;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -21,6 +22,65 @@ use crate::sched::{Bouncer, Input, Job};
 pub trait Deliver: Send + Sync {
     /// Delivers `job`: one result per target, in order.
     fn deliver(&self, job: &Job) -> Vec<DeliveryResult>;
+
+    /// How many waiting jobs one delivery thread may take at once and hand to
+    /// [`deliver_batch`](Deliver::deliver_batch) (1, the default: one at a time).
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Delivers several jobs: one result list per job, in order. The default runs them one
+    /// after the other; local delivery commits their maildir lines together.
+    fn deliver_batch(&self, jobs: &[Job]) -> Vec<Vec<DeliveryResult>> {
+        jobs.iter().map(|job| self.deliver(job)).collect()
+    }
+
+    /// At most how many batches this channel's threads run at once (`None`, the default:
+    /// as many as there are threads). Fewer batches in flight let the jobs that arrive
+    /// meanwhile gather into the next batch instead of each waking a thread of its own.
+    fn batches_in_flight(&self) -> Option<&Gate> {
+        None
+    }
+}
+
+/// A counting gate: at most `n` holders at once (a semaphore).
+#[derive(Debug)]
+pub struct Gate {
+    free: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Gate {
+    /// A gate for `n` holders at once (at least one).
+    pub fn new(n: usize) -> Gate {
+        Gate {
+            free: Mutex::new(n.max(1)),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a place; it is given back when the returned guard drops.
+    fn enter(&self) -> GatePass<'_> {
+        let mut free = self.free.lock().unwrap_or_else(PoisonError::into_inner);
+        while *free == 0 {
+            free = self
+                .freed
+                .wait(free)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *free -= 1;
+        GatePass(self)
+    }
+}
+
+/// A place in a [`Gate`], given back on drop.
+struct GatePass<'a>(&'a Gate);
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 /// A job's outcome, as reported to the scheduler.
@@ -36,35 +96,62 @@ pub struct Done {
     pub removed: bool,
 }
 
-/// A delivery thread: runs jobs from `jobs` until the channel closes.
+/// A batch stops taking more waiting jobs once it has this many targets (a large list's
+/// jobs are better spread over threads than delivered one after the other).
+const MAX_BATCH_TARGETS: usize = 64;
+
+/// A delivery thread: runs jobs from `jobs` until the channel closes. Jobs already waiting
+/// when it takes one go with it, up to the deliverer's [`batch_limit`](Deliver::batch_limit),
+/// so that a busy channel commits several deliveries with one flush.
 pub fn run_deliveries(
     jobs: &Receiver<Job>,
     deliverer: &dyn Deliver,
     queue: &Queue,
     scheduler: &Sender<Input>,
 ) {
-    for job in jobs {
+    let limit = deliverer.batch_limit().max(1);
+    loop {
+        // The place is taken before the first job, so jobs arriving while the batches in
+        // flight run wait in the channel and go together into the next one.
+        let pass = deliverer.batches_in_flight().map(Gate::enter);
+        let Ok(first) = jobs.recv() else { return };
+        let mut targets = first.targets.len();
+        let mut batch = vec![first];
+        while batch.len() < limit && targets < MAX_BATCH_TARGETS {
+            match jobs.try_recv() {
+                Ok(job) => {
+                    targets += job.targets.len();
+                    batch.push(job);
+                }
+                Err(_) => break,
+            }
+        }
         let started = SystemTime::now();
         let clock = std::time::Instant::now();
-        let results = deliverer.deliver(&job);
-        crate::metrics::delivery_time(clock.elapsed());
-        // The common case of a message to one local user: nothing to record, nothing to
-        // bounce, so remove it now: no mark to fdatasync, and the removal itself is not
-        // synced (a power loss may repeat the delivery, as a crash before a mark would).
-        let all_delivered = job.whole
-            && results.len() == job.targets.len()
-            && results
-                .iter()
-                .all(|r| matches!(r, DeliveryResult::Delivered { .. }));
-        let removed = all_delivered && queue.remove_delivered(job.id).is_ok();
-        let done = Done {
-            job,
-            results,
-            started,
-            removed,
-        };
-        if scheduler.send(Input::Done(Box::new(done))).is_err() {
-            break;
+        let all_results = deliverer.deliver_batch(&batch);
+        drop(pass);
+        let took = clock.elapsed() / u32::try_from(batch.len()).unwrap_or(1);
+        for (job, results) in batch.into_iter().zip(all_results) {
+            crate::metrics::delivery_time(took);
+            // The common case of a message to one local user: nothing to record, nothing
+            // to bounce, so remove it now: no mark to fdatasync, and the removal itself is
+            // not synced (a power loss may repeat the delivery, as a crash before a mark
+            // would).
+            let all_delivered = job.whole
+                && results.len() == job.targets.len()
+                && results
+                    .iter()
+                    .all(|r| matches!(r, DeliveryResult::Delivered { .. }));
+            let removed = all_delivered && queue.remove_delivered(job.id).is_ok();
+            let done = Done {
+                job,
+                results,
+                started,
+                removed,
+            };
+            if scheduler.send(Input::Done(Box::new(done))).is_err() {
+                return;
+            }
         }
     }
 }

@@ -130,5 +130,5 @@ pub use search::{
     Candidate, Found, Mailbox, SearchError, candidates, find_mailbox, owner_file_exists, safe_ext,
     search,
 };
-pub use system::{BaseEnvironment, SystemExecutor};
+pub use system::{BaseEnvironment, MaildirCommit, SystemExecutor};
 pub use user::{Account, LocalUser, ResolveError, Resolved, UserTable};

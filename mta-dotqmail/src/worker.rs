@@ -172,6 +172,90 @@ pub fn decode_requests(fields: &[Vec<u8>]) -> Option<(&[u8], Vec<WorkerRequest<'
     Some((message.as_slice(), out))
 }
 
+/// The first field of a request frame that carries several messages
+/// ([`write_batch`]); a single-message frame starts with its count instead.
+pub const BATCH_TAG: &[u8] = b"batch";
+
+/// Writes one request frame carrying several messages, each with its deliveries:
+///
+/// ```text
+/// "batch", messages, { count, message, { 11 fields } × count } × messages
+/// ```
+///
+/// The worker answers with one frame holding every delivery's answer, in order, as for
+/// [`write_requests`] (so the spawner expects the sum of the counts), and may commit all of
+/// them together (one `syncfs` for a frame's maildir lines instead of two fsyncs each).
+///
+/// # Errors
+/// I/O errors from `w`, or `InvalidInput` when a field exceeds the frame's limits.
+pub fn write_batch(w: &mut dyn Write, batch: &[(&[u8], &[WorkerRequest<'_>])]) -> io::Result<()> {
+    let numbers: Vec<(String, Vec<[String; 3]>)> = batch
+        .iter()
+        .map(|(_, requests)| {
+            let n = requests
+                .iter()
+                .map(|r| [r.uid.to_string(), r.gid.to_string(), r.now.to_string()])
+                .collect();
+            (requests.len().to_string(), n)
+        })
+        .collect();
+    let messages = batch.len().to_string();
+    let mut fields: Vec<&[u8]> = vec![BATCH_TAG, messages.as_bytes()];
+    for ((message, requests), (count, n)) in batch.iter().zip(&numbers) {
+        fields.push(count.as_bytes());
+        fields.push(message);
+        for (r, n) in requests.iter().zip(n) {
+            fields.extend_from_slice(&[
+                r.user,
+                n[0].as_bytes(),
+                n[1].as_bytes(),
+                r.home,
+                r.dash,
+                r.ext,
+                r.local,
+                r.domain,
+                r.sender,
+                r.default_delivery,
+                n[2].as_bytes(),
+            ]);
+        }
+    }
+    frame::write(w, &fields)
+}
+
+/// One message of a request frame and its deliveries.
+pub type MessageRequests<'a> = (&'a [u8], Vec<WorkerRequest<'a>>);
+
+/// Decodes a request frame of either kind ([`write_requests`]' single message or
+/// [`write_batch`]'s several) into its messages and their deliveries; `None` when a count
+/// does not match the fields or a number is malformed.
+pub fn decode_batch(fields: &[Vec<u8>]) -> Option<Vec<MessageRequests<'_>>> {
+    let [tag, messages, rest @ ..] = fields else {
+        return decode_requests(fields).map(|one| vec![one]);
+    };
+    let mut rest: &[Vec<u8>] = rest;
+    if tag.as_slice() != BATCH_TAG {
+        return decode_requests(fields).map(|one| vec![one]);
+    }
+    let messages: usize = number(messages)?;
+    // Each message takes at least two fields: never believe a count the fields cannot hold.
+    if messages > rest.len() / 2 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(messages);
+    for _ in 0..messages {
+        let count: usize = number(rest.first()?)?;
+        let len = count.checked_mul(REQUEST_FIELDS)?.checked_add(2)?;
+        if len > rest.len() {
+            return None;
+        }
+        let (one, tail) = rest.split_at(len);
+        out.push(decode_requests(one)?);
+        rest = tail;
+    }
+    rest.is_empty().then_some(out)
+}
+
 /// Writes one answer frame.
 ///
 /// # Errors
@@ -342,5 +426,38 @@ mod tests {
         let mut bad = fields;
         bad[3] = b"x".to_vec(); // the first uid
         assert!(decode_requests(&bad).is_none());
+    }
+
+    #[test]
+    fn batches_round_trip_and_single_frames_decode_as_one() {
+        let r = WorkerRequest {
+            user: b"joe",
+            uid: 1000,
+            gid: 100,
+            home: b"/home/joe",
+            dash: b"",
+            ext: b"",
+            local: b"joe",
+            domain: b"example.org",
+            sender: b"a@b",
+            default_delivery: b"./Maildir/\n",
+            now: 7,
+        };
+        let (one, two) = ([r], [r, r]);
+        let batch: Vec<(&[u8], &[WorkerRequest<'_>])> =
+            vec![(b"one", &one[..]), (b"two", &two[..]), (b"batch", &[][..])];
+        let fields = frame_of(|w| write_batch(w, &batch));
+        let back = decode_batch(&fields).expect("decodes");
+        let want: Vec<MessageRequests<'_>> =
+            batch.iter().map(|(m, rs)| (*m, rs.to_vec())).collect();
+        assert_eq!(back, want);
+        for cut in 1..fields.len() {
+            assert!(decode_batch(&fields[..cut]).is_none(), "cut at {cut}");
+        }
+        let mut huge = fields.clone();
+        huge[1] = b"99999999999".to_vec();
+        assert!(decode_batch(&huge).is_none());
+        let single = frame_of(|w| write_requests(w, b"msg", &[r]));
+        assert_eq!(decode_batch(&single), Some(vec![(&b"msg"[..], vec![r])]));
     }
 }

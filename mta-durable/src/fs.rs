@@ -167,6 +167,19 @@ pub trait Fs: Clone + Send + Sync + 'static {
         Err(io::ErrorKind::Unsupported.into())
     }
 
+    /// Which file system holds `dir`: equal numbers mean one file system, so one
+    /// [`sync_filesystem`](Fs::sync_filesystem) of either makes changes in both durable
+    /// (`st_dev` of `fstat` on [`OsFs`](crate::OsFs)). Batched commits group their files by
+    /// it.
+    ///
+    /// # Errors
+    /// `Unsupported` where the implementation cannot tell (the default: callers then sync
+    /// file by file), or any I/O error.
+    fn device(&self, dir: &Self::Dir) -> io::Result<u64> {
+        let _ = dir; // nothing to ask: the default is "unsupported"
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     /// Gives the file `from_dir/from` a second name `to_dir/to` (a hard link). Never
     /// replaces: `to` must not exist. Not durable until `to_dir` is synced.
     ///

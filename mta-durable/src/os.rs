@@ -348,6 +348,12 @@ impl Fs for OsFs {
         }
     }
 
+    fn device(&self, dir: &OwnedFd) -> io::Result<u64> {
+        // st_dev is u64 on Linux and i32/u32 elsewhere: widening, never truncating.
+        #[allow(clippy::unnecessary_cast, clippy::cast_sign_loss)]
+        Ok(rfs::fstat(dir)?.st_dev as u64)
+    }
+
     fn link(&self, from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> io::Result<()> {
         retry(|| rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty()))
     }

@@ -13,6 +13,8 @@
 //! - [`deliver_many`]: one message into many maildirs with N + 1 fsyncs instead of 2N, for
 //!   mailing-list fan-out; [`deliver_many_with`] and [`FanoutSync::WholeFilesystem`] replace
 //!   the N directory fsyncs with one `syncfs`.
+//! - [`DeliveryBatch`]: many deliveries (one maildir or many) staged in `tmp/` and
+//!   committed with two `syncfs` calls in all instead of two fsyncs each.
 //! - [`Mbox`]: appending with a qmail `From ` line ([`mbox_from_line`]), mboxrd `>From `
 //!   quoting, locking, fsync and truncation back on failure.
 //! - [`durable`]: the only module that calls fsync, link, rename or unlink, through the
@@ -42,6 +44,7 @@
 
 #![forbid(unsafe_code)]
 
+mod batch;
 pub mod durable;
 mod error;
 mod fanout;
@@ -56,6 +59,7 @@ pub mod sim;
 /// caller can write its own `Fs` (or use [`mta_durable::SimFs`]) without a dependency of its own.
 pub use mta_durable;
 
+pub use batch::DeliveryBatch;
 pub use durable::{Fs, OsFs};
 pub use error::{DeliverError, DeliverStep, MaildirError, MboxError, MboxStep};
 pub use fanout::{FanoutSync, deliver_many, deliver_many_with};

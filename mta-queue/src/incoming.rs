@@ -200,6 +200,7 @@ impl<F: Fs> Incoming<F> {
                 Ok(())
             }
         };
+        let rounds = inner_uses_rounds(&self.queue);
         if self.flushed == 0 {
             // The common small message: header, body and envelope in one write.
             let mut all = Vec::with_capacity(head.len() + self.buf.len() + meta.len());
@@ -209,7 +210,13 @@ impl<F: Fs> Incoming<F> {
             let file = self.file()?;
             cut(file)?;
             self.queue
-                .retry_when_full(|| durable::write_at_synced(fs, file, 0, &all))
+                .retry_when_full(|| {
+                    if rounds {
+                        fs.write_all_at(file, &all, 0)
+                    } else {
+                        durable::write_at_synced(fs, file, 0, &all)
+                    }
+                })
                 .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
         } else {
             self.buf.extend_from_slice(&meta);
@@ -218,12 +225,38 @@ impl<F: Fs> Incoming<F> {
                 .retry_when_full(|| fs.write_all_at(file, &self.buf, HEADER_LEN + self.flushed))
                 .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
             cut(file)?;
-            durable::write_at_synced(fs, file, 0, &head)
-                .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
+            if rounds {
+                fs.write_all_at(file, &head, 0)
+            } else {
+                durable::write_at_synced(fs, file, 0, &head)
+            }
+            .map_err(|e| QueueError::io("write", tmp.clone(), e))?;
         }
         let inner = &self.queue.inner;
         let published = match inner.commit {
-            CommitMode::Grouped => inner
+            CommitMode::Filesystem if rounds => {
+                let published = inner.rounds.submit((self.id, self.paths.clone()), &**inner);
+                match published {
+                    Err(QueueError::Io { source, .. })
+                        if source.kind() == io::ErrorKind::Unsupported =>
+                    {
+                        // No syncfs here: nothing was linked (a round links only after a
+                        // sync succeeded). Commit this message, and all later ones, the
+                        // grouped way.
+                        inner.no_syncfs.store(true, Ordering::Relaxed);
+                        let file = self.file()?;
+                        durable::sync_data(fs, file)
+                            .map_err(|e| QueueError::io("sync", tmp.clone(), e))?;
+                        inner
+                            .publisher
+                            .submit(DirOp::Publish(self.id, self.paths.clone()), &|ops| {
+                                inner.run_dir_ops(ops)
+                            })
+                    }
+                    other => other,
+                }
+            }
+            CommitMode::Grouped | CommitMode::Filesystem => inner
                 .publisher
                 .submit(DirOp::Publish(self.id, self.paths.clone()), &|ops| {
                     inner.run_dir_ops(ops)
@@ -264,6 +297,12 @@ impl<F: Fs> Incoming<F> {
         }
         Ok(())
     }
+}
+
+/// Whether this queue commits in [`CommitMode::Filesystem`] rounds (data written unsynced,
+/// the round's `syncfs` makes it durable) rather than with a file sync per message.
+fn inner_uses_rounds<F: Fs>(queue: &Queue<F>) -> bool {
+    queue.inner.commit == CommitMode::Filesystem && !queue.inner.no_syncfs.load(Ordering::Relaxed)
 }
 
 impl<F: Fs> Drop for Incoming<F> {

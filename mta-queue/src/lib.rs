@@ -83,6 +83,14 @@
 //!    no such promise before it; qmail 1.03 never fsyncs a directory, so a power cut right
 //!    after its 250 can lose the message). **Only after this step does enqueue return.**
 //!
+//! **Commit rounds** ([`CommitMode::Filesystem`], the default) keep this order but share
+//! the syncs across concurrent enqueues: step 2 writes without `fdatasync`, and a round
+//! moves (step 3) every message whose data an *earlier* round's `syncfs` made durable,
+//! then runs one `syncfs`, which is step 4 for those messages and step 2's sync for every
+//! message written since. So a name is never linked to data not yet durable, an enqueue
+//! returns only after a sync that followed its move, and N concurrent enqueues share one
+//! cache flush per round instead of paying an `fdatasync` each.
+//!
 //! A status change appends a CRC-checked record to the message file and `fdatasync`s it
 //! before [`mark`](Queue::mark) returns. A crash during the append leaves a torn record,
 //! which readers ignore (the previous status stands: at most that recipient is delivered
@@ -153,6 +161,7 @@ mod incoming;
 pub mod qmail;
 mod queue;
 pub mod retry;
+mod rounds;
 mod state;
 mod status;
 

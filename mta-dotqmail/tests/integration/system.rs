@@ -362,3 +362,66 @@ fn maildir_with_a_fifo_for_tmp_defers_at_once() {
         o.report_text()
     );
 }
+
+/// `MaildirCommit::Batched`: maildir lines of several deliveries are staged, nothing is in
+/// `new/` before `commit_maildirs`, and all are there after it, each with its own prefix.
+#[test]
+fn batched_maildir_lines_appear_only_at_commit() {
+    use mta_dotqmail::MaildirCommit;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    fs::set_permissions(home, fs::Permissions::from_mode(0o755)).unwrap();
+    Maildir::create(home.join("Maildir")).unwrap();
+    let user = LocalUser::new(
+        Account::new("joe", 1001, 100, home.as_os_str().as_bytes()),
+        b"",
+        "",
+    );
+    let mut exec = SystemExecutor::new().with_maildir_commit(MaildirCommit::Batched);
+    for (i, sender) in [&b"ann@example.org"[..], b"bob@example.org"]
+        .iter()
+        .enumerate()
+    {
+        let request = DeliveryRequest {
+            user: &user,
+            local: b"joe",
+            domain: b"example.com",
+            sender,
+            default_delivery: b"./Maildir/\n",
+            now: 0,
+        };
+        exec.begin_delivery(i);
+        let o = deliver(
+            &mut exec,
+            &request,
+            &DeliveryOptions::default(),
+            Message::Bytes(MSG),
+        );
+        assert_eq!(o.status, DeliveryStatus::Delivered, "{}", o.report_text());
+    }
+    let md = Maildir::open(home.join("Maildir")).unwrap();
+    assert!(md.list(Subdir::New).unwrap().is_empty());
+    assert!(exec.commit_maildirs().is_empty());
+    let mut got: Vec<Vec<u8>> = md
+        .list(Subdir::New)
+        .unwrap()
+        .iter()
+        .map(|e| md.read(e).unwrap())
+        .collect();
+    got.sort();
+    let want: Vec<Vec<u8>> = ["ann", "bob"]
+        .iter()
+        .map(|s| {
+            let p = format!("Return-Path: <{s}@example.org>\nDelivered-To: joe@example.com\n");
+            [p.as_bytes(), MSG].concat()
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        fs::read_dir(home.join("Maildir/tmp"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+    assert!(exec.commit_maildirs().is_empty(), "nothing left to commit");
+}

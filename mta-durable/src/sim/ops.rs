@@ -252,6 +252,12 @@ impl Fs for SimFs {
         Ok(())
     }
 
+    fn device(&self, dir: &usize) -> io::Result<u64> {
+        let st = self.lock();
+        st.alive()?;
+        Ok(u64::from(st.dir(*dir)?.dev))
+    }
+
     fn link(&self, from_dir: &usize, from: &str, to_dir: &usize, to: &str) -> io::Result<()> {
         let mut st = self.lock();
         let (fd, from) = st.parent(*from_dir, from)?;

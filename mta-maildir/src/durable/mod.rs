@@ -31,6 +31,22 @@ pub(crate) fn write_synced<F: Fs>(
     fs: &F,
     file: &mut F::File,
     prefix: &[u8],
+    message: impl Read,
+) -> Result<u64, (DeliverStep, io::Error)> {
+    let total = write_unsynced(fs, file, prefix, message)?;
+    fs.sync_all(file).map_err(|e| (DeliverStep::SyncFile, e))?;
+    Ok(total)
+}
+
+/// Writes `prefix` then everything `message` yields into `file`, without syncing: for a
+/// [`DeliveryBatch`](crate::DeliveryBatch), which makes many files durable with one
+/// [`sync_filesystem`]. Before and after: `file` is a new file named only in `tmp/`, so a
+/// crash at any point leaves nothing a reader sees. Returns the number of bytes written, or
+/// the step that failed.
+pub(crate) fn write_unsynced<F: Fs>(
+    fs: &F,
+    file: &mut F::File,
+    prefix: &[u8],
     mut message: impl Read,
 ) -> Result<u64, (DeliverStep, io::Error)> {
     fs.write_all(file, prefix)
@@ -48,7 +64,6 @@ pub(crate) fn write_synced<F: Fs>(
             .map_err(|e| (DeliverStep::Write, e))?;
         total += n as u64;
     }
-    fs.sync_all(file).map_err(|e| (DeliverStep::SyncFile, e))?;
     Ok(total)
 }
 
@@ -61,7 +76,8 @@ pub(crate) fn sync_dir<F: Fs>(fs: &F, dir: &F::Dir) -> io::Result<()> {
 
 /// Makes every change on the filesystem holding `dir` durable at once (`syncfs`).
 ///
-/// Used by batched fan-out instead of one [`sync_dir`] per target: names hard-linked before
+/// Used by batched fan-out and [`DeliveryBatch`](crate::DeliveryBatch) instead of one
+/// [`sync_dir`] per target: names hard-linked before
 /// this call, in any directory of that filesystem, survive power loss after it returns
 /// `Ok`. Linux reports write-back errors from `syncfs` since 5.8; on older kernels an I/O
 /// error could go unreported, which is why this is opt-in. A crash before it returns may

@@ -34,3 +34,26 @@ pub(crate) fn publish_by_move<F: Fs>(
     move_file(fs, root, from, root, to)?;
     sync_dir_at(fs, root, to_dir)
 }
+
+/// Makes every change on the queue's file system durable at once (`syncfs` of `root`'s
+/// file system): the data written and the names moved before the call. A commit round's
+/// one sync ([`CommitMode::Filesystem`](crate::CommitMode::Filesystem)): it makes the names
+/// linked in that round durable, after which their enqueues return, and the data of the
+/// messages written since, which the next round may then link. A crash before it returns
+/// may keep any subset of those changes; since a name is linked only to data a previous
+/// sync made durable, any name that survives names a complete message.
+///
+/// # Errors
+/// `Unsupported` where there is no `syncfs` (the caller falls back to per-file syncs), or
+/// any I/O error.
+pub(crate) fn sync_filesystem<F: Fs>(fs: &F, root: &F::Dir) -> io::Result<()> {
+    fs.sync_filesystem(root)
+}
+
+/// Makes `file`'s data and length durable (`fdatasync`): the fallback of a
+/// [`CommitMode::Filesystem`](crate::CommitMode::Filesystem) enqueue where `syncfs` is
+/// unsupported, before the grouped move into `mess/`. A crash before it returns leaves the
+/// file named only in `tmp/` (or `free/`), which recovery discards.
+pub(crate) fn sync_data<F: Fs>(fs: &F, file: &F::File) -> io::Result<()> {
+    fs.sync_data(file)
+}

@@ -318,11 +318,41 @@ fn queue_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
     out
 }
 
+/// Under commit rounds (the default) a removed file becomes reusable once a round's syncfs
+/// that started after the removal succeeded: here the next enqueue's, so the one after it
+/// reuses the file.
+#[test]
+fn removed_files_are_reused_after_the_next_commit_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let env = Envelope::new("a@example.org", ["b@example.net"]);
+    let first = q.enqueue(&env, &b"first"[..]).unwrap();
+    let ino = queue_files(dir.path())[0].1;
+    q.remove_delivered(first).unwrap();
+    let second = q.enqueue(&env, &b"second"[..]).unwrap();
+    assert_ne!(
+        queue_files(dir.path())[0].1,
+        ino,
+        "reused before a sync covered its removal"
+    );
+    let third = q.enqueue(&env, &b"third"[..]).unwrap();
+    let files = queue_files(dir.path());
+    assert!(
+        files.iter().any(|f| f.1 == ino),
+        "the removed file was not reused"
+    );
+    assert_eq!(read_body(&q, third), b"third");
+    assert_eq!(read_body(&q, second), b"second");
+}
+
 #[test]
 fn removed_files_are_reused_cut_to_length_and_dropped_at_open() {
     let dir = tempfile::tempdir().unwrap();
-    // recycle(1): every removal is made durable at once, so its file is reusable at once.
-    let opts = QueueOptions::default().recycle(1);
+    // recycle(1): every removal is made durable at once, so its file is reusable at once
+    // (under CommitMode::Grouped; see the next test for the default's commit rounds).
+    let opts = QueueOptions::default()
+        .recycle(1)
+        .commit(mta_queue::CommitMode::Grouped);
     let q = Queue::open(dir.path(), opts).unwrap();
     let env = Envelope::new("a@example.org", ["b@example.net"]);
     // A long streamed message, delivered and removed: its file goes to free/.

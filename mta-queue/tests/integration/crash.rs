@@ -106,6 +106,13 @@ impl Fs for KillFs {
         self.step();
         self.inner.sync_dir(dir)
     }
+    fn sync_filesystem(&self, dir: &Dir) -> io::Result<()> {
+        self.step();
+        self.inner.sync_filesystem(dir)
+    }
+    fn device(&self, dir: &Dir) -> io::Result<u64> {
+        self.inner.device(dir)
+    }
     fn rename(&self, from_dir: &Dir, from: &str, to_dir: &Dir, to: &str) -> io::Result<()> {
         self.step();
         self.inner.rename(from_dir, from, to_dir, to)
