@@ -278,6 +278,8 @@ struct Transaction {
     sender: Option<Address>,
     bad_sender: bool,
     recipients: Vec<Address>,
+    /// [`mailbox_key`] of every recipient, to accept a repeated one only once.
+    mailboxes: std::collections::HashSet<Vec<u8>>,
     incoming: Option<Body>,
     write_failed: bool,
     /// The SPF result found at MAIL FROM (with `spfreject`), reused at the end of DATA.
@@ -711,15 +713,15 @@ fn reply(code: u16, text: &str) -> Reply {
     Reply::new(code, text).expect("valid fixed reply")
 }
 
-/// True when `a` and `b` name one mailbox: the same local part (case matters, RFC 5321
-/// §2.4) at the same domain (case does not).
-fn same_mailbox(a: &Address, b: &Address) -> bool {
-    a.local_part() == b.local_part()
-        && match (a.domain(), b.domain()) {
-            (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
-            (None, None) => true,
-            _ => false,
-        }
+/// One key per mailbox: the local part as written (case matters, RFC 5321 §2.4), then
+/// the domain lowercased (case does not).
+fn mailbox_key(a: &Address) -> Vec<u8> {
+    let mut key = a.local_part().to_vec();
+    if let Some(domain) = a.domain() {
+        key.push(b'@');
+        key.extend(domain.iter().map(u8::to_ascii_lowercase));
+    }
+    key
 }
 
 fn rcpt(
@@ -740,8 +742,9 @@ fn rcpt(
     }
     match verdict {
         Ok(addr) => {
-            // The same recipient twice in one transaction is accepted and delivered once.
-            if !tx.recipients.iter().any(|r| same_mailbox(r, &addr)) {
+            // The same recipient twice in one transaction is accepted and delivered once
+            // (a set, so 8,192 recipients cost 8,192 lookups, not 33 million comparisons).
+            if tx.mailboxes.insert(mailbox_key(&addr)) {
                 tx.recipients.push(addr);
             }
             Verdict::Accept
