@@ -126,8 +126,8 @@ def mode_list(host, port, sender, template, count, size, domains="1"):
 
 def mode_latency(host, port, sender, rcpt, size, stop_file, timeout):
     """One session sending messages one after the other until STOP_FILE exists (or
-    TIMEOUT seconds pass), timing each `250` after DATA from the moment the final `.`
-    was sent; prints "latency COUNT P50_MS P99_MS MAX_MS"."""
+    TIMEOUT seconds pass; at least one message), timing each `250` after DATA from the
+    moment the final `.` was sent; prints "latency COUNT P50_MS P99_MS MAX_MS"."""
     data = body(int(size)) + b".\r\n"
     deadline = time.monotonic() + float(timeout)
     s = socket.create_connection((host, int(port)), timeout=600)
@@ -138,7 +138,9 @@ def mode_latency(host, port, sender, rcpt, size, stop_file, timeout):
     s.sendall(b"EHLO latency.example.com\r\n")
     read_reply(f)
     samples = []
-    while not os.path.exists(stop_file) and time.monotonic() < deadline:
+    # At least one sample, even when the load ended before this session got going (a
+    # smoke-size W1 can finish in a tenth of a second).
+    while not samples or (not os.path.exists(stop_file) and time.monotonic() < deadline):
         s.sendall(f"MAIL FROM:<{sender}>\r\n".encode())
         if read_reply(f)[0] != 250:
             sys.exit("MAIL")
