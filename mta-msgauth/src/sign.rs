@@ -72,37 +72,68 @@ impl Signer {
         let Some((domain, keys)) = self.keys.keys_for(&from_domain)? else {
             return Ok(Vec::new());
         };
-        let headers = headers_to_sign(&parsed);
+        let mut headers = headers_to_sign(&parsed);
+        // mail-auth folds long tag values, `bh=` too (RFC 6376 §3.5 allows FWS in it), but
+        // some verifiers (dkimpy among them) do not remove FWS from `bh=` before comparing.
+        // The layout of `h=`, `t=` and `bh=` does not depend on the key (`a=`, `s=` and `d=`
+        // end the first line), so it is found once with a cheap Ed25519 probe key: From is
+        // over-signed once more (harmless: one more From may not be added either) until
+        // `bh=` stays on one line; then each real key signs once.
+        headers.extend(std::iter::repeat_n(
+            "From",
+            layout_padding(&headers, &domain, message),
+        ));
         let mut out = Vec::new();
         for k in keys {
-            let mut names = headers.clone();
-            let mut header = String::new();
-            // mail-auth folds long tag values, `bh=` too (RFC 6376 §3.5 allows FWS in it),
-            // but some verifiers (dkimpy among them) do not remove FWS from `bh=` before
-            // comparing: over-sign From once more (harmless: one more From may not be added
-            // either) until the layout leaves `bh=` on one line.
-            for _ in 0..MAX_LAYOUTS {
-                let signature = DkimSigner::from_key(SharedKey(Arc::clone(&k.key.key)))
-                    .domain(domain.as_str())
-                    .selector(k.selector.as_str())
-                    .headers(names.iter().copied())
-                    .header_canonicalization(Canonicalization::Relaxed)
-                    .body_canonicalization(Canonicalization::Relaxed)
-                    .sign(message)
-                    .map_err(|e| SignError::Dkim {
-                        selector: k.selector.clone(),
-                        reason: e.to_string(),
-                    })?;
-                header = signature.to_header();
-                if !bh_is_folded(&header) {
-                    break;
-                }
-                names.push("From");
-            }
-            out.extend_from_slice(header.as_bytes());
+            let signature = DkimSigner::from_key(SharedKey(Arc::clone(&k.key.key)))
+                .domain(domain.as_str())
+                .selector(k.selector.as_str())
+                .headers(headers.iter().copied())
+                .header_canonicalization(Canonicalization::Relaxed)
+                .body_canonicalization(Canonicalization::Relaxed)
+                .sign(message)
+                .map_err(|e| SignError::Dkim {
+                    selector: k.selector.clone(),
+                    reason: e.to_string(),
+                })?;
+            out.extend_from_slice(signature.to_header().as_bytes());
         }
         Ok(out)
     }
+}
+
+/// How many more `From` entries `h=` needs so that `bh=` is not folded (0 when no probe key
+/// can be made: the signature is then valid, only some verifiers may misread a folded `bh=`).
+fn layout_padding(headers: &[&'static str], domain: &str, message: &[u8]) -> usize {
+    static PROBE: std::sync::OnceLock<Option<Arc<DkimKey>>> = std::sync::OnceLock::new();
+    let Some(probe) = PROBE.get_or_init(|| {
+        let pem = crate::generate_key(crate::KeyKind::Ed25519).ok()?;
+        crate::keys::ParsedKey::parse(pem.pem().as_bytes())
+            .ok()
+            .map(|p| p.key)
+    }) else {
+        return 0;
+    };
+    for extra in 0..MAX_LAYOUTS {
+        let names = headers
+            .iter()
+            .copied()
+            .chain(std::iter::repeat_n("From", extra));
+        let Ok(signature) = DkimSigner::from_key(SharedKey(Arc::clone(probe)))
+            .domain(domain)
+            .selector("probe")
+            .headers(names)
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed)
+            .sign(message)
+        else {
+            return 0;
+        };
+        if !bh_is_folded(&signature.to_header()) {
+            return extra;
+        }
+    }
+    0
 }
 
 /// Most layouts [`Signer::sign`] tries for an unfolded `bh=` (each adds 5 columns to `h=`,
