@@ -10,6 +10,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, PoisonError};
 use std::time::Instant;
 
 use mta_core::control::TlsDestination;
@@ -40,6 +41,10 @@ fn deferred(text: String, subject: u16, detail: u16) -> DeliveryResult {
         status: EnhancedStatus::new(StatusClass::Transient, subject, detail).ok(),
     }
 }
+
+/// Messages whose signatures are kept for their other jobs (the cache starts over when
+/// full; a message to more domains than this is signed again, which costs only time).
+const SIGNATURE_CACHE: usize = 1024;
 
 /// What one address gave.
 enum Attempt {
@@ -160,17 +165,37 @@ impl RemoteDelivery {
         Attempt::Done(results)
     }
 
-    /// The DKIM-Signature fields for message `job.id` (LF line ends, as queued), or none:
+    /// The DKIM-Signature fields for message `job.id` (LF line ends, as queued), or none
+    /// (made once per message: its other jobs, one per domain, reuse them):
     /// signed only when `control/dkim/` has keys for its From: domain and it was submitted
     /// by someone this host vouches for (a local user, a bounce of ours, an authenticated
     /// client or one in `relayclients`; a forward counts as its original). `Err` is the
     /// deferral text when the keys or the message cannot be read.
-    fn dkim_signatures(&self, job: &Job) -> Result<Vec<u8>, String> {
+    fn dkim_signatures(&self, job: &Job) -> Result<Arc<Vec<u8>>, String> {
         let has_keys = std::fs::read_dir(self.signer.keys().dir())
             .is_ok_and(|mut entries| entries.next().is_some());
         if !has_keys {
-            return Ok(Vec::new());
+            return Ok(Arc::default());
         }
+        let cache = || {
+            self.signatures
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        if let Some(signed) = cache().get(&job.id) {
+            return Ok(Arc::clone(signed));
+        }
+        let signed = Arc::new(self.sign_message(job)?);
+        let mut cache = cache();
+        if cache.len() >= SIGNATURE_CACHE {
+            cache.clear();
+        }
+        cache.insert(job.id, Arc::clone(&signed));
+        Ok(signed)
+    }
+
+    /// [`Self::dkim_signatures`] without the cache.
+    fn sign_message(&self, job: &Job) -> Result<Vec<u8>, String> {
         let mut message = Vec::new();
         self.queue
             .open_message(job.id)

@@ -111,6 +111,9 @@ pub struct RemoteDelivery {
     tls: tls::Outbound,
     /// DKIM keys under `control/dkim/` (re-read when they change).
     signer: mta_msgauth::Signer,
+    /// The signatures made for recent messages: a message to many domains is one job per
+    /// domain, and every job sends the same signed bytes.
+    signatures: std::sync::Mutex<std::collections::HashMap<mta_queue::MessageId, Arc<Vec<u8>>>>,
 }
 
 impl RemoteDelivery {
@@ -156,6 +159,7 @@ impl RemoteDelivery {
             port: smtp_port,
             tls,
             signer: mta_msgauth::Signer::new(mta_msgauth::KeyStore::new(control_dir.join("dkim"))),
+            signatures: std::sync::Mutex::default(),
         })
     }
 
