@@ -92,29 +92,36 @@ pub fn write_requests(
     requests: &[WorkerRequest<'_>],
 ) -> io::Result<()> {
     let count = requests.len().to_string();
-    let numbers: Vec<[String; 3]> = requests
-        .iter()
-        .map(|r| [r.uid.to_string(), r.gid.to_string(), r.now.to_string()])
-        .collect();
+    let numbers: Vec<[String; 3]> = requests.iter().map(numbers_of).collect();
     let mut fields: Vec<&[u8]> = Vec::with_capacity(2 + REQUEST_FIELDS * requests.len());
     fields.push(count.as_bytes());
     fields.push(message);
     for (r, n) in requests.iter().zip(&numbers) {
-        fields.extend_from_slice(&[
-            r.user,
-            n[0].as_bytes(),
-            n[1].as_bytes(),
-            r.home,
-            r.dash,
-            r.ext,
-            r.local,
-            r.domain,
-            r.sender,
-            r.default_delivery,
-            n[2].as_bytes(),
-        ]);
+        push_request(&mut fields, r, n);
     }
     frame::write(w, &fields)
+}
+
+/// The decimal fields of one delivery: uid, gid, time.
+fn numbers_of(r: &WorkerRequest<'_>) -> [String; 3] {
+    [r.uid.to_string(), r.gid.to_string(), r.now.to_string()]
+}
+
+/// Appends one delivery's [`REQUEST_FIELDS`] fields (`n` from [`numbers_of`]).
+fn push_request<'a>(fields: &mut Vec<&'a [u8]>, r: &WorkerRequest<'a>, n: &'a [String; 3]) {
+    fields.extend_from_slice(&[
+        r.user,
+        n[0].as_bytes(),
+        n[1].as_bytes(),
+        r.home,
+        r.dash,
+        r.ext,
+        r.local,
+        r.domain,
+        r.sender,
+        r.default_delivery,
+        n[2].as_bytes(),
+    ]);
 }
 
 fn number<T: std::str::FromStr>(field: &[u8]) -> Option<T> {
@@ -192,10 +199,7 @@ pub fn write_batch(w: &mut dyn Write, batch: &[(&[u8], &[WorkerRequest<'_>])]) -
     let numbers: Vec<(String, Vec<[String; 3]>)> = batch
         .iter()
         .map(|(_, requests)| {
-            let n = requests
-                .iter()
-                .map(|r| [r.uid.to_string(), r.gid.to_string(), r.now.to_string()])
-                .collect();
+            let n = requests.iter().map(numbers_of).collect();
             (requests.len().to_string(), n)
         })
         .collect();
@@ -205,19 +209,7 @@ pub fn write_batch(w: &mut dyn Write, batch: &[(&[u8], &[WorkerRequest<'_>])]) -
         fields.push(count.as_bytes());
         fields.push(message);
         for (r, n) in requests.iter().zip(n) {
-            fields.extend_from_slice(&[
-                r.user,
-                n[0].as_bytes(),
-                n[1].as_bytes(),
-                r.home,
-                r.dash,
-                r.ext,
-                r.local,
-                r.domain,
-                r.sender,
-                r.default_delivery,
-                n[2].as_bytes(),
-            ]);
+            push_request(&mut fields, r, n);
         }
     }
     frame::write(w, &fields)
