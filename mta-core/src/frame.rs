@@ -40,6 +40,17 @@ pub fn write(w: &mut dyn Write, fields: &[&[u8]]) -> io::Result<()> {
 /// I/O errors, a truncated frame (`UnexpectedEof`) or one over [`MAX_FRAME`]
 /// (`InvalidData`).
 pub fn read(r: &mut dyn Read) -> io::Result<Option<Vec<Vec<u8>>>> {
+    read_limited(r, MAX_FRAME)
+}
+
+/// [`read`] with a smaller cap: a frame whose fields add up to more than `max` bytes is an
+/// error (`InvalidData`) before anything of that size is allocated. For a reader that
+/// expects only small frames from a peer it does not trust.
+///
+/// # Errors
+/// As [`read`].
+pub fn read_limited(r: &mut dyn Read, max: usize) -> io::Result<Option<Vec<Vec<u8>>>> {
+    let max = max.min(MAX_FRAME);
     let mut n = [0u8; 4];
     match r.read(&mut n[..1])? {
         0 => return Ok(None),
@@ -59,7 +70,7 @@ pub fn read(r: &mut dyn Read) -> io::Result<Option<Vec<Vec<u8>>>> {
         let len = u32::from_be_bytes(n) as usize;
         total = total
             .checked_add(len)
-            .filter(|&t| t <= MAX_FRAME)
+            .filter(|&t| t <= max)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "frame too large"))?;
         lens.push(len);
     }

@@ -56,9 +56,17 @@ pub enum Command {
         /// RSA (with its size) or Ed25519.
         kind: mta_msgauth::KeyKind,
     },
-    /// `local-worker` (internal): the per-user local delivery process started by `serve`
-    /// when it runs as root.
+    /// `local-worker` (internal): the per-user local delivery process lspawn starts when
+    /// `serve` runs as root.
     LocalWorker,
+    /// `serve-role ROLE [--privileged]` (internal): one of the processes the `serve`
+    /// master starts (`queue`, `lspawn`, `smtpd`); `--privileged` when the master is root.
+    ServeRole {
+        /// The role's name.
+        role: String,
+        /// The master runs as root (the accounts of design.md apply).
+        privileged: bool,
+    },
     /// One of qmail's helper commands (argv\[0\] `preline`, `condredirect`, ...), with its
     /// arguments.
     Helper(crate::helpers::QmailCommand, Vec<OsString>),
@@ -282,6 +290,17 @@ pub fn parse(argv: &[OsString]) -> Result<Invocation, UsageError> {
             Command::Queue(queue_command(args).ok_or_else(|| UsageError(HELP_QUEUE.to_owned()))?)
         }
         "local-worker" if args.is_empty() => Command::LocalWorker,
+        "serve-role" => match args {
+            [role] => Command::ServeRole {
+                role: role.to_string_lossy().into_owned(),
+                privileged: false,
+            },
+            [role, flag] if flag == "--privileged" => Command::ServeRole {
+                role: role.to_string_lossy().into_owned(),
+                privileged: true,
+            },
+            _ => return Err(UsageError(HELP_SERVE.to_owned())),
+        },
         "check" if wants_help => Command::Help(HELP_CHECK),
         "passwd" if wants_help => Command::Help(HELP_PASSWD),
         "passwd" => match args {

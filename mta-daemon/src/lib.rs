@@ -37,6 +37,7 @@
 // module's interface to the others.
 #![allow(unreachable_pub)]
 
+pub(crate) mod accounts;
 pub(crate) mod admin;
 mod auth;
 pub(crate) mod bounce;
@@ -50,6 +51,8 @@ pub(crate) mod live;
 pub(crate) mod local;
 pub(crate) mod log;
 pub(crate) mod lookup;
+pub(crate) mod lspawn;
+pub(crate) mod master;
 pub(crate) mod metrics;
 pub(crate) mod origin;
 pub(crate) mod pool;
@@ -67,6 +70,7 @@ pub(crate) mod serve;
 pub(crate) mod settings;
 pub(crate) mod smtpd;
 mod tls;
+pub(crate) mod tree;
 pub(crate) mod trigger;
 pub(crate) mod users;
 mod watched;
@@ -104,7 +108,8 @@ pub fn run(argv: &[OsString]) -> i32 {
                 111
             }
         },
-        cli::Command::Serve => serve::run(&root),
+        cli::Command::Serve => master::run(&root),
+        cli::Command::ServeRole { role, privileged } => serve::run_role(&root, &role, privileged),
         cli::Command::Check => admin::check(&root, &mut std::io::stdout(), &mut std::io::stderr()),
         cli::Command::Passwd(login) => auth::passwd(
             &root.dir().join("users/passwords"),

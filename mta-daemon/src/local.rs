@@ -6,13 +6,15 @@
 //!
 //! - When `mta serve` is **not root**, the interpreter runs in the delivery thread itself:
 //!   no fork per delivery.
-//! - When it **is root**, every delivery runs in a worker process that has the target
-//!   user's uid and gid and no supplementary groups (`mta local-worker`, started with
-//!   `CommandExt::uid/gid`), as qmail-lspawn ran qmail-local. Workers are kept per (uid,
-//!   gid) and reused, so a list of 8,192 recipients does not cost 8,192 process starts. A
-//!   uid of 0 is refused with a deferral, as qmail does, and so is a gid of 0. The worker gets the message bytes
-//!   and the delivery parameters as one length-prefixed frame ([`mta_core::frame`]) and answers
-//!   with the result; it never touches the queue.
+//! - When it **is root** (the queue process runs as the queue account, started by a root
+//!   master), every delivery runs in a worker process that has the target user's uid and
+//!   gid and no supplementary groups (`mta local-worker`), which lspawn
+//!   ([`crate::lspawn`]) starts on request, as qmail-lspawn ran qmail-local; lspawn refuses
+//!   uid 0, gid 0 and the daemon's own accounts with a deferral. Workers are kept per (uid,
+//!   gid) and reused, so a list of 8,192 recipients does not cost 8,192 process starts. The
+//!   worker gets the message bytes and the delivery parameters as one length-prefixed frame
+//!   ([`mta_core::frame`]) on its connection and answers with the result; it never touches
+//!   the queue.
 //!
 //! Forwards (`&addr` lines) come back to the daemon, which queues them as one new message
 //! (the `Delivered-To:` line + the original message) from NEWSENDER and wakes the scheduler.
@@ -20,9 +22,7 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Read};
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -101,14 +101,14 @@ impl std::fmt::Debug for LocalDelivery {
 }
 
 impl LocalDelivery {
-    /// A local delivery service. `worker_exe` is `Some(path to the mta binary)` when running
-    /// as root (deliveries go through per-user worker processes), `None` otherwise.
+    /// A local delivery service. `lspawn` is `Some` when the server was started as root
+    /// (deliveries go through per-user worker processes lspawn starts), `None` otherwise.
     pub fn new(
         users: Arc<crate::users::Users>,
         default_delivery: Vec<u8>,
         queue: Arc<Queue>,
         scheduler: Sender<Input>,
-        worker_exe: Option<PathBuf>,
+        lspawn: Option<crate::lspawn::Client>,
     ) -> LocalDelivery {
         LocalDelivery {
             users,
@@ -116,8 +116,8 @@ impl LocalDelivery {
             default_delivery: RwLock::new(Arc::new(default_delivery)),
             queue,
             scheduler,
-            privileged: worker_exe.map(|exe| Workers {
-                exe,
+            privileged: lspawn.map(|lspawn| Workers {
+                lspawn,
                 idle: Mutex::new(HashMap::new()),
                 program_timeout: DEFAULT_PROGRAM_TIMEOUT,
             }),
@@ -142,7 +142,7 @@ impl LocalDelivery {
 const DEFAULT_PROGRAM_TIMEOUT: Duration = Duration::from_hours(1);
 
 /// The environment variable that carries `timeoutlocal` (seconds) to a worker process.
-const TIMEOUT_ENV: &str = "MTA_TIMEOUT_LOCAL";
+const TIMEOUT_ENV: &str = crate::lspawn::TIMEOUT_ENV;
 
 impl crate::pool::Deliver for LocalDelivery {
     /// Delivers a job (one result per target); forwards are queued here. The message is
@@ -386,27 +386,23 @@ fn run_requests<'a>(
 /// Requests of one (uid, gid), with their positions in the batch.
 type UidGroup<'a, 'r> = ((u32, u32), Vec<(usize, &'a Request<'r>)>);
 
-/// Per-(uid, gid) worker processes for root.
+/// Per-(uid, gid) worker processes, started by lspawn.
 struct Workers {
-    exe: PathBuf,
+    lspawn: crate::lspawn::Client,
     idle: Mutex<HashMap<(u32, u32), Vec<Worker>>>,
     program_timeout: Duration,
 }
 
+/// A worker's connection (lspawn reaps the process).
 struct Worker {
-    child: Child,
-    /// `None` only while the worker is dropped.
-    stdin: Option<ChildStdin>,
-    stdout: std::io::BufReader<ChildStdout>,
+    input: UnixStream,
+    output: std::io::BufReader<UnixStream>,
 }
 
 impl Drop for Worker {
     fn drop(&mut self) {
-        // Closing stdin ends the worker's loop, even when the kill is refused (no
-        // CAP_KILL under a hardened service manager); reap it so no zombie is left.
-        drop(self.stdin.take());
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The end of its input ends the worker's loop.
+        let _ = self.input.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -476,8 +472,12 @@ impl Workers {
             .and_then(|mut m| m.get_mut(&key).and_then(Vec::pop));
         let mut worker = match worker {
             Some(w) => w,
-            None => match self.spawn(key) {
-                Ok(w) => w,
+            None => match self.spawn(batch.first().map_or(&[][..], |r| r.2.local)) {
+                Ok((w, ids)) if ids == key => w,
+                // users/assign changed between our lookup and lspawn's: this round
+                // waits for the next one, which looks again.
+                Ok(_) => return deferred("User database changed. (#4.3.0)".into()),
+                Err(crate::lspawn::SpawnError::Refused(text)) => return deferred(text),
                 Err(e) => {
                     return deferred(format!(
                         "Unable to start local delivery worker: {e}. (#4.3.0)"
@@ -499,26 +499,17 @@ impl Workers {
         }
     }
 
-    fn spawn(&self, (uid, gid): (u32, u32)) -> io::Result<Worker> {
-        let mut child = Command::new(&self.exe)
-            .arg("local-worker")
-            .env_clear()
-            .envs(crate::helpers::program_env())
-            .env(TIMEOUT_ENV, self.program_timeout.as_secs().to_string())
-            .current_dir("/")
-            .uid(uid)
-            .gid(gid)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdin = child.stdin.take().ok_or(io::ErrorKind::BrokenPipe)?;
-        let stdout = child.stdout.take().ok_or(io::ErrorKind::BrokenPipe)?;
-        Ok(Worker {
-            child,
-            stdin: Some(stdin),
-            stdout: std::io::BufReader::new(stdout),
-        })
+    /// A new worker for the user `local` resolves to, from lspawn, and its (uid, gid).
+    fn spawn(&self, local: &[u8]) -> Result<(Worker, (u32, u32)), crate::lspawn::SpawnError> {
+        let (stream, ids) = self.lspawn.spawn_worker(local, self.program_timeout)?;
+        let output = stream.try_clone().map_err(crate::lspawn::SpawnError::Io)?;
+        Ok((
+            Worker {
+                input: stream,
+                output: std::io::BufReader::new(output),
+            },
+            ids,
+        ))
     }
 }
 
@@ -551,9 +542,8 @@ fn exchange(w: &mut Worker, batch: &[&Request<'_>]) -> io::Result<Vec<Answer>> {
         .iter()
         .map(|(_, m, list)| (*m, list.as_slice()))
         .collect();
-    let stdin = w.stdin.as_mut().ok_or(io::ErrorKind::BrokenPipe)?;
-    worker::write_batch(stdin, &frames)?;
-    let answer = frame::read(&mut w.stdout)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    worker::write_batch(&mut w.input, &frames)?;
+    let answer = frame::read(&mut w.output)?.ok_or(io::ErrorKind::UnexpectedEof)?;
     worker::decode_answers(answer, batch.len())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad answer"))
 }

@@ -45,12 +45,6 @@ pub fn lookup_account(passwd: &Path, name: &str) -> Option<Account> {
         })
 }
 
-/// The unprivileged account the daemon uses for SMTP sessions and the alias user when run as
-/// root: `alias` if the system has one (qmail's convention), else `nobody`.
-pub fn unprivileged_account(passwd: &Path) -> Option<Account> {
-    lookup_account(passwd, "alias").or_else(|| lookup_account(passwd, "nobody"))
-}
-
 /// True when the process runs with effective uid 0.
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -70,7 +64,12 @@ pub fn drop_thread(uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
-/// Gives `path` and everything below it to `uid:gid` (only files still owned by root).
+/// Gives `path` and everything below it to `uid:gid`: every directory and every regular file
+/// with a single link that is not already theirs. Symbolic links, special files and files
+/// with other hard links are left alone (a hard link planted in the tree must not hand its
+/// target to the account), and nothing is followed. For trees that belong to the daemon as a
+/// whole (`queue/`, `alias/`); an owner that changed (`control/accounts`, or a root made
+/// before the accounts existed) is applied to everything in them.
 ///
 /// # Errors
 /// The first failing `lstat`, `chown` or directory read.
@@ -89,7 +88,7 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
         Err(e) => return Err(e.into()),
     };
     let st = rustix::fs::fstat(&dir)?;
-    if st.st_uid == 0 {
+    if (st.st_uid, st.st_gid) != (uid, gid) {
         rustix::fs::fchown(
             &dir,
             Some(rustix::process::Uid::from_raw(uid)),
@@ -103,9 +102,8 @@ pub fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 /// Deepest directory level `chown_tree` descends to (the root's own tree is shallow).
 const CHOWN_DEPTH: usize = 16;
 
-/// [`chown_tree`] below the open directory `dir`: every entry owned by root is given to
-/// `uid:gid` with `fchownat(AT_SYMLINK_NOFOLLOW)` (a link is changed itself, never its
-/// target), and subdirectories are entered with `openat(O_NOFOLLOW)`, so nothing another
+/// [`chown_tree`] below the open directory `dir`: directories and single-link regular files
+/// are given to `uid:gid` with `fchownat(AT_SYMLINK_NOFOLLOW)`, and subdirectories are entered with `openat(O_NOFOLLOW)`, so nothing another
 /// account renames or replaces meanwhile can redirect the walk outside the tree.
 fn chown_below(dir: &rustix::fd::OwnedFd, uid: u32, gid: u32, depth: usize) -> std::io::Result<()> {
     use rustix::fs::{AtFlags, FileType, Mode, OFlags};
@@ -131,10 +129,13 @@ fn chown_below(dir: &rustix::fd::OwnedFd, uid: u32, gid: u32, depth: usize) -> s
             Err(rustix::io::Errno::NOENT) => continue,
             Err(e) => return Err(e.into()),
         };
-        if st.st_uid == 0 {
+        let kind = FileType::from_raw_mode(st.st_mode);
+        let ours =
+            kind == FileType::Directory || (kind == FileType::RegularFile && st.st_nlink == 1);
+        if ours && (st.st_uid, st.st_gid) != (uid, gid) {
             rustix::fs::chownat(dir, &name, owner.0, owner.1, AtFlags::SYMLINK_NOFOLLOW)?;
         }
-        if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+        if kind == FileType::Directory {
             let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
             match rustix::fs::openat(dir, &name, flags, Mode::empty()) {
                 Ok(sub) => chown_below(&sub, uid, gid, depth + 1)?,
@@ -168,7 +169,6 @@ mod tests {
             (n.uid, n.gid, n.home.as_str()),
             (65534, 65534, "/nonexistent")
         );
-        assert_eq!(unprivileged_account(&p).unwrap().name, "nobody");
         assert!(lookup_account(&p, "alias").is_none());
     }
 

@@ -169,13 +169,12 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
             created.push(path);
         }
     }
-    // Run as root, init gives the alias user's home to the unprivileged account deliveries
-    // for it run as (design.md: `alias` if the system has one, else `nobody`).
-    if crate::privs::is_root()
-        && let Some(acct) = crate::privs::unprivileged_account(std::path::Path::new("/etc/passwd"))
-    {
-        crate::privs::chown_tree(&root.alias(), acct.uid, acct.gid)?;
-    }
+    // Run as root, init creates the accounts of design.md's "Processes and accounts" when
+    // they are missing and gives the queue and the alias user's home to theirs.
+    let privileged = crate::privs::is_root();
+    let accounts =
+        crate::accounts::resolve(&control, privileged, privileged).map_err(io::Error::other)?;
+    crate::tree::prepare(root, &accounts, privileged).map_err(io::Error::other)?;
     // DIR/bin: qmail's helper commands for .qmail programs, as links to this binary.
     created.extend(crate::helpers::install_links(root)?);
     Ok(created)

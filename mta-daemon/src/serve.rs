@@ -1,39 +1,56 @@
-//! `mta serve`: wires the SMTP service, the scheduler and the delivery pools together, like
-//! qmail-start started qmail-send, qmail-lspawn, qmail-rspawn and qmail-clean.
+//! The processes of `mta serve` other than the master ([`crate::master`]) and lspawn
+//! ([`crate::lspawn`]): the queue process and the SMTP process, as qmail-send (with
+//! qmail-clean and qmail-rspawn) and qmail-smtpd were separate programs under separate
+//! accounts.
 //!
-//! Threads: one acceptor per `control/listen` address (sessions get a thread each), the
-//! scheduler, `concurrencylocal` local delivery threads, one thread reading the trigger FIFO
-//! (pulled by `mta inject` and `mta queue flush`), and the main thread waiting for SIGTERM or
-//! SIGINT. At a signal: acceptors stop, open SMTP sessions answer `421 4.3.2 shutting down`
-//! within a second (a transaction in progress is void, its body never committed) and
-//! close, the scheduler starts nothing new and waits for the deliveries in flight for at
-//! most 10 s (`STOP_DELIVERIES`), then the process exits 0. Nothing accepted is lost: every
-//! message that got `250` is in the queue and the next start reschedules it; a delivery
-//! cut off at the deadline was not marked, and is repeated.
+//! **The queue process** (`mtaq`, the only writer of `DIR/queue`): the scheduler,
+//! `concurrencylocal` local delivery threads (each delivery runs in a worker lspawn starts
+//! under the recipient's account; unprivileged, in the thread itself), the remote delivery
+//! threads, the finishers (marks, bounces, removals), the pickup import and the trigger
+//! FIFO, the control socket (`mta queue ...`), and the submission socket
+//! `DIR/run/queue/submit` through which the SMTP process hands over each message
+//! (`mta_queue::submit`).
+//!
+//! **The SMTP process** (`mtad`): one acceptor per listener the master passed it, a thread
+//! per session, and the metrics endpoint. It cannot open the queue; it streams each message
+//! to the queue process and says `250` only after that process reports the commit durable.
+//! While the queue process is down, messages get `451`.
+//!
+//! At a stop (the master's order, or SIGTERM to the process): the SMTP process's acceptors
+//! stop and open sessions answer `421 4.3.2 shutting down` within a second (a transaction in
+//! progress is void, its body never committed); the queue process's scheduler starts
+//! nothing new and waits for the deliveries in flight for at most 10 s
+//! (`STOP_DELIVERIES`). Nothing accepted is lost: every message that got `250` is in the
+//! queue and the next start reschedules it; a delivery cut off at the deadline was not
+//! marked, and is repeated.
 
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::net::UnixListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::unbounded;
+use crossbeam_channel::{Receiver, unbounded};
+use mta_core::control::ListenKind;
 use mta_dotqmail::Account;
 use mta_queue::{Queue, QueueOptions};
 
+use crate::accounts::Accounts;
 use crate::bounce::QueueBouncer;
 use crate::live::LiveSettings;
 use crate::local::LocalDelivery;
 use crate::log;
+use crate::master::{Link, Order, Role};
 use crate::remote::RemoteDelivery;
-use crate::root::{self, Root};
+use crate::root::Root;
 use crate::route::Router;
 use crate::sched::{self, Input, Scheduler};
 use crate::settings::Settings;
 use crate::smtpd::{self, Shared};
 use crate::users::Users;
-use crate::{pool, privs, trigger};
+use crate::{pool, trigger};
 
 /// Threads that bounce and remove finished messages (bounces share the queue's fsyncs).
 const FINISHERS: usize = 4;
@@ -50,48 +67,40 @@ impl pool::Deliver for RemotePool {
     }
 }
 
-/// The alias account: `DIR/alias` as home, owned by `alias` or `nobody` when root, else us.
-fn alias_account(root: &Root, as_root: bool) -> Result<Account, String> {
+/// The user table: users/assign (reloaded when it changes), then the alias user (home
+/// `DIR/alias`, running as the alias account). `privileged`: uid 0 entries are refused.
+///
+/// # Errors
+/// users/assign syntax errors (`file:line`), a missing alias directory.
+pub fn user_table(root: &Root, accounts: &Accounts, privileged: bool) -> Result<Users, String> {
     let home = std::fs::canonicalize(root.alias())
         .map_err(|e| format!("{}: {e}", root.alias().display()))?;
     let home = home.as_os_str().as_encoded_bytes().to_vec();
-    if as_root {
-        let acct = privs::unprivileged_account(Path::new("/etc/passwd"))
-            .ok_or("no alias or nobody account in /etc/passwd")?;
-        Ok(Account::new("alias", acct.uid, acct.gid, home))
-    } else {
-        let uid = rustix::process::getuid().as_raw();
-        let gid = rustix::process::getgid().as_raw();
-        Ok(Account::new("alias", uid, gid, home))
-    }
+    let a = &accounts.alias;
+    let alias = Account::new("alias", a.uid, a.gid, home);
+    Users::load(root.assign(), alias, privileged)
 }
 
-/// The user table: users/assign (reloaded when it changes), then the alias user.
-///
-/// # Errors
-/// users/assign syntax errors (`file:line`), a missing alias directory or account.
-pub fn user_table(root: &Root, as_root: bool) -> Result<Users, String> {
-    let alias = alias_account(root, as_root)?;
-    Users::load(root.assign(), alias, as_root)
-}
+/// How long the queue process waits for the queue's lock: a predecessor may still be
+/// finishing its deliveries in flight (up to `STOP_DELIVERIES`), or an `mta inject` its
+/// enqueue.
+const QUEUE_PATIENCE: Duration = Duration::from_secs(30);
 
-/// Opens the queue, waiting up to five seconds while another process (an `mta inject` in
-/// the middle of its enqueue) holds it.
+/// Opens the queue, waiting while another process holds it.
 fn open_queue_patiently(root: &Root) -> Result<Queue, String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = Instant::now() + QUEUE_PATIENCE;
     loop {
         match Queue::open(root.queue(), QueueOptions::default()) {
             Ok(q) => return Ok(q),
-            Err(mta_queue::QueueError::Locked) if std::time::Instant::now() < deadline => {
-                thread::sleep(std::time::Duration::from_millis(50));
+            Err(mta_queue::QueueError::Locked) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(50));
             }
             Err(e) => return Err(format!("unable to open queue: {e}")),
         }
     }
 }
 
-/// Moves messages `mta inject` left in `DIR/pickup` (while this process held the queue)
-/// into the queue, and tells the scheduler.
+/// Moves messages `mta inject` left in `DIR/pickup` into the queue, and tells the scheduler.
 fn import_pickup(root: &Root, queue: &Queue, tx: &crossbeam_channel::Sender<Input>) {
     match crate::inject::pickup::drain(root, queue) {
         Ok(d) => {
@@ -112,20 +121,79 @@ fn import_pickup(root: &Root, queue: &Queue, tx: &crossbeam_channel::Sender<Inpu
     }
 }
 
-/// Runs the daemon until SIGTERM/SIGINT. Returns the exit code.
-pub fn run(root: &Root) -> i32 {
-    match run_inner(root) {
+/// `mta serve-role ROLE`: one of the master's children. Returns the exit code.
+pub fn run_role(root: &Root, role: &str, privileged: bool) -> i32 {
+    let Some(role) = Role::from_name(role) else {
+        eprintln!("mta: unknown role {role}");
+        return 1;
+    };
+    let result = (|| -> Result<(), String> {
+        let link = Link::from_stdin().map_err(|e| format!("link to the master: {e}"))?;
+        let listeners = if role == Role::Smtpd {
+            crate::master::receive_listeners(&link).map_err(|e| format!("listeners: {e}"))?
+        } else {
+            Vec::new()
+        };
+        // SIGTERM, SIGINT, SIGHUP and SIGALRM sent to this process act as the master's
+        // orders do; caught before anything else runs.
+        let signals = {
+            use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM};
+            signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGALRM])
+                .map_err(|e| format!("signals: {e}"))?
+        };
+        let (tx, orders) = unbounded();
+        let signal_tx = tx.clone();
+        let notify = link.try_clone().map_err(|e| format!("link: {e}"))?;
+        spawn("master-link", move || {
+            crate::master::forward_orders(link, &tx)
+        })?;
+        spawn("signals", move || forward_signals(signals, &signal_tx))?;
+        match role {
+            Role::Queue => run_queue(root, privileged, &orders, &|| {
+                // The master may be gone; then the stop order follows.
+                let _ = notify.send(b"ready", &[]);
+            }),
+            Role::Smtpd => run_smtpd(root, privileged, listeners, &orders),
+            Role::Lspawn => match crate::lspawn::run(root, &orders) {
+                0 => Ok(()),
+                _ => Err("lspawn failed".into()),
+            },
+        }
+    })();
+    match result {
         Ok(()) => 0,
         Err(e) => {
-            log::line(&format!("alert: cannot start: {}", log::safe(e.as_bytes())));
+            log::line(&format!(
+                "alert: {} process cannot start: {}",
+                role.name(),
+                log::safe(e.as_bytes())
+            ));
             111
+        }
+    }
+}
+
+/// Turns signals into orders: TERM and INT stop, HUP reloads, ALRM flushes.
+fn forward_signals(
+    mut signals: signal_hook::iterator::Signals,
+    tx: &crossbeam_channel::Sender<Order>,
+) {
+    use signal_hook::consts::{SIGALRM, SIGHUP};
+    for signal in signals.forever() {
+        let order = match signal {
+            SIGHUP => Order::Reload,
+            SIGALRM => Order::Flush,
+            _ => Order::Stop,
+        };
+        if tx.send(order).is_err() {
+            return;
         }
     }
 }
 
 /// Raises the open-file limit to its hard maximum: every SMTP session holds a socket, and
 /// `concurrencyincoming` may be in the thousands.
-fn raise_fd_limit() {
+pub(crate) fn raise_fd_limit() {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let lim = getrlimit(Resource::Nofile);
     if lim.current != lim.maximum {
@@ -140,14 +208,14 @@ fn raise_fd_limit() {
     }
 }
 
-/// What the start-up reads before any thread runs.
+/// What the queue process reads before any thread runs.
 struct Base {
     settings: Arc<Settings>,
     queue: Arc<Queue>,
     /// The messages queued before anything could add to one (see `queued_at_start`).
     queued_at_start: Option<Vec<mta_queue::MessageId>>,
-    /// The account sessions and deliveries of the alias user drop to, when root.
-    drop_to: Option<(u32, u32)>,
+    accounts: Accounts,
+    privileged: bool,
     users: Arc<Users>,
     live: Arc<LiveSettings>,
     router: Arc<dyn Router>,
@@ -171,19 +239,15 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), String> {
         .map_err(|e| format!("spawn: {e}"))
 }
 
-fn run_inner(root: &Root) -> Result<(), String> {
+/// The queue process: runs until the master (or a signal) says stop.
+fn run_queue(
+    root: &Root,
+    privileged: bool,
+    orders: &Receiver<Order>,
+    ready: &dyn Fn(),
+) -> Result<(), String> {
     raise_fd_limit();
-    if !root.exists() {
-        root::init(root, None).map_err(|e| format!("init {}: {e}", root.dir().display()))?;
-    }
-    // Signals are caught from here on: a HUP or ALRM sent while the daemon starts (a
-    // supervisor does not know when it is ready) is handled once it runs, never fatal.
-    let signals = {
-        use signal_hook::consts::{SIGALRM, SIGHUP, SIGINT, SIGTERM};
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGALRM])
-            .map_err(|e| format!("signals: {e}"))?
-    };
-    let base = prepare(root)?;
+    let base = prepare(root, privileged)?;
     let (sched_tx, sched_rx) = unbounded();
     let pools = start_pools(root, &base, &sched_tx)?;
 
@@ -201,9 +265,8 @@ fn run_inner(root: &Root) -> Result<(), String> {
             concurrency_remote: base.settings.concurrency_remote,
             lifetime: base.settings.queue_lifetime,
             remote_enabled: true,
-            queue_uid: base
-                .drop_to
-                .map_or_else(|| rustix::process::getuid().as_raw(), |(uid, _)| uid),
+            // Messages from the network and bounces were queued by the SMTP account.
+            queue_uid: base.accounts.smtpd.uid,
         },
         sched_rx,
         pools.local_tx.clone(),
@@ -219,59 +282,44 @@ fn run_inner(root: &Root) -> Result<(), String> {
         .map_err(|e| format!("spawn: {e}"))?;
     start_control(root, &base, &sched_tx)?;
     start_trigger(root, pulls, &base, &pools, &sched_tx)?;
-    let (shared, bound) = start_smtp(root, &base, &sched_tx)?;
+    start_submission(root, &base, &sched_tx)?;
+    ready();
 
-    // Signals: HUP rereads, ALRM flushes, TERM / INT stop.
     let reload = Reload {
         root,
         live: &base.live,
         users: &base.users,
-        remote: &pools.remote,
-        local: &pools.local,
-        bouncer: &pools.bouncer,
+        remote: Some(&pools.remote),
+        local: Some(&pools.local),
+        bouncer: Some(&pools.bouncer),
     };
-    wait_for_stop(signals, &reload);
-    stop(&shared, bound, &sched_tx, sched_thread);
+    wait_for_stop(orders, &reload, || {
+        log::line("status: flushing the queue");
+        // The same path as `mta queue flush`: forget downed hosts, retry now.
+        trigger::pull(&root.trigger(), trigger::Pull::Flush);
+    });
+    stop_queue(&sched_tx, sched_thread);
     Ok(())
 }
 
-/// Reads the configuration, opens the queue, prepares the alias account and the tables.
-fn prepare(root: &Root) -> Result<Base, String> {
+/// Reads the configuration, opens the queue, prepares the tables.
+fn prepare(root: &Root, privileged: bool) -> Result<Base, String> {
     let settings = Arc::new(Settings::load(&root.control())?);
-    let as_root = privs::is_root();
-    // .qmail programs find qmail's helpers in DIR/bin first (a root made by an older
-    // `init` gets the links now).
-    let abs_root =
-        std::fs::canonicalize(root.dir()).map_err(|e| format!("{}: {e}", root.dir().display()))?;
-    if let Err(e) = crate::helpers::install_links(&Root::new(&abs_root)) {
-        // Mail still flows; only .qmail programs that use the helpers will defer.
-        log::line(&format!(
-            "warning: unable to create {}/bin: {}",
-            log::safe(abs_root.as_os_str().as_encoded_bytes()),
-            log::safe(e.to_string().as_bytes())
-        ));
-    }
-    crate::helpers::set_program_root(&abs_root);
+    crate::helpers::set_program_root(root.dir());
+    let accounts = crate::accounts::resolve(&root.control(), privileged, false)?;
     let queue = Arc::new(open_queue_patiently(root)?);
     // What is queued now was logged by the process that received it: the scheduler does
     // not announce it again (it will announce everything that arrives from here on).
     let queued_at_start = queue.scan().ok();
-    let alias = alias_account(root, as_root)?;
-    let mut drop_to = None;
-    if as_root {
-        let (uid, gid) = (alias.uid(), alias.gid());
-        privs::chown_tree(&root.alias(), uid, gid).map_err(|e| format!("chown alias: {e}"))?;
-        privs::chown_tree(&root.queue(), uid, gid).map_err(|e| format!("chown queue: {e}"))?;
-        drop_to = Some((uid, gid));
-    }
-    let users = Arc::new(Users::load(root.assign(), alias, as_root)?);
+    let users = Arc::new(user_table(root, &accounts, privileged)?);
     let live = Arc::new(LiveSettings::new(Arc::clone(&settings)));
     let router: Arc<dyn Router> = Arc::clone(&live) as Arc<dyn Router>;
     Ok(Base {
         settings,
         queue,
         queued_at_start,
-        drop_to,
+        accounts,
+        privileged,
         users,
         live,
         router,
@@ -287,18 +335,16 @@ fn start_pools(
 ) -> Result<Pools, String> {
     let settings = &base.settings;
     let queue = &base.queue;
-    let worker_exe = if privs::is_root() {
-        Some(std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?)
-    } else {
-        None
-    };
+    let lspawn = base
+        .privileged
+        .then(|| crate::lspawn::Client::new(crate::lspawn::socket_path(root)));
     let local = Arc::new(
         LocalDelivery::new(
             Arc::clone(&base.users),
             crate::live::default_delivery(&root.control())?,
             Arc::clone(queue),
             sched_tx.clone(),
-            worker_exe,
+            lspawn,
         )
         .with_program_timeout(settings.timeout_local),
     );
@@ -347,19 +393,99 @@ fn start_control(
     base: &Base,
     sched_tx: &crossbeam_channel::Sender<Input>,
 ) -> Result<(), String> {
-    let listener =
-        crate::control::bind(root, base.drop_to).map_err(|e| format!("control socket: {e}"))?;
+    let listener = crate::control::bind(root, None).map_err(|e| format!("control socket: {e}"))?;
     let own = rustix::process::getuid().as_raw();
     let server = crate::control::Server {
         queue: Arc::clone(&base.queue),
         router: Arc::clone(&base.router),
         scheduler: sched_tx.clone(),
-        allowed: base
-            .drop_to
-            .map_or_else(|| vec![own], |(uid, _)| vec![uid, own]),
+        allowed: vec![own],
         trigger: root.trigger(),
     };
     spawn("control", move || crate::control::serve(&listener, &server))
+}
+
+/// `DIR/run/queue/submit`: where the SMTP process hands over messages.
+pub fn submit_socket(root: &Root) -> std::path::PathBuf {
+    crate::tree::queue_run(root).join("submit")
+}
+
+/// `DIR/run/queue/metrics`: the queue process's metrics, read by the SMTP process's
+/// endpoint.
+pub fn metrics_socket(root: &Root) -> std::path::PathBuf {
+    crate::tree::queue_run(root).join("metrics")
+}
+
+/// Binds a Unix socket at `path` (a stale socket from an earlier run goes), mode 0666: who
+/// may connect is decided by `DIR/run/queue` (mode 0750, the SMTP account's group) and the
+/// peer's uid.
+fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && meta.file_type().is_socket()
+    {
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+    Ok(listener)
+}
+
+/// The submission socket (one thread per SMTP process connection) and the metrics socket.
+/// Only the SMTP account, root and this process's own uid may connect (`SO_PEERCRED`).
+fn start_submission(
+    root: &Root,
+    base: &Base,
+    sched_tx: &crossbeam_channel::Sender<Input>,
+) -> Result<(), String> {
+    let own = rustix::process::getuid().as_raw();
+    let allowed = [0, own, base.accounts.smtpd.uid];
+    let peer_ok = move |s: &std::os::unix::net::UnixStream| {
+        rustix::net::sockopt::socket_peercred(s).is_ok_and(|c| allowed.contains(&c.uid.as_raw()))
+    };
+    let path = submit_socket(root);
+    let listener = bind_unix(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let queue = Arc::clone(&base.queue);
+    let tx = sched_tx.clone();
+    spawn("submit", move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            if !peer_ok(&conn) {
+                continue;
+            }
+            let (queue, tx) = (Arc::clone(&queue), tx.clone());
+            let served = spawn("submit-conn", move || {
+                let Ok(clone) = conn.try_clone() else { return };
+                let done = mta_queue::submit::serve(&queue, &conn, &clone, |id| {
+                    // Gone only at shutdown; the next start's scan finds the message.
+                    let _ = tx.send(Input::New(id));
+                });
+                if let Err(e) = done
+                    && e.kind() != std::io::ErrorKind::ConnectionReset
+                {
+                    log::line(&format!(
+                        "warning: submission connection: {}",
+                        log::safe(e.to_string().as_bytes())
+                    ));
+                }
+            });
+            if served.is_err() {
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    })?;
+    let path = metrics_socket(root);
+    let listener = bind_unix(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    spawn("metrics-part", move || {
+        use std::io::Write;
+        let limits = crate::limits::Limits::default();
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            if peer_ok(&conn) {
+                let _ = conn.write_all(crate::metrics::render(&limits).as_bytes());
+            }
+        }
+    })
 }
 
 /// The trigger FIFO's reader: pickup imports and flushes.
@@ -394,47 +520,67 @@ fn start_trigger(
     })
 }
 
-/// The SMTP listeners (and the metrics endpoint); returns the sessions' shared state and
-/// the bound addresses.
-fn start_smtp(
+/// The SMTP process: runs until the master (or a signal) says stop.
+fn run_smtpd(
     root: &Root,
-    base: &Base,
-    sched_tx: &crossbeam_channel::Sender<Input>,
-) -> Result<(Arc<Shared>, Vec<std::net::SocketAddr>), String> {
+    privileged: bool,
+    listeners: Vec<(String, std::os::fd::OwnedFd)>,
+    orders: &Receiver<Order>,
+) -> Result<(), String> {
+    raise_fd_limit();
+    let settings = Arc::new(Settings::load(&root.control())?);
+    let accounts = crate::accounts::resolve(&root.control(), privileged, false)?;
+    let users = Arc::new(user_table(root, &accounts, privileged)?);
+    let live = Arc::new(LiveSettings::new(Arc::clone(&settings)));
+    // Sessions tell the queue process, which tells its scheduler: nobody listens here.
+    let (scheduler, _) = unbounded();
     let shared = Arc::new(Shared {
-        verifier: verifier(&base.settings),
-        settings: Arc::clone(&base.live),
-        store: smtpd::Store::Queue(Arc::clone(&base.queue)),
-        router: Arc::clone(&base.router),
-        users: Arc::clone(&base.users),
+        verifier: verifier(&settings),
+        router: Arc::clone(&live) as Arc<dyn Router>,
+        settings: Arc::clone(&live),
+        store: smtpd::Store::Submit(smtpd::SubmitPool::new(submit_socket(root))),
+        users: Arc::clone(&users),
         lookups: crate::lookup::LookupCache::default(),
-        scheduler: sched_tx.clone(),
+        scheduler,
         trigger: None,
-        drop_to: base.drop_to,
+        drop_to: None,
         limits: Arc::default(),
         certs: crate::tls::cert_store(root.control().join("servercert.pem")),
         passwords: crate::auth::password_store(root.dir().join("users/passwords")),
         auth_failures: crate::auth::FailTracker::default(),
         stopping: AtomicBool::new(false),
     });
-    if let Some(addr) = crate::metrics::configured(&root.control())? {
-        let bound = crate::metrics::serve(addr, Arc::clone(&shared.limits), base.drop_to)?;
-        log::line(&format!("status: metrics on {bound}"));
-    }
     // Parse the certificate now: a broken file is logged at start, not at the first client.
     let _ = shared.certs.current();
     let mut bound = Vec::new();
-    for l in &base.settings.listen {
-        let (addr, kind) = (l.addr, l.kind);
-        let listener = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    for (kind, fd) in listeners {
+        let listener = TcpListener::from(fd);
+        if kind == "metrics" {
+            crate::metrics::serve_on(listener, Arc::clone(&shared.limits), metrics_socket(root))?;
+            continue;
+        }
+        let kind = match kind.as_str() {
+            "submission" => ListenKind::Submission,
+            "smtps" => ListenKind::Smtps,
+            _ => ListenKind::Smtp,
+        };
         bound.push(listener.local_addr().map_err(|e| e.to_string())?);
         let shared = Arc::clone(&shared);
         spawn("accept", move || {
             smtpd::accept_loop(&listener, kind, &shared);
         })?;
-        log::line(&format!("status: listening on {addr} {}", kind.as_str()));
     }
-    Ok((shared, bound))
+    let reload = Reload {
+        root,
+        live: &live,
+        users: &users,
+        remote: None,
+        local: None,
+        bouncer: None,
+    };
+    wait_for_stop(orders, &reload, || {});
+    stop_smtpd(&shared, bound);
+    Ok(())
 }
 
 /// The SPF, DKIM and DMARC checker for mail from outside, asking `dnsservers` (each lookup
@@ -456,27 +602,28 @@ fn verifier(settings: &Settings) -> Option<Arc<mta_msgauth::BlockingVerifier>> {
     }
 }
 
-/// The stop: acceptors and sessions end (`421 4.3.2`), the scheduler starts nothing new,
-/// deliveries in flight get `STOP_DELIVERIES`.
-fn stop(
-    shared: &Shared,
-    bound: Vec<std::net::SocketAddr>,
-    sched_tx: &crossbeam_channel::Sender<Input>,
-    sched_thread: thread::JoinHandle<()>,
-) {
-    log::line("status: stopping");
+/// The SMTP process's stop: acceptors and sessions end (`421 4.3.2`).
+fn stop_smtpd(shared: &Shared, bound: Vec<std::net::SocketAddr>) {
     shared.stopping.store(true, Ordering::SeqCst);
     for addr in bound {
         // Wake each acceptor so it sees the flag; failure only means it is already gone.
         let _ = TcpStream::connect(addr);
     }
-    let _ = sched_tx.send(Input::Shutdown);
-    let start = Instant::now();
     // Sessions notice the flag within a second and answer 421 4.3.2.
-    if !wait_until(start + STOP_SESSIONS, || shared.limits.active() == 0) {
+    if !wait_until(Instant::now() + STOP_SESSIONS, || {
+        shared.limits.active() == 0
+    }) {
         log::line("warning: SMTP sessions still open at stop; closing them");
     }
-    if wait_until(start + STOP_DELIVERIES, || sched_thread.is_finished()) {
+}
+
+/// The queue process's stop: the scheduler starts nothing new, deliveries in flight get
+/// `STOP_DELIVERIES`.
+fn stop_queue(sched_tx: &crossbeam_channel::Sender<Input>, sched_thread: thread::JoinHandle<()>) {
+    let _ = sched_tx.send(Input::Shutdown);
+    if wait_until(Instant::now() + STOP_DELIVERIES, || {
+        sched_thread.is_finished()
+    }) {
         let _ = sched_thread.join();
     } else {
         // Their messages are still queued, unmarked: the next start delivers them.
@@ -504,14 +651,14 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
-/// What SIGHUP re-reads.
+/// What a reload re-reads in this process.
 struct Reload<'a> {
     root: &'a Root,
     live: &'a LiveSettings,
     users: &'a Users,
-    remote: &'a RemoteDelivery,
-    local: &'a LocalDelivery,
-    bouncer: &'a QueueBouncer,
+    remote: Option<&'a RemoteDelivery>,
+    local: Option<&'a LocalDelivery>,
+    bouncer: Option<&'a QueueBouncer>,
 }
 
 impl Reload<'_> {
@@ -524,10 +671,16 @@ impl Reload<'_> {
             let settings = Arc::new(Settings::load(&control)?);
             let default_delivery = crate::live::default_delivery(&control)?;
             // Parses, then applies: the last step that can fail.
-            self.remote.reload(&control)?;
-            self.bouncer.set_config(settings.bounce.clone());
+            if let Some(remote) = self.remote {
+                remote.reload(&control)?;
+            }
+            if let Some(bouncer) = self.bouncer {
+                bouncer.set_config(settings.bounce.clone());
+            }
             self.live.set(settings);
-            self.local.set_default_delivery(default_delivery);
+            if let Some(local) = self.local {
+                local.set_default_delivery(default_delivery);
+            }
             Ok(())
         })();
         self.users.reload_now();
@@ -564,36 +717,25 @@ fn config_fingerprint(root: &Root) -> Vec<(std::path::PathBuf, u64, i64, i64, u6
     out
 }
 
-/// Waits for SIGTERM or SIGINT, handling SIGHUP (reread the configuration) and SIGALRM
-/// (retry every deferred delivery now, as `mta queue flush`) meanwhile, and rereading the
+/// Waits for the stop order, handling reloads and flushes meanwhile, and rereading the
 /// configuration whenever a file in control/ or users/ changes.
-fn wait_for_stop(mut signals: signal_hook::iterator::Signals, reload: &Reload<'_>) {
-    use signal_hook::consts::{SIGALRM, SIGHUP};
+fn wait_for_stop(orders: &Receiver<Order>, reload: &Reload<'_>, flush: impl Fn()) {
     let mut seen = config_fingerprint(reload.root);
-    let mut checked = Instant::now();
     loop {
-        for signal in signals.pending() {
-            match signal {
-                SIGHUP => {
-                    seen = config_fingerprint(reload.root);
-                    reload.run();
-                }
-                SIGALRM => {
-                    log::line("status: flushing the queue at SIGALRM");
-                    // The same path as `mta queue flush`: forget downed hosts, retry now.
-                    trigger::pull(&reload.root.trigger(), trigger::Pull::Flush);
-                }
-                _ => return,
-            }
-        }
-        if checked.elapsed() >= POLL_CONFIG {
-            checked = Instant::now();
-            let now = config_fingerprint(reload.root);
-            if now != seen {
-                seen = now;
+        match orders.recv_timeout(POLL_CONFIG) {
+            Ok(Order::Reload) => {
+                seen = config_fingerprint(reload.root);
                 reload.run();
             }
+            Ok(Order::Flush) => flush(),
+            Ok(Order::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                let now = config_fingerprint(reload.root);
+                if now != seen {
+                    seen = now;
+                    reload.run();
+                }
+            }
         }
-        thread::sleep(Duration::from_millis(100));
     }
 }

@@ -30,8 +30,10 @@ use mta_core::control::ListenKind;
 use mta_core::path::{ForwardPath, ReversePath};
 use mta_core::{Address, Envelope};
 use mta_queue::Queue;
+use mta_queue::submit::{Submission, SubmitError, Submitter};
 use mta_smtp::tls::rustls::ServerConfig as TlsConfig;
 use mta_smtp::{Event, ReceivedInfo, Reply, ServerConfig, ServerSession, Verdict};
+use std::os::unix::net::UnixStream;
 
 use crate::limits::{Limits, Reason, Slot};
 use crate::local::RcptCheck;
@@ -243,27 +245,117 @@ fn session_thread(
 
 /// Where a session puts accepted messages.
 pub enum Store {
-    /// Straight into the queue (streaming), the normal case.
+    /// Straight into the queue (streaming): `sendmail -bs` as the queue's owner.
     Queue(Arc<Queue>),
+    /// Streamed to the queue process over its submission socket: `mta serve`'s SMTP
+    /// process, which may not write the queue itself.
+    Submit(SubmitPool),
     /// Into `DIR/pickup` for a running `mta serve` to import: `sendmail -bs` while the
     /// server holds the queue.
     Pickup(crate::root::Root),
 }
 
+/// Connections to the queue process's submission socket (`mta_queue::submit`), kept
+/// between messages: a session's second message costs no connect.
+pub struct SubmitPool {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<Submitter<UnixStream>>>,
+}
+
+impl SubmitPool {
+    /// Connections to the socket at `path`, made when first needed.
+    pub fn new(path: std::path::PathBuf) -> SubmitPool {
+        SubmitPool {
+            path,
+            idle: std::sync::Mutex::default(),
+        }
+    }
+
+    fn connect(&self) -> Result<Submitter<UnixStream>, String> {
+        let stream = UnixStream::connect(&self.path).map_err(|e| format!("queue process: {e}"))?;
+        let clone = stream.try_clone().map_err(|e| e.to_string())?;
+        Ok(Submitter::new(stream, clone))
+    }
+
+    /// Starts a message: on an idle connection, or (that failing: the queue process may
+    /// have restarted since) on a new one.
+    fn begin(&self) -> Result<Submission<UnixStream>, String> {
+        let idle = self.idle.lock().ok().and_then(|mut v| v.pop());
+        if let Some(conn) = idle {
+            match conn.begin() {
+                Ok(s) => return Ok(s),
+                Err((SubmitError::Refused(e), Some(conn))) => {
+                    self.put_back(conn);
+                    return Err(e);
+                }
+                Err(_) => {}
+            }
+        }
+        self.connect()?.begin().map_err(|(e, conn)| {
+            if let Some(conn) = conn {
+                self.put_back(conn);
+            }
+            e.to_string()
+        })
+    }
+
+    fn put_back(&self, conn: Submitter<UnixStream>) {
+        if let Ok(mut v) = self.idle.lock() {
+            v.push(conn);
+        }
+    }
+}
+
+/// Where a message's bytes go while it is received.
+enum Sink {
+    Queue(mta_queue::Incoming),
+    Submit(Submission<UnixStream>),
+}
+
+impl Sink {
+    fn id(&self) -> u64 {
+        match self {
+            Sink::Queue(i) => i.id().as_u64(),
+            Sink::Submit(s) => s.id().as_u64(),
+        }
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            Sink::Queue(i) => i.write(bytes).map_err(|e| e.to_string()),
+            Sink::Submit(s) => s.write(bytes).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// Commits: `Ok` only once the message is durable.
+    fn commit(self, env: &Envelope, store: &Store) -> Result<mta_queue::MessageId, String> {
+        match self {
+            Sink::Queue(i) => i.commit(env).map_err(|e| e.to_string()),
+            Sink::Submit(s) => {
+                let (id, conn) = s.commit(env).map_err(|e| e.to_string())?;
+                if let Store::Submit(pool) = store {
+                    pool.put_back(conn);
+                }
+                Ok(id)
+            }
+        }
+    }
+}
+
 /// A message being received.
 enum Body {
-    Queue(mta_queue::Incoming),
+    Queue(Sink),
     Buffer(Vec<u8>),
     /// A message to check (SPF, DKIM, DMARC) before it is queued: our trace lines are
     /// already in the queue file; the client's message waits here for the checks, whose
     /// Authentication-Results header must go in front of it.
-    Checked(mta_queue::Incoming, Vec<u8>),
+    Checked(Sink, Vec<u8>),
 }
 
 impl Body {
     fn write(&mut self, bytes: &[u8]) -> Result<(), String> {
         match self {
-            Body::Queue(i) => i.write(bytes).map_err(|e| e.to_string()),
+            Body::Queue(i) => i.write(bytes),
             Body::Buffer(b) | Body::Checked(_, b) => {
                 b.extend_from_slice(bytes);
                 Ok(())
@@ -821,9 +913,19 @@ fn data_start(
 ) -> Verdict {
     let mut incoming = match &shared.store {
         Store::Queue(queue) => match queue.begin() {
-            Ok(i) => Body::Queue(i),
+            Ok(i) => Body::Queue(Sink::Queue(i)),
             Err(e) => {
                 log::line(&format!("smtp: unable to start enqueue: {e}"));
+                return Verdict::Reject(reply(451, "4.3.0 qqt failure"));
+            }
+        },
+        Store::Submit(pool) => match pool.begin() {
+            Ok(s) => Body::Queue(Sink::Submit(s)),
+            Err(e) => {
+                log::line(&format!(
+                    "smtp: unable to start enqueue: {}",
+                    log::safe(e.as_bytes())
+                ));
                 return Verdict::Reject(reply(451, "4.3.0 qqt failure"));
             }
         },
@@ -849,7 +951,9 @@ fn data_start(
     // message left in pickup gets it from the importer.
     let invoker = match (&shared.store, &shared.trigger) {
         (Store::Pickup(_), _) => None,
-        (Store::Queue(_), None) => Some(mta_core::header::QueueInvoker::Network),
+        (Store::Submit(_), _) | (Store::Queue(_), None) => {
+            Some(mta_core::header::QueueInvoker::Network)
+        }
         (Store::Queue(_), Some(_)) => Some(mta_core::header::QueueInvoker::Uid(
             rustix::process::getuid().as_raw(),
         )),
@@ -857,7 +961,7 @@ fn data_start(
     // Its number is the message's queue id, which the `250 ok ... qp N` reply and the
     // log's `info msg` also show (qmail's three show qmail-queue's pid).
     let qp = match &incoming {
-        Body::Queue(i) | Body::Checked(i, _) => i.id().as_u64(),
+        Body::Queue(i) | Body::Checked(i, _) => i.id(),
         Body::Buffer(_) => u64::from(std::process::id()),
     };
     let mut line =
@@ -921,12 +1025,9 @@ fn data_end(shared: &Shared, tx: &mut Transaction, client: &Client, helo: Option
     *tx = Transaction::default();
     let committed = match (incoming, &shared.store) {
         (Body::Checked(..), _) => Err("internal: unchecked body".into()),
-        (Body::Queue(i), _) => i
-            .commit(&env)
-            .map(|id| id.to_string())
-            .map_err(|e| e.to_string()),
+        (Body::Queue(i), store) => i.commit(&env, store).map(|id| id.to_string()),
         (Body::Buffer(b), Store::Pickup(root)) => to_pickup(root, &env, &b),
-        (Body::Buffer(_), Store::Queue(_)) => Err("internal: buffered body without pickup".into()),
+        (Body::Buffer(_), _) => Err("internal: buffered body without pickup".into()),
     };
     match committed {
         Ok(id) => {
@@ -1063,14 +1164,26 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
         let settings = Arc::new(crate::live::LiveSettings::new(Arc::new(Settings::load(
             &root.control(),
         )?)));
-        let store = match Queue::open(root.queue(), mta_queue::QueueOptions::default()) {
+        // Only the queue's owner writes the queue (root included: its files would be
+        // root's, which the queue process could not read); anyone else uses pickup.
+        let owner = std::os::unix::fs::MetadataExt::uid(
+            &std::fs::metadata(root.queue()).map_err(|e| format!("queue: {e}"))?,
+        );
+        let opened = if owner == rustix::process::getuid().as_raw() {
+            Queue::open(root.queue(), mta_queue::QueueOptions::default())
+        } else {
+            Err(mta_queue::QueueError::Locked)
+        };
+        let store = match opened {
             Ok(q) => Store::Queue(Arc::new(q)),
             // A running `mta serve` holds the queue: hand messages over through pickup.
             Err(mta_queue::QueueError::Locked) => Store::Pickup(root.clone()),
             Err(e) => return Err(format!("unable to open queue: {e}")),
         };
         let (tx, _rx) = crossbeam_channel::unbounded();
-        let users = Arc::new(crate::serve::user_table(root, crate::privs::is_root())?);
+        let privileged = crate::privs::is_root();
+        let accounts = crate::accounts::resolve(&root.control(), privileged, false)?;
+        let users = Arc::new(crate::serve::user_table(root, &accounts, privileged)?);
         Ok(Shared {
             // `sendmail -bs` is a local user's session: nothing to check.
             verifier: None,

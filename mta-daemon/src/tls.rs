@@ -23,8 +23,8 @@ const EXPIRY_WARNING: u64 = 14 * 24 * 3600;
 
 /// `mta check` for one key + chain PEM file (`servercert.pem`, `clientcert.pem`): the
 /// key must match the first certificate (rustls checks it), the certificate must not
-/// have expired; warnings for one that expires within 14 days and for a key file other
-/// accounts can read. `now` is in Unix seconds.
+/// have expired; warnings for one that expires within 14 days and for a key file every
+/// account can read. `now` is in Unix seconds.
 ///
 /// # Errors
 /// What makes the file unusable, as one line.
@@ -52,10 +52,12 @@ pub(crate) fn check_pem_file(path: &std::path::Path, now: u64) -> Result<Vec<Str
         ));
     }
     if let Ok(meta) = std::fs::metadata(path)
-        && meta.permissions().mode() & 0o044 != 0
+        && meta.permissions().mode() & 0o004 != 0
     {
+        // Group read is how the one process that needs the key gets it (`serve` gives
+        // the file to that account's group, mode 0640); others must not read it.
         warnings.push(format!(
-            "{name}: the private key is readable by other accounts (chmod 600)"
+            "{name}: the private key is readable by every account (chmod 640)"
         ));
     }
     Ok(warnings)

@@ -164,6 +164,7 @@ pub mod retry;
 mod rounds;
 mod state;
 mod status;
+pub mod submit;
 
 #[doc(hidden)]
 pub mod fuzzing;

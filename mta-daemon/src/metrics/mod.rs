@@ -271,30 +271,29 @@ pub(crate) fn configured(control: &Path) -> Result<Option<SocketAddr>, String> {
     Ok(None)
 }
 
-/// Binds `addr` and answers scrapes on one thread until the process exits. The thread
-/// drops to `drop_to` (uid, gid) first: nothing running as root reads network input.
+/// Answers scrapes on `listener` on one thread until the process exits (the SMTP
+/// process: it runs as the SMTP account, so nothing running as root reads this network
+/// input). A scrape gets this process's SMTP families and the queue process's families,
+/// which it reads from the queue process's socket `queue_part` (left out while that process
+/// is down).
 ///
 /// # Errors
-/// The bind failed or the thread could not start.
-pub(crate) fn serve(
-    addr: SocketAddr,
+/// The thread could not start.
+pub(crate) fn serve_on(
+    listener: TcpListener,
     limits: Arc<Limits>,
-    drop_to: Option<(u32, u32)>,
-) -> Result<SocketAddr, String> {
-    let listener = TcpListener::bind(addr).map_err(|e| format!("bind metrics {addr}: {e}"))?;
-    let bound = listener.local_addr().map_err(|e| e.to_string())?;
+    queue_part: std::path::PathBuf,
+) -> Result<(), String> {
+    if let Ok(addr) = listener.local_addr() {
+        log::line(&format!("status: metrics on {addr}"));
+    }
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
-            if let Some((uid, gid)) = drop_to
-                && let Err(e) = crate::privs::drop_thread(uid, gid)
-            {
-                log::line(&format!("alert: metrics: unable to drop privileges: {e}"));
-                return;
-            }
             for conn in listener.incoming() {
                 let Ok(stream) = conn else { continue };
-                if let Err(e) = answer(stream, &limits) {
+                let body = || combined(&limits, &queue_part);
+                if let Err(e) = answer(stream, &body) {
                     log::line(&format!(
                         "metrics: connection error: {}",
                         log::safe(e.to_string().as_bytes())
@@ -302,13 +301,51 @@ pub(crate) fn serve(
                 }
             }
         })
-        .map_err(|e| format!("spawn: {e}"))?;
-    Ok(bound)
+        .map(drop)
+        .map_err(|e| format!("spawn: {e}"))
+}
+
+/// This process's `mta_smtp_*` families, then every other family from the queue process.
+fn combined(limits: &Limits, queue_part: &Path) -> String {
+    let own = families(&render(limits), |name| name.starts_with("mta_smtp_"));
+    let theirs = std::os::unix::net::UnixStream::connect(queue_part)
+        .and_then(|mut s| {
+            s.set_read_timeout(Some(REQUEST_TIMEOUT))?;
+            let mut text = String::new();
+            s.read_to_string(&mut text)?;
+            Ok(text)
+        })
+        .map(|text| families(&text, |name| !name.starts_with("mta_smtp_")))
+        .unwrap_or_default();
+    format!("{own}{theirs}# EOF\n")
+}
+
+/// The families of an exposition whose name `keep` accepts, without the final `# EOF`.
+fn families(text: &str, keep: impl Fn(&str) -> bool) -> String {
+    let mut out = String::new();
+    let mut keeping = false;
+    for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        if let Some(rest) = line
+            .strip_prefix("# HELP ")
+            .or_else(|| line.strip_prefix("# TYPE "))
+            .or_else(|| line.strip_prefix("# UNIT "))
+        {
+            keeping = keep(rest.split(' ').next().unwrap_or_default());
+        }
+        if keeping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// Reads one request (at most [`MAX_REQUEST`] bytes within [`REQUEST_TIMEOUT`]) and
 /// answers it, then closes the connection.
-fn answer(mut stream: TcpStream, limits: &Limits) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, body: &dyn Fn() -> String) -> std::io::Result<()> {
     stream.set_read_timeout(Some(REQUEST_TIMEOUT))?;
     stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
@@ -332,7 +369,7 @@ fn answer(mut stream: TcpStream, limits: &Limits) -> std::io::Result<()> {
         Ok(Request::Metrics) => (
             "200 OK",
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            render(limits),
+            body(),
         ),
         Ok(Request::NotFound) => ("404 Not Found", "text/plain", "not found\n".to_owned()),
         Ok(Request::BadMethod) => (
@@ -402,5 +439,22 @@ mod tests {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn the_two_processes_parts_make_one_exposition() {
+        let text = render(&Limits::default());
+        let smtp = families(&text, |n| n.starts_with("mta_smtp_"));
+        let rest = families(&text, |n| !n.starts_with("mta_smtp_"));
+        assert!(smtp.contains("mta_smtp_sessions_total ") && !smtp.contains("mta_queue"));
+        assert!(rest.contains("mta_queue_messages ") && !rest.contains("mta_smtp"));
+        assert!(!smtp.contains("# EOF") && !rest.contains("# EOF"));
+        assert_eq!(
+            smtp.lines().count() + rest.lines().count() + 1,
+            text.lines().count()
+        );
+        let missing = std::path::Path::new("/nonexistent/metrics");
+        let alone = combined(&Limits::default(), missing);
+        assert!(alone.contains("mta_smtp_sessions_total ") && alone.ends_with("# EOF\n"));
     }
 }

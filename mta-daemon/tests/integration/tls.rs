@@ -501,7 +501,7 @@ fn check_validates_the_certificate_files() {
     .unwrap();
     let out = mta(&root.dir, &["check"]);
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("readable by other accounts"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("readable by every account"));
     // A key that does not belong to the certificate: an error.
     let (_, other) = test_pki("other");
     let key_end = other.find("-----END PRIVATE KEY-----").unwrap() + 26;
