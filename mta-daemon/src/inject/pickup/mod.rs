@@ -2,7 +2,7 @@
 //! to the queue they may not open (design.md, "Processes and accounts"), like Postfix's
 //! maildrop and pickup.
 //!
-//! - **Layout** ([`prepare`], [`layout`](self) docs): `pickup/`, `tmp/` and `new/` are mode
+//! - **Layout** ([`prepare`], table below): `pickup/`, `tmp/` and `new/` are mode
 //!   1733 and belong to the queue account (the owner of `DIR/queue`, [`queue_owner`]);
 //!   `bad/` is 0700; the trigger FIFO is `pickup/trigger` (0622), so any user can wake the
 //!   queue process though `DIR/queue` is 0700.
@@ -26,6 +26,14 @@
 //!   Anything else (a FIFO, device, socket, symbolic link, directory, another user's file,
 //!   a file without an envelope) is renamed into `bad/` ([`Rejection`]) and the import goes
 //!   on with the next entry.
+//!
+//! ```text
+//! DIR/pickup/          1733 queue account   anyone may add a name; nobody else may list it
+//! DIR/pickup/tmp/      1733 queue account   a writer's file while it is written
+//! DIR/pickup/new/      1733 queue account   complete files, waiting for the importer
+//! DIR/pickup/bad/      0700 queue account   what the importer refused (kept for the admin)
+//! DIR/pickup/trigger   0622 queue account   FIFO: wakes the queue process (crate::trigger)
+//! ```
 //!
 //! Import order is enqueue (durable), then remove the pickup file: a crash in between
 //! queues the message twice, never loses it.
