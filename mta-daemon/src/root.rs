@@ -6,7 +6,9 @@
 //! DIR/alias/         the alias user's home: .qmail-postmaster, .qmail-mailer-daemon and
 //!                    .qmail-root delivering to ./Maildir/; no catch-all .qmail-default,
 //!                    so unknown local users get 550 at RCPT
-//! DIR/queue/         mta-queue's directory
+//! DIR/queue/         mta-queue's directory, owned by the queue account
+//! DIR/pickup/        the hand-off directory of inject/sendmail, and the trigger FIFO
+//!                    (crate::inject::pickup)
 //! DIR/bin/           preline, condredirect, ... as links to `mta` (crate::helpers)
 //! ```
 //!
@@ -65,9 +67,12 @@ impl Root {
         self.dir.join("queue")
     }
 
-    /// `DIR/queue/trigger`: the FIFO that wakes the scheduler (qmail's lock/trigger).
+    /// `DIR/pickup/trigger`: the FIFO that wakes the queue process (qmail's lock/trigger).
+    /// It lives in `DIR/pickup` (mode 1733), not in `DIR/queue` (mode 0700), so every local
+    /// user's `mta inject` can reach it; [`crate::inject::pickup::prepare`] makes it, owned
+    /// by the queue account, mode 0622.
     pub fn trigger(&self) -> PathBuf {
-        self.dir.join("queue").join("trigger")
+        self.dir.join("pickup").join("trigger")
     }
 
     /// True when the root looks initialised (has `control/me`).
@@ -122,18 +127,10 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
     ] {
         fs::create_dir_all(&d)?;
     }
-    // DIR/pickup: where `mta inject` run by any local user leaves mail while `mta serve`
-    // holds the queue. Like Postfix's maildrop: anyone may create a file (mode 1733, sticky,
-    // not listable), nobody may read or remove another's; the importer takes the uid for
-    // the Received line from the file owner, so it cannot be forged.
-    let pickup = root.dir().join("pickup");
-    for sub in ["tmp", "new", "cur"] {
-        let d = pickup.join(sub);
-        if !d.is_dir() {
-            fs::create_dir_all(&d)?;
-            fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o1733))?;
-        }
-    }
+    // DIR/pickup: where `mta inject` run by any local user leaves mail for the queue
+    // process, and the trigger; given to the owner of DIR/queue (module docs there).
+    let owner = crate::inject::pickup::queue_owner(root)?;
+    crate::inject::pickup::prepare(root, owner).map_err(io::Error::other)?;
     let hosts = if host == "localhost" {
         "localhost\n".to_owned()
     } else {

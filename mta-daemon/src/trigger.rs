@@ -1,5 +1,8 @@
-//! The trigger: a FIFO in the queue directory that wakes a running `mta serve`, as qmail's
-//! `lock/trigger` woke qmail-send.
+//! The trigger: a FIFO, `DIR/pickup/trigger` ([`crate::root::Root::trigger`]), that wakes a
+//! running `mta serve`, as qmail's `lock/trigger` woke qmail-send. It is in the pickup
+//! directory, which every local user can reach, because `DIR/queue` is the queue
+//! account's alone (mode 0700); [`crate::inject::pickup::prepare`] makes it (mode 0622,
+//! owned by the queue account) and moves aside anything else found under its name.
 //!
 //! `mta inject` and `mta sendmail` pull it after their enqueue commits ([`Pull::NewMail`]);
 //! `mta queue flush` pulls it to ask for an immediate retry of everything ([`Pull::Flush`],
@@ -8,10 +11,10 @@
 
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use rustix::fs::{FileType, Mode};
+use rustix::fs::{FileType, Mode, OFlags};
 
 /// What a pull asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +34,7 @@ impl Pull {
     }
 }
 
-/// Creates the FIFO if it does not exist.
+/// Creates the FIFO if it does not exist, mode 0622.
 ///
 /// # Errors
 /// I/O errors from `mknod`, other than "already exists".
@@ -44,21 +47,31 @@ pub fn create(path: &Path) -> io::Result<()> {
         0,
     ) {
         // The umask took group and other write away: put them back, so any local user's
-        // inject (and a `.qmail` program's `forward`) can wake the server.
-        Ok(()) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o622)),
+        // inject (and a `.qmail` program's `forward`) can wake the server. Through the
+        // FIFO we made, never through a name someone may have put there since.
+        Ok(()) => match open_fifo(path, OFlags::RDONLY) {
+            Some(fifo) => Ok(rustix::fs::fchmod(&fifo, Mode::from_raw_mode(0o622))?),
+            None => Ok(()),
+        },
         Err(e) if e == rustix::io::Errno::EXIST => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
 
+/// Opens `path` without blocking and without following a link, if it is a FIFO.
+fn open_fifo(path: &Path, access: OFlags) -> Option<std::fs::File> {
+    let flags = access | OFlags::NONBLOCK | OFlags::NOFOLLOW | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let fd = rustix::fs::open(path, flags, Mode::empty()).ok()?;
+    let st = rustix::fs::fstat(&fd).ok()?;
+    (FileType::from_raw_mode(st.st_mode) == FileType::Fifo).then(|| std::fs::File::from(fd))
+}
+
 /// Pulls the trigger: writes one byte without blocking. Errors (no FIFO, no reader, full
 /// pipe) are ignored, as qmail-queue ignored them: the server rescans on start and on a timer.
+/// Anything but a FIFO at the path (a regular file, a link another user planted in the
+/// pickup directory) is left alone: nothing is written into it.
 pub fn pull(path: &Path, what: Pull) {
-    if let Ok(mut f) = OpenOptions::new()
-        .write(true)
-        .custom_flags((rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOFOLLOW).bits() as i32)
-        .open(path)
-    {
+    if let Some(mut f) = open_fifo(path, OFlags::WRONLY) {
         // Ignored on purpose: see the function docs.
         let _ = f.write_all(&[what.byte()]);
     }
@@ -148,5 +161,11 @@ mod tests {
         let plain = t.path().join("plain");
         std::fs::write(&plain, "").unwrap();
         assert!(Listener::open(&plain).is_err());
+        pull(&plain, Pull::Flush);
+        assert_eq!(
+            std::fs::read_to_string(&plain).unwrap(),
+            "",
+            "not a FIFO: not written"
+        );
     }
 }

@@ -20,6 +20,8 @@ mod limits;
 mod msgauth;
 #[path = "integration/ops.rs"]
 mod ops;
+#[path = "integration/pickup.rs"]
+mod pickup;
 #[path = "integration/qmail_compat.rs"]
 mod qmail_compat;
 #[path = "integration/remote.rs"]

@@ -39,9 +39,11 @@ pub(crate) fn received_line(pid: u32, uid: u32, unix_secs: i64) -> String {
 /// Queues the message (head, then `body`) with the Received line in front, then pulls the
 /// trigger so a running `mta serve` picks it up at once.
 ///
-/// When a running `mta serve` holds the queue ([`QueueError::Locked`]), or the queue
-/// belongs to another user (a server running as root chowns it), the message goes
-/// into the pickup directory instead ([`pickup`]); the server imports it when the trigger
+/// Only the owner of `DIR/queue` writes into it (design.md, "Processes and accounts": the
+/// queue account, or the one user of a server run without root), and only while no server
+/// holds its lock. Everyone else, root included (root writes no file in a directory
+/// another account owns), and the owner while a server runs, leaves the message in the
+/// pickup directory instead ([`pickup`]), which the queue process imports when the trigger
 /// is pulled. After a direct enqueue, inject imports whatever such messages are waiting,
 /// since it holds the queue at that moment.
 ///
@@ -52,32 +54,45 @@ pub(crate) fn received_line(pid: u32, uid: u32, unix_secs: i64) -> String {
 pub(crate) fn enqueue(root: &Root, env: &Env, p: &Prepared, body: impl Read) -> Result<(), Fatal> {
     let encoded = mta_queue::qmail::encode(&p.envelope)
         .map_err(|e| Fatal::Permanent(format!("qq permanent problem: {e}")))?;
-    match Queue::open(root.queue(), QueueOptions::default()) {
-        Ok(queue) => {
-            let received = received_line(env.pid, env.uid, env.now);
-            queue
-                .enqueue(
-                    &p.envelope,
-                    received.as_bytes().chain(&p.head[..]).chain(body),
-                )
-                .map_err(|e| match e {
-                    QueueError::TooLarge => Fatal::Permanent(format!("qq permanent problem: {e}")),
-                    e => Fatal::Temporary(format!("qq temporary problem: {e}")),
-                })?;
-            // Our message is durable: a failure to import older pickup files must not fail
-            // this inject (they stay in place for the server to import).
-            let _ = pickup::drain(root, &queue);
+    let direct = if owns_queue(root) {
+        match Queue::open(root.queue(), QueueOptions::default()) {
+            Ok(queue) => Some(queue),
+            // A running server holds the queue: leave the message for it.
+            Err(e) if held_by_server(&e) => None,
+            Err(e) => return Err(Fatal::Temporary(format!("unable to open queue: {e}"))),
         }
-        // A running server holds the queue, or (when it runs as root) the queue is not ours
-        // to open: leave the message for the server.
-        Err(e) if held_by_server(&e) => {
-            pickup::drop_off(root, &encoded, &p.head, body)
-                .map_err(|e| Fatal::Temporary(format!("qq temporary problem: {e}")))?;
-        }
-        Err(e) => return Err(Fatal::Temporary(format!("unable to open queue: {e}"))),
+    } else {
+        None
+    };
+    if let Some(queue) = direct {
+        let received = received_line(env.pid, env.uid, env.now);
+        queue
+            .enqueue(
+                &p.envelope,
+                received.as_bytes().chain(&p.head[..]).chain(body),
+            )
+            .map_err(|e| match e {
+                QueueError::TooLarge => Fatal::Permanent(format!("qq permanent problem: {e}")),
+                e => Fatal::Temporary(format!("qq temporary problem: {e}")),
+            })?;
+        // Our message is durable: a failure to import older pickup files must not fail
+        // this inject (they stay in place for the server to import).
+        let _ = pickup::drain(root, &queue);
+    } else {
+        pickup::drop_off(root, &encoded, &p.head, body)
+            .map_err(|e| Fatal::Temporary(format!("qq temporary problem: {e}")))?;
     }
     trigger::pull(&root.trigger(), Pull::NewMail);
     Ok(())
+}
+
+/// True when this process's effective uid owns `DIR/queue`, or there is no `DIR/queue`
+/// yet (opening the queue creates it, ours).
+fn owns_queue(root: &Root) -> bool {
+    match pickup::queue_owner(root) {
+        Ok(owner) => owner.uid == rustix::process::geteuid().as_raw(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
 
 /// True when the queue cannot be opened because a server owns it: locked by the running

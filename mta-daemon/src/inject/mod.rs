@@ -17,8 +17,9 @@
 //! - **Queueing** (`deliver.rs`): the header is read and fixed up first, then the body is
 //!   streamed (never held whole in memory) into `root.queue()` with LF line ends, behind the
 //!   `Received: (qmail PID invoked by uid UID); DATE` line qmail-queue added; then the
-//!   trigger is pulled. When a running `mta serve` holds the queue, the message goes durably
-//!   into the [`pickup`] directory instead, which the server imports. `-n` prints
+//!   trigger is pulled. Unless the caller owns `DIR/queue` and no running `mta serve` holds
+//!   it, the message goes durably into the [`pickup`] directory instead, which the queue
+//!   process imports (any local user may send mail this way). `-n` prints
 //!   `Return-Path: <sender>` and the message instead.
 //!
 //! Exit codes as qmail-inject: 0 queued (or printed), 100 permanent (usage, parse errors,
