@@ -89,6 +89,8 @@ fn open_queue(root: &Root) -> Result<Queue, String> {
             root.dir().display()
         ));
     }
+    // Nothing root creates in the queue may be root's: act as its owner.
+    crate::inject::deliver::act_as_queue_owner(root);
     // Read without the lock, so the listing works while `mta serve` owns the queue (as
     // qmail-qread worked beside qmail-send).
     match Queue::inspect(root.queue()) {

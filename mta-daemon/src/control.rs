@@ -453,6 +453,8 @@ pub fn offline(root: &Root, router: &dyn Router, request: &Request) -> Result<St
 }
 
 fn inspect(root: &Root) -> Result<Queue, String> {
+    // Nothing root creates or changes in the queue may be root's: act as its owner.
+    crate::inject::deliver::act_as_queue_owner(root);
     match Queue::inspect(root.queue()) {
         Ok(q) => Ok(q),
         Err(_) if !root.queue().join("layout").exists() => lock(root),
@@ -461,6 +463,7 @@ fn inspect(root: &Root) -> Result<Queue, String> {
 }
 
 fn lock(root: &Root) -> Result<Queue, String> {
+    crate::inject::deliver::act_as_queue_owner(root);
     Queue::open(root.queue(), QueueOptions::default()).map_err(|e| match e {
         mta_queue::QueueError::Locked => {
             "the queue is in use (an `mta inject`, or a server without its control socket); \

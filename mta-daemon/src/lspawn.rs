@@ -86,7 +86,7 @@ impl Client {
         local: &[u8],
         timeout: Duration,
     ) -> Result<(UnixStream, (u32, u32)), SpawnError> {
-        let mut stream = UnixStream::connect(&self.path).map_err(SpawnError::Io)?;
+        let mut stream = connect_patiently(&self.path).map_err(SpawnError::Io)?;
         let secs = timeout.as_secs().to_string();
         frame::write(&mut stream, &[b"spawn", local, secs.as_bytes()]).map_err(SpawnError::Io)?;
         // Unbuffered: whatever follows the answer belongs to the worker's protocol.
@@ -100,6 +100,24 @@ impl Client {
                 io::ErrorKind::InvalidData,
                 "malformed lspawn answer",
             ))),
+        }
+    }
+}
+
+/// Connects to lspawn, retrying for a moment while it is (re)starting.
+fn connect_patiently(path: &std::path::Path) -> io::Result<UnixStream> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        match UnixStream::connect(path) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
         }
     }
 }
@@ -152,8 +170,12 @@ struct Lspawn {
 }
 
 /// Runs lspawn until the master says stop. Returns the exit code.
-pub fn run(root: &Root, orders: &crossbeam_channel::Receiver<crate::master::Order>) -> i32 {
-    match run_inner(root, orders) {
+pub fn run(
+    root: &Root,
+    orders: &crossbeam_channel::Receiver<crate::master::Order>,
+    ready: &dyn Fn(),
+) -> i32 {
+    match run_inner(root, orders, ready) {
         Ok(()) => 0,
         Err(e) => {
             log::line(&format!(
@@ -168,6 +190,7 @@ pub fn run(root: &Root, orders: &crossbeam_channel::Receiver<crate::master::Orde
 fn run_inner(
     root: &Root,
     orders: &crossbeam_channel::Receiver<crate::master::Order>,
+    ready: &dyn Fn(),
 ) -> Result<(), String> {
     crate::helpers::set_program_root(root.dir());
     let accounts = crate::accounts::resolve(&root.control(), true, false)?;
@@ -182,6 +205,7 @@ fn run_inner(
         .name("lspawn".into())
         .spawn(move || accept_loop(&listener, &state))
         .map_err(|e| format!("spawn: {e}"))?;
+    ready();
     for order in orders {
         match order {
             crate::master::Order::Reload => users.reload_now(),

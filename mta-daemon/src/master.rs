@@ -97,8 +97,8 @@ impl Link {
         Ok(Link(self.0.try_clone()?))
     }
 
-    /// Waits at most `limit` for the child to say `ready` (the queue process, once its
-    /// submission socket is bound); whether it did.
+    /// Waits at most `limit` for the child to say `ready` (lspawn and the queue process,
+    /// once their sockets are bound); whether it did.
     pub fn wait_ready(&self, limit: Duration) -> bool {
         use rustix::net::sockopt::Timeout;
         use rustix::net::sockopt::set_socket_timeout;
@@ -192,9 +192,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const HEALTHY: Duration = Duration::from_secs(60);
 /// How long a stop waits for the children before killing them.
 const STOP_CHILDREN: Duration = Duration::from_secs(15);
-/// How long the master waits for the first queue process to be ready (it may wait for a
-/// predecessor's lock).
-const QUEUE_READY: Duration = Duration::from_secs(60);
+/// How long the master waits at start for lspawn and the queue process to say they are
+/// ready (the queue may wait for a predecessor's lock).
+const READY: Duration = Duration::from_secs(60);
 /// How long the master retries binding a port still held by a stopping predecessor.
 const BIND_PATIENCE: Duration = Duration::from_secs(20);
 
@@ -245,35 +245,33 @@ fn run_inner(root: &Root) -> Result<(), String> {
         accounts,
         listeners,
     };
-    // The queue process first, and the others once it is ready: the first client's message
-    // must not find the submission socket missing.
-    let mut queue = Slot {
-        role: Role::Queue,
+    // lspawn first (the queue's first deliveries need it), then the queue process, and the
+    // SMTP process once the queue is ready: the first client's message must not find the
+    // submission socket missing.
+    let slot = |role| Slot {
+        role,
         child: None,
         started: Instant::now(),
         backoff: BACKOFF_FIRST,
         restart_at: Some(Instant::now()),
     };
-    reap_or_start(&plan, &mut queue);
-    if let Some((_, link)) = &queue.child
-        && !link.wait_ready(QUEUE_READY)
-    {
-        log::line("warning: the queue process is not ready yet; starting the others anyway");
-    }
-    let mut roles = Vec::new();
+    let mut slots = Vec::new();
     if privileged {
-        roles.push(Role::Lspawn);
+        slots.push(slot(Role::Lspawn));
     }
-    roles.push(Role::Smtpd);
-    let mut slots: Vec<Slot> = std::iter::once(queue)
-        .chain(roles.into_iter().map(|role| Slot {
-            role,
-            child: None,
-            started: Instant::now(),
-            backoff: BACKOFF_FIRST,
-            restart_at: Some(Instant::now()),
-        }))
-        .collect();
+    slots.push(slot(Role::Queue));
+    for s in &mut slots {
+        reap_or_start(&plan, s);
+        if let Some((_, link)) = &s.child
+            && !link.wait_ready(READY)
+        {
+            log::line(&format!(
+                "warning: the {} process is not ready yet; going on",
+                s.role.name()
+            ));
+        }
+    }
+    slots.push(slot(Role::Smtpd));
     supervise(&plan, &root, &mut slots, signals);
     stop_all(&mut slots);
     Ok(())

@@ -127,10 +127,6 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
     ] {
         fs::create_dir_all(&d)?;
     }
-    // DIR/pickup: where `mta inject` run by any local user leaves mail for the queue
-    // process, and the trigger; given to the owner of DIR/queue (module docs there).
-    let owner = crate::inject::pickup::queue_owner(root)?;
-    crate::inject::pickup::prepare(root, owner).map_err(io::Error::other)?;
     let hosts = if host == "localhost" {
         "localhost\n".to_owned()
     } else {
@@ -167,7 +163,8 @@ pub fn init(root: &Root, hostname: Option<&str>) -> io::Result<Vec<PathBuf>> {
         }
     }
     // Run as root, init creates the accounts of design.md's "Processes and accounts" when
-    // they are missing and gives the queue and the alias user's home to theirs.
+    // they are missing and gives the queue, the alias user's home and DIR/pickup (where
+    // `mta inject` run by any local user leaves mail, with the trigger) to theirs.
     let privileged = crate::privs::is_root();
     let accounts =
         crate::accounts::resolve(&control, privileged, privileged).map_err(io::Error::other)?;

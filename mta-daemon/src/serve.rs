@@ -148,13 +148,12 @@ pub fn run_role(root: &Root, role: &str, privileged: bool) -> i32 {
             crate::master::forward_orders(link, &tx)
         })?;
         spawn("signals", move || forward_signals(signals, &signal_tx))?;
+        // The master may be gone; then the stop order follows.
+        let ready = move || drop(notify.send(b"ready", &[]));
         match role {
-            Role::Queue => run_queue(root, privileged, &orders, &|| {
-                // The master may be gone; then the stop order follows.
-                let _ = notify.send(b"ready", &[]);
-            }),
+            Role::Queue => run_queue(root, privileged, &orders, &ready),
             Role::Smtpd => run_smtpd(root, privileged, listeners, &orders),
-            Role::Lspawn => match crate::lspawn::run(root, &orders) {
+            Role::Lspawn => match crate::lspawn::run(root, &orders, &ready) {
                 0 => Ok(()),
                 _ => Err("lspawn failed".into()),
             },
@@ -248,6 +247,9 @@ fn run_queue(
 ) -> Result<(), String> {
     raise_fd_limit();
     let base = prepare(root, privileged)?;
+    if base.settings.control.smtpauth_unreadable {
+        log::line("warning: control/smtpauth is not readable by the queue account; no logins for smarthosts");
+    }
     let (sched_tx, sched_rx) = unbounded();
     let pools = start_pools(root, &base, &sched_tx)?;
 
@@ -286,6 +288,7 @@ fn run_queue(
     ready();
 
     let reload = Reload {
+        who: "queue",
         root,
         live: &base.live,
         users: &base.users,
@@ -544,6 +547,7 @@ fn run_smtpd(
         scheduler,
         trigger: None,
         drop_to: None,
+        invoker_uid: rustix::process::getuid().as_raw(),
         limits: Arc::default(),
         certs: crate::tls::cert_store(root.control().join("servercert.pem")),
         passwords: crate::auth::password_store(root.dir().join("users/passwords")),
@@ -571,6 +575,7 @@ fn run_smtpd(
         })?;
     }
     let reload = Reload {
+        who: "smtpd",
         root,
         live: &live,
         users: &users,
@@ -653,6 +658,8 @@ fn wait_until(deadline: Instant, mut done: impl FnMut() -> bool) -> bool {
 
 /// What a reload re-reads in this process.
 struct Reload<'a> {
+    /// The process, in log lines.
+    who: &'static str,
     root: &'a Root,
     live: &'a LiveSettings,
     users: &'a Users,
@@ -685,9 +692,10 @@ impl Reload<'_> {
         })();
         self.users.reload_now();
         match applied {
-            Ok(()) => log::line("status: reloaded configuration"),
+            Ok(()) => log::line(&format!("status: {} reloaded configuration", self.who)),
             Err(e) => log::line(&format!(
-                "alert: unable to reread controls: {}; keeping the previous configuration",
+                "alert: {} unable to reread controls: {}; keeping the previous configuration",
+                self.who,
                 log::safe(e.as_bytes())
             )),
         }
@@ -699,8 +707,9 @@ impl Reload<'_> {
 const POLL_CONFIG: Duration = Duration::from_secs(2);
 
 /// What identifies the configuration's current contents: every file in control/ and
-/// users/ by name, size, change time and inode. Any edit, replacement or removal changes it.
-fn config_fingerprint(root: &Root) -> Vec<(std::path::PathBuf, u64, i64, i64, u64)> {
+/// users/ by name, size, modification and change times and inode. Any edit, replacement,
+/// removal or change of permissions (a secret the master made readable) changes it.
+fn config_fingerprint(root: &Root) -> Vec<(std::path::PathBuf, u64, i64, i64, i64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     for dir in [root.control(), root.dir().join("users")] {
@@ -709,7 +718,8 @@ fn config_fingerprint(root: &Root) -> Vec<(std::path::PathBuf, u64, i64, i64, u6
         };
         for entry in entries.flatten() {
             if let Ok(m) = entry.metadata() {
-                out.push((entry.path(), m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
+                let times = (m.mtime(), m.mtime_nsec(), m.ctime());
+                out.push((entry.path(), m.len(), times.0, times.1, times.2, m.ino()));
             }
         }
     }

@@ -65,6 +65,9 @@ pub struct Shared {
     /// The trigger FIFO to pull when there is no scheduler in this process
     /// (`sendmail -bs`).
     pub trigger: Option<std::path::PathBuf>,
+    /// The uid a local session (`sendmail -bs`) is invoked by, for its Received line
+    /// (taken before root becomes the queue's owner).
+    pub invoker_uid: u32,
     /// Session slots (`concurrencyincoming`, `concurrencyperip`) and refusal counters.
     pub(crate) limits: Arc<Limits>,
     /// `control/servercert.pem`, for STARTTLS and smtps.
@@ -954,9 +957,7 @@ fn data_start(
         (Store::Submit(_), _) | (Store::Queue(_), None) => {
             Some(mta_core::header::QueueInvoker::Network)
         }
-        (Store::Queue(_), Some(_)) => Some(mta_core::header::QueueInvoker::Uid(
-            rustix::process::getuid().as_raw(),
-        )),
+        (Store::Queue(_), Some(_)) => Some(mta_core::header::QueueInvoker::Uid(shared.invoker_uid)),
     };
     // Its number is the message's queue id, which the `250 ok ... qp N` reply and the
     // log's `info msg` also show (qmail's three show qmail-queue's pid).
@@ -1164,16 +1165,25 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
         let settings = Arc::new(crate::live::LiveSettings::new(Arc::new(Settings::load(
             &root.control(),
         )?)));
-        // Only the queue's owner writes the queue (root included: its files would be
-        // root's, which the queue process could not read); anyone else uses pickup.
+        let invoker_uid = rustix::process::getuid().as_raw();
+        let privileged = crate::privs::is_root();
+        let accounts = crate::accounts::resolve(&root.control(), privileged, false)?;
+        let users = Arc::new(crate::serve::user_table(root, &accounts, privileged)?);
+        // Only the queue's owner writes the queue: root becomes it (as qmail-queue was
+        // setuid qmailq); anyone else uses pickup.
         let owner = std::os::unix::fs::MetadataExt::uid(
             &std::fs::metadata(root.queue()).map_err(|e| format!("queue: {e}"))?,
         );
-        let opened = if owner == rustix::process::getuid().as_raw() {
+        let became = owner != rustix::process::geteuid().as_raw()
+            && crate::inject::deliver::become_queue_owner(root);
+        let opened = if owner == rustix::process::geteuid().as_raw() {
             Queue::open(root.queue(), mta_queue::QueueOptions::default())
         } else {
             Err(mta_queue::QueueError::Locked)
         };
+        if became && opened.is_err() {
+            crate::inject::deliver::back_to_root();
+        }
         let store = match opened {
             Ok(q) => Store::Queue(Arc::new(q)),
             // A running `mta serve` holds the queue: hand messages over through pickup.
@@ -1181,9 +1191,6 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
             Err(e) => return Err(format!("unable to open queue: {e}")),
         };
         let (tx, _rx) = crossbeam_channel::unbounded();
-        let privileged = crate::privs::is_root();
-        let accounts = crate::accounts::resolve(&root.control(), privileged, false)?;
-        let users = Arc::new(crate::serve::user_table(root, &accounts, privileged)?);
         Ok(Shared {
             // `sendmail -bs` is a local user's session: nothing to check.
             verifier: None,
@@ -1195,6 +1202,7 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
             scheduler: tx,
             trigger: Some(root.trigger()),
             drop_to: None,
+            invoker_uid,
             limits: Arc::default(),
             certs: crate::tls::cert_store(root.control().join("servercert.pem")),
             passwords: crate::auth::password_store(root.dir().join("users/passwords")),

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `queue/` and everything in it | queue account | 0700 at the top |
 //! | `alias/` and everything in it | alias account | as made |
+//! | `pickup/`, `pickup/tmp/`, `pickup/new/`; `pickup/bad/`; `pickup/trigger` | queue account | 1733; 0700; FIFO 0622 |
 //! | `run/` | root | 0755 |
 //! | `run/queue/` (the queue process's sockets) | queue account, smtpd's group | 0750 |
 //! | `run/lspawn/` (lspawn's socket) | root, the queue account's group | 0750 |
@@ -70,6 +71,14 @@ pub fn prepare(root: &Root, accounts: &Accounts, privileged: bool) -> Result<(),
             .map_err(|e| format!("chown alias: {e}"))?;
     }
     set_dir(&root.queue(), None, 0o700).map_err(|e| format!("queue: {e}"))?;
+    // pickup/ and its trigger belong to the queue's owner (the account just set).
+    let owner = crate::inject::pickup::queue_owner(root).map_err(|e| format!("queue: {e}"))?;
+    for moved in crate::inject::pickup::prepare(root, owner).map_err(|e| e.to_string())? {
+        crate::log::line(&format!(
+            "warning: pickup: moved aside {}",
+            crate::log::safe(moved.as_bytes())
+        ));
+    }
     share_secrets(root, accounts, privileged);
     Ok(())
 }

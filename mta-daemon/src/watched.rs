@@ -10,8 +10,9 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::log;
 
-/// What identifies one version of a file: inode, size, modification time.
-type Stamp = (u64, u64, i64, i64);
+/// What identifies one version of a file: inode, size, modification time, and change time
+/// (a file made readable by a chmod or chgrp is read again).
+type Stamp = (u64, u64, i64, i64, i64, i64);
 
 /// The parsed value of the file at a path, kept current. `T` is cheap to clone (an
 /// `Arc`).
@@ -44,7 +45,10 @@ impl<T: Clone> Watched<T> {
     pub(crate) fn current(&self) -> Option<T> {
         let stamp = std::fs::metadata(&self.path)
             .ok()
-            .map(|m| (m.ino(), m.len(), m.mtime(), m.mtime_nsec()));
+            .map(|m| {
+                let (mt, mn, ct, cn) = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+                (m.ino(), m.len(), mt, mn, ct, cn)
+            });
         let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if cur.0 != stamp {
             cur.0 = stamp;

@@ -152,6 +152,10 @@ pub struct Control {
     /// `smtpauth` (ours): `HOST:LOGIN:PASSWORD` lines, the logins remote delivery gives a
     /// smarthost named in smtproutes (only inside TLS). Default: empty.
     pub smtpauth: SmtpAuth,
+    /// True when `smtpauth` exists but this process may not read it (a secret readable
+    /// only by the process that delivers remotely; the others run without it). Its reader
+    /// should warn: the logins are then missing.
+    pub smtpauth_unreadable: bool,
     /// `checkpassword` (ours): a program with qmail's checkpassword interface for logins
     /// not in `users/passwords`. Default: none.
     pub checkpassword: Option<String>,
@@ -241,6 +245,7 @@ impl Control {
             }
             None => None,
         };
+        let smtpauth = src.read_secret("smtpauth")?;
         let dnsservers = match src.read("dnsservers")? {
             Some(f) => net::dns_from_file(&f)?,
             None => nameservers_from_resolv_conf(&resolv()?),
@@ -306,9 +311,11 @@ impl Control {
                 None => RelayClients::default(),
             },
             dnsservers,
-            smtpauth: src
-                .read("smtpauth")?
-                .map_or(Ok(SmtpAuth::default()), |f| SmtpAuth::from_file(&f))?,
+            smtpauth_unreadable: smtpauth.is_err(),
+            smtpauth: match smtpauth {
+                Ok(Some(f)) => SmtpAuth::from_file(&f)?,
+                Ok(None) | Err(()) => SmtpAuth::default(),
+            },
             checkpassword: src.line("checkpassword")?.filter(|s| !s.is_empty()),
             authfailmax: src.number("authfailmax", 10)?,
             tlsdestinations: src

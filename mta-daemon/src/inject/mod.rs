@@ -37,7 +37,7 @@
 
 mod compose;
 mod config;
-mod deliver;
+pub(crate) mod deliver;
 mod env;
 pub mod pickup;
 #[cfg(test)]

@@ -27,6 +27,12 @@ struct Fixture {
 impl Fixture {
     fn new() -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
+        // The mail system's accounts must reach the root, as in any installation.
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
         let dir = tmp.path().join("root");
         let out = Command::new(MTA)
             .arg("--root")
@@ -39,6 +45,22 @@ impl Fixture {
         // address into the alias maildir.
         std::fs::write(dir.join("alias/.qmail-default"), "./Maildir/\n").unwrap();
         Fixture { _tmp: tmp, dir }
+    }
+
+    /// Gives DIR/queue to this process's user, so the test can hold the queue itself as a
+    /// server would (as root, `init` gave it to the queue account).
+    fn own_queue(&self) {
+        let me = format!(
+            "{}:{}",
+            rustix::process::getuid().as_raw(),
+            rustix::process::getgid().as_raw()
+        );
+        let st = Command::new("chown")
+            .args(["-R", &me])
+            .arg(self.dir.join("queue"))
+            .status()
+            .unwrap();
+        assert!(st.success());
     }
 
     /// Runs `mta --root DIR ARGS` with a clean environment plus `vars`, feeding `input`.
@@ -263,6 +285,7 @@ fn exit_codes() {
 #[test]
 fn locked_queue_goes_through_pickup_and_drains_into_the_queue() {
     let f = Fixture::new();
+    f.own_queue();
     // Holding the queue open is what a running `mta serve` does.
     let queue = Queue::open(f.dir.join("queue"), QueueOptions::default()).unwrap();
     let out = f.run(
@@ -339,6 +362,7 @@ fn locked_queue_goes_through_pickup_and_drains_into_the_queue() {
 #[test]
 fn direct_inject_imports_waiting_pickup_files() {
     let f = Fixture::new();
+    f.own_queue();
     let queue = Queue::open(f.dir.join("queue"), QueueOptions::default()).unwrap();
     let out = f.run(&["inject", "first@example.net"], &[], "Subject: 1\n\n");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

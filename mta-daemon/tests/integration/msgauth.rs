@@ -144,7 +144,7 @@ fn remote_delivery_signs_what_this_host_vouches_for() {
     // From outside (not a relay client): joe's forward leaves unsigned.
     root.control("relayclients", "");
     assert!(
-        server.wait_log("status: reloaded configuration", 1, 10),
+        server.wait_log("status: smtpd reloaded configuration", 1, 10),
         "{}",
         server.log_text()
     );
@@ -260,7 +260,7 @@ fn mail_from_outside_is_checked_and_refused_when_asked() {
     );
 
     root.control("spfreject", "1\n");
-    assert!(server.wait_log("status: reloaded configuration", 1, 10));
+    assert!(server.wait_log("status: smtpd reloaded configuration", 1, 10));
     let refused = send(
         &root,
         "a@bad.test",
@@ -270,7 +270,7 @@ fn mail_from_outside_is_checked_and_refused_when_asked() {
     assert!(refused.starts_with("ERR 550 5.7.23"), "{refused}");
     root.control("spfreject", "0\n");
     root.control("dmarcreject", "1\n");
-    assert!(server.wait_log("status: reloaded configuration", 2, 10));
+    assert!(server.wait_log("status: smtpd reloaded configuration", 2, 10));
     let refused = send(
         &root,
         "a@bad.test",

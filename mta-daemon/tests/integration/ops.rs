@@ -503,7 +503,7 @@ fn queue_commands_on_a_running_server() {
         &format!("b.example:127.0.0.1:{}\n", other.port),
     );
     assert!(
-        server.wait_log("status: reloaded configuration", 1, 10),
+        server.wait_log("status: queue reloaded configuration", 1, 10),
         "{}",
         server.log_text()
     );
@@ -540,7 +540,7 @@ fn queue_commands_on_a_running_server() {
     // directly (under its lock).
     root.control("smtproutes", &format!("b.example:127.0.0.1:{dead}\n"));
     assert!(
-        server.wait_log("status: reloaded configuration", 2, 10),
+        server.wait_log("status: queue reloaded configuration", 2, 10),
         "{}",
         server.log_text()
     );
