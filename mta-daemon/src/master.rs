@@ -209,6 +209,7 @@ struct Plan {
 }
 
 fn run_inner(root: &Root) -> Result<(), String> {
+    crate::privs::close_inherited_fds();
     crate::serve::raise_fd_limit();
     if !root.exists() {
         root::init(root, None).map_err(|e| format!("init {}: {e}", root.dir().display()))?;

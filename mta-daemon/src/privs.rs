@@ -50,6 +50,30 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Marks every descriptor above 2 that this process inherited close-on-exec, so none of
+/// them reaches a child: a supervisor's or a build tool's pipes must not end up in a
+/// `.qmail` program. Called by the master first thing, while it is single-threaded and
+/// before it opens anything of its own.
+pub fn close_inherited_fds() {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let numbers: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&n| n > 2)
+        .collect();
+    for n in numbers {
+        #[allow(unsafe_code)]
+        // SAFETY: `n` was listed in /proc/self/fd a moment ago and this single-threaded
+        // process has closed nothing since (the one descriptor that may be gone is the
+        // listing's own, which read_dir has closed: fcntl then fails with EBADF, which is
+        // ignored). The borrow lives for one fcntl call, which neither closes nor moves
+        // the descriptor.
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
+        let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
+    }
+}
+
 /// Drops the calling thread (only) to `uid`/`gid` with no supplementary groups.
 ///
 /// # Errors

@@ -22,6 +22,8 @@ mod msgauth;
 mod ops;
 #[path = "integration/pickup.rs"]
 mod pickup;
+#[path = "integration/processes.rs"]
+mod processes;
 #[path = "integration/qmail_compat.rs"]
 mod qmail_compat;
 #[path = "integration/remote.rs"]

@@ -812,7 +812,9 @@ fn migration_of_a_qmail_configuration() {
     // An ezmlm list under the alias user, as ezmlm-make writes its dot-qmail files.
     let list = root.tmp.path().join("announce");
     std::fs::create_dir_all(&list).unwrap();
-    chown(&list);
+    // The list belongs to the alias user, whose account owns DIR/alias.
+    let alias_owner = std::fs::metadata(root.path("alias")).unwrap();
+    crate::serve::chown_tree(&list, alias_owner.uid(), alias_owner.gid());
     for (name, script) in [
         ("fake-ezmlm-send", "cat > \"$1/sent.$$\"\n"),
         (
