@@ -93,7 +93,7 @@ pub fn names(control: &Path) -> Result<[String; 4], String> {
         if !plausible {
             return Err(bad("not a login name"));
         }
-        names[slot] = name.to_owned();
+        name.clone_into(&mut names[slot]);
     }
     Ok(names)
 }

@@ -351,7 +351,7 @@ mod tests {
         let f = |v: &[&[u8]]| v.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
         assert_eq!(
             decode_request(&f(&[b"spawn", b"joe", b"60"])),
-            Some((&b"joe"[..], Duration::from_secs(60)))
+            Some((&b"joe"[..], Duration::from_mins(1)))
         );
         assert_eq!(decode_request(&f(&[b"spawn", b"joe"])), None);
         assert_eq!(decode_request(&f(&[b"spawn", b"joe", b"-1"])), None);

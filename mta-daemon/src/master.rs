@@ -189,12 +189,12 @@ struct Slot {
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A child that ran this long before dying is restarted after [`BACKOFF_FIRST`] again.
-const HEALTHY: Duration = Duration::from_secs(60);
+const HEALTHY: Duration = Duration::from_mins(1);
 /// How long a stop waits for the children before killing them.
 const STOP_CHILDREN: Duration = Duration::from_secs(15);
 /// How long the master waits at start for lspawn and the queue process to say they are
 /// ready (the queue may wait for a predecessor's lock).
-const READY: Duration = Duration::from_secs(60);
+const READY: Duration = Duration::from_mins(1);
 /// How long the master retries binding a port still held by a stopping predecessor.
 const BIND_PATIENCE: Duration = Duration::from_secs(20);
 
@@ -341,7 +341,7 @@ fn tell(slots: &[Slot], role: Option<Role>, order: &[u8]) {
 fn reap_or_start(plan: &Plan, slot: &mut Slot) {
     if let Some((child, _)) = slot.child.as_mut() {
         match child.try_wait() {
-            Ok(None) => return,
+            Ok(None) | Err(_) => return,
             Ok(Some(status)) => {
                 let ran = slot.started.elapsed();
                 if ran >= HEALTHY {
@@ -358,7 +358,6 @@ fn reap_or_start(plan: &Plan, slot: &mut Slot) {
                 slot.backoff = (slot.backoff * 2).min(BACKOFF_MAX);
                 slot.child = None;
             }
-            Err(_) => return,
         }
     }
     if slot.restart_at.is_some_and(|t| Instant::now() >= t) {
@@ -494,7 +493,7 @@ pub enum Order {
 }
 
 /// Reads the master's orders into `tx` until the link ends (then a final [`Order::Stop`]).
-pub fn forward_orders(link: Link, tx: &crossbeam_channel::Sender<Order>) {
+pub fn forward_orders(link: &Link, tx: &crossbeam_channel::Sender<Order>) {
     loop {
         let order = match link.recv() {
             Ok(Some((msg, _))) => match msg.as_slice() {
@@ -532,7 +531,7 @@ mod tests {
         assert_eq!(l.local_addr().unwrap(), addr);
         drop(a);
         let (tx, rx) = crossbeam_channel::unbounded();
-        forward_orders(b, &tx);
+        forward_orders(&b, &tx);
         assert_eq!(
             rx.try_iter().collect::<Vec<_>>(),
             [Order::Reload, Order::Stop]

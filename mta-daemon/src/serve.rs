@@ -145,7 +145,7 @@ pub fn run_role(root: &Root, role: &str, privileged: bool) -> i32 {
         let signal_tx = tx.clone();
         let notify = link.try_clone().map_err(|e| format!("link: {e}"))?;
         spawn("master-link", move || {
-            crate::master::forward_orders(link, &tx)
+            crate::master::forward_orders(&link, &tx);
         })?;
         spawn("signals", move || forward_signals(signals, &signal_tx))?;
         // The master may be gone; then the stop order follows.
@@ -248,7 +248,9 @@ fn run_queue(
     raise_fd_limit();
     let base = prepare(root, privileged)?;
     if base.settings.control.smtpauth_unreadable {
-        log::line("warning: control/smtpauth is not readable by the queue account; no logins for smarthosts");
+        log::line(
+            "warning: control/smtpauth is not readable by the queue account; no logins for smarthosts",
+        );
     }
     let (sched_tx, sched_rx) = unbounded();
     let pools = start_pools(root, &base, &sched_tx)?;

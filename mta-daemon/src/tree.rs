@@ -27,6 +27,9 @@ use rustix::process::{Gid, Uid};
 use crate::accounts::Accounts;
 use crate::root::Root;
 
+/// A directory [`prepare`] makes: its path, owner (uid, gid) and mode.
+type Dir = (PathBuf, Option<(u32, u32)>, u32);
+
 /// `DIR/run/queue`: the queue process's sockets (submission, metrics).
 pub fn queue_run(root: &Root) -> PathBuf {
     root.dir().join("run").join("queue")
@@ -44,7 +47,7 @@ pub fn lspawn_run(root: &Root) -> PathBuf {
 /// A directory that cannot be made or changed.
 pub fn prepare(root: &Root, accounts: &Accounts, privileged: bool) -> Result<(), String> {
     let run = root.dir().join("run");
-    let dirs: [(PathBuf, Option<(u32, u32)>, u32); 3] = [
+    let dirs: [Dir; 3] = [
         (run, Some((0, 0)), 0o755),
         (
             queue_run(root),

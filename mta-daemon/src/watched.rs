@@ -43,12 +43,10 @@ impl<T: Clone> Watched<T> {
     /// The value now: parsed again if the file changed since the last call; `None` when
     /// there is no file (or it never parsed).
     pub(crate) fn current(&self) -> Option<T> {
-        let stamp = std::fs::metadata(&self.path)
-            .ok()
-            .map(|m| {
-                let (mt, mn, ct, cn) = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
-                (m.ino(), m.len(), mt, mn, ct, cn)
-            });
+        let stamp = std::fs::metadata(&self.path).ok().map(|m| {
+            let (mt, mn, ct, cn) = (m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec());
+            (m.ino(), m.len(), mt, mn, ct, cn)
+        });
         let mut cur = self.current.lock().unwrap_or_else(PoisonError::into_inner);
         if cur.0 != stamp {
             cur.0 = stamp;

@@ -128,10 +128,7 @@ impl Source<'_> {
     /// The file, or `None` when it does not exist.
     /// [`Source::read`] for a file only some processes may read (mode 0640, one process's
     /// group): `Err(())` when permission is denied, instead of an error.
-    pub(super) fn read_secret(
-        &self,
-        name: &str,
-    ) -> Result<Result<Option<File>, ()>, ControlError> {
+    pub(super) fn read_secret(&self, name: &str) -> Result<Result<Option<File>, ()>, ControlError> {
         match self.read(name) {
             Err(ControlError {
                 kind: ControlErrorKind::Io(e),

@@ -4,6 +4,7 @@
 //! system's own accounts; killing any process of the tree loses no accepted message.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
 use std::io::{BufRead, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -42,11 +43,7 @@ fn read_proc(pid: u32) -> Option<Proc> {
             .find(|l| l.starts_with(name))
             .map(str::to_owned)
     };
-    let ppid = field("PPid:")?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
+    let ppid = field("PPid:")?.split_whitespace().nth(1)?.parse().ok()?;
     let groups = field("Groups:")?
         .split_whitespace()
         .skip(1)
@@ -132,11 +129,25 @@ fn each_role_runs_as_its_account_and_root_holds_no_queue_file() {
         &format!("./Maildir/\n|ls -l /proc/self/fd/ > {}\n", out.display()),
     );
     let server = root.serve();
-    assert_eq!(send(&root, "a@example.net", &["joe@example.org"], "Subject: x\r\n\r\nx\r\n"), "OK []");
-    assert!(wait_maildir(&joe.join("Maildir"), 1, 20), "{}", server.log_text());
+    assert_eq!(
+        send(
+            &root,
+            "a@example.net",
+            &["joe@example.org"],
+            "Subject: x\r\n\r\nx\r\n"
+        ),
+        "OK []"
+    );
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
     // A session held open while the tree is inspected.
     let mut client = TcpStream::connect(root.addr()).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     assert!(read_reply(&mut client).starts_with("220"));
     client.write_all(b"EHLO me\r\n").unwrap();
     assert!(read_reply(&mut client).starts_with("250"));
@@ -169,7 +180,10 @@ fn each_role_runs_as_its_account_and_root_holds_no_queue_file() {
         // 0 and 1: its connection to the queue process; 2: the pipe lspawn logs; anything
         // else only the worker's own copy of its output (it writes answers unbuffered).
         let held = fds(w.pid);
-        assert!(held.contains_key(&2) && held.get(&0) == held.get(&1), "{held:?}");
+        assert!(
+            held.contains_key(&2) && held.get(&0) == held.get(&1),
+            "{held:?}"
+        );
         for (n, target) in &held {
             assert!(
                 *n <= 2 || Some(target) == held.get(&1),
@@ -236,26 +250,32 @@ fn lspawn_refuses_root_group_0_and_the_mail_system_accounts() {
         std::fs::create_dir_all(home.join(d)).unwrap();
     }
     for d in [root.tmp.path().to_path_buf(), root.tmp.path().join("home")] {
-        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     }
     let h = home.display();
     let mut assign = String::new();
     let mut cases = Vec::new();
     for name in ["mtad", "mtaq", "mtar"] {
         let (uid, gid) = account(name).unwrap();
-        assign.push_str(&format!("=as-{name}:{name}:{uid}:{gid}:{h}:::\n"));
+        let _ = writeln!(assign, "=as-{name}:{name}:{uid}:{gid}:{h}:::");
         // An ordinary uid with the account's group is refused too.
-        assign.push_str(&format!("=group-{name}:nobody:65534:{gid}:{h}:::\n"));
+        let _ = writeln!(assign, "=group-{name}:nobody:65534:{gid}:{h}:::");
         cases.push(format!("as-{name}"));
         cases.push(format!("group-{name}"));
     }
-    assign.push_str(&format!("=uidzero:root:0:65534:{h}:::\n=gidzero:nobody:65534:0:{h}:::\n.\n"));
+    let _ = write!(
+        assign,
+        "=uidzero:root:0:65534:{h}:::\n=gidzero:nobody:65534:0:{h}:::\n.\n"
+    );
     std::fs::write(root.path("users/assign"), assign).unwrap();
     let server = root.serve();
     for case in &cases {
         let rcpt = format!("{case}@example.org");
-        assert_eq!(send(&root, "a@example.net", &[&rcpt], "Subject: x\r\n\r\nx\r\n"), "OK []", "{case}");
+        assert_eq!(
+            send(&root, "a@example.net", &[&rcpt], "Subject: x\r\n\r\nx\r\n"),
+            "OK []",
+            "{case}"
+        );
     }
     assert!(
         server.wait_log("deferral", cases.len(), 20),
@@ -264,12 +284,19 @@ fn lspawn_refuses_root_group_0_and_the_mail_system_accounts() {
     );
     let log = server.log_text();
     assert_eq!(
-        log.matches("deferral: Not_allowed_to_perform_deliveries_as_one_of_the_mail_system's_accounts.")
-            .count(),
+        log.matches(
+            "deferral: Not_allowed_to_perform_deliveries_as_one_of_the_mail_system's_accounts."
+        )
+        .count(),
         cases.len(),
         "{log}"
     );
-    assert!(std::fs::read_dir(home.join("Maildir/new")).unwrap().next().is_none());
+    assert!(
+        std::fs::read_dir(home.join("Maildir/new"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
     // uid 0 and gid 0: refused at RCPT already (the same lookup), and by lspawn for mail
     // queued without that check.
     for rcpt in ["uidzero@example.org", "gidzero@example.org"] {
@@ -368,7 +395,11 @@ fn killing_any_process_of_the_tree_loses_nothing_that_got_250() {
     server = root.serve();
     let acked = reader.join().unwrap();
     let _ = pusher.wait();
-    assert!(acked.len() >= 50, "client got too few 250s: {}", acked.len());
+    assert!(
+        acked.len() >= 50,
+        "client got too few 250s: {}",
+        acked.len()
+    );
     let maildir = joe.join("Maildir");
     let ok = wait_maildir(&maildir, acked.len(), 90);
     let mut seen: HashMap<u32, usize> = HashMap::new();
@@ -396,6 +427,14 @@ fn killing_any_process_of_the_tree_loses_nothing_that_got_250() {
         seen.len(),
         lost.len()
     );
-    assert!(ok || lost.is_empty(), "timed out; lost {lost:?}\n{}", server.log_text());
-    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}\n{}", server.log_text());
+    assert!(
+        ok || lost.is_empty(),
+        "timed out; lost {lost:?}\n{}",
+        server.log_text()
+    );
+    assert!(
+        lost.is_empty(),
+        "acknowledged but lost: {lost:?}\n{}",
+        server.log_text()
+    );
 }

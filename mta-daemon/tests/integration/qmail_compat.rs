@@ -976,11 +976,14 @@ fn sendmail_bs_mail_is_queued_by_the_invoking_uid() {
     }
 }
 
-/// Issue 14's attack: a `.qmail` program running as a users/assign account (here the same
-/// account that owns `DIR/queue`, `DIR/pickup` and `DIR/alias`) replaces every file it can
-/// reach there with a symbolic link to a root-only file, plants links and a FIFO under the
-/// trigger's and pickup's names, then exits 100 to force a bounce that a privileged thread
-/// writes. The root-only file stays as it was, and mail keeps flowing.
+/// Issue 14's attack: a `.qmail` program running as a users/assign account, and one running
+/// as the alias user (who owns `DIR/alias`), replace every file they can reach under `DIR`
+/// (queue, pickup, run, alias) with a symbolic link to a root-only file, plant links and
+/// FIFOs under pickup's names, then exit 100 to force bounces. (Before the process split
+/// the users/assign account was the queue's owner and a root thread wrote the bounce into
+/// a planted link; now neither account can reach the queue, and lspawn refuses the queue's
+/// account: see `processes.rs`.) The root-only file stays as it was, and mail keeps
+/// flowing.
 #[test]
 fn planted_links_under_the_root_never_redirect_a_privileged_write() {
     let root = TestRoot::new();
@@ -992,13 +995,25 @@ fn planted_links_under_the_root_never_redirect_a_privileged_write() {
     let dir = root.dir.display().to_string();
     let s = secret.display();
     let plant = format!(
-        "|for f in {dir}/queue/free/* {dir}/pickup/* {dir}/alias/Maildir/new/*; \
+        "|for f in {dir}/queue/free/* {dir}/pickup/* {dir}/pickup/new/* {dir}/run/*/* \
+         {dir}/alias/Maildir/new/* {dir}/alias/.qmail-*; \
          do [ -f \"$f\" ] && rm -f \"$f\" && ln -s {s} \"$f\"; done; \
          ln -s {s} {dir}/pickup/planted 2>/dev/null; mkfifo {dir}/pickup/fifo 2>/dev/null; \
+         ln -s {s} {dir}/pickup/new/1.M1P1U0R00 2>/dev/null; \
+         mkfifo {dir}/pickup/new/2.M2P2U0R00 2>/dev/null; \
          ln -s {s} {dir}/queue/free/99 2>/dev/null; \
          echo planted; exit 100\n"
     );
     write_owned(&joe.join(".qmail-bomb"), &plant);
+    // The same from the alias user, who owns DIR/alias.
+    let alias = root.path("alias");
+    std::fs::write(alias.join(".qmail-aliasbomb"), &plant).unwrap();
+    let alias_owner = std::fs::metadata(&alias).unwrap();
+    crate::serve::chown_tree(
+        &alias.join(".qmail-aliasbomb"),
+        alias_owner.uid(),
+        alias_owner.gid(),
+    );
     let server = root.serve();
     // Deliveries first (more than mta-queue's batch of 32 removals), so queue/free/ holds
     // files ready for reuse.
@@ -1021,13 +1036,17 @@ s.quit()
         send(&root, "joe@example.org", &["joe-bomb@example.org"], BODY),
         "OK []"
     );
+    assert_eq!(
+        send(&root, "joe@example.org", &["aliasbomb@example.org"], BODY),
+        "OK []"
+    );
     assert!(
-        server.wait_log("bounce msg", 1, 20),
+        server.wait_log("bounce msg", 2, 20),
         "{}",
         server.log_text()
     );
     assert!(
-        wait_maildir(&joe.join("Maildir"), 41, 20),
+        wait_maildir(&joe.join("Maildir"), 42, 20),
         "{}",
         server.log_text()
     );
@@ -1039,7 +1058,7 @@ s.quit()
         );
     }
     assert!(
-        wait_maildir(&joe.join("Maildir"), 44, 20),
+        wait_maildir(&joe.join("Maildir"), 45, 20),
         "{}",
         server.log_text()
     );
