@@ -1,5 +1,6 @@
 #![no_main]
-//! mta-dotqmail's worker protocol (spawner ↔ per-user worker): any frame decodes to
+//! mta-dotqmail's worker protocol (spawner ↔ per-user worker, and the spawn requests and
+//! answers between the queue process and lspawn): any frame decodes to
 //! requests (single or batch frames) or answers, or to `None`, without panicking; whatever decodes encodes back to
 //! a frame that decodes to the same values.
 use libfuzzer_sys::fuzz_target;
@@ -27,6 +28,18 @@ fuzz_target!(|data: &[u8]| {
         worker::write_batch(&mut out, &refs).expect("write");
         let again = frame::read(&mut &out[..]).expect("read").expect("frame");
         assert_eq!(worker::decode_batch(&again), Some(batch));
+    }
+    if let Some(spawn) = worker::decode_spawn(&fields) {
+        let mut out = Vec::new();
+        worker::write_spawn(&mut out, &spawn).expect("write");
+        let again = frame::read(&mut &out[..]).expect("read").expect("frame");
+        assert_eq!(worker::decode_spawn(&again), Some(spawn));
+    }
+    if let Some(answer) = worker::decode_spawn_answer(&fields) {
+        let mut out = Vec::new();
+        worker::write_spawn_answer(&mut out, &answer).expect("write");
+        let again = frame::read(&mut &out[..]).expect("read").expect("frame");
+        assert_eq!(worker::decode_spawn_answer(&again), Some(answer));
     }
     if let Some(answers) = worker::decode_answers(fields, count) {
         let mut out = Vec::new();

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use mta_core::frame;
 use mta_dotqmail::Resolved;
+use mta_dotqmail::worker::{self, SpawnAnswer, SpawnRequest};
 
 use crate::accounts::Accounts;
 use crate::log;
@@ -87,15 +88,18 @@ impl Client {
         timeout: Duration,
     ) -> Result<(UnixStream, (u32, u32)), SpawnError> {
         let mut stream = connect_patiently(&self.path).map_err(SpawnError::Io)?;
-        let secs = timeout.as_secs().to_string();
-        frame::write(&mut stream, &[b"spawn", local, secs.as_bytes()]).map_err(SpawnError::Io)?;
+        let request = SpawnRequest {
+            local,
+            timeout_secs: timeout.as_secs(),
+        };
+        worker::write_spawn(&mut stream, &request).map_err(SpawnError::Io)?;
         // Unbuffered: whatever follows the answer belongs to the worker's protocol.
         let answer = frame::read_limited(&mut stream, 4096)
             .map_err(SpawnError::Io)?
             .ok_or_else(|| SpawnError::Io(io::ErrorKind::UnexpectedEof.into()))?;
-        match decode_answer(&answer) {
-            Some(Ok(ids)) => Ok((stream, ids)),
-            Some(Err(text)) => Err(SpawnError::Refused(text)),
+        match worker::decode_spawn_answer(&answer) {
+            Some(SpawnAnswer::Started { uid, gid }) => Ok((stream, (uid, gid))),
+            Some(SpawnAnswer::Refused(text)) => Err(SpawnError::Refused(text)),
             None => Err(SpawnError::Io(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "malformed lspawn answer",
@@ -119,27 +123,6 @@ fn connect_patiently(path: &std::path::Path) -> io::Result<UnixStream> {
             }
             other => return other,
         }
-    }
-}
-
-/// lspawn's answer: `ok UID GID` or `refused TEXT`.
-fn decode_answer(fields: &[Vec<u8>]) -> Option<Result<(u32, u32), String>> {
-    let num = |f: &[u8]| std::str::from_utf8(f).ok()?.parse::<u32>().ok();
-    match fields {
-        [verb, uid, gid] if verb == b"ok" => Some(Ok((num(uid)?, num(gid)?))),
-        [verb, text] if verb == b"refused" => Some(Err(String::from_utf8_lossy(text).into())),
-        _ => None,
-    }
-}
-
-/// A request: `spawn LOCAL TIMEOUT`.
-fn decode_request(fields: &[Vec<u8>]) -> Option<(&[u8], Duration)> {
-    match fields {
-        [verb, local, secs] if verb == b"spawn" => {
-            let secs = std::str::from_utf8(secs).ok()?.parse::<u64>().ok()?;
-            Some((local.as_slice(), Duration::from_secs(secs)))
-        }
-        _ => None,
     }
 }
 
@@ -261,11 +244,13 @@ fn handle(mut conn: UnixStream, state: &Lspawn) -> io::Result<()> {
     let Some(fields) = frame::read_limited(&mut conn, 4096)? else {
         return Ok(());
     };
-    let refuse =
-        |conn: &mut UnixStream, text: &str| frame::write(conn, &[b"refused", text.as_bytes()]);
-    let Some((local, timeout)) = decode_request(&fields) else {
+    let refuse = |conn: &mut UnixStream, text: &str| {
+        worker::write_spawn_answer(conn, &SpawnAnswer::Refused(text.to_owned()))
+    };
+    let Some(request) = worker::decode_spawn(&fields) else {
         return refuse(&mut conn, "Malformed lspawn request. (#4.3.0)");
     };
+    let (local, timeout) = (request.local, request.timeout_secs);
     let table = state.users.table();
     let user = match table.resolve(local) {
         Ok(Resolved::User(u)) => u,
@@ -282,7 +267,7 @@ fn handle(mut conn: UnixStream, state: &Lspawn) -> io::Result<()> {
         .arg("local-worker")
         .env_clear()
         .envs(crate::helpers::program_env())
-        .env(TIMEOUT_ENV, timeout.as_secs().to_string())
+        .env(TIMEOUT_ENV, timeout.to_string())
         .current_dir("/")
         .uid(uid)
         .gid(gid)
@@ -344,25 +329,5 @@ mod tests {
         }
         assert_eq!(refusal(&a, 904, 904), None);
         assert_eq!(refusal(&a, 1000, 1000), None);
-    }
-
-    #[test]
-    fn wire_forms() {
-        let f = |v: &[&[u8]]| v.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
-        assert_eq!(
-            decode_request(&f(&[b"spawn", b"joe", b"60"])),
-            Some((&b"joe"[..], Duration::from_mins(1)))
-        );
-        assert_eq!(decode_request(&f(&[b"spawn", b"joe"])), None);
-        assert_eq!(decode_request(&f(&[b"spawn", b"joe", b"-1"])), None);
-        assert_eq!(
-            decode_answer(&f(&[b"ok", b"1000", b"100"])),
-            Some(Ok((1000, 100)))
-        );
-        assert_eq!(
-            decode_answer(&f(&[b"refused", b"no"])),
-            Some(Err("no".into()))
-        );
-        assert_eq!(decode_answer(&f(&[b"ok", b"x", b"1"])), None);
     }
 }

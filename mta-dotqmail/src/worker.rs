@@ -324,6 +324,85 @@ pub fn decode_answers(fields: Vec<Vec<u8>>, count: usize) -> Option<Vec<Answer>>
     it.next().is_none().then_some(out)
 }
 
+/// The request to the spawner that starts workers (qmail-lspawn's part, root): a worker for
+/// the recipient whose local part is `local`, whose `.qmail` programs may run for at most
+/// `timeout_secs`. The spawner resolves `local` itself (users/assign, then the alias
+/// user): the requester never names the account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpawnRequest<'a> {
+    /// The recipient's local part.
+    pub local: &'a [u8],
+    /// `timeoutlocal`, seconds.
+    pub timeout_secs: u64,
+}
+
+/// The spawner's answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpawnAnswer {
+    /// A worker runs with this uid and gid; from here on the connection speaks the worker
+    /// protocol above.
+    Started {
+        /// Its uid.
+        uid: u32,
+        /// Its gid.
+        gid: u32,
+    },
+    /// No worker: the deferral (or failure) text to report, qmail style (`... (#4.3.0)`).
+    Refused(String),
+}
+
+/// Writes a [`SpawnRequest`] frame: `spawn`, the local part, the timeout in decimal.
+///
+/// # Errors
+/// I/O errors from `w`.
+pub fn write_spawn(w: &mut dyn Write, request: &SpawnRequest<'_>) -> io::Result<()> {
+    let secs = request.timeout_secs.to_string();
+    frame::write(w, &[b"spawn", request.local, secs.as_bytes()])
+}
+
+/// A [`SpawnRequest`] from a frame's fields; `None` unless exactly `spawn LOCAL SECS`.
+pub fn decode_spawn(fields: &[Vec<u8>]) -> Option<SpawnRequest<'_>> {
+    match fields {
+        [verb, local, secs] if verb == b"spawn" => Some(SpawnRequest {
+            local,
+            timeout_secs: number(secs)?,
+        }),
+        _ => None,
+    }
+}
+
+/// Writes a [`SpawnAnswer`] frame: `ok UID GID` or `refused TEXT`.
+///
+/// # Errors
+/// I/O errors from `w`.
+pub fn write_spawn_answer(w: &mut dyn Write, answer: &SpawnAnswer) -> io::Result<()> {
+    match answer {
+        SpawnAnswer::Started { uid, gid } => frame::write(
+            w,
+            &[
+                b"ok",
+                uid.to_string().as_bytes(),
+                gid.to_string().as_bytes(),
+            ],
+        ),
+        SpawnAnswer::Refused(text) => frame::write(w, &[b"refused", text.as_bytes()]),
+    }
+}
+
+/// A [`SpawnAnswer`] from a frame's fields; `None` for anything else.
+pub fn decode_spawn_answer(fields: &[Vec<u8>]) -> Option<SpawnAnswer> {
+    match fields {
+        [verb, uid, gid] if verb == b"ok" => Some(SpawnAnswer::Started {
+            uid: number(uid)?,
+            gid: number(gid)?,
+        }),
+        [verb, text] if verb == b"refused" => Some(SpawnAnswer::Refused(
+            String::from_utf8_lossy(text).into_owned(),
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,5 +530,32 @@ mod tests {
         assert!(decode_batch(&huge).is_none());
         let single = frame_of(|w| write_requests(w, b"msg", &[r]));
         assert_eq!(decode_batch(&single), Some(vec![(&b"msg"[..], vec![r])]));
+    }
+
+    #[test]
+    fn spawn_requests_and_answers_round_trip_and_refuse_junk() {
+        let r = SpawnRequest {
+            local: b"joe-list",
+            timeout_secs: 3600,
+        };
+        assert_eq!(decode_spawn(&frame_of(|w| write_spawn(w, &r))), Some(r));
+        for a in [
+            SpawnAnswer::Started {
+                uid: 1000,
+                gid: 100,
+            },
+            SpawnAnswer::Refused("Not allowed. (#4.3.0)".into()),
+        ] {
+            assert_eq!(
+                decode_spawn_answer(&frame_of(|w| write_spawn_answer(w, &a))),
+                Some(a)
+            );
+        }
+        let f = |v: &[&[u8]]| v.iter().map(|x| x.to_vec()).collect::<Vec<_>>();
+        assert_eq!(decode_spawn(&f(&[b"spawn", b"joe"])), None);
+        assert_eq!(decode_spawn(&f(&[b"spawn", b"joe", b"-1"])), None);
+        assert_eq!(decode_spawn(&f(&[b"spawn", b"joe", b" 1"])), None);
+        assert_eq!(decode_spawn_answer(&f(&[b"ok", b"4294967296", b"1"])), None);
+        assert_eq!(decode_spawn_answer(&f(&[b"ok", b"x", b"1"])), None);
     }
 }
