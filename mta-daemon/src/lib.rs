@@ -65,6 +65,7 @@ pub mod remote;
 #[doc(hidden)] // public only for the integration tests (tests/integration/)
 pub mod root;
 pub(crate) mod route;
+pub(crate) mod rspawn;
 #[doc(hidden)] // public only for the integration tests (tests/integration/)
 pub mod sched;
 pub(crate) mod sendmail;

@@ -8,6 +8,7 @@
 //! |---|---|---|
 //! | queue | `mtaq` | `mta serve-role queue` |
 //! | lspawn | root | `mta serve-role lspawn` (only when the master is root) |
+//! | remote | `mtar` | `mta serve-role remote` |
 //! | smtpd | `mtad` | `mta serve-role smtpd` |
 //!
 //! Each child's standard input is its [`Link`] to the master: a `SOCK_SEQPACKET` socket that
@@ -36,6 +37,8 @@ pub enum Role {
     Queue,
     /// Root's one job: starting local delivery workers under the recipient's account.
     Lspawn,
+    /// Outbound SMTP and DNS.
+    Remote,
     /// SMTP sessions.
     Smtpd,
 }
@@ -46,13 +49,14 @@ impl Role {
         match self {
             Role::Queue => "queue",
             Role::Lspawn => "lspawn",
+            Role::Remote => "remote",
             Role::Smtpd => "smtpd",
         }
     }
 
     /// The role called `name`.
     pub fn from_name(name: &str) -> Option<Role> {
-        [Role::Queue, Role::Lspawn, Role::Smtpd]
+        [Role::Queue, Role::Lspawn, Role::Remote, Role::Smtpd]
             .into_iter()
             .find(|r| r.name() == name)
     }
@@ -260,6 +264,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
     if privileged {
         slots.push(slot(Role::Lspawn));
     }
+    slots.push(slot(Role::Remote));
     slots.push(slot(Role::Queue));
     for s in &mut slots {
         reap_or_start(&plan, s);
@@ -400,6 +405,7 @@ fn start(plan: &Plan, role: Role) -> io::Result<(Child, Link)> {
         let account = match role {
             Role::Queue => Some(&plan.accounts.queue),
             Role::Smtpd => Some(&plan.accounts.smtpd),
+            Role::Remote => Some(&plan.accounts.remote),
             Role::Lspawn => None,
         };
         if let Some(a) = account {
@@ -431,7 +437,7 @@ fn start(plan: &Plan, role: Role) -> io::Result<(Child, Link)> {
 fn stop_all(slots: &mut [Slot]) {
     log::line("status: stopping");
     let deadline = Instant::now() + STOP_CHILDREN;
-    for role in [Role::Smtpd, Role::Queue, Role::Lspawn] {
+    for role in [Role::Smtpd, Role::Queue, Role::Remote, Role::Lspawn] {
         for slot in slots.iter_mut().filter(|s| s.role == role) {
             let Some((mut child, link)) = slot.child.take() else {
                 continue;

@@ -58,15 +58,6 @@ const FINISHERS: usize = 4;
 /// The default delivery when a user has no `.qmail` (qmail-start's argument).
 pub const DEFAULT_DELIVERY: &[u8] = b"./Maildir/\n";
 
-/// The remote pool's view of [`RemoteDelivery`].
-struct RemotePool(Arc<RemoteDelivery>);
-
-impl pool::Deliver for RemotePool {
-    fn deliver(&self, job: &sched::Job) -> Vec<mta_core::DeliveryResult> {
-        self.0.deliver(job)
-    }
-}
-
 /// The user table: users/assign (reloaded when it changes), then the alias user (home
 /// `DIR/alias`, running as the alias account). `privileged`: uid 0 entries are refused.
 ///
@@ -153,6 +144,10 @@ pub fn run_role(root: &Root, role: &str, privileged: bool) -> i32 {
         match role {
             Role::Queue => run_queue(root, privileged, &orders, &ready),
             Role::Smtpd => run_smtpd(root, privileged, listeners, &orders),
+            Role::Remote => match crate::rspawn::run(root, &orders, &ready) {
+                0 => Ok(()),
+                _ => Err("remote process failed".into()),
+            },
             Role::Lspawn => match crate::lspawn::run(root, &orders, &ready) {
                 0 => Ok(()),
                 _ => Err("lspawn failed".into()),
@@ -223,7 +218,7 @@ struct Base {
 /// The delivery side: pools, their channels, the pieces a reload changes.
 struct Pools {
     local: Arc<LocalDelivery>,
-    remote: Arc<RemoteDelivery>,
+    remote: Arc<crate::rspawn::Client>,
     bouncer: Arc<QueueBouncer>,
     local_tx: crossbeam_channel::Sender<sched::Job>,
     remote_tx: crossbeam_channel::Sender<sched::Job>,
@@ -294,7 +289,7 @@ fn run_queue(
         root,
         live: &base.live,
         users: &base.users,
-        remote: Some(&pools.remote),
+        remote: None,
         local: Some(&pools.local),
         bouncer: Some(&pools.bouncer),
     };
@@ -361,16 +356,16 @@ fn start_pools(
             pool::run_deliveries(&rx, &*local, &queue, &tx);
         })?;
     }
-    let remote = Arc::new(
-        RemoteDelivery::new(&root.control(), Arc::clone(queue))
-            .map_err(|e| format!("remote delivery: {e}"))?,
-    );
+    let remote = Arc::new(crate::rspawn::Client::new(
+        crate::rspawn::socket_path(root),
+        Arc::clone(queue),
+    ));
     let (remote_tx, remote_rx) = unbounded::<sched::Job>();
     for _ in 0..settings.concurrency_remote.max(1) {
         let (rx, tx) = (remote_rx.clone(), sched_tx.clone());
         let (remote, queue) = (Arc::clone(&remote), Arc::clone(queue));
         spawn("remote", move || {
-            pool::run_deliveries(&rx, &RemotePool(remote), &queue, &tx);
+            pool::run_deliveries(&rx, &*remote, &queue, &tx);
         })?;
     }
     let (finish_tx, finish_rx) = unbounded::<pool::Finish>();
@@ -422,9 +417,9 @@ pub fn metrics_socket(root: &Root) -> std::path::PathBuf {
 }
 
 /// Binds a Unix socket at `path` (a stale socket from an earlier run goes), mode 0666: who
-/// may connect is decided by `DIR/run/queue` (mode 0750, the SMTP account's group) and the
-/// peer's uid.
-fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
+/// may connect is decided by the directory (`DIR/run/queue` or `DIR/run/remote`, mode
+/// 0750, the client account's group) and the peer's uid.
+pub(crate) fn bind_unix(path: &Path) -> std::io::Result<UnixListener> {
     use std::os::unix::fs::{FileTypeExt, PermissionsExt};
     if let Ok(meta) = std::fs::symlink_metadata(path)
         && meta.file_type().is_socket()
@@ -514,7 +509,7 @@ fn start_trigger(
                 }
                 trigger::Pull::Flush => {
                     // qmail-tcpok: forget downed hosts, then retry everything.
-                    remote.reset_downed_hosts();
+                    remote.flush();
                     Input::Flush
                 }
             };
@@ -732,20 +727,31 @@ fn config_fingerprint(root: &Root) -> Vec<(std::path::PathBuf, u64, i64, i64, i6
 /// Waits for the stop order, handling reloads and flushes meanwhile, and rereading the
 /// configuration whenever a file in control/ or users/ changes.
 fn wait_for_stop(orders: &Receiver<Order>, reload: &Reload<'_>, flush: impl Fn()) {
-    let mut seen = config_fingerprint(reload.root);
+    wait_for_orders(orders, reload.root, || reload.run(), flush);
+}
+
+/// [`wait_for_stop`] with any reload: `reload` at the master's order or when a file in
+/// control/ or users/ changes, `flush` at its flush order; returns at the stop order.
+pub(crate) fn wait_for_orders(
+    orders: &Receiver<Order>,
+    root: &Root,
+    reload: impl Fn(),
+    flush: impl Fn(),
+) {
+    let mut seen = config_fingerprint(root);
     loop {
         match orders.recv_timeout(POLL_CONFIG) {
             Ok(Order::Reload) => {
-                seen = config_fingerprint(reload.root);
-                reload.run();
+                seen = config_fingerprint(root);
+                reload();
             }
             Ok(Order::Flush) => flush(),
             Ok(Order::Stop) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                let now = config_fingerprint(reload.root);
+                let now = config_fingerprint(root);
                 if now != seen {
                     seen = now;
-                    reload.run();
+                    reload();
                 }
             }
         }

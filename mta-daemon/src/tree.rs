@@ -10,8 +10,9 @@
 //! | `run/` | root | 0755 |
 //! | `run/queue/` (the queue process's sockets) | queue account, smtpd's group | 0750 |
 //! | `run/lspawn/` (lspawn's socket) | root, the queue account's group | 0750 |
+//! | `run/remote/` (the remote process's socket) | remote account, the queue account's group | 0750 |
 //! | `control/servercert.pem`, `users/passwords` | root, smtpd's group | 0640 |
-//! | `control/clientcert.pem`, `control/smtpauth`, `control/dkim/` | root, the queue account's group | 0640 (0750 for directories) |
+//! | `control/clientcert.pem`, `control/smtpauth`, `control/dkim/` | root, the remote account's group | 0640 (0750 for directories) |
 //!
 //! Every change is made on a descriptor opened without following a symbolic link (or with
 //! `AT_SYMLINK_NOFOLLOW`), and the secrets are only regrouped while root owns them: nothing
@@ -35,6 +36,20 @@ pub fn queue_run(root: &Root) -> PathBuf {
     root.dir().join("run").join("queue")
 }
 
+/// `DIR/run/remote`: the remote delivery process's socket.
+pub fn remote_run(root: &Root) -> PathBuf {
+    root.dir().join("run").join("remote")
+}
+
+/// The owner of `path` (not following a link).
+///
+/// # Errors
+/// `lstat` failed.
+pub fn owner_uid(path: &Path) -> io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::symlink_metadata(path)?.uid())
+}
+
 /// `DIR/run/lspawn`: lspawn's socket.
 pub fn lspawn_run(root: &Root) -> PathBuf {
     root.dir().join("run").join("lspawn")
@@ -47,7 +62,7 @@ pub fn lspawn_run(root: &Root) -> PathBuf {
 /// A directory that cannot be made or changed.
 pub fn prepare(root: &Root, accounts: &Accounts, privileged: bool) -> Result<(), String> {
     let run = root.dir().join("run");
-    let dirs: [Dir; 3] = [
+    let dirs: [Dir; 4] = [
         (run, Some((0, 0)), 0o755),
         (
             queue_run(root),
@@ -55,6 +70,11 @@ pub fn prepare(root: &Root, accounts: &Accounts, privileged: bool) -> Result<(),
             0o750,
         ),
         (lspawn_run(root), Some((0, accounts.queue.gid)), 0o750),
+        (
+            remote_run(root),
+            Some((accounts.remote.uid, accounts.queue.gid)),
+            0o750,
+        ),
     ];
     for (dir, owner, mode) in dirs {
         if let Err(e) = std::fs::create_dir(&dir)
@@ -116,16 +136,16 @@ pub fn share_secrets(root: &Root, accounts: &Accounts, privileged: bool) {
     }
     let control = root.control();
     let smtpd = accounts.smtpd.gid;
-    let queue = accounts.queue.gid;
+    let remote = accounts.remote.gid;
     for (path, gid) in [
         (control.join("servercert.pem"), smtpd),
         (root.dir().join("users").join("passwords"), smtpd),
-        (control.join("clientcert.pem"), queue),
-        (control.join("smtpauth"), queue),
+        (control.join("clientcert.pem"), remote),
+        (control.join("smtpauth"), remote),
     ] {
         let _ = regroup(&path, gid, false);
     }
-    let _ = regroup_tree(&control.join("dkim"), queue, 0);
+    let _ = regroup_tree(&control.join("dkim"), remote, 0);
 }
 
 /// Gives the root-owned file or directory at `path` group `gid` and group read (and search,

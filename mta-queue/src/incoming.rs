@@ -344,6 +344,16 @@ impl<F: Fs> MessageReader<F> {
     }
 }
 
+impl MessageReader<OsFs> {
+    /// The open message file and where the message's bytes start in it: to hand the
+    /// message to another process (its descriptor, passed over a Unix socket) that may not
+    /// open the queue itself; it reads [`len`](Self::len) bytes from that offset with
+    /// `pread`, never changing the file.
+    pub fn file_range(&self) -> (&std::fs::File, u64) {
+        (&self.file, HEADER_LEN)
+    }
+}
+
 impl<F: Fs> Read for MessageReader<F> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let left = self.len - self.pos;

@@ -162,6 +162,7 @@ pub mod qmail;
 mod queue;
 pub mod retry;
 mod rounds;
+pub mod rspawn;
 mod state;
 mod status;
 pub mod submit;

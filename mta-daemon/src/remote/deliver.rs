@@ -109,7 +109,7 @@ impl RemoteDelivery {
             Ok(s) => s,
             Err(next) => return next,
         };
-        let message = match self.queue.open_message(job.id) {
+        let (message, len) = match self.messages.open(job.id) {
             Ok(m) => m,
             Err(e) => {
                 let text = format!("Unable to read message: {e}. (#4.3.0)");
@@ -117,7 +117,7 @@ impl RemoteDelivery {
             }
         };
         let peer = hop.ip.to_string();
-        let size = message.len() + dkim.len() as u64;
+        let size = len + dkim.len() as u64;
         let (config, policy, tls_config) = self.client_config(hop, envelope, size, plain);
         let message = std::io::Read::chain(dkim, message);
         let mode = config.tls;
@@ -197,10 +197,9 @@ impl RemoteDelivery {
     /// [`Self::dkim_signatures`] without the cache.
     fn sign_message(&self, job: &Job) -> Result<Vec<u8>, String> {
         let mut message = Vec::new();
-        self.queue
-            .open_message(job.id)
-            .map_err(std::io::Error::other)
-            .and_then(|mut m| std::io::Read::read_to_end(&mut m, &mut message))
+        self.messages
+            .open(job.id)
+            .and_then(|(mut m, _)| std::io::Read::read_to_end(&mut m, &mut message))
             .map_err(|e| format!("Unable to read message: {e}. (#4.3.0)"))?;
         let trusted = match mta_core::header::submission(&message) {
             Submission::Local | Submission::Bounce => true,

@@ -99,6 +99,30 @@ pub struct DownedHost {
     pub count: u32,
 }
 
+/// Where remote delivery reads a job's message: the queue itself, or, in the remote
+/// delivery process, the descriptors the queue process passed (`crate::rspawn`).
+pub trait Messages: Send + Sync + std::fmt::Debug {
+    /// The bytes of message `id` (LF line ends, as queued) and their length.
+    ///
+    /// # Errors
+    /// The message cannot be read.
+    fn open(
+        &self,
+        id: mta_queue::MessageId,
+    ) -> std::io::Result<(Box<dyn std::io::Read + Send>, u64)>;
+}
+
+impl Messages for Queue {
+    fn open(
+        &self,
+        id: mta_queue::MessageId,
+    ) -> std::io::Result<(Box<dyn std::io::Read + Send>, u64)> {
+        let reader = self.open_message(id).map_err(std::io::Error::other)?;
+        let len = reader.len();
+        Ok((Box::new(reader), len))
+    }
+}
+
 /// Remote delivery shared by the pool threads (`Send + Sync`; every method takes `&self`).
 #[derive(Debug)]
 pub struct RemoteDelivery {
@@ -106,7 +130,7 @@ pub struct RemoteDelivery {
     resolv_conf: PathBuf,
     resolver: dns::Resolver,
     downed: tcpto::DownedHosts,
-    queue: Arc<Queue>,
+    messages: Arc<dyn Messages>,
     port: u16,
     tls: tls::Outbound,
     /// DKIM keys under `control/dkim/` (re-read when they change).
@@ -127,13 +151,26 @@ impl RemoteDelivery {
         RemoteDelivery::with_options(control_dir, queue, RemoteOptions::default())
     }
 
+    /// [`RemoteDelivery::new`] reading messages from `messages` instead of a queue (the
+    /// remote delivery process, which gets each message's descriptor from the queue
+    /// process).
+    ///
+    /// # Errors
+    /// As [`RemoteDelivery::new`].
+    pub fn with_messages(
+        control_dir: &Path,
+        messages: Arc<dyn Messages>,
+    ) -> Result<RemoteDelivery, String> {
+        RemoteDelivery::with_options(control_dir, messages, RemoteOptions::default())
+    }
+
     /// [`RemoteDelivery::new`] with explicit [`RemoteOptions`].
     ///
     /// # Errors
     /// As [`RemoteDelivery::new`].
     pub fn with_options(
         control_dir: &Path,
-        queue: Arc<Queue>,
+        messages: Arc<dyn Messages>,
         options: RemoteOptions,
     ) -> Result<RemoteDelivery, String> {
         let RemoteOptions {
@@ -155,7 +192,7 @@ impl RemoteDelivery {
             resolv_conf,
             resolver,
             downed: tcpto::DownedHosts::new(tcpto),
-            queue,
+            messages,
             port: smtp_port,
             tls,
             signer: mta_msgauth::Signer::new(mta_msgauth::KeyStore::new(control_dir.join("dkim"))),

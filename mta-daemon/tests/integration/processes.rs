@@ -85,6 +85,13 @@ fn role(tree: &[Proc], role: &str) -> Proc {
         .clone()
 }
 
+fn workers_count(procs: &[Proc]) -> usize {
+    procs
+        .iter()
+        .filter(|p| p.cmdline.contains("local-worker"))
+        .count()
+}
+
 /// The targets of a process's open descriptors, by number.
 fn fds(pid: u32) -> BTreeMap<u32, PathBuf> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
@@ -167,6 +174,13 @@ fn each_role_runs_as_its_account_and_root_holds_no_queue_file() {
     assert!(smtpd.groups.is_empty(), "{smtpd:?}");
     let lspawn = role(&procs, "lspawn");
     assert_eq!(lspawn.uids, [0; 4], "{lspawn:?}");
+    let mtar = account("mtar").unwrap();
+    let remote = role(&procs, "remote");
+    assert_eq!(remote.uids, [mtar.0; 4], "{remote:?}");
+    assert_eq!(remote.gids, [mtar.1; 4], "{remote:?}");
+    assert!(remote.groups.is_empty(), "{remote:?}");
+    // Exactly these five processes, plus joe's worker(s).
+    assert_eq!(procs.len(), 5 + workers_count(&procs), "{procs:#?}");
     // Joe's worker (kept for the next delivery) runs as joe, below lspawn.
     let workers: Vec<&Proc> = procs
         .iter()
@@ -378,7 +392,7 @@ fn killing_any_process_of_the_tree_loses_nothing_that_got_250() {
         }
         acked
     });
-    let mut roles = vec!["queue", "smtpd"];
+    let mut roles = vec!["queue", "smtpd", "remote"];
     if rustix::process::geteuid().is_root() {
         roles.push("lspawn");
     }

@@ -67,7 +67,7 @@ impl Setup {
         o.dns_timeout = Duration::from_millis(300);
         o.dns_attempts = 2;
         o.tcpto = tcpto;
-        RemoteDelivery::with_options(&self.control, Arc::clone(&self.queue), o).unwrap()
+        RemoteDelivery::with_options(&self.control, Arc::clone(&self.queue) as _, o).unwrap()
     }
     /// Queues `MESSAGE` from `sender` to `rcpts` and returns the remote job for them.
     fn job(&self, sender: &str, rcpts: &[&str]) -> Job {
