@@ -10,8 +10,10 @@
 //! | `cli` | command-line parsing | |
 //! | `root` | the root layout, `mta init` | install scripts |
 //! | `settings` | control files read with qmail's defaults | `control.c` |
-//! | `serve` | wiring threads together, signals | qmail-start |
-//! | `smtpd` | SMTP sessions and their policy | qmail-smtpd |
+//! | `master` | the process tree: binds, starts each process under its account, restarts, stops | qmail-start, svscan |
+//! | `serve` | the queue process and the SMTP process (their threads, reloads, stop) | qmail-send, qmail-smtpd's tcpserver |
+//! | `accounts`, `tree` | the system accounts (`control/accounts`) and who owns what under `DIR` | the qmail uids, install scripts |
+//! | `smtpd` | SMTP sessions and their policy; the submission client (`mta_queue::submit`) | qmail-smtpd, qmail-queue |
 //! | `watched` | files parsed again when they change (certificate, passwords) | |
 //! | `auth` | SMTP AUTH: users/passwords, checkpassword, authfailmax, `mta passwd` | qmail-smtpd AUTH patches, checkpassword |
 //! | `tls` | `servercert.pem` (re-read when it changes), plain and TLS session streams | qmail-tls |
@@ -19,14 +21,16 @@
 //! | `sched` | the scheduler: routing, retries, concurrency | qmail-send |
 //! | `pool` | delivery and finishing threads: marks, bounces, removal | qmail-send's spawn/clean links |
 //! | `route` | local vs remote, virtualdomains, percenthack | qmail-send `rewrite()` |
-//! | `local`, `users` | local delivery, per-user worker processes (their pipe frames: `mta_core::frame`), users/assign reloads | qmail-lspawn, qmail-local |
+//! | `lspawn` | the root process that starts per-user workers (its frames: `mta_dotqmail::worker`) | qmail-lspawn |
+//! | `local`, `users` | local delivery through those workers, users/assign reloads | qmail-local |
 //! | `lookup` | one-second cache of `.qmail` lookups for RCPT checks | |
-//! | `remote` | DNS, smtproutes, SMTP client delivery | qmail-rspawn, qmail-remote |
+//! | `rspawn` | the remote delivery process and the queue's link to it (frames: `mta_queue::rspawn`) | qmail-rspawn |
+//! | `remote` | DNS, smtproutes, SMTP client delivery | qmail-remote, qmail-tcpto |
 //! | `bounce` | bounce composition glue | qmail-send `injectbounce` |
 //! | `inject`, `sendmail` | `mta inject`, `mta sendmail` | qmail-inject, sendmail |
 //! | `admin`, `qread`, `control` | `check`, `queue stat/list/show/delete/hold/release/flush` and the queue's control socket | qmail-qstat, qmail-qread |
 //! | `trigger` | the wake-up FIFO | `lock/trigger` |
-//! | `privs` | per-thread uid drop, account lookup | the qmail uids |
+//! | `privs` | account lookup, ownership walks, inherited descriptors | |
 //! | `metrics` | counters and the `control/metrics` endpoint (Prometheus text format; the request parser is `mta_core::http`) | |
 //! | `log`, `origin` | log lines; who queued a message (`qp`, `uid`) | qmail-send's log |
 //! | `live` | settings reread at SIGHUP, `control/defaultdelivery` | qmail-send's HUP, qmail-start's argument |

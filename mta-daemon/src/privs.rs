@@ -1,21 +1,12 @@
-//! Privileges: who runs what when `mta serve` is started as root.
+//! Privileges: account lookup, the ownership walk `serve` uses to give a tree to its
+//! account, and the descriptors the master must not pass on.
 //!
-//! qmail split itself across uids (qmaild for SMTP, qmailq for the queue, root only in
-//! qmail-lspawn to become each user). We keep the same separation with two mechanisms, both
-//! without `unsafe`:
-//!
-//! - **SMTP session threads** call [`drop_thread`] right after they start: on Linux, uids
-//!   and gids are per-thread at the kernel level, so `setresuid`/`setresgid`/`setgroups` on
-//!   the session thread (rustix's `set_thread_*`) leaves that thread unable to regain root
-//!   while the scheduler keeps its privileges. Sessions therefore parse attacker input as the
-//!   unprivileged queue owner.
-//! - **Local deliveries** run in a child process created with
-//!   `std::os::unix::process::CommandExt::{uid, gid}` (std also clears the supplementary
-//!   groups), as qmail-lspawn did; a target uid of 0 is refused with a deferral.
-//!
-//! When not started as root, nothing changes uid: every delivery runs as the current user.
+//! Who runs as what is decided elsewhere: the master ([`crate::master`]) starts each
+//! process of `serve` under its account ([`crate::accounts`]) with
+//! `std::os::unix::process::CommandExt::{uid, gid}` (std also drops the supplementary
+//! groups), and lspawn ([`crate::lspawn`]) starts each local delivery worker under the
+//! recipient's.
 
-use std::io;
 use std::path::Path;
 
 /// A system account from the passwd file.
@@ -72,20 +63,6 @@ pub fn close_inherited_fds() {
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(n) };
         let _ = rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC);
     }
-}
-
-/// Drops the calling thread (only) to `uid`/`gid` with no supplementary groups.
-///
-/// # Errors
-/// The errno of the failed `setgroups`/`setresgid`/`setresuid`.
-pub fn drop_thread(uid: u32, gid: u32) -> io::Result<()> {
-    use rustix::thread::{set_thread_groups, set_thread_res_gid, set_thread_res_uid};
-    let g = rustix::process::Gid::from_raw(gid);
-    let u = rustix::process::Uid::from_raw(uid);
-    set_thread_groups(&[])?;
-    set_thread_res_gid(g, g, g)?;
-    set_thread_res_uid(u, u, u)?;
-    Ok(())
 }
 
 /// Gives `path` and everything below it to `uid:gid`: every directory and every regular file
@@ -194,23 +171,5 @@ mod tests {
             (65534, 65534, "/nonexistent")
         );
         assert!(lookup_account(&p, "alias").is_none());
-    }
-
-    #[test]
-    fn dropped_thread_cannot_regain_root() {
-        if !is_root() {
-            return; // needs root; CI runs as root
-        }
-        let h = std::thread::spawn(|| {
-            drop_thread(65534, 65534).unwrap();
-            let uid = rustix::process::geteuid().as_raw();
-            let regain = drop_thread(0, 0).is_err();
-            (uid, regain)
-        });
-        let (uid, refused) = h.join().unwrap();
-        assert_eq!(uid, 65534);
-        assert!(refused);
-        // The rest of the process keeps its privileges.
-        assert!(is_root());
     }
 }

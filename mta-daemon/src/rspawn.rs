@@ -103,8 +103,11 @@ fn recv_request(conn: &UnixStream) -> io::Result<Option<(Request, Option<OwnedFd
 /// message id (one message's jobs to several domains may run at once).
 #[derive(Debug, Default)]
 struct JobMessages {
-    open: Mutex<HashMap<MessageId, (Arc<std::fs::File>, u64, u64, usize)>>,
+    open: Mutex<HashMap<MessageId, Passed>>,
 }
+
+/// A passed message file, where its bytes start, how many, and the jobs using it.
+type Passed = (Arc<std::fs::File>, u64, u64, usize);
 
 impl JobMessages {
     fn register(&self, id: MessageId, file: Arc<std::fs::File>, offset: u64, len: u64) {
@@ -269,18 +272,15 @@ fn serve_connection(
                 rspawn::encode_results(0, &[])
             }
             Request::Deliver(job) => {
-                let results = match fd {
-                    Some(fd) => {
-                        let file = Arc::new(std::fs::File::from(fd));
-                        messages.register(job.message, file, job.offset, job.len);
-                        let results = remote.deliver(&to_job(&job));
-                        messages.unregister(job.message);
-                        results
-                    }
-                    None => {
-                        let text = "Unable to read message: no descriptor. (#4.3.0)".to_owned();
-                        vec![DeliveryResult::Deferred { text, status: None }; job.targets.len()]
-                    }
+                let results = if let Some(fd) = fd {
+                    let file = Arc::new(std::fs::File::from(fd));
+                    messages.register(job.message, file, job.offset, job.len);
+                    let results = remote.deliver(&to_job(&job));
+                    messages.unregister(job.message);
+                    results
+                } else {
+                    let text = "Unable to read message: no descriptor. (#4.3.0)".to_owned();
+                    vec![DeliveryResult::Deferred { text, status: None }; job.targets.len()]
                 };
                 rspawn::encode_results(job.job, &results)
             }
@@ -413,8 +413,7 @@ impl crate::pool::Deliver for Client {
             Ok(results) => results,
             Err(e) => {
                 let text = format!(
-                    "Remote delivery process unavailable: {}; possible duplicate. (#4.3.0)",
-                    e
+                    "Remote delivery process unavailable: {e}; possible duplicate. (#4.3.0)"
                 );
                 vec![DeliveryResult::Deferred { text, status: None }; job.targets.len()]
             }

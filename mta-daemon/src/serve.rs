@@ -5,11 +5,11 @@
 //!
 //! **The queue process** (`mtaq`, the only writer of `DIR/queue`): the scheduler,
 //! `concurrencylocal` local delivery threads (each delivery runs in a worker lspawn starts
-//! under the recipient's account; unprivileged, in the thread itself), the remote delivery
-//! threads, the finishers (marks, bounces, removals), the pickup import and the trigger
-//! FIFO, the control socket (`mta queue ...`), and the submission socket
-//! `DIR/run/queue/submit` through which the SMTP process hands over each message
-//! (`mta_queue::submit`).
+//! under the recipient's account; unprivileged, in the thread itself), `concurrencyremote`
+//! threads that hand remote jobs to the remote process ([`crate::rspawn`]), the finishers
+//! (marks, bounces, removals), the pickup import and the trigger FIFO, the control socket
+//! (`mta queue ...`), and the submission socket `DIR/run/queue/submit` through which the
+//! SMTP process hands over each message (`mta_queue::submit`).
 //!
 //! **The SMTP process** (`mtad`): one acceptor per listener the master passed it, a thread
 //! per session, and the metrics endpoint. It cannot open the queue; it streams each message
@@ -543,7 +543,6 @@ fn run_smtpd(
         lookups: crate::lookup::LookupCache::default(),
         scheduler,
         trigger: None,
-        drop_to: None,
         invoker_uid: rustix::process::getuid().as_raw(),
         limits: Arc::default(),
         certs: crate::tls::cert_store(root.control().join("servercert.pem")),

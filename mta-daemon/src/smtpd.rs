@@ -14,10 +14,11 @@
 //! Unlike qmail, a local recipient nobody would take is refused at RCPT with `550 5.1.1`
 //! (no backscatter), unless `control/acceptunknown` says otherwise.
 //!
-//! DATA streams straight into the queue (mta-queue's streaming enqueue) behind our
-//! `Received:` line; the `250 ok <id>` goes out only after the commit returned, so a `250`
-//! always means durable. When run as root, each session thread first drops to the
-//! unprivileged queue owner ([`crate::privs::drop_thread`]).
+//! DATA streams behind our `Received:` line to the queue process over its submission socket
+//! ([`mta_queue::submit`]; `sendmail -bs` writes the queue itself when it may); the
+//! `250 ok <id>` goes out only after the queue process reported the commit durable, so a
+//! `250` always means durable. The process runs as the SMTP account (`mtad`) and cannot
+//! write the queue.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
@@ -60,8 +61,6 @@ pub struct Shared {
     pub lookups: crate::lookup::LookupCache,
     /// Wakes the scheduler.
     pub scheduler: Sender<Input>,
-    /// `(uid, gid)` session threads drop to when the daemon runs as root.
-    pub drop_to: Option<(u32, u32)>,
     /// The trigger FIFO to pull when there is no scheduler in this process
     /// (`sendmail -bs`).
     pub trigger: Option<std::path::PathBuf>,
@@ -207,12 +206,6 @@ fn session_thread(
     first: Incoming,
     waiting: &crossbeam_channel::Receiver<Incoming>,
 ) {
-    if let Some((uid, gid)) = shared.drop_to
-        && let Err(e) = crate::privs::drop_thread(uid, gid)
-    {
-        log::line(&format!("alert: unable to drop privileges: {e}"));
-        return;
-    }
     let mut next = Some(first);
     while let Some(incoming) = next.take() {
         let Incoming {
@@ -1201,7 +1194,6 @@ pub fn serve_stdio(root: &crate::root::Root, stdin: &mut dyn Read, stdout: &mut 
             lookups: crate::lookup::LookupCache::default(),
             scheduler: tx,
             trigger: Some(root.trigger()),
-            drop_to: None,
             invoker_uid,
             limits: Arc::default(),
             certs: crate::tls::cert_store(root.control().join("servercert.pem")),
