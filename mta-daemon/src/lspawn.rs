@@ -149,7 +149,8 @@ pub fn refusal(accounts: &Accounts, uid: u32, gid: u32) -> Option<String> {
 struct Lspawn {
     users: Arc<Users>,
     accounts: Accounts,
-    exe: PathBuf,
+    /// This program, by descriptor ([`crate::privs::reexec_path`]).
+    exe: (PathBuf, std::os::fd::OwnedFd),
 }
 
 /// Runs lspawn until the master says stop. Returns the exit code.
@@ -175,14 +176,14 @@ fn run_inner(
     orders: &crossbeam_channel::Receiver<crate::master::Order>,
     ready: &dyn Fn(),
 ) -> Result<(), String> {
-    crate::helpers::set_program_root(root.dir());
+    crate::helpers::set_program_root(&crate::serve::absolute(root)?);
     let accounts = crate::accounts::resolve(&root.control(), true, false)?;
     let users = Arc::new(crate::serve::user_table(root, &accounts, true)?);
     let listener = bind(root, accounts.queue.gid).map_err(|e| format!("lspawn socket: {e}"))?;
     let state = Arc::new(Lspawn {
         users: Arc::clone(&users),
         accounts,
-        exe: std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
+        exe: crate::privs::reexec_path().map_err(|e| format!("current_exe: {e}"))?,
     });
     std::thread::Builder::new()
         .name("lspawn".into())
@@ -263,7 +264,8 @@ fn handle(mut conn: UnixStream, state: &Lspawn) -> io::Result<()> {
     }
     let theirs_in = OwnedFd::from(conn.try_clone()?);
     let theirs_out = OwnedFd::from(conn.try_clone()?);
-    let mut child = Command::new(&state.exe)
+    let mut child = Command::new(&state.exe.0)
+        .arg0("mta")
         .arg("local-worker")
         .env_clear()
         .envs(crate::helpers::program_env())

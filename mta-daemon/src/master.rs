@@ -204,8 +204,8 @@ const BIND_PATIENCE: Duration = Duration::from_secs(20);
 
 /// Everything a child start needs.
 struct Plan {
-    exe: PathBuf,
-    root: PathBuf,
+    /// This program, by descriptor ([`crate::privs::reexec_path`]).
+    exe: (PathBuf, OwnedFd),
     privileged: bool,
     accounts: Accounts,
     /// The SMTP listeners with their kinds, and the metrics listener.
@@ -229,6 +229,14 @@ fn run_inner(root: &Root) -> Result<(), String> {
     let root = Root::new(&abs_root);
     let settings = Settings::load(&root.control())?;
     let accounts = accounts::resolve(&root.control(), privileged, privileged)?;
+    if privileged && let Err(e) = reachable_by_everyone(root.dir()) {
+        log::line(&format!(
+            "warning: {}; the processes still work from inside it, but the alias user's \
+             deliveries and .qmail programs that run DIR/bin will fail",
+            log::safe(e.as_bytes())
+        ));
+    }
+    std::env::set_current_dir(root.dir()).map_err(|e| format!("{}: {e}", root.dir().display()))?;
     crate::tree::prepare(&root, &accounts, privileged)?;
     let mut listeners = Vec::new();
     for l in &settings.listen {
@@ -244,8 +252,7 @@ fn run_inner(root: &Root) -> Result<(), String> {
         listeners.push(("metrics".to_owned(), bind_patiently(addr)?));
     }
     let plan = Plan {
-        exe: std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?,
-        root: abs_root,
+        exe: crate::privs::reexec_path().map_err(|e| format!("current_exe: {e}"))?,
         privileged,
         accounts,
         listeners,
@@ -280,6 +287,29 @@ fn run_inner(root: &Root) -> Result<(), String> {
     slots.push(slot(Role::Smtpd));
     supervise(&plan, &root, &mut slots, signals);
     stop_all(&mut slots);
+    Ok(())
+}
+
+/// The processes run as other accounts: every directory above the root must let them
+/// through (search permission for others), or each would fail at its first file.
+fn reachable_by_everyone(dir: &std::path::Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for ancestor in dir.ancestors().skip(1) {
+        let mode = std::fs::metadata(ancestor)
+            .map_err(|e| format!("{}: {e}", ancestor.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o001 == 0 {
+            return Err(format!(
+                "{} (mode {:o}) keeps the mail system's accounts out of {}: choose a root \
+                 others can reach (e.g. --root /var/mta), or chmod o+x {}",
+                ancestor.display(),
+                mode & 0o7777,
+                dir.display(),
+                ancestor.display()
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -391,12 +421,14 @@ fn reap_or_start(plan: &Plan, slot: &mut Slot) {
 fn start(plan: &Plan, role: Role) -> io::Result<(Child, Link)> {
     use std::os::unix::process::CommandExt;
     let (ours, theirs) = Link::pair()?;
-    let mut cmd = Command::new(&plan.exe);
-    cmd.arg("--root")
-        .arg(&plan.root)
+    let mut cmd = Command::new(&plan.exe.0);
+    // The children start in DIR (the master's directory) and name it `.`: they reach it
+    // even when a directory above it does not let their accounts through.
+    cmd.arg0("mta")
+        .arg("--root")
+        .arg(".")
         .arg("serve-role")
         .arg(role.name())
-        .current_dir(&plan.root)
         .stdin(Stdio::from(theirs.0))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());

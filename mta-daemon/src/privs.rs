@@ -41,6 +41,25 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// This program, for starting it again under another account: `/proc/self/fd/N` of a
+/// descriptor opened now (as root), with the descriptor kept open. The path works in a
+/// child after fork (it has the same descriptor) even when a directory above the binary
+/// does not let the new account through (a build under /root); `execve` closes the
+/// descriptor (close-on-exec).
+///
+/// # Errors
+/// The binary cannot be found or opened.
+pub fn reexec_path() -> std::io::Result<(std::path::PathBuf, rustix::fd::OwnedFd)> {
+    use rustix::fd::AsRawFd;
+    let exe = std::env::current_exe()?;
+    let fd = rustix::fs::open(
+        &exe,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )?;
+    Ok((format!("/proc/self/fd/{}", fd.as_raw_fd()).into(), fd))
+}
+
 /// Marks every descriptor above 2 that this process inherited close-on-exec, so none of
 /// them reaches a child: a supervisor's or a build tool's pipes must not end up in a
 /// `.qmail` program. Called by the master first thing, while it is single-threaded and

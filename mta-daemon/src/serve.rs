@@ -64,12 +64,25 @@ pub const DEFAULT_DELIVERY: &[u8] = b"./Maildir/\n";
 /// # Errors
 /// users/assign syntax errors (`file:line`), a missing alias directory.
 pub fn user_table(root: &Root, accounts: &Accounts, privileged: bool) -> Result<Users, String> {
-    let home = std::fs::canonicalize(root.alias())
-        .map_err(|e| format!("{}: {e}", root.alias().display()))?;
+    // Absolute, without resolving links through directories above the root (which this
+    // process may not be let through).
+    if !root.alias().is_dir() {
+        return Err(format!("{}: not a directory", root.alias().display()));
+    }
+    let home = absolute(root)?.join("alias");
     let home = home.as_os_str().as_encoded_bytes().to_vec();
     let a = &accounts.alias;
     let alias = Account::new("alias", a.uid, a.gid, home);
     Users::load(root.assign(), alias, privileged)
+}
+
+/// The root as an absolute path (a child of the master names it `.`): for what other
+/// processes are given, such as `.qmail` programs' `PATH`.
+///
+/// # Errors
+/// The working directory cannot be read.
+pub(crate) fn absolute(root: &Root) -> Result<std::path::PathBuf, String> {
+    std::path::absolute(root.dir()).map_err(|e| format!("{}: {e}", root.dir().display()))
 }
 
 /// How long the queue process waits for the queue's lock: a predecessor may still be
@@ -305,7 +318,7 @@ fn run_queue(
 /// Reads the configuration, opens the queue, prepares the tables.
 fn prepare(root: &Root, privileged: bool) -> Result<Base, String> {
     let settings = Arc::new(Settings::load(&root.control())?);
-    crate::helpers::set_program_root(root.dir());
+    crate::helpers::set_program_root(&absolute(root)?);
     let accounts = crate::accounts::resolve(&root.control(), privileged, false)?;
     let queue = Arc::new(open_queue_patiently(root)?);
     // What is queued now was logged by the process that received it: the scheduler does
