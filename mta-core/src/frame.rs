@@ -83,9 +83,50 @@ pub fn read_limited(r: &mut dyn Read, max: usize) -> io::Result<Option<Vec<Vec<u
     Ok(Some(fields))
 }
 
+/// Packs a list into one field: per item a 4-byte big-endian length and the bytes. For
+/// lists that may be longer than a frame's field limit (a message's recipients).
+///
+/// # Panics
+/// Never for items under 4 GiB; a longer item is cut at `u32::MAX` bytes' length marker.
+pub fn pack<'a>(items: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for item in items {
+        let len = u32::try_from(item.len()).unwrap_or(u32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&item[..len as usize]);
+    }
+    out
+}
+
+/// The items of a [`pack`]ed field; `None` when a length runs past the end.
+pub fn unpack(mut field: &[u8]) -> Option<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    while !field.is_empty() {
+        let (len, rest) = field.split_first_chunk::<4>()?;
+        let len = u32::from_be_bytes(*len) as usize;
+        if rest.len() < len {
+            return None;
+        }
+        let (item, rest) = rest.split_at(len);
+        out.push(item.to_vec());
+        field = rest;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn packed_lists_round_trip_and_truncation_is_refused() {
+        let items: [&[u8]; 4] = [b"", b"a@b", &[0u8; 300], b"\xff"];
+        let packed = pack(items);
+        assert_eq!(unpack(&packed).unwrap(), items.map(<[u8]>::to_vec));
+        assert_eq!(unpack(b"").unwrap(), Vec::<Vec<u8>>::new());
+        assert_eq!(unpack(&packed[..packed.len() - 1]), None);
+        assert_eq!(unpack(&[0, 0, 0]), None);
+    }
+
     use super::*;
 
     #[test]

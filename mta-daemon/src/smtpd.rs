@@ -1019,25 +1019,29 @@ fn data_end(shared: &Shared, tx: &mut Transaction, client: &Client, helo: Option
     *tx = Transaction::default();
     let committed = match (incoming, &shared.store) {
         (Body::Checked(..), _) => Err("internal: unchecked body".into()),
-        (Body::Queue(i), store) => i.commit(&env, store).map(|id| id.to_string()),
+        (Body::Queue(i), store) => i.commit(&env, store).map(Committed::Queued),
         (Body::Buffer(b), Store::Pickup(root)) => to_pickup(root, &env, &b),
         (Body::Buffer(_), _) => Err("internal: buffered body without pickup".into()),
     };
     match committed {
-        Ok(id) => {
-            // The scheduler may be shutting down; the message is durable and is picked up
-            // by the next start's scan.
-            match id.parse() {
-                Ok(qid) if shared.scheduler.send(Input::New(qid)).is_ok() => {}
-                _ => {
-                    if let Some(t) = &shared.trigger {
-                        crate::trigger::pull(t, crate::trigger::Pull::NewMail);
-                    }
-                }
+        Ok(done) => {
+            // The scheduler may be shutting down (or, in the SMTP process, the queue
+            // process has told its own): the message is durable and is picked up by the
+            // next start's scan.
+            let told = match done {
+                Committed::Queued(id) => shared.scheduler.send(Input::New(id)).is_ok(),
+                Committed::Pickup => false,
+            };
+            if !told && let Some(t) = &shared.trigger {
+                crate::trigger::pull(t, crate::trigger::Pull::NewMail);
             }
             crate::metrics::message_accepted();
             let secs = crate::log::unix_now();
-            Verdict::AcceptWith(reply(250, &format!("2.0.0 ok {secs} qp {id}")))
+            let qp = match done {
+                Committed::Queued(id) => id.to_string(),
+                Committed::Pickup => "pickup".to_owned(),
+            };
+            Verdict::AcceptWith(reply(250, &format!("2.0.0 ok {secs} qp {qp}")))
         }
         Err(e) => {
             let detail = format!("451 enqueue failed: {}", log::safe(e.as_bytes()));
@@ -1121,10 +1125,19 @@ fn check_message(
 }
 
 /// Leaves an accepted message in the pickup directory (qmail-queue wire envelope first).
-fn to_pickup(root: &crate::root::Root, env: &Envelope, body: &[u8]) -> Result<String, String> {
+fn to_pickup(root: &crate::root::Root, env: &Envelope, body: &[u8]) -> Result<Committed, String> {
     let envelope = mta_queue::qmail::encode(env).map_err(|e| e.to_string())?;
     crate::inject::pickup::drop_off(root, &envelope, b"", body).map_err(|e| e.to_string())?;
-    Ok("pickup".to_owned())
+    Ok(Committed::Pickup)
+}
+
+/// Where an accepted message went: its `250` says so.
+#[derive(Clone, Copy, Debug)]
+enum Committed {
+    /// Durable in the queue under this id (`qp` in the reply).
+    Queued(mta_queue::MessageId),
+    /// Durable in `DIR/pickup`, for the server to import (`sendmail -bs` beside it).
+    Pickup,
 }
 
 /// stdin + stdout as one stream.

@@ -6,17 +6,19 @@
 //! read with `pread` from the given offset) and one [`mta_core::frame`]:
 //!
 //! ```text
-//! deliver, job, message id, sender, offset, length, { delivery, index, attempts, address } × n
+//! deliver, job, message id, sender, offset, length, targets
 //! flush                                  (forget the hosts marked down: qmail-tcpok)
 //! ```
 //!
-//! and reads back one frame: `results`, the job, then per target in order `letter`
-//! (`K` delivered, `Z` deferred, `D` failed), the report text and the RFC 3463 status (or
-//! empty). Numbers are plain decimal. Decoding is pure, never panics and believes no count
+//! where `targets` is one field, the [`frame::pack`] of each target's own pack of
+//! `delivery, index, attempts, address` (a list is never limited by a frame's field
+//! count), and reads back one frame: `results`, the job, and one packed field holding per
+//! target, in order, the pack of `letter` (`K` delivered, `Z` deferred, `D` failed), the
+//! report text and the RFC 3463 status (or empty). Numbers are plain decimal. Decoding is pure, never panics and believes no count
 //! it has no fields for; the queue side treats the results as coming from a process that
 //! talks to the Internet.
 
-use mta_core::{DeliveryResult, EnhancedStatus};
+use mta_core::{DeliveryResult, EnhancedStatus, frame};
 
 use crate::MessageId;
 
@@ -71,44 +73,53 @@ pub fn encode_request(request: &Request) -> Vec<Vec<u8>> {
     match request {
         Request::Flush => vec![b"flush".to_vec()],
         Request::Deliver(j) => {
-            let mut f = vec![
+            let targets: Vec<Vec<u8>> = j
+                .targets
+                .iter()
+                .map(|t| {
+                    let (d, i, a) = (
+                        t.delivery.to_string(),
+                        t.index.to_string(),
+                        t.attempts.to_string(),
+                    );
+                    frame::pack([d.as_bytes(), i.as_bytes(), a.as_bytes(), &t.address])
+                })
+                .collect();
+            vec![
                 b"deliver".to_vec(),
                 j.job.to_string().into_bytes(),
                 j.message.to_string().into_bytes(),
                 j.sender.clone(),
                 j.offset.to_string().into_bytes(),
                 j.len.to_string().into_bytes(),
-            ];
-            for t in &j.targets {
-                f.push(t.delivery.to_string().into_bytes());
-                f.push(t.index.to_string().into_bytes());
-                f.push(t.attempts.to_string().into_bytes());
-                f.push(t.address.clone());
-            }
-            f
+                frame::pack(targets.iter().map(Vec::as_slice)),
+            ]
         }
     }
 }
 
 /// A request from a frame's fields; `None` unless exactly one of the two forms (a job
-/// needs at least one target, and whole groups of four target fields).
+/// needs at least one target, each of exactly four fields).
 pub fn decode_request(fields: &[Vec<u8>]) -> Option<Request> {
     match fields {
         [verb] if verb == b"flush" => Some(Request::Flush),
-        [verb, job, message, sender, offset, len, rest @ ..]
-            if verb == b"deliver" && !rest.is_empty() && rest.len() % 4 == 0 =>
-        {
-            let targets = rest
-                .chunks_exact(4)
+        [verb, job, message, sender, offset, len, targets] if verb == b"deliver" => {
+            let targets = frame::unpack(targets)?
+                .iter()
                 .map(|t| {
+                    let [delivery, index, attempts, address] =
+                        <[Vec<u8>; 4]>::try_from(frame::unpack(t)?).ok()?;
                     Some(RemoteTarget {
-                        delivery: num(&t[0])?,
-                        index: num(&t[1])?,
-                        attempts: num(&t[2])?,
-                        address: t[3].clone(),
+                        delivery: num(&delivery)?,
+                        index: num(&index)?,
+                        attempts: num(&attempts)?,
+                        address,
                     })
                 })
                 .collect::<Option<Vec<_>>>()?;
+            if targets.is_empty() {
+                return None;
+            }
             Some(Request::Deliver(RemoteJob {
                 job: num(job)?,
                 message: MessageId::from_u64(num(message)?),
@@ -124,9 +135,7 @@ pub fn decode_request(fields: &[Vec<u8>]) -> Option<Request> {
 
 /// The fields of a results frame for `job`.
 pub fn encode_results(job: u64, results: &[DeliveryResult]) -> Vec<Vec<u8>> {
-    let mut f = Vec::with_capacity(2 + 3 * results.len());
-    f.push(b"results".to_vec());
-    f.push(job.to_string().into_bytes());
+    let mut packed = Vec::with_capacity(results.len());
     for r in results {
         let (letter, status) = match r {
             DeliveryResult::Delivered { .. } => (b'K', None),
@@ -135,15 +144,18 @@ pub fn encode_results(job: u64, results: &[DeliveryResult]) -> Vec<Vec<u8>> {
             // A kind added later: tried again, never dropped.
             _ => (b'Z', None),
         };
-        f.push(vec![letter]);
-        f.push(r.text().as_bytes().to_vec());
-        f.push(
-            status
-                .map(|s| s.to_string().into_bytes())
-                .unwrap_or_default(),
-        );
+        let status = status.map(|s| s.to_string()).unwrap_or_default();
+        packed.push(frame::pack([
+            &[letter][..],
+            r.text().as_bytes(),
+            status.as_bytes(),
+        ]));
     }
-    f
+    vec![
+        b"results".to_vec(),
+        job.to_string().into_bytes(),
+        frame::pack(packed.iter().map(Vec::as_slice)),
+    ]
 }
 
 /// The results for `job`, `expected` of them; `None` for anything else (another job, a
@@ -153,21 +165,24 @@ pub fn decode_results(
     job: u64,
     expected: usize,
 ) -> Option<Vec<DeliveryResult>> {
-    let [verb, got, rest @ ..] = fields else {
+    let [verb, got, packed] = fields else {
         return None;
     };
-    if verb != b"results" || num::<u64>(got)? != job || rest.len() != 3 * expected {
+    let results = frame::unpack(packed)?;
+    if verb != b"results" || num::<u64>(got)? != job || results.len() != expected {
         return None;
     }
-    rest.chunks_exact(3)
+    results
+        .iter()
         .map(|r| {
-            let text = String::from_utf8_lossy(&r[1]).into_owned();
-            let status: Option<EnhancedStatus> = if r[2].is_empty() {
+            let [letter, text, status] = <[Vec<u8>; 3]>::try_from(frame::unpack(r)?).ok()?;
+            let text = String::from_utf8_lossy(&text).into_owned();
+            let status: Option<EnhancedStatus> = if status.is_empty() {
                 None
             } else {
-                Some(std::str::from_utf8(&r[2]).ok()?.parse().ok()?)
+                Some(std::str::from_utf8(&status).ok()?.parse().ok()?)
             };
-            Some(match r[0].as_slice() {
+            Some(match letter.as_slice() {
                 b"K" if status.is_none() => DeliveryResult::Delivered { text },
                 b"Z" => DeliveryResult::Deferred { text, status },
                 b"D" => DeliveryResult::Failed { text, status },
@@ -233,13 +248,13 @@ mod tests {
     #[test]
     fn malformed_requests_are_refused() {
         let mut f = encode_request(&Request::Deliver(job()));
-        f.pop();
+        let last = f.len() - 1;
+        f[last].pop();
         assert_eq!(decode_request(&f), None, "a partial target");
-        let f: Vec<Vec<u8>> = encode_request(&Request::Deliver(job()))
-            .into_iter()
-            .take(6)
-            .collect();
+        f[last] = Vec::new();
         assert_eq!(decode_request(&f), None, "no target");
+        f[last] = frame::pack([frame::pack([&b"1"[..], b"2", b"3"]).as_slice()]);
+        assert_eq!(decode_request(&f), None, "a target of three fields");
         let mut f = encode_request(&Request::Deliver(job()));
         f[4] = b"-1".to_vec();
         assert_eq!(decode_request(&f), None, "a signed number");

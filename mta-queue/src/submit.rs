@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `begin` | `id N` (the message's queue id, for the trace line's `qp N`) or `error TEXT` |
 //! | `data BYTES` (any number, no reply) | |
-//! | `commit SENDER RCPT...` | `ok N` once the message is durable, or `error TEXT` |
+//! | `commit SENDER RCPTS` (the recipients [`frame::pack`]ed into one field: there may be more than a frame's fields) | `ok N` once the message is durable, or `error TEXT` |
 //! | `abort` (or closing the connection) | |
 //!
 //! A client says `250` only after `ok`: the queue process replies after the commit's
@@ -68,13 +68,11 @@ pub fn encode_request(request: &Request) -> Vec<Vec<u8>> {
     match request {
         Request::Begin => vec![b"begin".to_vec()],
         Request::Data(bytes) => vec![b"data".to_vec(), bytes.clone()],
-        Request::Commit(env) => {
-            let mut f = Vec::with_capacity(2 + env.recipients.len());
-            f.push(b"commit".to_vec());
-            f.push(env.sender.as_bytes().to_vec());
-            f.extend(env.recipients.iter().map(|r| r.as_bytes().to_vec()));
-            f
-        }
+        Request::Commit(env) => vec![
+            b"commit".to_vec(),
+            env.sender.as_bytes().to_vec(),
+            frame::pack(env.recipients.iter().map(Address::as_bytes)),
+        ],
         Request::Abort => vec![b"abort".to_vec()],
     }
 }
@@ -87,12 +85,15 @@ pub fn decode_request(mut fields: Vec<Vec<u8>>) -> Option<Request> {
         (b"begin", 1) => Some(Request::Begin),
         (b"abort", 1) => Some(Request::Abort),
         (b"data", 2) => fields.pop().map(Request::Data),
-        (b"commit", n) if n >= 3 => {
-            let mut rest = fields.into_iter().skip(1);
-            let sender = Address::from_bytes(rest.next()?);
+        (b"commit", 3) => {
+            let recipients = frame::unpack(&fields[2])?;
+            if recipients.is_empty() {
+                return None;
+            }
+            let sender = Address::from_bytes(fields.swap_remove(1));
             Some(Request::Commit(Envelope {
                 sender,
-                recipients: rest.map(Address::from_bytes).collect(),
+                recipients: recipients.into_iter().map(Address::from_bytes).collect(),
             }))
         }
         _ => None,
@@ -362,6 +363,18 @@ mod tests {
         ] {
             assert_eq!(decode_request(encode_request(&r)), Some(r));
         }
+        // More recipients than a frame has fields (W3's 8,192), through a real frame.
+        let many: Vec<String> = (0..10_000).map(|i| format!("u{i}@example.org")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let r = Request::Commit(env(&many));
+        let fields = encode_request(&r);
+        let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+        let mut wire = Vec::new();
+        frame::write(&mut wire, &refs).unwrap();
+        let back = frame::read_limited(&mut &wire[..], MAX_REQUEST)
+            .unwrap()
+            .unwrap();
+        assert_eq!(decode_request(back), Some(r));
         for r in [
             Reply::Id(MessageId::from_u64(7)),
             Reply::Ok(MessageId::from_u64(u64::MAX)),
@@ -379,6 +392,11 @@ mod tests {
         assert_eq!(decode_request(f(&[b"data"])), None);
         // A commit needs a sender and at least one recipient.
         assert_eq!(decode_request(f(&[b"commit", b"a@b"])), None);
+        assert_eq!(decode_request(f(&[b"commit", b"a@b", b""])), None);
+        assert_eq!(
+            decode_request(f(&[b"commit", b"a@b", b"\0\0\0\x09x"])),
+            None
+        );
         assert_eq!(decode_request(f(&[b"BEGIN"])), None);
         assert_eq!(decode_reply(&f(&[b"ok", b"-1"])), None);
         assert_eq!(decode_reply(&f(&[b"id", b"1", b"2"])), None);
