@@ -43,7 +43,8 @@ pub fn socket_path(root: &Root) -> PathBuf {
 /// The largest request frame read (a job to a thousand recipients fits many times).
 const MAX_REQUEST: usize = 4 * 1024 * 1024;
 
-/// Sends one request: a byte carrying `fd` when given, then the frame.
+/// Sends one request: a byte carrying `fd` when given, then the frame, in one `sendmsg`
+/// when the socket takes it all.
 fn send_request(
     conn: &UnixStream,
     request: &Request,
@@ -59,15 +60,19 @@ fn send_request(
             return Err(io::Error::other("ancillary buffer"));
         }
     }
-    sendmsg(
+    let fields = rspawn::encode_request(request);
+    let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
+    let mut bytes = Vec::new();
+    frame::write(&mut bytes, &refs)?;
+    let sent = sendmsg(
         conn,
-        &[io::IoSlice::new(b"J")],
+        &[io::IoSlice::new(b"J"), io::IoSlice::new(&bytes)],
         &mut ancillary,
         SendFlags::NOSIGNAL,
     )?;
-    let fields = rspawn::encode_request(request);
-    let refs: Vec<&[u8]> = fields.iter().map(Vec::as_slice).collect();
-    frame::write(&mut &*conn, &refs)
+    // The rest, if the socket buffer took only part (the descriptor went with the first).
+    let rest = bytes.get(sent.saturating_sub(1)..).unwrap_or_default();
+    io::Write::write_all(&mut &*conn, rest)
 }
 
 /// Receives one request and the descriptor that came with it; `None` at the end.
@@ -92,8 +97,12 @@ fn recv_request(conn: &UnixStream) -> io::Result<Option<(Request, Option<OwnedFd
     if got.bytes == 0 {
         return Ok(None);
     }
-    let fields =
-        frame::read_limited(&mut &*conn, MAX_REQUEST)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    // Buffered: the frame arrives in one or two reads, not one per field. Nothing follows
+    // it until this request is answered, so the buffer never takes the next request's
+    // descriptor-carrying byte.
+    let mut reader = io::BufReader::with_capacity(64 * 1024, conn);
+    let fields = frame::read_limited(&mut reader, MAX_REQUEST)?
+        .ok_or(io::ErrorKind::UnexpectedEof)?;
     let request = rspawn::decode_request(&fields)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad remote request"))?;
     Ok(Some((request, fd)))
@@ -363,14 +372,30 @@ impl Client {
     ) -> io::Result<Vec<DeliveryResult>> {
         let conn = self.connection()?;
         send_request(&conn, request, file)?;
-        let fields =
-            frame::read_limited(&mut &conn, MAX_REQUEST)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+        // Buffered (the results frame is the only thing the remote process sends back).
+        let fields = frame::read_limited(&mut io::BufReader::new(&conn), MAX_REQUEST)?
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
         let results = rspawn::decode_results(&fields, job, n)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad remote results"))?;
         if let Ok(mut v) = self.idle.lock() {
             v.push(conn);
         }
         Ok(results)
+    }
+
+    /// Opens `n` connections now (the remote process is up: the master started it first),
+    /// so the first jobs do not each pay a connect and the remote process's thread start.
+    pub fn warm_up(&self, n: usize) {
+        let mut opened = Vec::with_capacity(n);
+        for _ in 0..n {
+            match UnixStream::connect(&self.path) {
+                Ok(c) => opened.push(c),
+                Err(_) => break,
+            }
+        }
+        if let Ok(mut v) = self.idle.lock() {
+            v.extend(opened);
+        }
     }
 
     /// `mta queue flush`: the remote process forgets the hosts marked down.

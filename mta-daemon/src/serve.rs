@@ -373,6 +373,7 @@ fn start_pools(
         crate::rspawn::socket_path(root),
         Arc::clone(queue),
     ));
+    remote.warm_up(settings.concurrency_remote);
     let (remote_tx, remote_rx) = unbounded::<sched::Job>();
     for _ in 0..settings.concurrency_remote.max(1) {
         let (rx, tx) = (remote_rx.clone(), sched_tx.clone());

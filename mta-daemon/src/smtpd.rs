@@ -328,8 +328,11 @@ impl Sink {
         match self {
             Sink::Queue(i) => i.commit(env).map_err(|e| e.to_string()),
             Sink::Submit(s) => {
-                let (id, conn) = s.commit(env).map_err(|e| e.to_string())?;
-                if let Store::Submit(pool) = store {
+                let (id, mut conn) = s.commit(env).map_err(|e| e.to_string())?;
+                // The next message on this connection starts without a round trip.
+                if let Store::Submit(pool) = store
+                    && conn.begin_ahead().is_ok()
+                {
                     pool.put_back(conn);
                 }
                 Ok(id)

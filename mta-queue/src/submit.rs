@@ -168,6 +168,8 @@ impl From<io::Error> for SubmitError {
 pub struct Submitter<S: Read + Write> {
     reader: BufReader<S>,
     writer: BufWriter<S>,
+    /// A `begin` was sent ahead ([`Submitter::begin_ahead`]); its reply is still unread.
+    begun: bool,
 }
 
 impl<S: Read + Write> Submitter<S> {
@@ -177,7 +179,23 @@ impl<S: Read + Write> Submitter<S> {
         Submitter {
             reader: BufReader::new(stream),
             writer: BufWriter::with_capacity(CHUNK + 64, clone),
+            begun: false,
         }
+    }
+
+    /// Sends the next message's `begin` now, without waiting for its reply: an idle
+    /// connection kept for the next message then has its id ready, and [`Submitter::begin`]
+    /// costs no round trip. (The queue process holds a message file open for it meanwhile,
+    /// dropped if the connection closes.)
+    ///
+    /// # Errors
+    /// The connection failed; it should be dropped.
+    pub fn begin_ahead(&mut self) -> io::Result<()> {
+        if !self.begun {
+            send(&mut self.writer, &encode_request(&Request::Begin))?;
+            self.begun = true;
+        }
+        Ok(())
     }
 
     fn reply(&mut self) -> Result<Reply, SubmitError> {
@@ -192,10 +210,12 @@ impl<S: Read + Write> Submitter<S> {
     /// [`SubmitError`]: the connection failed or the queue could not start a message. The
     /// connection is usable afterwards only for [`SubmitError::Refused`].
     pub fn begin(mut self) -> Result<Submission<S>, (SubmitError, Option<Self>)> {
-        let asked = send(&mut self.writer, &encode_request(&Request::Begin));
-        if let Err(e) = asked {
+        if !self.begun
+            && let Err(e) = send(&mut self.writer, &encode_request(&Request::Begin))
+        {
             return Err((e.into(), None));
         }
+        self.begun = false;
         match self.reply() {
             Ok(Reply::Id(id)) => Ok(Submission {
                 conn: self,
@@ -418,6 +438,9 @@ mod tests {
             let body = vec![b'x'; CHUNK * 2 + 17];
             let mut ids = Vec::new();
             for n in 0..3 {
+                if n == 2 {
+                    conn.begin_ahead().unwrap();
+                }
                 let mut m = conn.begin().map_err(|(e, _)| e).unwrap();
                 m.write(b"Subject: t\r\n\r\n").unwrap();
                 m.write(&body).unwrap();

@@ -452,3 +452,52 @@ fn killing_any_process_of_the_tree_loses_nothing_that_got_250() {
         server.log_text()
     );
 }
+
+/// While the queue process is down, the SMTP process answers `451` at the end of DATA,
+/// never `250`; once the master has restarted it, mail is accepted again.
+#[test]
+fn while_the_queue_process_is_down_smtpd_says_451() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let server = root.serve();
+    // One message first, so the SMTP process holds an idle connection to the queue
+    // process that the kill below breaks.
+    assert_eq!(
+        send(&root, "a@example.net", &["joe@example.org"], "Subject: 1\r\n\r\nx\r\n"),
+        "OK []"
+    );
+    let mut s = TcpStream::connect(root.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    assert!(read_reply(&mut s).starts_with("220"));
+    let mut say = |line: &str| {
+        s.write_all(line.as_bytes()).unwrap();
+        read_reply(&mut s)
+    };
+    for (cmd, code) in [
+        ("EHLO me\r\n", "250"),
+        ("MAIL FROM:<a@example.net>\r\n", "250"),
+        ("RCPT TO:<joe@example.org>\r\n", "250"),
+    ] {
+        let reply = say(cmd);
+        assert!(reply.starts_with(code), "{cmd}: {reply}");
+    }
+    kill9(wait_role(server.pid(), "queue"));
+    std::thread::sleep(Duration::from_millis(100));
+    // The master waits a second before the restart: DATA meets no queue process.
+    let reply = say("DATA\r\n");
+    assert!(reply.starts_with("451"), "DATA with the queue process down: {reply}");
+    say("QUIT\r\n");
+    // Restarted: accepted and delivered.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut sent = String::new();
+    while Instant::now() < deadline {
+        sent = send(&root, "a@example.net", &["joe@example.org"], "Subject: 2\r\n\r\nx\r\n");
+        if sent == "OK []" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(sent, "OK []", "{}", server.log_text());
+    assert!(wait_maildir(&joe.join("Maildir"), 2, 20), "{}", server.log_text());
+    assert!(server.log_text().contains("queue process"), "{}", server.log_text());
+}
