@@ -101,8 +101,8 @@ fn recv_request(conn: &UnixStream) -> io::Result<Option<(Request, Option<OwnedFd
     // it until this request is answered, so the buffer never takes the next request's
     // descriptor-carrying byte.
     let mut reader = io::BufReader::with_capacity(64 * 1024, conn);
-    let fields = frame::read_limited(&mut reader, MAX_REQUEST)?
-        .ok_or(io::ErrorKind::UnexpectedEof)?;
+    let fields =
+        frame::read_limited(&mut reader, MAX_REQUEST)?.ok_or(io::ErrorKind::UnexpectedEof)?;
     let request = rspawn::decode_request(&fields)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad remote request"))?;
     Ok(Some((request, fd)))

@@ -463,7 +463,12 @@ fn while_the_queue_process_is_down_smtpd_says_451() {
     // One message first, so the SMTP process holds an idle connection to the queue
     // process that the kill below breaks.
     assert_eq!(
-        send(&root, "a@example.net", &["joe@example.org"], "Subject: 1\r\n\r\nx\r\n"),
+        send(
+            &root,
+            "a@example.net",
+            &["joe@example.org"],
+            "Subject: 1\r\n\r\nx\r\n"
+        ),
         "OK []"
     );
     let mut s = TcpStream::connect(root.addr()).unwrap();
@@ -485,19 +490,35 @@ fn while_the_queue_process_is_down_smtpd_says_451() {
     std::thread::sleep(Duration::from_millis(100));
     // The master waits a second before the restart: DATA meets no queue process.
     let reply = say("DATA\r\n");
-    assert!(reply.starts_with("451"), "DATA with the queue process down: {reply}");
+    assert!(
+        reply.starts_with("451"),
+        "DATA with the queue process down: {reply}"
+    );
     say("QUIT\r\n");
     // Restarted: accepted and delivered.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut sent = String::new();
     while Instant::now() < deadline {
-        sent = send(&root, "a@example.net", &["joe@example.org"], "Subject: 2\r\n\r\nx\r\n");
+        sent = send(
+            &root,
+            "a@example.net",
+            &["joe@example.org"],
+            "Subject: 2\r\n\r\nx\r\n",
+        );
         if sent == "OK []" {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(sent, "OK []", "{}", server.log_text());
-    assert!(wait_maildir(&joe.join("Maildir"), 2, 20), "{}", server.log_text());
-    assert!(server.log_text().contains("queue process"), "{}", server.log_text());
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 2, 20),
+        "{}",
+        server.log_text()
+    );
+    assert!(
+        server.log_text().contains("queue process"),
+        "{}",
+        server.log_text()
+    );
 }

@@ -6,7 +6,7 @@
 //!   1733 and belong to the queue account (the owner of `DIR/queue`, [`queue_owner`]);
 //!   `bad/` is 0700; the trigger FIFO is `pickup/trigger` (0622), so any user can wake the
 //!   queue process though `DIR/queue` is 0700.
-//! - **Writing** ([`drop_off`]): the writer creates `tmp/NAME` (`O_EXCL|O_NOFOLLOW`), makes
+//! - **Writing** (`drop_off`): the writer creates `tmp/NAME` (`O_EXCL|O_NOFOLLOW`), makes
 //!   it mode 0644 so the queue account can read it, writes the envelope in qmail-queue's
 //!   wire form (`F<sender>\0T<rcpt>\0…\0`, [`mta_queue::qmail`]) then the message, fsyncs
 //!   it, hard-links it as `new/NAME`, makes that name durable, and removes `tmp/NAME`. A
