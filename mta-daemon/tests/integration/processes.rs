@@ -453,7 +453,7 @@ fn killing_any_process_of_the_tree_loses_nothing_that_got_250() {
     );
 }
 
-/// While the queue process is down, the SMTP process answers `451` at the end of DATA,
+/// While the queue process is down, the SMTP process answers `451` (at DATA or at its end),
 /// never `250`; once the master has restarted it, mail is accepted again.
 #[test]
 fn while_the_queue_process_is_down_smtpd_says_451() {
@@ -488,8 +488,13 @@ fn while_the_queue_process_is_down_smtpd_says_451() {
     }
     kill9(wait_role(server.pid(), "queue"));
     std::thread::sleep(Duration::from_millis(100));
-    // The master waits a second before the restart: DATA meets no queue process.
-    let reply = say("DATA\r\n");
+    // The master waits a second before the restart: DATA meets no queue process. Either
+    // DATA itself is refused, or (the connection to the queue process had the next
+    // message's id already) the end of DATA is: never a 250.
+    let mut reply = say("DATA\r\n");
+    if reply.starts_with("354") {
+        reply = say("Subject: lost\r\n\r\nx\r\n.\r\n");
+    }
     assert!(
         reply.starts_with("451"),
         "DATA with the queue process down: {reply}"
