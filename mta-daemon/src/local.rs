@@ -551,6 +551,7 @@ fn exchange(w: &mut Worker, batch: &[&Request<'_>]) -> io::Result<Vec<Answer>> {
 /// `mta local-worker`: the per-user delivery process. Reads request frames on stdin, runs
 /// each delivery as the current (already dropped) uid, answers on stdout; exits at EOF.
 pub fn worker_main() -> i32 {
+    crate::privs::set_process_name("mta-worker");
     let stdin = io::stdin();
     // stdin is already buffered by std. Answers go to a plain descriptor, one write(2)
     // each (frame::write builds one buffer): std's stdout is line-buffered and would split

@@ -60,6 +60,14 @@ pub fn reexec_path() -> std::io::Result<(std::path::PathBuf, rustix::fd::OwnedFd
     Ok((format!("/proc/self/fd/{}", fd.as_raw_fd()).into(), fd))
 }
 
+/// Sets the calling thread's name (for the main thread: the process's `comm`, as `ps` and
+/// `top` show it). Failure only leaves the old name.
+pub fn set_process_name(name: &str) {
+    if let Ok(name) = std::ffi::CString::new(name) {
+        let _ = rustix::thread::set_name(&name);
+    }
+}
+
 /// Marks every descriptor above 2 that this process inherited close-on-exec, so none of
 /// them reaches a child: a supervisor's or a build tool's pipes must not end up in a
 /// `.qmail` program. Called by the master first thing, while it is single-threaded and

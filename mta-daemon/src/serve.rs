@@ -131,6 +131,9 @@ pub fn run_role(root: &Root, role: &str, privileged: bool) -> i32 {
         eprintln!("mta: unknown role {role}");
         return 1;
     };
+    // `ps -o comm` and `top` show `mta-queue`, `mta-smtpd`, ... (the program was started as
+    // /proc/self/fd/N, which would name it `N`).
+    crate::privs::set_process_name(&format!("mta-{}", role.name()));
     let result = (|| -> Result<(), String> {
         let link = Link::from_stdin().map_err(|e| format!("link to the master: {e}"))?;
         let listeners = if role == Role::Smtpd {
