@@ -328,11 +328,9 @@ impl Sink {
         match self {
             Sink::Queue(i) => i.commit(env).map_err(|e| e.to_string()),
             Sink::Submit(s) => {
-                let (id, mut conn) = s.commit(env).map_err(|e| e.to_string())?;
                 // The next message on this connection starts without a round trip.
-                if let Store::Submit(pool) = store
-                    && conn.begin_ahead().is_ok()
-                {
+                let (id, conn) = s.commit_and_begin_next(env).map_err(|e| e.to_string())?;
+                if let Store::Submit(pool) = store {
                     pool.put_back(conn);
                 }
                 Ok(id)

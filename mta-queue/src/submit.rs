@@ -126,6 +126,14 @@ fn send(w: &mut impl Write, fields: &[Vec<u8>]) -> io::Result<()> {
     frame::write(w, &refs)
 }
 
+/// Adds a frame to `w`'s buffer without flushing it: frames that go together leave in one
+/// write (one wake-up of the other side, not one per frame).
+fn put(w: &mut impl Write, fields: &[&[u8]]) -> io::Result<()> {
+    let mut bytes = Vec::new();
+    frame::write(&mut bytes, fields)?;
+    w.write_all(&bytes)
+}
+
 /// Why a submission failed. Every case is temporary for the SMTP client (`451`).
 #[derive(Debug)]
 #[non_exhaustive]
@@ -267,7 +275,7 @@ impl<S: Read + Write> Submission<S> {
             return Ok(());
         }
         let refs: [&[u8]; 2] = [b"data", &self.buf];
-        frame::write(&mut self.conn.writer, &refs)?;
+        put(&mut self.conn.writer, &refs)?;
         self.buf.clear();
         Ok(())
     }
@@ -279,14 +287,42 @@ impl<S: Read + Write> Submission<S> {
     /// [`SubmitError`]: nothing was committed, or (for `Io` after the request went out) the
     /// outcome is unknown, as with any lost connection; the SMTP client retries, which at
     /// worst queues the message twice.
-    pub fn commit(mut self, envelope: &Envelope) -> Result<(MessageId, Submitter<S>), SubmitError> {
+    pub fn commit(self, envelope: &Envelope) -> Result<(MessageId, Submitter<S>), SubmitError> {
+        self.commit_then(envelope, false)
+    }
+
+    /// [`Submission::commit`], with the next message's `begin` sent in the same write (as
+    /// [`Submitter::begin_ahead`] would): the connection comes back with its next id
+    /// already asked for, and the queue process is woken once for the message's last
+    /// data, its commit and the next begin.
+    ///
+    /// # Errors
+    /// As [`Submission::commit`].
+    pub fn commit_and_begin_next(
+        self,
+        envelope: &Envelope,
+    ) -> Result<(MessageId, Submitter<S>), SubmitError> {
+        self.commit_then(envelope, true)
+    }
+
+    fn commit_then(
+        mut self,
+        envelope: &Envelope,
+        begin_next: bool,
+    ) -> Result<(MessageId, Submitter<S>), SubmitError> {
         self.flush_chunk()?;
-        send(
-            &mut self.conn.writer,
-            &encode_request(&Request::Commit(envelope.clone())),
-        )?;
+        let commit = encode_request(&Request::Commit(envelope.clone()));
+        let refs: Vec<&[u8]> = commit.iter().map(Vec::as_slice).collect();
+        put(&mut self.conn.writer, &refs)?;
+        if begin_next {
+            put(&mut self.conn.writer, &[b"begin"])?;
+        }
+        self.conn.writer.flush()?;
         match self.conn.reply()? {
-            Reply::Ok(id) if id == self.id => Ok((id, self.conn)),
+            Reply::Ok(id) if id == self.id => {
+                self.conn.begun = begin_next;
+                Ok((id, self.conn))
+            }
             Reply::Error(text) => Err(SubmitError::Refused(text)),
             _ => Err(SubmitError::Protocol),
         }
@@ -319,6 +355,11 @@ pub fn serve<F: Fs>(
     let mut state = State::<F>::Idle;
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad submission request");
     loop {
+        // Replies wait in the buffer while more requests are already here (a client sends a
+        // message's last data, its commit and the next begin together): one write for all.
+        if reader.buffer().is_empty() {
+            writer.flush()?;
+        }
         let Some(fields) = frame::read_limited(&mut reader, MAX_REQUEST)? else {
             return Ok(());
         };
@@ -332,7 +373,9 @@ pub fn serve<F: Fs>(
                     }
                     Err(e) => Reply::Error(e.to_string()),
                 };
-                send(&mut writer, &encode_reply(&reply))?;
+                let reply = encode_reply(&reply);
+                let refs: Vec<&[u8]> = reply.iter().map(Vec::as_slice).collect();
+                put(&mut writer, &refs)?;
             }
             (Request::Data(bytes), State::Open(incoming)) => {
                 if let Err(e) = incoming.write(&bytes) {
@@ -352,7 +395,9 @@ pub fn serve<F: Fs>(
                     State::Failed(text) => Reply::Error(text),
                     State::Idle => return Err(bad()),
                 };
-                send(&mut writer, &encode_reply(&reply))?;
+                let reply = encode_reply(&reply);
+                let refs: Vec<&[u8]> = reply.iter().map(Vec::as_slice).collect();
+                put(&mut writer, &refs)?;
             }
             (Request::Abort, _) => state = State::Idle,
             _ => return Err(bad()),
@@ -445,7 +490,11 @@ mod tests {
                 m.write(b"Subject: t\r\n\r\n").unwrap();
                 m.write(&body).unwrap();
                 let want = m.id();
-                let (id, next) = m.commit(&env(&["b@example.org"])).unwrap();
+                let (id, next) = if n == 0 {
+                    m.commit_and_begin_next(&env(&["b@example.org"])).unwrap()
+                } else {
+                    m.commit(&env(&["b@example.org"])).unwrap()
+                };
                 assert_eq!(id, want, "message {n}");
                 ids.push(id);
                 conn = next;
