@@ -17,6 +17,10 @@
 //!   qmail-queue-style programs.
 //! - [`retry`]: qmail-send's retry schedules and the [`RetrySchedule`](retry::RetrySchedule)
 //!   trait.
+//! - [`submit`]: handing messages to the queue from another process over a local socket
+//!   (an SMTP server that may not write the queue; `250` only after the durable commit).
+//! - [`rspawn`]: the frames between the queue's owner and a remote delivery process that
+//!   gets each message as a descriptor.
 //! - [`Fs`]: the file-system trait every durable operation runs through (from
 //!   [`mta_durable`], shared with mta-maildir); [`OsFs`] is the real disk, [`sim::SimFs`] a
 //!   power-loss simulator for crash tests.
