@@ -6,8 +6,9 @@ use libfuzzer_sys::fuzz_target;
 use mta_core::Address;
 use mta_core::control::Control;
 
-const NAMES: [&str; 29] = [
+const NAMES: [&str; 30] = [
     "me",
+    "accounts",
     "locals",
     "rcpthosts",
     "morercpthosts",

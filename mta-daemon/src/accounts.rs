@@ -15,13 +15,9 @@
 
 use std::path::Path;
 
+use mta_core::control::AccountNames;
+
 use crate::privs;
-
-/// The roles that have an account, in `control/accounts`' spelling.
-pub const ROLES: [&str; 4] = ["smtpd", "queue", "remote", "alias"];
-
-/// The default account name of each of [`ROLES`].
-const DEFAULT_NAMES: [&str; 4] = ["mtad", "mtaq", "mtar", "mtaa"];
 
 /// One resolved account.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,45 +53,19 @@ impl Accounts {
     }
 }
 
-/// The account names `control/accounts` gives (the defaults for roles it does not name).
+/// The account names `control/accounts` gives (smtpd, queue, remote, alias) (the defaults for roles
+/// it does not name). The parser is mta-core's ([`mta_core::control::AccountNames`]).
 ///
 /// # Errors
-/// `file:line: ...` for a line that is not `ROLE:NAME` with a known role and a plausible
-/// login name, or a file that cannot be read.
+/// `file:line: ...` for a bad line, or a file that cannot be read.
 pub fn names(control: &Path) -> Result<[String; 4], String> {
     let path = control.join("accounts");
-    let mut names = DEFAULT_NAMES.map(str::to_owned);
-    let text = match std::fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(names),
+    let names = match std::fs::read(&path) {
+        Ok(text) => AccountNames::parse(&path, &text).map_err(|e| e.to_string())?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => AccountNames::default(),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    for (n, line) in text.split(|&b| b == b'\n').enumerate() {
-        let line = String::from_utf8_lossy(line);
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let bad = |what: &str| format!("{}:{}: {what}", path.display(), n + 1);
-        let (role, name) = line
-            .split_once(':')
-            .ok_or_else(|| bad("expected ROLE:NAME"))?;
-        let slot = ROLES
-            .iter()
-            .position(|r| *r == role)
-            .ok_or_else(|| bad("unknown role (smtpd, queue, remote or alias)"))?;
-        let plausible = !name.is_empty()
-            && name.len() <= 32
-            && !name.starts_with('-')
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
-        if !plausible {
-            return Err(bad("not a login name"));
-        }
-        name.clone_into(&mut names[slot]);
-    }
-    Ok(names)
+    Ok([names.smtpd, names.queue, names.remote, names.alias])
 }
 
 /// The accounts to run as. `privileged` (the master runs as root): each is looked up in
@@ -190,31 +160,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn defaults_and_renames() {
+    fn names_come_from_control_accounts() {
         let d = tempfile::tempdir().unwrap();
-        assert_eq!(names(d.path()).unwrap(), DEFAULT_NAMES.map(str::to_owned));
-        std::fs::write(
-            d.path().join("accounts"),
-            "# ours\nsmtpd:qmaild\n\nalias:alias\n",
-        )
-        .unwrap();
-        let n = names(d.path()).unwrap();
-        assert_eq!(n, ["qmaild", "mtaq", "mtar", "alias"].map(str::to_owned));
-    }
-
-    #[test]
-    fn bad_lines_name_their_line() {
-        let d = tempfile::tempdir().unwrap();
-        for (text, want) in [
-            ("smtpd\n", ":1: expected ROLE:NAME"),
-            ("\nlocal:x\n", ":2: unknown role"),
-            ("queue:-rf\n", ":1: not a login name"),
-            ("queue:a b\n", ":1: not a login name"),
-        ] {
-            std::fs::write(d.path().join("accounts"), text).unwrap();
-            let e = names(d.path()).unwrap_err();
-            assert!(e.contains(want), "{text:?}: {e}");
-        }
+        assert_eq!(names(d.path()).unwrap(), ["mtad", "mtaq", "mtar", "mtaa"]);
+        std::fs::write(d.path().join("accounts"), "smtpd:qmaild\nalias:alias\n").unwrap();
+        assert_eq!(
+            names(d.path()).unwrap(),
+            ["qmaild", "mtaq", "mtar", "alias"]
+        );
+        std::fs::write(d.path().join("accounts"), "\nlocal:x\n").unwrap();
+        assert!(names(d.path()).unwrap_err().contains("accounts:2"));
     }
 
     #[test]

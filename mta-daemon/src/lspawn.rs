@@ -87,7 +87,7 @@ impl Client {
         local: &[u8],
         timeout: Duration,
     ) -> Result<(UnixStream, (u32, u32)), SpawnError> {
-        let mut stream = connect_patiently(&self.path).map_err(SpawnError::Io)?;
+        let mut stream = crate::serve::connect_patiently(&self.path).map_err(SpawnError::Io)?;
         let request = SpawnRequest {
             local,
             timeout_secs: timeout.as_secs(),
@@ -104,24 +104,6 @@ impl Client {
                 io::ErrorKind::InvalidData,
                 "malformed lspawn answer",
             ))),
-        }
-    }
-}
-
-/// Connects to lspawn, retrying for a moment while it is (re)starting.
-fn connect_patiently(path: &std::path::Path) -> io::Result<UnixStream> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(3);
-    loop {
-        match UnixStream::connect(path) {
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
-                ) && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            other => return other,
         }
     }
 }
@@ -153,25 +135,11 @@ struct Lspawn {
     exe: (PathBuf, std::os::fd::OwnedFd),
 }
 
-/// Runs lspawn until the master says stop. Returns the exit code.
+/// Runs lspawn until the master says stop.
+///
+/// # Errors
+/// What kept it from starting (its table, its socket).
 pub fn run(
-    root: &Root,
-    orders: &crossbeam_channel::Receiver<crate::master::Order>,
-    ready: &dyn Fn(),
-) -> i32 {
-    match run_inner(root, orders, ready) {
-        Ok(()) => 0,
-        Err(e) => {
-            log::line(&format!(
-                "alert: lspawn cannot start: {}",
-                log::safe(e.as_bytes())
-            ));
-            111
-        }
-    }
-}
-
-fn run_inner(
     root: &Root,
     orders: &crossbeam_channel::Receiver<crate::master::Order>,
     ready: &dyn Fn(),
@@ -200,16 +168,12 @@ fn run_inner(
     Ok(())
 }
 
-/// Binds the socket: a stale socket from an earlier run goes; mode 0660, group `gid`.
+/// Binds the socket ([`crate::serve::bind_unix`]), then gives it mode 0660 and group
+/// `gid` (the directory is root's: nothing else can have put anything there).
 fn bind(root: &Root, gid: u32) -> io::Result<UnixListener> {
-    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let path = socket_path(root);
-    if let Ok(meta) = std::fs::symlink_metadata(&path)
-        && meta.file_type().is_socket()
-    {
-        std::fs::remove_file(&path)?;
-    }
-    let listener = UnixListener::bind(&path)?;
+    let listener = crate::serve::bind_unix(&path)?;
     std::os::unix::fs::lchown(&path, Some(0), Some(gid))?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o660))?;
     Ok(listener)

@@ -175,21 +175,11 @@ impl Messages for JobMessages {
     }
 }
 
-/// Runs the remote delivery process until the master says stop. Returns the exit code.
-pub fn run(root: &Root, orders: &crossbeam_channel::Receiver<Order>, ready: &dyn Fn()) -> i32 {
-    match run_inner(root, orders, ready) {
-        Ok(()) => 0,
-        Err(e) => {
-            log::line(&format!(
-                "alert: remote process cannot start: {}",
-                log::safe(e.as_bytes())
-            ));
-            111
-        }
-    }
-}
-
-fn run_inner(
+/// Runs the remote delivery process until the master says stop.
+///
+/// # Errors
+/// What kept it from starting (the control files, its socket).
+pub fn run(
     root: &Root,
     orders: &crossbeam_channel::Receiver<Order>,
     ready: &dyn Fn(),
@@ -345,20 +335,7 @@ impl Client {
         if let Some(c) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
             return Ok(c);
         }
-        let deadline = std::time::Instant::now() + Duration::from_secs(3);
-        loop {
-            match UnixStream::connect(&self.path) {
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
-                    ) && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                other => return other,
-            }
-        }
+        crate::serve::connect_patiently(&self.path)
     }
 
     /// One exchange on a connection (a fresh one if an idle one turns out dead before the

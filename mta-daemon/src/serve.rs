@@ -76,6 +76,28 @@ pub fn user_table(root: &Root, accounts: &Accounts, privileged: bool) -> Result<
     Users::load(root.assign(), alias, privileged)
 }
 
+/// Connects to the Unix socket at `path`, retrying for up to 3 s while nobody listens
+/// there yet (lspawn or the remote process (re)starting).
+///
+/// # Errors
+/// The last connection error.
+pub(crate) fn connect_patiently(path: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        match std::os::unix::net::UnixStream::connect(path) {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                ) && Instant::now() < deadline =>
+            {
+                thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The root as an absolute path (a child of the master names it `.`): for what other
 /// processes are given, such as `.qmail` programs' `PATH`.
 ///
@@ -160,14 +182,8 @@ pub fn run_role(root: &Root, role: &str, privileged: bool) -> i32 {
         match role {
             Role::Queue => run_queue(root, privileged, &orders, &ready),
             Role::Smtpd => run_smtpd(root, privileged, listeners, &orders),
-            Role::Remote => match crate::rspawn::run(root, &orders, &ready) {
-                0 => Ok(()),
-                _ => Err("remote process failed".into()),
-            },
-            Role::Lspawn => match crate::lspawn::run(root, &orders, &ready) {
-                0 => Ok(()),
-                _ => Err("lspawn failed".into()),
-            },
+            Role::Remote => crate::rspawn::run(root, &orders, &ready),
+            Role::Lspawn => crate::lspawn::run(root, &orders, &ready),
         }
     })();
     match result {

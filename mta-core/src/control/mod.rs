@@ -54,7 +54,8 @@ pub use net::{
 };
 pub use read::{ControlError, ControlErrorKind};
 pub use tables::{
-    BadMailFrom, RcptHosts, SmtpRoute, SmtpRoutes, TlsDestination, TlsDestinations, VirtualDomains,
+    AccountNames, BadMailFrom, RcptHosts, SmtpRoute, SmtpRoutes, TlsDestination, TlsDestinations,
+    VirtualDomains,
 };
 
 use read::Source;
@@ -165,6 +166,9 @@ pub struct Control {
     /// `acceptunknown` (ours): `1` accepts every recipient in a local domain at RCPT, as
     /// qmail does; absent or `0` refuses unknown local recipients at RCPT.
     pub acceptunknown: bool,
+    /// `accounts` (ours): the accounts `mta serve`'s processes run as. Default: `mtad`,
+    /// `mtaq`, `mtar`, `mtaa`.
+    pub accounts: AccountNames,
     /// `spfreject` (ours): `1` refuses a MAIL FROM whose SPF result is `fail` (RFC 7208
     /// §8.4) from a client outside `relayclients` that has not authenticated, with
     /// `550 5.7.23`. Default 0: the result is only recorded in Authentication-Results.
@@ -324,6 +328,10 @@ impl Control {
                     TlsDestinations::from_file(&f)
                 })?,
             acceptunknown,
+            accounts: match src.read("accounts")? {
+                Some(f) => AccountNames::from_file(&f)?,
+                None => AccountNames::default(),
+            },
             spfreject: switch("spfreject")?,
             dmarcreject: switch("dmarcreject")?,
             me,

@@ -73,6 +73,22 @@ pub(super) struct File {
 }
 
 impl File {
+    /// A file's text, which must be UTF-8 (the error names the line where it stops being).
+    pub(super) fn from_bytes(path: PathBuf, bytes: Vec<u8>) -> Result<File, ControlError> {
+        match String::from_utf8(bytes) {
+            Ok(text) => Ok(File { path, text }),
+            Err(e) => {
+                let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                let line = valid.split(|&b| b == b'\n').count();
+                Err(ControlError {
+                    path,
+                    line: Some(line),
+                    kind: ControlErrorKind::NotUtf8,
+                })
+            }
+        }
+    }
+
     pub(super) fn invalid(&self, line: usize, expected: &'static str, text: &str) -> ControlError {
         ControlError {
             path: self.path.clone(),
@@ -157,18 +173,7 @@ impl Source<'_> {
                 None => return Ok(None),
             },
         };
-        match String::from_utf8(bytes) {
-            Ok(text) => Ok(Some(File { path, text })),
-            Err(e) => {
-                let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-                let line = valid.split(|&b| b == b'\n').count();
-                Err(ControlError {
-                    path,
-                    line: Some(line),
-                    kind: ControlErrorKind::NotUtf8,
-                })
-            }
-        }
+        File::from_bytes(path, bytes).map(Some)
     }
 
     /// A single-value file: `Some(first line)` or `None` when absent.

@@ -418,3 +418,103 @@ mod tests {
         assert_eq!(parse_route(":25"), None);
     }
 }
+
+/// `control/accounts` (ours, design.md "Processes and accounts"): the system accounts the
+/// processes of `mta serve` run as, one `ROLE:NAME` line each (roles `smtpd`, `queue`,
+/// `remote`, `alias`); a role not named keeps its default (`mtad`, `mtaq`, `mtar`,
+/// `mtaa`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountNames {
+    /// The SMTP process's account.
+    pub smtpd: String,
+    /// The queue process's account.
+    pub queue: String,
+    /// The remote delivery process's account.
+    pub remote: String,
+    /// The alias user (`DIR/alias`).
+    pub alias: String,
+}
+
+impl Default for AccountNames {
+    fn default() -> Self {
+        AccountNames {
+            smtpd: "mtad".into(),
+            queue: "mtaq".into(),
+            remote: "mtar".into(),
+            alias: "mtaa".into(),
+        }
+    }
+}
+
+impl AccountNames {
+    /// Parses the file's text (`path` names it in errors): what [`Control::load`](super::Control::load)
+    /// does for `control/accounts`, for a caller that needs only this file.
+    ///
+    /// # Errors
+    /// [`ControlError`] with the line of a line that is not `ROLE:NAME` with a known role
+    /// and a plausible login name (letters, digits, `_`, `-`, `.`; not starting with `-`; at
+    /// most 32 bytes).
+    pub fn parse(path: impl Into<std::path::PathBuf>, text: &[u8]) -> Result<Self, ControlError> {
+        let file = File::from_bytes(path.into(), text.to_vec())?;
+        Self::from_file(&file)
+    }
+
+    pub(super) fn from_file(file: &File) -> Result<Self, ControlError> {
+        let mut names = AccountNames::default();
+        for (n, line) in file.lines() {
+            let (role, name) = line
+                .split_once(':')
+                .ok_or_else(|| file.invalid(n, "ROLE:NAME", line))?;
+            let plausible = !name.is_empty()
+                && name.len() <= 32
+                && !name.starts_with('-')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+            if !plausible {
+                return Err(file.invalid(n, "a login name", line));
+            }
+            let slot = match role {
+                "smtpd" => &mut names.smtpd,
+                "queue" => &mut names.queue,
+                "remote" => &mut names.remote,
+                "alias" => &mut names.alias,
+                _ => return Err(file.invalid(n, "a role: smtpd, queue, remote or alias", line)),
+            };
+            name.clone_into(slot);
+        }
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod account_tests {
+    use super::AccountNames;
+
+    #[test]
+    fn defaults_renames_and_bad_lines_with_their_line() {
+        let parse = |t: &str| AccountNames::parse("accounts", t.as_bytes());
+        assert_eq!(parse("").unwrap(), AccountNames::default());
+        let n = parse("# ours\nsmtpd:qmaild\n\nalias:alias\n").unwrap();
+        assert_eq!(
+            (
+                n.smtpd.as_str(),
+                n.queue.as_str(),
+                n.remote.as_str(),
+                n.alias.as_str()
+            ),
+            ("qmaild", "mtaq", "mtar", "alias")
+        );
+        for (text, want) in [
+            ("smtpd\n", "accounts:1"),
+            ("\nlocal:x\n", "accounts:2"),
+            ("queue:-rf\n", "accounts:1"),
+            ("queue:a b\n", "accounts:1"),
+            ("queue:\n", "accounts:1"),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+    }
+}

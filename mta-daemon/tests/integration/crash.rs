@@ -2,7 +2,6 @@
 //! SIGKILL and restarted; every message that got `250` must be delivered. Duplicates are
 //! allowed (a crash between a delivery and its mark repeats it) but counted and reported.
 
-use std::collections::HashMap;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -102,18 +101,7 @@ fn sigkill_during_load_loses_nothing_that_got_250() {
     // Everything acknowledged must arrive.
     let maildir = joe.join("Maildir");
     let ok = wait_maildir(&maildir, acked.len(), 60);
-    let mut seen: HashMap<u32, usize> = HashMap::new();
-    for m in maildir_messages(&maildir) {
-        if let Some(p) = m.find("X-Id: ") {
-            let id: u32 = m[p + 6..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap();
-            *seen.entry(id).or_default() += 1;
-        }
-    }
+    let seen = delivered_ids(&maildir);
     let lost: Vec<u32> = acked
         .iter()
         .copied()

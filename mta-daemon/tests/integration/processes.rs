@@ -3,7 +3,7 @@
 //! client's connection and what files root's processes hold open; lspawn refuses the mail
 //! system's own accounts; killing any process of the tree loses no accepted message.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, Write};
 use std::net::TcpStream;
@@ -416,18 +416,7 @@ fn killing_any_process_of_the_tree_loses_nothing_that_got_250() {
     );
     let maildir = joe.join("Maildir");
     let ok = wait_maildir(&maildir, acked.len(), 90);
-    let mut seen: HashMap<u32, usize> = HashMap::new();
-    for m in maildir_messages(&maildir) {
-        if let Some(p) = m.find("X-Id: ") {
-            let id: u32 = m[p + 6..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect::<String>()
-                .parse()
-                .unwrap();
-            *seen.entry(id).or_default() += 1;
-        }
-    }
+    let seen = delivered_ids(&maildir);
     let lost: Vec<u32> = acked
         .iter()
         .copied()

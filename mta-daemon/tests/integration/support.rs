@@ -298,3 +298,21 @@ pub fn account(name: &str) -> Option<(u32, u32)> {
         }
     })
 }
+
+/// How many times each `X-Id: N` header (the crash tests' message numbers) was delivered
+/// into `maildir`.
+pub fn delivered_ids(maildir: &Path) -> std::collections::HashMap<u32, usize> {
+    let mut seen = std::collections::HashMap::new();
+    for m in maildir_messages(maildir) {
+        if let Some(p) = m.find("X-Id: ") {
+            let id: u32 = m[p + 6..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .unwrap();
+            *seen.entry(id).or_default() += 1;
+        }
+    }
+    seen
+}
