@@ -131,10 +131,25 @@ impl Server {
         s
     }
 
+    /// Waits for the greeting, not just the connection: the master binds the listener
+    /// before it starts any child, and the SMTP process starts only once the queue process
+    /// is ready, so a greeting means a message injected now is seen as new.
     fn wait_ready(&self) {
+        use std::io::Write;
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            if let Ok(mut s) = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)) {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = s.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+                let greeting = read_reply(&mut s);
+                if greeting.is_empty() && Instant::now() >= deadline {
+                    break;
+                }
+                // A greeting, or a refusal that closed the connection: the SMTP process runs.
+                if greeting.len() >= 3 {
+                    let _ = s.write_all(b"QUIT\r\n");
+                    let _ = read_reply(&mut s);
+                }
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
