@@ -32,8 +32,9 @@ use mta_core::path::{ForwardPath, ReversePath};
 use mta_core::{Address, Envelope};
 use mta_queue::Queue;
 use mta_queue::submit::{Submission, SubmitError, Submitter};
+use mta_smtp::blocking::{Connection, Policy};
 use mta_smtp::tls::rustls::ServerConfig as TlsConfig;
-use mta_smtp::{Event, ReceivedInfo, Reply, ServerConfig, ServerSession, Verdict};
+use mta_smtp::{ReceivedInfo, Reply, ServerConfig, ServerSession, Verdict};
 use std::os::unix::net::UnixStream;
 
 use crate::limits::{Limits, Reason, Slot};
@@ -78,11 +79,6 @@ pub struct Shared {
     /// Set at shutdown: acceptors stop, sessions answer `421 4.3.2` within a second.
     pub stopping: AtomicBool,
 }
-
-/// Read buffer of a session that has sent little so far.
-const IDLE_READ: usize = 2048;
-/// Read buffer once a client sends full buffers (DATA streaming).
-const BUSY_READ: usize = 64 * 1024;
 
 /// A session thread's stack: address space only, pages become resident as they are
 /// touched. Plain sessions touch a few KB; a TLS handshake (rustls, ring) goes deeper.
@@ -465,7 +461,9 @@ fn session_config(settings: &Settings, client: &Client) -> ServerConfig {
     config
 }
 
-/// Runs one session on a connected stream (also used by `sendmail -bs` on stdio).
+/// Runs one session on a connected stream (also used by `sendmail -bs` on stdio), with
+/// mta-smtp's blocking driver ([`mta_smtp::blocking::serve_connection`]) and this
+/// daemon's rules as its [`Policy`].
 ///
 /// # Errors
 /// I/O errors on the stream.
@@ -475,130 +473,195 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
     client: &mut Client,
     relay_client: bool,
 ) -> io::Result<()> {
-    let config = session_config(&shared.settings.get(), client);
-    let start = Instant::now();
-    let mut session = ServerSession::new(config, start);
-    let mut tx = Transaction::default();
-    // Small buffers while the client is idle (thousands of idle sessions must stay cheap);
-    // the read buffer grows once the client streams DATA.
-    let mut buf = vec![0u8; IDLE_READ];
-    let mut out = Vec::new();
-    loop {
-        let start_tls = handle_events(shared, &mut session, &mut tx, relay_client, client);
-        out.clear();
-        while session.poll_transmit(&mut out) {}
-        if !out.is_empty() {
-            stream.write_all(&out)?;
-            stream.flush()?;
-        }
-        if start_tls {
-            starttls(shared, stream, &mut session, client);
-            continue;
-        }
-        if session.is_closed() {
-            return Ok(());
-        }
-        // SIGTERM: a transaction in progress is void (its body is never committed); a
-        // message that got its 250 is already in the queue.
-        if shared.stopping.load(Ordering::Relaxed) {
-            session.shutdown(&reply(421, "4.3.2 shutting down"));
-            continue;
-        }
-        read_input(stream, &mut session, &mut buf)?;
-    }
-}
-
-/// Runs the session's events until it waits for input; whether it asked for STARTTLS.
-fn handle_events(
-    shared: &Shared,
-    session: &mut ServerSession,
-    tx: &mut Transaction,
-    relay_client: bool,
-    client: &mut Client,
-) -> bool {
-    loop {
-        match next_event(shared, session, tx, relay_client, client) {
-            Step::Idle => return false,
-            Step::Handled => {}
-            Step::StartTls => return true,
-            Step::Decide(v) => {
-                // A refused verdict code is a bug of ours, not the client's: log it.
-                if let Err(e) = session.decide(v) {
-                    log::line(&format!("smtp: internal verdict error: {e}"));
-                }
-            }
-        }
-    }
-}
-
-/// One read from the client into the session, bounded by the session's deadline (a
-/// silent or dripping client is cut off at `timeoutsmtpd`, or below DATA's minimum rate,
-/// never held open forever) and by `STOP_POLL` (so a stop is noticed).
-fn read_input<S: SessionStream + ?Sized>(
-    stream: &mut S,
-    session: &mut ServerSession,
-    buf: &mut Vec<u8>,
-) -> io::Result<()> {
-    let now = Instant::now();
-    let wait = session
-        .poll_timeout()
-        .map(|d| d.saturating_duration_since(now));
-    if wait.is_some_and(|w| w.is_zero()) {
-        session.handle_timeout(now);
-        return Ok(());
-    }
-    stream.set_read_wait(Some(wait.map_or(STOP_POLL, |w| w.min(STOP_POLL))))?;
-    let n = match stream.read(buf) {
-        Ok(n) => n,
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-            ) =>
-        {
-            session.handle_timeout(Instant::now());
-            return Ok(());
-        }
-        Err(e) => return Err(e),
+    let settings = shared.settings.get();
+    let session = ServerSession::new(session_config(&settings, client), Instant::now());
+    let mut link = Link {
+        stream,
+        tls: client.tls_config.clone(),
+        handshake_timeout: settings.timeout_smtpd,
     };
-    if n == 0 {
-        session.handle_eof();
-    } else {
-        let now = Instant::now();
-        session.handle_input(&buf[..n], now);
-        session.handle_timeout(now);
-        if n == buf.len() && buf.len() < BUSY_READ {
-            buf.resize(BUSY_READ, 0);
+    drop(settings);
+    let mut policy = SmtpPolicy {
+        shared,
+        client,
+        tx: Transaction::default(),
+        relay_client,
+        helo: None,
+    };
+    mta_smtp::blocking::serve_connection(&mut link, session, &mut policy)
+}
+
+/// The client's stream as the driver sees it: reads bounded by the session's deadline,
+/// and STARTTLS with the listener's certificate within `timeoutsmtpd`.
+struct Link<'a, S: ?Sized> {
+    stream: &'a mut S,
+    tls: Option<Arc<TlsConfig>>,
+    handshake_timeout: Duration,
+}
+
+impl<S: SessionStream + ?Sized> Read for Link<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
+    }
+}
+
+impl<S: SessionStream + ?Sized> Write for Link<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+impl<S: SessionStream + ?Sized> Connection for Link<'_, S> {
+    fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_wait(wait)
+    }
+    fn start_tls(&mut self) -> io::Result<String> {
+        match self.tls.clone() {
+            Some(config) => self.stream.start_tls(config, self.handshake_timeout),
+            None => Err(io::Error::other("no certificate")),
         }
     }
-    Ok(())
 }
 
-/// The handshake after the session's `220` to STARTTLS went out (RFC 3207): on success
-/// the session forgets the EHLO; on failure it ends.
-fn starttls<S: SessionStream + ?Sized>(
-    shared: &Shared,
-    stream: &mut S,
-    session: &mut ServerSession,
-    client: &mut Client,
-) {
-    if handshake(shared, stream, client) {
-        session.tls_established(Instant::now());
-    } else {
-        session.tls_failed();
+/// qmail-smtpd's rules for one session, answering mta-smtp's driver: the sender and
+/// recipient checks, the message's streaming into the queue and its durable commit, AUTH,
+/// the refusal log lines and counters, and the stop at SIGTERM.
+struct SmtpPolicy<'a> {
+    shared: &'a Shared,
+    client: &'a mut Client,
+    tx: Transaction,
+    relay_client: bool,
+    /// The client's HELO/EHLO name, for the Received line and SPF (forgotten at STARTTLS).
+    helo: Option<String>,
+}
+
+impl Policy for SmtpPolicy<'_> {
+    fn hello(&mut self, name: &str) {
+        self.helo = Some(name.to_owned());
+        self.tx = Transaction::default();
     }
-}
 
-/// What handling one event led to.
-enum Step {
-    /// No event was waiting.
-    Idle,
-    /// An event that needs no verdict was handled.
-    Handled,
-    /// The event needs this verdict.
-    Decide(Verdict),
-    /// STARTTLS: send the `220`, then run the handshake.
-    StartTls,
+    fn mail(&mut self, path: &ReversePath, _: &mta_smtp::MailParams) -> Verdict {
+        let (shared, client) = (self.shared, &*self.client);
+        self.tx = Transaction::default();
+        let sender = match path {
+            ReversePath::Null => Address::null(),
+            ReversePath::Mailbox(m) => m.to_address(),
+        };
+        self.tx.bad_sender = shared.settings.get().is_bad_sender(&sender);
+        let mut verdict = sender_allowed(shared, client, &sender);
+        if matches!(verdict, Verdict::Accept) && !trusted(self.relay_client, client) {
+            verdict = spf_at_mail(shared, &mut self.tx, client, self.helo.as_deref(), &sender);
+        }
+        self.tx.sender = Some(sender);
+        verdict
+    }
+
+    fn rcpt(&mut self, path: &ForwardPath, _: &mta_smtp::RcptParams) -> Verdict {
+        // A successful AUTH may relay.
+        let relay = self.relay_client || self.client.login.is_some();
+        rcpt(self.shared, &mut self.tx, path, relay, self.client)
+    }
+
+    fn data_start(&mut self) -> Verdict {
+        let check = !trusted(self.relay_client, self.client) && self.shared.verifier.is_some();
+        data_start(
+            self.shared,
+            &mut self.tx,
+            self.client,
+            self.helo.as_deref(),
+            check,
+        )
+    }
+
+    fn data_chunk(&mut self, chunk: &[u8]) {
+        let tx = &mut self.tx;
+        if let Some(inc) = tx.incoming.as_mut()
+            && !tx.write_failed
+            && inc.write(chunk).is_err()
+        {
+            tx.write_failed = true;
+        }
+    }
+
+    fn data_end(&mut self, _: &mta_smtp::DataSummary) -> Verdict {
+        data_end(self.shared, &mut self.tx, self.client, self.helo.as_deref())
+    }
+
+    fn data_rejected(&mut self, error: mta_smtp::DataError) {
+        refused(
+            self.shared,
+            self.client.ip,
+            Reason::BadMessage,
+            &error.to_string(),
+        );
+        self.tx = Transaction::default();
+    }
+
+    fn auth(&mut self, credentials: &mta_smtp::Credentials) -> Verdict {
+        auth(self.shared, self.client, credentials)
+    }
+
+    fn reset(&mut self) {
+        self.tx = Transaction::default();
+    }
+
+    fn tls_started(&mut self, described: &str) {
+        log_tls(self.client, described);
+        self.client.tls = Some(described.to_owned());
+        self.helo = None;
+    }
+
+    fn tls_failed(&mut self, error: &io::Error) {
+        log::line(&format!(
+            "smtp: tls handshake with {} failed: {}",
+            self.client.name,
+            log::safe(error.to_string().as_bytes())
+        ));
+    }
+
+    fn timed_out(&mut self) {
+        let limit = format!(
+            "timeoutsmtpd {}",
+            self.shared.settings.get().timeout_smtpd.as_secs()
+        );
+        refused(self.shared, self.client.ip, Reason::Timeout, &limit);
+        self.tx = Transaction::default();
+    }
+
+    fn too_many_recipients(&mut self) {
+        let limit = format!("maxrcpt {}", self.shared.settings.get().max_rcpt);
+        refused(
+            self.shared,
+            self.client.ip,
+            Reason::TooManyRecipients,
+            &limit,
+        );
+    }
+
+    fn aborted(&mut self, reason: mta_smtp::AbortReason) {
+        if reason == mta_smtp::AbortReason::TooManyErrors {
+            let limit = format!("maxerrors {}", self.shared.settings.get().max_errors);
+            refused(self.shared, self.client.ip, Reason::TooManyErrors, &limit);
+        }
+        self.tx = Transaction::default();
+    }
+
+    /// SIGTERM: a transaction in progress is void (its body is never committed); a
+    /// message that got its 250 is already in the queue.
+    fn stop(&mut self) -> Option<Reply> {
+        self.shared
+            .stopping
+            .load(Ordering::Relaxed)
+            .then(|| reply(421, "4.3.2 shutting down"))
+    }
+
+    fn stop_poll(&self) -> Option<Duration> {
+        Some(STOP_POLL)
+    }
 }
 
 /// The client of a session, for Received lines, refusal logs and TLS.
@@ -636,88 +699,6 @@ impl Client {
             login: None,
         }
     }
-}
-
-/// Handles the next event, if any.
-fn next_event(
-    shared: &Shared,
-    session: &mut ServerSession,
-    tx: &mut Transaction,
-    relay_client: bool,
-    client: &mut Client,
-) -> Step {
-    let helo = session.client_name().map(str::to_owned);
-    let Some(ev) = session.poll_event() else {
-        return Step::Idle;
-    };
-    let verdict = match ev {
-        Event::Mail { path, .. } => {
-            *tx = Transaction::default();
-            let sender = match path {
-                ReversePath::Null => Address::null(),
-                ReversePath::Mailbox(m) => m.to_address(),
-            };
-            tx.bad_sender = shared.settings.get().is_bad_sender(&sender);
-            let mut verdict = sender_allowed(shared, client, &sender);
-            if matches!(verdict, Verdict::Accept) && !trusted(relay_client, client) {
-                verdict = spf_at_mail(shared, tx, client, helo.as_deref(), &sender);
-            }
-            tx.sender = Some(sender);
-            Some(verdict)
-        }
-        Event::Auth(credentials) => Some(auth(shared, client, &credentials)),
-        Event::Rcpt { path, .. } => {
-            // A successful AUTH may relay.
-            let relay = relay_client || client.login.is_some();
-            Some(rcpt(shared, tx, &path, relay, client))
-        }
-        Event::DataStart => {
-            let check = !trusted(relay_client, client) && shared.verifier.is_some();
-            Some(data_start(shared, tx, client, helo.as_deref(), check))
-        }
-        Event::StartTls => return Step::StartTls,
-        Event::DataChunk(chunk) => {
-            if let Some(inc) = tx.incoming.as_mut()
-                && !tx.write_failed
-                && inc.write(chunk).is_err()
-            {
-                tx.write_failed = true;
-            }
-            None
-        }
-        Event::DataEnd(_) => Some(data_end(shared, tx, client, helo.as_deref())),
-        Event::TooManyRecipients => {
-            let limit = format!("maxrcpt {}", shared.settings.get().max_rcpt);
-            refused(shared, client.ip, Reason::TooManyRecipients, &limit);
-            None
-        }
-        Event::Timeout => {
-            let limit = format!(
-                "timeoutsmtpd {}",
-                shared.settings.get().timeout_smtpd.as_secs()
-            );
-            refused(shared, client.ip, Reason::Timeout, &limit);
-            *tx = Transaction::default();
-            None
-        }
-        Event::DataRejected(e) => {
-            refused(shared, client.ip, Reason::BadMessage, &e.to_string());
-            *tx = Transaction::default();
-            None
-        }
-        Event::Aborted(mta_smtp::AbortReason::TooManyErrors) => {
-            let limit = format!("maxerrors {}", shared.settings.get().max_errors);
-            refused(shared, client.ip, Reason::TooManyErrors, &limit);
-            *tx = Transaction::default();
-            None
-        }
-        Event::Rset | Event::Helo { .. } | Event::Ehlo { .. } | Event::Aborted(_) => {
-            *tx = Transaction::default();
-            None
-        }
-        _ => None,
-    };
-    verdict.map_or(Step::Handled, Step::Decide)
 }
 
 /// AUTH: the lockout, then the password check; logs `auth ok|fail LOGIN IP`, never the

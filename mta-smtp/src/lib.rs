@@ -18,7 +18,10 @@
 //! - [`blocking`] (feature `blocking`, default): `serve` and `deliver` over any
 //!   [`blocking::Transport`] (`TcpStream`, `UnixStream`, an in-memory pipe), and
 //!   `serve_with`/`deliver_with` taking a STARTTLS hook. The server's `Policy::data_end`
-//!   gets the envelope and the peer in its [`DataSummary`].
+//!   gets the envelope and the peer in its [`DataSummary`]. `serve_connection` is the one
+//!   server loop under all of them: over a [`blocking::Connection`] that upgrades itself
+//!   to TLS, with `Policy` hooks for timeouts, limits, aborts and a server's stop (`mta
+//!   serve`'s SMTP process runs on it).
 //!
 //! ## Behaviour, and where it differs from qmail on purpose
 //!

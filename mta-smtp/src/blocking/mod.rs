@@ -2,10 +2,14 @@
 //! byte stream that implements [`Transport`] (`TcpStream`, `UnixStream`, or your own
 //! in-memory pipe), one thread per connection.
 //!
-//! Reads go through a 64 KiB buffer (no per-byte system calls); each batch of replies is
-//! written with one `write_all`, which is what makes PIPELINING cheap. The session's
-//! `poll_timeout` becomes the socket's read timeout (through [`Transport::timeouts`]). This
-//! module is the only place in the crate that reads the clock.
+//! Every server entry point ([`serve`], [`serve_with`], [`serve_connection`], and
+//! `tls::serve_implicit`) runs the one session loop of [`serve_connection`]: reads go
+//! through a 2 KiB buffer that grows to 64 KiB once a client fills it (an idle session
+//! stays small; a client streaming DATA costs no per-byte system calls), and each batch of
+//! replies is written with one `write_all`, which is what makes PIPELINING cheap. The
+//! session's `poll_timeout` becomes the connection's read timeout (through
+//! [`Transport::timeouts`] or [`Connection::set_read_wait`]). This module is the only place
+//! in the crate that reads the clock.
 //!
 //! ```
 //! # #[cfg(unix)] {
@@ -43,9 +47,13 @@ mod server;
 pub use client::{deliver, deliver_with};
 #[cfg(feature = "rustls")]
 pub(crate) use server::serve_stream;
-pub use server::{Policy, serve, serve_with};
+pub use server::{Connection, Policy, serve, serve_connection, serve_with};
 
+/// The read buffer of a busy connection (the client driver's, and a server session's once
+/// a read filled [`IDLE_BUF`]).
 const BUF: usize = 64 * 1024;
+/// A server session's first read buffer: enough for a pipelined envelope.
+const IDLE_BUF: usize = 2048;
 
 /// Something TLS-wrapped (or not) to talk SMTP over, for [`deliver_with`]'s upgrade hook.
 pub trait Stream: Read + Write {}
@@ -178,17 +186,26 @@ impl<S: Read + Write> Conn<S> {
     /// TLS is up. After a failed handshake the connection is [`Conn::Gone`]; without a hook,
     /// or when the connection is not plain, it stays as it was.
     pub(crate) fn start_tls(&mut self, upgrade: Option<&mut TlsUpgrade<'_, S>>) -> bool {
+        self.upgrade(upgrade).is_ok()
+    }
+
+    /// [`Conn::start_tls`] with the reason a handshake did not happen.
+    pub(crate) fn upgrade(&mut self, upgrade: Option<&mut TlsUpgrade<'_, S>>) -> io::Result<()> {
         match (std::mem::replace(self, Conn::Gone), upgrade) {
-            (Conn::Plain(plain), Some(upgrade)) => match upgrade(plain) {
-                Ok(encrypted) => {
-                    *self = Conn::Tls(encrypted);
-                    true
-                }
-                Err(_) => false,
-            },
-            (other, _) => {
+            (Conn::Plain(plain), Some(upgrade)) => {
+                *self = Conn::Tls(upgrade(plain)?);
+                Ok(())
+            }
+            (other, upgrade) => {
                 *self = other;
-                false
+                Err(io::Error::new(
+                    ErrorKind::Unsupported,
+                    if upgrade.is_none() {
+                        "no TLS on this connection"
+                    } else {
+                        "already encrypted"
+                    },
+                ))
             }
         }
     }

@@ -1,5 +1,6 @@
-//! The blocking server driver: [`serve`] and [`serve_with`] run a [`ServerSession`] over a
-//! [`Transport`], answering events through a [`Policy`].
+//! The blocking server driver: [`serve_connection`] runs a [`ServerSession`] over a
+//! [`Connection`], answering events through a [`Policy`]; [`serve`] and [`serve_with`] are
+//! that loop over a [`Transport`].
 
 // The driver owns the clock; the state machines never read it (see clippy.toml).
 #![allow(clippy::disallowed_methods)]
@@ -9,11 +10,42 @@ use std::time::{Duration, Instant};
 
 use mta_core::path::{ForwardPath, ReversePath};
 
-use super::{BUF, Conn, Timeouts, TlsUpgrade, Transport};
+use super::{BUF, Conn, IDLE_BUF, Timeouts, TlsUpgrade, Transport};
 use crate::{
-    Credentials, DataError, DataSummary, Event, MailParams, RcptParams, Reply, ServerConfig,
-    ServerSession, Verdict,
+    AbortReason, Credentials, DataError, DataSummary, Event, MailParams, RcptParams, Reply,
+    ServerConfig, ServerSession, Verdict,
 };
+
+/// A connection that [`serve_connection`] runs a session over and that upgrades itself to
+/// TLS in place: a daemon's socket that is plain or encrypted, or stdin and stdout (as
+/// `sendmail -bs`). Both methods have defaults: reads block until input or EOF, and STARTTLS
+/// fails (the session then ends, as RFC 3207 §4.1 lets a server do after a failed
+/// negotiation). A [`Transport`] is adapted by [`serve`] and [`serve_with`].
+pub trait Connection: Read + Write {
+    /// Limits the next read to `wait` (`None`: no limit). A read that runs out returns
+    /// `WouldBlock` or `TimedOut`, as a socket's read timeout does.
+    ///
+    /// # Errors
+    /// The limit could not be set (a socket option failing).
+    fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        let _ = wait;
+        Ok(())
+    }
+
+    /// STARTTLS, after the session's `220 2.0.0 ready to start TLS` went out: runs the
+    /// server handshake and goes on encrypted. Returns a description of what was negotiated
+    /// (e.g. `TLSv1.3 TLS13_AES_256_GCM_SHA384`), given to [`Policy::tls_started`].
+    ///
+    /// # Errors
+    /// The handshake failed or timed out, or this connection cannot do TLS; the session
+    /// then ends ([`Policy::tls_failed`]).
+    fn start_tls(&mut self) -> io::Result<String> {
+        Err(io::Error::new(
+            ErrorKind::Unsupported,
+            "no TLS on this connection",
+        ))
+    }
+}
 
 /// The application side of [`serve`]: every method has a permissive default, so a sink
 /// needs only `data_chunk` and `data_end`.
@@ -66,6 +98,35 @@ pub trait Policy {
     }
     /// RSET, or the end of the session: discard any transaction state.
     fn reset(&mut self) {}
+    /// TLS is up after STARTTLS (`described` comes from [`Connection::start_tls`]; empty
+    /// from a [`TlsUpgrade`] hook). The session forgot the client's HELO and transaction
+    /// (RFC 3207 §4.2): the next [`Policy::hello`] is the one that counts.
+    fn tls_started(&mut self, described: &str) {
+        let _ = described;
+    }
+    /// The STARTTLS handshake failed; the session ends.
+    fn tls_failed(&mut self, error: &io::Error) {
+        let _ = error;
+    }
+    /// The client did not send a command in time or fell below DATA's minimum rate;
+    /// `421 4.4.2` went out and the session ends ([`Event::Timeout`]).
+    fn timed_out(&mut self) {}
+    /// A RCPT beyond `max_recipients` was refused with `452` ([`Event::TooManyRecipients`]).
+    fn too_many_recipients(&mut self) {}
+    /// The session ended for `reason` ([`Event::Aborted`]); any transaction is void.
+    fn aborted(&mut self, reason: AbortReason) {
+        let _ = reason;
+    }
+    /// Asked before every read: `Some(reply)` ends the session with `reply` (a server
+    /// stopping answers `421 4.3.2`); a transaction in progress is void.
+    fn stop(&mut self) -> Option<Reply> {
+        None
+    }
+    /// The longest a read may wait before [`Policy::stop`] is asked again (`None`: until
+    /// the session's own deadline). A policy whose `stop` can change sets this.
+    fn stop_poll(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Runs one server session on `stream` (a `TcpStream`, a `UnixStream`, or any
@@ -110,13 +171,12 @@ pub fn serve_with<S: Transport>(
     if let Some(peer) = peer {
         session = session.with_peer(peer);
     }
-    run(
-        Conn::Plain(stream),
-        &*timeouts,
-        session,
-        policy,
-        tls.as_mut(),
-    )
+    let mut conn = Adapted {
+        conn: Conn::Plain(stream),
+        timeouts: &*timeouts,
+        tls: tls.as_mut(),
+    };
+    serve_connection(&mut conn, session, policy)
 }
 
 /// [`serve_with`] on a stream that is encrypted already (implicit TLS); `socket` is the
@@ -132,57 +192,135 @@ pub(crate) fn serve_stream(
     if let Ok(peer) = socket.peer_addr() {
         session = session.with_peer(peer);
     }
-    run::<std::net::TcpStream>(Conn::Tls(stream), socket, session, policy, None)
+    let mut conn = Adapted::<std::net::TcpStream> {
+        conn: Conn::Tls(stream),
+        timeouts: socket,
+        tls: None,
+    };
+    serve_connection(&mut conn, session, policy)
 }
 
-fn run<S: Read + Write>(
-    mut conn: Conn<S>,
-    socket: &dyn Timeouts,
-    mut s: ServerSession,
+/// A [`Transport`] (plain, or encrypted by a [`TlsUpgrade`] hook) as a [`Connection`].
+struct Adapted<'a, 'h, S> {
+    conn: Conn<S>,
+    timeouts: &'a dyn Timeouts,
+    tls: Option<&'a mut TlsUpgrade<'h, S>>,
+}
+
+impl<S: Read + Write> Read for Adapted<'_, '_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.conn.io()?.read(buf)
+    }
+}
+
+impl<S: Read + Write> Write for Adapted<'_, '_, S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.conn.io()?.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.conn.io()?.flush()
+    }
+}
+
+impl<S: Read + Write> Connection for Adapted<'_, '_, S> {
+    fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
+        self.timeouts
+            .set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))))
+    }
+    fn start_tls(&mut self) -> io::Result<String> {
+        self.conn.upgrade(self.tls.as_deref_mut())?;
+        Ok(String::new())
+    }
+}
+
+/// Runs one server session over `conn` until QUIT, timeout, EOF, a fatal error or
+/// [`Policy::stop`]: the loop every server entry point of this module shares.
+///
+/// The caller made `session` (with [`ServerSession::with_peer`] for a network client) and
+/// set any write timeout on the connection. Each turn hands the session's events to
+/// `policy` and applies its verdicts, writes the replies in one batch, runs STARTTLS
+/// through [`Connection::start_tls`], asks [`Policy::stop`], then reads once, waiting at
+/// most until the session's deadline ([`ServerSession::poll_timeout`]: `421 4.4.2` when
+/// it passes) or [`Policy::stop_poll`]. [`Policy::reset`] runs when the session ends.
+///
+/// A verdict of the wrong class for its event (a `250` to a refusal, say) is replaced by
+/// `451 local error in policy`: the session fails safe, temporarily.
+///
+/// # Errors
+/// Read and write errors other than read timeouts, as qmail-smtpd exited on them.
+pub fn serve_connection<C: Connection + ?Sized>(
+    conn: &mut C,
+    mut session: ServerSession,
     policy: &mut impl Policy,
-    mut tls: Option<&mut TlsUpgrade<'_, S>>,
 ) -> io::Result<()> {
-    let mut buf = vec![0u8; BUF];
-    let mut out = Vec::with_capacity(4096);
-    let result = loop {
-        let start_tls = drain_server_events(&mut s, policy);
-        if s.poll_transmit(&mut out)
-            && let Err(e) = conn.write_out(&mut out)
-        {
-            break Err(e);
+    let result = run(conn, &mut session, policy);
+    policy.reset();
+    result
+}
+
+fn run<C: Connection + ?Sized>(
+    conn: &mut C,
+    s: &mut ServerSession,
+    policy: &mut impl Policy,
+) -> io::Result<()> {
+    // Small while the client is idle (thousands of idle sessions must stay cheap); the
+    // buffer grows once the client fills it, streaming DATA.
+    let mut buf = vec![0u8; IDLE_BUF];
+    let mut out = Vec::new();
+    loop {
+        let start_tls = drain_server_events(s, policy);
+        out.clear();
+        if s.poll_transmit(&mut out) {
+            conn.write_all(&out)?;
+            conn.flush()?;
         }
         if start_tls {
-            if conn.start_tls(tls.as_deref_mut()) {
-                s.tls_established(Instant::now());
-            }
-            if !s.is_tls() {
-                s.tls_failed();
+            match conn.start_tls() {
+                Ok(described) => {
+                    s.tls_established(Instant::now());
+                    policy.tls_started(&described);
+                }
+                Err(e) => {
+                    policy.tls_failed(&e);
+                    s.tls_failed();
+                }
             }
             continue;
         }
         if s.is_closed() {
-            break Ok(());
+            return Ok(());
         }
-        let wait = s
-            .poll_timeout()
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        if wait.is_some_and(|w| w.is_zero()) {
-            s.handle_timeout(Instant::now());
+        if let Some(reply) = policy.stop() {
+            s.shutdown(&reply);
             continue;
         }
-        socket.set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))))?;
-        match conn.io().and_then(|io| io.read(&mut buf)) {
+        let now = Instant::now();
+        let wait = s.poll_timeout().map(|d| d.saturating_duration_since(now));
+        if wait.is_some_and(|w| w.is_zero()) {
+            s.handle_timeout(now);
+            continue;
+        }
+        let wait = match (wait, policy.stop_poll()) {
+            (Some(w), Some(p)) => Some(w.min(p)),
+            (w, p) => w.or(p),
+        };
+        conn.set_read_wait(wait)?;
+        match conn.read(&mut buf) {
             Ok(0) => s.handle_eof(),
-            Ok(n) => s.handle_input(&buf[..n], Instant::now()),
+            Ok(n) => {
+                s.handle_input(&buf[..n], Instant::now());
+                if n == buf.len() && buf.len() < BUF {
+                    buf.resize(BUF, 0);
+                }
+            }
+            // The deadline, or a stop poll: the session decides whether time is up.
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 s.handle_timeout(Instant::now());
             }
             Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => break Err(e),
+            Err(e) => return Err(e),
         }
-    };
-    policy.reset();
-    result
+    }
 }
 
 /// Hands events to the policy and applies its verdicts; returns true on STARTTLS.
@@ -216,6 +354,18 @@ fn drain_server_events(s: &mut ServerSession, policy: &mut impl Policy) -> bool 
                 None
             }
             Some(Event::Auth(credentials)) => Some(policy.auth(&credentials)),
+            Some(Event::Timeout) => {
+                policy.timed_out();
+                None
+            }
+            Some(Event::TooManyRecipients) => {
+                policy.too_many_recipients();
+                None
+            }
+            Some(Event::Aborted(reason)) => {
+                policy.aborted(reason);
+                None
+            }
             Some(_) => None,
         };
         if let Some(v) = verdict

@@ -434,3 +434,214 @@ fn serve_over_an_in_memory_script() {
     );
     assert_eq!(policy.seen[0].0, Envelope::new("a@x", ["b@y"]));
 }
+
+/// Records which of the [`Policy`] hooks the driver called, in order.
+#[derive(Default)]
+struct Calls {
+    log: Vec<String>,
+    /// Set by the test to make `stop` answer `421 4.3.2`.
+    stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Policy for Calls {
+    fn hello(&mut self, name: &str) {
+        self.log.push(format!("hello {name}"));
+    }
+    fn reset(&mut self) {
+        self.log.push("reset".into());
+    }
+    fn tls_started(&mut self, described: &str) {
+        self.log.push(format!("tls {described}"));
+    }
+    fn tls_failed(&mut self, error: &std::io::Error) {
+        self.log.push(format!("tls failed: {error}"));
+    }
+    fn timed_out(&mut self) {
+        self.log.push("timed out".into());
+    }
+    fn too_many_recipients(&mut self) {
+        self.log.push("too many recipients".into());
+    }
+    fn aborted(&mut self, reason: mta_smtp::AbortReason) {
+        self.log.push(format!("aborted {reason:?}"));
+    }
+    fn stop(&mut self) -> Option<mta_smtp::Reply> {
+        let stop = self.stop.as_ref()?;
+        stop.load(std::sync::atomic::Ordering::SeqCst)
+            .then(|| mta_smtp::Reply::new(421, "4.3.2 shutting down").unwrap())
+    }
+    fn stop_poll(&self) -> Option<Duration> {
+        self.stop.as_ref().map(|_| Duration::from_millis(20))
+    }
+}
+
+/// A scripted client that hands over one line per read (so nothing is pipelined behind
+/// STARTTLS), on a connection that "upgrades" in place without encrypting.
+struct LineScript {
+    lines: std::collections::VecDeque<&'static [u8]>,
+    output: Vec<u8>,
+}
+impl Read for LineScript {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(line) = self.lines.pop_front() else {
+            return Ok(0);
+        };
+        buf[..line.len()].copy_from_slice(line);
+        Ok(line.len())
+    }
+}
+impl Write for LineScript {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.output.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+impl mta_smtp::blocking::Connection for LineScript {
+    fn start_tls(&mut self) -> std::io::Result<String> {
+        Ok("null tls".into())
+    }
+}
+
+/// Issue 14 (one SMTP driver): `serve_connection` runs STARTTLS through the connection and
+/// tells the policy, and reports the recipient limit, the error limit and the session's
+/// end: what a daemon logs and counts.
+#[test]
+fn serve_connection_reports_tls_limits_and_the_end_to_the_policy() {
+    let mut cfg = ServerConfig::new("mx.test");
+    cfg.offer_starttls = true;
+    cfg.max_recipients = 1;
+    cfg.max_errors = 2;
+    let mut conn = LineScript {
+        lines: [
+            &b"EHLO c\r\n"[..],
+            b"STARTTLS\r\n",
+            b"EHLO d\r\n",
+            b"MAIL FROM:<a@x>\r\n",
+            b"RCPT TO:<b@y>\r\n",
+            b"RCPT TO:<c@y>\r\n",
+            b"BAD\r\n",
+            b"BAD\r\n",
+            b"BAD\r\n",
+        ]
+        .into(),
+        output: Vec::new(),
+    };
+    let mut policy = Calls::default();
+    let session = ServerSession::new(cfg, Instant::now());
+    mta_smtp::blocking::serve_connection(&mut conn, session, &mut policy).unwrap();
+    let transcript = String::from_utf8(conn.output).unwrap();
+    assert!(
+        transcript.contains("220 2.0.0 ready to start TLS\r\n"),
+        "{transcript}"
+    );
+    assert!(transcript.contains("\r\n452 "), "{transcript}");
+    assert!(
+        transcript.ends_with("\r\n421 4.7.0 too many errors\r\n"),
+        "{transcript}"
+    );
+    assert_eq!(
+        policy.log,
+        [
+            "hello c",
+            "tls null tls",
+            "hello d",
+            "too many recipients",
+            "aborted TooManyErrors",
+            "reset"
+        ],
+        "{transcript}"
+    );
+}
+
+/// A Unix socket as a [`mta_smtp::blocking::Connection`]: reads bounded as the driver asks.
+#[cfg(unix)]
+struct Socket(std::os::unix::net::UnixStream);
+#[cfg(unix)]
+impl Read for Socket {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+#[cfg(unix)]
+impl Write for Socket {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+#[cfg(unix)]
+impl mta_smtp::blocking::Connection for Socket {
+    fn set_read_wait(&mut self, wait: Option<Duration>) -> std::io::Result<()> {
+        self.0.set_read_timeout(wait)
+    }
+}
+
+/// Runs `serve_connection` on one end of a socket pair in a thread.
+#[cfg(unix)]
+fn serve_pair(
+    cfg: ServerConfig,
+    mut policy: Calls,
+) -> (
+    std::os::unix::net::UnixStream,
+    thread::JoinHandle<(std::io::Result<()>, Vec<String>)>,
+) {
+    let (server_end, client_end) = std::os::unix::net::UnixStream::pair().unwrap();
+    let h = thread::spawn(move || {
+        let session = ServerSession::new(cfg, Instant::now());
+        let r = mta_smtp::blocking::serve_connection(&mut Socket(server_end), session, &mut policy);
+        (r, policy.log)
+    });
+    client_end
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (client_end, h)
+}
+
+/// A server that is stopping: a silent client is told `421 4.3.2` within the policy's
+/// stop poll, long before the session's own 60 s deadline.
+#[cfg(unix)]
+#[test]
+fn serve_connection_stop_ends_a_silent_session_with_the_policys_reply() {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut cfg = ServerConfig::new("mx.test");
+    cfg.timeout = Duration::from_secs(60);
+    let policy = Calls {
+        stop: Some(std::sync::Arc::clone(&flag)),
+        ..Calls::default()
+    };
+    let (mut c, server) = serve_pair(cfg, policy);
+    c.write_all(b"HELO c\r\n").unwrap();
+    let mut first = [0u8; 64];
+    let mut got = 0;
+    while !String::from_utf8_lossy(&first[..got]).contains("250 mx.test\r\n") {
+        got += c.read(&mut first[got..]).unwrap();
+    }
+    let start = Instant::now();
+    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut rest = String::new();
+    c.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "421 4.3.2 shutting down\r\n");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    let (r, log) = server.join().unwrap();
+    r.unwrap();
+    assert_eq!(log, ["hello c", "aborted Shutdown", "reset"]);
+}
+
+/// A silent client gets `421 4.4.2` at the session's deadline, and the policy hears of it.
+#[cfg(unix)]
+#[test]
+fn serve_connection_times_out_a_silent_client_and_tells_the_policy() {
+    let mut cfg = ServerConfig::new("mx.test");
+    cfg.timeout = Duration::from_millis(200);
+    let (mut c, server) = serve_pair(cfg, Calls::default());
+    let mut got = String::new();
+    c.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "220 mx.test ESMTP\r\n421 4.4.2 timeout\r\n");
+    let (r, log) = server.join().unwrap();
+    r.unwrap();
+    assert_eq!(log, ["timed out", "reset"]);
+}
