@@ -580,15 +580,13 @@ impl mta_smtp::blocking::Connection for Socket {
     }
 }
 
+/// The server thread of [`serve_pair`]: the session's result and the policy's log.
+#[cfg(unix)]
+type Served = thread::JoinHandle<(std::io::Result<()>, Vec<String>)>;
+
 /// Runs `serve_connection` on one end of a socket pair in a thread.
 #[cfg(unix)]
-fn serve_pair(
-    cfg: ServerConfig,
-    mut policy: Calls,
-) -> (
-    std::os::unix::net::UnixStream,
-    thread::JoinHandle<(std::io::Result<()>, Vec<String>)>,
-) {
+fn serve_pair(cfg: ServerConfig, mut policy: Calls) -> (std::os::unix::net::UnixStream, Served) {
     let (server_end, client_end) = std::os::unix::net::UnixStream::pair().unwrap();
     let h = thread::spawn(move || {
         let session = ServerSession::new(cfg, Instant::now());
@@ -608,7 +606,7 @@ fn serve_pair(
 fn serve_connection_stop_ends_a_silent_session_with_the_policys_reply() {
     let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut cfg = ServerConfig::new("mx.test");
-    cfg.timeout = Duration::from_secs(60);
+    cfg.timeout = Duration::from_mins(1);
     let policy = Calls {
         stop: Some(std::sync::Arc::clone(&flag)),
         ..Calls::default()
