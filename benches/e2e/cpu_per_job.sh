@@ -11,7 +11,8 @@
 BIN=$1; N=${2:-20000}; DOM=${3:-2000}
 HERE=$(cd "$(dirname "$0")" && pwd)
 D=$(mktemp -d /var/tmp/cpujob.XXXXXX); chmod 755 "$D"
-PORT=$((20000 + RANDOM % 20000)); SINK=$((PORT + 1))
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT=$(free_port); SINK=$(free_port)
 "$BIN" --root "$D/r" init --hostname example.org >/dev/null
 echo "127.0.0.1:$PORT" >"$D/r/control/listen"
 echo $((N + 100)) >"$D/r/control/maxrcpt"
@@ -28,7 +29,11 @@ percomm() { for p in $(tree $M); do s=($(cut -d' ' -f14,15 /proc/$p/stat 2>/dev/
 P0=$(percomm); C0=$(cpu); F0=$(flushes); T0=$(date +%s.%N)
 python3 "$HERE/smtpload.py" list 127.0.0.1 "$PORT" bench@example.com 'r{i}@d{d}.test' "$N" 2048 "$DOM" >/dev/null ||
     echo "submission failed" >&2
-while [ "$(grep -c ': success' "$D/log")" -lt "$N" ]; do sleep 0.05; done
+for ((i = 0; i < 6000; i++)); do # at most ten minutes
+    [ "$(grep -c ': success' "$D/log")" -ge "$N" ] && break
+    kill -0 $M 2>/dev/null || { echo "mta serve died:" >&2; tail -3 "$D/log" >&2; break; }
+    sleep 0.1
+done
 T1=$(date +%s.%N); C1=$(cpu); F1=$(flushes); P1=$(percomm)
 HZ=$(getconf CLK_TCK)
 join <(echo "$P0") <(echo "$P1") | awk '{ printf "%s %d ticks  ", $1, $3 - $2 } END { print "" }'

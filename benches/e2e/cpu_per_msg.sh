@@ -13,12 +13,12 @@
 # during the load (issue 20's metrics cost; the scraper's own CPU is not counted).
 BIN=$1; N=${2:-5000}
 D=$(mktemp -d /var/tmp/cpu.XXXXXX); chmod 755 $D
-PORT=$((20000 + RANDOM % 20000))
+PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 $BIN --root $D/r init --hostname example.org >/dev/null
 mkdir -p $D/home/joe/Maildir/{tmp,new,cur}; chown -R 65534:65534 $D/home/joe; chmod 755 $D/home
 echo "=joe:joe:65534:65534:$D/home/joe:::" > $D/r/users/assign; echo . >> $D/r/users/assign
 echo "127.0.0.1:$PORT" > $D/r/control/listen; echo 200 > $D/r/control/concurrencyperip
-MPORT=$((PORT + 1))
+MPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 [ -n "${CPU_METRICS:-}" ] && echo "127.0.0.1:$MPORT" > $D/r/control/metrics
 $BIN --root $D/r serve 2> $D/log & M=$!
 for i in $(seq 50); do nc -z 127.0.0.1 $PORT 2>/dev/null && break; sleep 0.1; done
@@ -31,7 +31,11 @@ if [ -n "${CPU_METRICS:-}" ]; then
     (while sleep 1; do curl -sf http://127.0.0.1:$MPORT/metrics >/dev/null || echo "scrape failed" >&2; done) & S=$!
 fi
 smtp-source -m $N -s 10 -l 2048 -f a@example.net -t joe@example.org 127.0.0.1:$PORT
-while [ $(ls $D/home/joe/Maildir/new | wc -l) -lt $N ]; do sleep 0.05; done
+for ((i = 0; i < 12000; i++)); do # at most ten minutes
+    [ $(ls $D/home/joe/Maildir/new | wc -l) -ge $N ] && break
+    kill -0 $M 2>/dev/null || { echo "mta serve died:" >&2; tail -3 $D/log >&2; break; }
+    sleep 0.05
+done
 T1=$(date +%s.%N)
 C1=$(cpu)
 [ -n "${S:-}" ] && kill $S
