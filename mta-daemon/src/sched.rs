@@ -110,6 +110,17 @@ pub enum Input {
     Shutdown,
 }
 
+/// The marks of one message while a [`Finish::Mark`] of it is out.
+#[derive(Debug, Default)]
+struct Marking {
+    /// How many jobs' marks the one out carries.
+    out: usize,
+    /// Later jobs' marks, in the order their results came.
+    waiting: Vec<(u32, Status)>,
+    /// How many jobs `waiting` holds.
+    waiting_jobs: usize,
+}
+
 /// Scheduler settings (from the control files).
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -167,6 +178,8 @@ pub struct Scheduler {
     removed_early: HashSet<MessageId>,
     /// Tasks handed to the finishing pool and not yet reported.
     finishing: usize,
+    /// Messages with a [`Finish::Mark`] out, and the marks that wait for it to return.
+    marking: HashMap<MessageId, Marking>,
     next_delivery: u64,
     stopping: bool,
     /// The messages queued before this process started, when the caller knows them.
@@ -207,6 +220,7 @@ impl Scheduler {
             births: HashMap::new(),
             removed_early: HashSet::new(),
             finishing: 0,
+            marking: HashMap::new(),
             next_delivery: 1,
             queued_at_start: None,
             stopping: false,
@@ -326,6 +340,45 @@ impl Scheduler {
         }
     }
 
+    /// Makes one job's marks durable: at once when no mark of the message is out,
+    /// otherwise together with every other job's that waits for it to return. A message
+    /// whose jobs finish one after another (a thousand domains of one message) then costs
+    /// one fsync per round trip of the finishing pool, not one per job; each job's results
+    /// still count only once durable (the state machine hears of them after the fsync).
+    fn mark(&mut self, id: MessageId, marks: Vec<(u32, Status)>) {
+        let m = self.marking.entry(id).or_default();
+        if m.out > 0 {
+            m.waiting.extend(marks);
+            m.waiting_jobs += 1;
+        } else {
+            m.out = 1;
+            self.finish(Finish::Mark(id, marks));
+        }
+    }
+
+    /// A [`Finish::Mark`] of `id` returned: every job it carried is confirmed to the state
+    /// machine, and the marks that waited meanwhile go out together.
+    fn marked(&mut self, id: MessageId) {
+        let confirmed = self.marking.get(&id).map_or(1, |m| m.out);
+        for _ in 0..confirmed {
+            // Unknown only when the message was deleted meanwhile.
+            let _ = self.core.handle_marked(id);
+        }
+        let next = match self.marking.get_mut(&id) {
+            Some(m) if m.waiting_jobs > 0 && self.core.contains(id) => {
+                m.out = std::mem::take(&mut m.waiting_jobs);
+                Some(std::mem::take(&mut m.waiting))
+            }
+            _ => None,
+        };
+        match next {
+            Some(marks) => self.finish(Finish::Mark(id, marks)),
+            None => {
+                self.marking.remove(&id);
+            }
+        }
+    }
+
     fn forget(&mut self, id: MessageId) {
         if let Some(birth) = self.births.remove(&id) {
             crate::metrics::dequeued(birth);
@@ -348,8 +401,7 @@ impl Scheduler {
                         log::safe(e.as_bytes())
                     ));
                 }
-                // Unknown only when the message was deleted meanwhile.
-                let _ = self.core.handle_marked(id);
+                self.marked(id);
             }
             Input::Bounced(id) => {
                 self.finishing = self.finishing.saturating_sub(1);
@@ -587,7 +639,7 @@ impl Scheduler {
                 self.forget(job.id);
             }
         } else if !recorded.marks.is_empty() {
-            self.finish(Finish::Mark(recorded.message, recorded.marks));
+            self.mark(recorded.message, recorded.marks);
         }
         self.status_line("");
     }
@@ -605,5 +657,115 @@ pub fn describe(status: &Status) -> (&'static str, u32, Option<SystemTime>, Opti
         } => ("deferred", *attempts, Some(*next_attempt), Some(reason)),
         Status::Delivered => ("delivered", 0, None, None),
         Status::Failed(reason) => ("failed", 0, None, Some(reason)),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::unbounded;
+
+    /// Every recipient is remote.
+    struct AllRemote;
+    impl Router for AllRemote {
+        fn route(&self, recipient: &Address) -> Route {
+            Route::Remote(recipient.clone())
+        }
+    }
+
+    fn done(job: Job) -> Input {
+        let results = job
+            .targets
+            .iter()
+            .map(|_| DeliveryResult::Deferred {
+                text: "try later".into(),
+                status: None,
+            })
+            .collect();
+        Input::Done(Box::new(Done {
+            job,
+            results,
+            started: SystemTime::now(),
+            removed: false,
+        }))
+    }
+
+    /// Issue 22: while one job's marks are being made durable, the marks of the message's
+    /// other jobs wait and then go out together in one `Finish::Mark`: one fsync for them,
+    /// not one per job. Each job still counts as done only after its marks returned.
+    #[test]
+    fn marks_of_one_message_wait_for_the_one_out_and_go_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Arc::new(
+            Queue::open(dir.path().join("queue"), mta_queue::QueueOptions::default()).unwrap(),
+        );
+        let env = Envelope::new("a@example.org", ["x@a.test", "y@b.test", "z@c.test"]);
+        let id = queue.enqueue(&env, &b"Subject: t\n\nhi\n"[..]).unwrap();
+        let (input_tx, input_rx) = unbounded();
+        let (finish_tx, finish_rx) = unbounded();
+        let (local_tx, _local_rx) = unbounded();
+        let (remote_tx, remote_rx) = unbounded();
+        let settings = Settings {
+            concurrency_local: 2,
+            concurrency_remote: 10,
+            lifetime: Duration::from_hours(1),
+            remote_enabled: true,
+            queue_uid: 0,
+        };
+        let scheduler = Scheduler::new(
+            Arc::clone(&queue),
+            Arc::new(AllRemote),
+            finish_tx,
+            settings,
+            input_rx,
+            local_tx,
+            Some(remote_tx),
+        );
+        let running = std::thread::spawn(move || scheduler.run());
+        input_tx.send(Input::New(id)).unwrap();
+        let wait = Duration::from_secs(10);
+        let jobs: Vec<Job> = (0..3)
+            .map(|_| remote_rx.recv_timeout(wait).unwrap())
+            .collect();
+        let mut jobs = jobs.into_iter();
+
+        // The first job's marks go out at once.
+        input_tx.send(done(jobs.next().unwrap())).unwrap();
+        let first = finish_rx.recv_timeout(wait).unwrap();
+        assert!(matches!(&first, Finish::Mark(m, marks) if *m == id && marks.len() == 1));
+        // The others wait while it is out.
+        input_tx.send(done(jobs.next().unwrap())).unwrap();
+        input_tx.send(done(jobs.next().unwrap())).unwrap();
+        assert!(finish_rx.recv_timeout(Duration::from_millis(300)).is_err());
+        // It returns: both waiting jobs' marks go out in one task.
+        input_tx.send(Input::Marked(id, Ok(()))).unwrap();
+        match finish_rx.recv_timeout(wait).unwrap() {
+            Finish::Mark(m, marks) => {
+                assert_eq!(m, id);
+                let mut indexes: Vec<u32> = marks.iter().map(|(i, _)| *i).collect();
+                indexes.sort_unstable();
+                assert_eq!(indexes.len(), 2);
+                assert!(!indexes.contains(&match &first {
+                    Finish::Mark(_, marks) => marks[0].0,
+                    _ => unreachable!(),
+                }));
+            }
+            other => panic!("expected the merged marks, got {other:?}"),
+        }
+        // Nothing more until that one returns; then the scheduler is idle again (every
+        // job counted once: a missing confirmation would keep it from stopping).
+        assert!(finish_rx.recv_timeout(Duration::from_millis(300)).is_err());
+        input_tx.send(Input::Marked(id, Ok(()))).unwrap();
+        input_tx.send(Input::Shutdown).unwrap();
+        let stopped = std::thread::spawn(move || running.join());
+        let deadline = std::time::Instant::now() + wait;
+        while !stopped.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the scheduler did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
