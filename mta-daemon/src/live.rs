@@ -3,9 +3,9 @@
 //! [`LiveSettings`] holds the current [`Settings`] behind a lock. SMTP sessions, the router
 //! (and so the scheduler and RCPT checks) read it for each session, command or message, so a
 //! reload takes effect for the next one; work already under way keeps the snapshot it took.
-//! [`LiveSettings::reload`] reads `DIR/control` again and swaps the snapshot only when every
-//! file parsed: a file with an error keeps the old configuration in force, and the caller logs
-//! the `file:line` error (qmail-send's `alert: unable to reread controls`).
+//! A reload reads `DIR/control` again and swaps the snapshot ([`LiveSettings::set`]) only
+//! when every file parsed: a file with an error keeps the old configuration in force, and
+//! the caller logs the `file:line` error (qmail-send's `alert: unable to reread controls`).
 //!
 //! qmail-send re-read only `locals` and `virtualdomains` on SIGHUP (reference §1); we re-read
 //! every control file `serve` can apply without a restart: what SMTP sessions use

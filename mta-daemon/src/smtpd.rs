@@ -1,4 +1,8 @@
-//! The SMTP service: our qmail-smtpd, on mta-smtp's sans-IO [`ServerSession`].
+//! The SMTP service: our qmail-smtpd, on mta-smtp's sans-IO [`ServerSession`] driven by
+//! mta-smtp's one blocking loop ([`mta_smtp::blocking::serve_connection`]); this module is
+//! its [`Policy`] (`SmtpPolicy`: qmail-smtpd's rules, the queue hand-over, the refusal log
+//! and counters, the stop at SIGTERM) and its [`Connection`] (`Link`: the socket's read
+//! deadline and STARTTLS with the listener's certificate).
 //!
 //! One thread per connection (kept for later connections), at most `concurrencyincoming` at
 //! once and `concurrencyperip` from one address (beyond that a client gets `421 4.7.0` and
