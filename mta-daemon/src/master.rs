@@ -23,7 +23,7 @@ use std::net::TcpListener;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::accounts::{self, Accounts};
 use crate::log;
@@ -184,6 +184,11 @@ struct Slot {
     role: Role,
     child: Option<(Child, Link)>,
     started: Instant,
+    /// Since when this role may have had no process: the master's start, then the last
+    /// time the previous one was seen alive. A new queue process announces (`new msg`,
+    /// `info msg`) the messages born since then, which only a direct `mta inject` could
+    /// have queued while none held the queue.
+    gone_since: SystemTime,
     /// The next start after a death; doubles while the child keeps dying early.
     backoff: Duration,
     restart_at: Option<Instant>,
@@ -260,10 +265,12 @@ fn run_inner(root: &Root) -> Result<(), String> {
     // lspawn first (the queue's first deliveries need it), then the queue process, and the
     // SMTP process once the queue is ready: the first client's message must not find the
     // submission socket missing.
+    let master_started = SystemTime::now();
     let slot = |role| Slot {
         role,
         child: None,
         started: Instant::now(),
+        gone_since: master_started,
         backoff: BACKOFF_FIRST,
         restart_at: Some(Instant::now()),
     };
@@ -376,7 +383,12 @@ fn tell(slots: &[Slot], role: Option<Role>, order: &[u8]) {
 fn reap_or_start(plan: &Plan, slot: &mut Slot) {
     if let Some((child, _)) = slot.child.as_mut() {
         match child.try_wait() {
-            Ok(None) | Err(_) => return,
+            Ok(None) | Err(_) => {
+                // Seen alive now: whatever it queued is born before its death, which is
+                // after this (see `gone_since`).
+                slot.gone_since = SystemTime::now();
+                return;
+            }
             Ok(Some(status)) => {
                 let ran = slot.started.elapsed();
                 if ran >= HEALTHY {
@@ -391,12 +403,14 @@ fn reap_or_start(plan: &Plan, slot: &mut Slot) {
                 ));
                 slot.restart_at = Some(Instant::now() + slot.backoff);
                 slot.backoff = (slot.backoff * 2).min(BACKOFF_MAX);
+                // `gone_since` stays the last time it was seen alive: a message it queued
+                // after that is announced twice rather than one queued directly never.
                 slot.child = None;
             }
         }
     }
     if slot.restart_at.is_some_and(|t| Instant::now() >= t) {
-        match start(plan, slot.role) {
+        match start(plan, slot.role, slot.gone_since) {
             Ok(c) => {
                 slot.child = Some(c);
                 slot.started = Instant::now();
@@ -417,8 +431,9 @@ fn reap_or_start(plan: &Plan, slot: &mut Slot) {
 }
 
 /// Starts one child: `mta --root DIR serve-role ROLE`, under the role's account, with its
-/// link as standard input and the listeners sent over it (smtpd).
-fn start(plan: &Plan, role: Role) -> io::Result<(Child, Link)> {
+/// link as standard input and the listeners sent over it (smtpd). The queue process also
+/// gets `gone_since` (see [`Slot::gone_since`]) in [`crate::serve::NEW_SINCE_ENV`].
+fn start(plan: &Plan, role: Role, gone_since: SystemTime) -> io::Result<(Child, Link)> {
     use std::os::unix::process::CommandExt;
     let (ours, theirs) = Link::pair()?;
     let mut cmd = Command::new(&plan.exe.0);
@@ -432,6 +447,14 @@ fn start(plan: &Plan, role: Role) -> io::Result<(Child, Link)> {
         .stdin(Stdio::from(theirs.0))
         .stdout(Stdio::null())
         .stderr(Stdio::inherit());
+    if role == Role::Queue
+        && let Ok(since) = gone_since.duration_since(SystemTime::UNIX_EPOCH)
+    {
+        cmd.env(
+            crate::serve::NEW_SINCE_ENV,
+            format!("{}.{:09}", since.as_secs(), since.subsec_nanos()),
+        );
+    }
     if plan.privileged {
         cmd.arg("--privileged");
         let account = match role {

@@ -184,6 +184,9 @@ pub struct Scheduler {
     stopping: bool,
     /// The messages queued before this process started, when the caller knows them.
     queued_at_start: Option<HashSet<MessageId>>,
+    /// Of those, the ones born at or after this time are new all the same: queued directly
+    /// while no queue process ran (`serve::NEW_SINCE_ENV`).
+    new_since: Option<SystemTime>,
 }
 
 impl Scheduler {
@@ -223,6 +226,7 @@ impl Scheduler {
             marking: HashMap::new(),
             next_delivery: 1,
             queued_at_start: None,
+            new_since: None,
             stopping: false,
         }
     }
@@ -231,10 +235,17 @@ impl Scheduler {
     /// before SMTP, pickup and the trigger start): they were announced by the process that
     /// saw them arrive and get no `new msg` now; every other message does, even one that
     /// arrives before this thread's first scan. Without it, whatever the first scan finds
-    /// counts as queued before.
+    /// counts as queued before. Of the named ones, those born at or after `new_since` are
+    /// announced all the same: `mta inject` queued them directly while no queue process
+    /// ran (after the master started, or after this process's predecessor died).
     #[must_use]
-    pub fn queued_at_start(mut self, ids: Vec<MessageId>) -> Scheduler {
+    pub fn queued_at_start(
+        mut self,
+        ids: Vec<MessageId>,
+        new_since: Option<SystemTime>,
+    ) -> Scheduler {
         self.queued_at_start = Some(ids.into_iter().collect());
+        self.new_since = new_since;
         self
     }
 
@@ -516,7 +527,6 @@ impl Scheduler {
             .queued_at_start
             .as_mut()
             .is_some_and(|before| before.remove(&id));
-        let seen = if queued_before { Seen::Before } else { seen };
         let info = match self.queue.info(id) {
             Ok(info) => info,
             Err(mta_queue::QueueError::NotFound(_)) => return, // deleted meanwhile
@@ -526,6 +536,11 @@ impl Scheduler {
                 ));
                 return;
             }
+        };
+        let seen = if queued_before && self.new_since.is_none_or(|t| info.birth < t) {
+            Seen::Before
+        } else {
+            seen
         };
         if seen == Seen::Now {
             let origin = crate::origin::of_message(&self.queue, id, self.settings.queue_uid);

@@ -240,6 +240,8 @@ struct Base {
     queue: Arc<Queue>,
     /// The messages queued before anything could add to one (see `queued_at_start`).
     queued_at_start: Option<Vec<mta_queue::MessageId>>,
+    /// Since when no queue process held the queue ([`NEW_SINCE_ENV`]).
+    new_since: Option<std::time::SystemTime>,
     accounts: Accounts,
     privileged: bool,
     users: Arc<Users>,
@@ -304,7 +306,7 @@ fn run_queue(
         Some(pools.remote_tx.clone()),
     );
     let scheduler = match base.queued_at_start.clone() {
-        Some(ids) => scheduler.queued_at_start(ids),
+        Some(ids) => scheduler.queued_at_start(ids, base.new_since),
         None => scheduler,
     };
     let sched_thread = thread::Builder::new()
@@ -343,6 +345,9 @@ fn prepare(root: &Root, privileged: bool) -> Result<Base, String> {
     // What is queued now was logged by the process that received it: the scheduler does
     // not announce it again (it will announce everything that arrives from here on).
     let queued_at_start = queue.scan().ok();
+    let new_since = std::env::var(NEW_SINCE_ENV)
+        .ok()
+        .and_then(|v| parse_unix_time(&v));
     let users = Arc::new(user_table(root, &accounts, privileged)?);
     let live = Arc::new(LiveSettings::new(Arc::clone(&settings)));
     let router: Arc<dyn Router> = Arc::clone(&live) as Arc<dyn Router>;
@@ -350,6 +355,7 @@ fn prepare(root: &Root, privileged: bool) -> Result<Base, String> {
         settings,
         queue,
         queued_at_start,
+        new_since,
         accounts,
         privileged,
         users,
@@ -436,6 +442,20 @@ fn start_control(
         trigger: root.trigger(),
     };
     spawn("control", move || crate::control::serve(&listener, &server))
+}
+
+/// The environment variable in which the master tells a queue process since when no queue
+/// process held the queue (Unix seconds and nanoseconds, `S.NNNNNNNNN`): the master's start,
+/// or its predecessor's death. Messages born since then were queued directly by `mta
+/// inject` meanwhile and are announced (`new msg`, `info msg`) like any new message; older
+/// ones were announced by the process that had them, or before this server started.
+pub(crate) const NEW_SINCE_ENV: &str = "MTA_QUEUE_NEW_SINCE";
+
+/// Parses [`NEW_SINCE_ENV`]'s `S.NNNNNNNNN`.
+fn parse_unix_time(text: &str) -> Option<std::time::SystemTime> {
+    let (secs, nanos) = text.split_once('.')?;
+    let d = std::time::Duration::new(secs.parse().ok()?, nanos.parse().ok()?);
+    std::time::SystemTime::UNIX_EPOCH.checked_add(d)
 }
 
 /// `DIR/run/queue/submit`: where the SMTP process hands over messages.

@@ -516,3 +516,77 @@ fn while_the_queue_process_is_down_smtpd_says_451() {
         server.log_text()
     );
 }
+
+/// A message `mta inject` queues directly while no queue process runs (root writes the
+/// queue as its owner when nobody holds it) is announced by the next queue process with
+/// its `new msg` and `info msg` lines, as qmail-send announced what it found in `todo/`;
+/// the messages the dead process had announced are not announced again.
+#[test]
+fn a_message_injected_while_the_queue_process_is_down_is_announced_once() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let server = root.serve();
+    assert_eq!(
+        send(
+            &root,
+            "a@example.net",
+            &["joe@example.org"],
+            "Subject: before\r\n\r\nx\r\n"
+        ),
+        "OK []"
+    );
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 1, 20),
+        "{}",
+        server.log_text()
+    );
+    assert!(server.wait_log("end msg ", 1, 20), "{}", server.log_text());
+    // A message that stays queued across the restart (remote, and nothing answers).
+    root.control("smtproutes", "stays.example:127.0.0.1:9\n");
+    std::thread::sleep(Duration::from_millis(2500)); // the 2 s reload poll
+    assert_eq!(
+        send(
+            &root,
+            "a@example.net",
+            &["x@stays.example"],
+            "Subject: stays\r\n\r\nx\r\n"
+        ),
+        "OK []"
+    );
+    assert!(server.wait_log("new msg ", 2, 20), "{}", server.log_text());
+    kill9(wait_role(server.pid(), "queue"));
+    // The master restarts it after a second: inject finds the queue free and writes it.
+    let out = Command::new(MTA)
+        .arg("--root")
+        .arg(&root.dir)
+        .args(["inject", "-f", "direct@example.net", "joe@example.org"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(b"Subject: direct\n\nbody\n")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let log = server.log_text();
+    assert_eq!(
+        log.matches("status: started the queue process").count(),
+        1,
+        "the inject was not direct (the queue process came back first): {log}"
+    );
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 2, 20),
+        "{}",
+        server.log_text()
+    );
+    assert!(server.wait_log("new msg ", 3, 20), "{}", server.log_text());
+    let log = server.log_text();
+    assert_eq!(log.matches("new msg ").count(), 3, "{log}");
+    assert_eq!(log.matches("info msg ").count(), 3, "{log}");
+    assert!(log.contains("from <direct@example.net>"), "{log}");
+}
