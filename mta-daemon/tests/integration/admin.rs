@@ -25,21 +25,11 @@ fn queue_stat_and_list_show_held_messages() {
     let root = TestRoot::new();
     // concurrencyremote 0 holds the remote channel (qmail): the message stays queued.
     root.control("concurrencyremote", "0\n");
-    let out = std::process::Command::new(MTA)
-        .arg("--root")
-        .arg(&root.dir)
-        .args(["inject", "-f", "joe@example.org", "someone@remote.example"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            use std::io::Write;
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(b"Subject: held\n\nbody\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = mta_input(
+        &root.dir,
+        &["inject", "-f", "joe@example.org", "someone@remote.example"],
+        b"Subject: held\n\nbody\n",
+    );
     assert!(out.status.success(), "{out:?}");
     let stat = mta(&root.dir, &["queue", "stat"]);
     assert_eq!(

@@ -560,22 +560,11 @@ fn a_message_injected_while_the_queue_process_is_down_is_announced_once() {
     std::thread::sleep(Duration::from_millis(300));
     kill9(wait_role(server.pid(), "queue"));
     // The master restarts it after a second: inject finds the queue free and writes it.
-    let out = Command::new(MTA)
-        .arg("--root")
-        .arg(&root.dir)
-        .args(["inject", "-f", "direct@example.net", "joe@example.org"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin
-                .take()
-                .unwrap()
-                .write_all(b"Subject: direct\n\nbody\n")?;
-            c.wait_with_output()
-        })
-        .unwrap();
+    let out = mta_input(
+        &root.dir,
+        &["inject", "-f", "direct@example.net", "joe@example.org"],
+        b"Subject: direct\n\nbody\n",
+    );
     assert!(out.status.success(), "{out:?}");
     let log = server.log_text();
     assert_eq!(

@@ -385,20 +385,12 @@ fn verp_sender_per_recipient() {
     let server = root.serve();
     // A list manager asks for VERP with the `-@[]` sender convention, through inject
     // (qmail-queue's interface; `[]` is no valid SMTP domain literal).
-    let mut child = std::process::Command::new(MTA)
-        .arg("--root")
-        .arg(&root.dir)
-        .args(["inject", "-f", "list-@example.org-@[]", "joe@example.org"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"Subject: list post\n\nhello list\n")
-        .unwrap();
-    assert!(child.wait().unwrap().success());
+    let out = mta_input(
+        &root.dir,
+        &["inject", "-f", "list-@example.org-@[]", "joe@example.org"],
+        b"Subject: list post\n\nhello list\n",
+    );
+    assert!(out.status.success(), "{out:?}");
     assert!(
         wait_maildir(&joe.join("Maildir"), 1, 20),
         "{}",

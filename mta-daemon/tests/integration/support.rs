@@ -99,6 +99,24 @@ pub fn mta(root: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// Runs `mta --root DIR args...` with `input` on its standard input, to completion
+/// (`mta inject`).
+pub fn mta_input(root: &Path, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(MTA)
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // A command that fails at once never reads its input: a broken pipe is fine.
+    let _ = child.stdin.take().unwrap().write_all(input);
+    child.wait_with_output().unwrap()
+}
+
 /// A running `mta serve`; killed (SIGTERM, then SIGKILL) when dropped.
 pub struct Server {
     pub child: Option<Child>,
