@@ -454,7 +454,8 @@ pub(crate) const NEW_SINCE_ENV: &str = "MTA_QUEUE_NEW_SINCE";
 /// Parses [`NEW_SINCE_ENV`]'s `S.NNNNNNNNN`.
 fn parse_unix_time(text: &str) -> Option<std::time::SystemTime> {
     let (secs, nanos) = text.split_once('.')?;
-    let d = std::time::Duration::new(secs.parse().ok()?, nanos.parse().ok()?);
+    let nanos: u32 = nanos.parse().ok().filter(|&n| n < 1_000_000_000)?;
+    let d = std::time::Duration::new(secs.parse().ok()?, nanos);
     std::time::SystemTime::UNIX_EPOCH.checked_add(d)
 }
 
@@ -806,6 +807,23 @@ pub(crate) fn wait_for_orders(
                     reload();
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The master's `NEW_SINCE_ENV` text reads back as the same instant; anything else is
+    /// no time at all (the queue process then announces as before the variable existed).
+    #[test]
+    fn new_since_round_trips_and_junk_is_none() {
+        let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::new(1_764_389_285, 7);
+        assert_eq!(parse_unix_time("1764389285.000000007"), Some(t));
+        for junk in ["", "1764389285", "x.1", "1.x", "1.1000000000", "-1.0"] {
+            assert_eq!(parse_unix_time(junk), None, "{junk:?}");
         }
     }
 }

@@ -385,39 +385,37 @@ fn implicit_tls(shared: &Shared, wire: &mut Wire, client: &mut Client) -> bool {
     handshake(shared, wire, client)
 }
 
-/// The server side of a TLS handshake on `stream` (STARTTLS or smtps), bounded by
-/// `timeoutsmtpd`: on success the client's TLS version and cipher are noted and logged; a
-/// failure is logged. True when the session is encrypted.
+/// The smtps handshake on `stream`, bounded by `timeoutsmtpd`: on success the client's TLS
+/// version and cipher are noted and logged; a failure is logged. True when the session is
+/// encrypted. (STARTTLS runs the same steps through [`Link`] and [`SmtpPolicy`].)
 fn handshake<S: SessionStream + ?Sized>(
     shared: &Shared,
     stream: &mut S,
     client: &mut Client,
 ) -> bool {
-    let result = match client.tls_config.clone() {
-        Some(config) => stream.start_tls(config, shared.settings.get().timeout_smtpd),
-        None => Err(io::Error::other("no certificate")),
-    };
-    match result {
+    let timeout = shared.settings.get().timeout_smtpd;
+    match start_tls_with(stream, client.tls_config.clone(), timeout) {
         Ok(described) => {
-            log_tls(client, &described);
-            client.tls = Some(described);
+            client.tls_started(described);
             true
         }
         Err(e) => {
-            log::line(&format!(
-                "smtp: tls handshake with {} failed: {}",
-                client.name,
-                log::safe(e.to_string().as_bytes())
-            ));
+            client.tls_failed(&e);
             false
         }
     }
 }
 
-/// `smtp: tls IP TLSv1.3 TLS13_AES_256_GCM_SHA384` (rustls's names, not the peer's words).
-fn log_tls(client: &Client, described: &str) {
-    log::line(&format!("smtp: tls {} {described}", client.name));
-    crate::metrics::tls_started();
+/// Runs the server handshake on `stream` with the listener's certificate, if it has one.
+fn start_tls_with<S: SessionStream + ?Sized>(
+    stream: &mut S,
+    config: Option<Arc<TlsConfig>>,
+    timeout: Duration,
+) -> io::Result<String> {
+    match config {
+        Some(config) => stream.start_tls(config, timeout),
+        None => Err(io::Error::other("no certificate")),
+    }
 }
 
 /// A session's byte stream: a socket (plain or TLS), or stdin/stdout for `sendmail -bs`.
@@ -523,10 +521,7 @@ impl<S: SessionStream + ?Sized> Connection for Link<'_, S> {
         self.stream.set_read_wait(wait)
     }
     fn start_tls(&mut self) -> io::Result<String> {
-        match self.tls.clone() {
-            Some(config) => self.stream.start_tls(config, self.handshake_timeout),
-            None => Err(io::Error::other("no certificate")),
-        }
+        start_tls_with(self.stream, self.tls.clone(), self.handshake_timeout)
     }
 }
 
@@ -614,17 +609,12 @@ impl Policy for SmtpPolicy<'_> {
     }
 
     fn tls_started(&mut self, described: &str) {
-        log_tls(self.client, described);
-        self.client.tls = Some(described.to_owned());
+        self.client.tls_started(described.to_owned());
         self.helo = None;
     }
 
     fn tls_failed(&mut self, error: &io::Error) {
-        log::line(&format!(
-            "smtp: tls handshake with {} failed: {}",
-            self.client.name,
-            log::safe(error.to_string().as_bytes())
-        ));
+        self.client.tls_failed(error);
     }
 
     fn timed_out(&mut self) {
@@ -702,6 +692,23 @@ impl Client {
             passwords: None,
             login: None,
         }
+    }
+
+    /// TLS is up: `smtp: tls IP TLSv1.3 TLS13_AES_256_GCM_SHA384` (rustls's names, not the
+    /// peer's words) is logged and counted, and the Received line will say so.
+    fn tls_started(&mut self, described: String) {
+        log::line(&format!("smtp: tls {} {described}", self.name));
+        crate::metrics::tls_started();
+        self.tls = Some(described);
+    }
+
+    /// A failed handshake, logged.
+    fn tls_failed(&self, error: &io::Error) {
+        log::line(&format!(
+            "smtp: tls handshake with {} failed: {}",
+            self.name,
+            log::safe(error.to_string().as_bytes())
+        ));
     }
 }
 
