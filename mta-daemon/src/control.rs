@@ -464,14 +464,16 @@ fn inspect(root: &Root) -> Result<Queue, String> {
 
 fn lock(root: &Root) -> Result<Queue, String> {
     crate::inject::deliver::act_as_queue_owner(root);
-    Queue::open(root.queue(), QueueOptions::default()).map_err(|e| match e {
+    let queue = Queue::open(root.queue(), QueueOptions::default()).map_err(|e| match e {
         mta_queue::QueueError::Locked => {
             "the queue is in use (an `mta inject`, or a server without its control socket); \
              try again\n"
                 .to_string()
         }
         e => format!("unable to open queue: {e}\n"),
-    })
+    })?;
+    crate::log::torn_messages(&queue);
+    Ok(queue)
 }
 
 #[cfg(test)]

@@ -100,6 +100,19 @@ pub fn timestamp(secs: u64, micros: u32) -> String {
     mta_core::date::log_stamp(i64::try_from(secs).unwrap_or(i64::MAX), micros)
 }
 
+/// Logs the messages [`Queue::open`](mta_queue::Queue::open) removed because a power loss
+/// tore them mid-commit (never acknowledged: their `250` waited for the sync that did not
+/// finish), one `warning:` line each. Every process that opens the queue for writing calls
+/// it, since whichever opens first after a restart does the check.
+pub fn torn_messages(queue: &mta_queue::Queue) {
+    for (id, why) in queue.torn_at_open() {
+        line(&format!(
+            "warning: removed msg {id} at queue open: {why}; a power loss cut its commit \
+             short, before it was acknowledged"
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

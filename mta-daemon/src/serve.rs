@@ -117,7 +117,10 @@ fn open_queue_patiently(root: &Root) -> Result<Queue, String> {
     let deadline = Instant::now() + QUEUE_PATIENCE;
     loop {
         match Queue::open(root.queue(), QueueOptions::default()) {
-            Ok(q) => return Ok(q),
+            Ok(q) => {
+                log::torn_messages(&q);
+                return Ok(q);
+            }
             Err(mta_queue::QueueError::Locked) if Instant::now() < deadline => {
                 thread::sleep(Duration::from_millis(50));
             }

@@ -180,6 +180,19 @@ pub trait Fs: Clone + Send + Sync + 'static {
         Err(io::ErrorKind::Unsupported.into())
     }
 
+    /// Which boot of the machine this is: a string that changes whenever the machine
+    /// restarts (Linux's `/proc/sys/kernel/random/boot_id` on [`OsFs`](crate::OsFs)), and
+    /// stays the same when only a process restarts. Code that lets unsynced data be named
+    /// (and detects it by checksum) uses it to know when a power loss may have torn what it
+    /// wrote, so it verifies only then.
+    ///
+    /// # Errors
+    /// Any I/O error. `Ok(None)` means the implementation cannot tell (the default): callers
+    /// then assume every open follows a restart of the machine.
+    fn boot_id(&self) -> io::Result<Option<String>> {
+        Ok(None)
+    }
+
     /// Gives the file `from_dir/from` a second name `to_dir/to` (a hard link). Never
     /// replaces: `to` must not exist. Not durable until `to_dir` is synced.
     ///

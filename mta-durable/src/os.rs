@@ -354,6 +354,16 @@ impl Fs for OsFs {
         Ok(rfs::fstat(dir)?.st_dev as u64)
     }
 
+    fn boot_id(&self) -> io::Result<Option<String>> {
+        match std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+            Ok(id) if !id.trim().is_empty() => Ok(Some(id.trim().to_owned())),
+            Ok(_) => Ok(None),
+            // No procfs here (another OS, a container without it): cannot tell.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     fn link(&self, from_dir: &OwnedFd, from: &str, to_dir: &OwnedFd, to: &str) -> io::Result<()> {
         retry(|| rfs::linkat(from_dir, from, to_dir, to, AtFlags::empty()))
     }

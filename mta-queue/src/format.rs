@@ -2,14 +2,22 @@
 //! an append-only log of status records.
 //!
 //! ```text
-//! offset 0          header (32 bytes): "MTAQMSG1" | body_len u64 | meta_len u32 | nrcpt u32
-//!                                       | reserved u32 (0) | crc32 of the previous 28 bytes
+//! offset 0          header (32 bytes): "MTAQMSG2" | body_len u64 | meta_len u32 | nrcpt u32
+//!                                       | body crc32 | crc32 of the previous 28 bytes
 //! 32                message bytes (body_len)
 //! 32 + body_len     envelope section (meta_len): birth secs i64 | birth nanos u32
 //!                                       | sender len u32 | sender | nrcpt u32
-//!                                       | (len u32 | recipient) * nrcpt | crc32 of all before
+//!                                       | (len u32 | recipient) * nrcpt | id u64
+//!                                       | crc32 of all before
 //! after that        status records, each: len u32 | index u32 | tag u8 | payload | crc32
 //! ```
+//!
+//! Format 1 (`"MTAQMSG1"`, still read) has 0 where format 2 has the body's CRC and no `id`
+//! in its envelope section. Format 2 lets a file be checked whole: a commit round links a
+//! message's name before its data is durable (one `syncfs` for both), so after a power loss
+//! a name may point at a file whose bytes did not all reach the disk, or, for a reused
+//! file, still hold the previous message; the body's CRC and the id tell
+//! (`Queue::open`'s check after a reboot, `verify.rs`).
 //!
 //! All integers are little-endian. Every variable-length field is length-prefixed, so no
 //! byte an attacker puts in an address or a reply text (CR, LF, NUL, `T`, non-UTF-8) can be
@@ -25,6 +33,7 @@ use crate::Status;
 /// Length of the fixed header.
 pub(crate) const HEADER_LEN: u64 = 32;
 const MAGIC: &[u8; 8] = b"MTAQMSG1";
+const MAGIC2: &[u8; 8] = b"MTAQMSG2";
 
 /// Why bytes read from a message file were rejected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +62,9 @@ pub(crate) struct Header {
     pub(crate) body_len: u64,
     pub(crate) meta_len: u32,
     pub(crate) nrcpt: u32,
+    /// Format 2: the CRC-32 of the message bytes (and the envelope section names the id);
+    /// `None` for a format 1 file.
+    pub(crate) body_crc: Option<u32>,
 }
 
 impl Header {
@@ -64,10 +76,11 @@ impl Header {
 
 pub(crate) fn encode_header(h: &Header) -> [u8; HEADER_LEN as usize] {
     let mut out = [0u8; HEADER_LEN as usize];
-    out[..8].copy_from_slice(MAGIC);
+    out[..8].copy_from_slice(if h.body_crc.is_some() { MAGIC2 } else { MAGIC });
     out[8..16].copy_from_slice(&h.body_len.to_le_bytes());
     out[16..20].copy_from_slice(&h.meta_len.to_le_bytes());
     out[20..24].copy_from_slice(&h.nrcpt.to_le_bytes());
+    out[24..28].copy_from_slice(&h.body_crc.unwrap_or(0).to_le_bytes());
     let crc = crc32(&out[..28]);
     out[28..32].copy_from_slice(&crc.to_le_bytes());
     out
@@ -76,14 +89,17 @@ pub(crate) fn encode_header(h: &Header) -> [u8; HEADER_LEN as usize] {
 pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, FormatError> {
     let mut r = Reader(bytes);
     let all = r.take(HEADER_LEN as usize)?;
-    if &all[..8] != MAGIC {
-        return Err(FormatError::Invalid("bad magic"));
-    }
+    let version2 = match &all[..8] {
+        m if m == MAGIC => false,
+        m if m == MAGIC2 => true,
+        _ => return Err(FormatError::Invalid("bad magic")),
+    };
     let mut r = Reader(&all[8..]);
     let body_len = r.u64()?;
     let meta_len = r.u32()?;
     let nrcpt = r.u32()?;
-    if r.u32()? != 0 || r.u32()? != crc32(&all[..28]) {
+    let body_crc = r.u32()?;
+    if (!version2 && body_crc != 0) || r.u32()? != crc32(&all[..28]) {
         return Err(FormatError::Invalid("bad header checksum"));
     }
     // Every offset computed from the header must fit in a u64.
@@ -97,6 +113,7 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, FormatError> {
         body_len,
         meta_len,
         nrcpt,
+        body_crc: version2.then_some(body_crc),
     })
 }
 
@@ -123,10 +140,15 @@ fn put_time(out: &mut Vec<u8>, t: SystemTime) {
     out.extend_from_slice(&nanos.to_le_bytes());
 }
 
-/// Encodes the envelope section; its length goes into [`Header::meta_len`].
-pub(crate) fn encode_meta(birth: SystemTime, env: &Envelope) -> Result<Vec<u8>, FormatError> {
+/// Encodes the envelope section; its length goes into [`Header::meta_len`]. `id` is the
+/// message's own id (format 2), `None` for format 1's section.
+pub(crate) fn encode_meta(
+    birth: SystemTime,
+    env: &Envelope,
+    id: Option<u64>,
+) -> Result<Vec<u8>, FormatError> {
     let mut out = Vec::with_capacity(
-        24 + env.sender.len() + env.recipients.iter().map(|r| r.len() + 4).sum::<usize>(),
+        32 + env.sender.len() + env.recipients.iter().map(|r| r.len() + 4).sum::<usize>(),
     );
     put_time(&mut out, birth);
     put_bytes(&mut out, env.sender.as_bytes())?;
@@ -135,14 +157,21 @@ pub(crate) fn encode_meta(birth: SystemTime, env: &Envelope) -> Result<Vec<u8>, 
     for r in &env.recipients {
         put_bytes(&mut out, r.as_bytes())?;
     }
+    if let Some(id) = id {
+        out.extend_from_slice(&id.to_le_bytes());
+    }
     let crc = crc32(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     u32::try_from(out.len()).map_err(|_| FormatError::TooLarge)?;
     Ok(out)
 }
 
-/// Decodes an envelope section of exactly `bytes.len()` bytes; `nrcpt` is the header's count.
-pub(crate) fn decode_meta(bytes: &[u8], nrcpt: u32) -> Result<(SystemTime, Envelope), FormatError> {
+/// A decoded envelope section: birth time, envelope, and (format 2) the message's id.
+pub(crate) type Meta = (SystemTime, Envelope, Option<u64>);
+
+/// Decodes an envelope section of exactly `bytes.len()` bytes; `nrcpt` is the header's count,
+/// `with_id` whether the file is format 2 (its section ends in the message's id).
+pub(crate) fn decode_meta(bytes: &[u8], nrcpt: u32, with_id: bool) -> Result<Meta, FormatError> {
     let body_len = bytes.len().checked_sub(4).ok_or(FormatError::Truncated)?;
     let (body, crc) = bytes.split_at(body_len);
     if crc32(body).to_le_bytes() != crc {
@@ -163,10 +192,11 @@ pub(crate) fn decode_meta(bytes: &[u8], nrcpt: u32) -> Result<(SystemTime, Envel
     for _ in 0..n {
         recipients.push(Address::from_bytes(r.bytes()?));
     }
+    let id = if with_id { Some(r.u64()?) } else { None };
     if !r.0.is_empty() {
         return Err(FormatError::Invalid("trailing bytes in envelope"));
     }
-    Ok((birth, Envelope { sender, recipients }))
+    Ok((birth, Envelope { sender, recipients }, id))
 }
 
 const TAG_PENDING: u8 = 0;
@@ -304,6 +334,12 @@ impl<'a> Reader<'a> {
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib computes it).
 pub(crate) fn crc32(data: &[u8]) -> u32 {
+    crc32_update(0, data)
+}
+
+/// Continues a CRC-32: `crc32_update(crc32(a), b) == crc32(a ++ b)`, for data that arrives
+/// in pieces (a message body during SMTP DATA).
+pub(crate) fn crc32_update(crc: u32, data: &[u8]) -> u32 {
     const TABLE: [u32; 256] = {
         let mut table = [0u32; 256];
         let mut i = 0;
@@ -323,7 +359,7 @@ pub(crate) fn crc32(data: &[u8]) -> u32 {
         }
         table
     };
-    let mut c = !0u32;
+    let mut c = !crc;
     for &b in data {
         c = TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
     }
@@ -340,27 +376,42 @@ mod tests {
         // The standard check value of CRC-32/ISO-HDLC.
         assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
         assert_eq!(crc32(b""), 0);
+        for cut in 0..=9 {
+            let (a, b) = b"123456789".split_at(cut);
+            assert_eq!(crc32_update(crc32(a), b), 0xCBF4_3926, "split at {cut}");
+        }
     }
 
     #[test]
     fn header_round_trip_and_corruption() {
+        for body_crc in [None, Some(0x1234_5678)] {
+            let h = Header {
+                body_len: 12345,
+                meta_len: 77,
+                nrcpt: 3,
+                body_crc,
+            };
+            let bytes = encode_header(&h);
+            assert_eq!(decode_header(&bytes), Ok(h));
+            for i in 0..bytes.len() {
+                let mut bad = bytes;
+                bad[i] ^= 0x40;
+                assert!(decode_header(&bad).is_err(), "flip at {i}");
+            }
+        }
         let h = Header {
             body_len: 12345,
             meta_len: 77,
             nrcpt: 3,
+            body_crc: None,
         };
         let bytes = encode_header(&h);
-        assert_eq!(decode_header(&bytes), Ok(h));
-        for i in 0..bytes.len() {
-            let mut bad = bytes;
-            bad[i] ^= 0x40;
-            assert!(decode_header(&bad).is_err(), "flip at {i}");
-        }
         assert_eq!(decode_header(&bytes[..31]), Err(FormatError::Truncated));
         let huge = encode_header(&Header {
             body_len: u64::MAX - 40,
             meta_len: 9,
             nrcpt: 0,
+            body_crc: None,
         });
         assert!(decode_header(&huge).is_err());
     }
@@ -369,13 +420,20 @@ mod tests {
     fn meta_round_trip_with_hostile_bytes() {
         let env = Envelope::new(&b"a\0b\r\nT@x"[..], [&b"\xff\xfe@\0"[..], b"", b"F"]);
         let birth = UNIX_EPOCH + Duration::new(1_764_389_285, 123);
-        let m = encode_meta(birth, &env).unwrap();
-        assert_eq!(decode_meta(&m, 3), Ok((birth, env.clone())));
-        assert!(decode_meta(&m, 2).is_err());
-        assert!(decode_meta(&m[..m.len() - 1], 3).is_err());
+        let m = encode_meta(birth, &env, None).unwrap();
+        assert_eq!(decode_meta(&m, 3, false), Ok((birth, env.clone(), None)));
+        assert!(decode_meta(&m, 2, false).is_err());
+        assert!(decode_meta(&m, 3, true).is_err(), "format 1 read as 2");
+        assert!(decode_meta(&m[..m.len() - 1], 3, false).is_err());
         let before = UNIX_EPOCH - Duration::new(5, 7);
-        let m = encode_meta(before, &env).unwrap();
-        assert_eq!(decode_meta(&m, 3).unwrap().0, before);
+        let m = encode_meta(before, &env, None).unwrap();
+        assert_eq!(decode_meta(&m, 3, false).unwrap().0, before);
+        let m = encode_meta(birth, &env, Some(u64::MAX - 1)).unwrap();
+        assert_eq!(
+            decode_meta(&m, 3, true),
+            Ok((birth, env.clone(), Some(u64::MAX - 1)))
+        );
+        assert!(decode_meta(&m, 3, false).is_err(), "format 2 read as 1");
     }
 
     #[test]

@@ -37,9 +37,10 @@ fn message_file(data: &[u8]) {
     let Some(meta) = rest.get(..header.meta_len as usize) else {
         return;
     };
-    if let Ok((birth, env)) = format::decode_meta(meta, header.nrcpt) {
+    let with_id = header.body_crc.is_some();
+    if let Ok((birth, env, id)) = format::decode_meta(meta, header.nrcpt, with_id) {
         assert_eq!(
-            format::encode_meta(birth, &env).ok().as_deref(),
+            format::encode_meta(birth, &env, id).ok().as_deref(),
             Some(meta),
             "envelope round trip"
         );

@@ -42,6 +42,8 @@ pub struct Incoming<F: Fs = OsFs> {
     flushed: u64,
     /// Length of the reused file's old contents (0 for a new file): cut off at commit.
     reused_len: u64,
+    /// CRC-32 of the message bytes so far (the header's, format 2).
+    body_crc: u32,
 }
 
 impl<F: Fs> Queue<F> {
@@ -75,6 +77,7 @@ impl<F: Fs> Queue<F> {
             buf: Vec::new(),
             flushed: 0,
             reused_len,
+            body_crc: 0,
         })
     }
 
@@ -149,6 +152,7 @@ impl<F: Fs> Incoming<F> {
     /// # Errors
     /// [`QueueError::Io`] if a write fails; the message should then be aborted.
     pub fn write(&mut self, data: &[u8]) -> Result<(), QueueError> {
+        self.body_crc = format::crc32_update(self.body_crc, data);
         self.buf.extend_from_slice(data);
         if self.buf.len() >= CHUNK {
             let offset = HEADER_LEN + self.flushed;
@@ -164,9 +168,10 @@ impl<F: Fs> Incoming<F> {
     }
 
     /// Commits the message with its envelope and returns its id. When this returns `Ok` the
-    /// message is durable: its bytes and envelope were fsynced, then it was renamed into
-    /// `mess/` and that directory fsynced (shared with concurrent commits). This is the
-    /// moment to answer `250` to DATA.
+    /// message is durable: under [`CommitMode::Filesystem`] it was renamed into `mess/` and
+    /// a `syncfs` that started after the rename finished (shared with concurrent commits);
+    /// otherwise its bytes were fsynced, then it was renamed and that directory fsynced.
+    /// This is the moment to answer `250` to DATA.
     ///
     /// # Errors
     /// [`QueueError::Io`] or [`QueueError::TooLarge`]; nothing is then visible in the queue.
@@ -182,12 +187,13 @@ impl<F: Fs> Incoming<F> {
         let fs = &self.queue.inner.fs;
         let root = &self.queue.inner.root;
         let tmp = &self.paths.tmp;
-        let meta =
-            format::encode_meta(SystemTime::now(), envelope).map_err(|_| QueueError::TooLarge)?;
+        let meta = format::encode_meta(SystemTime::now(), envelope, Some(self.id.as_u64()))
+            .map_err(|_| QueueError::TooLarge)?;
         let header = Header {
             body_len: self.len(),
             meta_len: meta.len() as u32,
             nrcpt: envelope.recipients.len() as u32,
+            body_crc: Some(self.body_crc),
         };
         let head = format::encode_header(&header);
         let end = header.status_offset();
@@ -240,17 +246,16 @@ impl<F: Fs> Incoming<F> {
                     Err(QueueError::Io { source, .. })
                         if source.kind() == io::ErrorKind::Unsupported =>
                     {
-                        // No syncfs here: nothing was linked (a round links only after a
-                        // sync succeeded). Commit this message, and all later ones, the
-                        // grouped way.
+                        // No syncfs here. The round linked the message already: make its
+                        // data durable, then its name (the grouped way's two syncs, in
+                        // that order), and commit all later messages the grouped way.
                         inner.no_syncfs.store(true, Ordering::Relaxed);
                         let file = self.file()?;
                         durable::sync_data(fs, file)
-                            .map_err(|e| QueueError::io("sync", tmp.clone(), e))?;
-                        inner
-                            .publisher
-                            .submit(DirOp::Publish(self.id, self.paths.clone()), &|ops| {
-                                inner.run_dir_ops(ops)
+                            .map_err(|e| QueueError::io("sync", tmp.clone(), e))
+                            .and_then(|()| {
+                                durable::sync_dir_at(fs, root, &self.paths.dir)
+                                    .map_err(|e| QueueError::io("sync", self.paths.dir.clone(), e))
                             })
                     }
                     other => other,

@@ -55,10 +55,12 @@
 //! DIR/tmp/<id>         a message being received (never trusted: removed by recovery)
 //! DIR/mess/<n>/<id>    a committed message, n = (id / 16) % N (N = 512 by default)
 //! DIR/free/<id>        a removed message's file, kept for reuse (emptied by recovery)
+//! DIR/boot             the boot id of the last open that checked every message (unsynced)
 //! ```
 //!
-//! A committed message is **one file**: a 32-byte header (with its CRC), the message bytes,
-//! the envelope section (birth time, sender, recipients, each length-prefixed, with a CRC),
+//! A committed message is **one file**: a 32-byte header (with its CRC and the CRC of the
+//! message bytes), the message bytes, the envelope section (birth time, sender, recipients,
+//! each length-prefixed, the message's own id, with a CRC),
 //! then an append-only log of status records (recipient index, status, CRC); the last record
 //! for a recipient wins, and a recipient without one is pending. No byte of an address or a
 //! reply text is ever interpreted, so attacker-controlled CR, LF or NUL cannot forge a field
@@ -87,13 +89,18 @@
 //!    no such promise before it; qmail 1.03 never fsyncs a directory, so a power cut right
 //!    after its 250 can lose the message). **Only after this step does enqueue return.**
 //!
-//! **Commit rounds** ([`CommitMode::Filesystem`], the default) keep this order but share
-//! the syncs across concurrent enqueues: step 2 writes without `fdatasync`, and a round
-//! moves (step 3) every message whose data an *earlier* round's `syncfs` made durable,
-//! then runs one `syncfs`, which is step 4 for those messages and step 2's sync for every
-//! message written since. So a name is never linked to data not yet durable, an enqueue
-//! returns only after a sync that followed its move, and N concurrent enqueues share one
-//! cache flush per round instead of paying an `fdatasync` each.
+//! **Commit rounds** ([`CommitMode::Filesystem`], the default) share the syncs across
+//! concurrent enqueues and use one where the steps above use two: step 2 writes without
+//! `fdatasync`, and a round moves (step 3) every message written since the last round, then
+//! runs one `syncfs`, which makes their data and their names durable together (step 4). An
+//! enqueue returns only after a sync that started after its move, and N concurrent enqueues
+//! share one cache flush. The price is the order: a power loss *during* that sync may keep a
+//! name and lose some of its file's data, so the name points at an empty, short or partly
+//! old file, or (a reused file) at the previous message whole. Such a message was never
+//! acknowledged, and every file says what it should hold: format 2 files carry the CRC of
+//! their message bytes and their own id. The first [`Queue::open`] after the machine
+//! restarted ([`Fs::boot_id`], recorded in `DIR/boot`) reads every queued message whole and
+//! removes those that fail ([`Queue::torn_at_open`]); opens within one boot skip that.
 //!
 //! A status change appends a CRC-checked record to the message file and `fdatasync`s it
 //! before [`mark`](Queue::mark) returns. A crash during the append leaves a torn record,
@@ -170,6 +177,7 @@ pub mod rspawn;
 mod state;
 mod status;
 pub mod submit;
+mod verify;
 
 #[doc(hidden)]
 pub mod fuzzing;

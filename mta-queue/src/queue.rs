@@ -22,11 +22,15 @@ const MAX_BATCH: usize = 256;
 #[non_exhaustive]
 pub enum CommitMode {
     /// Concurrent enqueues share whole-file-system syncs (`syncfs`), in rounds: each
-    /// round links the messages whose data an earlier round made durable and then syncs
-    /// once, which makes those names durable and the data of every message written since
-    /// (the default). A lone enqueue costs two syncs, as under [`Grouped`](Self::Grouped);
-    /// N concurrent ones share one cache flush per round instead of an `fdatasync` each
-    /// plus shared directory fsyncs. Marks are grouped as under `Grouped`.
+    /// round links the messages written since the last one into `mess/` and then syncs
+    /// once, which makes their data and their names durable together (the default). A lone
+    /// enqueue costs one sync, where [`Grouped`](Self::Grouped) costs two; N concurrent
+    /// ones share one cache flush per round. Marks are grouped as under `Grouped`.
+    ///
+    /// A power loss during a round's sync can leave a name whose data did not all reach
+    /// the disk (never acknowledged); the first [`Queue::open`] after the machine restarts
+    /// finds such files by their checksums and removes them
+    /// ([`Queue::torn_at_open`]), which costs one read of every queued message then.
     ///
     /// `syncfs` also writes back unrelated dirty data of the queue's file system (put the
     /// queue on a file system of its own, or with the mail it delivers, when other
@@ -143,6 +147,8 @@ pub(crate) struct Inner<F: Fs> {
     pub(crate) recycle: usize,
     /// A hold marker may exist (see `hold.rs`): removals then drop theirs.
     pub(crate) holds_possible: AtomicBool,
+    /// Messages the check after a restart found torn and removed (`verify.rs`).
+    torn: Mutex<Vec<crate::verify::Torn>>,
 }
 
 /// The files of removed messages, by whether their removal is durable yet.
@@ -240,6 +246,7 @@ impl Queue<OsFs> {
                 free: Mutex::new(FreeList::default()),
                 recycle: 0,
                 holds_possible: AtomicBool::new(false),
+                torn: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -277,10 +284,23 @@ impl<F: Fs> Queue<F> {
                 free: Mutex::new(FreeList::default()),
                 recycle: options.recycle,
                 holds_possible: AtomicBool::new(false),
+                torn: Mutex::new(Vec::new()),
             }),
         };
+        let torn = crate::verify::after_restart(&queue)?;
+        *lock(&queue.inner.torn) = torn;
         queue.note_holds_at_open()?;
         Ok(queue)
+    }
+
+    /// The messages this open removed because a power loss had torn them, with the reason:
+    /// each was being committed when the machine stopped, and its name reached the disk
+    /// without all of its bytes (a commit round makes both durable with one sync; see
+    /// [`CommitMode::Filesystem`]). None of them had been acknowledged. The check runs on
+    /// the first open after the machine restarted ([`Fs::boot_id`]), reading every
+    /// message once; a caller logs these.
+    pub fn torn_at_open(&self) -> Vec<(MessageId, &'static str)> {
+        lock(&self.inner.torn).clone()
     }
 
     /// The ids of all committed messages, oldest first: what a restarted scheduler walks
@@ -306,8 +326,17 @@ impl<F: Fs> Queue<F> {
                 _ => QueueError::io("open", path.clone(), e),
             })?;
         let mut buf = [0u8; HEADER_LEN as usize];
-        read_exact_at(fs, &file, &mut buf, 0)
-            .map_err(|e| QueueError::io("read", path.clone(), e))?;
+        read_exact_at(fs, &file, &mut buf, 0).map_err(|e| {
+            if e.kind() == io::ErrorKind::UnexpectedEof {
+                // Shorter than a header: an empty file a power loss left (`verify.rs`).
+                QueueError::Corrupt {
+                    id,
+                    reason: "truncated",
+                }
+            } else {
+                QueueError::io("read", path.clone(), e)
+            }
+        })?;
         let header = format::decode_header(&buf).map_err(|e| QueueError::Corrupt {
             id,
             reason: e.describe(),
@@ -336,8 +365,14 @@ impl<F: Fs> Queue<F> {
         let mut tail = vec![0u8; tail_len];
         read_exact_at(fs, &file, &mut tail, start).map_err(|e| QueueError::io("read", path, e))?;
         let (meta, log) = tail.split_at(header.meta_len as usize);
-        let (birth, envelope) =
-            format::decode_meta(meta, header.nrcpt).map_err(|e| corrupt(e.describe()))?;
+        let (birth, envelope, own_id) =
+            format::decode_meta(meta, header.nrcpt, header.body_crc.is_some())
+                .map_err(|e| corrupt(e.describe()))?;
+        // A format 2 file names its message: another id means a reused file whose new
+        // contents a power loss took before they reached the disk (`verify.rs`).
+        if own_id.is_some_and(|own| own != id.as_u64()) {
+            return Err(corrupt("holds another message"));
+        }
         let mut statuses = vec![Status::Pending; envelope.recipients.len()];
         for (index, status) in format::decode_statuses(log, header.nrcpt).0 {
             statuses[index as usize] = status;

@@ -57,7 +57,10 @@ pub(crate) fn enqueue(root: &Root, env: &Env, p: &Prepared, body: impl Read) -> 
     let became = !owns_queue(root) && become_queue_owner(root);
     let direct = if owns_queue(root) {
         match Queue::open(root.queue(), QueueOptions::default()) {
-            Ok(queue) => Some(queue),
+            Ok(queue) => {
+                crate::log::torn_messages(&queue);
+                Some(queue)
+            }
             // A running server holds the queue: leave the message for it.
             Err(e) if held_by_server(&e) => {
                 if became {

@@ -118,6 +118,9 @@ struct State {
     now: SystemTime,
     devs: u32,
     locks_unavailable: bool,
+    /// Machine restarts so far ([`Fs::boot_id`](crate::Fs::boot_id)): a power loss counts
+    /// one, a process crash none.
+    boots: u64,
 }
 
 impl Default for State {
@@ -135,6 +138,7 @@ impl Default for State {
             now: SystemTime::UNIX_EPOCH,
             devs: 0,
             locks_unavailable: false,
+            boots: 0,
         }
     }
 }
@@ -323,6 +327,9 @@ impl SimFs {
     #[must_use]
     pub fn restart(&self, how: Restart) -> SimFs {
         let mut st = self.lock().clone();
+        if how != Restart::ProcessCrash {
+            st.boots += 1;
+        }
         for d in &mut st.dirs {
             if how != Restart::ProcessCrash {
                 d.entries.clone_from(&d.durable);
@@ -361,6 +368,7 @@ impl SimFs {
         for choice in &choices {
             for data_written in [false, true] {
                 let mut img = (*st).clone();
+                img.boots += 1;
                 for d in &mut img.dirs {
                     d.entries.clone_from(&d.durable);
                 }

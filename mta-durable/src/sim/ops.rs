@@ -252,6 +252,10 @@ impl Fs for SimFs {
         Ok(())
     }
 
+    fn boot_id(&self) -> io::Result<Option<String>> {
+        Ok(Some(format!("sim-boot-{}", self.lock().boots)))
+    }
+
     fn device(&self, dir: &usize) -> io::Result<u64> {
         let st = self.lock();
         st.alive()?;

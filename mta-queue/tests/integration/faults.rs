@@ -71,10 +71,18 @@ fn write_failures_mid_enqueue_leave_nothing() {
 #[test]
 fn sync_failures_mid_enqueue_leave_nothing() {
     let env = Envelope::new("s@x", ["r@x"]);
-    // 0: the file's fdatasync fails; 1: the directory fsync after the rename fails.
-    for ok_syncs in [0, 1] {
+    // The default commit round has one sync (syncfs after the rename); the grouped
+    // commit's file fdatasync (0) or its directory fsync after the rename (1) fails.
+    let grouped = QueueOptions::default()
+        .split(2)
+        .commit(mta_queue::CommitMode::Grouped);
+    for (options, ok_syncs) in [
+        (QueueOptions::default().split(2), 0),
+        (grouped, 0),
+        (grouped, 1),
+    ] {
         let fs = SimFs::new();
-        let q = Queue::open_with(fs.clone(), QueueOptions::default().split(2)).unwrap();
+        let q = Queue::open_with(fs.clone(), options).unwrap();
         let old = committed(&q);
         fs.fail_syncs_after(ok_syncs, EIO);
         assert!(q.enqueue(&env, &b"data"[..]).is_err());
