@@ -1,8 +1,9 @@
 #![no_main]
 //! mta-dotqmail's worker protocol (spawner ↔ per-user worker, and the spawn requests and
 //! answers between the queue process and lspawn): any frame decodes to
-//! requests (single or batch frames) or answers, or to `None`, without panicking; whatever decodes encodes back to
-//! a frame that decodes to the same values.
+//! requests (single or batch frames), answers, or a worker's sync request and its answer,
+//! or to `None`, without panicking; whatever decodes encodes back to a frame that decodes
+//! to the same values, and no sync request also passes for an answer frame.
 use libfuzzer_sys::fuzz_target;
 use mta_core::frame;
 use mta_dotqmail::worker;
@@ -40,6 +41,21 @@ fuzz_target!(|data: &[u8]| {
         worker::write_spawn_answer(&mut out, &answer).expect("write");
         let again = frame::read(&mut &out[..]).expect("read").expect("frame");
         assert_eq!(worker::decode_spawn_answer(&again), Some(answer));
+    }
+    if let Some(device) = worker::decode_sync_request(&fields) {
+        let mut out = Vec::new();
+        worker::write_sync_request(&mut out, device).expect("write");
+        let again = frame::read(&mut &out[..]).expect("read").expect("frame");
+        assert_eq!(worker::decode_sync_request(&again), Some(device));
+        if count > 0 {
+            assert_eq!(worker::decode_answers(fields.clone(), count), None);
+        }
+    }
+    if let Some(answer) = worker::decode_sync_answer(&fields) {
+        let mut out = Vec::new();
+        worker::write_sync_answer(&mut out, &answer).expect("write");
+        let again = frame::read(&mut &out[..]).expect("read").expect("frame");
+        assert_eq!(worker::decode_sync_answer(&again), Some(answer));
     }
     if let Some(answers) = worker::decode_answers(fields, count) {
         let mut out = Vec::new();

@@ -36,7 +36,7 @@ use mta_queue::{MessageId, Queue};
 
 use crate::sched::{Input, Job};
 use mta_core::frame;
-use mta_dotqmail::worker::{self, Answer, WorkerRequest};
+use mta_dotqmail::worker::{self, Answer, SyncAnswer, WorkerRequest};
 
 /// What an SMTP-time recipient check found (no backscatter: unknown users are refused at
 /// RCPT with the same lookup delivery uses).
@@ -227,8 +227,9 @@ impl crate::pool::Deliver for LocalDelivery {
                 requests.iter().map(|(_, m, r)| (*m, r)),
                 &self.options,
                 self.program_timeout,
+                &mut |device| queue_sync(&self.queue, device),
             ),
-            Some(workers) => workers.run_all(&requests),
+            Some(workers) => workers.run_all(&requests, &self.queue),
         };
         for ((j, i, user), (result, forward)) in users.iter().zip(answers) {
             results[*j][*i] = Some(match forward {
@@ -347,14 +348,32 @@ fn forwarder(user: Option<&LocalUser>) -> mta_core::header::QueueInvoker {
     }
 }
 
+/// Offers a maildir batch's sync (one of its two; see [`mta_maildir::DeliveryBatch`]) to
+/// the queue: when the maildirs are on the queue's file system, the next commit round's
+/// `syncfs`, shared with the messages being received, makes them durable, so deliveries and
+/// enqueues share flushes instead of each paying their own. `None` (the batch syncs by
+/// itself) for another file system or a queue that does not commit in rounds.
+fn queue_sync(queue: &Queue, device: u64) -> Option<io::Result<()>> {
+    if queue.device() != Some(device) {
+        return None;
+    }
+    match queue.sync_filesystem() {
+        Ok(true) => Some(Ok(())),
+        Ok(false) => None,
+        Err(e) => Some(Err(io::Error::other(e))),
+    }
+}
+
 /// Runs deliveries in this process (qmail-local's work, through mta-dotqmail), in order,
-/// with their maildir lines staged and made durable together at the end: a delivery with a
-/// maildir line whose commit failed is deferred (and its forward dropped), so nothing is
-/// reported delivered before it is durable.
+/// with their maildir lines staged and made durable together at the end (each of the
+/// commit's two file-system syncs offered to `sync` first, see [`queue_sync`]): a delivery
+/// with a maildir line whose commit failed is deferred (and its forward dropped), so
+/// nothing is reported delivered before it is durable.
 fn run_requests<'a>(
     requests: impl Iterator<Item = (&'a [u8], &'a DeliveryRequest<'a>)>,
     options: &DeliveryOptions,
     program_timeout: Duration,
+    sync: &mut dyn FnMut(u64) -> Option<io::Result<()>>,
 ) -> Vec<Answer> {
     let mut exec = SystemExecutor::new()
         .with_base_env(base_env())
@@ -368,7 +387,7 @@ fn run_requests<'a>(
             (outcome.to_delivery_result(), outcome.forward)
         })
         .collect();
-    for (k, e) in exec.commit_maildirs() {
+    for (k, e) in exec.commit_maildirs_with(sync) {
         if let Some(answer) = answers.get_mut(k) {
             crate::log::line(&format!("warning: maildir commit failed: {e}"));
             *answer = (
@@ -413,7 +432,7 @@ const MAX_IDLE_PER_USER: usize = 1000;
 impl Workers {
     /// Runs `requests` in workers, one exchange per (uid, gid): each message crosses the
     /// pipe once per worker, not once per recipient. One answer per request, in order.
-    fn run_all(&self, requests: &[Request<'_>]) -> Vec<Answer> {
+    fn run_all(&self, requests: &[Request<'_>], queue: &Queue) -> Vec<Answer> {
         let mut groups: Vec<UidGroup<'_, '_>> = Vec::new();
         for (k, r) in requests.iter().enumerate() {
             let a = r.2.user.account();
@@ -426,7 +445,7 @@ impl Workers {
         let mut out: Vec<Option<Answer>> = vec![None; requests.len()];
         for (key, list) in groups {
             let batch: Vec<&Request<'_>> = list.iter().map(|(_, r)| *r).collect();
-            let answers = self.run(key, &batch);
+            let answers = self.run(key, &batch, queue);
             for ((k, _), answer) in list.iter().zip(answers) {
                 out[*k] = Some(answer);
             }
@@ -442,7 +461,7 @@ impl Workers {
     }
 
     /// One exchange with a worker of `key` for `batch` (all of that uid and gid).
-    fn run(&self, key: (u32, u32), batch: &[&Request<'_>]) -> Vec<Answer> {
+    fn run(&self, key: (u32, u32), batch: &[&Request<'_>], queue: &Queue) -> Vec<Answer> {
         let deferred = |text: String| -> Vec<Answer> {
             batch
                 .iter()
@@ -485,7 +504,7 @@ impl Workers {
                 }
             },
         };
-        match exchange(&mut worker, batch) {
+        match exchange(&mut worker, batch, queue) {
             Ok(answers) => {
                 if let Ok(mut m) = self.idle.lock() {
                     let list = m.entry(key).or_default();
@@ -513,9 +532,16 @@ impl Workers {
     }
 }
 
+/// Most syncs a worker may have the queue process run for one request frame: its maildir
+/// batch asks twice (data, then names) for the queue's file system. Past this, the answer
+/// is "sync it yourself", so a worker (which runs as the user, who may tamper with it)
+/// cannot keep the queue process syncing.
+const MAX_SHARED_SYNCS: usize = 2;
+
 /// Sends `batch` in one request frame (one message per job, each with its deliveries) and
-/// reads the answer frame back (the protocol is `mta_dotqmail::worker`'s).
-fn exchange(w: &mut Worker, batch: &[&Request<'_>]) -> io::Result<Vec<Answer>> {
+/// reads the answer frame back (the protocol is `mta_dotqmail::worker`'s), answering the
+/// worker's requests to sync the queue's file system on the way ([`queue_sync`]).
+fn exchange(w: &mut Worker, batch: &[&Request<'_>], queue: &Queue) -> io::Result<Vec<Answer>> {
     // Consecutive deliveries of one job share its message in the frame.
     let mut messages: Vec<(usize, &[u8], Vec<WorkerRequest<'_>>)> = Vec::new();
     for (job, message, r) in batch {
@@ -543,9 +569,53 @@ fn exchange(w: &mut Worker, batch: &[&Request<'_>]) -> io::Result<Vec<Answer>> {
         .map(|(_, m, list)| (*m, list.as_slice()))
         .collect();
     worker::write_batch(&mut w.input, &frames)?;
-    let answer = frame::read(&mut w.output)?.ok_or(io::ErrorKind::UnexpectedEof)?;
-    worker::decode_answers(answer, batch.len())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad answer"))
+    let mut synced = 0;
+    loop {
+        let fields = frame::read(&mut w.output)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+        let Some(device) = worker::decode_sync_request(&fields) else {
+            return worker::decode_answers(fields, batch.len())
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad answer"));
+        };
+        let answer = if synced < MAX_SHARED_SYNCS {
+            match queue_sync(queue, device) {
+                Some(Ok(())) => {
+                    synced += 1;
+                    SyncAnswer::Synced
+                }
+                Some(Err(e)) => SyncAnswer::Failed(e.to_string()),
+                None => SyncAnswer::NotShared,
+            }
+        } else {
+            SyncAnswer::NotShared
+        };
+        worker::write_sync_answer(&mut w.input, &answer)?;
+    }
+}
+
+/// A worker's [`queue_sync`]: asks the spawner (the queue process) over the pipe to sync
+/// the file system `device` for it. `None` when it will not (the batch syncs by itself).
+fn ask_spawner_to_sync(
+    input: &mut impl io::BufRead,
+    output: &mut std::fs::File,
+    device: u64,
+) -> Option<io::Result<()>> {
+    if let Err(e) = worker::write_sync_request(output, device) {
+        return Some(Err(e));
+    }
+    let answer = match frame::read(input) {
+        Ok(Some(fields)) => worker::decode_sync_answer(&fields),
+        Ok(None) => return Some(Err(io::ErrorKind::UnexpectedEof.into())),
+        Err(e) => return Some(Err(e)),
+    };
+    match answer {
+        Some(SyncAnswer::Synced) => Some(Ok(())),
+        Some(SyncAnswer::NotShared) => None,
+        Some(SyncAnswer::Failed(text)) => Some(Err(io::Error::other(text))),
+        None => Some(Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad sync answer",
+        ))),
+    }
 }
 
 /// `mta local-worker`: the per-user delivery process. Reads request frames on stdin, runs
@@ -572,7 +642,8 @@ pub fn worker_main() -> i32 {
             Ok(None) => return 0,
             Err(_) => return 111,
         };
-        let Some(answers) = worker_batch(&fields, &options, program_timeout) else {
+        let mut sync = |device| ask_spawner_to_sync(&mut input, &mut output, device);
+        let Some(answers) = worker_batch(&fields, &options, program_timeout, &mut sync) else {
             return 111;
         };
         if worker::write_answers(&mut output, &answers).is_err() {
@@ -586,6 +657,7 @@ fn worker_batch(
     fields: &[Vec<u8>],
     options: &DeliveryOptions,
     program_timeout: Duration,
+    sync: &mut dyn FnMut(u64) -> Option<io::Result<()>>,
 ) -> Option<Vec<Answer>> {
     let batch = worker::decode_batch(fields)?;
     let mut users: Vec<(&[u8], LocalUser, &WorkerRequest<'_>)> = Vec::new();
@@ -613,5 +685,56 @@ fn worker_batch(
         requests.iter().map(|(m, r)| (*m, r)),
         options,
         program_timeout,
+        sync,
     ))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The queue syncs a worker's maildir batch only on its own file system, and at most
+    /// [`MAX_SHARED_SYNCS`] times per request frame: a worker (the user's process) that
+    /// keeps asking is told to sync by itself.
+    #[test]
+    fn a_worker_gets_at_most_two_shared_syncs_per_frame_and_only_for_the_queues_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = Queue::open(dir.path(), mta_queue::QueueOptions::default()).unwrap();
+        let dev = queue.device().unwrap();
+        assert!(matches!(queue_sync(&queue, dev), Some(Ok(()))));
+        assert!(queue_sync(&queue, dev ^ 1).is_none(), "another file system");
+
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        let mut worker = Worker {
+            input: ours.try_clone().unwrap(),
+            output: io::BufReader::new(ours),
+        };
+        let fake = std::thread::spawn(move || {
+            let mut input = io::BufReader::new(theirs.try_clone().unwrap());
+            let mut output = theirs;
+            // The request frame.
+            frame::read(&mut input).unwrap().unwrap();
+            let mut answers = Vec::new();
+            for device in [dev ^ 1, dev, dev, dev] {
+                worker::write_sync_request(&mut output, device).unwrap();
+                let fields = frame::read(&mut input).unwrap().unwrap();
+                answers.push(worker::decode_sync_answer(&fields).unwrap());
+            }
+            worker::write_answers(&mut output, &[]).unwrap();
+            answers
+        });
+        // An empty frame is enough: the worker's side is scripted.
+        let got = exchange(&mut worker, &[], &queue);
+        assert!(got.unwrap().is_empty());
+        assert_eq!(
+            fake.join().unwrap(),
+            vec![
+                SyncAnswer::NotShared,
+                SyncAnswer::Synced,
+                SyncAnswer::Synced,
+                SyncAnswer::NotShared,
+            ]
+        );
+    }
 }

@@ -135,10 +135,20 @@ impl SystemExecutor {
     /// with its error, so the caller defers them (qmail: `Temporary error on maildir
     /// delivery. (#4.3.0)`). Returns nothing when nothing was staged.
     pub fn commit_maildirs(&mut self) -> Vec<(usize, FileDeliveryError)> {
+        self.commit_maildirs_with(&mut |_| None)
+    }
+
+    /// [`commit_maildirs`](SystemExecutor::commit_maildirs), offering each of its two
+    /// file-system syncs to `sync` first (see [`mta_maildir::DeliveryBatch::commit_with`]):
+    /// a caller that syncs that file system anyway shares one flush with the batch.
+    pub fn commit_maildirs_with(
+        &mut self,
+        sync: &mut dyn FnMut(u64) -> Option<std::io::Result<()>>,
+    ) -> Vec<(usize, FileDeliveryError)> {
         let batch = std::mem::take(&mut self.staged);
         let owners = std::mem::take(&mut self.owners);
         let mut failed: Vec<(usize, FileDeliveryError)> = Vec::new();
-        for (owner, result) in owners.into_iter().zip(batch.commit()) {
+        for (owner, result) in owners.into_iter().zip(batch.commit_with(sync)) {
             if let Err(e) = result
                 && !failed.iter().any(|(o, _)| *o == owner)
             {

@@ -16,6 +16,14 @@
 //! 3463 enhanced status (or empty), and `n` followed by `n` fields: nothing, or the
 //! forward's sender, its `Delivered-To:` line and its recipients.
 //!
+//! While it runs a request, a worker may ask the spawner to make a file system durable
+//! for it ([`write_sync_request`]: `sync` and the file system's number, one frame), before
+//! each of the two syncs of its maildir batch; the spawner answers with one frame
+//! ([`SyncAnswer`]: `synced`, `no` (sync it yourself) or `failed` and a text). A spawner
+//! whose own group commit syncs that file system anyway (the queue on the same disk) so
+//! shares one flush between the messages it receives and the deliveries. An answer frame
+//! never starts with `sync` (its first field is a one-letter status).
+//!
 //! The worker must treat the request as coming from a more privileged process it trusts;
 //! the spawner must treat the answer as coming from the user's account (decoding never
 //! panics and never believes a count it cannot see fields for).
@@ -284,6 +292,60 @@ pub fn write_answers(w: &mut dyn Write, answers: &[Answer]) -> io::Result<()> {
     frame::write(w, &refs)
 }
 
+/// The spawner's answer to a [`write_sync_request`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SyncAnswer {
+    /// Everything written to that file system before the request is durable.
+    Synced,
+    /// Not done: the worker syncs by itself (another file system than the spawner's, or
+    /// the spawner does not share its syncs).
+    NotShared,
+    /// The sync failed (the text says why): what was written may not be durable.
+    Failed(String),
+}
+
+/// Writes a worker's request that the spawner make the file system numbered `device`
+/// (`st_dev`) durable, in the middle of a request.
+///
+/// # Errors
+/// I/O errors from `w`.
+pub fn write_sync_request(w: &mut dyn Write, device: u64) -> io::Result<()> {
+    frame::write(w, &[b"sync", device.to_string().as_bytes()])
+}
+
+/// The file system a worker's frame asks the spawner to sync, or `None` when the frame is
+/// not a sync request (it is then the answer frame).
+pub fn decode_sync_request(fields: &[Vec<u8>]) -> Option<u64> {
+    match fields {
+        [tag, device] if tag.as_slice() == b"sync" => number(device),
+        _ => None,
+    }
+}
+
+/// Writes the spawner's answer to a sync request.
+///
+/// # Errors
+/// I/O errors from `w`.
+pub fn write_sync_answer(w: &mut dyn Write, answer: &SyncAnswer) -> io::Result<()> {
+    match answer {
+        SyncAnswer::Synced => frame::write(w, &[b"synced"]),
+        SyncAnswer::NotShared => frame::write(w, &[b"no"]),
+        SyncAnswer::Failed(text) => frame::write(w, &[b"failed", text.as_bytes()]),
+    }
+}
+
+/// Decodes the spawner's answer to a sync request; `None` when malformed.
+pub fn decode_sync_answer(fields: &[Vec<u8>]) -> Option<SyncAnswer> {
+    match fields {
+        [tag] if tag.as_slice() == b"synced" => Some(SyncAnswer::Synced),
+        [tag] if tag.as_slice() == b"no" => Some(SyncAnswer::NotShared),
+        [tag, text] if tag.as_slice() == b"failed" => Some(SyncAnswer::Failed(
+            String::from_utf8_lossy(text).into_owned(),
+        )),
+        _ => None,
+    }
+}
+
 /// Decodes an answer frame for `count` deliveries; `None` when it is malformed, short or
 /// longer than `count` answers.
 pub fn decode_answers(fields: Vec<Vec<u8>>, count: usize) -> Option<Vec<Answer>> {
@@ -438,6 +500,37 @@ mod tests {
         ];
         let fields = frame_of(|w| write_answers(w, &answers));
         assert_eq!(decode_answers(fields, 2), Some(answers));
+    }
+
+    #[test]
+    fn sync_requests_and_answers_round_trip_and_never_pass_for_answers() {
+        let f = frame_of(|w| write_sync_request(w, 2049));
+        assert_eq!(decode_sync_request(&f), Some(2049));
+        assert_eq!(decode_answers(f, 1), None, "a sync request is no answer");
+        for a in [
+            SyncAnswer::Synced,
+            SyncAnswer::NotShared,
+            SyncAnswer::Failed("EIO\r\n\0".into()),
+        ] {
+            let f = frame_of(|w| write_sync_answer(w, &a));
+            assert_eq!(decode_sync_answer(&f), Some(a));
+            assert_eq!(decode_sync_request(&f), None);
+        }
+        let answers = vec![(DeliveryResult::Delivered { text: "ok".into() }, None)];
+        let f = frame_of(|w| write_answers(w, &answers));
+        assert_eq!(
+            decode_sync_request(&f),
+            None,
+            "an answer is no sync request"
+        );
+        assert_eq!(
+            decode_sync_request(&[b"sync".to_vec(), b"x".to_vec()]),
+            None
+        );
+        assert_eq!(
+            decode_sync_answer(&[b"synced".to_vec(), b"".to_vec()]),
+            None
+        );
     }
 
     #[test]

@@ -148,9 +148,27 @@ impl<F: Fs> DeliveryBatch<F> {
     /// delivery it covered. Nothing of a failed delivery is left in `new/` (a name not known
     /// durable is taken back, best effort: if that fails too, a retry duplicates it).
     pub fn commit(self) -> Vec<Result<DeliveredName, DeliverError>> {
+        self.commit_with(&mut |_| None)
+    }
+
+    /// [`commit`](DeliveryBatch::commit), with the two `syncfs` calls offered to the caller
+    /// first: before each step's sync of a file system, `sync` is called with its number
+    /// ([`Fs::device`]) and may make everything on it durable itself, returning
+    /// `Some(result)`; `None` lets the batch call `syncfs`. A caller that syncs that file
+    /// system anyway (a mail queue's group commit on the same disk) shares one flush
+    /// between its work and the batch's. The sync must start after the call: the batch's
+    /// writes (step 1) and links (step 3) are done by then.
+    ///
+    /// # Errors
+    /// As [`commit`](DeliveryBatch::commit); an `Err` from `sync` fails the deliveries it
+    /// was to cover, as a failed `syncfs` does.
+    pub fn commit_with(
+        self,
+        sync: &mut dyn FnMut(u64) -> Option<io::Result<()>>,
+    ) -> Vec<Result<DeliveredName, DeliverError>> {
         let staged = self.staged;
         // 1. The data: one syncfs per file system, or an fsync per file.
-        let data = sync_all_of(&staged, |s| durable::sync_all(&s.fs, &s.file));
+        let data = sync_all_of(&staged, sync, |s| durable::sync_all(&s.fs, &s.file));
         let mut linked: Vec<Result<String, DeliverError>> = staged
             .iter()
             .zip(data)
@@ -168,7 +186,8 @@ impl<F: Fs> DeliveryBatch<F> {
             .filter(|(_, l)| l.is_ok())
             .map(|(s, _)| s)
             .collect();
-        let mut names = sync_all_of(&linked_ok, |s| durable::sync_dir(&s.fs, &s.new)).into_iter();
+        let mut names =
+            sync_all_of(&linked_ok, sync, |s| durable::sync_dir(&s.fs, &s.new)).into_iter();
         for (s, l) in staged.iter().zip(linked.iter_mut()) {
             if let Ok(name) = l
                 && let Some(Err(e)) = names.next()
@@ -189,11 +208,13 @@ impl<F: Fs> DeliveryBatch<F> {
     }
 }
 
-/// Makes something durable for each of `items`: by one `syncfs` per file system (of the
-/// item's `tmp/`) where the file system is known and `syncfs` works, else by `each`. One
-/// result per item, in order.
+/// Makes something durable for each of `items`: by one sync per file system (of the
+/// item's `tmp/`) where the file system is known (the caller's `shared` sync, else
+/// `syncfs`), else, or where `syncfs` is unsupported, by `each`. One result per item, in
+/// order.
 fn sync_all_of<F: Fs, S: std::borrow::Borrow<Staged<F>>>(
     items: &[S],
+    shared: &mut dyn FnMut(u64) -> Option<io::Result<()>>,
     each: impl Fn(&Staged<F>) -> io::Result<()>,
 ) -> Vec<io::Result<()>> {
     // (device, result of its syncfs; None when unsupported)
@@ -208,10 +229,10 @@ fn sync_all_of<F: Fs, S: std::borrow::Borrow<Staged<F>>>(
             let at = if let Some(i) = done.iter().position(|(d, _)| *d == dev) {
                 i
             } else {
-                let r = match durable::sync_filesystem(&s.fs, &s.tmp) {
+                let r = shared(dev).or_else(|| match durable::sync_filesystem(&s.fs, &s.tmp) {
                     Err(e) if e.kind() == io::ErrorKind::Unsupported => None,
                     other => Some(other),
-                };
+                });
                 done.push((dev, r));
                 done.len() - 1
             };
@@ -263,6 +284,52 @@ mod tests {
             let tmp = format!("{}/tmp", md.path().display());
             assert_eq!(fs.list_dir(&tmp), Some(Vec::new()));
         }
+    }
+
+    /// A caller that syncs the file system itself (shared with its own work) is asked
+    /// before each of the two steps, with the file system's number, and the batch then
+    /// syncs nothing itself; what it reports delivered survives every crash image. A
+    /// failed shared sync fails the deliveries and leaves nothing in `new/`.
+    #[test]
+    fn commit_with_lets_the_caller_make_both_steps_durable() {
+        let (fs, mds) = setup(2);
+        let mut batch = DeliveryBatch::new();
+        for md in &mds {
+            batch.stage(md, b"", &b"body\n"[..]).unwrap();
+        }
+        let dev = fs
+            .device(&fs.open_dir(Path::new("/home")).unwrap())
+            .unwrap();
+        let before = fs.trace().len();
+        let mut asked = Vec::new();
+        let caller = fs.clone();
+        let results = batch.commit_with(&mut |d| {
+            asked.push(d);
+            let root = caller.open_dir(Path::new("/")).unwrap();
+            Some(caller.sync_filesystem(&root))
+        });
+        assert!(results.iter().all(Result::is_ok));
+        assert_eq!(asked, vec![dev, dev], "asked once per step");
+        let own: Vec<_> = fs.trace()[before..]
+            .iter()
+            .filter(|t| t.starts_with("sync"))
+            .cloned()
+            .collect();
+        assert_eq!(own.len(), 2, "only the caller's two syncs: {own:?}");
+        for img in fs.crash_images() {
+            for i in 0..2 {
+                let md = Maildir::open_in(img.clone(), format!("/home/u{i}/Maildir")).unwrap();
+                assert_eq!(md.list(Subdir::New).unwrap().len(), 1);
+            }
+        }
+
+        let (fs, mds) = setup(1);
+        let mut batch = DeliveryBatch::new();
+        batch.stage(&mds[0], b"", &b"body\n"[..]).unwrap();
+        let results = batch.commit_with(&mut |_| Some(Err(io::Error::from_raw_os_error(5))));
+        assert!(results[0].is_err());
+        assert!(mds[0].list(Subdir::New).unwrap().is_empty());
+        let _ = fs;
     }
 
     #[test]

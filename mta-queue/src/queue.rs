@@ -293,6 +293,42 @@ impl<F: Fs> Queue<F> {
         Ok(queue)
     }
 
+    /// Makes everything written to the queue's file system before this call durable, by
+    /// the next commit round's `syncfs` (shared with concurrent enqueues: one flush for
+    /// both). For a program that writes other files on the same file system and would
+    /// otherwise sync them itself (the daemon's local deliveries into maildirs next to the
+    /// queue); compare [`device`](Queue::device) with theirs first.
+    ///
+    /// Returns `Ok(false)`, having synced nothing, when the queue does not commit in rounds
+    /// ([`CommitMode::Grouped`] or `PerMessage`, or `syncfs` unsupported): the caller then
+    /// syncs by itself.
+    ///
+    /// # Errors
+    /// [`QueueError::Io`] when the sync failed (what was written may not be durable).
+    pub fn sync_filesystem(&self) -> Result<bool, QueueError> {
+        if self.inner.read_only
+            || self.inner.commit != CommitMode::Filesystem
+            || self.inner.no_syncfs.load(Ordering::Relaxed)
+        {
+            return Ok(false);
+        }
+        match self.inner.rounds.barrier(&*self.inner) {
+            Ok(()) => Ok(true),
+            Err(QueueError::Io { source, .. }) if source.kind() == io::ErrorKind::Unsupported => {
+                self.inner.no_syncfs.store(true, Ordering::Relaxed);
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The number of the file system holding the queue (`st_dev`; see
+    /// [`Fs::device`](crate::Fs::device)), `None` where the [`Fs`] cannot tell. Files with
+    /// the same number are made durable by [`sync_filesystem`](Queue::sync_filesystem).
+    pub fn device(&self) -> Option<u64> {
+        self.inner.fs.device(&self.inner.root).ok()
+    }
+
     /// The messages this open removed because a power loss had torn them, with the reason:
     /// each was being committed when the machine stopped, and its name reached the disk
     /// without all of its bytes (a commit round makes both durable with one sync; see

@@ -47,8 +47,9 @@ pub(crate) struct Rounds<T> {
 
 #[derive(Debug)]
 struct State<T> {
-    /// Written, waiting for the next round to link and sync them.
-    written: Vec<(u64, T)>,
+    /// Written, waiting for the next round to link and sync them (`None`: a
+    /// [`barrier`](Rounds::barrier), which only waits for the sync).
+    written: Vec<(u64, Option<T>)>,
     results: HashMap<u64, Outcome>,
     leading: bool,
     next_ticket: u64,
@@ -104,6 +105,18 @@ impl<T> Rounds<T> {
     /// it was linked and a sync that started after the link finished. On `Err` the item
     /// may or may not have been linked (the caller takes the name back).
     pub(crate) fn submit(&self, item: T, ops: &dyn RoundOps<T>) -> Outcome {
+        self.enter(Some(item), ops)
+    }
+
+    /// Returns once a sync that started after this call finished: everything written to
+    /// the file system before the call is durable then. The sync is the next round's, shared
+    /// with the commits in it (a local delivery's maildir files ride along with the
+    /// messages being received).
+    pub(crate) fn barrier(&self, ops: &dyn RoundOps<T>) -> Outcome {
+        self.enter(None, ops)
+    }
+
+    fn enter(&self, item: Option<T>, ops: &dyn RoundOps<T>) -> Outcome {
         let mut st = self.lock();
         let ticket = st.next_ticket;
         st.next_ticket += 1;
@@ -126,8 +139,10 @@ impl<T> Rounds<T> {
                 tickets: round.iter().map(|(t, _)| *t).collect(),
                 finished: false,
             };
-            let linked: Vec<(u64, Outcome)> =
-                round.iter().map(|(t, item)| (*t, ops.link(item))).collect();
+            let linked: Vec<(u64, Outcome)> = round
+                .iter()
+                .map(|(t, item)| (*t, item.as_ref().map_or(Ok(()), |i| ops.link(i))))
+                .collect();
             let number = self.started.fetch_add(1, Ordering::SeqCst) + 1;
             let started = Instant::now();
             let synced = ops.sync();
@@ -307,6 +322,17 @@ mod tests {
         assert!(!r.synced_since(m2), "sync 2 failed");
         assert!(r.submit(3, &*l).is_ok());
         assert!(r.synced_since(m2));
+    }
+
+    #[test]
+    fn a_barrier_returns_after_a_sync_that_started_after_it_and_links_nothing() {
+        let r = Rounds::new();
+        let l = log(None);
+        r.barrier(&*l).unwrap();
+        assert_eq!(l.syncs.load(Ordering::SeqCst), 1);
+        assert!(l.linked.lock().unwrap().is_empty());
+        let l = log(Some(1));
+        assert!(r.barrier(&*l).is_err(), "its sync failed");
     }
 
     #[test]
