@@ -220,7 +220,10 @@ impl Queue<OsFs> {
     /// [`QueueError::NotFound`]. A reader still holding a removed message's file open when
     /// the owner reuses that file (see [`QueueOptions::recycle`]) reads the new message's
     /// bytes: an inspector reads a message promptly after opening it and does not rely on
-    /// what it read (the owner itself never removes a message it is reading).
+    /// what it read (the owner itself never removes a message it is reading). After a
+    /// power loss and before the owner's first open, it may also list a message whose
+    /// commit the power loss tore (`info` then reports it corrupt): only that open checks
+    /// and removes them ([`Queue::torn_at_open`]).
     ///
     /// # Errors
     /// [`QueueError::Io`] when the directory or its layout file cannot be read.
