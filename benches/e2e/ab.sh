@@ -5,14 +5,17 @@
 #   sudo benches/e2e/ab.sh OLD_BINARY NEW_BINARY [ROUNDS] [OUTDIR]
 #
 # E2E_WORKLOADS (default "W1 W2 W3 W4 W5") and the other run.sh knobs pass through. Each
-# round runs run.sh once per build, old first; every run.sh makes its own work directory,
-# so no run inherits another's grown directories. Results and logs stay in OUTDIR.
+# round runs run.sh once per build, old first in odd rounds and new first in even ones:
+# the second run of a pair pays for the first one's disk writeback, so a fixed order would
+# favour the build that always runs first. Every run.sh makes its own work directory, so
+# no run inherits another's grown directories. Results and logs stay in OUTDIR.
 set -u
 OLD=$1; NEW=$2; ROUNDS=${3:-5}; OUT=${4:-$(mktemp -d /var/tmp/mta-ab.XXXXXX)}
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 for ((r = 1; r <= ROUNDS; r++)); do
-    for side in old new; do
+    order="old new"; [ $((r % 2)) -eq 0 ] && order="new old"
+    for side in $order; do
         bin=$OLD; [ "$side" = new ] && bin=$NEW
         echo "== round $r $side $(date -u +%T)" >&2
         MTA_BIN=$bin E2E_ONLY=mta E2E_INTEROP=0 E2E_WORKLOADS="${E2E_WORKLOADS:-W1 W2 W3 W4 W5}" \
