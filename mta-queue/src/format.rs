@@ -86,6 +86,12 @@ pub(crate) fn encode_header(h: &Header) -> [u8; HEADER_LEN as usize] {
     out
 }
 
+/// True when `bytes` start with format 2's magic: the file names its message (its id is in
+/// the envelope section), so its contents can be told from another message's.
+pub(crate) fn is_format2(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC2)
+}
+
 pub(crate) fn decode_header(bytes: &[u8]) -> Result<Header, FormatError> {
     let mut r = Reader(bytes);
     let all = r.take(HEADER_LEN as usize)?;

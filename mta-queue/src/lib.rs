@@ -120,13 +120,16 @@
 //! A removed message's file is kept in `free/` (up to [`QueueOptions::recycle`] files) and
 //! the next enqueue writes into it instead of creating a file: no inode is allocated or
 //! freed per message, and the commit's `fdatasync` writes the data blocks (and the inode
-//! when the length changes) but no new directory entry. Two rules keep this safe:
+//! when the length changes) but no new directory entry. Three rules keep this safe:
 //!
 //! - a file is reused only after the directory it was removed from has been fsynced since
 //!   (removals do that in batches), because until then a power loss could revive its old
 //!   `mess/` name, which would then name the *new* message's bytes under the old id;
 //! - recovery empties `free/` and never reuses its files, since after a crash a `free/`
-//!   name may be a stale second name of a file that now holds a committed message.
+//!   name may be a stale second name of a file that now holds a committed message;
+//! - only a format 2 file is reused: a commit round names a message before its bytes are
+//!   durable, so after a power loss the new name may show the file's old contents, and
+//!   those must name another message's id to be told apart (a format 1 file names none).
 //!
 //! The new message's bytes overwrite the old ones in place, under the file's `free/` name,
 //! and the file is cut to the new length before the commit's `fdatasync`; the commit then

@@ -739,11 +739,22 @@ impl<F: Fs> Queue<F> {
         let opened = fs
             .open(&self.inner.root, &path, Access::ReadWrite)
             .and_then(|f| fs.file_len(&f).map(|len| (f, len)));
-        if let Ok((file, len)) = opened {
-            Some((path, file, len))
-        } else {
-            let _ = durable::discard(fs, &self.inner.root, &path);
-            None
+        // Only a format 2 file is reused: a commit round may name the new message before
+        // its bytes reach the disk, and after a power loss the old contents must be told
+        // from the new message's by the id they name (`verify.rs`). A format 1 file (a
+        // message queued before an upgrade) names no id, so it is not reused.
+        let mut magic = [0u8; 8];
+        match opened {
+            Ok((file, len))
+                if read_exact_at(fs, &file, &mut magic, 0).is_ok()
+                    && format::is_format2(&magic) =>
+            {
+                Some((path, file, len))
+            }
+            _ => {
+                let _ = durable::discard(fs, &self.inner.root, &path);
+                None
+            }
         }
     }
 }

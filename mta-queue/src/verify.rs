@@ -99,18 +99,22 @@ fn record_boot<F: Fs>(queue: &Queue<F>, boot: &str) -> Result<(), QueueError> {
         .map_err(|e| io_err("write", e))
 }
 
-/// Checks message `id`'s file whole: header, envelope section and the id it names (through
-/// [`Queue::info`]), then the CRC of its message bytes (format 2; a format 1 file was
-/// committed with its data synced before its name, so it cannot be torn this way).
+/// Checks message `id`'s file whole: its header, then (format 2) the envelope section and
+/// the id it names (through [`Queue::info`]) and the CRC of its message bytes. A format 1
+/// file was committed with its data synced before its name, so it cannot be torn this way:
+/// only its header is read.
 ///
 /// # Errors
 /// [`QueueError::Corrupt`] for a file that does not hold what it says; `NotFound`, `Io`.
 pub(crate) fn check_whole<F: Fs>(queue: &Queue<F>, id: MessageId) -> Result<(), QueueError> {
-    queue.info(id)?;
     let (file, header, path) = queue.open_file(id, Access::Read)?;
     let Some(expected) = header.body_crc else {
+        // Format 1: committed with its data synced before its name, so never torn this
+        // way, and never the old contents of a reused file (only format 2 files are
+        // reused, `Queue::reuse_free`): left as it is.
         return Ok(());
     };
+    queue.info(id)?;
     let fs = &queue.inner.fs;
     let mut buf = vec![0u8; CHUNK];
     let mut crc = 0;
