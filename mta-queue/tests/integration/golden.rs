@@ -119,7 +119,10 @@ fn a_format_1_file_is_never_reused() {
     drop(Queue::open(dir.path(), QueueOptions::default().split(1)).unwrap());
     let old_path = dir.path().join("mess/0/424242");
     std::fs::write(&old_path, GOLDEN).unwrap();
-    let old_ino = std::fs::metadata(&old_path).unwrap().ino();
+    // Held open, the old file keeps its inode (its number cannot go to a new file) and
+    // shows whether anything rewrote it.
+    let old_file = std::fs::File::open(&old_path).unwrap();
+    let old_ino = old_file.metadata().unwrap().ino();
     let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
     let id = MessageId::from_u64(424_242);
     q.mark(id, 1, Status::Delivered).unwrap();
@@ -141,5 +144,8 @@ fn a_format_1_file_is_never_reused() {
         .unwrap()
         .ino();
     assert_ne!(new_ino, old_ino, "the format 1 file was reused");
+    let mut magic = [0u8; 8];
+    std::os::unix::fs::FileExt::read_exact_at(&old_file, &mut magic, 0).unwrap();
+    assert_eq!(&magic, b"MTAQMSG1", "the format 1 file was rewritten");
     assert_eq!(crate::common::read_body(&q, second), b"second");
 }
