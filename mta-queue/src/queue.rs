@@ -365,17 +365,7 @@ impl<F: Fs> Queue<F> {
                 _ => QueueError::io("open", path.clone(), e),
             })?;
         let mut buf = [0u8; HEADER_LEN as usize];
-        read_exact_at(fs, &file, &mut buf, 0).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                // Shorter than a header: an empty file a power loss left (`verify.rs`).
-                QueueError::Corrupt {
-                    id,
-                    reason: "truncated",
-                }
-            } else {
-                QueueError::io("read", path.clone(), e)
-            }
-        })?;
+        read_exact_at(fs, &file, &mut buf, 0).map_err(|e| read_failed(id, &path, e))?;
         let header = format::decode_header(&buf).map_err(|e| QueueError::Corrupt {
             id,
             reason: e.describe(),
@@ -390,11 +380,23 @@ impl<F: Fs> Queue<F> {
     /// [`QueueError::NotFound`], [`QueueError::Corrupt`] or [`QueueError::Io`].
     pub fn info(&self, id: MessageId) -> Result<MessageInfo, QueueError> {
         let (file, header, path) = self.open_file(id, Access::Read)?;
+        self.info_of(id, &file, &header, &path)
+    }
+
+    /// [`info`](Queue::info) of a message file already opened by
+    /// [`open_file`](Queue::open_file).
+    pub(crate) fn info_of(
+        &self,
+        id: MessageId,
+        file: &F::File,
+        header: &Header,
+        path: &str,
+    ) -> Result<MessageInfo, QueueError> {
         let fs = &self.inner.fs;
         let start = HEADER_LEN + header.body_len;
         let len = fs
-            .file_len(&file)
-            .map_err(|e| QueueError::io("stat", path.clone(), e))?;
+            .file_len(file)
+            .map_err(|e| QueueError::io("stat", path, e))?;
         let corrupt = |reason| QueueError::Corrupt { id, reason };
         let tail_len = len
             .checked_sub(start)
@@ -402,7 +404,7 @@ impl<F: Fs> Queue<F> {
         let tail_len = usize::try_from(tail_len.ok_or(corrupt("shorter than its header says"))?)
             .map_err(|_| corrupt("status log too large"))?;
         let mut tail = vec![0u8; tail_len];
-        read_exact_at(fs, &file, &mut tail, start).map_err(|e| QueueError::io("read", path, e))?;
+        read_exact_at(fs, file, &mut tail, start).map_err(|e| QueueError::io("read", path, e))?;
         let (meta, log) = tail.split_at(header.meta_len as usize);
         let (birth, envelope, own_id) =
             format::decode_meta(meta, header.nrcpt, header.body_crc.is_some())
@@ -825,6 +827,20 @@ fn open_root<F: Fs>(fs: &F) -> Result<F::Dir, QueueError> {
 /// Records that message `id`'s status log ends in a complete record (it was just written).
 pub(crate) fn mark_verified<F: Fs>(queue: &Queue<F>, id: MessageId) {
     lock(&queue.inner.verified).insert(id);
+}
+
+/// A failed read of message `id`'s file at `path`: a file shorter than its header says is
+/// [`QueueError::Corrupt`] ("truncated"; after a power loss, a commit the loss tore, see
+/// `verify.rs`), anything else an I/O error.
+pub(crate) fn read_failed(id: MessageId, path: &str, e: io::Error) -> QueueError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        QueueError::Corrupt {
+            id,
+            reason: "truncated",
+        }
+    } else {
+        QueueError::io("read", path, e)
+    }
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`.

@@ -17,11 +17,9 @@
 //! during the check leaves the old record, so the next open checks again. Where the boot
 //! cannot be told (`Ok(None)`), every open checks.
 
-use std::io;
-
 use crate::durable::{self, Access, Fs};
 use crate::format::{self, HEADER_LEN};
-use crate::queue::read_exact_at;
+use crate::queue::{read_exact_at, read_failed};
 use crate::{MessageId, Queue, QueueError};
 
 /// `DIR/boot`: the boot id of the last open that checked the queue.
@@ -72,17 +70,10 @@ pub(crate) fn after_restart<F: Fs>(queue: &Queue<F>) -> Result<Vec<Torn>, QueueE
 /// The boot id in `DIR/boot`, if it holds one.
 fn recorded_boot<F: Fs>(queue: &Queue<F>) -> Option<String> {
     let fs = &queue.inner.fs;
-    let mut file = fs.open(&queue.inner.root, BOOT, Access::Read).ok()?;
+    let file = fs.open(&queue.inner.root, BOOT, Access::Read).ok()?;
+    // One read, as for `layout`: a short one only makes the next open check again.
     let mut buf = [0u8; 128];
-    let mut len = 0;
-    while len < buf.len() {
-        match fs.read(&mut file, &mut buf[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
+    let len = fs.read_at(&file, &mut buf, 0).ok()?;
     std::str::from_utf8(&buf[..len])
         .ok()
         .map(|s| s.trim().to_owned())
@@ -100,7 +91,7 @@ fn record_boot<F: Fs>(queue: &Queue<F>, boot: &str) -> Result<(), QueueError> {
 }
 
 /// Checks message `id`'s file whole: its header, then (format 2) the envelope section and
-/// the id it names (through [`Queue::info`]) and the CRC of its message bytes. A format 1
+/// the id it names (as [`Queue::info`] reads them) and the CRC of its message bytes. A format 1
 /// file was committed with its data synced before its name, so it cannot be torn this way:
 /// only its header is read.
 ///
@@ -114,23 +105,15 @@ pub(crate) fn check_whole<F: Fs>(queue: &Queue<F>, id: MessageId) -> Result<(), 
         // reused, `Queue::reuse_free`): left as it is.
         return Ok(());
     };
-    queue.info(id)?;
+    queue.info_of(id, &file, &header, &path)?;
     let fs = &queue.inner.fs;
     let mut buf = vec![0u8; CHUNK];
     let mut crc = 0;
     let mut done = 0u64;
     while done < header.body_len {
         let n = usize::try_from(header.body_len - done).map_or(CHUNK, |left| left.min(CHUNK));
-        read_exact_at(fs, &file, &mut buf[..n], HEADER_LEN + done).map_err(|e| {
-            if e.kind() == io::ErrorKind::UnexpectedEof {
-                QueueError::Corrupt {
-                    id,
-                    reason: "truncated",
-                }
-            } else {
-                QueueError::io("read", path.clone(), e)
-            }
-        })?;
+        read_exact_at(fs, &file, &mut buf[..n], HEADER_LEN + done)
+            .map_err(|e| read_failed(id, &path, e))?;
         crc = format::crc32_update(crc, &buf[..n]);
         done += n as u64;
     }
