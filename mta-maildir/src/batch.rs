@@ -157,7 +157,7 @@ impl<F: Fs> DeliveryBatch<F> {
     /// `Some(result)`; `None` lets the batch call `syncfs`. A caller that syncs that file
     /// system anyway (a mail queue's group commit on the same disk) shares one flush
     /// between its work and the batch's. The sync must start after the call: the batch's
-    /// writes (step 1) and links (step 3) are done by then.
+    /// writes (at [`stage`](DeliveryBatch::stage)) or its links (step 2) are done by then.
     ///
     /// # Errors
     /// As [`commit`](DeliveryBatch::commit); an `Err` from `sync` fails the deliveries it
@@ -323,13 +323,12 @@ mod tests {
             }
         }
 
-        let (fs, mds) = setup(1);
+        let (_fs, mds) = setup(1);
         let mut batch = DeliveryBatch::new();
         batch.stage(&mds[0], b"", &b"body\n"[..]).unwrap();
         let results = batch.commit_with(&mut |_| Some(Err(io::Error::from_raw_os_error(5))));
         assert!(results[0].is_err());
         assert!(mds[0].list(Subdir::New).unwrap().is_empty());
-        let _ = fs;
     }
 
     #[test]
