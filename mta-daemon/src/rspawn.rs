@@ -331,15 +331,17 @@ impl Client {
         }
     }
 
-    fn connection(&self) -> io::Result<UnixStream> {
+    /// An idle connection, or a new one; `true` when it was idle (it may have died since).
+    fn connection(&self) -> io::Result<(UnixStream, bool)> {
         if let Some(c) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
-            return Ok(c);
+            return Ok((c, true));
         }
-        crate::serve::connect_patiently(&self.path)
+        crate::serve::connect_patiently(&self.path).map(|c| (c, false))
     }
 
     /// One exchange on a connection (a fresh one if an idle one turns out dead before the
-    /// request went out).
+    /// request went out: the remote process was restarted since, and the request, not
+    /// sent, cannot be duplicated).
     fn exchange(
         &self,
         request: &Request,
@@ -347,8 +349,14 @@ impl Client {
         job: u64,
         n: usize,
     ) -> io::Result<Vec<DeliveryResult>> {
-        let conn = self.connection()?;
-        send_request(&conn, request, file)?;
+        let (mut conn, was_idle) = self.connection()?;
+        if let Err(e) = send_request(&conn, request, file) {
+            if !was_idle {
+                return Err(e);
+            }
+            conn = crate::serve::connect_patiently(&self.path)?;
+            send_request(&conn, request, file)?;
+        }
         // Buffered (the results frame is the only thing the remote process sends back).
         let fields = frame::read_limited(&mut io::BufReader::new(&conn), MAX_REQUEST)?
             .ok_or(io::ErrorKind::UnexpectedEof)?;

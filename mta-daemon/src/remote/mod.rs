@@ -1,5 +1,6 @@
-//! Remote delivery: our qmail-remote (reference §6) and qmail-tcpto (§1.10), run in
-//! process by the `concurrencyremote` pool threads.
+//! Remote delivery: our qmail-remote (reference §6) and qmail-tcpto (§1.10), run in the
+//! remote process (`mtar`, `rspawn.rs`) by one thread per connection from the queue
+//! process (at most `concurrencyremote` jobs run at once).
 //!
 //! [`RemoteDelivery::deliver`] takes one scheduler [`Job`] (every due recipient of one
 //! message at one domain with one sender) and returns one [`DeliveryResult`] per target:
@@ -32,7 +33,7 @@
 //!
 //! let queue = Arc::new(Queue::open("/var/mta/queue", QueueOptions::default())?);
 //! let remote = Arc::new(RemoteDelivery::new(Path::new("/var/mta/control"), queue)?);
-//! // Each of the concurrencyremote pool threads runs, for every job it is handed:
+//! // The remote process's thread for each connection runs, for every job it is handed:
 //! //     let results = remote.deliver(&job); // one DeliveryResult per job.targets entry
 //! // and `mta queue flush` forgets the downed hosts (qmail-tcpok):
 //! remote.reset_downed_hosts();

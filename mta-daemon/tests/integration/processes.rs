@@ -341,7 +341,7 @@ print("done", flush=True)
 "#;
 
 /// The pid of `role`'s current process under `master`, waiting for a restart.
-fn wait_role(master: u32, name: &str) -> u32 {
+pub(super) fn wait_role(master: u32, name: &str) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         if let Some(p) = tree(master)
@@ -355,7 +355,7 @@ fn wait_role(master: u32, name: &str) -> u32 {
     }
 }
 
-fn kill9(pid: u32) {
+pub(super) fn kill9(pid: u32) {
     let st = Command::new("kill")
         .args(["-KILL", &pid.to_string()])
         .status()

@@ -869,6 +869,80 @@ fn a_silent_domain_holds_at_most_half_the_remote_slots() {
     assert_eq!(silent.connections(), 1, "one slot for slow.test at a time");
 }
 
+/// The queue process's link to the remote process survives that process's death: the job
+/// it was running is deferred as a possible duplicate (the remote host may have taken the
+/// message), the connections kept idle to the dead process are replaced, and the next
+/// remote message goes out once the master has restarted it; the deferred one is sent
+/// again at its retry (`mta queue flush` here).
+#[test]
+fn killing_the_remote_process_mid_job_defers_the_job_and_the_link_recovers() {
+    use super::processes::{kill9, wait_role};
+    use super::support::{SMTPLIB_SEND, TestRoot, mta, python};
+    let (port, mut ls) = bind_same_port(&[lo(2), lo(4)]);
+    let silent = Sink::start(ls.pop().unwrap(), Mode::Silent);
+    let fast = Sink::start(ls.pop().unwrap(), Mode::Normal);
+    let dns = Dns::start(Zone::default());
+    let root = TestRoot::new();
+    root.control("dnsservers", &format!("{}\n", dns.addr));
+    root.control(
+        "smtproutes",
+        &format!("slow.test:127.0.0.4:{port}\nfast.test:127.0.0.2:{port}\n"),
+    );
+    let server = root.serve();
+    let send = |rcpt: &str| {
+        let port = root.port.to_string();
+        let args = [
+            "127.0.0.1",
+            &port,
+            "postmaster@example.org",
+            rcpt,
+            "Subject: x\r\n\r\nx\r\n",
+        ];
+        let (code, out, err) = python(SMTPLIB_SEND, &args);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.starts_with("OK"), "{out}");
+    };
+    send("r@slow.test");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while silent.connections() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(silent.connections(), 1, "{}", server.log_text());
+    let old = wait_role(server.pid(), "remote");
+    kill9(old);
+    assert!(
+        server.wait_log("Remote_delivery_process_unavailable", 1, 10),
+        "{}",
+        server.log_text()
+    );
+    assert!(
+        server.log_text().contains("possible_duplicate"),
+        "{}",
+        server.log_text()
+    );
+    // The restarted process, then mail through it on the connections the link replaces.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while wait_role(server.pid(), "remote") == old && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for i in 0..3 {
+        send(&format!("r{i}@fast.test"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fast.txns().len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fast.txns().len(), 3, "{}", server.log_text());
+    // The deferred job goes to the remote process again, on a new connection.
+    let flushed = mta(&root.dir, &["queue", "flush"]);
+    assert!(flushed.status.success(), "{flushed:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while silent.connections() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(silent.connections(), 2, "{}", server.log_text());
+}
+
 #[test]
 fn mx_lookup_end_to_end_on_port_25() {
     use super::support::{SMTPLIB_SEND, TestRoot, maildir_messages, python, wait_maildir};
