@@ -76,8 +76,22 @@ fn send_request(
 }
 
 /// Receives one request and the descriptor that came with it; `None` at the end.
-fn recv_request(conn: &UnixStream) -> io::Result<Option<(Request, Option<OwnedFd>)>> {
+///
+/// `reader` buffers `conn` for the whole connection (one allocation per connection, not
+/// one per job). The descriptor-carrying byte is read from the socket itself, so nothing
+/// may be left in the buffer when a request starts: the queue process sends the next
+/// request only after the answer to this one, and a peer that sends more is refused.
+fn recv_request(
+    reader: &mut io::BufReader<&UnixStream>,
+) -> io::Result<Option<(Request, Option<OwnedFd>)>> {
     use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, recvmsg};
+    if !reader.buffer().is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "request sent before the previous one was answered",
+        ));
+    }
+    let conn: &UnixStream = reader.get_ref();
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut ancillary = RecvAncillaryBuffer::new(&mut space);
     let mut byte = [0u8; 1];
@@ -97,12 +111,8 @@ fn recv_request(conn: &UnixStream) -> io::Result<Option<(Request, Option<OwnedFd
     if got.bytes == 0 {
         return Ok(None);
     }
-    // Buffered: the frame arrives in one or two reads, not one per field. Nothing follows
-    // it until this request is answered, so the buffer never takes the next request's
-    // descriptor-carrying byte.
-    let mut reader = io::BufReader::with_capacity(64 * 1024, conn);
-    let fields =
-        frame::read_limited(&mut reader, MAX_REQUEST)?.ok_or(io::ErrorKind::UnexpectedEof)?;
+    // Buffered: the frame arrives in one or two reads, not one per field.
+    let fields = frame::read_limited(reader, MAX_REQUEST)?.ok_or(io::ErrorKind::UnexpectedEof)?;
     let request = rspawn::decode_request(&fields)
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad remote request"))?;
     Ok(Some((request, fd)))
@@ -264,7 +274,8 @@ fn serve_connection(
     remote: &RemoteDelivery,
     messages: &JobMessages,
 ) -> io::Result<()> {
-    while let Some((request, fd)) = recv_request(conn)? {
+    let mut reader = io::BufReader::with_capacity(64 * 1024, conn);
+    while let Some((request, fd)) = recv_request(&mut reader)? {
         let reply = match request {
             Request::Flush => {
                 remote.reset_downed_hosts();
@@ -318,8 +329,13 @@ fn to_job(j: &RemoteJob) -> Job {
 pub struct Client {
     path: PathBuf,
     queue: Arc<Queue>,
-    idle: Mutex<Vec<UnixStream>>,
+    idle: Mutex<Vec<Conn>>,
 }
+
+/// A connection to the remote process with its read buffer (kept with it: one allocation
+/// per connection, not one per job). Only the results frame of the request just sent is
+/// ever read, so the buffer is empty between exchanges.
+type Conn = io::BufReader<UnixStream>;
 
 impl Client {
     /// A client of the remote process listening at `path`, reading messages from `queue`.
@@ -332,11 +348,11 @@ impl Client {
     }
 
     /// An idle connection, or a new one; `true` when it was idle (it may have died since).
-    fn connection(&self) -> io::Result<(UnixStream, bool)> {
+    fn connection(&self) -> io::Result<(Conn, bool)> {
         if let Some(c) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
             return Ok((c, true));
         }
-        crate::serve::connect_patiently(&self.path).map(|c| (c, false))
+        crate::serve::connect_patiently(&self.path).map(|c| (io::BufReader::new(c), false))
     }
 
     /// One exchange on a connection (a fresh one if an idle one turns out dead before the
@@ -350,16 +366,16 @@ impl Client {
         n: usize,
     ) -> io::Result<Vec<DeliveryResult>> {
         let (mut conn, was_idle) = self.connection()?;
-        if let Err(e) = send_request(&conn, request, file) {
+        if let Err(e) = send_request(conn.get_ref(), request, file) {
             if !was_idle {
                 return Err(e);
             }
-            conn = crate::serve::connect_patiently(&self.path)?;
-            send_request(&conn, request, file)?;
+            conn = io::BufReader::new(crate::serve::connect_patiently(&self.path)?);
+            send_request(conn.get_ref(), request, file)?;
         }
         // Buffered (the results frame is the only thing the remote process sends back).
-        let fields = frame::read_limited(&mut io::BufReader::new(&conn), MAX_REQUEST)?
-            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        let fields =
+            frame::read_limited(&mut conn, MAX_REQUEST)?.ok_or(io::ErrorKind::UnexpectedEof)?;
         let results = rspawn::decode_results(&fields, job, n)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad remote results"))?;
         if let Ok(mut v) = self.idle.lock() {
@@ -374,7 +390,7 @@ impl Client {
         let mut opened = Vec::with_capacity(n);
         for _ in 0..n {
             match UnixStream::connect(&self.path) {
-                Ok(c) => opened.push(c),
+                Ok(c) => opened.push(io::BufReader::new(c)),
                 Err(_) => break,
             }
         }
