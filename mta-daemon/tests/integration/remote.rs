@@ -818,42 +818,59 @@ fn end_to_end_through_mta_serve() {
     );
 }
 
-#[test]
-fn a_silent_domain_holds_at_most_half_the_remote_slots() {
-    use super::support::{SMTPLIB_SEND, TestRoot, python};
+/// Two routed domains on one port: `slow.test` to a sink that never answers (127.0.0.4),
+/// `fast.test` to a normal one (127.0.0.2); returns the sinks, the (empty) DNS server the
+/// root points at, and the root, not yet serving.
+fn slow_and_fast() -> (Sink, Sink, Dns, super::support::TestRoot) {
     let (port, mut ls) = bind_same_port(&[lo(2), lo(4)]);
     let silent = Sink::start(ls.pop().unwrap(), Mode::Silent);
     let fast = Sink::start(ls.pop().unwrap(), Mode::Normal);
     let dns = Dns::start(Zone::default());
-    let root = TestRoot::new();
+    let root = super::support::TestRoot::new();
     root.control("dnsservers", &format!("{}\n", dns.addr));
     root.control(
         "smtproutes",
         &format!("slow.test:127.0.0.4:{port}\nfast.test:127.0.0.2:{port}\n"),
     );
+    (silent, fast, dns, root)
+}
+
+/// Sends one small message from postmaster@example.org to `rcpt` through the root's SMTP
+/// port (Python's smtplib), asserting it was accepted.
+fn send_small(root: &super::support::TestRoot, rcpt: &str) {
+    use super::support::{SMTPLIB_SEND, python};
+    let port = root.port.to_string();
+    let args = [
+        "127.0.0.1",
+        &port,
+        "postmaster@example.org",
+        rcpt,
+        "Subject: x\r\n\r\nx\r\n",
+    ];
+    let (code, out, err) = python(SMTPLIB_SEND, &args);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("OK"), "{out}");
+}
+
+/// Polls `done` every 10 ms for at most `secs` seconds (the caller asserts afterwards).
+fn wait_for(secs: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !done() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_silent_domain_holds_at_most_half_the_remote_slots() {
+    let (silent, fast, _dns, root) = slow_and_fast();
     root.control("concurrencyremote", "2\n");
     root.control("timeoutremote", "3\n");
     let server = root.serve();
-    let send = |rcpt: &str| {
-        let port = root.port.to_string();
-        let args = [
-            "127.0.0.1",
-            &port,
-            "postmaster@example.org",
-            rcpt,
-            "Subject: x\r\n\r\nx\r\n",
-        ];
-        let (code, out, err) = python(SMTPLIB_SEND, &args);
-        assert_eq!(code, 0, "{err}");
-        assert!(out.starts_with("OK"), "{out}");
-    };
+    let send = |rcpt: &str| send_small(&root, rcpt);
     for i in 0..3 {
         send(&format!("r{i}@slow.test"));
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while silent.connections() == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(10, || silent.connections() > 0);
     let t0 = Instant::now();
     send("r@fast.test");
     while fast.txns().is_empty() && t0.elapsed() < Duration::from_secs(10) {
@@ -877,36 +894,12 @@ fn a_silent_domain_holds_at_most_half_the_remote_slots() {
 #[test]
 fn killing_the_remote_process_mid_job_defers_the_job_and_the_link_recovers() {
     use super::processes::{kill9, wait_role};
-    use super::support::{SMTPLIB_SEND, TestRoot, mta, python};
-    let (port, mut ls) = bind_same_port(&[lo(2), lo(4)]);
-    let silent = Sink::start(ls.pop().unwrap(), Mode::Silent);
-    let fast = Sink::start(ls.pop().unwrap(), Mode::Normal);
-    let dns = Dns::start(Zone::default());
-    let root = TestRoot::new();
-    root.control("dnsservers", &format!("{}\n", dns.addr));
-    root.control(
-        "smtproutes",
-        &format!("slow.test:127.0.0.4:{port}\nfast.test:127.0.0.2:{port}\n"),
-    );
+    use super::support::mta;
+    let (silent, fast, _dns, root) = slow_and_fast();
     let server = root.serve();
-    let send = |rcpt: &str| {
-        let port = root.port.to_string();
-        let args = [
-            "127.0.0.1",
-            &port,
-            "postmaster@example.org",
-            rcpt,
-            "Subject: x\r\n\r\nx\r\n",
-        ];
-        let (code, out, err) = python(SMTPLIB_SEND, &args);
-        assert_eq!(code, 0, "{err}");
-        assert!(out.starts_with("OK"), "{out}");
-    };
+    let send = |rcpt: &str| send_small(&root, rcpt);
     send("r@slow.test");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while silent.connections() == 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(10, || silent.connections() > 0);
     assert_eq!(silent.connections(), 1, "{}", server.log_text());
     let old = wait_role(server.pid(), "remote");
     kill9(old);
@@ -921,25 +914,16 @@ fn killing_the_remote_process_mid_job_defers_the_job_and_the_link_recovers() {
         server.log_text()
     );
     // The restarted process, then mail through it on the connections the link replaces.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    while wait_role(server.pid(), "remote") == old && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for(40, || wait_role(server.pid(), "remote") != old);
     for i in 0..3 {
         send(&format!("r{i}@fast.test"));
     }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while fast.txns().len() < 3 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(20, || fast.txns().len() >= 3);
     assert_eq!(fast.txns().len(), 3, "{}", server.log_text());
     // The deferred job goes to the remote process again, on a new connection.
     let flushed = mta(&root.dir, &["queue", "flush"]);
     assert!(flushed.status.success(), "{flushed:?}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while silent.connections() < 2 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for(10, || silent.connections() >= 2);
     assert_eq!(silent.connections(), 2, "{}", server.log_text());
 }
 
