@@ -368,7 +368,9 @@ fn queue_sync(queue: &Queue, device: u64) -> Option<io::Result<()>> {
 }
 
 /// Runs deliveries in this process (qmail-local's work, through mta-dotqmail), in order,
-/// with their maildir lines staged and made durable together at the end (each of the
+/// with one memo of `.qmail` lookups for the frame (`SystemExecutor::with_lookup_memo`: a
+/// frame's deliveries see the files as its first one found them), with their maildir
+/// lines staged and made durable together at the end (each of the
 /// commit's two file-system syncs offered to `sync` first, see [`queue_sync`]): a delivery
 /// with a maildir line whose commit failed is deferred (and its forward dropped), so
 /// nothing is reported delivered before it is durable.
@@ -381,7 +383,8 @@ fn run_requests<'a>(
     let mut exec = SystemExecutor::new()
         .with_base_env(base_env())
         .with_program_timeout(Some(program_timeout))
-        .with_maildir_commit(MaildirCommit::Batched);
+        .with_maildir_commit(MaildirCommit::Batched)
+        .with_lookup_memo();
     let mut answers: Vec<Answer> = requests
         .enumerate()
         .map(|(k, (message, r))| {

@@ -3,9 +3,12 @@
 //! Refusing unknown users at RCPT (no backscatter) costs a users/assign lookup and a
 //! `.qmail` search per recipient: several `open` attempts each. A list of thousands of
 //! recipients repeats the same few files (`.qmail-default` of the same user), so the file
-//! system answers are kept for [`TTL`]. Only the RCPT check uses this cache: delivery
-//! always looks at the files themselves, so an edited `.qmail` takes effect at once for
-//! delivery and within a second for RCPT.
+//! system answers are kept for [`TTL`]. A list's thousands of `user-N` addresses ask for a
+//! new name each time (`.qmail-N`, not there), which no answer by path can save: a home in
+//! which several names were not found is listed once per [`TTL`] instead, and names it does
+//! not hold are refused from memory (mta-dotqmail's `AbsentNames`). Only the RCPT check
+//! uses this cache: delivery looks at the files again (at most a worker's batch old), so
+//! an edited `.qmail` takes effect within a second for RCPT.
 
 use std::collections::HashMap;
 use std::io;
@@ -13,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use mta_dotqmail::{FileLookup, FileStatus, SystemExecutor};
+use mta_dotqmail::{AbsentNames, FileLookup, FileStatus, SystemExecutor};
 
 /// How long an answer is reused.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -31,6 +34,8 @@ enum Answer {
 #[derive(Default)]
 pub struct LookupCache {
     entries: Mutex<HashMap<(PathBuf, bool), (Instant, Answer)>>,
+    /// Directory listings, and when the oldest was taken (all are dropped after [`TTL`]).
+    absent: Mutex<(Option<Instant>, AbsentNames)>,
 }
 
 impl std::fmt::Debug for LookupCache {
@@ -54,6 +59,22 @@ impl LookupCache {
         (at.elapsed() < TTL).then_some(*a)
     }
 
+    /// Whether a listing taken less than [`TTL`] ago rules `path` out.
+    fn ruled_out(&self, path: &Path) -> bool {
+        let mut absent = self.absent.lock().unwrap_or_else(PoisonError::into_inner);
+        if absent.0.is_some_and(|at| at.elapsed() >= TTL) {
+            *absent = (None, AbsentNames::new());
+        }
+        absent.1.rules_out(path)
+    }
+
+    /// The file system said `path` is not there (may list its directory).
+    fn missed(&self, path: &Path) {
+        let mut absent = self.absent.lock().unwrap_or_else(PoisonError::into_inner);
+        absent.0.get_or_insert_with(Instant::now);
+        absent.1.missed(path);
+    }
+
     fn put(&self, path: &Path, exists: bool, answer: Answer) {
         let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         if map.len() >= MAX_ENTRIES {
@@ -74,7 +95,13 @@ impl FileLookup for CachedLookup<'_> {
         if let Some(Answer::Probe(a)) = self.cache.get(path, false) {
             return Ok(a);
         }
+        if self.cache.ruled_out(path) {
+            return Ok(None);
+        }
         let a = self.fs.probe(path)?;
+        if a.is_none() {
+            self.cache.missed(path);
+        }
         self.cache.put(path, false, Answer::Probe(a));
         Ok(a)
     }
@@ -83,7 +110,13 @@ impl FileLookup for CachedLookup<'_> {
         if let Some(Answer::Exists(a)) = self.cache.get(path, true) {
             return Ok(a);
         }
+        if self.cache.ruled_out(path) {
+            return Ok(false);
+        }
         let a = self.fs.exists(path)?;
+        if !a {
+            self.cache.missed(path);
+        }
         self.cache.put(path, true, Answer::Exists(a));
         Ok(a)
     }
@@ -116,5 +149,24 @@ mod tests {
             .for_each(|(at, _)| *at = Instant::now().checked_sub(TTL * 2).unwrap());
         assert!(cache.lookup().probe(&p).unwrap().is_some());
         assert!(cache.lookup().exists(&p).unwrap());
+    }
+
+    #[test]
+    fn a_home_listed_after_its_misses_answers_for_a_second() {
+        let t = tempfile::tempdir().unwrap();
+        let cache = LookupCache::default();
+        let name = |i: usize| t.path().join(format!(".qmail-{i}"));
+        assert!(cache.lookup().probe(&name(1)).unwrap().is_none());
+        for i in 2..=AbsentNames::LIST_AFTER {
+            assert!(!cache.lookup().exists(&name(i)).unwrap());
+        }
+        let name = |i: usize| name(i + 1000);
+        // Listed now: a file made since is not seen by a name not asked before...
+        std::fs::write(name(3), "# x\n").unwrap();
+        assert!(cache.lookup().probe(&name(3)).unwrap().is_none());
+        // ...until the listing is a second old.
+        let aged = Instant::now().checked_sub(TTL * 2).unwrap();
+        cache.absent.lock().unwrap().0 = Some(aged);
+        assert!(cache.lookup().probe(&name(3)).unwrap().is_some());
     }
 }

@@ -94,6 +94,7 @@
 
 #![forbid(unsafe_code)]
 
+mod absent;
 mod assign;
 mod child;
 mod exec;
@@ -113,6 +114,7 @@ pub mod worker;
 /// dependency of their own that could drift to another version.
 pub use mta_core;
 
+pub use absent::AbsentNames;
 pub use assign::{
     AssignFile, LoadAssignError, ParseAssignError, ParseAssignErrorKind, UsersAssign,
 };

@@ -1,13 +1,14 @@
 //! The real [`Executor`]: the filesystem for lookups, mta-maildir for maildir and mbox
 //! lines, and `/bin/sh -c` through `std::process` for program lines.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -60,6 +61,19 @@ pub struct SystemExecutor {
     staged: mta_maildir::DeliveryBatch,
     owners: Vec<usize>,
     current: usize,
+    /// Lookup answers kept for the executor's life, when asked for
+    /// ([`SystemExecutor::with_lookup_memo`]).
+    memo: Option<Box<Memo>>,
+}
+
+/// What [`SystemExecutor::with_lookup_memo`] keeps: every successful answer by path, and
+/// directory listings that rule out `.qmail` names without a system call.
+#[derive(Debug, Default)]
+struct Memo {
+    probes: HashMap<PathBuf, Option<FileStatus>>,
+    exists: HashMap<PathBuf, bool>,
+    reads: HashMap<PathBuf, Vec<u8>>,
+    absent: crate::AbsentNames,
 }
 
 /// When a [`SystemExecutor`]'s maildir lines become durable.
@@ -89,6 +103,7 @@ impl Clone for SystemExecutor {
             staged: mta_maildir::DeliveryBatch::new(),
             owners: Vec::new(),
             current: 0,
+            memo: self.memo.as_ref().map(|_| Box::default()),
         }
     }
 }
@@ -111,7 +126,23 @@ impl SystemExecutor {
             staged: mta_maildir::DeliveryBatch::new(),
             owners: Vec::new(),
             current: 0,
+            memo: None,
         }
+    }
+
+    /// Remembers lookups for the executor's life: each path is opened (or stat'ed, or
+    /// read) once, and a directory in which several `.qmail` names were not found is listed
+    /// once, after which names it does not hold are ruled out without a system call
+    /// ([`crate::AbsentNames`]). For a batch of deliveries run back to back with one
+    /// executor (the daemon's worker keeps one per request frame): a list's thousands of
+    /// `user-N` addresses then cost one search of the home directory, not four or five
+    /// file-system lookups each. The price is that the batch sees the files as they were
+    /// when it first looked (qmail-local looked again for every delivery): a `.qmail`
+    /// edited during the batch applies from the next one. Clones start with an empty memo.
+    #[must_use]
+    pub fn with_lookup_memo(mut self) -> Self {
+        self.memo = Some(Box::default());
+        self
     }
 
     /// Sets when maildir lines become durable (default [`MaildirCommit::Each`]).
@@ -196,41 +227,87 @@ impl SystemExecutor {
 
 impl FileLookup for SystemExecutor {
     fn probe(&mut self, path: &Path) -> io::Result<Option<FileStatus>> {
-        // open_read: O_RDONLY | O_NDELAY, so a FIFO does not block the search.
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-            .open(path);
-        let file = match file {
-            Ok(f) => f,
-            Err(e) if is_absent(&e) => return Ok(None),
-            Err(e) => return Err(e),
+        let Some(memo) = self.memo.as_deref_mut() else {
+            return probe(path);
         };
-        let meta = file.metadata()?;
-        let ft = meta.file_type();
-        let kind = if ft.is_file() {
-            FileKind::Regular
-        } else if ft.is_dir() {
-            FileKind::Directory
-        } else {
-            FileKind::Other
-        };
-        Ok(Some(FileStatus {
-            kind,
-            mode: meta.mode() & 0o7777,
-        }))
+        if let Some(answer) = memo.probes.get(path) {
+            return Ok(*answer);
+        }
+        if memo.absent.rules_out(path) {
+            return Ok(None);
+        }
+        let answer = probe(path)?;
+        if answer.is_none() {
+            memo.absent.missed(path);
+        }
+        memo.probes.insert(path.to_path_buf(), answer);
+        Ok(answer)
     }
 
     fn exists(&mut self, path: &Path) -> io::Result<bool> {
-        match std::fs::metadata(path) {
-            Ok(_) => Ok(true),
-            Err(e) if is_transient(&e) => Err(e),
-            Err(_) => Ok(false),
+        let Some(memo) = self.memo.as_deref_mut() else {
+            return exists(path);
+        };
+        if let Some(answer) = memo.exists.get(path) {
+            return Ok(*answer);
         }
+        if memo.absent.rules_out(path) {
+            return Ok(false);
+        }
+        let answer = exists(path)?;
+        if !answer {
+            memo.absent.missed(path);
+        }
+        memo.exists.insert(path.to_path_buf(), answer);
+        Ok(answer)
     }
 
     fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
-        std::fs::read(path)
+        let Some(memo) = self.memo.as_deref_mut() else {
+            return std::fs::read(path);
+        };
+        if let Some(text) = memo.reads.get(path) {
+            return Ok(text.clone());
+        }
+        let text = std::fs::read(path)?;
+        memo.reads.insert(path.to_path_buf(), text.clone());
+        Ok(text)
+    }
+}
+
+/// qmail-local's `open_read` and `fstat` of a candidate.
+fn probe(path: &Path) -> io::Result<Option<FileStatus>> {
+    // open_read: O_RDONLY | O_NDELAY, so a FIFO does not block the search.
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path);
+    let file = match file {
+        Ok(f) => f,
+        Err(e) if is_absent(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    let ft = meta.file_type();
+    let kind = if ft.is_file() {
+        FileKind::Regular
+    } else if ft.is_dir() {
+        FileKind::Directory
+    } else {
+        FileKind::Other
+    };
+    Ok(Some(FileStatus {
+        kind,
+        mode: meta.mode() & 0o7777,
+    }))
+}
+
+/// qmail-local's `stat` in `qmeox`.
+fn exists(path: &Path) -> io::Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if is_transient(&e) => Err(e),
+        Err(_) => Ok(false),
     }
 }
 

@@ -425,3 +425,83 @@ fn batched_maildir_lines_appear_only_at_commit() {
     );
     assert!(exec.commit_maildirs().is_empty(), "nothing left to commit");
 }
+
+/// `with_lookup_memo`: a batch of deliveries to many extensions of one user (each
+/// `.qmail-N` looked up and, but for two, not there) ends exactly as the same deliveries
+/// through fresh executors do: the `-default` file for most, `.qmail-7` and `.qmail-40`'s
+/// own lines for theirs, `-owner` files honoured. A file made during the batch is seen by
+/// the next batch, not by this one (the documented price).
+#[test]
+fn a_lookup_memo_changes_no_outcome_of_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    fs::set_permissions(home, fs::Permissions::from_mode(0o755)).unwrap();
+    Maildir::create(home.join("Maildir")).unwrap();
+    let write = |name: &str, text: &[u8]| {
+        let p = home.join(name);
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
+    };
+    write(".qmail-list-default", b"# discarded\n");
+    write(".qmail-list-7", b"./Maildir/\n");
+    write(".qmail-list-40", b"|exit 100\n");
+    write(".qmail-list-9-owner", b"# exists\n");
+    let outcome = |exec: &mut SystemExecutor, ext: &str| {
+        let user = LocalUser::new(
+            Account::new("joe", 1001, 100, home.as_os_str().as_bytes()),
+            b"-",
+            ext,
+        );
+        let local = format!("joe-{ext}");
+        let request = DeliveryRequest {
+            user: &user,
+            local: local.as_bytes(),
+            domain: b"example.com",
+            sender: b"ann@example.org",
+            default_delivery: b"./Maildir/\n",
+            now: 0,
+        };
+        let o = deliver(
+            exec,
+            &request,
+            &DeliveryOptions::default(),
+            Message::Bytes(MSG),
+        );
+        (o.status.clone(), o.report_text())
+    };
+    let exts: Vec<String> = (0..60)
+        .map(|i| format!("list-{i}"))
+        .chain(["other".to_owned(), "list-7".to_owned()])
+        .collect();
+    let want: Vec<_> = exts
+        .iter()
+        .map(|e| outcome(&mut SystemExecutor::new(), e))
+        .collect();
+    let mut memo = SystemExecutor::new().with_lookup_memo();
+    let got: Vec<_> = exts.iter().map(|e| outcome(&mut memo, e)).collect();
+    assert_eq!(got, want);
+    assert_eq!(got[7].0, DeliveryStatus::Delivered);
+    assert!(
+        matches!(got[40].0, DeliveryStatus::Bounced(_)),
+        "{}",
+        got[40].1
+    );
+    assert!(
+        matches!(got[60].0, DeliveryStatus::Bounced(_)),
+        "no .qmail-other: {}",
+        got[60].1
+    );
+
+    // Made during the batch: unseen by it, seen by the next one.
+    write(".qmail-list-61", b"|exit 100\n");
+    assert_eq!(
+        outcome(&mut memo, "list-61").0,
+        DeliveryStatus::Delivered,
+        "the batch's listing rules it out"
+    );
+    let mut next = SystemExecutor::new().with_lookup_memo();
+    assert!(matches!(
+        outcome(&mut next, "list-61").0,
+        DeliveryStatus::Bounced(_)
+    ));
+}
