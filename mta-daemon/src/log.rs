@@ -17,6 +17,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 thread_local! {
     /// Lines held back by a thread in a [`batch`].
     static HELD: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// The second this thread last stamped and its text up to the fraction
+    /// (`2026-11-29 04:13:48.`): a busy thread logs thousands of lines a second, and the
+    /// calendar arithmetic and formatting need doing once per second, not per line.
+    static STAMP: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+}
+
+/// Appends [`timestamp`]`(secs, micros)` to `buf`.
+fn push_timestamp(buf: &mut String, secs: u64, micros: u32) {
+    STAMP.with(|stamp| {
+        let mut stamp = stamp.borrow_mut();
+        if stamp.0 != secs {
+            let mut text = timestamp(secs, 0);
+            text.truncate(text.len() - 6);
+            *stamp = (secs, text);
+        }
+        buf.push_str(&stamp.1);
+    });
+    let mut left = micros.min(999_999);
+    let mut digits = ['0'; 6];
+    for d in digits.iter_mut().rev() {
+        *d = char::from(b'0' + (left % 10) as u8);
+        left /= 10;
+    }
+    buf.extend(digits);
 }
 
 /// Writes one log line (timestamp + `text` + newline) to stderr in a single write, or,
@@ -25,19 +49,23 @@ pub fn line(text: &str) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let mut buf = timestamp(now.as_secs(), now.subsec_micros());
-    buf.push(' ');
-    buf.push_str(text);
-    buf.push('\n');
+    let write = |buf: &mut String| {
+        push_timestamp(buf, now.as_secs(), now.subsec_micros());
+        buf.push(' ');
+        buf.push_str(text);
+        buf.push('\n');
+    };
     let held = HELD.with(|h| {
         if let Some(held) = h.borrow_mut().as_mut() {
-            held.push_str(&buf);
+            write(held);
             true
         } else {
             false
         }
     });
     if !held {
+        let mut buf = String::with_capacity(28 + text.len());
+        write(&mut buf);
         emit(&buf);
     }
 }
@@ -128,5 +156,23 @@ mod tests {
         assert_eq!(timestamp(0, 0), "1970-01-01 00:00:00.000000");
         assert_eq!(timestamp(1_795_925_628, 5), "2026-11-29 04:13:48.000005");
         assert_eq!(timestamp(951_782_400, 0), "2000-02-29 00:00:00.000000");
+    }
+
+    /// The per-thread cached second gives the same text as [`timestamp`], across a change
+    /// of second and day.
+    #[test]
+    fn cached_stamps_match_the_full_formatting() {
+        for (secs, micros) in [
+            (1_795_925_628, 5),
+            (1_795_925_628, 999_999),
+            (1_795_925_629, 0),
+            (1_795_939_199, 123_456),
+            (1_795_939_200, 7),
+            (0, 42),
+        ] {
+            let mut buf = String::from("x");
+            push_timestamp(&mut buf, secs, micros);
+            assert_eq!(buf, format!("x{}", timestamp(secs, micros)));
+        }
     }
 }
