@@ -1,6 +1,8 @@
 //! [`DeliveryBatch`]: many deliveries, into one maildir or many, committed together.
 
 use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::durable::{self, Fs, OsFs};
 use crate::error::{DeliverError, DeliverStep, copy_io_error};
@@ -33,8 +35,10 @@ use crate::name::{DeliveredName, unique_name};
 /// each `new/`), with the same guarantee.
 ///
 /// `syncfs` also writes back unrelated dirty data of that file system, and Linux reports
-/// write-back errors from it only since 5.8. Each staged delivery holds three descriptors
-/// (its file, `tmp/` and `new/`) until the commit: bound the batch size accordingly.
+/// write-back errors from it only since 5.8. Each staged delivery holds its file's
+/// descriptor until the commit, and each maildir of the batch two (`tmp/` and `new/`,
+/// opened once per batch, however many deliveries it gets): bound the batch size
+/// accordingly.
 ///
 /// ```
 /// use mta_maildir::{DeliveryBatch, Maildir, Subdir};
@@ -52,31 +56,59 @@ use crate::name::{DeliveredName, unique_name};
 #[derive(Debug)]
 pub struct DeliveryBatch<F: Fs = OsFs> {
     staged: Vec<Staged<F>>,
+    /// The maildirs staged into so far, by path, with their open directories.
+    maildirs: Vec<(PathBuf, Arc<Dirs<F>>)>,
+}
+
+/// A maildir's `tmp/` and `new/`, opened once per batch.
+struct Dirs<F: Fs> {
+    tmp: F::Dir,
+    new: F::Dir,
+    /// The file system's number, `None` when the `Fs` cannot tell (then fsync per file).
+    device: Option<u64>,
+}
+
+impl<F: Fs> std::fmt::Debug for Dirs<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dirs")
+            .field("device", &self.device)
+            .finish_non_exhaustive()
+    }
 }
 
 /// One staged delivery: its file written (not synced) under `tmp_name` in `tmp/`.
 struct Staged<F: Fs> {
     fs: F,
-    tmp: F::Dir,
-    new: F::Dir,
+    dirs: Arc<Dirs<F>>,
     tmp_name: String,
     file: F::File,
-    /// The file system's number, `None` when the `Fs` cannot tell (then fsync per file).
-    device: Option<u64>,
+}
+
+impl<F: Fs> Staged<F> {
+    fn tmp(&self) -> &F::Dir {
+        &self.dirs.tmp
+    }
+
+    fn new_dir(&self) -> &F::Dir {
+        &self.dirs.new
+    }
 }
 
 impl<F: Fs> std::fmt::Debug for Staged<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Staged")
             .field("tmp_name", &self.tmp_name)
-            .field("device", &self.device)
+            .field("device", &self.dirs.device)
             .finish_non_exhaustive()
     }
 }
 
 impl<F: Fs> Default for DeliveryBatch<F> {
     fn default() -> Self {
-        DeliveryBatch { staged: Vec::new() }
+        DeliveryBatch {
+            staged: Vec::new(),
+            maildirs: Vec::new(),
+        }
     }
 }
 
@@ -113,29 +145,40 @@ impl<F: Fs> DeliveryBatch<F> {
         message: impl Read,
     ) -> Result<usize, DeliverError> {
         let fs = maildir.fs();
-        let tmp = maildir
-            .open_sub("tmp")
-            .map_err(|e| DeliverError::new(DeliverStep::OpenDir, e))?;
-        let new = maildir
-            .open_sub("new")
-            .map_err(|e| DeliverError::new(DeliverStep::OpenDir, e))?;
-        let (mut file, tmp_name) = create_unique(fs, &tmp)?;
+        let dirs = self.dirs_of(maildir)?;
+        let (mut file, tmp_name) = create_unique(fs, &dirs.tmp)?;
         if let Err((step, e)) = durable::write_unsynced(fs, &mut file, prefix_headers, message) {
             // Best effort: the write error is what the caller needs; a leftover is cleaned
             // after 36 hours.
-            let _ = durable::remove_unsynced(fs, &tmp, &tmp_name);
+            let _ = durable::remove_unsynced(fs, &dirs.tmp, &tmp_name);
             return Err(DeliverError::new(step, e));
         }
-        let device = fs.device(&tmp).ok();
         self.staged.push(Staged {
             fs: fs.clone(),
-            tmp,
-            new,
+            dirs,
             tmp_name,
             file,
-            device,
         });
         Ok(self.staged.len() - 1)
+    }
+
+    /// `maildir`'s `tmp/` and `new/`: opened by its first delivery in this batch, shared by
+    /// the rest (a batch of messages for one user opens them once, not twice per message).
+    fn dirs_of(&mut self, maildir: &Maildir<F>) -> Result<Arc<Dirs<F>>, DeliverError> {
+        if let Some((_, dirs)) = self.maildirs.iter().find(|(p, _)| p == maildir.path()) {
+            return Ok(Arc::clone(dirs));
+        }
+        let open = |sub| {
+            maildir
+                .open_sub(sub)
+                .map_err(|e| DeliverError::new(DeliverStep::OpenDir, e))
+        };
+        let (tmp, new) = (open("tmp")?, open("new")?);
+        let device = maildir.fs().device(&tmp).ok();
+        let dirs = Arc::new(Dirs { tmp, new, device });
+        self.maildirs
+            .push((maildir.path().to_path_buf(), Arc::clone(&dirs)));
+        Ok(dirs)
     }
 
     /// Makes every staged delivery durable in its `new/` (the steps in the
@@ -175,7 +218,7 @@ impl<F: Fs> DeliveryBatch<F> {
             .map(|(s, synced)| {
                 synced.map_err(|e| DeliverError::new(DeliverStep::SyncFile, e))?;
                 // 2. Data durable: a new/ name may appear now.
-                durable::publish_by_link(&s.fs, &s.tmp, &s.tmp_name, &s.new, unique_name)
+                durable::publish_by_link(&s.fs, s.tmp(), &s.tmp_name, s.new_dir(), unique_name)
                     .map_err(|e| DeliverError::new(DeliverStep::Link, e))
             })
             .collect();
@@ -187,19 +230,19 @@ impl<F: Fs> DeliveryBatch<F> {
             .map(|(s, _)| s)
             .collect();
         let mut names =
-            sync_all_of(&linked_ok, sync, |s| durable::sync_dir(&s.fs, &s.new)).into_iter();
+            sync_all_of(&linked_ok, sync, |s| durable::sync_dir(&s.fs, s.new_dir())).into_iter();
         for (s, l) in staged.iter().zip(linked.iter_mut()) {
             if let Ok(name) = l
                 && let Some(Err(e)) = names.next()
             {
                 // Not known durable: take the name back so a retry does not deliver twice.
-                let _ = durable::remove_unsynced(&s.fs, &s.new, name);
+                let _ = durable::remove_unsynced(&s.fs, s.new_dir(), name);
                 *l = Err(DeliverError::new(DeliverStep::SyncNew, e));
             }
         }
         // 4. The tmp/ names go, success or failure (as in Maildir::deliver).
         for s in &staged {
-            let _ = durable::remove_unsynced(&s.fs, &s.tmp, &s.tmp_name);
+            let _ = durable::remove_unsynced(&s.fs, s.tmp(), &s.tmp_name);
         }
         linked
             .into_iter()
@@ -223,13 +266,13 @@ fn sync_all_of<F: Fs, S: std::borrow::Borrow<Staged<F>>>(
         .iter()
         .map(|item| {
             let s = item.borrow();
-            let Some(dev) = s.device else {
+            let Some(dev) = s.dirs.device else {
                 return each(s);
             };
             let at = if let Some(i) = done.iter().position(|(d, _)| *d == dev) {
                 i
             } else {
-                let r = shared(dev).or_else(|| match durable::sync_filesystem(&s.fs, &s.tmp) {
+                let r = shared(dev).or_else(|| match durable::sync_filesystem(&s.fs, s.tmp()) {
                     Err(e) if e.kind() == io::ErrorKind::Unsupported => None,
                     other => Some(other),
                 });
