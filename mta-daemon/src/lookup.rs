@@ -12,7 +12,8 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -33,9 +34,21 @@ enum Answer {
 /// The shared cache (one per daemon).
 #[derive(Default)]
 pub struct LookupCache {
-    entries: Mutex<HashMap<(PathBuf, bool), (Instant, Answer)>>,
+    /// By [`key`]: the path's bytes and the kind of question.
+    entries: Mutex<HashMap<Vec<u8>, (Instant, Answer)>>,
     /// Directory listings, and when the oldest was taken (all are dropped after [`TTL`]).
     absent: Mutex<(Option<Instant>, AbsentNames)>,
+}
+
+/// The cache's key for a question about `path`: its bytes (hashing a `Path` walks its
+/// components) and one byte for which question (a path holds no NUL, so no key of one
+/// path is a key of another).
+fn key(path: &Path, exists: bool) -> Vec<u8> {
+    let bytes = path.as_os_str().as_bytes();
+    let mut key = Vec::with_capacity(bytes.len() + 1);
+    key.extend_from_slice(bytes);
+    key.push(u8::from(exists));
+    key
 }
 
 impl std::fmt::Debug for LookupCache {
@@ -55,7 +68,7 @@ impl LookupCache {
 
     fn get(&self, path: &Path, exists: bool) -> Option<Answer> {
         let map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let (at, a) = map.get(&(path.to_path_buf(), exists))?;
+        let (at, a) = map.get(&key(path, exists))?;
         (at.elapsed() < TTL).then_some(*a)
     }
 
@@ -80,7 +93,7 @@ impl LookupCache {
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert((path.to_path_buf(), exists), (Instant::now(), answer));
+        map.insert(key(path, exists), (Instant::now(), answer));
     }
 }
 

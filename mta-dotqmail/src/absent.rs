@@ -17,12 +17,13 @@
 use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Directory listings of `.qmail` names, taken after repeated misses.
 #[derive(Debug, Default)]
 pub struct AbsentNames {
-    dirs: HashMap<PathBuf, Dir>,
+    /// By the directory's path bytes (hashing a `Path` walks its components).
+    dirs: HashMap<Vec<u8>, Dir>,
 }
 
 #[derive(Debug)]
@@ -57,7 +58,7 @@ impl AbsentNames {
         let Some((dir, name)) = split(path) else {
             return false;
         };
-        match self.dirs.get(dir) {
+        match self.dirs.get(dir.as_os_str().as_bytes()) {
             Some(Dir::Listed(names)) => !names.contains(&name.to_ascii_lowercase()),
             _ => false,
         }
@@ -69,7 +70,10 @@ impl AbsentNames {
         let Some((dir, _)) = split(path) else {
             return;
         };
-        let entry = self.dirs.entry(dir.to_path_buf()).or_insert(Dir::Misses(0));
+        let entry = self
+            .dirs
+            .entry(dir.as_os_str().as_bytes().to_vec())
+            .or_insert(Dir::Misses(0));
         if let Dir::Misses(n) = entry {
             *n += 1;
             if *n >= Self::LIST_AFTER {

@@ -26,6 +26,9 @@
 //!   decision is tested without a filesystem. [`SystemExecutor`] is the real one: mta-maildir
 //!   for maildir and mbox lines, `/bin/sh -c` for programs (when the message is in memory, a
 //!   scoped thread feeds the program's stdin while the caller's thread reads its output).
+//!   [`SystemExecutor::with_lookup_memo`] lets a batch of deliveries share their lookups,
+//!   and [`AbsentNames`] rules out `.qmail` names from one directory listing (for a list's
+//!   thousands of `user-N` addresses, each a name tried and not found).
 //!
 //! The daemon runs [`deliver`] in a child process as the resolved user (uid/gid from
 //! [`Account`]), like qmail-lspawn: [`LocalArgs`] is the child's command line and

@@ -8,7 +8,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -66,14 +66,20 @@ pub struct SystemExecutor {
     memo: Option<Box<Memo>>,
 }
 
-/// What [`SystemExecutor::with_lookup_memo`] keeps: every successful answer by path, and
-/// directory listings that rule out `.qmail` names without a system call.
+/// What [`SystemExecutor::with_lookup_memo`] keeps: every successful answer by path (its
+/// bytes: hashing a `Path` walks its components), and directory listings that rule out
+/// `.qmail` names without a system call.
 #[derive(Debug, Default)]
 struct Memo {
-    probes: HashMap<PathBuf, Option<FileStatus>>,
-    exists: HashMap<PathBuf, bool>,
-    reads: HashMap<PathBuf, Vec<u8>>,
+    probes: HashMap<Vec<u8>, Option<FileStatus>>,
+    exists: HashMap<Vec<u8>, bool>,
+    reads: HashMap<Vec<u8>, Vec<u8>>,
     absent: crate::AbsentNames,
+}
+
+/// A path's bytes, the memo's key.
+fn key(path: &Path) -> &[u8] {
+    path.as_os_str().as_bytes()
 }
 
 /// When a [`SystemExecutor`]'s maildir lines become durable.
@@ -230,7 +236,7 @@ impl FileLookup for SystemExecutor {
         let Some(memo) = self.memo.as_deref_mut() else {
             return probe(path);
         };
-        if let Some(answer) = memo.probes.get(path) {
+        if let Some(answer) = memo.probes.get(key(path)) {
             return Ok(*answer);
         }
         if memo.absent.rules_out(path) {
@@ -240,7 +246,7 @@ impl FileLookup for SystemExecutor {
         if answer.is_none() {
             memo.absent.missed(path);
         }
-        memo.probes.insert(path.to_path_buf(), answer);
+        memo.probes.insert(key(path).to_vec(), answer);
         Ok(answer)
     }
 
@@ -248,7 +254,7 @@ impl FileLookup for SystemExecutor {
         let Some(memo) = self.memo.as_deref_mut() else {
             return exists(path);
         };
-        if let Some(answer) = memo.exists.get(path) {
+        if let Some(answer) = memo.exists.get(key(path)) {
             return Ok(*answer);
         }
         if memo.absent.rules_out(path) {
@@ -258,7 +264,7 @@ impl FileLookup for SystemExecutor {
         if !answer {
             memo.absent.missed(path);
         }
-        memo.exists.insert(path.to_path_buf(), answer);
+        memo.exists.insert(key(path).to_vec(), answer);
         Ok(answer)
     }
 
@@ -266,11 +272,11 @@ impl FileLookup for SystemExecutor {
         let Some(memo) = self.memo.as_deref_mut() else {
             return std::fs::read(path);
         };
-        if let Some(text) = memo.reads.get(path) {
+        if let Some(text) = memo.reads.get(key(path)) {
             return Ok(text.clone());
         }
         let text = std::fs::read(path)?;
-        memo.reads.insert(path.to_path_buf(), text.clone());
+        memo.reads.insert(key(path).to_vec(), text.clone());
         Ok(text)
     }
 }
