@@ -21,6 +21,8 @@ thread_local! {
     /// (`2026-11-29 04:13:48.`): a busy thread logs thousands of lines a second, and the
     /// calendar arithmetic and formatting need doing once per second, not per line.
     static STAMP: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    /// An emptied batch buffer kept for this thread's next [`batch`].
+    static SPARE: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// Appends [`timestamp`]`(secs, micros)` to `buf`.
@@ -81,25 +83,42 @@ fn emit(text: &str) {
 /// order, in one write: the scheduler logs two lines per delivery, and a list of 8,192
 /// recipients should not cost 16,384 writes.
 pub fn batch<T>(f: impl FnOnce() -> T) -> T {
-    HELD.with(|h| *h.borrow_mut() = Some(String::new()));
+    let spare = SPARE.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    HELD.with(|h| *h.borrow_mut() = Some(spare));
     let out = f();
-    if let Some(text) = HELD.with(|h| h.borrow_mut().take())
-        && !text.is_empty()
-    {
-        emit(&text);
+    if let Some(text) = HELD.with(|h| h.borrow_mut().take()) {
+        if !text.is_empty() {
+            emit(&text);
+        }
+        keep_spare(text);
     }
     out
+}
+
+/// The most a thread keeps of an emptied batch buffer for its next batch.
+const SPARE_MAX: usize = 4 << 20;
+
+/// Keeps `text`'s allocation for the next [`batch`] on this thread: a batch of thousands
+/// of lines grows a buffer of a megabyte, and a new one each time costs a page fault per
+/// 4 KB (the allocator returns big blocks to the kernel when they are freed).
+fn keep_spare(mut text: String) {
+    if text.capacity() <= SPARE_MAX {
+        text.clear();
+        SPARE.with(|s| *s.borrow_mut() = text);
+    }
 }
 
 /// Writes the lines this thread holds in a [`batch`] now, and keeps batching: before
 /// handing work to a thread whose lines must come after them.
 pub fn flush_held() {
-    let text = HELD.with(|h| h.borrow_mut().as_mut().map(std::mem::take));
-    if let Some(text) = text
-        && !text.is_empty()
-    {
-        emit(&text);
-    }
+    HELD.with(|h| {
+        if let Some(held) = h.borrow_mut().as_mut()
+            && !held.is_empty()
+        {
+            emit(held);
+            held.clear();
+        }
+    });
 }
 
 /// The current time in whole seconds since the epoch (0 if the clock is before it), as

@@ -91,11 +91,20 @@ impl AbsentNames {
     }
 }
 
-/// The directory and file name of a `.qmail` candidate path.
+/// The directory and file name of a `.qmail` candidate path, split at its last `/` (a
+/// byte search: `Path::parent` and `file_name` parse components, and this runs for every
+/// lookup). A path without a `/` or ending in one is never a candidate here.
 fn split(path: &Path) -> Option<(&Path, &[u8])> {
-    let name = path.file_name()?.as_bytes();
-    let dir = path.parent()?;
-    (name.len() >= 6 && name[..6].eq_ignore_ascii_case(b".qmail")).then_some((dir, name))
+    let bytes = path.as_os_str().as_bytes();
+    let slash = bytes.iter().rposition(|&b| b == b'/')?;
+    let name = &bytes[slash + 1..];
+    let dir = if slash == 0 {
+        &bytes[..1]
+    } else {
+        &bytes[..slash]
+    };
+    (name.len() >= 6 && name[..6].eq_ignore_ascii_case(b".qmail"))
+        .then(|| (Path::new(std::ffi::OsStr::from_bytes(dir)), name))
 }
 
 /// The `.qmail` names in `dir`, ASCII-lowercased (a case-folding directory finds
@@ -154,7 +163,9 @@ mod tests {
         // Case-insensitively: a case-folding directory would open .qmail-Foo for either.
         assert!(!absent.rules_out(&t.path().join(".qmail-foo")));
         assert!(!absent.rules_out(&t.path().join(".QMAIL-FOO")));
-        // Only .qmail names are ever ruled out.
+        // Only .qmail names are ever ruled out, and only by their own directory's listing.
+        assert!(!absent.rules_out(&t.path().join("sub/.qmail-3")));
+        assert!(!absent.rules_out(Path::new(".qmail-3")));
         assert!(!absent.rules_out(&t.path().join("Maildir")));
         assert!(!absent.rules_out(&t.path().join("other")));
         // A file created after the listing is not seen until the listing is dropped.
