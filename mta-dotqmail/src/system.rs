@@ -233,39 +233,17 @@ impl SystemExecutor {
 
 impl FileLookup for SystemExecutor {
     fn probe(&mut self, path: &Path) -> io::Result<Option<FileStatus>> {
-        let Some(memo) = self.memo.as_deref_mut() else {
-            return probe(path);
-        };
-        if let Some(answer) = memo.probes.get(key(path)) {
-            return Ok(*answer);
+        match self.memo.as_deref_mut() {
+            Some(memo) => remembered(&mut memo.probes, &mut memo.absent, path, None, probe),
+            None => probe(path),
         }
-        if memo.absent.rules_out(path) {
-            return Ok(None);
-        }
-        let answer = probe(path)?;
-        if answer.is_none() {
-            memo.absent.missed(path);
-        }
-        memo.probes.insert(key(path).to_vec(), answer);
-        Ok(answer)
     }
 
     fn exists(&mut self, path: &Path) -> io::Result<bool> {
-        let Some(memo) = self.memo.as_deref_mut() else {
-            return exists(path);
-        };
-        if let Some(answer) = memo.exists.get(key(path)) {
-            return Ok(*answer);
+        match self.memo.as_deref_mut() {
+            Some(memo) => remembered(&mut memo.exists, &mut memo.absent, path, false, exists),
+            None => exists(path),
         }
-        if memo.absent.rules_out(path) {
-            return Ok(false);
-        }
-        let answer = exists(path)?;
-        if !answer {
-            memo.absent.missed(path);
-        }
-        memo.exists.insert(key(path).to_vec(), answer);
-        Ok(answer)
     }
 
     fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
@@ -279,6 +257,30 @@ impl FileLookup for SystemExecutor {
         memo.reads.insert(key(path).to_vec(), text.clone());
         Ok(text)
     }
+}
+
+/// A memoized lookup: the answer remembered for `path`, else `absent` (the value for "not
+/// there") when a directory listing rules the name out, else `ask`'s answer, remembered,
+/// and a miss noted for the listing when it equals `absent`.
+fn remembered<T: Copy + PartialEq>(
+    answers: &mut HashMap<Vec<u8>, T>,
+    listings: &mut crate::AbsentNames,
+    path: &Path,
+    absent: T,
+    ask: fn(&Path) -> io::Result<T>,
+) -> io::Result<T> {
+    if let Some(answer) = answers.get(key(path)) {
+        return Ok(*answer);
+    }
+    if listings.rules_out(path) {
+        return Ok(absent);
+    }
+    let answer = ask(path)?;
+    if answer == absent {
+        listings.missed(path);
+    }
+    answers.insert(key(path).to_vec(), answer);
+    Ok(answer)
 }
 
 /// qmail-local's `open_read` and `fstat` of a candidate.

@@ -437,15 +437,12 @@ fn a_lookup_memo_changes_no_outcome_of_a_batch() {
     let home = dir.path();
     fs::set_permissions(home, fs::Permissions::from_mode(0o755)).unwrap();
     Maildir::create(home.join("Maildir")).unwrap();
-    let write = |name: &str, text: &[u8]| {
-        let p = home.join(name);
-        fs::write(&p, text).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
-    };
-    write(".qmail-list-default", b"# discarded\n");
-    write(".qmail-list-7", b"./Maildir/\n");
-    write(".qmail-list-40", b"|exit 100\n");
-    write(".qmail-list-9-owner", b"# exists\n");
+    // `setup` writes `.qmail-<ext>` (mode 0600); the user it returns is not needed.
+    let write = |ext: &str, text: &[u8]| drop(setup(home, ext, text));
+    write("list-default", b"# discarded\n");
+    write("list-7", b"./Maildir/\n");
+    write("list-40", b"|exit 100\n");
+    write("list-9-owner", b"# exists\n");
     let outcome = |exec: &mut SystemExecutor, ext: &str| {
         let user = LocalUser::new(
             Account::new("joe", 1001, 100, home.as_os_str().as_bytes()),
@@ -493,7 +490,7 @@ fn a_lookup_memo_changes_no_outcome_of_a_batch() {
     );
 
     // Made during the batch: unseen by it, seen by the next one.
-    write(".qmail-list-61", b"|exit 100\n");
+    write("list-61", b"|exit 100\n");
     assert_eq!(
         outcome(&mut memo, "list-61").0,
         DeliveryStatus::Delivered,
