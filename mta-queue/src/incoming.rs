@@ -42,6 +42,9 @@ pub struct Incoming<F: Fs = OsFs> {
     flushed: u64,
     /// Length of the reused file's old contents (0 for a new file): cut off at commit.
     reused_len: u64,
+    /// The file's slot, which goes with it to the free list when the message is removed
+    /// (see `FreeList`).
+    slot: u64,
     /// CRC-32 of the message bytes so far (the header's, format 2).
     body_crc: u32,
 }
@@ -59,15 +62,15 @@ impl<F: Fs> Queue<F> {
         }
         let id = MessageId::from_u64(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let mut paths = Paths::of(id, self.inner.split);
-        let (file, reused_len) = if let Some((path, file, len)) = self.reuse_free() {
+        let (file, reused_len, slot) = if let Some((path, file, len, slot)) = self.reuse_free() {
             // Written under its free/ name, which recovery discards like a tmp/ name.
             paths.tmp = path;
-            (file, len)
+            (file, len, slot)
         } else {
             let file = self
                 .retry_when_full(|| self.inner.fs.create_new(&self.inner.root, &paths.tmp))
                 .map_err(|e| QueueError::io("create", paths.tmp.clone(), e))?;
-            (file, 0)
+            (file, 0, crate::queue::lock(&self.inner.free).new_slot())
         };
         Ok(Incoming {
             queue: self.clone(),
@@ -77,6 +80,7 @@ impl<F: Fs> Queue<F> {
             buf: Vec::new(),
             flushed: 0,
             reused_len,
+            slot,
             body_crc: 0,
         })
     }
@@ -280,6 +284,7 @@ impl<F: Fs> Incoming<F> {
             return Err(e);
         }
         crate::queue::mark_verified(&self.queue, self.id);
+        crate::queue::lock(&inner.free).committed(self.id, self.slot);
         Ok(self.id)
     }
 

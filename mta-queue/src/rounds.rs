@@ -15,9 +15,10 @@
 //!
 //! There is no background thread: whoever arrives while no round is running leads one;
 //! callers that arrive during a round wait for the next. A leader starts at once unless
-//! recent rounds covered several commits: then it starts no sooner than 1 ms after the
-//! previous round (unless as many commits are already waiting; see `Rounds::gather`),
-//! which trades a little latency for fewer flushes per message. A message written while a
+//! recent rounds covered several commits: then it starts no sooner than 1 ms, or as long
+//! as recent syncs took (at most 20 ms), after the previous round started (unless as many
+//! commits are already waiting; see `Rounds::gather` and `round_interval`), which trades a
+//! little latency for fewer flushes and metadata writes per message. A message written while a
 //! round runs waits for the next one: a commit returns only after a sync that started after
 //! its link.
 
@@ -58,6 +59,9 @@ struct State<T> {
     /// leader's wait for company.
     company: usize,
     last_start: Option<Instant>,
+    /// How long recent syncs took (a moving average, each new sync weighing 1/8): rounds
+    /// start no more often than one per average sync (see [`Rounds::gather`]).
+    sync_average: Duration,
 }
 
 /// What a round does, supplied by the queue.
@@ -78,6 +82,7 @@ impl<T> Rounds<T> {
                 next_ticket: 0,
                 company: 0,
                 last_start: None,
+                sync_average: Duration::ZERO,
             }),
             done: Condvar::new(),
             arrived: Condvar::new(),
@@ -149,9 +154,11 @@ impl<T> Rounds<T> {
             if synced.is_ok() {
                 self.last_ok.fetch_max(number, Ordering::SeqCst);
             }
+            let took = started.elapsed();
             st = self.lock();
             st.company = round.len().max(st.company.saturating_sub(1));
             st.last_start = Some(started);
+            st.sync_average = (st.sync_average * 7 + took) / 8;
             for (t, outcome) in linked {
                 let outcome = match (&synced, outcome) {
                     (Ok(()), o) => o,
@@ -181,7 +188,7 @@ impl<T> Rounds<T> {
         if st.company < 2 {
             return st;
         }
-        let deadline = last + ROUND_INTERVAL;
+        let deadline = last + round_interval(st.sync_average);
         while st.written.len() < st.company {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -198,8 +205,23 @@ impl<T> Rounds<T> {
 }
 
 /// While commits are concurrent, rounds start at most this often (so at most 1,000
-/// syncs a second for the queue, however many commits share them).
+/// syncs a second for the queue, however many commits share them), or once per recent
+/// average sync where syncs take longer.
 const ROUND_INTERVAL: Duration = Duration::from_millis(1);
+
+/// The longest a leader waits for company after the previous round started, however slow
+/// recent syncs were.
+const MAX_ROUND_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How soon after the previous round a leader with company in view starts the next: no
+/// sooner than a recent sync took ([`ROUND_INTERVAL`] at least, [`MAX_ROUND_INTERVAL`] at
+/// most). Starting syncs faster than the disk completes them only queues them; on a disk
+/// that is slow, or fast until a throttle or a writeback stalls it, the wait lets one
+/// sync cover the commits that would otherwise lead small rounds of their own, each
+/// writing the same bitmaps, directory and inode table blocks again.
+fn round_interval(sync_average: Duration) -> Duration {
+    sync_average.clamp(ROUND_INTERVAL, MAX_ROUND_INTERVAL)
+}
 
 fn sync_error(e: &io::Error) -> QueueError {
     QueueError::io("syncfs", ".", crate::error::copy_io(e))
@@ -341,5 +363,53 @@ mod tests {
         let l = log(Some(1));
         assert!(r.submit(1, &*l).is_err(), "its round's sync failed");
         assert!(r.submit(2, &*l).is_ok());
+    }
+
+    /// After slow syncs (a disk that took 15 ms a sync on average), a leader waits up to
+    /// that long for as many commits as recent rounds covered, so four committers arriving
+    /// 3 ms apart share one sync. Paced only by the 1 ms floor, each would lead a round of
+    /// its own (four syncs).
+    #[test]
+    fn after_slow_syncs_a_round_waits_longer_for_its_company() {
+        let r = Arc::new(Rounds::new());
+        {
+            let mut st = r.lock();
+            st.company = 4;
+            st.last_start = Some(Instant::now());
+            st.sync_average = Duration::from_millis(15);
+        }
+        let l = log(None);
+        let threads: Vec<_> = (0..4u32)
+            .map(|i| {
+                let (r, l) = (r.clone(), l.clone());
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(3 * u64::from(i)));
+                    r.submit(i, &*l).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        // One sync when every arrival fell inside the wait; two tolerate a machine that
+        // stalled a thread for longer than the 6 ms of slack.
+        let syncs = l.syncs.load(Ordering::SeqCst);
+        assert!(syncs <= 2, "{syncs} syncs for 4 commits inside one wait");
+        assert_eq!(l.linked.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn the_wait_follows_the_average_sync_within_its_bounds() {
+        let r: Rounds<u32> = Rounds::new();
+        let l = log(None);
+        r.barrier(&*l).unwrap();
+        let average = r.lock().sync_average;
+        assert!(average > Duration::ZERO && average < Duration::from_millis(50));
+        assert_eq!(round_interval(Duration::ZERO), ROUND_INTERVAL);
+        assert_eq!(
+            round_interval(Duration::from_millis(7)),
+            Duration::from_millis(7)
+        );
+        assert_eq!(round_interval(Duration::from_secs(2)), MAX_ROUND_INTERVAL);
     }
 }
