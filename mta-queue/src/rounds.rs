@@ -54,9 +54,10 @@ struct State<T> {
     results: HashMap<u64, Outcome>,
     leading: bool,
     next_ticket: u64,
-    /// The concurrency seen: the most items a recent round's sync covered (it decays by
-    /// one per round), and when the last round's sync started. The bounds of the next
-    /// leader's wait for company.
+    /// The concurrency seen: the most committers a recent round had in view when it ended
+    /// (those it covered and those waiting for the next; it decays by one per round), and
+    /// when the last round's sync started. The bounds of the next leader's wait for
+    /// company.
     company: usize,
     last_start: Option<Instant>,
     /// How long recent syncs took (a moving average, each new sync weighing 1/8): rounds
@@ -156,7 +157,7 @@ impl<T> Rounds<T> {
             }
             let took = started.elapsed();
             st = self.lock();
-            st.company = round.len().max(st.company.saturating_sub(1));
+            st.company = company_after(round.len(), st.written.len(), st.company);
             st.last_start = Some(started);
             st.sync_average = (st.sync_average * 7 + took) / 8;
             for (t, outcome) in linked {
@@ -212,6 +213,15 @@ const ROUND_INTERVAL: Duration = Duration::from_millis(1);
 /// The longest a leader waits for company after the previous round started, however slow
 /// recent syncs were.
 const MAX_ROUND_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The company the next leader waits for, after a round that covered `covered` commits
+/// ended with `waiting` more already written: every committer in view (those the round
+/// releases come back with their next message, and would otherwise make a round of their
+/// own while the waiting ones sync: two half-size rounds alternating), or the previous
+/// figure less one, so a burst's concurrency is forgotten a round at a time.
+fn company_after(covered: usize, waiting: usize, previous: usize) -> usize {
+    (covered + waiting).max(previous.saturating_sub(1))
+}
 
 /// How soon after the previous round a leader with company in view starts the next: no
 /// sooner than a recent sync took ([`ROUND_INTERVAL`] at least, [`MAX_ROUND_INTERVAL`] at
@@ -396,6 +406,21 @@ mod tests {
         let syncs = l.syncs.load(Ordering::SeqCst);
         assert!(syncs <= 2, "{syncs} syncs for 4 commits inside one wait");
         assert_eq!(l.linked.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn company_counts_the_released_and_the_waiting() {
+        assert_eq!(
+            company_after(5, 5, 0),
+            10,
+            "two cohorts of five are ten committers"
+        );
+        assert_eq!(
+            company_after(1, 0, 10),
+            9,
+            "a burst is forgotten one round at a time"
+        );
+        assert_eq!(company_after(0, 0, 0), 0);
     }
 
     #[test]
