@@ -755,7 +755,7 @@ impl<F: Fs> Queue<F> {
     /// to length before the commit syncs them) and its slot. `None` when no file is ready
     /// or it cannot be opened (the caller then creates one).
     pub(crate) fn reuse_free(&self) -> Option<(String, F::File, u64, u64)> {
-        let name = {
+        let Reverse((slot, name)) = {
             let mut free = lock(&self.inner.free);
             let rounds = &self.inner.rounds;
             if free.ready.is_empty()
@@ -777,7 +777,6 @@ impl<F: Fs> Queue<F> {
             }
             free.ready.pop()?
         };
-        let Reverse((slot, name)) = name;
         let path = durable::join(state::FREE, &name);
         let fs = &self.inner.fs;
         let opened = fs

@@ -18,9 +18,9 @@
 //! recent rounds covered several commits: then it starts no sooner than 1 ms, or as long
 //! as recent syncs took (at most 20 ms), after the previous round started (unless as many
 //! commits are already waiting; see `Rounds::gather` and `round_interval`), which trades a
-//! little latency for fewer flushes and metadata writes per message. A message written while a
-//! round runs waits for the next one: a commit returns only after a sync that started after
-//! its link.
+//! little latency for fewer flushes and metadata writes per message. A message written
+//! while a round runs waits for the next one: a commit returns only after a sync that
+//! started after its link.
 
 use std::collections::HashMap;
 use std::io;
