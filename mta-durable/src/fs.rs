@@ -193,6 +193,33 @@ pub trait Fs: Clone + Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Creates a new empty file with no name, on the file system holding `dir`, open for
+    /// reading and writing (Linux's `O_TMPFILE`, mode 0600): nobody can open it, and if the
+    /// process or the machine stops before [`link_unnamed`](Fs::link_unnamed) names it, it
+    /// is gone (the file system frees it; no leftover to clean). A writer that publishes a
+    /// complete file under its final name (a maildir's `new/`) needs no temporary name then:
+    /// one directory change per file instead of three (create, link, unlink).
+    ///
+    /// # Errors
+    /// `Unsupported` where the platform or the file system has no unnamed files (the
+    /// default; callers then create a named temporary file), or any I/O error.
+    fn create_unnamed(&self, dir: &Self::Dir) -> io::Result<Self::File> {
+        let _ = dir; // no unnamed files: the default is "unsupported"
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Gives a file made by [`create_unnamed`](Fs::create_unnamed) the name `dir/name`.
+    /// Never replaces: `name` must not exist. Not durable until `dir` is synced (and the
+    /// file's data only once the file is synced, as for any file).
+    ///
+    /// # Errors
+    /// `AlreadyExists` if `name` exists, `CrossesDevices` (`EXDEV`) if `dir` is on another
+    /// file system, `Unsupported` (the default), or any I/O error.
+    fn link_unnamed(&self, file: &Self::File, dir: &Self::Dir, name: &str) -> io::Result<()> {
+        let _ = (file, dir, name); // no unnamed files: the default is "unsupported"
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     /// Gives the file `from_dir/from` a second name `to_dir/to` (a hard link). Never
     /// replaces: `to` must not exist. Not durable until `to_dir` is synced.
     ///

@@ -58,5 +58,6 @@ pub use os::OsFs;
 pub use sim::SimFs;
 pub use synced::{
     NAME_ATTEMPTS, append_synced, copy_synced, create_dirs_synced, discard, join, move_file,
-    publish_by_link, remove_unsynced, rename_synced, sync_dir_at, truncate_synced, write_at_synced,
+    publish_by_link, publish_unnamed, remove_unsynced, rename_synced, sync_dir_at, truncate_synced,
+    write_at_synced,
 };

@@ -96,6 +96,14 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, Errno>) -> io::Result<T> {
     }
 }
 
+/// Whether `/proc/self/fd` holds this process's descriptors (procfs mounted), checked once:
+/// [`Fs::link_unnamed`] depends on it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn proc_fd_links() -> bool {
+    static MOUNTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *MOUNTED.get_or_init(|| Path::new("/proc/self/fd").is_dir())
+}
+
 /// Opens a directory. One we may write into but not read (a drop box such as `DIR/pickup`'s
 /// mode 1733 subdirectories) is opened with `O_PATH` on Linux: `openat`, `linkat` and
 /// `unlinkat` work through it; listing and syncing it do not (see [`Fs::sync_dir`]).
@@ -224,6 +232,39 @@ impl Fs for OsFs {
             OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = retry(|| rfs::openat(dir, name, flags, Mode::from_raw_mode(0o600)))?;
         Ok(File::from(fd))
+    }
+
+    /// `O_TMPFILE` in `dir`. `Unsupported` when the file system has no unnamed files
+    /// (`EOPNOTSUPP`), the kernel predates them (`EISDIR`: the flag's `O_DIRECTORY` half
+    /// alone), or `/proc` is not mounted ([`link_unnamed`](Fs::link_unnamed) names the file
+    /// through `/proc/self/fd`).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn create_unnamed(&self, dir: &OwnedFd) -> io::Result<File> {
+        if !proc_fd_links() {
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        let flags = OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC;
+        match retry(|| rfs::openat(dir, ".", flags, Mode::from_raw_mode(0o600))) {
+            Ok(fd) => Ok(File::from(fd)),
+            Err(e)
+                if matches!(
+                    Errno::from_io_error(&e),
+                    Some(Errno::OPNOTSUPP | Errno::ISDIR)
+                ) =>
+            {
+                Err(io::ErrorKind::Unsupported.into())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `linkat` of `/proc/self/fd/N` with `AT_SYMLINK_FOLLOW`: the way an unprivileged
+    /// process names its `O_TMPFILE` file (`AT_EMPTY_PATH` needs `CAP_DAC_READ_SEARCH`).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    fn link_unnamed(&self, file: &File, dir: &OwnedFd, name: &str) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let path = format!("/proc/self/fd/{}", file.as_raw_fd());
+        retry(|| rfs::linkat(CWD, path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW))
     }
 
     fn open(&self, dir: &OwnedFd, name: &str, access: Access) -> io::Result<File> {
@@ -454,6 +495,44 @@ mod tests {
         let mut names = fs.list_dir(&root).unwrap();
         names.sort();
         assert_eq!(names, ["a", "lock"]);
+    }
+
+    /// `O_TMPFILE`: the file has no name until linked, then exactly one; linking never
+    /// replaces. On Linux the test directory's file system (ext4, tmpfs, xfs, btrfs) has
+    /// unnamed files; where it has not, `Unsupported` is the only acceptable failure.
+    #[test]
+    fn an_unnamed_file_is_named_once_by_link_unnamed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = OsFs::open(&tmp.path().join("q")).unwrap();
+        let root = fs.open_dir(Path::new(".")).unwrap();
+        fs.create_dir(&root, "new").unwrap();
+        let new = fs.open_dir_at(&root, "new").unwrap();
+        let mut f = match fs.create_unnamed(&root) {
+            Ok(f) => f,
+            Err(e) => {
+                assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}");
+                assert!(!cfg!(target_os = "linux") || !Path::new("/proc/self/fd").is_dir());
+                return;
+            }
+        };
+        fs.write_all(&mut f, b"whole message\n").unwrap();
+        fs.sync_all(&f).unwrap();
+        let mut names = fs.list_dir(&root).unwrap();
+        names.sort();
+        assert_eq!(names, ["lock", "new"]);
+        assert!(fs.list_dir(&new).unwrap().is_empty());
+        fs.link_unnamed(&f, &new, "m1").unwrap();
+        assert_eq!(
+            fs.link_unnamed(&f, &new, "m1").unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
+        let r = fs.open(&new, "m1", Access::Read).unwrap();
+        let mut buf = [0u8; 32];
+        let n = fs.read_at(&r, &mut buf, 0).unwrap();
+        assert_eq!(&buf[..n], b"whole message\n");
+        let st = rfs::fstat(&r).unwrap();
+        assert_eq!(st.st_nlink, 1);
+        assert_eq!(st.st_mode & 0o777, 0o600);
     }
 
     #[test]

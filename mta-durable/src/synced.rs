@@ -158,6 +158,39 @@ pub fn publish_by_link<F: Fs>(
     ))
 }
 
+/// Names a file made by [`Fs::create_unnamed`] in `to_dir`, under the first name from
+/// `next_name` that does not exist yet, and returns that name; as [`publish_by_link`]
+/// without a temporary name to start from (so nothing to unlink afterwards). An existing
+/// file is never replaced: on `AlreadyExists` a new name is asked for, up to
+/// [`NAME_ATTEMPTS`] times.
+///
+/// Before: the file's data is durable, and no directory names it. After `Ok`: `to_dir`
+/// has the complete file under the returned name, not yet durable; sync `to_dir`. A crash
+/// before that sync either loses the name (the file system frees the file) or keeps it;
+/// either way no reader sees an incomplete file.
+///
+/// # Errors
+/// `AlreadyExists` after [`NAME_ATTEMPTS`] taken names, or the link's error.
+pub fn publish_unnamed<F: Fs>(
+    fs: &F,
+    file: &F::File,
+    to_dir: &F::Dir,
+    mut next_name: impl FnMut() -> String,
+) -> io::Result<String> {
+    for _ in 0..NAME_ATTEMPTS {
+        let name = next_name();
+        match fs.link_unnamed(file, to_dir, &name) {
+            Ok(()) => return Ok(name),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "no unused name after retries",
+    ))
+}
+
 /// Renames `from_dir/from` to `to_dir/to` and makes both directories durable (`to_dir`
 /// first).
 ///

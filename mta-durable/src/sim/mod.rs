@@ -118,6 +118,8 @@ struct State {
     now: SystemTime,
     devs: u32,
     locks_unavailable: bool,
+    /// [`Fs::create_unnamed`](crate::Fs::create_unnamed) answers `Unsupported`.
+    no_unnamed: bool,
     /// Machine restarts so far ([`Fs::boot_id`](crate::Fs::boot_id)): a power loss counts
     /// one, a process crash none.
     boots: u64,
@@ -138,6 +140,7 @@ impl Default for State {
             now: SystemTime::UNIX_EPOCH,
             devs: 0,
             locks_unavailable: false,
+            no_unnamed: false,
             boots: 0,
         }
     }
@@ -232,6 +235,13 @@ impl SimFs {
     /// without working locks. By default every lock is granted at once.
     pub fn set_locks_unavailable(&self, unavailable: bool) {
         self.lock().locks_unavailable = unavailable;
+    }
+
+    /// Makes [`create_unnamed`](crate::Fs::create_unnamed) answer `Unsupported`, as a file
+    /// system without `O_TMPFILE` does, so callers' fallbacks can be tested. By default
+    /// unnamed files are supported.
+    pub fn set_unnamed_unsupported(&self, unsupported: bool) {
+        self.lock().no_unnamed = unsupported;
     }
 
     /// Sets the clock used for access times of new files.

@@ -132,6 +132,40 @@ impl Fs for SimFs {
         })
     }
 
+    fn create_unnamed(&self, dir: &usize) -> io::Result<SimFile> {
+        let mut st = self.lock();
+        if st.no_unnamed {
+            st.alive()?;
+            return Err(io::ErrorKind::Unsupported.into());
+        }
+        let what = format!("create unnamed in {}", st.path_of(*dir));
+        st.begin(what)?;
+        let ino = st.new_inode(*dir)?;
+        Ok(SimFile {
+            ino,
+            writable: true,
+            append: false,
+            pos: 0,
+        })
+    }
+
+    fn link_unnamed(&self, file: &SimFile, dir: &usize, name: &str) -> io::Result<()> {
+        let mut st = self.lock();
+        let (parent, leaf) = st.parent(*dir, name)?;
+        let what = format!("link inode {} -> {}", file.ino, st.at(parent, leaf));
+        st.begin(what)?;
+        if st.inode(file.ino)?.dev != st.dir(parent)?.dev {
+            return Err(io::ErrorKind::CrossesDevices.into());
+        }
+        if st.dir(parent)?.entries.contains_key(leaf) {
+            return Err(io::ErrorKind::AlreadyExists.into());
+        }
+        st.dirs[parent]
+            .entries
+            .insert(leaf.to_owned(), Node::File(file.ino));
+        Ok(())
+    }
+
     fn open(&self, dir: &usize, name: &str, access: Access) -> io::Result<SimFile> {
         let st = self.lock();
         st.alive()?;

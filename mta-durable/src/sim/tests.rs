@@ -266,3 +266,30 @@ fn read_only_handles_refuse_writes_and_append_handles_append() {
     fs.set_locks_unavailable(true);
     assert_eq!(fs.try_lock(&rd).unwrap_err().raw_os_error(), Some(37));
 }
+
+#[test]
+fn an_unnamed_file_has_a_name_only_once_linked_and_synced() {
+    let fs = SimFs::new();
+    let r = root(&fs);
+    let mut f = fs.create_unnamed(&r).unwrap();
+    fs.write_all(&mut f, b"abc").unwrap();
+    fs.sync_filesystem(&r).unwrap();
+    assert_eq!(fs.list_dir("/"), Some(Vec::new()));
+    fs.link_unnamed(&f, &r, "x").unwrap();
+    assert_eq!(
+        fs.link_unnamed(&f, &r, "x").unwrap_err().kind(),
+        io::ErrorKind::AlreadyExists
+    );
+    assert_eq!(fs.read_file("/x").unwrap(), b"abc");
+    assert!(!fs.restart(Restart::PowerLoss).exists("x"));
+    fs.sync_dir(&r).unwrap();
+    assert_eq!(
+        fs.restart(Restart::PowerLoss).read_file("x").unwrap(),
+        b"abc"
+    );
+    fs.set_unnamed_unsupported(true);
+    assert_eq!(
+        fs.create_unnamed(&r).unwrap_err().kind(),
+        io::ErrorKind::Unsupported
+    );
+}

@@ -18,7 +18,7 @@ use crate::error::DeliverStep;
 
 pub use mta_durable::{Access, Fs, OsFs};
 pub(crate) use mta_durable::{
-    NAME_ATTEMPTS, copy_synced, publish_by_link, remove_unsynced, rename_synced,
+    NAME_ATTEMPTS, copy_synced, publish_by_link, publish_unnamed, remove_unsynced, rename_synced,
 };
 
 /// Writes `prefix` then everything `message` yields into `file`, then makes the data durable.
