@@ -85,11 +85,24 @@ pub enum Command {
     Delete(Vec<MessageId>),
 }
 
+/// A message the queue process committed itself ([`mta_queue::submit::serve`]), with what
+/// the scheduler would otherwise read from its file.
+#[derive(Debug)]
+pub struct Committed {
+    /// As [`Queue::info`](mta_queue::Queue::info) would read it.
+    pub info: mta_queue::MessageInfo,
+    /// The message's first bytes (its trace line names who queued it: [`crate::origin`]).
+    pub head: Vec<u8>,
+}
+
 /// What the scheduler's single input channel carries.
 #[derive(Debug)]
 pub enum Input {
     /// A message was committed to the queue.
     New(MessageId),
+    /// A message was committed by this process, which knows what the file holds: the
+    /// scheduler takes it without reading the file back.
+    Committed(Box<Committed>),
     /// Something outside (inject) committed messages: rescan the queue for unknown ids.
     Rescan,
     /// Retry everything now (`mta queue flush`); held messages stay held.
@@ -400,6 +413,13 @@ impl Scheduler {
         let now = SystemTime::now();
         match input {
             Input::New(id) => self.load(id, Seen::Now),
+            Input::Committed(c) => {
+                let Committed { info, head } = *c;
+                let queue_uid = self.settings.queue_uid;
+                self.admit(info, Seen::Now, |_| {
+                    crate::origin::parse(&head, queue_uid).unwrap_or_default()
+                });
+            }
             Input::Rescan => self.rescan(Seen::Now),
             Input::Flush => self.core.flush(now),
             Input::Done(d) => self.record(&d),
@@ -522,11 +542,6 @@ impl Scheduler {
         if self.core.contains(id) || self.removed_early.contains(&id) {
             return;
         }
-        // Each id is looked up once: the set empties as the queue is loaded.
-        let queued_before = self
-            .queued_at_start
-            .as_mut()
-            .is_some_and(|before| before.remove(&id));
         let info = match self.queue.info(id) {
             Ok(info) => info,
             Err(mta_queue::QueueError::NotFound(_)) => return, // deleted meanwhile
@@ -537,13 +552,36 @@ impl Scheduler {
                 return;
             }
         };
+        self.admit(info, seen, |s: &Self| {
+            crate::origin::of_message(&s.queue, id, s.settings.queue_uid)
+        });
+    }
+
+    /// Gives a message, read by [`load`](Self::load) or known from its commit
+    /// ([`Input::Committed`]), to the state machine; one new to the queue gets its `new msg`
+    /// and `info msg` lines, with the origin `origin` finds.
+    fn admit(
+        &mut self,
+        info: mta_queue::MessageInfo,
+        seen: Seen,
+        origin: impl FnOnce(&Self) -> crate::origin::Origin,
+    ) {
+        let id = info.id;
+        if self.core.contains(id) || self.removed_early.contains(&id) {
+            return;
+        }
+        // Each id is looked up once: the set empties as the queue is loaded.
+        let queued_before = self
+            .queued_at_start
+            .as_mut()
+            .is_some_and(|before| before.remove(&id));
         let seen = if queued_before && self.new_since.is_none_or(|t| info.birth < t) {
             Seen::Before
         } else {
             seen
         };
         if seen == Seen::Now {
-            let origin = crate::origin::of_message(&self.queue, id, self.settings.queue_uid);
+            let origin = origin(self);
             log::line(&format!("new msg {id}"));
             log::line(&format!(
                 "info msg {id}: bytes {} from <{}> qp {} uid {}",

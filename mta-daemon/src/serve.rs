@@ -513,9 +513,12 @@ fn start_submission(
             let (queue, tx) = (Arc::clone(&queue), tx.clone());
             let served = spawn("submit-conn", move || {
                 let Ok(clone) = conn.try_clone() else { return };
-                let done = mta_queue::submit::serve(&queue, &conn, &clone, |id| {
+                let done = mta_queue::submit::serve(&queue, &conn, &clone, |done| {
                     // Gone only at shutdown; the next start's scan finds the message.
-                    let _ = tx.send(Input::New(id));
+                    let _ = tx.send(Input::Committed(Box::new(crate::sched::Committed {
+                        info: done.info,
+                        head: done.head.to_vec(),
+                    })));
                 });
                 if let Err(e) = done
                     && e.kind() != std::io::ErrorKind::ConnectionReset

@@ -11,7 +11,7 @@ use crate::durable::{self, Access, Fs};
 use crate::format::{self, HEADER_LEN, Header};
 use crate::queue::{CommitMode, DirOp};
 use crate::state::Paths;
-use crate::{MessageId, OsFs, Queue, QueueError};
+use crate::{MessageId, MessageInfo, OsFs, Queue, QueueError, Status};
 
 /// Bytes gathered before one write to the file.
 const CHUNK: usize = 64 * 1024;
@@ -180,18 +180,44 @@ impl<F: Fs> Incoming<F> {
     /// # Errors
     /// [`QueueError::Io`] or [`QueueError::TooLarge`]; nothing is then visible in the queue.
     pub fn commit(mut self, envelope: &Envelope) -> Result<MessageId, QueueError> {
-        let result = self.commit_inner(envelope);
+        let result = self.commit_inner(envelope, SystemTime::now());
         if result.is_ok() {
             self.file = None;
         }
         result
     }
 
-    fn commit_inner(&mut self, envelope: &Envelope) -> Result<MessageId, QueueError> {
+    /// [`commit`](Incoming::commit), returning what [`Queue::info`] would now read back
+    /// from the file (the birth recorded, the length, the envelope, every recipient
+    /// [`Pending`](Status::Pending)) without reading it: for the process that committed the
+    /// message and hands it to its scheduler (qmail-send read each new message's `info` and
+    /// `local`/`remote` files again; here the committer has them).
+    ///
+    /// # Errors
+    /// As [`commit`](Incoming::commit).
+    pub fn commit_info(mut self, envelope: &Envelope) -> Result<MessageInfo, QueueError> {
+        let birth = SystemTime::now();
+        let body_len = self.len();
+        let id = self.commit_inner(envelope, birth)?;
+        self.file = None;
+        Ok(MessageInfo {
+            id,
+            birth,
+            body_len,
+            envelope: envelope.clone(),
+            statuses: vec![Status::Pending; envelope.recipients.len()],
+        })
+    }
+
+    fn commit_inner(
+        &mut self,
+        envelope: &Envelope,
+        birth: SystemTime,
+    ) -> Result<MessageId, QueueError> {
         let fs = &self.queue.inner.fs;
         let root = &self.queue.inner.root;
         let tmp = &self.paths.tmp;
-        let meta = format::encode_meta(SystemTime::now(), envelope, Some(self.id.as_u64()))
+        let meta = format::encode_meta(birth, envelope, Some(self.id.as_u64()))
             .map_err(|_| QueueError::TooLarge)?;
         let header = Header {
             body_len: self.len(),

@@ -30,7 +30,7 @@ use mta_core::frame;
 use mta_core::{Address, Envelope};
 
 use crate::durable::Fs;
-use crate::{Incoming, MessageId, Queue};
+use crate::{Incoming, MessageId, MessageInfo, Queue};
 
 /// The largest request frame the queue side reads: a `data` chunk the client sends is at most
 /// [`CHUNK`]; a `commit` carries the envelope (a thousand recipients of 256 bytes each fit).
@@ -329,9 +329,27 @@ impl<S: Read + Write> Submission<S> {
     }
 }
 
+/// How many of a message's first bytes [`Committed::head`] holds: enough for a trace line
+/// (qmail-queue's `Received: (qmail PID invoked by uid UID); DATE` is under 100).
+pub const HEAD_LEN: usize = 256;
+
+/// A message [`serve`] made durable, as its `committed` callback sees it: what a scheduler
+/// needs to start delivering it without reading the file back (the queue process of a
+/// daemon that receives over this protocol would otherwise open and read every new
+/// message once more).
+#[derive(Debug)]
+pub struct Committed<'a> {
+    /// What [`Queue::info`] would read back now: id, birth, length, envelope, and every
+    /// recipient pending ([`Incoming::commit_info`]).
+    pub info: MessageInfo,
+    /// The message's first bytes, up to [`HEAD_LEN`] (all of a shorter message).
+    pub head: &'a [u8],
+}
+
 /// The queue side of one connection (`stream` to read, `clone` to write: two handles on one
-/// socket): serves requests until the client closes it or breaks the protocol. `committed` is called with each message made durable (before its `ok`
-/// goes out), e.g. to tell the scheduler.
+/// socket): serves requests until the client closes it or breaks the protocol. `committed`
+/// is called with each message made durable (before its `ok` goes out), e.g. to tell the
+/// scheduler.
 ///
 /// # Errors
 /// I/O errors on the connection, or `InvalidData` for a request that is not one (the
@@ -340,7 +358,7 @@ pub fn serve<F: Fs>(
     queue: &Queue<F>,
     stream: impl Read,
     clone: impl Write,
-    mut committed: impl FnMut(MessageId),
+    mut committed: impl FnMut(Committed<'_>),
 ) -> io::Result<()> {
     /// The message under way on this connection.
     enum State<F: Fs> {
@@ -353,6 +371,8 @@ pub fn serve<F: Fs>(
     let mut reader = BufReader::with_capacity(CHUNK + 64, stream);
     let mut writer = BufWriter::new(clone);
     let mut state = State::<F>::Idle;
+    // The first bytes of the message under way, for `Committed::head`.
+    let mut head: Vec<u8> = Vec::with_capacity(HEAD_LEN);
     let bad = || io::Error::new(io::ErrorKind::InvalidData, "bad submission request");
     loop {
         // Replies wait in the buffer while more requests are already here (a client sends a
@@ -368,6 +388,7 @@ pub fn serve<F: Fs>(
                 let reply = match queue.begin() {
                     Ok(incoming) => {
                         let id = incoming.id();
+                        head.clear();
                         state = State::Open(incoming);
                         Reply::Id(id)
                     }
@@ -378,6 +399,8 @@ pub fn serve<F: Fs>(
                 put(&mut writer, &refs)?;
             }
             (Request::Data(bytes), State::Open(incoming)) => {
+                let room = HEAD_LEN - head.len();
+                head.extend_from_slice(&bytes[..room.min(bytes.len())]);
                 if let Err(e) = incoming.write(&bytes) {
                     state = State::Failed(format!("write error: {e}"));
                 }
@@ -385,9 +408,10 @@ pub fn serve<F: Fs>(
             (Request::Data(_), State::Failed(_)) => {}
             (Request::Commit(env), State::Open(_) | State::Failed(_)) => {
                 let reply = match std::mem::replace(&mut state, State::Idle) {
-                    State::Open(incoming) => match incoming.commit(&env) {
-                        Ok(id) => {
-                            committed(id);
+                    State::Open(incoming) => match incoming.commit_info(&env) {
+                        Ok(info) => {
+                            let id = info.id;
+                            committed(Committed { info, head: &head });
                             Reply::Ok(id)
                         }
                         Err(e) => Reply::Error(e.to_string()),
@@ -476,7 +500,19 @@ mod tests {
         std::thread::scope(|s| {
             s.spawn(|| {
                 let c = server.try_clone().unwrap();
-                serve(&queue, server, c, |id| seen.lock().unwrap().push(id)).unwrap();
+                serve(&queue, server, c, |done| {
+                    // What the callback is told is what the queue reads back.
+                    let read = queue.info(done.info.id).unwrap();
+                    assert_eq!(read.birth, done.info.birth);
+                    assert_eq!(read.body_len, done.info.body_len);
+                    assert_eq!(read.envelope, done.info.envelope);
+                    assert_eq!(read.statuses, done.info.statuses);
+                    let mut want = b"Subject: t\r\n\r\n".to_vec();
+                    want.resize(HEAD_LEN, b'x');
+                    assert_eq!(done.head, &want[..]);
+                    seen.lock().unwrap().push(done.info.id);
+                })
+                .unwrap();
             });
             let c = client.try_clone().unwrap();
             let mut conn = Submitter::new(client, c);
