@@ -102,8 +102,10 @@
 //! restarted ([`Fs::boot_id`], recorded in `DIR/boot`) reads every queued message whole and
 //! removes those that fail ([`Queue::torn_at_open`]); opens within one boot skip that.
 //!
-//! A status change appends a CRC-checked record to the message file and `fdatasync`s it
-//! before [`mark`](Queue::mark) returns. A crash during the append leaves a torn record,
+//! A status change appends a CRC-checked record to the message file and makes it durable
+//! before [`mark`](Queue::mark) returns: with [`CommitMode::Filesystem`] by the next commit
+//! round's `syncfs` (marks of many messages and the enqueues share its flush), else by an
+//! `fdatasync` of the file. A crash during the append leaves a torn record,
 //! which readers ignore (the previous status stands: at most that recipient is delivered
 //! again, the duplicate qmail also accepts), and which the next mark cuts off before
 //! appending.

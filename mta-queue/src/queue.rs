@@ -4,7 +4,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::io;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
@@ -145,6 +145,8 @@ pub(crate) struct Inner<F: Fs> {
     /// `syncfs` turned out unsupported: [`CommitMode::Filesystem`] falls back to grouped.
     pub(crate) no_syncfs: AtomicBool,
     marks: Mutex<HashMap<MessageId, Arc<Batcher<MarkOp>>>>,
+    /// Marks syncing by `fdatasync` right now (see [`Queue::append_durably`]).
+    marks_syncing: AtomicUsize,
     /// Messages whose status log is known to end in a complete record (written by this
     /// process, or checked since open), so a mark can append without reading it first.
     verified: Mutex<HashSet<MessageId>>,
@@ -275,6 +277,7 @@ impl Queue<OsFs> {
                 rounds: Rounds::new(),
                 no_syncfs: AtomicBool::new(false),
                 marks: Mutex::new(HashMap::new()),
+                marks_syncing: AtomicUsize::new(0),
                 verified: Mutex::new(HashSet::new()),
                 free: Mutex::new(FreeList::default()),
                 recycle: 0,
@@ -313,6 +316,7 @@ impl<F: Fs> Queue<F> {
                 rounds: Rounds::new(),
                 no_syncfs: AtomicBool::new(false),
                 marks: Mutex::new(HashMap::new()),
+                marks_syncing: AtomicUsize::new(0),
                 verified: Mutex::new(HashSet::new()),
                 free: Mutex::new(FreeList::default()),
                 recycle: options.recycle,
@@ -467,7 +471,7 @@ impl<F: Fs> Queue<F> {
 
     /// Durably records `status` for recipient `index` of message `id`: when this returns
     /// `Ok`, the status survives a crash or power loss. Concurrent marks of the same message
-    /// share one fsync.
+    /// share one sync (see [`mark_many`](Queue::mark_many)).
     ///
     /// # Errors
     /// [`QueueError::NotFound`], [`QueueError::NoSuchRecipient`], [`QueueError::TooLarge`],
@@ -476,8 +480,10 @@ impl<F: Fs> Queue<F> {
         self.mark_many(id, &[(index, status)])
     }
 
-    /// Durably records several statuses of message `id` with one append and one fsync (e.g.
-    /// the results of one SMTP transaction to many recipients). All or none take effect,
+    /// Durably records several statuses of message `id` with one append and one sync (e.g.
+    /// the results of one SMTP transaction to many recipients): a commit round's `syncfs`
+    /// with [`CommitMode::Filesystem`], shared with concurrent enqueues and marks, else an
+    /// `fdatasync`. All or none take effect,
     /// unless the machine crashes during the call.
     ///
     /// # Errors
@@ -519,7 +525,7 @@ impl<F: Fs> Queue<F> {
         outcome
     }
 
-    /// The group-commit leader's work for marks of one message: one append, one fsync.
+    /// The group-commit leader's work for marks of one message: one append, one sync.
     fn append_marks(&self, id: MessageId, ops: &[MarkOp]) -> Vec<Outcome> {
         let fail_all = |e: &QueueError| ops.iter().map(|_| Err(e.duplicate())).collect();
         let (file, header, path) = match self.open_file(id, Access::ReadWrite) {
@@ -544,18 +550,63 @@ impl<F: Fs> Queue<F> {
         if records.is_empty() {
             return outcomes;
         }
-        let result = self.log_end(id, &file, &header, &path).and_then(|end| {
-            durable::append_synced(&self.inner.fs, &file, end, &records).map_err(|e| {
-                lock(&self.inner.verified).remove(&id);
-                QueueError::io("append", path.clone(), e)
-            })
-        });
+        let result = self
+            .log_end(id, &file, &header, &path)
+            .and_then(|end| self.append_durably(id, &file, end, &records, &path));
         if let Err(e) = result {
             for o in outcomes.iter_mut().filter(|o| o.is_ok()) {
                 *o = Err(e.duplicate());
             }
         }
         outcomes
+    }
+
+    /// Appends status records at `end` and makes them durable, by whichever sync is
+    /// cheaper now: with [`CommitMode::Filesystem`], while a commit round is under way or
+    /// waiting, or another mark is syncing, by the next round's `syncfs`, shared with the
+    /// enqueues, the local deliveries and the other marks (one flush for all of them);
+    /// otherwise by an `fdatasync` of the file, which on its own is shorter than a round's
+    /// `syncfs` (a lone message's marks come one after another: their latency is its
+    /// delivery rate). On failure the file is cut back to `end` (best effort) and its tail
+    /// is checked again by the next append, as after a crash: a torn record is recognised
+    /// by its CRC either way.
+    fn append_durably(
+        &self,
+        id: MessageId,
+        file: &F::File,
+        end: u64,
+        records: &[u8],
+        path: &str,
+    ) -> Result<(), QueueError> {
+        let fs = &self.inner.fs;
+        let failed = |op: &'static str, e: io::Error| {
+            let _ = fs.set_len(file, end);
+            lock(&self.inner.verified).remove(&id);
+            QueueError::io(op, path, e)
+        };
+        fs.write_all_at(file, records, end)
+            .map_err(|e| failed("append", e))?;
+        let inner = &self.inner;
+        let share = inner.marks_syncing.load(Ordering::SeqCst) > 0 || inner.rounds.busy();
+        let shared = if share {
+            self.sync_filesystem()
+        } else {
+            Ok(false)
+        };
+        match shared {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                inner.marks_syncing.fetch_add(1, Ordering::SeqCst);
+                let synced = fs.sync_data(file);
+                inner.marks_syncing.fetch_sub(1, Ordering::SeqCst);
+                synced.map_err(|e| failed("fdatasync", e))
+            }
+            Err(e) => {
+                let _ = fs.set_len(file, end);
+                lock(&self.inner.verified).remove(&id);
+                Err(e)
+            }
+        }
     }
 
     /// Where the next status record goes: the end of the file, after cutting off a torn

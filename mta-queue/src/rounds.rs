@@ -65,6 +65,10 @@ struct State<T> {
     sync_average: Duration,
 }
 
+/// How long after a round started [`Rounds::busy`] still expects more: a little longer
+/// than the longest wait between rounds ([`MAX_ROUND_INTERVAL`]).
+const RECENT: Duration = Duration::from_millis(25);
+
 /// What a round does, supplied by the queue.
 pub(crate) trait RoundOps<T> {
     /// Gives the item its name (`tmp/` → `mess/`); the round's sync makes both durable.
@@ -101,6 +105,14 @@ impl<T> Rounds<T> {
     /// True once a sync that started after `mark` was taken has succeeded.
     pub(crate) fn synced_since(&self, mark: u64) -> bool {
         self.last_ok.load(Ordering::SeqCst) > mark
+    }
+
+    /// True while a round is syncing, callers wait for the next one, or one started within
+    /// [`RECENT`]: a sync due anyway (rounds keep coming while anything commits), which
+    /// another write may share instead of syncing by itself.
+    pub(crate) fn busy(&self) -> bool {
+        let st = self.lock();
+        st.leading || !st.written.is_empty() || st.last_start.is_some_and(|t| t.elapsed() < RECENT)
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {

@@ -12,8 +12,8 @@ use std::io;
 
 pub use mta_durable::{Access, Fs, OsFs};
 pub(crate) use mta_durable::{
-    append_synced, create_dirs_synced, discard, join, move_file, remove_unsynced, sync_dir_at,
-    truncate_synced, write_at_synced,
+    create_dirs_synced, discard, join, move_file, remove_unsynced, sync_dir_at, truncate_synced,
+    write_at_synced,
 };
 
 /// Moves a fully synced file from `from` to `to` ([`move_file`]) and makes the new name

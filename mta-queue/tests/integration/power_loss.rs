@@ -209,6 +209,78 @@ fn mark_is_kept_once_returned_at_every_crash_point() {
     );
 }
 
+/// With commit rounds, marks made while rounds are running (here: right after the
+/// enqueues) are made durable by a round's `syncfs`, not each by an `fdatasync`: the marks
+/// of many messages at once share a few syncs. (Their crash points are the cases above,
+/// whose marks follow the setup's enqueues and so ride a round too.)
+#[test]
+fn marks_of_many_messages_share_the_commit_rounds() {
+    let fs = SimFs::new();
+    let q = Queue::open_with(fs.clone(), opts()).unwrap();
+    let ids: Vec<MessageId> = (0..16u64)
+        .map(|seed| {
+            let (env, body) = message(seed);
+            q.enqueue(&env, &body[..]).unwrap()
+        })
+        .collect();
+    let from = fs.trace().len();
+    let start = Arc::new(std::sync::Barrier::new(ids.len()));
+    let threads: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (q, id, start) = (q.clone(), *id, start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                q.mark(id, 0, Status::Delivered).unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let rounds = ops_of(&fs, from, "sync_filesystem");
+    let own = ops_of(&fs, from, "sync_data");
+    assert!(rounds >= 1, "{:?}", &fs.trace()[from..]);
+    assert!(
+        rounds + own < ids.len(),
+        "{rounds} syncfs and {own} fdatasync for {} marks",
+        ids.len()
+    );
+    for id in &ids {
+        assert_eq!(q.info(*id).unwrap().statuses[0], Status::Delivered);
+    }
+}
+
+/// A mark with no round running (a lone message's deliveries, one after another) syncs its
+/// own file: shorter than a round's `syncfs`. Under `Grouped` every mark does.
+#[test]
+fn a_lone_mark_syncs_its_own_file() {
+    for options in [opts(), opts().commit(mta_queue::CommitMode::Grouped)] {
+        let fs = SimFs::new();
+        let q = Queue::open_with(fs.clone(), options).unwrap();
+        let (env, body) = message(1);
+        let id = q.enqueue(&env, &body[..]).unwrap();
+        // Past the time a round is expected to follow another.
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        let from = fs.trace().len();
+        q.mark(id, 0, Status::Delivered).unwrap();
+        assert_eq!(
+            ops_of(&fs, from, "sync_data"),
+            1,
+            "{:?}",
+            &fs.trace()[from..]
+        );
+        assert_eq!(ops_of(&fs, from, "sync_filesystem"), 0);
+    }
+}
+
+fn ops_of(fs: &SimFs, from: usize, what: &str) -> usize {
+    fs.trace()[from..]
+        .iter()
+        .filter(|t| t.starts_with(what))
+        .count()
+}
+
 #[test]
 fn mark_many_is_kept_once_returned_at_every_crash_point() {
     let next = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_400);
