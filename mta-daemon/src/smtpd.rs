@@ -481,6 +481,7 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
         stream,
         tls: client.tls_config.clone(),
         handshake_timeout: settings.timeout_smtpd,
+        read_wait: mta_smtp::blocking::ReadWait::default(),
     };
     drop(settings);
     let mut policy = SmtpPolicy {
@@ -493,12 +494,14 @@ pub fn serve_connection<S: SessionStream + ?Sized>(
     mta_smtp::blocking::serve_connection(&mut link, session, &mut policy)
 }
 
-/// The client's stream as the driver sees it: reads bounded by the session's deadline,
+/// The client's stream as the driver sees it: reads bounded by the session's deadline
+/// (the socket's timeout set only when it must change: [`ReadWait`](mta_smtp::blocking::ReadWait)),
 /// and STARTTLS with the listener's certificate within `timeoutsmtpd`.
 struct Link<'a, S: ?Sized> {
     stream: &'a mut S,
     tls: Option<Arc<TlsConfig>>,
     handshake_timeout: Duration,
+    read_wait: mta_smtp::blocking::ReadWait,
 }
 
 impl<S: SessionStream + ?Sized> Read for Link<'_, S> {
@@ -518,9 +521,12 @@ impl<S: SessionStream + ?Sized> Write for Link<'_, S> {
 
 impl<S: SessionStream + ?Sized> Connection for Link<'_, S> {
     fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
-        self.stream.set_read_wait(wait)
+        let stream = &mut *self.stream;
+        self.read_wait.apply(wait, |w| stream.set_read_wait(w))
     }
     fn start_tls(&mut self) -> io::Result<String> {
+        // The handshake sets timeouts of its own: the next wait is set afresh.
+        self.read_wait = mta_smtp::blocking::ReadWait::default();
         start_tls_with(self.stream, self.tls.clone(), self.handshake_timeout)
     }
 }

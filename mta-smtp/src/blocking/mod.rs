@@ -47,7 +47,7 @@ mod server;
 pub use client::{deliver, deliver_with};
 #[cfg(feature = "rustls")]
 pub(crate) use server::serve_stream;
-pub use server::{Connection, Policy, serve, serve_connection, serve_with};
+pub use server::{Connection, Policy, ReadWait, serve, serve_connection, serve_with};
 
 /// The read buffer of a busy connection (the client driver's, and a server session's once
 /// a read filled [`IDLE_BUF`]).

@@ -175,6 +175,7 @@ pub fn serve_with<S: Transport>(
         conn: Conn::Plain(stream),
         timeouts: &*timeouts,
         tls: tls.as_mut(),
+        read_wait: ReadWait::default(),
     };
     serve_connection(&mut conn, session, policy)
 }
@@ -196,8 +197,56 @@ pub(crate) fn serve_stream(
         conn: Conn::Tls(stream),
         timeouts: socket,
         tls: None,
+        read_wait: ReadWait::default(),
     };
     serve_connection(&mut conn, session, policy)
+}
+
+/// How much later than asked a read may time out, to keep the socket's timeout from one
+/// command to the next ([`ReadWait`]).
+const READ_WAIT_SLACK: Duration = Duration::from_millis(50);
+
+/// The read timeout a socket has (`SO_RCVTIMEO`), remembered so that a
+/// [`Connection::set_read_wait`] before every read costs a system call only when the
+/// timeout must change: when the one set would wake the read more than 1/16 of the wait
+/// early, or late by more than 50 ms (or 1/64 of the wait, if less). The wait before each
+/// command is the same idle timeout, give or take the time the previous one took, so most
+/// turns keep it. An early wake-up is harmless: the session sees its deadline has not
+/// passed and reads again. Waits are at least a millisecond (a zero timeout would mean
+/// none to the socket).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadWait {
+    /// The timeout last set (`None`: none set yet).
+    set: Option<Option<Duration>>,
+}
+
+impl ReadWait {
+    /// Sets `wait` through `set_timeout` (e.g. `TcpStream::set_read_timeout`) unless the
+    /// timeout set last still fits it.
+    ///
+    /// # Errors
+    /// `set_timeout`'s; the next call then sets the timeout again.
+    pub fn apply(
+        &mut self,
+        wait: Option<Duration>,
+        set_timeout: impl FnOnce(Option<Duration>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let wait = wait.map(|w| w.max(Duration::from_millis(1)));
+        let still_fits = match (self.set, wait) {
+            (Some(None), None) => true,
+            (Some(Some(set)), Some(w)) => {
+                set <= w + (w / 64).min(READ_WAIT_SLACK) && set >= w - w / 16
+            }
+            _ => false,
+        };
+        if still_fits {
+            return Ok(());
+        }
+        self.set = None;
+        set_timeout(wait)?;
+        self.set = Some(wait);
+        Ok(())
+    }
 }
 
 /// A [`Transport`] (plain, or encrypted by a [`TlsUpgrade`] hook) as a [`Connection`].
@@ -205,6 +254,7 @@ struct Adapted<'a, 'h, S> {
     conn: Conn<S>,
     timeouts: &'a dyn Timeouts,
     tls: Option<&'a mut TlsUpgrade<'h, S>>,
+    read_wait: ReadWait,
 }
 
 impl<S: Read + Write> Read for Adapted<'_, '_, S> {
@@ -224,10 +274,13 @@ impl<S: Read + Write> Write for Adapted<'_, '_, S> {
 
 impl<S: Read + Write> Connection for Adapted<'_, '_, S> {
     fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
-        self.timeouts
-            .set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))))
+        let timeouts = self.timeouts;
+        self.read_wait
+            .apply(wait, |t| timeouts.set_read_timeout(t))
     }
     fn start_tls(&mut self) -> io::Result<String> {
+        // The upgrade hook may set timeouts of its own: the next wait is set afresh.
+        self.read_wait = ReadWait::default();
         self.conn.upgrade(self.tls.as_deref_mut())?;
         Ok(String::new())
     }
@@ -264,7 +317,8 @@ fn run<C: Connection + ?Sized>(
     policy: &mut impl Policy,
 ) -> io::Result<()> {
     // Small while the client is idle (thousands of idle sessions must stay cheap); the
-    // buffer grows once the client fills it, streaming DATA.
+    // buffer doubles each time the client fills it, streaming DATA, up to BUF (doubling,
+    // not one step to BUF: a short message does not pay for zeroing 64 KiB).
     let mut buf = vec![0u8; IDLE_BUF];
     let mut out = Vec::new();
     loop {
@@ -310,7 +364,7 @@ fn run<C: Connection + ?Sized>(
             Ok(n) => {
                 s.handle_input(&buf[..n], Instant::now());
                 if n == buf.len() && buf.len() < BUF {
-                    buf.resize(BUF, 0);
+                    buf.resize((buf.len() * 2).min(BUF), 0);
                 }
             }
             // The deadline, or a stop poll: the session decides whether time is up.
@@ -381,5 +435,55 @@ fn drain_server_events(s: &mut ServerSession, policy: &mut impl Policy) -> bool 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+
+    /// Records every read timeout set.
+    #[derive(Default)]
+    struct Recorded(RefCell<Vec<Option<Duration>>>);
+
+    impl Timeouts for Recorded {
+        fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+            self.0.borrow_mut().push(timeout);
+            Ok(())
+        }
+        fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_read_timeout_is_set_again_only_when_it_no_longer_fits() {
+        let set = Recorded::default();
+        let mut conn = Adapted::<std::io::Cursor<Vec<u8>>> {
+            conn: Conn::Plain(std::io::Cursor::new(Vec::new())),
+            timeouts: &set,
+            tls: None,
+            read_wait: ReadWait::default(),
+        };
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // The idle timeout before each command, less what the last one took: kept.
+        for wait in [s(300), s(300) - ms(2), s(300) - ms(1), s(300) - ms(30)] {
+            conn.set_read_wait(Some(wait)).unwrap();
+        }
+        // Far shorter (a deadline near): set, or the read would sleep past it.
+        conn.set_read_wait(Some(s(10))).unwrap();
+        // Longer again by more than 1/16: set, or the read would wake needlessly early.
+        conn.set_read_wait(Some(s(300))).unwrap();
+        conn.set_read_wait(None).unwrap();
+        conn.set_read_wait(None).unwrap();
+        // A millisecond floor: a zero wait would mean "no timeout" to the socket.
+        conn.set_read_wait(Some(Duration::ZERO)).unwrap();
+        assert_eq!(
+            *set.0.borrow(),
+            [Some(s(300)), Some(s(10)), Some(s(300)), None, Some(ms(1))]
+        );
     }
 }
