@@ -91,7 +91,7 @@ pub enum Command {
 pub struct Committed {
     /// As [`Queue::info`](mta_queue::Queue::info) would read it.
     pub info: mta_queue::MessageInfo,
-    /// The message's first bytes (its trace line names who queued it: [`crate::origin`]).
+    /// The message's first bytes (its trace line names who queued it; see the `origin` module).
     pub head: Vec<u8>,
 }
 

@@ -216,8 +216,19 @@ const READ_WAIT_SLACK: Duration = Duration::from_millis(50);
 /// none to the socket).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReadWait {
-    /// The timeout last set (`None`: none set yet).
-    set: Option<Option<Duration>>,
+    set: SetWait,
+}
+
+/// The timeout a [`ReadWait`] last set.
+#[derive(Clone, Copy, Debug, Default)]
+enum SetWait {
+    /// Nothing yet (or a failed attempt): the next wait is set whatever it is.
+    #[default]
+    Unknown,
+    /// No timeout.
+    Forever,
+    /// This one.
+    At(Duration),
 }
 
 impl ReadWait {
@@ -233,18 +244,18 @@ impl ReadWait {
     ) -> io::Result<()> {
         let wait = wait.map(|w| w.max(Duration::from_millis(1)));
         let still_fits = match (self.set, wait) {
-            (Some(None), None) => true,
-            (Some(Some(set)), Some(w)) => {
-                set <= w + (w / 64).min(READ_WAIT_SLACK) && set >= w - w / 16
+            (SetWait::Forever, None) => true,
+            (SetWait::At(set), Some(w)) => {
+                set <= w + (w / 64).min(READ_WAIT_SLACK) && set + w / 16 >= w
             }
             _ => false,
         };
         if still_fits {
             return Ok(());
         }
-        self.set = None;
+        self.set = SetWait::Unknown;
         set_timeout(wait)?;
-        self.set = Some(wait);
+        self.set = wait.map_or(SetWait::Forever, SetWait::At);
         Ok(())
     }
 }
@@ -275,8 +286,7 @@ impl<S: Read + Write> Write for Adapted<'_, '_, S> {
 impl<S: Read + Write> Connection for Adapted<'_, '_, S> {
     fn set_read_wait(&mut self, wait: Option<Duration>) -> io::Result<()> {
         let timeouts = self.timeouts;
-        self.read_wait
-            .apply(wait, |t| timeouts.set_read_timeout(t))
+        self.read_wait.apply(wait, |t| timeouts.set_read_timeout(t))
     }
     fn start_tls(&mut self) -> io::Result<String> {
         // The upgrade hook may set timeouts of its own: the next wait is set afresh.
@@ -470,7 +480,7 @@ mod tests {
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         // The idle timeout before each command, less what the last one took: kept.
-        for wait in [s(300), s(300) - ms(2), s(300) - ms(1), s(300) - ms(30)] {
+        for wait in [ms(300_000), ms(299_998), ms(299_999), ms(299_970)] {
             conn.set_read_wait(Some(wait)).unwrap();
         }
         // Far shorter (a deadline near): set, or the read would sleep past it.
