@@ -6,7 +6,7 @@
 //! operation runs through, [`OsFs`] (the real file system, through rustix), [`SimFs`] (an
 //! in-memory power-loss simulator for crash tests), and the durable steps built on them,
 //! each named for its guarantee ([`write_at_synced`], [`move_file`], [`publish_by_link`],
-//! [`rename_synced`], [`copy_synced`], ...).
+//! [`publish_unnamed`], [`rename_synced`], [`copy_synced`], ...).
 //!
 //! ## What is durable when
 //!
@@ -23,6 +23,10 @@
 //! after a crash). So the order that makes a new file durable and visible only when
 //! complete is: create it under a temporary name, write, sync the file, link or rename it
 //! to its final name, sync that directory (qmail's maildir delivery and queue commit).
+//! Where the file system has files without a name (Linux's `O_TMPFILE`:
+//! [`Fs::create_unnamed`]), the temporary name can go: write the unnamed file, sync it,
+//! name it with [`publish_unnamed`], sync that directory; one directory change instead of
+//! three, and nothing left to clean after a crash.
 //! [`SimFs`] enforces exactly this model: [`SimFs::restart`] and [`SimFs::crash_images`]
 //! give back only what the rules say may survive, and [`SimFs::crash_after`] cuts the power
 //! after any numbered operation, so a test can prove an fsync order at every step.

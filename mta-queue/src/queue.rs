@@ -343,13 +343,24 @@ impl<F: Fs> Queue<F> {
     /// # Errors
     /// [`QueueError::Io`] when the sync failed (what was written may not be durable).
     pub fn sync_filesystem(&self) -> Result<bool, QueueError> {
+        self.sync_in_round(true)
+    }
+
+    /// [`sync_filesystem`](Queue::sync_filesystem); `asks: false` for a mark, which must not
+    /// make the rounds look busy to the next mark ([`Rounds::quiet_barrier`]).
+    fn sync_in_round(&self, asks: bool) -> Result<bool, QueueError> {
         if self.inner.read_only
             || self.inner.commit != CommitMode::Filesystem
             || self.inner.no_syncfs.load(Ordering::Relaxed)
         {
             return Ok(false);
         }
-        match self.inner.rounds.barrier(&*self.inner) {
+        let synced = if asks {
+            self.inner.rounds.barrier(&*self.inner)
+        } else {
+            self.inner.rounds.quiet_barrier(&*self.inner)
+        };
+        match synced {
             Ok(()) => Ok(true),
             Err(QueueError::Io { source, .. }) if source.kind() == io::ErrorKind::Unsupported => {
                 self.inner.no_syncfs.store(true, Ordering::Relaxed);
@@ -589,7 +600,7 @@ impl<F: Fs> Queue<F> {
         let inner = &self.inner;
         let share = inner.marks_syncing.load(Ordering::SeqCst) > 0 || inner.rounds.busy();
         let shared = if share {
-            self.sync_filesystem()
+            self.sync_in_round(false)
         } else {
             Ok(false)
         };

@@ -60,6 +60,8 @@ struct State<T> {
     /// company.
     company: usize,
     last_start: Option<Instant>,
+    /// When an enqueue or an outside caller last asked for a round ([`Rounds::busy`]).
+    last_asked: Option<Instant>,
     /// How long recent syncs took (a moving average, each new sync weighing 1/8): rounds
     /// start no more often than one per average sync (see [`Rounds::gather`]).
     sync_average: Duration,
@@ -87,6 +89,7 @@ impl<T> Rounds<T> {
                 next_ticket: 0,
                 company: 0,
                 last_start: None,
+                last_asked: None,
                 sync_average: Duration::ZERO,
             }),
             done: Condvar::new(),
@@ -107,12 +110,14 @@ impl<T> Rounds<T> {
         self.last_ok.load(Ordering::SeqCst) > mark
     }
 
-    /// True while a round is syncing, callers wait for the next one, or one started within
-    /// [`RECENT`]: a sync due anyway (rounds keep coming while anything commits), which
-    /// another write may share instead of syncing by itself.
+    /// True while a round is syncing, callers wait for the next one, or an enqueue or a
+    /// [`barrier`](Rounds::barrier) asked for one within [`RECENT`]: a sync due anyway
+    /// (rounds keep coming while anything commits), which another write may share instead
+    /// of syncing by itself. Rounds asked for by [`quiet_barrier`](Rounds::quiet_barrier)
+    /// alone do not count, so such callers do not keep each other in rounds.
     pub(crate) fn busy(&self) -> bool {
         let st = self.lock();
-        st.leading || !st.written.is_empty() || st.last_start.is_some_and(|t| t.elapsed() < RECENT)
+        st.leading || !st.written.is_empty() || st.last_asked.is_some_and(|t| t.elapsed() < RECENT)
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
@@ -123,7 +128,7 @@ impl<T> Rounds<T> {
     /// it was linked and a sync that started after the link finished. On `Err` the item
     /// may or may not have been linked (the caller takes the name back).
     pub(crate) fn submit(&self, item: T, ops: &dyn RoundOps<T>) -> Outcome {
-        self.enter(Some(item), ops)
+        self.enter(Some(item), ops, true)
     }
 
     /// Returns once a sync that started after this call finished: everything written to
@@ -131,11 +136,20 @@ impl<T> Rounds<T> {
     /// with the commits in it (a local delivery's maildir files ride along with the
     /// messages being received).
     pub(crate) fn barrier(&self, ops: &dyn RoundOps<T>) -> Outcome {
-        self.enter(None, ops)
+        self.enter(None, ops, true)
     }
 
-    fn enter(&self, item: Option<T>, ops: &dyn RoundOps<T>) -> Outcome {
+    /// [`barrier`](Rounds::barrier), for a caller that joins rounds only while
+    /// [`busy`](Rounds::busy) (a mark): it does not make the rounds look busy itself.
+    pub(crate) fn quiet_barrier(&self, ops: &dyn RoundOps<T>) -> Outcome {
+        self.enter(None, ops, false)
+    }
+
+    fn enter(&self, item: Option<T>, ops: &dyn RoundOps<T>, asks: bool) -> Outcome {
         let mut st = self.lock();
+        if asks {
+            st.last_asked = Some(Instant::now());
+        }
         let ticket = st.next_ticket;
         st.next_ticket += 1;
         st.written.push((ticket, item));

@@ -209,10 +209,10 @@ fn mark_is_kept_once_returned_at_every_crash_point() {
     );
 }
 
-/// With commit rounds, marks made while rounds are running (here: right after the
-/// enqueues) are made durable by a round's `syncfs`, not each by an `fdatasync`: the marks
-/// of many messages at once share a few syncs. (Their crash points are the cases above,
-/// whose marks follow the setup's enqueues and so ride a round too.)
+/// With commit rounds, marks made while enqueues keep rounds running are made durable by
+/// a round's `syncfs`, not each by an `fdatasync`: the marks of many messages share the
+/// rounds. (Their crash points are the cases above, whose marks follow the setup's
+/// enqueues and so ride a round too, unless the machine stalls between the two.)
 #[test]
 fn marks_of_many_messages_share_the_commit_rounds() {
     let fs = SimFs::new();
@@ -224,6 +224,18 @@ fn marks_of_many_messages_share_the_commit_rounds() {
         })
         .collect();
     let from = fs.trace().len();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let enqueuer = {
+        let (q, done) = (q.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut seed = 100;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let (env, body) = message(seed);
+                q.enqueue(&env, &body[..]).unwrap();
+                seed += 1;
+            }
+        })
+    };
     let start = Arc::new(std::sync::Barrier::new(ids.len()));
     let threads: Vec<_> = ids
         .iter()
@@ -238,13 +250,15 @@ fn marks_of_many_messages_share_the_commit_rounds() {
     for t in threads {
         t.join().unwrap();
     }
-    let rounds = ops_of(&fs, from, "sync_filesystem");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    enqueuer.join().unwrap();
+    // Only the marks sync file data on their own (an enqueue's round syncs the file system).
     let own = ops_of(&fs, from, "sync_data");
-    assert!(rounds >= 1, "{:?}", &fs.trace()[from..]);
     assert!(
-        rounds + own < ids.len(),
-        "{rounds} syncfs and {own} fdatasync for {} marks",
-        ids.len()
+        own < ids.len() / 2,
+        "{own} fdatasyncs for {} marks: {:?}",
+        ids.len(),
+        &fs.trace()[from..]
     );
     for id in &ids {
         assert_eq!(q.info(*id).unwrap().statuses[0], Status::Delivered);
@@ -272,6 +286,29 @@ fn a_lone_mark_syncs_its_own_file() {
         );
         assert_eq!(ops_of(&fs, from, "sync_filesystem"), 0);
     }
+}
+
+/// A lone message's marks one after another do not keep each other in rounds: once the
+/// enqueues are over, the next mark syncs its own file again.
+#[test]
+fn marks_alone_go_back_to_their_own_syncs() {
+    let fs = SimFs::new();
+    let q = Queue::open_with(fs.clone(), opts()).unwrap();
+    let env = Envelope::new("s@x", (0..8).map(|i| format!("r{i}@x")));
+    let id = q.enqueue(&env, &b"body"[..]).unwrap();
+    let mut last = Vec::new();
+    for i in 0..8 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let from = fs.trace().len();
+        q.mark(id, i, Status::Delivered).unwrap();
+        last = fs.trace()[from..].to_vec();
+    }
+    // 80 ms after the enqueue, well past the rounds' RECENT (25 ms).
+    assert!(last.iter().any(|t| t.starts_with("sync_data")), "{last:?}");
+    assert!(
+        !last.iter().any(|t| t.starts_with("sync_filesystem")),
+        "{last:?}"
+    );
 }
 
 fn ops_of(fs: &SimFs, from: usize, what: &str) -> usize {
