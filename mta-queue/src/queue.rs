@@ -493,9 +493,9 @@ impl<F: Fs> Queue<F> {
 
     /// Durably records several statuses of message `id` with one append and one sync (e.g.
     /// the results of one SMTP transaction to many recipients): a commit round's `syncfs`
-    /// with [`CommitMode::Filesystem`], shared with concurrent enqueues and marks, else an
-    /// `fdatasync`. All or none take effect,
-    /// unless the machine crashes during the call.
+    /// with [`CommitMode::Filesystem`] while rounds are running, shared with concurrent
+    /// enqueues and marks, else an `fdatasync`. All or none take effect, unless the machine
+    /// crashes during the call.
     ///
     /// # Errors
     /// As [`Queue::mark`]; an invalid index fails the whole call before anything is written.
@@ -573,9 +573,11 @@ impl<F: Fs> Queue<F> {
     }
 
     /// Appends status records at `end` and makes them durable, by whichever sync is
-    /// cheaper now: with [`CommitMode::Filesystem`], while a commit round is under way or
-    /// waiting, or another mark is syncing, by the next round's `syncfs`, shared with the
-    /// enqueues, the local deliveries and the other marks (one flush for all of them);
+    /// cheaper now: with [`CommitMode::Filesystem`], while rounds are running
+    /// ([`Rounds::busy`]: a round under way or waited for, or asked for by an enqueue or a
+    /// local delivery in the last 25 ms) or another mark is syncing, by the next round's
+    /// `syncfs`, shared with the enqueues, the local deliveries and the other marks (one
+    /// flush for all of them);
     /// otherwise by an `fdatasync` of the file, which on its own is shorter than a round's
     /// `syncfs` (a lone message's marks come one after another: their latency is its
     /// delivery rate). On failure the file is cut back to `end` (best effort) and its tail
