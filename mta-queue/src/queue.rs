@@ -591,35 +591,26 @@ impl<F: Fs> Queue<F> {
         records: &[u8],
         path: &str,
     ) -> Result<(), QueueError> {
-        let fs = &self.inner.fs;
-        let failed = |op: &'static str, e: io::Error| {
-            let _ = fs.set_len(file, end);
-            lock(&self.inner.verified).remove(&id);
-            QueueError::io(op, path, e)
-        };
-        fs.write_all_at(file, records, end)
-            .map_err(|e| failed("append", e))?;
         let inner = &self.inner;
-        let share = inner.marks_syncing.load(Ordering::SeqCst) > 0 || inner.rounds.busy();
-        let shared = if share {
-            self.sync_in_round(false)
-        } else {
-            Ok(false)
-        };
-        match shared {
-            Ok(true) => Ok(()),
-            Ok(false) => {
+        let fs = &inner.fs;
+        let result = fs
+            .write_all_at(file, records, end)
+            .map_err(|e| QueueError::io("append", path, e))
+            .and_then(|()| {
+                let share = inner.marks_syncing.load(Ordering::SeqCst) > 0 || inner.rounds.busy();
+                if share && self.sync_in_round(false)? {
+                    return Ok(());
+                }
                 inner.marks_syncing.fetch_add(1, Ordering::SeqCst);
                 let synced = fs.sync_data(file);
                 inner.marks_syncing.fetch_sub(1, Ordering::SeqCst);
-                synced.map_err(|e| failed("fdatasync", e))
-            }
-            Err(e) => {
-                let _ = fs.set_len(file, end);
-                lock(&self.inner.verified).remove(&id);
-                Err(e)
-            }
+                synced.map_err(|e| QueueError::io("fdatasync", path, e))
+            });
+        if result.is_err() {
+            let _ = fs.set_len(file, end);
+            lock(&inner.verified).remove(&id);
         }
+        result
     }
 
     /// Where the next status record goes: the end of the file, after cutting off a torn
