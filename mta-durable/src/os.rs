@@ -165,6 +165,20 @@ fn create_dir_all_synced(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// `openat` with `O_NOATIME` where the system has it: reading a file back (the queue reads
+/// each message it delivers, right after writing it) then does not dirty its inode for an
+/// access time that nothing of ours reads, which a `relatime` mount would otherwise write
+/// at the next sync. `O_NOATIME` is only for the file's owner (or `CAP_FOWNER`): on `EPERM`
+/// the file is opened again without it.
+fn open_without_atime(dir: &OwnedFd, name: &str, flags: OFlags) -> io::Result<OwnedFd> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    match retry(|| rfs::openat(dir, name, flags | OFlags::NOATIME, Mode::empty())) {
+        Err(e) if e.raw_os_error() == Some(Errno::PERM.raw_os_error()) => {}
+        other => return other,
+    }
+    retry(|| rfs::openat(dir, name, flags, Mode::empty()))
+}
+
 /// Keeps `fd` only if it is a regular file, and clears the `O_NONBLOCK` it was opened with.
 ///
 /// # Errors
@@ -277,7 +291,7 @@ impl Fs for OsFs {
         } | OFlags::CLOEXEC
             | OFlags::NOFOLLOW
             | OFlags::NONBLOCK;
-        let fd = retry(|| rfs::openat(dir, name, flags, Mode::empty()))?;
+        let fd = open_without_atime(dir, name, flags)?;
         Ok(File::from(regular_file(fd)?))
     }
 
@@ -448,6 +462,39 @@ impl Fs for OsFs {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reading_a_file_back_leaves_its_access_time_alone() {
+        use std::fs::FileTimes;
+        use std::time::{Duration, SystemTime};
+        let tmp = tempfile::tempdir().unwrap();
+        let fs = OsFs::open(&tmp.path().join("q")).unwrap();
+        let root = fs.open_dir(Path::new(".")).unwrap();
+        let mut f = fs.create_new(&root, "m").unwrap();
+        fs.write_all(&mut f, b"message").unwrap();
+        let path = tmp.path().join("q/m");
+        let long_ago = SystemTime::now() - Duration::from_secs(86_400);
+        let age = || {
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_times(FileTimes::new().set_accessed(long_ago))
+                .unwrap();
+        };
+        let accessed = || std::fs::metadata(&path).unwrap().accessed().unwrap();
+        // The control: a plain read updates an access time older than the last write
+        // (relatime, strictatime). Under noatime nothing does, and there is nothing to check.
+        age();
+        std::fs::read(&path).unwrap();
+        let updates = accessed() > long_ago + Duration::from_secs(3_600);
+        age();
+        let mut r = fs.open(&root, "m", Access::Read).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(fs.read(&mut r, &mut buf).unwrap(), 7);
+        let rw = fs.open(&root, "m", Access::ReadWrite).unwrap();
+        assert_eq!(fs.read_at(&rw, &mut buf, 0).unwrap(), 7);
+        if updates {
+            assert_eq!(accessed(), long_ago, "O_NOATIME left out");
+        }
+    }
 
     #[test]
     fn files_and_names_round_trip_on_a_temp_dir() {
