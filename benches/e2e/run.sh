@@ -59,8 +59,9 @@
 # write requests capped at N per second through a cgroup; see io_cap_setup).
 #
 # W1 also reports the latency of the 250 after DATA (p50, p99, from one more session
-# sending one message after another during W1), and W1 and W2 the block device's write
-# requests and cache flushes per message or delivery.
+# sending a message every E2E_PROBE_MS milliseconds during W1, default 20; 0 sends one
+# after another, as this script did before 2026-12-04), and W1 and W2 the block device's
+# write requests and cache flushes per message or delivery.
 #
 # The whole script is one { ... } block, so bash parses it before running it: editing
 # the file during a run cannot change the run.
@@ -516,9 +517,12 @@ in_io_cap() {
 }
 io_cap_setup
 
-# W1's 250 latency: one more session (smtpload.py latency) sends messages one after the
-# other while smtp-source runs, to a discarding recipient (so W1's maildir count is not
-# touched), and times each 250 after DATA; p50 and p99 go in the table.
+# W1's 250 latency: one more session (smtpload.py latency) sends a message every
+# E2E_PROBE_MS ms while smtp-source runs, to a discarding recipient (so W1's maildir count
+# is not touched), and times each 250 after DATA; p50 and p99 go in the table. Paced, the
+# probe watches W1 without joining it: sending as fast as it is answered, it was an
+# eleventh session, a fifth of the messages on either server, whose I/O the per-message
+# counts divided among W1's messages.
 LAT_RCPT=trash-999999@example.org
 
 w1() {
@@ -532,7 +536,7 @@ w1() {
     io0=$(disk_counters)
     rm -f "$WORK/w1-$side.stop"
     $LOAD latency 127.0.0.1 "$port" bench@example.com "$LAT_RCPT" "$MSG_SIZE" \
-        "$WORK/w1-$side.stop" "$TIMEOUT" >"$WORK/w1-$side.lat" 2>>"$OUT.log" &
+        "$WORK/w1-$side.stop" "$TIMEOUT" "${E2E_PROBE_MS:-20}" >"$WORK/w1-$side.lat" 2>>"$OUT.log" &
     local lat_pid=$!
     t0=$(now)
     if ! timeout "$TIMEOUT" smtp-source -s "$W1_SESSIONS" -m "$W1_MSGS" -l "$MSG_SIZE" \

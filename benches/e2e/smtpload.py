@@ -38,8 +38,9 @@ prints the wall-clock time (Unix seconds) the condition became true, or exits 1 
 TIMEOUT seconds pass. With E2E_GO=PATH in the environment a waiter starts polling only
 once PATH exists (so it can be started, and its interpreter loaded, before the load):
 
-  smtpload.py latency HOST PORT SENDER RCPT SIZE STOPFILE TIMEOUT
-                                                 one session, one message after another
+  smtpload.py latency HOST PORT SENDER RCPT SIZE STOPFILE TIMEOUT [INTERVAL_MS]
+                                                 one session, one message every
+                                                 INTERVAL_MS (0: one after another)
                                                  until STOPFILE exists: p50/p99 of the
                                                  time from the final "." to its 250
   smtpload.py wait-files TIMEOUT COUNT DIRLIST   files in the directories named one per
@@ -124,12 +125,19 @@ def mode_list(host, port, sender, template, count, size, domains="1"):
         sys.exit(f"only {accepted} of {count} recipients accepted")
 
 
-def mode_latency(host, port, sender, rcpt, size, stop_file, timeout):
-    """One session sending messages one after the other until STOP_FILE exists (or
-    TIMEOUT seconds pass; at least one message), timing each `250` after DATA from the
-    moment the final `.` was sent; prints "latency COUNT P50_MS P99_MS MAX_MS"."""
+def mode_latency(host, port, sender, rcpt, size, stop_file, timeout, interval_ms="0"):
+    """One session sending a message every INTERVAL_MS milliseconds (0: one after the
+    other) until STOP_FILE exists (or TIMEOUT seconds pass; at least one message), timing
+    each `250` after DATA from the moment the final `.` was sent; prints "latency COUNT
+    P50_MS P99_MS MAX_MS".
+
+    Paced, the probe observes the load without being part of it: free-running, it is one
+    more session as fast as the server answers, which on a fast server is a fifth of the
+    messages (and of the I/O counted per load message)."""
     data = body(int(size)) + b".\r\n"
     deadline = time.monotonic() + float(timeout)
+    interval = float(interval_ms) / 1000
+    next_start = time.monotonic()
     s = socket.create_connection((host, int(port)), timeout=600)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     f = s.makefile("rb")
@@ -141,6 +149,13 @@ def mode_latency(host, port, sender, rcpt, size, stop_file, timeout):
     # At least one sample, even when the load ended before this session got going (a
     # smoke-size W1 can finish in a tenth of a second).
     while not samples or (not os.path.exists(stop_file) and time.monotonic() < deadline):
+        if interval > 0:
+            # A schedule, not a gap after each answer: a slow answer is followed at once
+            # by the next message (never by a burst to catch up).
+            pause = next_start - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            next_start = max(next_start + interval, time.monotonic())
         s.sendall(f"MAIL FROM:<{sender}>\r\n".encode())
         if read_reply(f)[0] != 250:
             sys.exit("MAIL")
@@ -511,7 +526,7 @@ def main():
         mode_tls(*sys.argv[2:])
     elif len(sys.argv) >= 2 and sys.argv[1] == "idle" and len(sys.argv) in (7, 8):
         mode_idle(*sys.argv[2:])
-    elif len(sys.argv) == 9 and sys.argv[1] == "latency":
+    elif len(sys.argv) in (9, 10) and sys.argv[1] == "latency":
         mode_latency(*sys.argv[2:])
     elif len(sys.argv) == 5 and sys.argv[1] == "wait-files":
         mode_wait_files(*sys.argv[2:])
