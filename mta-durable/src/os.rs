@@ -473,7 +473,7 @@ mod tests {
         let mut f = fs.create_new(&root, "m").unwrap();
         fs.write_all(&mut f, b"message").unwrap();
         let path = tmp.path().join("q/m");
-        let long_ago = SystemTime::now() - Duration::from_secs(86_400);
+        let long_ago = SystemTime::now() - Duration::from_hours(24);
         let age = || {
             let file = std::fs::File::options().write(true).open(&path).unwrap();
             file.set_times(FileTimes::new().set_accessed(long_ago))
@@ -484,7 +484,7 @@ mod tests {
         // (relatime, strictatime). Under noatime nothing does, and there is nothing to check.
         age();
         std::fs::read(&path).unwrap();
-        let updates = accessed() > long_ago + Duration::from_secs(3_600);
+        let updates = accessed() > long_ago + Duration::from_hours(1);
         age();
         let mut r = fs.open(&root, "m", Access::Read).unwrap();
         let mut buf = [0u8; 16];
