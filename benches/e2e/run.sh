@@ -521,8 +521,8 @@ io_cap_setup
 # E2E_PROBE_MS ms while smtp-source runs, to a discarding recipient (so W1's maildir count
 # is not touched), and times each 250 after DATA; p50 and p99 go in the table. Paced, the
 # probe watches W1 without joining it: sending as fast as it is answered, it was an
-# eleventh session, a fifth of the messages on either server, whose I/O the per-message
-# counts divided among W1's messages.
+# eleventh session (15% of mta's messages, 10% of Postfix's), whose I/O the per-message
+# counts divided among W1's messages, and which cost Postfix a sixth of its W1 rate.
 LAT_RCPT=trash-999999@example.org
 
 w1() {

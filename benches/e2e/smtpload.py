@@ -132,8 +132,8 @@ def mode_latency(host, port, sender, rcpt, size, stop_file, timeout, interval_ms
     P50_MS P99_MS MAX_MS".
 
     Paced, the probe observes the load without being part of it: free-running, it is one
-    more session as fast as the server answers, which on a fast server is a fifth of the
-    messages (and of the I/O counted per load message)."""
+    more session as fast as the server answers: on a fast server, a sixth of the messages
+    (and of the I/O counted per load message)."""
     data = body(int(size)) + b".\r\n"
     deadline = time.monotonic() + float(timeout)
     interval = float(interval_ms) / 1000

@@ -20,7 +20,9 @@ use crate::{Access, Fs};
 /// change goes through `mkdirat`, `linkat`, `renameat` and `unlinkat` on those descriptors,
 /// so a directory renamed meanwhile cannot redirect an operation. Every descriptor is
 /// `O_CLOEXEC`; calls interrupted by a signal (`EINTR`) are retried. Syncs are
-/// `F_FULLFSYNC` on Apple platforms, where plain `fsync` does not reach the disk.
+/// `F_FULLFSYNC` on Apple platforms, where plain `fsync` does not reach the disk. On Linux,
+/// [`Fs::open`] does not update the file's access time (`O_NOATIME`, where the caller owns
+/// the file or has `CAP_FOWNER`), so reading a file back does not dirty its inode.
 ///
 /// Relative paths given to [`open_dir`](Fs::open_dir) start at the base directory: the
 /// working directory for [`OsFs::new`], the opened directory for [`OsFs::open`] and
