@@ -164,6 +164,15 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }'; }
 
 # wait_for SECONDS CMD...: polls CMD every 20 ms; 0 once it succeeds, 1 on timeout.
+# A message's file appears before the log line of the process that wrote it (Postfix logs
+# through postlogd; mta's remote process logs after the peer's 250), so the checks that
+# follow a file wait for their lines rather than grep once.
+pf_logged() { # pf_logged RCPT REGEX: Postfix's maillog has a line for RCPT matching REGEX
+    grep -F "to=<$1>" "$PF/maillog" | grep -q "$2"
+}
+log_count_at_least() { # log_count_at_least FILE ERE N
+    [ "$(grep -cE "$2" "$1")" -ge "$3" ]
+}
 wait_for() {
     local limit=$1; shift
     local deadline
@@ -974,7 +983,7 @@ interop() {
         grep -q "with ESMTPS (TLSv1\." "$f" || interop_fail "(a) the delivered message has no 'with ESMTPS' Received line from mta"
         grep -q "TLS connection established to 127.0.0.1\[127.0.0.1\]:$MTA_PORT" "$PF/maillog" \
             || interop_fail "(a) Postfix's maillog shows no TLS connection to mta"
-        grep "to=<w1@pf2mta.test>" "$PF/maillog" | grep -q "relay=127.0.0.1\[127.0.0.1\]:$MTA_PORT.*status=sent" \
+        wait_for "$limit" pf_logged w1@pf2mta.test "relay=127.0.0.1\[127.0.0.1\]:$MTA_PORT.*status=sent" \
             || interop_fail "(a) Postfix's maillog shows no status=sent to mta"
         [ -n "$INTEROP" ] || note "interop (a) Postfix -> mta: $(grep -o "TLS connection established to .*" "$PF/maillog" | head -1); mta: $(grep -m1 -o "smtp: tls 127.0.0.1 .*" "$MTA_LOG")"
     fi
@@ -988,7 +997,7 @@ interop() {
         grep -q "auth ok bench 127.0.0.1" "$MTA_LOG" || interop_fail "(c) mta's log has no 'auth ok bench 127.0.0.1' line"
         grep -l "with ESMTPSA (TLSv1\." "$MTA_HOMES/w1/Maildir/new"/* >/dev/null 2>&1 \
             || interop_fail "(c) no delivered message says 'with ESMTPSA'"
-        grep "to=<w1@sasl2mta.test>" "$PF/maillog" | grep -q "status=sent" \
+        wait_for "$limit" pf_logged w1@sasl2mta.test "status=sent" \
             || interop_fail "(c) Postfix's maillog shows no status=sent for w1@sasl2mta.test"
         [ -n "$INTEROP" ] || note "interop (c) Postfix SASL -> mta submission: $(grep -m1 -o "auth ok bench .*" "$MTA_LOG")"
     fi
@@ -1004,12 +1013,12 @@ interop() {
     else
         [ "$(grep -c "remote: tls 127.0.0.1 127.0.0.1 TLSv1\." "$MTA_LOG")" -ge 2 ] \
             || interop_fail "(b) mta's log has fewer than two 'remote: tls 127.0.0.1 127.0.0.1 TLSv1.' lines"
-        [ "$(grep -cE 'delivery [0-9]+: success' "$MTA_LOG")" -ge 4 ] \
+        wait_for "$limit" log_count_at_least "$MTA_LOG" 'delivery [0-9]+: success' 4 \
             || interop_fail "(b) mta's log has fewer than four 'delivery N: success' lines (two local, two remote)"
         [ "$(grep -c "TLS connection established from" "$PF/maillog")" -ge 2 ] \
             || interop_fail "(b) Postfix's maillog has fewer than two 'TLS connection established from' lines"
         for d in mta2pf.test mta2pfv.test; do
-            grep "to=<w1@$d>" "$PF/maillog" | grep -q "status=sent" \
+            wait_for "$limit" pf_logged "w1@$d" "status=sent" \
                 || interop_fail "(b) Postfix's maillog shows no status=sent for w1@$d"
         done
         [ "$(grep -l "with ESMTPS" "$PF_HOMES/w1/Maildir/new"/* | wc -l)" -ge 2 ] \

@@ -404,34 +404,44 @@ mod tests {
     /// After slow syncs (a disk that took 15 ms a sync on average), a leader waits up to
     /// that long for as many commits as recent rounds covered, so four committers arriving
     /// 3 ms apart share one sync. Paced only by the 1 ms floor, each would lead a round of
-    /// its own (four syncs).
+    /// its own (four syncs). The arrivals are timed by sleeps, so a machine that stalls a
+    /// thread for longer than the slack can split them; the test tries up to 10 times and
+    /// needs one try where they shared (a rounds logic without the wait never does).
     #[test]
     fn after_slow_syncs_a_round_waits_longer_for_its_company() {
-        let r = Arc::new(Rounds::new());
-        {
-            let mut st = r.lock();
-            st.company = 4;
-            st.last_start = Some(Instant::now());
-            st.sync_average = Duration::from_millis(15);
-        }
-        let l = log(None);
-        let threads: Vec<_> = (0..4u32)
-            .map(|i| {
-                let (r, l) = (r.clone(), l.clone());
-                std::thread::spawn(move || {
-                    std::thread::sleep(Duration::from_millis(3 * u64::from(i)));
-                    r.submit(i, &*l).unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let r = Arc::new(Rounds::new());
+            let l = log(None);
+            let start = Arc::new(std::sync::Barrier::new(4));
+            let threads: Vec<_> = (0..4u32)
+                .map(|i| {
+                    let (r, l, start) = (r.clone(), l.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        if start.wait().is_leader() {
+                            let mut st = r.lock();
+                            st.company = 4;
+                            st.last_start = Some(Instant::now());
+                            st.sync_average = Duration::from_millis(15);
+                        }
+                        std::thread::sleep(Duration::from_millis(1 + 3 * u64::from(i)));
+                        r.submit(i, &*l).unwrap();
+                    })
                 })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
+                .collect();
+            for t in threads {
+                t.join().unwrap();
+            }
+            assert_eq!(l.linked.lock().unwrap().len(), 4);
+            // One sync when every arrival fell inside the wait; two tolerate a thread
+            // stalled for longer than the 6 ms of slack.
+            let syncs = l.syncs.load(Ordering::SeqCst);
+            if syncs <= 2 {
+                return;
+            }
+            seen.push(syncs);
         }
-        // One sync when every arrival fell inside the wait; two tolerate a machine that
-        // stalled a thread for longer than the 6 ms of slack.
-        let syncs = l.syncs.load(Ordering::SeqCst);
-        assert!(syncs <= 2, "{syncs} syncs for 4 commits inside one wait");
-        assert_eq!(l.linked.lock().unwrap().len(), 4);
+        panic!("4 commits inside one wait took {seen:?} syncs in 10 tries");
     }
 
     #[test]

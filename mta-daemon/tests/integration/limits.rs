@@ -389,8 +389,10 @@ fn raise_nofile(want: u64) -> u64 {
 }
 
 /// 1,000 idle connections from 100 addresses and 200 slow-drip ones from 20 more: a
-/// well-behaved client is still greeted within a second and delivers, and once the
-/// deadline passes every abusive connection is gone. Sizes: `LOAD_IDLE`, `LOAD_DRIP`.
+/// well-behaved client is still greeted at once (the bound, 3 s, leaves room for a loaded
+/// machine and stays well under the 8 s a shut-out client would wait for the crowd's
+/// deadline) and delivers, and once the deadline passes every abusive connection is gone.
+/// Sizes: `LOAD_IDLE`, `LOAD_DRIP`.
 #[test]
 fn idle_and_dripping_crowd_does_not_shut_out_a_real_client() {
     let idle_n: usize = std::env::var("LOAD_IDLE")
@@ -410,7 +412,7 @@ fn idle_and_dripping_crowd_does_not_shut_out_a_real_client() {
         (idle_n, drip_n)
     };
     let root = TestRoot::new();
-    let timeout = 4;
+    let timeout = 8;
     root.control("timeoutsmtpd", &format!("{timeout}\n"));
     root.control(
         "concurrencyincoming",
@@ -468,7 +470,7 @@ fn idle_and_dripping_crowd_does_not_shut_out_a_real_client() {
     let greeted = t.elapsed();
     assert!(hello.starts_with("220 "), "{hello}");
     assert!(
-        greeted < Duration::from_secs(1),
+        greeted < Duration::from_secs(3),
         "greeting took {greeted:?}"
     );
     drop(good);

@@ -356,8 +356,13 @@ pub(super) fn wait_role(master: u32, name: &str) -> u32 {
 }
 
 pub(super) fn kill9(pid: u32) {
+    signal(pid, "-KILL");
+}
+
+/// Sends `pid` the signal `sig` (`kill`'s spelling: `-KILL`, `-STOP`, `-CONT`).
+fn signal(pid: u32, sig: &str) {
     let st = Command::new("kill")
-        .args(["-KILL", &pid.to_string()])
+        .args([sig, &pid.to_string()])
         .status()
         .unwrap();
     assert!(st.success());
@@ -475,15 +480,18 @@ fn while_the_queue_process_is_down_smtpd_says_451() {
         let reply = say(cmd);
         assert!(reply.starts_with(code), "{cmd}: {reply}");
     }
+    // The master, stopped, cannot restart the queue process (it would after a second)
+    // until DATA has met no queue process, however slow the machine.
+    signal(server.pid(), "-STOP");
     kill9(wait_role(server.pid(), "queue"));
     std::thread::sleep(Duration::from_millis(100));
-    // The master waits a second before the restart: DATA meets no queue process. Either
-    // DATA itself is refused, or (the connection to the queue process had the next
+    // Either DATA itself is refused, or (the connection to the queue process had the next
     // message's id already) the end of DATA is: never a 250.
     let mut reply = say("DATA\r\n");
     if reply.starts_with("354") {
         reply = say("Subject: lost\r\n\r\nx\r\n.\r\n");
     }
+    signal(server.pid(), "-CONT");
     assert!(
         reply.starts_with("451"),
         "DATA with the queue process down: {reply}"
@@ -558,15 +566,20 @@ fn a_message_injected_while_the_queue_process_is_down_is_announced_once() {
     // that found the queue process alive is announced again by its successor (twice rather
     // than never): this one is older than that.
     std::thread::sleep(Duration::from_millis(300));
-    kill9(wait_role(server.pid(), "queue"));
-    // The master restarts it after a second: inject finds the queue free and writes it.
+    // The master, stopped, cannot restart the queue process (it would after a second)
+    // while inject runs, however slow the machine: inject finds the queue free and
+    // writes it.
+    let queue = wait_role(server.pid(), "queue");
+    signal(server.pid(), "-STOP");
+    kill9(queue);
     let out = mta_input(
         &root.dir,
         &["inject", "-f", "direct@example.net", "joe@example.org"],
         b"Subject: direct\n\nbody\n",
     );
-    assert!(out.status.success(), "{out:?}");
     let log = server.log_text();
+    signal(server.pid(), "-CONT");
+    assert!(out.status.success(), "{out:?}");
     assert_eq!(
         log.matches("status: started the queue process").count(),
         1,

@@ -864,7 +864,8 @@ fn wait_for(secs: u64, mut done: impl FnMut() -> bool) {
 fn a_silent_domain_holds_at_most_half_the_remote_slots() {
     let (silent, fast, _dns, root) = slow_and_fast();
     root.control("concurrencyremote", "2\n");
-    root.control("timeoutremote", "3\n");
+    // Long enough that a loaded machine delivers to fast.test well inside it.
+    root.control("timeoutremote", "12\n");
     let server = root.serve();
     let send = |rcpt: &str| send_small(&root, rcpt);
     for i in 0..3 {
@@ -873,16 +874,12 @@ fn a_silent_domain_holds_at_most_half_the_remote_slots() {
     wait_for(10, || silent.connections() > 0);
     let t0 = Instant::now();
     send("r@fast.test");
-    while fast.txns().is_empty() && t0.elapsed() < Duration::from_secs(10) {
+    while fast.txns().is_empty() && t0.elapsed() < Duration::from_secs(14) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    // With both slots held by slow.test, fast.test would wait for a 3 s timeout.
+    // With both slots held by slow.test, fast.test would wait for the 12 s timeout.
     assert_eq!(fast.txns().len(), 1, "{}", server.log_text());
-    assert!(
-        t0.elapsed() < Duration::from_millis(2500),
-        "{:?}",
-        t0.elapsed()
-    );
+    assert!(t0.elapsed() < Duration::from_secs(9), "{:?}", t0.elapsed());
     assert_eq!(silent.connections(), 1, "one slot for slow.test at a time");
 }
 
