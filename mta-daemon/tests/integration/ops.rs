@@ -160,7 +160,13 @@ fn metrics_move_with_a_delivery() {
     assert!(wait_maildir(&joe.join("Maildir"), 1, 20));
     assert!(server.wait_log("end msg", 1, 10), "{}", server.log_text());
 
-    let after = scrape(maddr);
+    // The scheduler logs `end msg` just before it drops the message from the queue gauge.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut after = scrape(maddr);
+    while value(&after, "mta_queue_messages") != 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        after = scrape(maddr);
+    }
     assert_eq!(
         value(&after, "mta_smtp_sessions_total") - value(&before, "mta_smtp_sessions_total"),
         2.0,

@@ -139,7 +139,7 @@ fn child_process_delivery() {
     let mut tries = 0;
     let status = loop {
         match cmd.status() {
-            Err(e) if e.raw_os_error() == Some(26) && tries < 100 => {
+            Err(e) if e.raw_os_error() == Some(26) && tries < 1000 => {
                 tries += 1;
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }

@@ -408,18 +408,20 @@ fn silent_dns_gives_temperror_within_timeout() {
             .check_timeout(Duration::from_secs(1)),
     )
     .unwrap();
+    // The bounds leave a loaded machine room and still rule out the 5 s default query
+    // timeout (the 1 s check timeout is what ends the wait).
     let t = Instant::now();
     let spf = v.check_spf(localhost(), "client.example", "a@example.com");
     assert_eq!(spf.result(), SpfResult::TempError);
-    assert!(
-        t.elapsed() < Duration::from_millis(1500),
-        "{:?}",
-        t.elapsed()
-    );
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 
     let t = Instant::now();
     let r = v.check_message(&spf, &signed);
-    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < Duration::from_millis(4500),
+        "{:?}",
+        t.elapsed()
+    );
     assert_eq!(r.dkim()[0].result(), DkimResult::TempError);
     assert_eq!(r.dmarc().result(), DmarcResult::TempError);
     let h = r.header(ME);
