@@ -163,7 +163,6 @@ now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "-" }'; }
 
-# wait_for SECONDS CMD...: polls CMD every 20 ms; 0 once it succeeds, 1 on timeout.
 # A message's file appears before the log line of the process that wrote it (Postfix logs
 # through postlogd; mta's remote process logs after the peer's 250), so the checks that
 # follow a file wait for their lines rather than grep once.
@@ -173,6 +172,7 @@ pf_logged() { # pf_logged RCPT REGEX: Postfix's maillog has a line for RCPT matc
 log_count_at_least() { # log_count_at_least FILE ERE N
     [ "$(grep -cE "$2" "$1")" -ge "$3" ]
 }
+# wait_for SECONDS CMD...: polls CMD every 20 ms; 0 once it succeeds, 1 on timeout.
 wait_for() {
     local limit=$1; shift
     local deadline

@@ -359,7 +359,26 @@ pub(super) fn kill9(pid: u32) {
     signal(pid, "-KILL");
 }
 
-/// Sends `pid` the signal `sig` (`kill`'s spelling: `-KILL`, `-STOP`, `-CONT`).
+/// A process stopped with `SIGSTOP` until this is dropped (then `SIGCONT`), so a failed
+/// assertion does not leave it stopped.
+struct Stopped(u32);
+
+impl Stopped {
+    fn new(pid: u32) -> Stopped {
+        signal(pid, "-STOP");
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.to_string()])
+            .status();
+    }
+}
+
+/// Sends `pid` the signal `sig` (`kill`'s spelling: `-KILL`, `-STOP`).
 fn signal(pid: u32, sig: &str) {
     let st = Command::new("kill")
         .args([sig, &pid.to_string()])
@@ -482,7 +501,7 @@ fn while_the_queue_process_is_down_smtpd_says_451() {
     }
     // The master, stopped, cannot restart the queue process (it would after a second)
     // until DATA has met no queue process, however slow the machine.
-    signal(server.pid(), "-STOP");
+    let master = Stopped::new(server.pid());
     kill9(wait_role(server.pid(), "queue"));
     std::thread::sleep(Duration::from_millis(100));
     // Either DATA itself is refused, or (the connection to the queue process had the next
@@ -491,7 +510,7 @@ fn while_the_queue_process_is_down_smtpd_says_451() {
     if reply.starts_with("354") {
         reply = say("Subject: lost\r\n\r\nx\r\n.\r\n");
     }
-    signal(server.pid(), "-CONT");
+    drop(master);
     assert!(
         reply.starts_with("451"),
         "DATA with the queue process down: {reply}"
@@ -570,7 +589,7 @@ fn a_message_injected_while_the_queue_process_is_down_is_announced_once() {
     // while inject runs, however slow the machine: inject finds the queue free and
     // writes it.
     let queue = wait_role(server.pid(), "queue");
-    signal(server.pid(), "-STOP");
+    let master = Stopped::new(server.pid());
     kill9(queue);
     let out = mta_input(
         &root.dir,
@@ -578,7 +597,7 @@ fn a_message_injected_while_the_queue_process_is_down_is_announced_once() {
         b"Subject: direct\n\nbody\n",
     );
     let log = server.log_text();
-    signal(server.pid(), "-CONT");
+    drop(master);
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         log.matches("status: started the queue process").count(),
