@@ -372,19 +372,22 @@ impl Stopped {
 
 impl Drop for Stopped {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-CONT", &self.0.to_string()])
-            .status();
+        // No assertion here: a panic while a failed test unwinds would abort.
+        send_signal(self.0, "-CONT");
     }
 }
 
-/// Sends `pid` the signal `sig` (`kill`'s spelling: `-KILL`, `-STOP`).
+/// Sends `pid` the signal `sig` (`kill`'s spelling: `-KILL`, `-STOP`) and asserts it went.
 fn signal(pid: u32, sig: &str) {
-    let st = Command::new("kill")
+    assert!(send_signal(pid, sig), "kill {sig} {pid}");
+}
+
+/// Sends `pid` the signal `sig` with `kill`; whether it went.
+fn send_signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill")
         .args([sig, &pid.to_string()])
         .status()
-        .unwrap();
-    assert!(st.success());
+        .is_ok_and(|st| st.success())
 }
 
 /// Under load, each child process in turn, then the master, is killed with SIGKILL (the
