@@ -35,15 +35,22 @@ impl MessageId {
         self.0
     }
 
-    /// The split subdirectory (qmail's `conf-split` idea) holding this message, for a queue
-    /// with `split` subdirectories.
-    ///
-    /// Ids are handed out consecutively, so runs of 16 neighbouring ids share a directory: the
-    /// messages committed together by one group commit usually need one directory fsync,
-    /// while the directories still fill evenly (100,000 messages over the default 512
-    /// directories is about 200 entries each).
+    /// The split subdirectory (qmail's `conf-split` idea) holding this message in a queue
+    /// with `split` subdirectories whose `layout` file is version 1 (runs of 16 ids per
+    /// directory): `split_dir_with(split, 16)`.
     pub fn split_dir(self, split: u32) -> u32 {
-        ((self.0 >> 4) % u64::from(split.max(1))) as u32
+        self.split_dir_with(split, 16)
+    }
+
+    /// The split subdirectory holding this message in a queue with `split` subdirectories
+    /// that take runs of `ids_per_dir` consecutive ids in turn: `(id / ids_per_dir) %
+    /// split` (a 0 for either counts as 1).
+    ///
+    /// Ids are handed out consecutively, so neighbouring ids share a directory: the messages
+    /// committed together by one group commit, and those removed together later, change
+    /// few directories, while the directories still fill evenly over time.
+    pub fn split_dir_with(self, split: u32, ids_per_dir: u32) -> u32 {
+        ((self.0 / u64::from(ids_per_dir.max(1))) % u64::from(split.max(1))) as u32
     }
 }
 
@@ -110,5 +117,12 @@ mod tests {
         assert_ne!(base.split_dir(512), MessageId::from_u64(48).split_dir(512));
         assert_eq!(MessageId::from_u64(1 << 20).split_dir(1), 0);
         assert_eq!(MessageId::from_u64(99).split_dir(0), 0);
+        // Runs of 256: 256 neighbours share one directory, the next run takes the next.
+        let run = |n| MessageId::from_u64(n).split_dir_with(512, 256);
+        assert_eq!(run(512), run(767));
+        assert_ne!(run(767), run(768));
+        assert_eq!(run(768), 3);
+        assert_eq!(run(512 * 256), 0, "wraps after split runs");
+        assert_eq!(MessageId::from_u64(99).split_dir_with(4, 0), 3);
     }
 }

@@ -51,9 +51,10 @@
 //!
 //! ```text
 //! DIR/lock             flock'd by the process that has the queue open
-//! DIR/layout           "mta-queue 1\nsplit N\n", written once, last, when the queue is made
+//! DIR/layout           "mta-queue 2\nsplit N\nrun R\n", written once, last, when the queue
+//!                      is made ("mta-queue 1\nsplit N\n" means R = 16)
 //! DIR/tmp/<id>         a message being received (never trusted: removed by recovery)
-//! DIR/mess/<n>/<id>    a committed message, n = (id / 16) % N (N = 512 by default)
+//! DIR/mess/<n>/<id>    a committed message, n = (id / R) % N (by default N = 512, R = 256)
 //! DIR/free/<id>        a removed message's file, kept for reuse (emptied by recovery)
 //! DIR/boot             the boot id of the last open that checked every message (unsynced)
 //! ```
@@ -65,8 +66,9 @@
 //! for a recipient wins, and a recipient without one is pending. No byte of an address or a
 //! reply text is ever interpreted, so attacker-controlled CR, LF or NUL cannot forge a field
 //! (the Exim 21Nails / OpenSMTPD CVE-2020-8794 class). The split directories keep every
-//! directory small (about 200 entries at 100,000 messages) so no operation's cost grows with
-//! the queue; neighbouring ids share a directory so one group commit syncs few directories.
+//! directory small (a few hundred entries at 100,000 messages) so no operation's cost grows
+//! with the queue; runs of neighbouring ids share a directory, so the commits of one round
+//! and the removals of the messages before them change few directories per sync.
 //!
 //! ## Why a crash at any point loses nothing
 //!

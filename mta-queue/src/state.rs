@@ -7,13 +7,66 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::durable::{self, Access, Fs};
 use crate::{MessageId, QueueError};
 
-/// File holding the layout version and split count, written once when the queue is made.
+/// File holding the layout version and how `mess/` is split ([`Split`]), written once when
+/// the queue is made.
 pub(crate) const LAYOUT: &str = "layout";
 const LAYOUT_NEW: &str = "layout.new";
 pub(crate) const TMP: &str = "tmp";
 pub(crate) const MESS: &str = "mess";
 /// Files of removed messages kept for reuse by the next enqueues (see `Queue`'s recycling).
 pub(crate) const FREE: &str = "free";
+
+/// How `mess/` is divided: `dirs` subdirectories `mess/0` .. `mess/<dirs - 1>`, which take
+/// runs of `ids_per_dir` consecutive ids in turn ([`MessageId::split_dir_with`]).
+///
+/// Recorded in the `layout` file. Version 1 (`mta-queue 1`, `split N`) is runs of 16, as
+/// every queue made before version 2 has. Version 2 adds `run R`. A queue with runs of 16
+/// is still written as version 1, so a build that knows only version 1 can open it; one
+/// with other runs is version 2, which such a build refuses (it would look for messages in
+/// the wrong directories) instead of misreading.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Split {
+    pub(crate) dirs: u32,
+    pub(crate) ids_per_dir: u32,
+}
+
+impl Split {
+    /// The subdirectory of `mess/` that holds `id`.
+    pub(crate) fn dir_of(self, id: MessageId) -> u32 {
+        id.split_dir_with(self.dirs, self.ids_per_dir)
+    }
+
+    /// The `layout` file's text for this split.
+    fn layout_text(self) -> String {
+        if self.ids_per_dir == 16 {
+            format!("mta-queue 1\nsplit {}\n", self.dirs)
+        } else {
+            format!(
+                "mta-queue 2\nsplit {}\nrun {}\n",
+                self.dirs, self.ids_per_dir
+            )
+        }
+    }
+
+    /// Parses a `layout` file's text; `None` when it is neither version.
+    fn parse_layout(text: &str) -> Option<Split> {
+        let number = |line: Option<&str>, key: &str| {
+            line.and_then(|l| l.strip_prefix(key))
+                .and_then(|l| l.strip_prefix(' '))
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|&n| n > 0)
+        };
+        let mut lines = text.lines();
+        let version = lines.next()?;
+        let dirs = number(lines.next(), "split")?;
+        let ids_per_dir = match version {
+            "mta-queue 1" => 16,
+            "mta-queue 2" => number(lines.next(), "run")?,
+            _ => return None,
+        };
+        Some(Split { dirs, ids_per_dir })
+    }
+}
 
 /// Where a message's files live.
 #[derive(Clone, Debug)]
@@ -24,8 +77,8 @@ pub(crate) struct Paths {
 }
 
 impl Paths {
-    pub(crate) fn of(id: MessageId, split: u32) -> Self {
-        let dir = format!("{MESS}/{}", id.split_dir(split));
+    pub(crate) fn of(id: MessageId, split: Split) -> Self {
+        let dir = format!("{MESS}/{}", split.dir_of(id));
         Paths {
             tmp: format!("{TMP}/{id}"),
             mess: format!("{dir}/{id}"),
@@ -73,16 +126,23 @@ fn exists<F: Fs>(fs: &F, root: &F::Dir, path: &str) -> Result<bool, QueueError> 
     }
 }
 
-/// Creates whatever part of the layout is missing and returns the split count (the one on
-/// disk wins over `wanted`, since existing messages are filed by it).
-pub(crate) fn ensure_layout<F: Fs>(fs: &F, root: &F::Dir, wanted: u32) -> Result<u32, QueueError> {
+/// Creates whatever part of the layout is missing and returns the split (the one on disk
+/// wins over `wanted`, since existing messages are filed by it).
+pub(crate) fn ensure_layout<F: Fs>(
+    fs: &F,
+    root: &F::Dir,
+    wanted: Split,
+) -> Result<Split, QueueError> {
     let split = match read_layout(fs, root)? {
         Some(split) => split,
-        None => wanted.max(1),
+        None => Split {
+            dirs: wanted.dirs.max(1),
+            ids_per_dir: wanted.ids_per_dir.max(1),
+        },
     };
     let top = [TMP.to_owned(), MESS.to_owned(), FREE.to_owned()];
     durable::create_dirs_synced(fs, root, "", &top).map_err(|e| QueueError::io("mkdir", "", e))?;
-    let subdirs: Vec<String> = (0..split).map(|n| n.to_string()).collect();
+    let subdirs: Vec<String> = (0..split.dirs).map(|n| n.to_string()).collect();
     durable::create_dirs_synced(fs, root, MESS, &subdirs)
         .map_err(|e| QueueError::io("mkdir", MESS, e))?;
     if read_layout(fs, root)?.is_none() {
@@ -92,7 +152,7 @@ pub(crate) fn ensure_layout<F: Fs>(fs: &F, root: &F::Dir, wanted: u32) -> Result
         let f = fs
             .create_new(root, LAYOUT_NEW)
             .map_err(|e| QueueError::io("create", LAYOUT_NEW, e))?;
-        let text = format!("mta-queue 1\nsplit {split}\n");
+        let text = split.layout_text();
         durable::write_at_synced(fs, &f, 0, text.as_bytes())
             .map_err(|e| QueueError::io("write", LAYOUT_NEW, e))?;
         durable::publish_by_move(fs, root, LAYOUT_NEW, LAYOUT, "")
@@ -101,8 +161,8 @@ pub(crate) fn ensure_layout<F: Fs>(fs: &F, root: &F::Dir, wanted: u32) -> Result
     Ok(split)
 }
 
-/// The split count of an existing queue, for read-only opening.
-pub(crate) fn read_split<F: Fs>(fs: &F, root: &F::Dir) -> Result<u32, QueueError> {
+/// The split of an existing queue, for read-only opening.
+pub(crate) fn read_split<F: Fs>(fs: &F, root: &F::Dir) -> Result<Split, QueueError> {
     read_layout(fs, root)?.ok_or_else(|| {
         QueueError::io(
             "open",
@@ -112,7 +172,7 @@ pub(crate) fn read_split<F: Fs>(fs: &F, root: &F::Dir) -> Result<u32, QueueError
     })
 }
 
-fn read_layout<F: Fs>(fs: &F, root: &F::Dir) -> Result<Option<u32>, QueueError> {
+fn read_layout<F: Fs>(fs: &F, root: &F::Dir) -> Result<Option<Split>, QueueError> {
     let f = match fs.open(root, LAYOUT, Access::Read) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -123,24 +183,13 @@ fn read_layout<F: Fs>(fs: &F, root: &F::Dir) -> Result<Option<u32>, QueueError> 
         .read_at(&f, &mut buf, 0)
         .map_err(|e| QueueError::io("read", LAYOUT, e))?;
     let text = std::str::from_utf8(&buf[..n]).unwrap_or("");
-    let bad = || {
+    Split::parse_layout(text).map(Some).ok_or_else(|| {
         QueueError::io(
             "parse",
             LAYOUT,
             io::Error::new(io::ErrorKind::InvalidData, "bad layout file"),
         )
-    };
-    let mut lines = text.lines();
-    if lines.next() != Some("mta-queue 1") {
-        return Err(bad());
-    }
-    let split = lines
-        .next()
-        .and_then(|l| l.strip_prefix("split "))
-        .and_then(|n| n.parse::<u32>().ok())
-        .filter(|&n| n > 0)
-        .ok_or_else(bad)?;
-    Ok(Some(split))
+    })
 }
 
 /// Recovery after a crash: brings every message found in `tmp/` to a clean state, empties
@@ -152,7 +201,7 @@ fn read_layout<F: Fs>(fs: &F, root: &F::Dir) -> Result<Option<u32>, QueueError> 
 /// name unsynced, so after a power loss an old `free/` name can point at a live message.
 /// Only the name goes (the file lives on under its other name, if any); nothing found in
 /// `free/` is ever reused after an open.
-pub(crate) fn recover<F: Fs>(fs: &F, root: &F::Dir, split: u32) -> Result<u64, QueueError> {
+pub(crate) fn recover<F: Fs>(fs: &F, root: &F::Dir, split: Split) -> Result<u64, QueueError> {
     for name in list_dir(fs, root, FREE)? {
         let path = durable::join(FREE, &name);
         durable::discard(fs, root, &path).map_err(|e| QueueError::io("unlink", path.clone(), e))?;
@@ -201,16 +250,20 @@ fn list_dir<F: Fs>(fs: &F, root: &F::Dir, path: &str) -> Result<Vec<String>, Que
 }
 
 /// Every committed message: the names under `mess/<n>/`.
-pub(crate) fn scan<F: Fs>(fs: &F, root: &F::Dir, split: u32) -> Result<Vec<MessageId>, QueueError> {
+pub(crate) fn scan<F: Fs>(
+    fs: &F,
+    root: &F::Dir,
+    split: Split,
+) -> Result<Vec<MessageId>, QueueError> {
     let mut ids = Vec::new();
-    for n in 0..split {
+    for n in 0..split.dirs {
         let dir = format!("{MESS}/{n}");
         let names = list_dir(fs, root, &dir)?;
         ids.extend(
             names
                 .iter()
                 .filter_map(|name| name.parse::<MessageId>().ok())
-                .filter(|id| id.split_dir(split) == n),
+                .filter(|id| split.dir_of(*id) == n),
         );
     }
     ids.sort_unstable();
@@ -220,6 +273,35 @@ pub(crate) fn scan<F: Fs>(fs: &F, root: &F::Dir, split: u32) -> Result<Vec<Messa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layout_text_round_trips_and_runs_of_16_stay_version_1() {
+        for (dirs, ids_per_dir) in [(512, 16), (512, 256), (1, 1), (4, 4096)] {
+            let split = Split { dirs, ids_per_dir };
+            let text = split.layout_text();
+            assert_eq!(Split::parse_layout(&text), Some(split), "{text:?}");
+            assert_eq!(
+                text.starts_with("mta-queue 1\n"),
+                ids_per_dir == 16,
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            Split::parse_layout("mta-queue 1\nsplit 23\n"),
+            Some(Split {
+                dirs: 23,
+                ids_per_dir: 16
+            })
+        );
+        for bad in [
+            "",
+            "mta-queue 1\n",
+            "mta-queue 1\nsplit x\n",
+            "mta-queue 2\nsplit 4\nrun\n",
+        ] {
+            assert_eq!(Split::parse_layout(bad), None, "{bad:?}");
+        }
+    }
 
     #[test]
     fn state_table() {

@@ -190,7 +190,7 @@ fn ids_are_map_keys_and_print_as_numbers() {
 #[test]
 fn split_directories_are_kept_and_filled_evenly() {
     let dir = tempfile::tempdir().unwrap();
-    let q = Queue::open(dir.path(), QueueOptions::default().split(4)).unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default().split(4).ids_per_dir(16)).unwrap();
     let ids: Vec<_> = (0..64)
         .map(|_| {
             q.enqueue(&Envelope::new("a@b", ["c@d"]), &b"x"[..])
@@ -199,7 +199,7 @@ fn split_directories_are_kept_and_filled_evenly() {
         .collect();
     drop(q);
     // Reopening with another split keeps the recorded one, so every message is still found.
-    let q = Queue::open(dir.path(), QueueOptions::default().split(99)).unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default().split(99).ids_per_dir(1)).unwrap();
     assert_eq!(q.scan().unwrap(), ids);
     for n in 0..4 {
         let count = std::fs::read_dir(dir.path().join(format!("mess/{n}")))
@@ -208,6 +208,106 @@ fn split_directories_are_kept_and_filled_evenly() {
         assert_eq!(count, 16, "mess/{n}");
     }
     assert!(!dir.path().join("mess/4").exists());
+}
+
+/// Where each message lies in the queue at `dir`, split 4: (id, the `mess/` subdirectory
+/// holding it).
+fn homes(dir: &std::path::Path, ids: &[MessageId]) -> Vec<(MessageId, u32)> {
+    ids.iter()
+        .map(|&id| {
+            let n = (0..4)
+                .find(|n| dir.join(format!("mess/{n}/{id}")).exists())
+                .unwrap_or_else(|| panic!("{id} is in no mess/ directory"));
+            (id, n)
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_queue_files_runs_of_256_ids_per_directory_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default().split(4)).unwrap();
+    let ids: Vec<_> = (0..300)
+        .map(|_| {
+            q.enqueue(&Envelope::new("a@b", ["c@d"]), &b"x"[..])
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("layout")).unwrap(),
+        "mta-queue 2\nsplit 4\nrun 256\n"
+    );
+    for (id, n) in homes(dir.path(), &ids) {
+        assert_eq!(n, id.split_dir_with(4, 256), "{id}");
+        assert_eq!(u64::from(n), id.as_u64() / 256 % 4, "{id}");
+    }
+    // 300 consecutive ids span two or three runs, so two or three directories hold them.
+    let used = (0..4)
+        .filter(|n| {
+            std::fs::read_dir(dir.path().join(format!("mess/{n}")))
+                .unwrap()
+                .count()
+                > 0
+        })
+        .count();
+    assert!((2..=3).contains(&used), "{used}");
+    drop(q);
+    // The recorded runs win over the options, as the split count does.
+    let q = Queue::open(dir.path(), QueueOptions::default().ids_per_dir(16)).unwrap();
+    assert_eq!(q.scan().unwrap(), ids);
+    let next = q
+        .enqueue(&Envelope::new("a@b", ["c@d"]), &b"x"[..])
+        .unwrap();
+    assert_eq!(homes(dir.path(), &[next])[0].1, next.split_dir_with(4, 256));
+}
+
+/// A queue of runs of 16 is written as version 1, byte for byte the layout file of every
+/// queue made before version 2, and a queue with that file goes on filing by runs of 16
+/// whatever the options say: an upgrade finds every message of the old layout.
+#[test]
+fn a_version_1_layout_keeps_runs_of_16() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default().split(4).ids_per_dir(16)).unwrap();
+    let mut ids: Vec<_> = (0..40)
+        .map(|_| {
+            q.enqueue(&Envelope::new("a@b", ["c@d"]), &b"x"[..])
+                .unwrap()
+        })
+        .collect();
+    drop(q);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("layout")).unwrap(),
+        "mta-queue 1\nsplit 4\n"
+    );
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    assert_eq!(q.scan().unwrap(), ids);
+    ids.push(
+        q.enqueue(&Envelope::new("a@b", ["c@d"]), &b"x"[..])
+            .unwrap(),
+    );
+    for (id, n) in homes(dir.path(), &ids) {
+        assert_eq!(n, id.split_dir(4), "{id}");
+    }
+    for &id in &ids {
+        q.mark(id, 0, Status::Delivered).unwrap();
+        q.remove(id).unwrap();
+    }
+    assert!(q.scan().unwrap().is_empty());
+}
+
+#[test]
+fn a_layout_of_an_unknown_version_is_refused() {
+    for text in [
+        "mta-queue 3\nsplit 4\nrun 16\n",
+        "mta-queue 2\nsplit 4\n",
+        "mta-queue 2\nsplit 4\nrun 0\n",
+        "mta-queue 1\nsplit 0\n",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("layout"), text).unwrap();
+        let err = Queue::open(dir.path(), QueueOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("layout"), "{text:?}: {err}");
+    }
 }
 
 #[test]
