@@ -9,10 +9,20 @@
 //! Addresses and report texts go through [`safe`], qmail's "logsafe": a newline becomes
 //! `/`, and bytes below 33 or above 126 and `%` become `_`, so no attacker byte can split or
 //! forge a log line.
+//!
+//! A busy process may [`delay_writes`]: its lines then go out together, at most
+//! [`WRITE_DELAY`] after the first of them, or at once when it calls [`flush`] (the queue
+//! process does whenever its scheduler runs out of work). Every write to a log file changes
+//! the file's times, and its growth allocates blocks: the queue's commits sync the whole file
+//! system (`syncfs`), so a log on the queue's file system written between two syncs cost
+//! each sync the log's inode, bitmap and group descriptor blocks, about one write request
+//! per message on a disk whose writes are rationed.
 
 use std::cell::RefCell;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 thread_local! {
     /// Lines held back by a thread in a [`batch`].
@@ -73,10 +83,105 @@ pub fn line(text: &str) {
 }
 
 fn emit(text: &str) {
+    if let Some(d) = DELAYED.get().filter(|_| DELAYING.load(Ordering::Acquire)) {
+        let mut pending = d.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = pending.is_empty();
+        pending.push_str(text);
+        let full = pending.len() >= DELAYED_MAX;
+        drop(pending);
+        if first {
+            d.arrived.notify_one();
+        }
+        if full {
+            flush();
+        }
+        return;
+    }
+    write_stderr(text);
+}
+
+fn write_stderr(text: &str) {
     let stderr = std::io::stderr();
     let mut lock = stderr.lock();
     // A log that cannot be written must not stop mail delivery: the error is dropped.
     let _ = lock.write_all(text.as_bytes());
+}
+
+/// How long a line may wait in a process that [`delay_writes`].
+pub const WRITE_DELAY: Duration = Duration::from_millis(100);
+
+/// Lines held for the writer thread beyond this many bytes are written at once.
+const DELAYED_MAX: usize = 256 << 10;
+
+/// The lines of a process that [`delay_writes`], waiting for its writer thread.
+struct Delayed {
+    pending: Mutex<String>,
+    /// Signalled when a line arrives in an empty `pending`.
+    arrived: Condvar,
+    /// Held while a batch is taken and written, so two flushes cannot swap their batches.
+    writing: Mutex<()>,
+}
+
+static DELAYED: OnceLock<Delayed> = OnceLock::new();
+
+/// Set once the writer thread of [`DELAYED`] runs: only then are lines held.
+static DELAYING: AtomicBool = AtomicBool::new(false);
+
+/// From now on this process's lines are written by a thread of their own, together, at
+/// most [`WRITE_DELAY`] after the first of them (at once when [`flush`] is called, and when
+/// more than 256 KiB wait). A panic writes them before its message. A process killed
+/// outright loses the lines of its last [`WRITE_DELAY`]; the queue itself never depends on
+/// the log. Calling it again changes nothing.
+pub fn delay_writes() {
+    let mut started = false;
+    DELAYED.get_or_init(|| {
+        started = true;
+        Delayed {
+            pending: Mutex::new(String::new()),
+            arrived: Condvar::new(),
+            writing: Mutex::new(()),
+        }
+    });
+    if !started {
+        return;
+    }
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        flush();
+        previous(info);
+    }));
+    let spawned = std::thread::Builder::new()
+        .name("log".into())
+        .spawn(|| {
+            let Some(d) = DELAYED.get() else { return };
+            DELAYING.store(true, Ordering::Release);
+            loop {
+                let mut pending = d.pending.lock().unwrap_or_else(PoisonError::into_inner);
+                while pending.is_empty() {
+                    pending = d
+                        .arrived
+                        .wait(pending)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                drop(pending);
+                std::thread::sleep(WRITE_DELAY);
+                flush();
+            }
+        });
+    if spawned.is_err() {
+        // No writer thread: every line is written at once, as before.
+        line("warning: log writes not delayed: cannot start the log thread");
+    }
+}
+
+/// Writes the lines a process that [`delay_writes`] holds, now (nothing otherwise).
+pub fn flush() {
+    let Some(d) = DELAYED.get() else { return };
+    let _writing = d.writing.lock().unwrap_or_else(PoisonError::into_inner);
+    let text = std::mem::take(&mut *d.pending.lock().unwrap_or_else(PoisonError::into_inner));
+    if !text.is_empty() {
+        write_stderr(&text);
+    }
 }
 
 /// Runs `f` with this thread's log lines held back and written together at the end, in

@@ -301,6 +301,11 @@ impl Scheduler {
                     at.duration_since(SystemTime::now())
                         .unwrap_or(Duration::ZERO)
                 });
+            if running == 0 && self.finishing == 0 && self.input.is_empty() {
+                // Nothing in flight: the lines of the work just done (`end msg` last) go out
+                // now instead of after the log's delay.
+                log::flush();
+            }
             match self.input.recv_timeout(wait) {
                 Ok(first) => log::batch(|| {
                     self.accept(first);

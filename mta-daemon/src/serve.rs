@@ -189,7 +189,7 @@ pub fn run_role(root: &Root, role: &str, privileged: bool) -> i32 {
             Role::Lspawn => crate::lspawn::run(root, &orders, &ready),
         }
     })();
-    match result {
+    let code = match result {
         Ok(()) => 0,
         Err(e) => {
             log::line(&format!(
@@ -199,7 +199,9 @@ pub fn run_role(root: &Root, role: &str, privileged: bool) -> i32 {
             ));
             111
         }
-    }
+    };
+    log::flush();
+    code
 }
 
 /// Turns signals into orders: TERM and INT stop, HUP reloads, ALRM flushes.
@@ -277,6 +279,9 @@ fn run_queue(
     orders: &Receiver<Order>,
     ready: &dyn Fn(),
 ) -> Result<(), String> {
+    // Five lines per message: written together (see `log`), and at once when the
+    // scheduler runs out of work.
+    log::delay_writes();
     raise_fd_limit();
     let base = prepare(root, privileged)?;
     if base.settings.control.smtpauth_unreadable {
