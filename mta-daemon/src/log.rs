@@ -150,24 +150,22 @@ pub fn delay_writes() {
         flush();
         previous(info);
     }));
-    let spawned = std::thread::Builder::new()
-        .name("log".into())
-        .spawn(|| {
-            let Some(d) = DELAYED.get() else { return };
-            DELAYING.store(true, Ordering::Release);
-            loop {
-                let mut pending = d.pending.lock().unwrap_or_else(PoisonError::into_inner);
-                while pending.is_empty() {
-                    pending = d
-                        .arrived
-                        .wait(pending)
-                        .unwrap_or_else(PoisonError::into_inner);
-                }
-                drop(pending);
-                std::thread::sleep(WRITE_DELAY);
-                flush();
+    let spawned = std::thread::Builder::new().name("log".into()).spawn(|| {
+        let Some(d) = DELAYED.get() else { return };
+        DELAYING.store(true, Ordering::Release);
+        loop {
+            let mut pending = d.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            while pending.is_empty() {
+                pending = d
+                    .arrived
+                    .wait(pending)
+                    .unwrap_or_else(PoisonError::into_inner);
             }
-        });
+            drop(pending);
+            std::thread::sleep(WRITE_DELAY);
+            flush();
+        }
+    });
     if spawned.is_err() {
         // No writer thread: every line is written at once, as before.
         line("warning: log writes not delayed: cannot start the log thread");

@@ -579,3 +579,63 @@ fn queue_commands_on_a_running_server() {
     assert_eq!((code, out), (0, format!("deleted {frank}\n")), "{err}");
     assert!(json_listing(&root).is_empty());
 }
+
+/// The queue process writes its log lines together (`log::delay_writes`): none may be
+/// lost or come out of order. Thirty messages from three concurrent clients: each one's
+/// `new msg`, `info msg`, `starting delivery` and `end msg` are all in the log, in that
+/// order, once the deliveries are done (at once, since the queue then has nothing to do).
+#[test]
+fn the_queue_log_keeps_every_line_and_its_order() {
+    let root = TestRoot::new();
+    let joe = add_user(&root, "joe");
+    let server = root.serve();
+    std::thread::scope(|s| {
+        for _ in 0..3 {
+            s.spawn(|| {
+                for _ in 0..10 {
+                    assert!(
+                        send(&root, "a@example.net", &["joe@example.org"], BODY).starts_with("OK")
+                    );
+                }
+            });
+        }
+    });
+    assert!(
+        wait_maildir(&joe.join("Maildir"), 30, 30),
+        "{}",
+        server.log_text()
+    );
+    assert!(
+        server.wait_log(" end msg ", 30, 10),
+        "{}",
+        server.log_text()
+    );
+    let log = server.log_text();
+    let ids: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once(" new msg ").map(|(_, id)| id))
+        .collect();
+    assert_eq!(ids.len(), 30, "{log}");
+    for id in ids {
+        let at = |what: &str| {
+            let needle = format!("{what}{id}");
+            log.lines()
+                .position(|l| {
+                    l.ends_with(&needle)
+                        || l.contains(&format!("{needle}:"))
+                        || l.contains(&format!("{needle} "))
+                })
+                .unwrap_or_else(|| panic!("no {needle:?} in\n{log}"))
+        };
+        let (new, info, start, end) = (
+            at(" new msg "),
+            at(" info msg "),
+            at(": msg "),
+            at(" end msg "),
+        );
+        assert!(
+            new < info && info < start && start < end,
+            "{id}: {new} {info} {start} {end}\n{log}"
+        );
+    }
+}
