@@ -368,8 +368,8 @@ mod tests {
             assert_eq!(crc32_update(crc32(a), b), 0xCBF4_3926, "split at {cut}");
         }
         // Long enough for the vectorised path, checked against Python's zlib.crc32 of the
-        // same bytes, whole and in pieces of every alignment (the value the queue files
-        // written before this crate computed their checksums with must not change).
+        // same bytes, whole and cut at several offsets: queue files whose checksums the
+        // byte-at-a-time code computed must still verify.
         let long: Vec<u8> = (0..100_000u32).map(|i| ((i * 7 + 3) % 256) as u8).collect();
         assert_eq!(crc32(&long), 0xF730_CAA8);
         for cut in [1, 15, 16, 63, 64, 65, 4095, 65_536, 99_999] {
