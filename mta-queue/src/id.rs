@@ -24,6 +24,9 @@ use std::str::FromStr;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MessageId(u64);
 
+/// The ids per `mess/` directory of a queue whose `layout` file is version 1.
+pub(crate) const LAYOUT_1_IDS_PER_DIR: u32 = 16;
+
 impl MessageId {
     /// Wraps a raw number.
     pub const fn from_u64(n: u64) -> Self {
@@ -39,7 +42,7 @@ impl MessageId {
     /// with `split` subdirectories whose `layout` file is version 1 (runs of 16 ids per
     /// directory): `split_dir_with(split, 16)`.
     pub fn split_dir(self, split: u32) -> u32 {
-        self.split_dir_with(split, 16)
+        self.split_dir_with(split, LAYOUT_1_IDS_PER_DIR)
     }
 
     /// The split subdirectory holding this message in a queue with `split` subdirectories

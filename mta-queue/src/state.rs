@@ -5,6 +5,7 @@ use std::io;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::durable::{self, Access, Fs};
+use crate::id::LAYOUT_1_IDS_PER_DIR;
 use crate::{MessageId, QueueError};
 
 /// File holding the layout version and how `mess/` is split ([`Split`]), written once when
@@ -38,7 +39,7 @@ impl Split {
 
     /// The `layout` file's text for this split.
     fn layout_text(self) -> String {
-        if self.ids_per_dir == 16 {
+        if self.ids_per_dir == LAYOUT_1_IDS_PER_DIR {
             format!("mta-queue 1\nsplit {}\n", self.dirs)
         } else {
             format!(
@@ -60,7 +61,7 @@ impl Split {
         let version = lines.next()?;
         let dirs = number(lines.next(), "split")?;
         let ids_per_dir = match version {
-            "mta-queue 1" => 16,
+            "mta-queue 1" => LAYOUT_1_IDS_PER_DIR,
             "mta-queue 2" => number(lines.next(), "run")?,
             _ => return None,
         };
