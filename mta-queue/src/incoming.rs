@@ -51,7 +51,7 @@ pub struct Incoming<F: Fs = OsFs> {
 
 impl<F: Fs> Queue<F> {
     /// Starts receiving a message: reserves its id and makes its `tmp/` file, reusing a
-    /// removed message's file from `free/` when there is one (see
+    /// removed message's file (its free name `mess/<n>/free.<id>`) when there is one (see
     /// [`QueueOptions::recycle`](crate::QueueOptions::recycle)).
     ///
     /// # Errors
@@ -63,7 +63,7 @@ impl<F: Fs> Queue<F> {
         let id = MessageId::from_u64(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let mut paths = Paths::of(id, self.inner.split);
         let (file, reused_len, slot) = if let Some((path, file, len, slot)) = self.reuse_free() {
-            // Written under its free/ name, which recovery discards like a tmp/ name.
+            // Written under its free name, which recovery discards like a tmp/ name.
             paths.tmp = path;
             (file, len, slot)
         } else {

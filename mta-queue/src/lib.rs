@@ -55,7 +55,8 @@
 //!                      is made ("mta-queue 1\nsplit N\n" means R = 16)
 //! DIR/tmp/<id>         a message being received (never trusted: removed by recovery)
 //! DIR/mess/<n>/<id>    a committed message, n = (id / R) % N (by default N = 512, R = 256)
-//! DIR/free/<id>        a removed message's file, kept for reuse (emptied by recovery)
+//! DIR/mess/<n>/free.<id>  a removed message's file, kept for reuse (removed by recovery)
+//! DIR/free/            where builds before issue 22's ninth step kept them (emptied by recovery)
 //! DIR/boot             the boot id of the last open that checked every message (unsynced)
 //! ```
 //!
@@ -112,37 +113,40 @@
 //! again, the duplicate qmail also accepts), and which the next mark cuts off before
 //! appending.
 //!
-//! Removal moves the file out of `mess/` (into `free/`, or unlinks it) **without** a
-//! directory fsync, as qmail-send and Postfix's qmgr remove theirs: a power loss soon after
-//! may bring the message back, whole and with the statuses it had on disk, so it is removed
-//! again or (after [`remove_delivered`](Queue::remove_delivered)) its deliveries are
-//! repeated. A duplicate, never a loss; the name's removal becomes durable with the next
+//! Removal takes the file's `mess/` name away (renaming it to its free name, or unlinking
+//! it) **without** a directory fsync, as qmail-send and Postfix's qmgr remove theirs: a
+//! power loss soon after may bring the message back, whole and with the statuses it had on
+//! disk, so it is removed again or (after [`remove_delivered`](Queue::remove_delivered))
+//! its deliveries are repeated. A duplicate, never a loss; the name's removal becomes durable with the next
 //! fsync of that directory.
 //!
 //! ## File reuse
 //!
-//! A removed message's file is kept in `free/` (up to [`QueueOptions::recycle`] files) and
-//! the next enqueue writes into it instead of creating a file: no inode is allocated or
-//! freed per message, and the commit's `fdatasync` writes the data blocks (and the inode
-//! when the length changes) but no new directory entry. Three rules keep this safe:
+//! A removed message's file is kept under a free name beside its old one,
+//! `mess/<n>/free.<id>` (up to [`QueueOptions::recycle`] files), and the next enqueue writes
+//! into it instead of creating a file: no inode is allocated or freed per message, and the
+//! commit's `fdatasync` writes the data blocks (and the inode when the length changes) but
+//! no new directory entry. The free name stays in the directory the removal changes anyway,
+//! so a commit round's sync writes no other directory for it. Three rules keep this safe:
 //!
 //! - a file is reused only after the directory it was removed from has been fsynced since
 //!   (removals do that in batches), because until then a power loss could revive its old
 //!   `mess/` name, which would then name the *new* message's bytes under the old id;
-//! - recovery empties `free/` and never reuses its files, since after a crash a `free/`
+//! - recovery removes every free name and never reuses its files, since after a crash a free
 //!   name may be a stale second name of a file that now holds a committed message;
 //! - only a format 2 file is reused: a commit round names a message before its bytes are
 //!   durable, so after a power loss the new name may show the file's old contents, and
 //!   those must name another message's id to be told apart (a format 1 file names none).
 //!
-//! The new message's bytes overwrite the old ones in place, under the file's `free/` name,
+//! The new message's bytes overwrite the old ones in place, under the file's free name,
 //! and the file is cut to the new length before the commit's `fdatasync`; the commit then
-//! moves it from `free/` into `mess/` as it would from `tmp/`, and until then recovery
-//! treats it like a `tmp/` file (it empties `free/`). On a full disk an enqueue first
-//! releases `free/`'s files and retries.
+//! moves it from its free name to its new `mess/` name as it would from `tmp/`, and until
+//! then recovery treats it like a `tmp/` file (it removes free names). On a full disk an
+//! enqueue first releases the free files and retries.
 //!
 //! Recovery ([`Queue::open`]) is a `match` on each `tmp/` name's state, then a linear scan of
-//! `mess/`. A crash during recovery is harmless: it only removes `tmp/` names. The queue
+//! `mess/`, which removes the free names. A crash during recovery is harmless: it only
+//! removes `tmp/` and free names. The queue
 //! directory and every directory in it are fsynced into their parents (and `layout` written
 //! last) before the first message can be accepted, so no acknowledged message hangs from a
 //! directory entry that could vanish.

@@ -65,7 +65,7 @@ const IDS_PER_DIR: u32 = 256;
 /// Default for [`QueueOptions::recycle`].
 const RECYCLE: usize = 1024;
 
-/// Removals into `free/` between two syncs of the directories they left.
+/// Removals kept for reuse between two syncs of the directories they were made in.
 const RECYCLE_BATCH: usize = 32;
 
 impl Default for QueueOptions {
@@ -112,7 +112,7 @@ impl QueueOptions {
         self
     }
 
-    /// How many files of removed messages are kept in `free/` for reuse by later enqueues
+    /// How many files of removed messages are kept (under free names) for reuse by later enqueues
     /// (default 1,024; 0 unlinks every removed file, as qmail does). A file is reused only
     /// after its removal from `mess/` was made durable, which removals do in batches of 32
     /// (or of `files`, if smaller).
@@ -171,9 +171,9 @@ pub(crate) struct Inner<F: Fs> {
     /// Messages whose status log is known to end in a complete record (written by this
     /// process, or checked since open), so a mark can append without reading it first.
     verified: Mutex<HashSet<MessageId>>,
-    /// Files in `free/` that this process put there (never names found at open).
+    /// Files under free names that this process gave them (never names found at open).
     pub(crate) free: Mutex<FreeList>,
-    /// Most files kept in `free/`.
+    /// Most files kept under free names.
     pub(crate) recycle: usize,
     /// A hold marker may exist (see `hold.rs`): removals then drop theirs.
     pub(crate) holds_possible: AtomicBool,
@@ -194,10 +194,10 @@ pub(crate) struct Inner<F: Fs> {
 /// instead of one per message (on a slow disk every metadata block a sync writes counts).
 #[derive(Debug, Default)]
 pub(crate) struct FreeList {
-    /// Renamed into `free/`; their old directories not yet synced: `(name, old directory,
+    /// Renamed to their free names; their directories not yet synced: `(free name, directory,
     /// slot)`.
     pending: Vec<(String, String, u64)>,
-    /// Renamed into `free/` under [`CommitMode::Filesystem`]: ready once a commit round's
+    /// Renamed to their free names under [`CommitMode::Filesystem`]: ready once a commit round's
     /// `syncfs` that started after the removal has succeeded (`(name, Rounds::mark,
     /// slot)`), so no directory fsync of their own is needed.
     after_round: Vec<(String, u64, u64)>,
@@ -710,12 +710,13 @@ impl<F: Fs> Queue<F> {
 
     /// The removal shared by [`remove`](Queue::remove) and
     /// [`remove_delivered`](Queue::remove_delivered): the file's name leaves `mess/`, and
-    /// the file goes to `free/` for reuse (or is unlinked when `free/` is full).
+    /// the file takes its free name, `mess/<n>/free.<id>`, for reuse (or is unlinked when
+    /// [`QueueOptions::recycle`] files are kept already).
     ///
     /// Not synced, as qmail-send and Postfix's qmgr do not sync their removals: a power
     /// loss soon after may bring the message back with every status it had, so a
     /// scheduler finds it finished and removes it again, or repeats its deliveries (a
-    /// duplicate, never a loss). Every [`RECYCLE_BATCH`] removals into `free/`, the
+    /// duplicate, never a loss). Every [`RECYCLE_BATCH`] removals kept for reuse, the
     /// remover syncs the directories they left (a few, as consecutive ids share one), after
     /// which those files may be reused.
     fn unlink_message(&self, id: MessageId) -> Result<(), QueueError> {
@@ -732,16 +733,11 @@ impl<F: Fs> Queue<F> {
             return durable::remove_unsynced(fs, &self.inner.root, &paths.mess)
                 .map_err(|e| dir_op_error(id, "unlink", &paths.mess, e));
         };
-        let name = id.to_string();
+        // Within one directory, so an atomic rename (no global lock, one system call).
+        let name = paths.free(id);
         let root = &self.inner.root;
-        durable::move_file(
-            fs,
-            root,
-            &paths.mess,
-            root,
-            &durable::join(state::FREE, &name),
-        )
-        .map_err(|e| dir_op_error(id, "rename", &paths.mess, e))?;
+        fs.rename(root, &paths.mess, root, &name)
+            .map_err(|e| dir_op_error(id, "rename", &paths.mess, e))?;
         if self.inner.commit == CommitMode::Filesystem
             && !self.inner.no_syncfs.load(Ordering::Relaxed)
         {
@@ -770,7 +766,7 @@ impl<F: Fs> Queue<F> {
     }
 
     /// Syncs the directories `batch`'s files were renamed out of; the files whose directory
-    /// synced become reusable. The others stay in `free/` unused (the next open removes
+    /// synced become reusable. The others keep their free names unused (the next open removes
     /// them).
     fn make_ready(&self, batch: Vec<(String, String, u64)>) {
         let mut synced: Vec<(String, bool)> = Vec::new();
@@ -790,7 +786,7 @@ impl<F: Fs> Queue<F> {
         free.ready.extend(ok);
     }
 
-    /// Unlinks every file waiting in `free/` (a full disk needs their space more than a
+    /// Unlinks every file waiting under a free name (a full disk needs their space more than a
     /// later enqueue needs their inodes). Returns whether any went.
     pub(crate) fn release_free(&self) -> bool {
         let names: Vec<String> = {
@@ -804,16 +800,12 @@ impl<F: Fs> Queue<F> {
             names
         };
         for name in &names {
-            let _ = durable::discard(
-                &self.inner.fs,
-                &self.inner.root,
-                &durable::join(state::FREE, name),
-            );
+            let _ = durable::discard(&self.inner.fs, &self.inner.root, name);
         }
         !names.is_empty()
     }
 
-    /// Runs `op`; if it fails for lack of space and `free/` held files, releases them and
+    /// Runs `op`; if it fails for lack of space and free files were kept, releases them and
     /// runs `op` once more.
     pub(crate) fn retry_when_full<T>(&self, op: impl Fn() -> io::Result<T>) -> io::Result<T> {
         match op() {
@@ -829,7 +821,7 @@ impl<F: Fs> Queue<F> {
         }
     }
 
-    /// Takes a reusable file from `free/` for a new message, the one with the lowest slot
+    /// Takes a reusable file (by its free name) for a new message, the one with the lowest slot
     /// (see [`FreeList`]): its name there (the message's name until the commit renames it
     /// into `mess/`), the open file, its old length (the old bytes are overwritten and cut
     /// to length before the commit syncs them) and its slot. `None` when no file is ready
@@ -857,7 +849,7 @@ impl<F: Fs> Queue<F> {
             }
             free.ready.pop()?
         };
-        let path = durable::join(state::FREE, &name);
+        let path = name;
         let fs = &self.inner.fs;
         let opened = fs
             .open(&self.inner.root, &path, Access::ReadWrite)

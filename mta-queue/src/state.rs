@@ -14,8 +14,14 @@ pub(crate) const LAYOUT: &str = "layout";
 const LAYOUT_NEW: &str = "layout.new";
 pub(crate) const TMP: &str = "tmp";
 pub(crate) const MESS: &str = "mess";
-/// Files of removed messages kept for reuse by the next enqueues (see `Queue`'s recycling).
+/// Where queues made before issue 22's ninth step kept the files of removed messages; now
+/// only emptied by recovery (see [`FREE_PREFIX`]).
 pub(crate) const FREE: &str = "free";
+/// The name a removed message's file takes in its own `mess/<n>/` directory while it waits
+/// for reuse by a later enqueue: `free.<id>`, which no id parses as, so scans pass it by.
+/// Renaming within the directory the removal changes anyway leaves every other directory,
+/// and the inode of a shared `free/`, untouched by a commit round's sync.
+pub(crate) const FREE_PREFIX: &str = "free.";
 
 /// How `mess/` is divided: `dirs` subdirectories `mess/0` .. `mess/<dirs - 1>`, which take
 /// runs of `ids_per_dir` consecutive ids in turn ([`MessageId::split_dir_with`]).
@@ -85,6 +91,12 @@ impl Paths {
             mess: format!("{dir}/{id}"),
             dir,
         }
+    }
+
+    /// The name the message's file takes when it is removed and kept for reuse:
+    /// `mess/<n>/free.<id>`, beside its `mess/` name.
+    pub(crate) fn free(&self, id: MessageId) -> String {
+        format!("{}/{FREE_PREFIX}{id}", self.dir)
     }
 }
 
@@ -193,15 +205,15 @@ fn read_layout<F: Fs>(fs: &F, root: &F::Dir) -> Result<Option<Split>, QueueError
     })
 }
 
-/// Recovery after a crash: brings every message found in `tmp/` to a clean state, empties
-/// `free/`, then returns the first id safe to hand out (above every id on disk and above the
-/// clock).
+/// Recovery after a crash: brings every message found in `tmp/` to a clean state, removes
+/// every free name (`mess/<n>/free.<id>`, and whatever an older build left in `free/`),
+/// then returns the first id safe to hand out (above every id on disk and above the clock).
 ///
-/// `free/` is emptied because its names are only trusted within one process lifetime: a
-/// reused file is committed by linking its `free/` name into `mess/` and unlinking the old
-/// name unsynced, so after a power loss an old `free/` name can point at a live message.
-/// Only the name goes (the file lives on under its other name, if any); nothing found in
-/// `free/` is ever reused after an open.
+/// Free names are removed because they are only trusted within one process lifetime: a
+/// reused file is committed by linking its free name to its new `mess/` name and unlinking
+/// the free name unsynced, so after a power loss an old free name can point at a live
+/// message. Only the name goes (the file lives on under its other name, if any); no file
+/// found under a free name is ever reused after an open.
 pub(crate) fn recover<F: Fs>(fs: &F, root: &F::Dir, split: Split) -> Result<u64, QueueError> {
     for name in list_dir(fs, root, FREE)? {
         let path = durable::join(FREE, &name);
@@ -234,7 +246,7 @@ pub(crate) fn recover<F: Fs>(fs: &F, root: &F::Dir, split: Split) -> Result<u64,
     if discarded {
         durable::sync_dir_at(fs, root, TMP).map_err(|e| QueueError::io("sync", TMP, e))?;
     }
-    for id in scan(fs, root, split)? {
+    for id in scan_dirs(fs, root, split, true)? {
         highest = highest.max(id.as_u64());
     }
     let now = SystemTime::now()
@@ -250,16 +262,33 @@ fn list_dir<F: Fs>(fs: &F, root: &F::Dir, path: &str) -> Result<Vec<String>, Que
         .map_err(|e| QueueError::io("list", path, e))
 }
 
-/// Every committed message: the names under `mess/<n>/`.
+/// Every committed message: the names under `mess/<n>/` (free names are passed by).
 pub(crate) fn scan<F: Fs>(
     fs: &F,
     root: &F::Dir,
     split: Split,
 ) -> Result<Vec<MessageId>, QueueError> {
+    scan_dirs(fs, root, split, false)
+}
+
+/// [`scan`], removing the free names it meets when `discard_free` (recovery's one pass).
+fn scan_dirs<F: Fs>(
+    fs: &F,
+    root: &F::Dir,
+    split: Split,
+    discard_free: bool,
+) -> Result<Vec<MessageId>, QueueError> {
     let mut ids = Vec::new();
     for n in 0..split.dirs {
         let dir = format!("{MESS}/{n}");
         let names = list_dir(fs, root, &dir)?;
+        if discard_free {
+            for name in names.iter().filter(|name| name.starts_with(FREE_PREFIX)) {
+                let path = durable::join(&dir, name);
+                durable::discard(fs, root, &path)
+                    .map_err(|e| QueueError::io("unlink", path.clone(), e))?;
+            }
+        }
         ids.extend(
             names
                 .iter()

@@ -3,8 +3,8 @@
 //! A commit round ([`CommitMode::Filesystem`](crate::CommitMode::Filesystem), `rounds.rs`)
 //! links a message into `mess/` and then makes its name and its data durable with one
 //! `syncfs`. A power loss during that sync may keep the name and lose some of the data: the
-//! file comes back empty, cut short, with some blocks old, or (a file reused from `free/`)
-//! still holding the previous message whole. None of those messages was acknowledged: `250`
+//! file comes back empty, cut short, with some blocks old, or (the reused file of a removed
+//! message) still holding the previous message whole. None of those messages was acknowledged: `250`
 //! comes only after the sync. Every format 2 file says what it should hold (the CRC of its
 //! message bytes in the header, its own id in the CRC-checked envelope section), so
 //! [`Queue::open`](crate::Queue::open) checks every committed file whole and removes those

@@ -995,7 +995,7 @@ fn planted_links_under_the_root_never_redirect_a_privileged_write() {
     let dir = root.dir.display().to_string();
     let s = secret.display();
     let plant = format!(
-        "|for f in {dir}/queue/free/* {dir}/pickup/* {dir}/pickup/new/* {dir}/run/*/* \
+        "|for f in {dir}/queue/free/* {dir}/queue/mess/*/* {dir}/pickup/* {dir}/pickup/new/* {dir}/run/*/* \
          {dir}/alias/Maildir/new/* {dir}/alias/.qmail-*; \
          do [ -f \"$f\" ] && rm -f \"$f\" && ln -s {s} \"$f\"; done; \
          ln -s {s} {dir}/pickup/planted 2>/dev/null; mkfifo {dir}/pickup/fifo 2>/dev/null; \
@@ -1015,8 +1015,8 @@ fn planted_links_under_the_root_never_redirect_a_privileged_write() {
         alias_owner.gid(),
     );
     let server = root.serve();
-    // Deliveries first (more than mta-queue's batch of 32 removals), so queue/free/ holds
-    // files ready for reuse.
+    // Deliveries first (more than mta-queue's batch of 32 removals), so queue/mess/ holds
+    // files ready for reuse (`free.<id>`).
     let many = r#"
 import smtplib, sys
 s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))

@@ -53,7 +53,7 @@ pub(crate) fn sync_filesystem<F: Fs>(fs: &F, root: &F::Dir) -> io::Result<()> {
 /// Makes `file`'s data and length durable (`fdatasync`): the fallback of a
 /// [`CommitMode::Filesystem`](crate::CommitMode::Filesystem) enqueue where `syncfs` is
 /// unsupported, before the grouped move into `mess/`. A crash before it returns leaves the
-/// file named only in `tmp/` (or `free/`), which recovery discards.
+/// file named only in `tmp/` (or by a free name), which recovery discards.
 pub(crate) fn sync_data<F: Fs>(fs: &F, file: &F::File) -> io::Result<()> {
     fs.sync_data(file)
 }

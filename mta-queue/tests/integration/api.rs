@@ -411,8 +411,38 @@ fn queue_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
     for sub in std::fs::read_dir(dir.join("mess")).unwrap() {
         for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
             let path = f.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("free.")
+            {
+                continue;
+            }
             let ino = std::fs::metadata(&path).unwrap().ino();
             out.push((path, ino));
+        }
+    }
+    out
+}
+
+/// The removed messages' files kept for reuse in the queue at `dir`: their free names
+/// (`mess/<n>/free.<id>`), beside the names of the queued messages.
+fn free_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(dir.join("mess")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            let path = f.unwrap().path();
+            if path
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("free.")
+            {
+                out.push(path);
+            }
         }
     }
     out
@@ -477,10 +507,7 @@ fn the_earliest_made_free_file_is_reused_first() {
         let id = q.enqueue(&env, &b"again"[..]).unwrap();
         assert_eq!(ino_of(id), *want, "reuse {k}: not the earliest made file");
     }
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("free")).unwrap().count(),
-        0
-    );
+    assert_eq!(free_files(dir.path()).len(), 0);
 }
 
 #[test]
@@ -493,7 +520,7 @@ fn removed_files_are_reused_cut_to_length_and_dropped_at_open() {
         .commit(mta_queue::CommitMode::Grouped);
     let q = Queue::open(dir.path(), opts).unwrap();
     let env = Envelope::new("a@example.org", ["b@example.net"]);
-    // A long streamed message, delivered and removed: its file goes to free/.
+    // A long streamed message, delivered and removed: its file keeps a free name for reuse.
     let mut inc = q.begin().unwrap();
     for _ in 0..20 {
         inc.write(&[b'y'; 10_000]).unwrap();
@@ -503,10 +530,7 @@ fn removed_files_are_reused_cut_to_length_and_dropped_at_open() {
     q.mark(long, 0, Status::Failed(b"550 no".to_vec())).unwrap();
     q.remove(long).unwrap();
     assert!(queue_files(dir.path()).is_empty());
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("free")).unwrap().count(),
-        1
-    );
+    assert_eq!(free_files(dir.path()).len(), 1);
     // The next message lands in the same inode, cut to its own length, with a fresh log.
     let short = q.enqueue(&env, &b"Subject: s\n\nshort\n"[..]).unwrap();
     let files = queue_files(dir.path());
@@ -516,25 +540,36 @@ fn removed_files_are_reused_cut_to_length_and_dropped_at_open() {
     assert_eq!(q.info(short).unwrap().statuses, vec![Status::Pending]);
     q.mark(short, 0, Status::Delivered).unwrap();
     assert_eq!(q.info(short).unwrap().statuses, vec![Status::Delivered]);
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("free")).unwrap().count(),
-        0
-    );
-    // A reopen empties free/ (its names are not trusted after a crash).
+    assert_eq!(free_files(dir.path()).len(), 0);
+    // A reopen removes the free names (they are not trusted after a crash).
     let other = q.enqueue(&env, &b"x"[..]).unwrap();
     q.remove_delivered(other).unwrap();
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("free")).unwrap().count(),
-        1
-    );
+    assert_eq!(free_files(dir.path()).len(), 1);
     drop(q);
     let q = Queue::open(dir.path(), opts).unwrap();
+    assert_eq!(free_files(dir.path()).len(), 0);
+    assert_eq!(q.scan().unwrap(), vec![short]);
+    assert_eq!(read_body(&q, short), b"Subject: s\n\nshort\n");
+}
+
+/// A queue from before the free names lived in `mess/` may hold files in `free/`; the
+/// next open removes them, leaves the queued messages alone, and never reuses them.
+#[test]
+fn files_an_older_build_left_in_free_are_removed_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
+    let env = Envelope::new("a@example.org", ["b@example.net"]);
+    let kept = q.enqueue(&env, &b"kept"[..]).unwrap();
+    drop(q);
+    std::fs::write(dir.path().join("free/1234"), b"an old removed message").unwrap();
+    let q = Queue::open(dir.path(), QueueOptions::default()).unwrap();
     assert_eq!(
         std::fs::read_dir(dir.path().join("free")).unwrap().count(),
         0
     );
-    assert_eq!(q.scan().unwrap(), vec![short]);
-    assert_eq!(read_body(&q, short), b"Subject: s\n\nshort\n");
+    assert_eq!(q.scan().unwrap(), vec![kept]);
+    assert_eq!(read_body(&q, kept), b"kept");
+    assert!(free_files(dir.path()).is_empty());
 }
 
 #[test]
@@ -545,9 +580,6 @@ fn recycle_zero_unlinks_removed_files() {
         .enqueue(&Envelope::new("a@b", ["c@d"]), &b"x"[..])
         .unwrap();
     q.remove_delivered(id).unwrap();
-    assert_eq!(
-        std::fs::read_dir(dir.path().join("free")).unwrap().count(),
-        0
-    );
+    assert_eq!(free_files(dir.path()).len(), 0);
     assert!(queue_files(dir.path()).is_empty());
 }

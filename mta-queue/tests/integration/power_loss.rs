@@ -577,9 +577,9 @@ fn commit_rounds_lose_no_acknowledged_message_in_any_crash_image() {
     }
 }
 
-/// The hardest torn case: a message committed into a file reused from `free/` (a removed
-/// message's), with the power lost after the round linked it but before its sync finished.
-/// An image that kept the new name but not the new bytes shows the *previous* message's
+/// The hardest torn case: a message committed into the reused file of a removed message
+/// (kept under its free name), with the power lost after the round linked it but before its
+/// sync finished. An image that kept the new name but not the new bytes shows the *previous* message's
 /// valid contents under the new id; the open after the restart must tell (the id in the
 /// envelope section) and remove it, and must never show the old message as the new one.
 /// Crashes at every operation of the enqueue; the enqueue that returned Ok survives whole.
@@ -599,14 +599,29 @@ fn a_reused_file_torn_by_power_loss_is_found_and_removed() {
         // Its file becomes reusable once a later round's sync covers the removal.
         let (env3, body3) = message(23);
         let third = q.enqueue(&env3, &body3[..]).unwrap();
-        let before = fs.list_dir("free").unwrap();
-        assert_eq!(before.len(), 1, "the removed file waits in free/");
+        let before: Vec<String> = (0..4)
+            .flat_map(|n| fs.list_dir(format!("mess/{n}")).unwrap())
+            .filter(|name| name.starts_with("free."))
+            .collect();
+        assert_eq!(
+            before,
+            [format!("free.{old}")],
+            "the removed file waits under its free name"
+        );
         fs.crash_after(fs.op_count() + k);
         let result = q.enqueue(&env, &body[..]);
         let crashed = fs.has_crashed();
         drop(q);
         for img in fs.crash_images() {
-            let after = Queue::open_with(img, opts()).unwrap();
+            let after = Queue::open_with(img.clone(), opts()).unwrap();
+            let left = (0..4)
+                .flat_map(|n| img.list_dir(format!("mess/{n}")).unwrap())
+                .filter(|name| name.starts_with("free."))
+                .count();
+            assert_eq!(
+                left, 0,
+                "k={k}: the open after the restart left a free name"
+            );
             assert_message(&after, third, 23);
             caught.extend(after.torn_at_open().into_iter().map(|(_, why)| why));
             for id in after.scan().unwrap() {
