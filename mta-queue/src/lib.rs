@@ -117,8 +117,8 @@
 //! it) **without** a directory fsync, as qmail-send and Postfix's qmgr remove theirs: a
 //! power loss soon after may bring the message back, whole and with the statuses it had on
 //! disk, so it is removed again or (after [`remove_delivered`](Queue::remove_delivered))
-//! its deliveries are repeated. A duplicate, never a loss; the name's removal becomes durable with the next
-//! fsync of that directory.
+//! its deliveries are repeated. A duplicate, never a loss; the name's removal becomes
+//! durable with the next fsync of that directory.
 //!
 //! ## File reuse
 //!
@@ -146,10 +146,9 @@
 //!
 //! Recovery ([`Queue::open`]) is a `match` on each `tmp/` name's state, then a linear scan of
 //! `mess/`, which removes the free names. A crash during recovery is harmless: it only
-//! removes `tmp/` and free names. The queue
-//! directory and every directory in it are fsynced into their parents (and `layout` written
-//! last) before the first message can be accepted, so no acknowledged message hangs from a
-//! directory entry that could vanish.
+//! removes `tmp/` and free names. The queue directory and every directory in it are
+//! fsynced into their parents (and `layout` written last) before the first message can be
+//! accepted, so no acknowledged message hangs from a directory entry that could vanish.
 //!
 //! A full disk or an I/O error during an enqueue returns [`QueueError`] (with
 //! [`QueueError::is_storage_full`] for ENOSPC/EDQUOT, the SMTP 452 case) and removes the

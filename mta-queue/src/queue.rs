@@ -112,8 +112,9 @@ impl QueueOptions {
         self
     }
 
-    /// How many files of removed messages are kept (under free names) for reuse by later enqueues
-    /// (default 1,024; 0 unlinks every removed file, as qmail does). A file is reused only
+    /// How many files of removed messages are kept (under free names, `mess/<n>/free.<id>`)
+    /// for reuse by later enqueues (default 1,024; 0 unlinks every removed file, as qmail
+    /// does). A file is reused only
     /// after its removal from `mess/` was made durable, which removals do in batches of 32
     /// (or of `files`, if smaller).
     ///
@@ -194,12 +195,12 @@ pub(crate) struct Inner<F: Fs> {
 /// instead of one per message (on a slow disk every metadata block a sync writes counts).
 #[derive(Debug, Default)]
 pub(crate) struct FreeList {
-    /// Renamed to their free names; their directories not yet synced: `(free name, directory,
-    /// slot)`.
+    /// Renamed to their free names; their directories not yet synced: `(free name,
+    /// directory, slot)`.
     pending: Vec<(String, String, u64)>,
-    /// Renamed to their free names under [`CommitMode::Filesystem`]: ready once a commit round's
-    /// `syncfs` that started after the removal has succeeded (`(name, Rounds::mark,
-    /// slot)`), so no directory fsync of their own is needed.
+    /// Renamed to their free names under [`CommitMode::Filesystem`]: ready once a commit
+    /// round's `syncfs` that started after the removal has succeeded (`(free name,
+    /// Rounds::mark, slot)`), so no directory fsync of their own is needed.
     after_round: Vec<(String, u64, u64)>,
     /// Safe to reuse, lowest slot first.
     ready: BinaryHeap<Reverse<(u64, String)>>,
@@ -766,8 +767,8 @@ impl<F: Fs> Queue<F> {
     }
 
     /// Syncs the directories `batch`'s files were renamed out of; the files whose directory
-    /// synced become reusable. The others keep their free names unused (the next open removes
-    /// them).
+    /// synced become reusable. The others keep their free names unused (the next open
+    /// removes them).
     fn make_ready(&self, batch: Vec<(String, String, u64)>) {
         let mut synced: Vec<(String, bool)> = Vec::new();
         for (_, dir, _) in &batch {
@@ -786,8 +787,8 @@ impl<F: Fs> Queue<F> {
         free.ready.extend(ok);
     }
 
-    /// Unlinks every file waiting under a free name (a full disk needs their space more than a
-    /// later enqueue needs their inodes). Returns whether any went.
+    /// Unlinks every file waiting under a free name (a full disk needs their space more than
+    /// a later enqueue needs their inodes). Returns whether any went.
     pub(crate) fn release_free(&self) -> bool {
         let names: Vec<String> = {
             let mut free = lock(&self.inner.free);
@@ -821,13 +822,13 @@ impl<F: Fs> Queue<F> {
         }
     }
 
-    /// Takes a reusable file (by its free name) for a new message, the one with the lowest slot
-    /// (see [`FreeList`]): its name there (the message's name until the commit renames it
-    /// into `mess/`), the open file, its old length (the old bytes are overwritten and cut
+    /// Takes a reusable file for a new message, the one with the lowest slot (see
+    /// [`FreeList`]): its free name (the message's name until the commit moves it to its
+    /// `mess/` name), the open file, its old length (the old bytes are overwritten and cut
     /// to length before the commit syncs them) and its slot. `None` when no file is ready
     /// or it cannot be opened (the caller then creates one).
     pub(crate) fn reuse_free(&self) -> Option<(String, F::File, u64, u64)> {
-        let Reverse((slot, name)) = {
+        let Reverse((slot, path)) = {
             let mut free = lock(&self.inner.free);
             let rounds = &self.inner.rounds;
             if free.ready.is_empty()
@@ -849,7 +850,6 @@ impl<F: Fs> Queue<F> {
             }
             free.ready.pop()?
         };
-        let path = name;
         let fs = &self.inner.fs;
         let opened = fs
             .open(&self.inner.root, &path, Access::ReadWrite)

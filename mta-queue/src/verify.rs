@@ -3,12 +3,12 @@
 //! A commit round ([`CommitMode::Filesystem`](crate::CommitMode::Filesystem), `rounds.rs`)
 //! links a message into `mess/` and then makes its name and its data durable with one
 //! `syncfs`. A power loss during that sync may keep the name and lose some of the data: the
-//! file comes back empty, cut short, with some blocks old, or (the reused file of a removed
-//! message) still holding the previous message whole. None of those messages was acknowledged: `250`
-//! comes only after the sync. Every format 2 file says what it should hold (the CRC of its
-//! message bytes in the header, its own id in the CRC-checked envelope section), so
-//! [`Queue::open`](crate::Queue::open) checks every committed file whole and removes those
-//! that fail, the first time the queue is opened after the machine restarted.
+//! file comes back empty, cut short, with some blocks old, or (a removed message's file,
+//! reused) still holding the previous message whole. None of those messages was
+//! acknowledged: `250` comes only after the sync. Every format 2 file says what it should
+//! hold (the CRC of its message bytes in the header, its own id in the CRC-checked envelope
+//! section), so [`Queue::open`](crate::Queue::open) checks every committed file whole and
+//! removes those that fail, the first time the queue is opened after the machine restarted.
 //!
 //! "After a restart" is told by [`Fs::boot_id`], recorded in `DIR/boot` once the check is
 //! done: an open within the same boot (the process was killed and restarted) skips the

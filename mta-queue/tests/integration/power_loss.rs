@@ -579,9 +579,10 @@ fn commit_rounds_lose_no_acknowledged_message_in_any_crash_image() {
 
 /// The hardest torn case: a message committed into the reused file of a removed message
 /// (kept under its free name), with the power lost after the round linked it but before its
-/// sync finished. An image that kept the new name but not the new bytes shows the *previous* message's
-/// valid contents under the new id; the open after the restart must tell (the id in the
-/// envelope section) and remove it, and must never show the old message as the new one.
+/// sync finished. An image that kept the new name but not the new bytes shows the
+/// *previous* message's valid contents under the new id; the open after the restart must
+/// tell (the id in the envelope section) and remove it, and must never show the old message
+/// as the new one.
 /// Crashes at every operation of the enqueue; the enqueue that returned Ok survives whole.
 #[test]
 fn a_reused_file_torn_by_power_loss_is_found_and_removed() {
