@@ -404,48 +404,39 @@ fn remove_delivered_needs_no_marks() {
     );
 }
 
-/// Every file under `dir/mess`, with its inode number.
-fn queue_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
-    use std::os::unix::fs::MetadataExt;
+/// Every name under `dir/mess/<n>/`, and whether it is a free name (`free.<id>`: a removed
+/// message's file kept for reuse) rather than a queued message's.
+fn mess_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, bool)> {
     let mut out = Vec::new();
     for sub in std::fs::read_dir(dir.join("mess")).unwrap() {
         for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
-            let path = f.unwrap().path();
-            if path
-                .file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("free.")
-            {
-                continue;
-            }
-            let ino = std::fs::metadata(&path).unwrap().ino();
-            out.push((path, ino));
+            let f = f.unwrap();
+            let free = f.file_name().to_str().unwrap().starts_with("free.");
+            out.push((f.path(), free));
         }
     }
     out
 }
 
-/// The removed messages' files kept for reuse in the queue at `dir`: their free names
-/// (`mess/<n>/free.<id>`), beside the names of the queued messages.
+/// Every queued message's file under `dir/mess`, with its inode number.
+fn queue_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    mess_entries(dir)
+        .into_iter()
+        .filter(|(_, free)| !free)
+        .map(|(path, _)| {
+            let ino = std::fs::metadata(&path).unwrap().ino();
+            (path, ino)
+        })
+        .collect()
+}
+
+/// The removed messages' files kept for reuse in the queue at `dir` (their free names).
 fn free_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for sub in std::fs::read_dir(dir.join("mess")).unwrap() {
-        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
-            let path = f.unwrap().path();
-            if path
-                .file_name()
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .starts_with("free.")
-            {
-                out.push(path);
-            }
-        }
-    }
-    out
+    mess_entries(dir)
+        .into_iter()
+        .filter_map(|(path, free)| free.then_some(path))
+        .collect()
 }
 
 /// Under commit rounds (the default) a removed file becomes reusable once a round's syncfs
