@@ -114,9 +114,9 @@ impl QueueOptions {
 
     /// How many files of removed messages are kept (under free names, `mess/<n>/free.<id>`)
     /// for reuse by later enqueues (default 1,024; 0 unlinks every removed file, as qmail
-    /// does). A file is reused only
-    /// after its removal from `mess/` was made durable, which removals do in batches of 32
-    /// (or of `files`, if smaller).
+    /// does). A file is reused only after its removal from `mess/` was made durable, by the
+    /// next commit round's sync, or (without rounds) by removals' directory syncs in batches
+    /// of 32 (or of `files`, if smaller).
     ///
     /// Reusing a file instead of creating a new one spares the file system an inode
     /// allocation and release per message, and the commit's `fdatasync` then writes the
