@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use mta_core::Envelope;
 use mta_queue::{Incoming, MessageId, Queue, QueueError, QueueOptions, Status};
 
-use crate::common::{assert_message, message, read_body};
+use crate::common::{assert_message, free_files, mess_entries, message, read_body};
 
 fn assert_send_sync<T: Send + Sync>() {}
 
@@ -404,20 +404,6 @@ fn remove_delivered_needs_no_marks() {
     );
 }
 
-/// Every name under `dir/mess/<n>/`, and whether it is a free name (`free.<id>`: a removed
-/// message's file kept for reuse) rather than a queued message's.
-fn mess_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, bool)> {
-    let mut out = Vec::new();
-    for sub in std::fs::read_dir(dir.join("mess")).unwrap() {
-        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
-            let f = f.unwrap();
-            let free = f.file_name().to_str().unwrap().starts_with("free.");
-            out.push((f.path(), free));
-        }
-    }
-    out
-}
-
 /// Every queued message's file under `dir/mess`, with its inode number.
 fn queue_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
     use std::os::unix::fs::MetadataExt;
@@ -428,14 +414,6 @@ fn queue_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, u64)> {
             let ino = std::fs::metadata(&path).unwrap().ino();
             (path, ino)
         })
-        .collect()
-}
-
-/// The removed messages' files kept for reuse in the queue at `dir` (their free names).
-fn free_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    mess_entries(dir)
-        .into_iter()
-        .filter_map(|(path, free)| free.then_some(path))
         .collect()
 }
 

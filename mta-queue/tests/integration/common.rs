@@ -115,3 +115,25 @@ pub fn scratch_dir() -> tempfile::TempDir {
     }
     tempfile::tempdir().unwrap()
 }
+
+/// Every name under `dir/mess/<n>/`, and whether it is a free name (`free.<id>`: a removed
+/// message's file kept for reuse) rather than a queued message's.
+pub fn mess_entries(dir: &std::path::Path) -> Vec<(std::path::PathBuf, bool)> {
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(dir.join("mess")).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            let free = f.file_name().to_str().unwrap().starts_with("free.");
+            out.push((f.path(), free));
+        }
+    }
+    out
+}
+
+/// The removed messages' files kept for reuse in the queue at `dir` (their free names).
+pub fn free_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    mess_entries(dir)
+        .into_iter()
+        .filter_map(|(path, free)| free.then_some(path))
+        .collect()
+}

@@ -7,6 +7,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use mta_core::{Address, Envelope};
 use mta_queue::{MessageId, Queue, QueueOptions, Status};
 
+use crate::common::free_files;
+
 const GOLDEN: &[u8] = include_bytes!("../data/message_v1.bin");
 const GOLDEN2: &[u8] = include_bytes!("../data/message_v2.bin");
 
@@ -127,13 +129,13 @@ fn a_format_1_file_is_never_reused() {
     let id = MessageId::from_u64(424_242);
     q.mark(id, 1, Status::Delivered).unwrap();
     q.remove(id).unwrap();
-    assert_eq!(free_files(dir.path()), 1);
+    assert_eq!(free_files(dir.path()).len(), 1);
     let env = Envelope::new("s@example.com", ["r@example.org"]);
     // The first commit round's sync makes the removal durable; the next enqueue would
     // take the file kept for reuse, and must not.
     q.enqueue(&env, &b"first"[..]).unwrap();
     let second = q.enqueue(&env, &b"second"[..]).unwrap();
-    assert_eq!(free_files(dir.path()), 0);
+    assert_eq!(free_files(dir.path()).len(), 0);
     let new_ino = std::fs::metadata(dir.path().join(format!("mess/0/{second}")))
         .unwrap()
         .ino();
@@ -142,21 +144,4 @@ fn a_format_1_file_is_never_reused() {
     std::os::unix::fs::FileExt::read_exact_at(&old_file, &mut magic, 0).unwrap();
     assert_eq!(&magic, b"MTAQMSG1", "the format 1 file was rewritten");
     assert_eq!(crate::common::read_body(&q, second), b"second");
-}
-
-/// How many removed messages' files the queue at `dir` keeps for reuse (names
-/// `mess/<n>/free.<id>`).
-fn free_files(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir.join("mess"))
-        .unwrap()
-        .flat_map(|sub| std::fs::read_dir(sub.unwrap().path()).unwrap())
-        .filter(|f| {
-            f.as_ref()
-                .unwrap()
-                .file_name()
-                .to_str()
-                .unwrap()
-                .starts_with("free.")
-        })
-        .count()
 }
