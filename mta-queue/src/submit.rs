@@ -178,6 +178,9 @@ pub struct Submitter<S: Read + Write> {
     writer: BufWriter<S>,
     /// A `begin` was sent ahead ([`Submitter::begin_ahead`]); its reply is still unread.
     begun: bool,
+    /// The last message's chunk buffer, kept for the next one (a connection carries many
+    /// messages; each would otherwise allocate [`CHUNK`] bytes anew).
+    spare: Vec<u8>,
 }
 
 impl<S: Read + Write> Submitter<S> {
@@ -188,6 +191,7 @@ impl<S: Read + Write> Submitter<S> {
             reader: BufReader::new(stream),
             writer: BufWriter::with_capacity(CHUNK + 64, clone),
             begun: false,
+            spare: Vec::new(),
         }
     }
 
@@ -225,11 +229,16 @@ impl<S: Read + Write> Submitter<S> {
         }
         self.begun = false;
         match self.reply() {
-            Ok(Reply::Id(id)) => Ok(Submission {
-                conn: self,
-                id,
-                buf: Vec::with_capacity(CHUNK),
-            }),
+            Ok(Reply::Id(id)) => {
+                let mut buf = std::mem::take(&mut self.spare);
+                buf.clear();
+                buf.reserve_exact(CHUNK);
+                Ok(Submission {
+                    conn: self,
+                    id,
+                    buf,
+                })
+            }
             Ok(Reply::Error(text)) => Err((SubmitError::Refused(text), Some(self))),
             Ok(Reply::Ok(_)) => Err((SubmitError::Protocol, None)),
             Err(e) => Err((e, None)),
@@ -321,6 +330,7 @@ impl<S: Read + Write> Submission<S> {
         match self.conn.reply()? {
             Reply::Ok(id) if id == self.id => {
                 self.conn.begun = begin_next;
+                self.conn.spare = std::mem::take(&mut self.buf);
                 Ok((id, self.conn))
             }
             Reply::Error(text) => Err(SubmitError::Refused(text)),

@@ -65,6 +65,51 @@ fn delivery_writes_prefix_then_message_exactly_and_cleans_tmp() {
     assert!(!name.as_str().contains([':', '/']));
 }
 
+/// Yields `data` at most `step` bytes per read.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.step.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn prefix_and_message_are_copied_exactly_whatever_their_sizes() {
+    // The prefix and the message's first bytes share one write buffer of 64 KiB: prefixes
+    // below, at and above its size, messages that end on its boundary or past it, read a
+    // little at a time or at once.
+    let dir = fast_tempdir();
+    let md = Maildir::create(dir.path().join("Maildir")).unwrap();
+    let msg = generated_message("sizes", 7, 300_000);
+    for (prefix_len, msg_len, step) in [
+        (0, 0, 1),
+        (19, 0, 1),
+        (19, 65_536 - 19, 4096),
+        (19, 65_536 - 18, 4096),
+        (65_535, 10, 3),
+        (65_536, 10, 3),
+        (70_000, 131_072 + 5, 1000),
+        (100, 300_000, 65_536),
+        (100, 300_000, 7_919),
+    ] {
+        let prefix: Vec<u8> = (0..prefix_len).map(|i| b'A' + (i % 26) as u8).collect();
+        let body = &msg[..msg_len];
+        let name = md.deliver(&prefix, Trickle { data: body, step }).unwrap();
+        let on_disk = std::fs::read(md.path().join("new").join(name.as_str())).unwrap();
+        assert!(
+            on_disk == [&prefix[..], body].concat(),
+            "prefix {prefix_len}, message {msg_len}, reads of {step}"
+        );
+    }
+}
+
 struct FailingReader(usize);
 
 impl Read for FailingReader {

@@ -377,7 +377,11 @@ fn sigkill_at_a_thousand_points() {
         killed_in[3],
         model.len()
     );
+    // A floor on each phase's share, so a change that stops kills from reaching one cannot
+    // go unnoticed. The split varies from run to run (a child's operations depend on
+    // timing: rounds, reuse of removed files); remove, the shortest, gets about 60 of the
+    // 1,000 and once 49, so the floor is 30.
     for (what, n) in ["enqueue", "mark", "remove"].iter().zip(&killed_in[1..]) {
-        assert!(*n >= 50, "only {n} kills landed in {what}");
+        assert!(*n >= 30, "only {n} kills landed in {what}");
     }
 }
