@@ -52,43 +52,63 @@ pub(crate) fn write_unsynced<F: Fs>(
     fs: &F,
     file: &mut F::File,
     prefix: &[u8],
-    mut message: impl Read,
+    message: impl Read,
 ) -> Result<u64, (DeliverStep, io::Error)> {
-    COPY.with_borrow_mut(|buf| {
-        if buf.len() < COPY_BUF {
-            buf.resize(COPY_BUF, 0);
-        }
-        let mut total = 0u64;
-        // Bytes waiting in `buf` (a prefix longer than the buffer is written by itself).
-        let mut held = if prefix.len() < COPY_BUF {
-            buf[..prefix.len()].copy_from_slice(prefix);
-            prefix.len()
-        } else {
-            fs.write_all(file, prefix)
-                .map_err(|e| (DeliverStep::Write, e))?;
-            total += prefix.len() as u64;
-            0
+    let mut message = Some(message);
+    let mut copy = |buf: &mut Vec<u8>| match message.take() {
+        Some(m) => copy_into(fs, file, prefix, m, buf),
+        None => Ok(0),
+    };
+    // The thread's buffer, unless it is in use further up this thread's stack (a `message`
+    // whose reads deliver) or already gone (a thread-local destructor): then a fresh one.
+    let kept = COPY.try_with(|cell| cell.try_borrow_mut().ok().map(|mut buf| copy(&mut buf)));
+    match kept {
+        Ok(Some(result)) => result,
+        _ => copy(&mut Vec::new()),
+    }
+}
+
+/// [`write_unsynced`] with `buf` as the copy buffer (grown to [`COPY_BUF`] if shorter).
+fn copy_into<F: Fs>(
+    fs: &F,
+    file: &mut F::File,
+    prefix: &[u8],
+    mut message: impl Read,
+    buf: &mut Vec<u8>,
+) -> Result<u64, (DeliverStep, io::Error)> {
+    if buf.len() < COPY_BUF {
+        buf.resize(COPY_BUF, 0);
+    }
+    let mut total = 0u64;
+    // Bytes waiting in `buf` (a prefix as long as the buffer is written by itself).
+    let mut held = if prefix.len() < COPY_BUF {
+        buf[..prefix.len()].copy_from_slice(prefix);
+        prefix.len()
+    } else {
+        fs.write_all(file, prefix)
+            .map_err(|e| (DeliverStep::Write, e))?;
+        total += prefix.len() as u64;
+        0
+    };
+    loop {
+        let n = match message.read(&mut buf[held..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err((DeliverStep::ReadMessage, e)),
         };
-        loop {
-            let n = match message.read(&mut buf[held..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err((DeliverStep::ReadMessage, e)),
-            };
-            held += n;
-            if n == 0 || held == buf.len() {
-                if held > 0 {
-                    fs.write_all(file, &buf[..held])
-                        .map_err(|e| (DeliverStep::Write, e))?;
-                    total += held as u64;
-                    held = 0;
-                }
-                if n == 0 {
-                    return Ok(total);
-                }
+        held += n;
+        if n == 0 || held == buf.len() {
+            if held > 0 {
+                fs.write_all(file, &buf[..held])
+                    .map_err(|e| (DeliverStep::Write, e))?;
+                total += held as u64;
+                held = 0;
+            }
+            if n == 0 {
+                return Ok(total);
             }
         }
-    })
+    }
 }
 
 /// The size of [`write_unsynced`]'s copy buffer.

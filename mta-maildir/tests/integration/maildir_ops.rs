@@ -110,6 +110,45 @@ fn prefix_and_message_are_copied_exactly_whatever_their_sizes() {
     }
 }
 
+/// A message whose first read delivers another message to `md` (on the same thread, while
+/// the outer delivery is copying).
+struct DeliversWhileRead<'a> {
+    md: &'a Maildir,
+    inner: Option<mta_maildir::DeliveredName>,
+    data: &'a [u8],
+}
+
+impl Read for DeliversWhileRead<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.inner.is_none() {
+            self.inner = Some(self.md.deliver(b"X-Inner: 1\n", &b"inner\n"[..]).unwrap());
+        }
+        let n = buf.len().min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_message_whose_reads_deliver_is_still_copied_exactly() {
+    let dir = fast_tempdir();
+    let md = Maildir::create(dir.path().join("Maildir")).unwrap();
+    let msg = generated_message("outer", 1, 100_000);
+    let mut reader = DeliversWhileRead {
+        md: &md,
+        inner: None,
+        data: &msg,
+    };
+    let outer = md.deliver(b"X-Outer: 1\n", &mut reader).unwrap();
+    let inner = reader.inner.unwrap();
+    let read = |n: &mta_maildir::DeliveredName| {
+        std::fs::read(md.path().join("new").join(n.as_str())).unwrap()
+    };
+    assert_eq!(read(&inner), b"X-Inner: 1\ninner\n");
+    assert!(read(&outer) == [&b"X-Outer: 1\n"[..], &msg].concat());
+}
+
 struct FailingReader(usize);
 
 impl Read for FailingReader {
