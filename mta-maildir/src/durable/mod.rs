@@ -12,6 +12,7 @@
 //! after a crash at each step. "Durable" means it survives power loss; an entry that is not
 //! yet durable may or may not survive one.
 
+use std::cell::Cell;
 use std::io::{self, Read};
 
 use crate::error::DeliverStep;
@@ -54,18 +55,13 @@ pub(crate) fn write_unsynced<F: Fs>(
     prefix: &[u8],
     message: impl Read,
 ) -> Result<u64, (DeliverStep, io::Error)> {
-    let mut message = Some(message);
-    let mut copy = |buf: &mut Vec<u8>| match message.take() {
-        Some(m) => copy_into(fs, file, prefix, m, buf),
-        None => Ok(0),
-    };
-    // The thread's buffer, unless it is in use further up this thread's stack (a `message`
-    // whose reads deliver) or already gone (a thread-local destructor): then a fresh one.
-    let kept = COPY.try_with(|cell| cell.try_borrow_mut().ok().map(|mut buf| copy(&mut buf)));
-    match kept {
-        Ok(Some(result)) => result,
-        _ => copy(&mut Vec::new()),
-    }
+    // The thread's buffer is taken out for the copy and put back after it, so a `message`
+    // whose reads deliver on this thread finds it empty and uses a fresh one; a thread-local
+    // already gone (a destructor delivering) also means a fresh one.
+    let mut buf = COPY.try_with(Cell::take).unwrap_or_default();
+    let result = copy_into(fs, file, prefix, message, &mut buf);
+    let _ = COPY.try_with(|kept| kept.set(buf));
+    result
 }
 
 /// [`write_unsynced`] with `buf` as the copy buffer (grown to [`COPY_BUF`] if shorter).
@@ -116,7 +112,7 @@ const COPY_BUF: usize = 64 * 1024;
 
 thread_local! {
     /// [`write_unsynced`]'s copy buffer, one per thread.
-    static COPY: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static COPY: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// Makes every entry of `dir` durable: names linked, renamed or removed in it before this

@@ -111,11 +111,11 @@ fn prefix_and_message_are_copied_exactly_whatever_their_sizes() {
 }
 
 /// A message whose first read delivers another message to `md` (on the same thread, while
-/// the outer delivery is copying).
+/// the outer delivery is copying), then yields `data`.
 struct DeliversWhileRead<'a> {
     md: &'a Maildir,
     inner: Option<mta_maildir::DeliveredName>,
-    data: &'a [u8],
+    data: Trickle<'a>,
 }
 
 impl Read for DeliversWhileRead<'_> {
@@ -123,10 +123,7 @@ impl Read for DeliversWhileRead<'_> {
         if self.inner.is_none() {
             self.inner = Some(self.md.deliver(b"X-Inner: 1\n", &b"inner\n"[..]).unwrap());
         }
-        let n = buf.len().min(self.data.len());
-        buf[..n].copy_from_slice(&self.data[..n]);
-        self.data = &self.data[n..];
-        Ok(n)
+        self.data.read(buf)
     }
 }
 
@@ -138,7 +135,10 @@ fn a_message_whose_reads_deliver_is_still_copied_exactly() {
     let mut reader = DeliversWhileRead {
         md: &md,
         inner: None,
-        data: &msg,
+        data: Trickle {
+            data: &msg,
+            step: usize::MAX,
+        },
     };
     let outer = md.deliver(b"X-Outer: 1\n", &mut reader).unwrap();
     let inner = reader.inner.unwrap();
