@@ -53,7 +53,7 @@
 # times, alternating, and report medians: a shared machine is noisy), E2E_SETTLE=61 (wait
 # that many seconds before each side's W1; see settle), E2E_ONLY=mta|postfix
 # (run one side, e.g. while profiling), E2E_WORKLOADS="W1 W3" (run only these; W1-W6, W5TLS), E2E_PERF=1 (`perf record -e cpu-clock -a -g`
-# during mta's W1-W4 into $E2E_OUT.perf.data, at E2E_PERF_HZ samples per second, default 499), W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS,
+# during mta's W1-W4 into $E2E_OUT.perf.data, at E2E_PERF_HZ samples per second, default 499; E2E_PERF_EVENTS replaces the event options, e.g. "-e raw_syscalls:sys_enter -e sched:sched_switch"), W1_MSGS, W2_RCPTS, W3_RCPTS, W4_RCPTS,
 # W4_DOMAINS, W5_SESSIONS (also W5TLS's count), W6_MSGS (smaller sizes for a quick smoke
 # run), E2E_INTEROP=0 (skip the interop step), E2E_IOPS=N (a slow disk: both servers'
 # write requests capped at N per second through a cgroup; see io_cap_setup),
@@ -871,7 +871,7 @@ run_mta() {
     mta_setup
     mta_start
     if [ "${E2E_PERF:-0}" = 1 ]; then
-        perf record -e cpu-clock -a -g -F "${E2E_PERF_HZ:-499}" -o "$OUT.perf.data" >/dev/null 2>>"$OUT.log" &
+        perf record -a ${E2E_PERF_EVENTS:--e cpu-clock -g -F ${E2E_PERF_HZ:-499}} -o "$OUT.perf.data" >/dev/null 2>>"$OUT.log" &
         PERF_PID=$!
     fi
     want W1 && w1 mta "$MTA_PORT" "$MTA_HOMES"
