@@ -109,7 +109,8 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
             break;
         }
         let Ok(stream) = conn else { continue };
-        let ip = stream.peer_addr().ok().map(|p| p.ip());
+        let peer = stream.peer_addr().ok();
+        let ip = peer.map(|p| p.ip());
         let settings = shared.settings.get();
         let slot = match shared.limits.admit(
             ip,
@@ -131,6 +132,7 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
         let passwords = shared.passwords.current();
         let incoming = Incoming {
             stream,
+            peer,
             slot,
             kind,
             tls,
@@ -153,6 +155,8 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
 /// A connection handed to a session thread.
 struct Incoming {
     stream: TcpStream,
+    /// The client's address, as read at accept (`None` if the socket could not say).
+    peer: Option<SocketAddr>,
     /// Its place under the session limits, given back when the session ends.
     slot: Slot,
     /// What the listener speaks.
@@ -210,12 +214,12 @@ fn session_thread(
     while let Some(incoming) = next.take() {
         let Incoming {
             stream,
+            peer,
             slot,
             kind,
             tls,
             passwords,
         } = incoming;
-        let peer = stream.peer_addr().ok();
         let mut client = Client::new(peer, kind, tls);
         client.passwords = passwords;
         let relay = peer.is_some_and(|p| shared.settings.get().is_relay_client(p.ip()));

@@ -54,6 +54,9 @@ pub use server::{Connection, Policy, ReadWait, serve, serve_connection, serve_wi
 const BUF: usize = 64 * 1024;
 /// A server session's first read buffer: enough for a pipelined envelope.
 const IDLE_BUF: usize = 2048;
+/// A server session's read buffer once a DATA is under way: a message of a few KB in one
+/// read.
+const DATA_BUF: usize = 8 * 1024;
 
 /// Something TLS-wrapped (or not) to talk SMTP over, for [`deliver_with`]'s upgrade hook.
 pub trait Stream: Read + Write {}

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use mta_core::path::{ForwardPath, ReversePath};
 
-use super::{BUF, Conn, IDLE_BUF, Timeouts, TlsUpgrade, Transport};
+use super::{BUF, Conn, DATA_BUF, IDLE_BUF, Timeouts, TlsUpgrade, Transport};
 use crate::{
     AbortReason, Credentials, DataError, DataSummary, Event, MailParams, RcptParams, Reply,
     ServerConfig, ServerSession, Verdict,
@@ -326,13 +326,17 @@ fn run<C: Connection + ?Sized>(
     s: &mut ServerSession,
     policy: &mut impl Policy,
 ) -> io::Result<()> {
-    // Small while the client is idle (thousands of idle sessions must stay cheap); the
-    // buffer doubles each time the client fills it, streaming DATA, up to BUF (doubling,
+    // Small while the client is idle (thousands of idle sessions must stay cheap); once a
+    // DATA is under way it is at least DATA_BUF (a message of a few KB then takes one
+    // read, not two), and it doubles each time the client fills it, up to BUF (doubling,
     // not one step to BUF: a short message does not pay for zeroing 64 KiB).
     let mut buf = vec![0u8; IDLE_BUF];
     let mut out = Vec::new();
     loop {
-        let start_tls = drain_server_events(s, policy);
+        let (start_tls, data) = drain_server_events(s, policy);
+        if data && buf.len() < DATA_BUF {
+            buf.resize(DATA_BUF, 0);
+        }
         out.clear();
         if s.poll_transmit(&mut out) {
             conn.write_all(&out)?;
@@ -387,19 +391,23 @@ fn run<C: Connection + ?Sized>(
     }
 }
 
-/// Hands events to the policy and applies its verdicts; returns true on STARTTLS.
-fn drain_server_events(s: &mut ServerSession, policy: &mut impl Policy) -> bool {
-    let mut tls = false;
+/// Hands events to the policy and applies its verdicts; returns whether STARTTLS was
+/// asked for, and whether a DATA was.
+fn drain_server_events(s: &mut ServerSession, policy: &mut impl Policy) -> (bool, bool) {
+    let (mut tls, mut data) = (false, false);
     loop {
         let verdict = match s.poll_event() {
-            None => return tls,
+            None => return (tls, data),
             Some(Event::Helo { name } | Event::Ehlo { name }) => {
                 policy.hello(&name);
                 None
             }
             Some(Event::Mail { path, params }) => Some(policy.mail(&path, &params)),
             Some(Event::Rcpt { path, params }) => Some(policy.rcpt(&path, &params)),
-            Some(Event::DataStart) => Some(policy.data_start()),
+            Some(Event::DataStart) => {
+                data = true;
+                Some(policy.data_start())
+            }
             Some(Event::DataChunk(c)) => {
                 policy.data_chunk(c);
                 None
@@ -466,6 +474,79 @@ mod tests {
         fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    /// A client that sends one scripted piece per read, and records how much room each
+    /// read was given.
+    struct Scripted {
+        pieces: std::collections::VecDeque<Vec<u8>>,
+        offered: std::rc::Rc<RefCell<Vec<usize>>>,
+        replies: std::rc::Rc<RefCell<Vec<u8>>>,
+    }
+
+    impl io::Read for Scripted {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.offered.borrow_mut().push(buf.len());
+            let Some(mut piece) = self.pieces.pop_front() else {
+                return Ok(0);
+            };
+            let n = piece.len().min(buf.len());
+            buf[..n].copy_from_slice(&piece[..n]);
+            if n < piece.len() {
+                self.pieces.push_front(piece.split_off(n));
+            }
+            Ok(n)
+        }
+    }
+
+    impl io::Write for Scripted {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.replies.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Scripted {}
+
+    struct Accept;
+    impl Policy for Accept {}
+
+    /// Commands are read into the small idle buffer; once DATA is accepted the buffer is
+    /// DATA_BUF, so a message of a few KB (here 5 KB, as one TCP segment train would bring
+    /// it) is taken in one read instead of an IDLE_BUF-sized read and another.
+    #[test]
+    fn a_message_of_a_few_kilobytes_is_read_at_once() {
+        let mut message = b"Subject: x\r\n\r\n".to_vec();
+        message.extend(std::iter::repeat_n(b'x', 5000));
+        message.extend_from_slice(b"\r\n.\r\n");
+        let script: [&[u8]; 6] = [
+            b"EHLO c.example\r\n",
+            b"MAIL FROM:<a@example.com>\r\n",
+            b"RCPT TO:<b@example.org>\r\n",
+            b"DATA\r\n",
+            &message,
+            b"QUIT\r\n",
+        ];
+        let client = Scripted {
+            pieces: script.iter().map(|p| p.to_vec()).collect(),
+            offered: std::rc::Rc::default(),
+            replies: std::rc::Rc::default(),
+        };
+        let (offered, replies) = (client.offered.clone(), client.replies.clone());
+        serve(client, ServerConfig::new("mx.example.org"), &mut Accept).unwrap();
+        let replies = String::from_utf8_lossy(&replies.borrow()).into_owned();
+        let offered = offered.borrow();
+        assert!(replies.contains("354 "), "{replies}");
+        assert!(replies.contains("\r\n221 "), "{replies}");
+        assert_eq!(
+            offered[..5],
+            [IDLE_BUF, IDLE_BUF, IDLE_BUF, IDLE_BUF, DATA_BUF],
+            "the idle buffer for commands, DATA_BUF once DATA was accepted"
+        );
+        assert_eq!(offered.len(), 6, "one read per piece: {offered:?}");
     }
 
     #[test]
