@@ -109,8 +109,7 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
             break;
         }
         let Ok(stream) = conn else { continue };
-        let peer = stream.peer_addr().ok();
-        let ip = peer.map(|p| p.ip());
+        let ip = stream.peer_addr().ok().map(|p| p.ip());
         let settings = shared.settings.get();
         let slot = match shared.limits.admit(
             ip,
@@ -132,7 +131,6 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
         let passwords = shared.passwords.current();
         let incoming = Incoming {
             stream,
-            peer,
             slot,
             kind,
             tls,
@@ -155,8 +153,6 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
 /// A connection handed to a session thread.
 struct Incoming {
     stream: TcpStream,
-    /// The client's address, as read at accept (`None` if the socket could not say).
-    peer: Option<SocketAddr>,
     /// Its place under the session limits, given back when the session ends.
     slot: Slot,
     /// What the listener speaks.
@@ -214,12 +210,15 @@ fn session_thread(
     while let Some(incoming) = next.take() {
         let Incoming {
             stream,
-            peer,
             slot,
             kind,
             tls,
             passwords,
         } = incoming;
+        // Asked again rather than carried in `Incoming`: a new session thread's spawn
+        // closure holds its first `Incoming` for the thread's life, and 32 bytes more
+        // there are 32 bytes more per idle session (W5).
+        let peer = stream.peer_addr().ok();
         let mut client = Client::new(peer, kind, tls);
         client.passwords = passwords;
         let relay = peer.is_some_and(|p| shared.settings.get().is_relay_client(p.ip()));
