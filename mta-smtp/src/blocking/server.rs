@@ -480,13 +480,13 @@ mod tests {
     /// read was given.
     struct Scripted {
         pieces: std::collections::VecDeque<Vec<u8>>,
-        offered: std::rc::Rc<RefCell<Vec<usize>>>,
-        replies: std::rc::Rc<RefCell<Vec<u8>>>,
+        offered: Vec<usize>,
+        replies: Vec<u8>,
     }
 
     impl io::Read for Scripted {
         fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            self.offered.borrow_mut().push(buf.len());
+            self.offered.push(buf.len());
             let Some(mut piece) = self.pieces.pop_front() else {
                 return Ok(0);
             };
@@ -501,7 +501,7 @@ mod tests {
 
     impl io::Write for Scripted {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.replies.borrow_mut().extend_from_slice(buf);
+            self.replies.extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> io::Result<()> {
@@ -509,7 +509,8 @@ mod tests {
         }
     }
 
-    impl Transport for Scripted {}
+    // By reference, so the test reads the record after `serve` is done with it.
+    impl Transport for &mut Scripted {}
 
     struct Accept;
     impl Policy for Accept {}
@@ -530,15 +531,19 @@ mod tests {
             &message,
             b"QUIT\r\n",
         ];
-        let client = Scripted {
+        let mut client = Scripted {
             pieces: script.iter().map(|p| p.to_vec()).collect(),
-            offered: std::rc::Rc::default(),
-            replies: std::rc::Rc::default(),
+            offered: Vec::new(),
+            replies: Vec::new(),
         };
-        let (offered, replies) = (client.offered.clone(), client.replies.clone());
-        serve(client, ServerConfig::new("mx.example.org"), &mut Accept).unwrap();
-        let replies = String::from_utf8_lossy(&replies.borrow()).into_owned();
-        let offered = offered.borrow();
+        serve(
+            &mut client,
+            ServerConfig::new("mx.example.org"),
+            &mut Accept,
+        )
+        .unwrap();
+        let replies = String::from_utf8_lossy(&client.replies);
+        let offered = &client.offered;
         assert!(replies.contains("354 "), "{replies}");
         assert!(replies.contains("\r\n221 "), "{replies}");
         assert_eq!(
