@@ -104,12 +104,15 @@ const STOP_POLL: Duration = Duration::from_secs(1);
 /// or gets a new one; no connection ever queues behind a busy session.
 pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared>) {
     let (handoff, waiting) = crossbeam_channel::bounded::<Incoming>(0);
-    for conn in listener.incoming() {
+    loop {
+        // `accept` rather than `incoming`: it gives the peer's address, which the limits
+        // and the session need, without a `getpeername` per connection.
+        let conn = listener.accept();
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(stream) = conn else { continue };
-        let ip = stream.peer_addr().ok().map(|p| p.ip());
+        let Ok((stream, peer)) = conn else { continue };
+        let ip = Some(peer.ip());
         let settings = shared.settings.get();
         let slot = match shared.limits.admit(
             ip,
@@ -131,6 +134,7 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
         let passwords = shared.passwords.current();
         let incoming = Incoming {
             stream,
+            peer,
             slot,
             kind,
             tls,
@@ -140,19 +144,33 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
             Ok(()) => continue,
             Err(e) => e.into_inner(),
         };
+        // No thread is waiting: start one, and hand it the connection through the same
+        // rendezvous rather than in its spawn closure, whose captures stay allocated for
+        // the thread's life (bytes per idle session, W5). Whichever waiting thread takes it
+        // first serves it. A failed spawn, or a hand-over nobody takes in time, drops the
+        // job: the connection closes and the slot comes back.
         let session_shared = Arc::clone(shared);
-        let waiting = waiting.clone();
-        // A failed spawn drops the job: the connection closes and the slot comes back.
-        let _ = std::thread::Builder::new()
+        let session_waiting = waiting.clone();
+        let started = std::thread::Builder::new()
             .name("smtp".into())
             .stack_size(SESSION_STACK)
-            .spawn(move || session_thread(&session_shared, job, &waiting));
+            .spawn(move || session_thread(&session_shared, &session_waiting));
+        if started.is_ok() {
+            let _ = handoff.send_timeout(job, HANDOFF);
+        }
     }
 }
+
+/// How long the acceptor waits for a session thread it just started to take its first
+/// connection (it is the thread's first step; a thread that could not take it in this
+/// time is not coming).
+const HANDOFF: Duration = Duration::from_secs(5);
 
 /// A connection handed to a session thread.
 struct Incoming {
     stream: TcpStream,
+    /// The client's address, as `accept` gave it.
+    peer: SocketAddr,
     /// Its place under the session limits, given back when the session ends.
     slot: Slot,
     /// What the listener speaks.
@@ -199,26 +217,19 @@ fn refused(shared: &Shared, ip: Option<IpAddr>, reason: Reason, detail: &str) {
     ));
 }
 
-/// A session thread: drops privileges once, serves `first`, then every connection handed
-/// to it while it waits, until none comes for [`IDLE_THREAD`] or the acceptor is gone.
-fn session_thread(
-    shared: &Arc<Shared>,
-    first: Incoming,
-    waiting: &crossbeam_channel::Receiver<Incoming>,
-) {
-    let mut next = Some(first);
-    while let Some(incoming) = next.take() {
+/// A session thread: serves every connection handed to it, until none comes for
+/// [`IDLE_THREAD`] or the acceptor is gone.
+fn session_thread(shared: &Arc<Shared>, waiting: &crossbeam_channel::Receiver<Incoming>) {
+    while let Ok(incoming) = waiting.recv_timeout(IDLE_THREAD) {
         let Incoming {
             stream,
+            peer,
             slot,
             kind,
             tls,
             passwords,
         } = incoming;
-        // Asked again rather than carried in `Incoming`: a new session thread's spawn
-        // closure holds its first `Incoming` for the thread's life, and 32 bytes more
-        // there are 32 bytes more per idle session (W5).
-        let peer = stream.peer_addr().ok();
+        let peer = Some(peer);
         let mut client = Client::new(peer, kind, tls);
         client.passwords = passwords;
         let relay = peer.is_some_and(|p| shared.settings.get().is_relay_client(p.ip()));
@@ -238,7 +249,6 @@ fn session_thread(
         if shared.stopping.load(Ordering::SeqCst) {
             return;
         }
-        next = waiting.recv_timeout(IDLE_THREAD).ok();
     }
 }
 
