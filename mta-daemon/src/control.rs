@@ -73,8 +73,11 @@ pub fn bind(root: &Root, owner: Option<(u32, u32)>) -> io::Result<UnixListener> 
 
 /// The control thread: answers connections one at a time until the listener fails.
 pub fn serve(listener: &UnixListener, server: &Server) {
+    let mut pacer = crate::accept::Pacer::new("control");
     for conn in listener.incoming() {
-        let Ok(mut conn) = conn else { continue };
+        let Some(mut conn) = pacer.take(conn) else {
+            continue;
+        };
         let allowed = rustix::net::sockopt::socket_peercred(&conn).is_ok_and(|cred| {
             let uid = cred.uid.as_raw();
             uid == 0 || server.allowed.contains(&uid)

@@ -18,6 +18,7 @@
 //! | `auth` | SMTP AUTH: users/passwords, checkpassword, authfailmax, `mta passwd` | qmail-smtpd AUTH patches, checkpassword |
 //! | `tls` | `servercert.pem` (re-read when it changes), plain and TLS session streams | qmail-tls |
 //! | `limits` | session slots per server and per client address, refusal counters | tcpserver's `-c` |
+//! | `accept` | every accept loop's pause when `accept` fails for want of descriptors | |
 //! | `sched` | the scheduler: routing, retries, concurrency | qmail-send |
 //! | `pool` | delivery and finishing threads: marks, bounces, removal | qmail-send's spawn/clean links |
 //! | `route` | local vs remote, virtualdomains, percenthack | qmail-send `rewrite()` |
@@ -43,6 +44,7 @@
 // module's interface to the others.
 #![allow(unreachable_pub)]
 
+pub(crate) mod accept;
 pub(crate) mod accounts;
 pub(crate) mod admin;
 mod auth;

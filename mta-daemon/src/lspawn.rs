@@ -180,8 +180,11 @@ fn bind(root: &Root, gid: u32) -> io::Result<UnixListener> {
 }
 
 fn accept_loop(listener: &UnixListener, state: &Arc<Lspawn>) {
+    let mut pacer = crate::accept::Pacer::new("lspawn");
     for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
+        let Some(conn) = pacer.take(conn) else {
+            continue;
+        };
         let allowed = rustix::net::sockopt::socket_peercred(&conn)
             .is_ok_and(|c| c.uid.as_raw() == 0 || c.uid.as_raw() == state.accounts.queue.uid);
         if !allowed {

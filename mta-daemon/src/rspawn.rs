@@ -242,8 +242,11 @@ fn accept_loop(
     remote: &Arc<RemoteDelivery>,
     messages: &Arc<JobMessages>,
 ) {
+    let mut pacer = crate::accept::Pacer::new("remote link");
     for conn in listener.incoming() {
-        let Ok(conn) = conn else { continue };
+        let Some(conn) = pacer.take(conn) else {
+            continue;
+        };
         let ok = rustix::net::sockopt::socket_peercred(&conn)
             .is_ok_and(|c| allowed.contains(&c.uid.as_raw()));
         if !ok {

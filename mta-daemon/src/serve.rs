@@ -510,8 +510,11 @@ fn start_submission(
     let queue = Arc::clone(&base.queue);
     let tx = sched_tx.clone();
     spawn("submit", move || {
+        let mut pacer = crate::accept::Pacer::new("submission");
         for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
+            let Some(conn) = pacer.take(conn) else {
+                continue;
+            };
             if !peer_ok(&conn) {
                 continue;
             }
@@ -544,8 +547,11 @@ fn start_submission(
     spawn("metrics-part", move || {
         use std::io::Write;
         let limits = crate::limits::Limits::default();
+        let mut pacer = crate::accept::Pacer::new("metrics-part");
         for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
+            let Some(mut conn) = pacer.take(conn) else {
+                continue;
+            };
             if peer_ok(&conn) {
                 let _ = conn.write_all(crate::metrics::render(&limits).as_bytes());
             }

@@ -104,6 +104,7 @@ const STOP_POLL: Duration = Duration::from_secs(1);
 /// or gets a new one; no connection ever queues behind a busy session.
 pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared>) {
     let (handoff, waiting) = crossbeam_channel::bounded::<Incoming>(0);
+    let mut pacer = crate::accept::Pacer::new("smtp");
     loop {
         // `accept` rather than `incoming`: it gives the peer's address, which the limits
         // and the session need, without a `getpeername` per connection.
@@ -111,7 +112,9 @@ pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared
         if shared.stopping.load(Ordering::SeqCst) {
             break;
         }
-        let Ok((stream, peer)) = conn else { continue };
+        let Some((stream, peer)) = pacer.take(conn) else {
+            continue;
+        };
         let ip = Some(peer.ip());
         let settings = shared.settings.get();
         let slot = match shared.limits.admit(

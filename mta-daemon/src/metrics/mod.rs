@@ -290,8 +290,11 @@ pub(crate) fn serve_on(
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
+            let mut pacer = crate::accept::Pacer::new("metrics");
             for conn in listener.incoming() {
-                let Ok(stream) = conn else { continue };
+                let Some(stream) = pacer.take(conn) else {
+                    continue;
+                };
                 let body = || combined(&limits, &queue_part);
                 if let Err(e) = answer(stream, &body) {
                     log::line(&format!(

@@ -509,3 +509,76 @@ fn idle_and_dripping_crowd_does_not_shut_out_a_real_client() {
     assert_eq!(deadline_reply, idle_n);
     assert_eq!(drips_open, 0, "dripping connections left open");
 }
+
+/// The pid of `parent`'s child process named `name` (its `comm`), if there is one.
+fn child_named(parent: u32, name: &str) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let (head, tail) = stat.rsplit_once(") ")?;
+        let comm = head.split_once(" (")?.1;
+        let ppid: u32 = tail.split(' ').nth(1)?.parse().ok()?;
+        (ppid == parent && comm == name).then_some(pid)
+    })
+}
+
+/// CPU time (user + system, all threads) of process `pid`, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let tail = stat.rsplit_once(") ").unwrap().1;
+    let fields: Vec<&str> = tail.split(' ').collect();
+    // After the command: state is field 3 of stat(5), utime 14 and stime 15.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// The SMTP process out of descriptors (the server's open-file limit set to 64; the SMTP
+/// process holds about a dozen at rest, one per session): a connection past the limit
+/// waits in the listen queue, unanswered; the acceptor pauses between `accept` calls
+/// instead of retrying at once (which kept one CPU busy for as long as the shortage
+/// lasted), says so once in the log, and greets the waiting client once a descriptor
+/// comes free.
+#[test]
+fn acceptor_out_of_descriptors_pauses_instead_of_spinning() {
+    let root = TestRoot::new();
+    root.control("concurrencyperip", "200\n");
+    root.control("concurrencyincoming", "200\n");
+    let mut server = root.serve_with_nofile(64);
+    let smtpd = child_named(server.pid(), "mta-smtpd").expect("the SMTP process");
+    // Sessions until one is not greeted: the SMTP process has no descriptor left for it.
+    let mut greeted = Vec::new();
+    let waiting = loop {
+        let mut s = TcpStream::connect(root.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        if !read_reply(&mut s).starts_with("220 ") {
+            break s;
+        }
+        greeted.push(s);
+        assert!(greeted.len() < 64, "the open-file limit was never reached");
+    };
+    let before = cpu_ticks(smtpd);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_ticks(smtpd) - before;
+    // Retrying at once costs about 200 ticks (a CPU for 2 s at 100 ticks a second); the
+    // paced loop tries about once a second by now.
+    assert!(used < 40, "the acceptor spun: {used} ticks in 2 s");
+    assert!(
+        server.wait_log("warning: smtp: accept: ", 1, 5),
+        "{}",
+        server.log_text()
+    );
+    assert_eq!(
+        server.log_text().matches("warning: smtp: accept: ").count(),
+        1,
+        "logged once per shortage: {}",
+        server.log_text()
+    );
+    // Descriptors come free: the waiting client is greeted (within the longest pause).
+    drop(greeted);
+    let mut waiting = waiting;
+    waiting
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert!(read_reply(&mut waiting).starts_with("220 "));
+    drop(waiting);
+    assert_eq!(server.stop(), Some(0), "{}", server.log_text());
+}

@@ -86,6 +86,14 @@ impl TestRoot {
     pub fn serve(&self) -> Server {
         Server::start(self)
     }
+
+    /// [`serve`](TestRoot::serve) with the open-file limit (soft and hard) of the whole
+    /// process tree set to `nofile`, by util-linux's `prlimit` (which execs the server: the
+    /// pid is the server's).
+    pub fn serve_with_nofile(&self, nofile: u64) -> Server {
+        let limit = format!("--nofile={nofile}:{nofile}");
+        Server::start_under(self, &["prlimit", &limit, "--"])
+    }
 }
 
 /// Runs `mta --root DIR args...` to completion.
@@ -126,12 +134,25 @@ pub struct Server {
 
 impl Server {
     pub fn start(root: &TestRoot) -> Server {
+        Server::start_under(root, &[])
+    }
+
+    /// [`start`](Server::start), the server run by the command `wrapper` (empty: none).
+    fn start_under(root: &TestRoot, wrapper: &[&str]) -> Server {
         let log = root
             .tmp
             .path()
             .join(format!("serve-{}.log", Instant::now().elapsed().as_nanos()));
         let logf = std::fs::File::create(&log).unwrap();
-        let child = Command::new(MTA)
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(MTA);
+                c
+            }
+            None => Command::new(MTA),
+        };
+        let child = command
             .arg("--root")
             .arg(&root.dir)
             .arg("serve")
