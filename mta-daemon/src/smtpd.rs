@@ -99,7 +99,7 @@ const STOP_POLL: Duration = Duration::from_secs(1);
 ///
 /// A thread whose session ended waits 10 s for the next connection before it
 /// exits, so a busy server (a client opening a connection per message, as `smtp-source`
-/// does) does not pay a thread start, stack mapping and privilege drop per connection.
+/// does) does not pay a thread start and stack mapping per connection.
 /// The hand-over is a rendezvous: a connection goes to a thread that is already waiting,
 /// or gets a new one; no connection ever queues behind a busy session.
 pub fn accept_loop(listener: &TcpListener, kind: ListenKind, shared: &Arc<Shared>) {
@@ -232,10 +232,9 @@ fn session_thread(shared: &Arc<Shared>, waiting: &crossbeam_channel::Receiver<In
             tls,
             passwords,
         } = incoming;
-        let peer = Some(peer);
-        let mut client = Client::new(peer, kind, tls);
+        let mut client = Client::new(Some(peer), kind, tls);
         client.passwords = passwords;
-        let relay = peer.is_some_and(|p| shared.settings.get().is_relay_client(p.ip()));
+        let relay = shared.settings.get().is_relay_client(peer.ip());
         let mut wire = Wire::Plain(stream);
         let ready = kind != ListenKind::Smtps || implicit_tls(shared, &mut wire, &mut client);
         if ready

@@ -510,20 +510,8 @@ fn idle_and_dripping_crowd_does_not_shut_out_a_real_client() {
     assert_eq!(drips_open, 0, "dripping connections left open");
 }
 
-/// The pid of `parent`'s child process named `name` (its `comm`), if there is one.
-fn child_named(parent: u32, name: &str) -> Option<i32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        let (head, tail) = stat.rsplit_once(") ")?;
-        let comm = head.split_once(" (")?.1;
-        let ppid: u32 = tail.split(' ').nth(1)?.parse().ok()?;
-        (ppid == parent && comm == name).then_some(pid)
-    })
-}
-
 /// CPU time (user + system, all threads) of process `pid`, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
+fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let tail = stat.rsplit_once(") ").unwrap().1;
     let fields: Vec<&str> = tail.split(' ').collect();
@@ -543,7 +531,7 @@ fn acceptor_out_of_descriptors_pauses_instead_of_spinning() {
     root.control("concurrencyperip", "200\n");
     root.control("concurrencyincoming", "200\n");
     let mut server = root.serve_with_nofile(64);
-    let smtpd = child_named(server.pid(), "mta-smtpd").expect("the SMTP process");
+    let smtpd = crate::processes::wait_role(server.pid(), "smtpd");
     // Sessions until one is not greeted: the SMTP process has no descriptor left for it.
     let mut greeted = Vec::new();
     let waiting = loop {
